@@ -1,0 +1,104 @@
+"""What an action does with one partition, where the partition is computed.
+
+An action travels as data (``["count"]``, ``["reduce", f]``, ...). A task
+applies it to its partition's iterator with :func:`run`; the driver combines
+the per-partition results in the RDD method that started the job. ``collect``
+packs its records as they come (``STREAM``), so a partition is never held
+twice in memory.
+"""
+from __future__ import annotations
+
+import collections
+import functools
+import heapq
+import itertools
+import random
+from typing import Any, Iterable, Iterator
+
+from gopark import registry, serialize
+
+
+class Stream(bytes):
+    """Packed records one after another (the result of ``collect``)."""
+
+
+def _collect(it: Iterable[Any]) -> Stream:
+    packer = serialize.Packer("collect")
+    out: list[bytes] = []
+    for record in it:
+        out.append(packer.pack(record))
+    return Stream(b"".join(out))
+
+
+def _reduce(f: Any, it: Iterator[Any]) -> list:
+    first = next(it, _EMPTY)
+    if first is _EMPTY:
+        return []
+    return [functools.reduce(f, it, first)]
+
+
+_EMPTY = object()
+
+
+def _sample_keys(n: int, key: Any, it: Iterable[Any]) -> list:
+    rng = random.Random(17)
+    sample: list = []
+    for i, kv in enumerate(it):
+        k = kv[0] if key is None else key(kv[0])
+        if i < n:
+            sample.append(k)
+        else:
+            j = rng.randint(0, i)
+            if j < n:
+                sample[j] = k
+    return sample
+
+
+def _count_by(it: Iterable[Any]) -> dict:
+    return dict(collections.Counter(it))
+
+
+def run(action: list, it: Iterator[Any], split: int, attempt: int) -> Any:
+    """The result of ``action`` over one partition's records."""
+    name = action[0]
+    f = registry.decode_func(action[-1]) if name in _TAKES_FUNC and action[-1] is not None else None
+    if name == "collect":
+        return _collect(it)
+    if name == "count":
+        return sum(1 for _ in it)
+    if name == "reduce":
+        return _reduce(f, it)
+    if name in ("fold", "aggregate"):
+        return functools.reduce(f, it, action[1])
+    if name == "take":
+        return list(itertools.islice(it, action[1]))
+    if name == "top":
+        return heapq.nlargest(action[1], it, key=f)
+    if name == "foreach":
+        for x in it:
+            f(x)
+        return None
+    if name == "foreachPartition":
+        f(it)
+        return None
+    if name == "countByKey":
+        return _count_by(kv[0] for kv in it)
+    if name == "countByValue":
+        return _count_by(it)
+    if name == "save":
+        from gopark.io import text
+        return text.write_partition(action[1], split, attempt, it)
+    if name == "sample_keys":
+        return _sample_keys(action[1], f, it)
+    raise ValueError(f"unknown action {name!r}")
+
+
+_TAKES_FUNC = {"reduce", "fold", "aggregate", "top", "foreach", "foreachPartition", "sample_keys"}
+
+
+def merge_counts(parts: list[dict]) -> dict:
+    """Driver: the sum of per-partition counts."""
+    total: collections.Counter = collections.Counter()
+    for p in parts:
+        total.update(p)
+    return dict(total)

@@ -1,0 +1,179 @@
+"""The Context: where an app starts, chooses its master, and makes its first RDDs.
+
+It owns everything of one session: the options, the work folder (private,
+removed by ``stop()``), the RDD and shuffle ids, the DAG scheduler and the
+backend that runs tasks. Two Contexts never share any of it.
+"""
+from __future__ import annotations
+
+import atexit
+import glob
+import itertools
+import logging
+import os
+import shutil
+import sys
+import tempfile
+from typing import Any, Callable, Iterable
+
+from gopark import options as options_mod
+from gopark import shared
+from gopark.errors import ConfigError, GoparkError, JobError
+from gopark.progress import Progress
+from gopark.rdd import RDD, ParallelCollection, TextFileRDD, UnionRDD, _check_rdds, _num, slice_collection
+from gopark.scheduler.dag import DAGScheduler
+
+log = logging.getLogger("gopark")
+_WORK_PREFIX = "gopark-"
+
+
+def _remove_stale_work_dirs() -> None:
+    """Work folders of drivers that were killed before they could clean up."""
+    for path in glob.glob(os.path.join(tempfile.gettempdir(), _WORK_PREFIX + "*")):
+        pid = os.path.basename(path)[len(_WORK_PREFIX):].split("-")[0]
+        if not pid.isdigit() or os.stat(path).st_uid != os.getuid():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(path, ignore_errors=True)
+        except PermissionError:
+            pass
+
+
+def _one_line_errors(exc_type: type, exc: BaseException, tb: Any) -> None:
+    """Script mode: gopark's input errors print as one line, not a traceback."""
+    if isinstance(exc, GoparkError) and not isinstance(exc, JobError):
+        print(f"gopark: error: {exc}", file=sys.stderr)
+        return
+    sys.__excepthook__(exc_type, exc, tb)
+
+
+class Context:
+    """The entry point of an app: ``with Context() as ctx: ctx.textFile(...)...``.
+
+    ``master`` is ``"local"`` (default), ``"process[:N]"``, ``"mesos"``...; with
+    no master, options come from ``sys.argv`` (``-m``, ``-p``, ``--mem``, ...).
+
+    >>> with Context("local") as ctx:
+    ...     ctx.parallelize(range(10), 2).map(abs).count()
+    10
+    """
+
+    def __init__(self, master: str | None = None, parallel: int | None = None, **options: Any) -> None:
+        if master is None:
+            sys.excepthook = _one_line_errors
+            self.options = options_mod.from_argv(parallel=parallel, **options)
+        else:
+            self.options = options_mod.make_options(master, parallel, **options)
+        self.master = options_mod.parse_master(self.options.master)
+        if self.master.kind == "mesos":
+            if not getattr(sys, "frozen", False):
+                raise ConfigError("-m mesos runs a frozen app: build it first with `gopark build "
+                                  f"{os.path.basename(sys.argv[0]) or 'app.py'}` and run the executable it makes")
+            raise ConfigError("mesos mode is not available in this version of gopark")
+        if self.options.verbose:
+            logging.basicConfig(format="%(asctime)s %(name)s %(message)s")
+            log.setLevel(logging.DEBUG)
+        _remove_stale_work_dirs()
+        self.work_dir = tempfile.mkdtemp(prefix=f"{_WORK_PREFIX}{os.getpid()}-")
+        self._rdd_ids = itertools.count()
+        self._shuffle_ids = itertools.count()
+        self._accumulators: list[shared.Accumulator] = []
+        self._stopped = False
+        self.scheduler = DAGScheduler(self.options.max_failures, Progress(not self.options.quiet))
+        mem_bytes = int(self.options.mem * (1 << 20))
+        try:
+            self.backend = self._make_backend(mem_bytes)
+        except BaseException:
+            shutil.rmtree(self.work_dir, ignore_errors=True)
+            raise
+        self.scheduler.backend = self.backend
+        self.defaultParallelism: int = self.options.parallel or self.backend.default_parallelism
+        atexit.register(self.stop)
+
+    def _make_backend(self, mem_bytes: int) -> Any:
+        if self.master.kind == "process":
+            from gopark.scheduler.process import ProcessBackend
+            return ProcessBackend(self.master.workers, self.scheduler.post, self.work_dir, mem_bytes)
+        from gopark.scheduler.local import LocalBackend
+        from gopark.task import WorkerEnv
+        return LocalBackend(self.scheduler.post, WorkerEnv(self.work_dir, mem_bytes, "driver", cache_on_disk=False))
+
+    # -- lifecycle ----------------------------------------------------------------------
+    def stop(self) -> None:
+        """End the workers, remove the work folder. Safe to call more than once."""
+        if self._stopped:
+            return
+        self._stopped = True
+        atexit.unregister(self.stop)
+        try:
+            self.backend.stop()
+        finally:
+            shutil.rmtree(self.work_dir, ignore_errors=True)
+
+    def __enter__(self) -> Context:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+    def _new_rdd_id(self) -> int:
+        return next(self._rdd_ids)
+
+    def _new_shuffle_id(self) -> int:
+        return next(self._shuffle_ids)
+
+    # -- data sources -------------------------------------------------------------------
+    def parallelize(self, seq: Iterable[Any], numSlices: int | None = None) -> RDD:
+        """An RDD of the items of ``seq`` in ``numSlices`` partitions (default: defaultParallelism).
+
+        >>> with Context("local") as ctx:
+        ...     ctx.parallelize([1, 2, 3], 2).glom().collect()
+        [[1], [2, 3]]
+        """
+        self._check_running()
+        n = _num(numSlices, "numSlices") or self.defaultParallelism
+        if isinstance(seq, (str, bytes, dict)) or not hasattr(seq, "__iter__"):
+            raise TypeError(f"parallelize takes a sequence of records, not {type(seq).__name__}")
+        return ParallelCollection(self, slice_collection(seq, n))
+
+    makeRDD = parallelize
+
+    def textFile(self, path: str, splitSize: int | None = None, numSplits: int | None = None) -> RDD:
+        """The lines of a file, a folder's files or a glob (``.gz``/``.bz2`` decompressed; ``mfs://``)."""
+        self._check_running()
+        from gopark.io import text
+        return TextFileRDD(self, path, text.plan_splits(path, splitSize, numSplits))
+
+    def union(self, rdds: list[RDD]) -> RDD:
+        """The records of all ``rdds``."""
+        self._check_running()
+        if isinstance(rdds, RDD):
+            rdds = [rdds]
+        rdds = list(rdds)
+        if not rdds:
+            raise ValueError("union needs at least one RDD")
+        return UnionRDD(self, _check_rdds(rdds, "union"))
+
+    def broadcast(self, value: Any) -> shared.Broadcast:
+        """A read-only value every task can read as ``b.value`` (pass ``b`` through ``partial``)."""
+        self._check_running()
+        return shared.new_broadcast(value, self.work_dir)
+
+    def accumulator(self, init: Any = 0, merge: Callable[[Any, Any], Any] | None = None) -> shared.Accumulator:
+        """A value tasks ``add`` to and the driver reads (``merge`` default ``+``)."""
+        acc = shared.new_accumulator(init, merge)
+        self._accumulators.append(acc)
+        return acc
+
+    # -- jobs -------------------------------------------------------------------------
+    def runJob(self, rdd: RDD, action: list, partitions: list[int] | None = None) -> list[Any]:
+        """Run an action (as data) on partitions of ``rdd``; one result per partition."""
+        self._check_running()
+        parts = list(range(rdd.num_partitions)) if partitions is None else list(partitions)
+        return self.scheduler.run_job(rdd, action, parts)
+
+    def _check_running(self) -> None:
+        if self._stopped:
+            raise GoparkError("this Context is stopped")

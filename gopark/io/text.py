@@ -1,0 +1,206 @@
+"""Text input split on line borders, and atomic text output.
+
+A split is plain data (it travels in a task):
+
+- ``{"kind": "file", "path", "start", "end"}``: bytes ``[start, end)`` of a local
+  file; a line belongs to the split in which it starts, so every line is read
+  exactly once whatever the split borders cut;
+- ``{"kind": "gz"|"bz2", "path"}``: a whole compressed file;
+- ``{"kind": "mfs", ...}``: a MooseFS chunk, planned and read by ``gopark.io.moosefs``.
+
+Lines are ``str`` (UTF-8, undecodable bytes replaced), without ``\\n`` or ``\\r\\n``.
+"""
+from __future__ import annotations
+
+import bz2
+import glob
+import gzip
+import os
+import shutil
+from typing import Any, BinaryIO, Iterable, Iterator
+
+from gopark.errors import InputNotFound
+
+DEFAULT_SPLIT_SIZE = 64 << 20
+_BLOCK = 1 << 20
+
+
+def _is_moosefs(path: str) -> bool:
+    """``mfs://`` URLs and paths under a mounted MooseFS."""
+    if path.startswith("mfs://"):
+        return True
+    try:
+        with open("/proc/mounts") as f:
+            mounts = [line.split() for line in f]
+    except OSError:
+        return False
+    real = os.path.realpath(path)
+    for m in mounts:
+        if len(m) >= 3 and "mfs" in m[2] and (real == m[1] or real.startswith(m[1].rstrip("/") + "/")):
+            return True
+    return False
+
+
+def _list_files(path: str) -> list[str]:
+    if os.path.isdir(path):
+        names = sorted(n for n in os.listdir(path) if not n.startswith((".", "_")))
+        return [os.path.join(path, n) for n in names if os.path.isfile(os.path.join(path, n))]
+    if os.path.isfile(path):
+        return [path]
+    if glob.has_magic(path):
+        files = sorted(p for p in glob.glob(path) if os.path.isfile(p))
+        if files:
+            return files
+        raise InputNotFound(f"textFile: no file matches {path!r}")
+    raise InputNotFound(f"textFile: {path!r} does not exist")
+
+
+def plan_splits(path: str, split_size: int | None = None, num_splits: int | None = None) -> list[dict]:
+    """The splits of a file, a folder (its files, not hidden ones) or a glob."""
+    if not isinstance(path, str) or not path:
+        raise TypeError(f"textFile takes a path string, not {path!r}")
+    if split_size is not None and (not isinstance(split_size, int) or split_size < 1):
+        raise ValueError(f"textFile: splitSize must be a positive number of bytes, not {split_size!r}")
+    if num_splits is not None and (not isinstance(num_splits, int) or num_splits < 1):
+        raise ValueError(f"textFile: numSplits must be a positive integer, not {num_splits!r}")
+    if _is_moosefs(path):
+        from gopark.io import moosefs
+        if num_splits and not split_size:
+            split_size = None  # MooseFS splits follow chunks; numSplits is a hint it cannot honour exactly
+        return moosefs.plan_splits(path, split_size)
+    files = _list_files(os.path.expanduser(path))
+    plain = [(f, os.path.getsize(f)) for f in files if not f.endswith((".gz", ".bz2"))]
+    if split_size is None:
+        total = sum(size for _, size in plain)
+        split_size = -(-total // num_splits) if num_splits and total else DEFAULT_SPLIT_SIZE
+    splits: list[dict] = []
+    for f in files:
+        if f.endswith(".gz") or f.endswith(".bz2"):
+            splits.append({"kind": "gz" if f.endswith(".gz") else "bz2", "path": os.path.abspath(f)})
+            continue
+        size = os.path.getsize(f)
+        for start in range(0, size, split_size):
+            splits.append({"kind": "file", "path": os.path.abspath(f), "start": start,
+                           "end": min(size, start + split_size)})
+    return splits
+
+
+def split_hosts(split: dict) -> list[str]:
+    """Where a split's bytes live (MooseFS chunkservers), for locality."""
+    return list(split.get("hosts", ()))
+
+
+def read_split(split: dict) -> Iterator[str]:
+    """The lines of one split."""
+    kind = split["kind"]
+    if kind == "file":
+        with open(split["path"], "rb") as f:
+            yield from read_lines(f, split["start"], split["end"])
+    elif kind in ("gz", "bz2"):
+        opener = gzip.open if kind == "gz" else bz2.open
+        with opener(split["path"], "rb") as f:
+            yield from read_lines(f, 0, None)
+    elif kind == "mfs":
+        from gopark.io import moosefs
+        yield from moosefs.read_split(split)
+    else:
+        raise ValueError(f"unknown split kind {kind!r}")
+
+
+def _decode(block: bytes) -> list[str]:
+    text = block.decode("utf-8", "replace")
+    lines = text.split("\n")
+    if "\r" in text:
+        lines = [ln[:-1] if ln.endswith("\r") else ln for ln in lines]
+    return lines
+
+
+def read_lines(f: BinaryIO, start: int, end: int | None) -> Iterator[str]:
+    """Lines of a seekable (or, with start 0, any) binary stream that start in ``[start, end)``."""
+    if start > 0:
+        f.seek(start - 1)
+        if f.read(1) != b"\n":       # we are inside a line that belongs to the previous split
+            start += len(f.readline())
+    pos, carry = start, b""
+    while end is None or pos < end:
+        want = _BLOCK if end is None else min(_BLOCK, end - pos)
+        data = f.read(want)
+        if not data:
+            break
+        pos += len(data)
+        buf = carry + data if carry else data
+        cut = buf.rfind(b"\n")
+        if cut < 0:
+            carry = buf
+            continue
+        carry = buf[cut + 1:]
+        yield from _decode(buf[:cut])
+    if carry:
+        if end is not None and pos >= end:   # the last line started before end: finish it
+            carry += f.readline()
+        if carry.endswith(b"\n"):
+            carry = carry[:-1]
+        yield from _decode(carry)
+
+
+# --- output --------------------------------------------------------------------
+
+def prepare_output(path: str, overwrite: bool) -> str:
+    """Driver side of saveAsTextFile: refuse a non-empty folder unless ``overwrite``."""
+    if not isinstance(path, str) or not path:
+        raise TypeError(f"saveAsTextFile takes a folder path, not {path!r}")
+    path = os.path.abspath(os.path.expanduser(path))
+    if os.path.exists(path):
+        if not os.path.isdir(path):
+            raise FileExistsError(f"saveAsTextFile: {path!r} exists and is not a folder")
+        if os.listdir(path):
+            if not overwrite:
+                raise FileExistsError(f"saveAsTextFile: {path!r} is not empty (pass overwrite=True to replace it)")
+            shutil.rmtree(path)
+    os.makedirs(os.path.join(path, "_temporary"), exist_ok=True)
+    return path
+
+
+def _line(record: Any) -> bytes:
+    if type(record) is str:
+        return record.encode("utf-8", "surrogatepass")
+    if type(record) is bytes:
+        return record
+    return str(record).encode("utf-8", "surrogatepass")
+
+
+def write_partition(path: str, split: int, attempt: int, records: Iterable[Any]) -> str:
+    """Write ``part-NNNNN`` atomically: to a temporary name, renamed when whole."""
+    name = f"part-{split:05d}"
+    tmp = os.path.join(path, "_temporary", f"{name}.attempt-{attempt}-{os.getpid()}")
+    try:
+        with open(tmp, "wb") as f:
+            batch: list[bytes] = []
+            for record in records:
+                batch.append(_line(record))
+                if len(batch) >= 4096:
+                    f.write(b"\n".join(batch) + b"\n")
+                    batch.clear()
+            if batch:
+                f.write(b"\n".join(batch) + b"\n")
+        os.replace(tmp, os.path.join(path, name))
+    except BaseException:
+        with _ignore_missing():
+            os.unlink(tmp)
+        raise
+    return name
+
+
+def finish_output(path: str) -> None:
+    """Driver side, after every partition is written: ``_SUCCESS`` last."""
+    shutil.rmtree(os.path.join(path, "_temporary"), ignore_errors=True)
+    with open(os.path.join(path, "_SUCCESS"), "wb"):
+        pass
+
+
+class _ignore_missing:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, et: Any, ev: Any, tb: Any) -> bool:
+        return et is not None and issubclass(et, FileNotFoundError)

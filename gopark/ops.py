@@ -1,0 +1,61 @@
+"""Registered helpers behind the RDD methods (joins, distinct, groupByKey, sorting).
+
+They are ordinary registered functions under ``gopark.*`` names, so the plans
+that use them travel by name like the user's own functions.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from gopark.registry import register_func
+
+
+@register_func(name="gopark.one_list")
+def one_list(v: Any) -> list:
+    return [v]
+
+
+@register_func(name="gopark.append")
+def append(c: list, v: Any) -> list:
+    c.append(v)
+    return c
+
+
+@register_func(name="gopark.extend")
+def extend(a: list, b: list) -> list:
+    a.extend(b)
+    return a
+
+
+@register_func(name="gopark.keep_first")
+def keep_first(a: Any, b: Any) -> Any:
+    return a
+
+
+@register_func(name="gopark.with_none")
+def with_none(x: Any) -> tuple:
+    return (x, None)
+
+
+@register_func(name="gopark.join_pairs")
+def join_pairs(groups: tuple) -> list:
+    vs, ws = groups
+    return [(v, w) for v in vs for w in ws]
+
+
+@register_func(name="gopark.left_outer_pairs")
+def left_outer_pairs(groups: tuple) -> list:
+    vs, ws = groups
+    return [(v, w) for v in vs for w in (ws or [None])]
+
+
+@register_func(name="gopark.right_outer_pairs")
+def right_outer_pairs(groups: tuple) -> list:
+    vs, ws = groups
+    return [(v, w) for v in (vs or [None]) for w in ws]
+
+
+@register_func(name="gopark.full_outer_pairs")
+def full_outer_pairs(groups: tuple) -> list:
+    vs, ws = groups
+    return [(v, w) for v in (vs or [None]) for w in (ws or [None])]

@@ -1,0 +1,164 @@
+"""The one place that reads ``sys.argv`` and ``--conf`` files into :class:`Options`.
+
+``Context()`` with no master calls :func:`from_argv`; gopark's own arguments are
+taken out of ``sys.argv`` and the rest is left for the app.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import re
+import sys
+import tomllib
+from typing import Any
+
+from gopark.errors import ConfigError, InputNotFound
+
+MASTER_FORMS = ("local, process, process:N, mesos (master in $MESOS_MASTER), mesos://host:port, "
+                "host:port or zk://host:port[,host:port...]/path")
+
+
+@dataclasses.dataclass
+class Options:
+    """Everything a Context is configured with."""
+
+    master: str = "local"
+    parallel: int | None = None   # default number of partitions
+    cpus: float = 1.0             # per task
+    mem: int = 1024               # MB per task: the memory budget before a shuffle spills
+    max_failures: int = 4         # attempts of one task before the job fails
+    quiet: bool = False
+    verbose: bool = False
+
+    def __post_init__(self) -> None:
+        parse_master(self.master)
+        if self.parallel is not None and (not isinstance(self.parallel, int) or self.parallel < 1):
+            raise ConfigError(f"parallel must be a positive integer, not {self.parallel!r}")
+        if not isinstance(self.mem, (int, float)) or self.mem <= 0:
+            raise ConfigError(f"mem must be a positive number of MB, not {self.mem!r}")
+        if not isinstance(self.cpus, (int, float)) or self.cpus <= 0:
+            raise ConfigError(f"cpus must be a positive number, not {self.cpus!r}")
+        if not isinstance(self.max_failures, int) or self.max_failures < 1:
+            raise ConfigError(f"max_failures must be a positive integer, not {self.max_failures!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class Master:
+    """A parsed master string: ``kind`` is local, process or mesos."""
+
+    kind: str
+    workers: int = 1              # process mode
+    address: str | None = None    # mesos: host:port or zk://...
+
+
+_HOSTPORT = re.compile(r"^[A-Za-z0-9_.\-]+:\d{1,5}$|^\[[0-9A-Fa-f:]+\]:\d{1,5}$")
+
+
+def parse_master(master: str) -> Master:
+    """The master of SPEC section 4, or ConfigError with the forms it may take."""
+    if not isinstance(master, str) or not master.strip():
+        raise ConfigError(f"bad master {master!r}: expected {MASTER_FORMS}")
+    m = master.strip()
+    if m == "local":
+        return Master("local")
+    if m == "process" or m.startswith("process:"):
+        n = m.partition(":")[2]
+        if not n:
+            return Master("process", os.cpu_count() or 1)
+        if not n.isdigit() or int(n) < 1:
+            raise ConfigError(f"bad master {master!r}: process:N takes a positive number of workers")
+        return Master("process", int(n))
+    if m == "mesos":
+        env = os.environ.get("MESOS_MASTER")
+        if not env:
+            raise ConfigError("master 'mesos' reads the Mesos master from $MESOS_MASTER, which is not set")
+        return parse_master(env if env.startswith(("zk://", "mesos://")) else f"mesos://{env}")
+    if m.startswith("mesos://"):
+        address = m[len("mesos://"):].rstrip("/")
+        if not _HOSTPORT.match(address):
+            raise ConfigError(f"bad master {master!r}: mesos://host:port")
+        return Master("mesos", address=address)
+    if m.startswith("zk://"):
+        hosts, _, path = m[len("zk://"):].partition("/")
+        if not path or not all(_HOSTPORT.match(h) for h in hosts.split(",")):
+            raise ConfigError(f"bad master {master!r}: zk://host:port[,host:port...]/path")
+        return Master("mesos", address=m)
+    if _HOSTPORT.match(m):
+        return Master("mesos", address=m)
+    raise ConfigError(f"bad master {master!r}: expected {MASTER_FORMS}")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="gopark options", add_help=False, allow_abbrev=False)
+    p.add_argument("-m", "--master", help=f"where tasks run: {MASTER_FORMS} (default local)")
+    p.add_argument("-p", "--parallel", type=int, help="default number of partitions")
+    p.add_argument("--cpus", type=float, help="CPUs per task (default 1)")
+    p.add_argument("--mem", type=float, help="memory per task in MB; shuffles spill beyond it (default 1024)")
+    p.add_argument("--max-failures", type=int, dest="max_failures",
+                   help="attempts of a task before the job fails (default 4)")
+    p.add_argument("--conf", help="a TOML file of these options (master = \"process:4\", mem = 512, ...)")
+    p.add_argument("-q", "--quiet", action="store_true", default=None, help="no progress lines")
+    p.add_argument("-v", "--verbose", action="store_true", default=None, help="log what the scheduler does")
+    p.add_argument("--help", action="store_true", help="show gopark's options")
+    return p
+
+
+def help_text() -> str:
+    """gopark's options, as ``--help`` shows them."""
+    return _parser().format_help().replace("usage: gopark options", "gopark options:")
+
+
+def read_conf(path: str) -> dict[str, Any]:
+    """The options of a TOML ``--conf`` file."""
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except FileNotFoundError:
+        raise InputNotFound(f"--conf file {path!r} does not exist") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"--conf file {path!r} is not valid TOML: {exc}") from None
+    data = {k.replace("-", "_"): v for k, v in data.items()}
+    known = {f.name for f in dataclasses.fields(Options)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ConfigError(f"--conf file {path!r} has unknown options {', '.join(unknown)}; "
+                          f"known: {', '.join(sorted(known))}")
+    return data
+
+
+def make_options(master: str | None = None, parallel: int | None = None, **given: Any) -> Options:
+    """Options from explicit arguments (``Context(master, parallel, **options)``)."""
+    conf = given.pop("conf", None)
+    values: dict[str, Any] = read_conf(conf) if conf else {}
+    known = {f.name for f in dataclasses.fields(Options)}
+    unknown = sorted(set(given) - known)
+    if unknown:
+        raise ConfigError(f"unknown Context option {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+    values.update({k: v for k, v in given.items() if v is not None})
+    if master is not None:
+        values["master"] = master
+    if parallel is not None:
+        values["parallel"] = parallel
+    try:
+        return Options(**values)
+    except TypeError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def from_argv(argv: list[str] | None = None, **given: Any) -> Options:
+    """Options from ``sys.argv``; gopark's arguments are removed from it, the app's stay.
+
+    ``--help`` prints gopark's options and exits.
+    """
+    args = sys.argv if argv is None else argv
+    parsed, rest = _parser().parse_known_args(args[1:])
+    if parsed.help:
+        print(help_text())
+        raise SystemExit(0)
+    args[1:] = rest
+    values = {k: v for k, v in vars(parsed).items() if v is not None and k not in ("help", "conf")}
+    if isinstance(values.get("mem"), float) and values["mem"].is_integer():
+        values["mem"] = int(values["mem"])
+    merged = {**given, **values}
+    return make_options(conf=parsed.conf, **merged)

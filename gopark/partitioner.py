@@ -1,0 +1,100 @@
+"""Which reducer a key goes to: hash partitioning and sampled range partitioning.
+
+Python's ``hash`` of a str changes from process to process, so hash
+partitioning uses :func:`portable_hash`, the same in the driver and on every
+worker: the same pipeline puts the same keys in the same partitions in every
+mode.
+"""
+from __future__ import annotations
+
+import bisect
+import zlib
+from typing import Any, Sequence
+
+_MASK = (1 << 63) - 1
+
+
+def portable_hash(x: Any) -> int:
+    """A hash of ``x`` that does not depend on the process (unlike ``hash(str)``)."""
+    t = type(x)
+    if t is str:
+        return zlib.crc32(x.encode("utf-8", "surrogatepass"))
+    if t is int or t is float or t is bool:
+        return hash(x) & _MASK
+    if t is bytes:
+        return zlib.crc32(x)
+    if t is tuple:
+        h = 0x345678
+        for item in x:
+            h = ((h * 1000003) ^ portable_hash(item)) & _MASK
+        return h ^ len(x)
+    if x is None:
+        return 0
+    if t is frozenset:
+        h = 0
+        for item in x:
+            h ^= portable_hash(item)
+        return h
+    return hash(x) & _MASK
+
+
+class HashPartitioner:
+    """Key ``k`` goes to partition ``portable_hash(k) % n``."""
+
+    def __init__(self, n: int) -> None:
+        self.num_partitions = n
+
+    def get_partition(self, key: Any) -> int:
+        return portable_hash(key) % self.num_partitions
+
+    def to_wire(self) -> list:
+        return ["hash", self.num_partitions]
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, HashPartitioner) and other.num_partitions == self.num_partitions
+
+    def __hash__(self) -> int:
+        return hash(("hash", self.num_partitions))
+
+
+class RangePartitioner:
+    """Keys in sorted ranges: partition ``i`` holds keys between ``bounds[i-1]`` and ``bounds[i]``."""
+
+    def __init__(self, bounds: Sequence[Any], ascending: bool = True) -> None:
+        self.bounds = list(bounds)
+        self.ascending = ascending
+        self.num_partitions = len(self.bounds) + 1
+
+    def get_partition(self, key: Any) -> int:
+        p = bisect.bisect_left(self.bounds, key)
+        return p if self.ascending else self.num_partitions - 1 - p
+
+    def to_wire(self) -> list:
+        return ["range", self.bounds, self.ascending]
+
+    def __eq__(self, other: object) -> bool:
+        return (isinstance(other, RangePartitioner) and other.bounds == self.bounds
+                and other.ascending == self.ascending)
+
+    def __hash__(self) -> int:
+        return hash(("range", len(self.bounds), self.ascending))
+
+
+def range_bounds(sample: list, n: int) -> list:
+    """``n - 1`` bounds that cut the sorted ``sample`` into ``n`` nearly equal ranges."""
+    if n <= 1 or not sample:
+        return []
+    keys = sorted(sample)
+    bounds = []
+    for i in range(1, n):
+        b = keys[min(len(keys) - 1, (i * len(keys)) // n)]
+        if not bounds or b > bounds[-1]:
+            bounds.append(b)
+    return bounds
+
+
+def from_wire(wire: list) -> HashPartitioner | RangePartitioner:
+    """The partitioner ``to_wire`` described."""
+    if wire[0] == "hash":
+        return HashPartitioner(wire[1])
+    return RangePartitioner(wire[1], wire[2])

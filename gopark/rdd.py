@@ -1,0 +1,855 @@
+"""RDDs: lazy lineage nodes that are plain data.
+
+Each kind is a small class with the same four parts:
+
+- ``_deps()``: its parents, narrow (an RDD) or across a shuffle (a
+  :class:`ShuffleDependency`); the DAG scheduler cuts stages at the latter;
+- ``_parent_splits(split)``: which parent partitions a narrow partition reads;
+- ``_params(needed, outputs)``: its parameters as data, for one task (only the
+  ``needed`` partitions of a parallelized collection travel; a shuffle read
+  carries the map output locations in ``outputs``);
+- ``compute(split, task)``: on a worker, the iterator of one partition.
+
+:func:`lineage_to_wire` packs the narrow part of a lineage for one task and
+:func:`lineage_from_wire` rebuilds it on a worker, from registered functions
+only. The public methods below are thin: each returns a node, or runs a job
+through ``Context.runJob`` with an action of :mod:`gopark.actions`.
+"""
+from __future__ import annotations
+
+import functools
+import heapq
+import itertools
+import operator
+import os
+import random
+import sys
+from typing import Any, Callable, Iterable, Iterator
+
+from gopark import actions, ops, registry, serialize
+from gopark.partitioner import HashPartitioner, RangePartitioner, from_wire as partitioner_from_wire, range_bounds
+
+_GOPARK_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
+def _callsite() -> str:
+    """``method at file.py:line`` of the user's code that made this RDD."""
+    f = sys._getframe(1)
+    method = f.f_code.co_name
+    while f is not None and os.path.dirname(os.path.abspath(f.f_code.co_filename)) == _GOPARK_DIR:
+        method = f.f_code.co_name if not f.f_code.co_name.startswith("_") else method
+        f = f.f_back
+    if f is None:
+        return method
+    return f"{method} at {os.path.basename(f.f_code.co_filename)}:{f.f_lineno}"
+
+
+def _num(value: Any, what: str) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{what} must be a positive integer, not {value!r}")
+    return value
+
+
+class Aggregator:
+    """How a shuffle folds values per key: three function references (``create`` None = identity)."""
+
+    def __init__(self, create: list | None, merge_value: list, merge_combiners: list) -> None:
+        self.create, self.merge_value, self.merge_combiners = create, merge_value, merge_combiners
+
+    def to_wire(self) -> list:
+        return [self.create, self.merge_value, self.merge_combiners]
+
+
+class ShuffleDependency:
+    """A wide dependency: ``rdd``'s records are redistributed by ``partitioner``."""
+
+    def __init__(self, rdd: RDD, partitioner: HashPartitioner | RangePartitioner,
+                 aggregator: Aggregator | None, map_side_combine: bool) -> None:
+        self.rdd = rdd
+        self.partitioner = partitioner
+        self.aggregator = aggregator
+        self.map_side_combine = map_side_combine and aggregator is not None
+        self.shuffle_id = rdd.ctx._new_shuffle_id()
+
+    def to_wire(self) -> dict:
+        agg = self.aggregator
+        return {"sid": self.shuffle_id, "part": self.partitioner.to_wire(),
+                "create": agg.create if (agg and self.map_side_combine) else None,
+                "merge": agg.merge_value if (agg and self.map_side_combine) else None}
+
+
+class RDD:
+    """A resilient distributed dataset: a lazy, partitioned collection of records.
+
+    >>> from gopark import Context
+    >>> with Context("local") as ctx:
+    ...     ctx.parallelize([1, 2, 3, 4], 2).map(abs).count()
+    4
+    """
+
+    kind = "rdd"
+
+    def __init__(self, ctx: Any, num_partitions: int) -> None:
+        self.ctx = ctx
+        self.id: int = ctx._new_rdd_id() if ctx is not None else -1
+        self.num_partitions = num_partitions
+        self.partitioner: HashPartitioner | RangePartitioner | None = None
+        self.is_cached = False
+        self.site = _callsite() if ctx is not None else ""
+
+    # -- structure (overridden by the kinds) --------------------------------------
+    def _deps(self) -> list[RDD | ShuffleDependency]:
+        return []
+
+    def _parent_splits(self, split: int) -> list[tuple[RDD, int]]:
+        return []
+
+    def _params(self, needed: set[int], outputs: dict[int, list]) -> dict:
+        return {}
+
+    def compute(self, split: int, task: Any) -> Iterator[Any]:
+        raise NotImplementedError(self.kind)
+
+    def iterator(self, split: int, task: Any) -> Iterator[Any]:
+        """Partition ``split``, from the cache if this RDD is cached."""
+        if self.is_cached:
+            return task.cached(self, split)
+        return self.compute(split, task)
+
+    def _split_hosts(self, split: int) -> list[str]:
+        return []
+
+    def preferredLocations(self, split: int) -> list[str]:
+        """The hosts where partition ``split`` would best be computed (e.g. MooseFS chunkservers)."""
+        hosts = self._split_hosts(split)
+        if hosts:
+            return hosts
+        for parent, psplit in self._parent_splits(split):
+            hosts = parent.preferredLocations(psplit)
+            if hosts:
+                return hosts
+        return []
+
+    def __len__(self) -> int:
+        return self.num_partitions
+
+    def getNumPartitions(self) -> int:
+        """The number of partitions."""
+        return self.num_partitions
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.id} ({self.num_partitions} partitions) {self.site}>"
+
+    def _f(self, fn: Any, what: str) -> list:
+        return registry.encode_func(fn, f"RDD.{what}")
+
+    def _shuffle_parts(self, numSplits: int | None, *others: RDD) -> int:
+        return _num(numSplits, "numSplits") or max(
+            [self.num_partitions, *(o.num_partitions for o in others)] or [1]) or 1
+
+    # -- narrow transformations ----------------------------------------------------
+    def map(self, f: Callable[[Any], Any]) -> RDD:
+        """Apply ``f`` to each record."""
+        return PipedRDD(self, "map", self._f(f, "map"))
+
+    def flatMap(self, f: Callable[[Any], Iterable[Any]]) -> RDD:
+        """Apply ``f`` to each record and flatten the iterables it returns."""
+        return PipedRDD(self, "flatMap", self._f(f, "flatMap"))
+
+    def filter(self, f: Callable[[Any], bool]) -> RDD:
+        """Keep the records for which ``f`` is true."""
+        return PipedRDD(self, "filter", self._f(f, "filter"), keeps_partitioner=True)
+
+    def mapPartitions(self, f: Callable[[Iterator[Any]], Iterable[Any]]) -> RDD:
+        """Apply ``f`` to each partition's iterator."""
+        return PipedRDD(self, "mapPartitions", self._f(f, "mapPartitions"))
+
+    def mapPartitionsWithIndex(self, f: Callable[[int, Iterator[Any]], Iterable[Any]]) -> RDD:
+        """Apply ``f(split_index, iterator)`` to each partition."""
+        return PipedRDD(self, "mapPartitionsWithIndex", self._f(f, "mapPartitionsWithIndex"))
+
+    def mapValue(self, f: Callable[[Any], Any]) -> RDD:
+        """Apply ``f`` to the value of each (key, value) pair."""
+        return PipedRDD(self, "mapValue", self._f(f, "mapValue"), keeps_partitioner=True)
+
+    mapValues = mapValue
+
+    def flatMapValue(self, f: Callable[[Any], Iterable[Any]]) -> RDD:
+        """(key, x) for each x in ``f(value)`` of each (key, value) pair."""
+        return PipedRDD(self, "flatMapValue", self._f(f, "flatMapValue"), keeps_partitioner=True)
+
+    flatMapValues = flatMapValue
+
+    def keys(self) -> RDD:
+        """The keys of (key, value) pairs."""
+        return PipedRDD(self, "keys", None)
+
+    def values(self) -> RDD:
+        """The values of (key, value) pairs."""
+        return PipedRDD(self, "values", None)
+
+    def glom(self) -> RDD:
+        """Each partition as one list."""
+        return PipedRDD(self, "glom", None)
+
+    def sample(self, fraction: float, withReplacement: bool = False, seed: int = 12345) -> RDD:
+        """A random sample: each record kept with probability ``fraction`` (or drawn Poisson times)."""
+        if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or fraction < 0 or (
+                fraction > 1 and not withReplacement):
+            raise ValueError(f"sample: fraction must be in [0, 1] (any >= 0 with replacement), not {fraction!r}")
+        if not isinstance(seed, int):
+            raise ValueError(f"sample: seed must be an integer, not {seed!r}")
+        return PipedRDD(self, "sample", None, [float(fraction), bool(withReplacement), seed])
+
+    def enumerate(self) -> RDD:
+        """(index, record) with indexes 0, 1, ... in partition order (runs a job to count partitions)."""
+        counts = self.ctx.runJob(self, ["count"])
+        starts = list(itertools.accumulate([0, *counts[:-1]]))
+        return PipedRDD(self, "enumerate", None, starts)
+
+    def cache(self) -> RDD:
+        """Keep the partitions once computed; later jobs read them instead of recomputing."""
+        self.is_cached = True
+        return self
+
+    def persist(self, *_level: Any) -> RDD:
+        """Same as :meth:`cache`."""
+        return self.cache()
+
+    def unpersist(self) -> RDD:
+        """Stop caching (cached partitions are dropped when the Context stops)."""
+        self.is_cached = False
+        return self
+
+    def union(self, *others: RDD | list[RDD]) -> RDD:
+        """The records of this RDD and of ``others``."""
+        rdds = [self]
+        for o in others:
+            rdds.extend(o if isinstance(o, (list, tuple)) else [o])
+        return UnionRDD(self.ctx, _check_rdds(rdds, "union"))
+
+    __add__ = union
+
+    def cartesian(self, other: RDD) -> RDD:
+        """Every pair (a, b) of a record of this RDD and one of ``other``."""
+        return CartesianRDD(self, _check_rdds([other], "cartesian")[0])
+
+    def zip(self, other: RDD) -> RDD:
+        """(a, b) pairs of records at the same position; both RDDs need the same partitioning."""
+        other = _check_rdds([other], "zip")[0]
+        if other.num_partitions != self.num_partitions:
+            raise ValueError(f"zip needs RDDs with the same number of partitions, "
+                             f"not {self.num_partitions} and {other.num_partitions}")
+        return ZippedRDD(self, other)
+
+    # -- shuffles -------------------------------------------------------------------
+    def combineByKey(self, createCombiner: Callable[[Any], Any], mergeValue: Callable[[Any, Any], Any],
+                     mergeCombiners: Callable[[Any, Any], Any], numSplits: int | None = None) -> RDD:
+        """Fold the values of each key: ``createCombiner(v)``, ``mergeValue(c, v)``, ``mergeCombiners(c, c)``."""
+        agg = Aggregator(self._f(createCombiner, "combineByKey"), self._f(mergeValue, "combineByKey"),
+                         self._f(mergeCombiners, "combineByKey"))
+        return ShuffledRDD(self, HashPartitioner(self._shuffle_parts(numSplits)), agg, True)
+
+    def reduceByKey(self, func: Callable[[Any, Any], Any], numSplits: int | None = None) -> RDD:
+        """Merge the values of each key with ``func``, combining map-side first."""
+        f = self._f(func, "reduceByKey")
+        return ShuffledRDD(self, HashPartitioner(self._shuffle_parts(numSplits)), Aggregator(None, f, f), True)
+
+    def groupByKey(self, numSplits: int | None = None) -> RDD:
+        """(key, [values]) for each key."""
+        agg = Aggregator(registry.encode_func(ops.one_list, ""), registry.encode_func(ops.append, ""),
+                         registry.encode_func(ops.extend, ""))
+        return ShuffledRDD(self, HashPartitioner(self._shuffle_parts(numSplits)), agg, False)
+
+    def partitionByKey(self, numSplits: int | None = None) -> RDD:
+        """The same (key, value) pairs, hash-partitioned by key."""
+        return ShuffledRDD(self, HashPartitioner(self._shuffle_parts(numSplits)), None, False)
+
+    def distinct(self, numSplits: int | None = None) -> RDD:
+        """Each distinct record once."""
+        first = registry.encode_func(ops.keep_first, "")
+        return ShuffledRDD(PipedRDD(self, "map", registry.encode_func(ops.with_none, "")),
+                           HashPartitioner(self._shuffle_parts(numSplits)),
+                           Aggregator(None, first, first), True).keys()
+
+    def groupWith(self, *others: RDD | list[RDD], numSplits: int | None = None) -> RDD:
+        """(key, ([values of self], [values of other], ...)) for each key of any of them."""
+        rdds: list[RDD] = []
+        for o in others:
+            rdds.extend(o if isinstance(o, (list, tuple)) else [o])
+        if not rdds:
+            raise TypeError("groupWith takes at least one other RDD")
+        rdds = _check_rdds(rdds, "groupWith")
+        return CoGroupedRDD([self, *rdds], HashPartitioner(self._shuffle_parts(numSplits, *rdds)))
+
+    cogroup = groupWith
+
+    def _join(self, other: RDD, numSplits: int | None, how: Callable[..., Any], what: str) -> RDD:
+        other = _check_rdds([other], what)[0]
+        grouped = CoGroupedRDD([self, other], HashPartitioner(self._shuffle_parts(numSplits, other)))
+        return PipedRDD(grouped, "flatMapValue", registry.encode_func(how, ""), keeps_partitioner=True)
+
+    def join(self, other: RDD, numSplits: int | None = None) -> RDD:
+        """(k, (v, w)) for each pair of values of a key present in both."""
+        return self._join(other, numSplits, ops.join_pairs, "join")
+
+    def leftOuterJoin(self, other: RDD, numSplits: int | None = None) -> RDD:
+        """Like join; keys only in this RDD give (k, (v, None))."""
+        return self._join(other, numSplits, ops.left_outer_pairs, "leftOuterJoin")
+
+    def rightOuterJoin(self, other: RDD, numSplits: int | None = None) -> RDD:
+        """Like join; keys only in ``other`` give (k, (None, w))."""
+        return self._join(other, numSplits, ops.right_outer_pairs, "rightOuterJoin")
+
+    def outerJoin(self, other: RDD, numSplits: int | None = None) -> RDD:
+        """Like join, keeping keys of either side with None for the missing value."""
+        return self._join(other, numSplits, ops.full_outer_pairs, "outerJoin")
+
+    fullOuterJoin = outerJoin
+
+    def sortByKey(self, ascending: bool = True, numSplits: int | None = None,
+                  keyfunc: Callable[[Any], Any] | None = None) -> RDD:
+        """(key, value) pairs sorted by key across partitions (samples keys to balance ranges)."""
+        n = self._shuffle_parts(numSplits)
+        key_ref = self._f(keyfunc, "sortByKey") if keyfunc is not None else None
+        sample = self.ctx.runJob(self, ["sample_keys", max(20, 60 * n // max(1, self.num_partitions)), key_ref])
+        bounds = range_bounds([k for part in sample for k in part], n)
+        shuffled = ShuffledRDD(self, RangePartitioner(bounds, bool(ascending)), None, False, key_ref)
+        return PipedRDD(shuffled, "sortPartition", key_ref, [not ascending], keeps_partitioner=True)
+
+    def sort(self, key: Callable[[Any], Any] | None = None, reverse: bool = False,
+             numSplits: int | None = None) -> RDD:
+        """The records sorted by ``key`` (default: the records themselves)."""
+        keyed = PipedRDD(self, "keyBy", self._f(key, "sort") if key is not None else None)
+        return keyed.sortByKey(not reverse, numSplits).values()
+
+    # -- actions ------------------------------------------------------------------
+    def collect(self) -> list:
+        """All records, in partition order."""
+        return [x for part in self.ctx.runJob(self, ["collect"]) for x in part]
+
+    def collectAsMap(self) -> dict:
+        """The (key, value) pairs as a dict."""
+        result: dict = {}
+        for part in self.ctx.runJob(self, ["collect"]):
+            result.update(part)
+        return result
+
+    def count(self) -> int:
+        """The number of records."""
+        return sum(self.ctx.runJob(self, ["count"]))
+
+    def reduce(self, f: Callable[[Any, Any], Any]) -> Any:
+        """Fold all records with ``f``; ValueError on an empty RDD."""
+        ref = self._f(f, "reduce")
+        parts = [p[0] for p in self.ctx.runJob(self, ["reduce", ref]) if p]
+        if not parts:
+            raise ValueError("reduce of an empty RDD")
+        return functools.reduce(registry.decode_func(ref), parts)
+
+    def fold(self, zero: Any, f: Callable[[Any, Any], Any]) -> Any:
+        """Fold each partition from ``zero`` with ``f``, then the partition results."""
+        ref = self._f(f, "fold")
+        serialize.packb(zero, "RDD.fold")
+        return functools.reduce(registry.decode_func(ref), self.ctx.runJob(self, ["fold", zero, ref]), zero)
+
+    def aggregate(self, zero: Any, seqOp: Callable[[Any, Any], Any], combOp: Callable[[Any, Any], Any]) -> Any:
+        """``seqOp`` over each partition from ``zero``; ``combOp`` over the partition results."""
+        seq, comb = self._f(seqOp, "aggregate"), self._f(combOp, "aggregate")
+        serialize.packb(zero, "RDD.aggregate")
+        return functools.reduce(registry.decode_func(comb), self.ctx.runJob(self, ["aggregate", zero, seq]),
+                                serialize.unpackb(serialize.packb(zero)))
+
+    def take(self, n: int) -> list:
+        """The first ``n`` records, reading as few partitions as it can."""
+        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+            raise ValueError(f"take needs a non-negative integer, not {n!r}")
+        taken: list = []
+        done, batch = 0, 1
+        while len(taken) < n and done < self.num_partitions:
+            parts = list(range(done, min(self.num_partitions, done + batch)))
+            for part in self.ctx.runJob(self, ["take", n - len(taken)], parts):
+                taken.extend(part[: n - len(taken)])
+            done += len(parts)
+            batch *= 4
+        return taken
+
+    def first(self) -> Any:
+        """The first record; ValueError on an empty RDD."""
+        got = self.take(1)
+        if not got:
+            raise ValueError("first of an empty RDD")
+        return got[0]
+
+    def top(self, n: int, key: Callable[[Any], Any] | None = None) -> list:
+        """The ``n`` largest records (by ``key``), largest first."""
+        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+            raise ValueError(f"top needs a non-negative integer, not {n!r}")
+        ref = self._f(key, "top") if key is not None else None
+        parts = self.ctx.runJob(self, ["top", n, ref])
+        return heapq.nlargest(n, itertools.chain.from_iterable(parts),
+                              key=registry.decode_func(ref) if ref else None)
+
+    def foreach(self, f: Callable[[Any], Any]) -> None:
+        """Call ``f`` on each record, where the record is."""
+        self.ctx.runJob(self, ["foreach", self._f(f, "foreach")])
+
+    def foreachPartition(self, f: Callable[[Iterator[Any]], Any]) -> None:
+        """Call ``f`` on each partition's iterator."""
+        self.ctx.runJob(self, ["foreachPartition", self._f(f, "foreachPartition")])
+
+    def countByKey(self) -> dict:
+        """{key: number of pairs with it}."""
+        return actions.merge_counts(self.ctx.runJob(self, ["countByKey"]))
+
+    def countByValue(self) -> dict:
+        """{record: number of times it occurs}."""
+        return actions.merge_counts(self.ctx.runJob(self, ["countByValue"]))
+
+    def saveAsTextFile(self, path: str, overwrite: bool = False) -> None:
+        """One ``part-NNNNN`` file per partition, a line per record, then ``_SUCCESS``."""
+        from gopark.io import text
+        path = text.prepare_output(path, overwrite)
+        self.ctx.runJob(self, ["save", path])
+        text.finish_output(path)
+
+
+def _check_rdds(rdds: list, what: str) -> list[RDD]:
+    for r in rdds:
+        if not isinstance(r, RDD):
+            raise TypeError(f"{what} takes RDDs, not {type(r).__name__}")
+    ctx = rdds[0].ctx
+    if any(r.ctx is not ctx for r in rdds):
+        raise ValueError(f"{what}: the RDDs belong to different Contexts")
+    return rdds
+
+
+# --- kinds -------------------------------------------------------------------------
+
+class ParallelCollection(RDD):
+    """``ctx.parallelize(seq, n)``: slices of a driver-side collection (a range stays a range)."""
+
+    kind = "parallel"
+
+    def __init__(self, ctx: Any, slices: list, wire_slices: list | None = None) -> None:
+        super().__init__(ctx, len(slices))
+        self.slices = slices          # packed bytes, or ["range", start, stop, step]
+        self._wire_slices = wire_slices
+
+    def _params(self, needed: set[int], outputs: dict[int, list]) -> dict:
+        return {"slices": {i: self.slices[i] for i in needed}}
+
+    def compute(self, split: int, task: Any) -> Iterator[Any]:
+        s = self.slices[split]
+        if isinstance(s, list):
+            return iter(range(s[1], s[2], s[3]))
+        return iter(serialize.unpackb(s))
+
+    @classmethod
+    def _build(cls, params: dict, parents: list[RDD], n: int) -> RDD:
+        node = _bare(cls, n)
+        node.slices = params["slices"]
+        return node
+
+
+def slice_collection(seq: Any, n: int) -> list:
+    """``n`` slices of ``seq`` as they travel: packed data, or ranges."""
+    if isinstance(seq, range):
+        length = len(seq)
+        bounds = [(i * length) // n for i in range(n + 1)]
+        return [["range", seq[a] if a < length else seq.stop, seq[b] if b < length else seq.stop, seq.step]
+                if a < b else ["range", 0, 0, 1] for a, b in zip(bounds, bounds[1:])]
+    items = list(seq)
+    bounds = [(i * len(items)) // n for i in range(n + 1)]
+    return [serialize.packb(items[a:b], "parallelize") for a, b in zip(bounds, bounds[1:])]
+
+
+class TextFileRDD(RDD):
+    """``ctx.textFile(path)``: lines of files split on line borders (or by MooseFS chunk)."""
+
+    kind = "text"
+
+    def __init__(self, ctx: Any, path: str, splits: list[dict]) -> None:
+        super().__init__(ctx, len(splits))
+        self.path = path
+        self.splits = splits
+
+    def _params(self, needed: set[int], outputs: dict[int, list]) -> dict:
+        return {"splits": {i: self.splits[i] for i in needed}}
+
+    def _split_hosts(self, split: int) -> list[str]:
+        return list(self.splits[split].get("hosts", ()))
+
+    def compute(self, split: int, task: Any) -> Iterator[Any]:
+        from gopark.io import text
+        return text.read_split(self.splits[split])
+
+    @classmethod
+    def _build(cls, params: dict, parents: list[RDD], n: int) -> RDD:
+        node = _bare(cls, n)
+        node.splits = params["splits"]
+        return node
+
+
+def _sample(fraction: float, with_replacement: bool, seed: int, split: int, it: Iterator[Any]) -> Iterator[Any]:
+    rng = random.Random(seed * 1000003 + split)
+    if not with_replacement:
+        return (x for x in it if rng.random() < fraction)
+    return _poisson_sample(rng, fraction, it)
+
+
+def _poisson_sample(rng: random.Random, fraction: float, it: Iterator[Any]) -> Iterator[Any]:
+    import math
+    limit = math.exp(-fraction)
+    for x in it:
+        k, p = 0, rng.random()
+        while p > limit:
+            k += 1
+            p *= rng.random()
+        for _ in range(k):
+            yield x
+
+
+def _key_by(f: Callable[[Any], Any] | None, it: Iterator[Any]) -> Iterator[tuple]:
+    if f is None:
+        return ((x, x) for x in it)
+    return ((f(x), x) for x in it)
+
+
+def _sort_partition(f: Callable[[Any], Any] | None, reverse: bool, it: Iterator[Any]) -> Iterator[Any]:
+    key = operator.itemgetter(0) if f is None else (lambda kv: f(kv[0]))
+    return iter(sorted(it, key=key, reverse=reverse))
+
+
+def _pipe(op: str, f: Callable[..., Any] | None, extra: Any, split: int, it: Iterator[Any]) -> Iterator[Any]:
+    """Partition ``split`` of a narrow operation over its parent's iterator ``it``."""
+    if op == "map":
+        return map(f, it)
+    if op == "flatMap":
+        return itertools.chain.from_iterable(map(f, it))
+    if op == "filter":
+        return filter(f, it)
+    if op == "mapPartitions":
+        return iter(f(it) or ())
+    if op == "mapPartitionsWithIndex":
+        return iter(f(split, it) or ())
+    if op == "mapValue":
+        return ((k, f(v)) for k, v in it)
+    if op == "flatMapValue":
+        return ((k, x) for k, v in it for x in f(v))
+    if op == "keys":
+        return (kv[0] for kv in it)
+    if op == "values":
+        return (kv[1] for kv in it)
+    if op == "glom":
+        return iter([list(it)])
+    if op == "sample":
+        return _sample(extra[0], extra[1], extra[2], split, it)
+    if op == "enumerate":
+        return zip(itertools.count(extra[split]), it)
+    if op == "keyBy":
+        return _key_by(f, it)
+    if op == "sortPartition":
+        return _sort_partition(f, extra[0], it)
+    raise ValueError(f"unknown operation {op!r}")
+
+
+class PipedRDD(RDD):
+    """A narrow, one-to-one operation (map, filter, mapPartitions, ...) on one parent."""
+
+    kind = "pipe"
+
+    def __init__(self, parent: RDD, op: str, f: list | None, extra: Any = None,
+                 keeps_partitioner: bool = False) -> None:
+        super().__init__(parent.ctx, parent.num_partitions)
+        self.parent, self.op, self.f_ref, self.extra = parent, op, f, extra
+        if keeps_partitioner:
+            self.partitioner = parent.partitioner
+        self._fn: Callable[..., Any] | None = None
+
+    def _deps(self) -> list[RDD | ShuffleDependency]:
+        return [self.parent]
+
+    def _parent_splits(self, split: int) -> list[tuple[RDD, int]]:
+        return [(self.parent, split)]
+
+    def _params(self, needed: set[int], outputs: dict[int, list]) -> dict:
+        return {"op": self.op, "f": self.f_ref, "x": self.extra}
+
+    def compute(self, split: int, task: Any) -> Iterator[Any]:
+        if self._fn is None and self.f_ref is not None:
+            self._fn = registry.decode_func(self.f_ref)
+        return _pipe(self.op, self._fn, self.extra, split, self.parent.iterator(split, task))
+
+    @classmethod
+    def _build(cls, params: dict, parents: list[RDD], n: int) -> RDD:
+        node = _bare(cls, n)
+        node.parent, node.op, node.f_ref, node.extra = parents[0], params["op"], params["f"], params["x"]
+        node._fn = None
+        return node
+
+
+class UnionRDD(RDD):
+    """The partitions of several RDDs, one after the other."""
+
+    kind = "union"
+
+    def __init__(self, ctx: Any, rdds: list[RDD]) -> None:
+        super().__init__(ctx, sum(r.num_partitions for r in rdds))
+        self.rdds = rdds
+
+    def _deps(self) -> list[RDD | ShuffleDependency]:
+        return list(self.rdds)
+
+    def _locate(self, split: int) -> tuple[RDD, int]:
+        for r in self.rdds:
+            if split < r.num_partitions:
+                return r, split
+            split -= r.num_partitions
+        raise IndexError(split)
+
+    def _parent_splits(self, split: int) -> list[tuple[RDD, int]]:
+        return [self._locate(split)]
+
+    def compute(self, split: int, task: Any) -> Iterator[Any]:
+        r, s = self._locate(split)
+        return r.iterator(s, task)
+
+    @classmethod
+    def _build(cls, params: dict, parents: list[RDD], n: int) -> RDD:
+        node = _bare(cls, n)
+        node.rdds = parents
+        return node
+
+
+class CartesianRDD(RDD):
+    """Every pair of records of two RDDs; partition i x j reads a's i and b's j."""
+
+    kind = "cartesian"
+
+    def __init__(self, a: RDD, b: RDD) -> None:
+        super().__init__(a.ctx, a.num_partitions * b.num_partitions)
+        self.a, self.b = a, b
+
+    def _deps(self) -> list[RDD | ShuffleDependency]:
+        return [self.a, self.b]
+
+    def _parent_splits(self, split: int) -> list[tuple[RDD, int]]:
+        i, j = divmod(split, self.b.num_partitions)
+        return [(self.a, i), (self.b, j)]
+
+    def _params(self, needed: set[int], outputs: dict[int, list]) -> dict:
+        return {"nb": self.b.num_partitions}
+
+    def compute(self, split: int, task: Any) -> Iterator[Any]:
+        i, j = divmod(split, self.nb)
+        right = list(self.b.iterator(j, task))
+        return ((x, y) for x in self.a.iterator(i, task) for y in right)
+
+    @property
+    def nb(self) -> int:
+        return self.b.num_partitions if self.ctx is not None else self._nb
+
+    @classmethod
+    def _build(cls, params: dict, parents: list[RDD], n: int) -> RDD:
+        node = _bare(cls, n)
+        node.a, node.b = parents
+        node._nb = params["nb"]
+        return node
+
+
+class ZippedRDD(RDD):
+    """(a, b) pairs of records at the same position of two equally partitioned RDDs."""
+
+    kind = "zip"
+
+    def __init__(self, a: RDD, b: RDD) -> None:
+        super().__init__(a.ctx, a.num_partitions)
+        self.a, self.b = a, b
+
+    def _deps(self) -> list[RDD | ShuffleDependency]:
+        return [self.a, self.b]
+
+    def _parent_splits(self, split: int) -> list[tuple[RDD, int]]:
+        return [(self.a, split), (self.b, split)]
+
+    def compute(self, split: int, task: Any) -> Iterator[Any]:
+        return _zip_exact(self.a.iterator(split, task), self.b.iterator(split, task), split)
+
+    @classmethod
+    def _build(cls, params: dict, parents: list[RDD], n: int) -> RDD:
+        node = _bare(cls, n)
+        node.a, node.b = parents
+        return node
+
+
+def _zip_exact(a: Iterator[Any], b: Iterator[Any], split: int) -> Iterator[tuple]:
+    end = object()
+    for x, y in itertools.zip_longest(a, b, fillvalue=end):
+        if x is end or y is end:
+            raise ValueError(f"zip: partition {split} of the two RDDs has different numbers of records")
+        yield (x, y)
+
+
+class ShuffledRDD(RDD):
+    """The reduce side of a shuffle: pairs of every map output for this partition, merged."""
+
+    kind = "shuffled"
+
+    def __init__(self, parent: RDD, partitioner: HashPartitioner | RangePartitioner,
+                 aggregator: Aggregator | None, map_side_combine: bool, key_ref: list | None = None) -> None:
+        super().__init__(parent.ctx, partitioner.num_partitions)
+        self.partitioner = partitioner
+        self.aggregator = aggregator
+        self.dep = ShuffleDependency(parent, partitioner, aggregator, map_side_combine)
+        self.dep.key_ref = key_ref  # type: ignore[attr-defined]
+
+    def _deps(self) -> list[RDD | ShuffleDependency]:
+        return [self.dep]
+
+    def _params(self, needed: set[int], outputs: dict[int, list]) -> dict:
+        agg = self.aggregator
+        return {"sid": self.dep.shuffle_id, "locs": outputs[self.dep.shuffle_id],
+                "agg": agg.to_wire() if agg else None, "combined": self.dep.map_side_combine}
+
+    def compute(self, split: int, task: Any) -> Iterator[Any]:
+        from gopark.shuffle import read_bucket
+        sid, locs = self.params["sid"], self.params["locs"]
+        pairs = (kv for m, loc in enumerate(locs) for kv in read_bucket(loc, sid, m, split))
+        agg = self.params["agg"]
+        if agg is None:
+            return pairs
+        merger = task.merger(agg)
+        if self.params["combined"]:
+            merger.add_combiners(pairs)
+        else:
+            merger.add_values(pairs)
+        return merger.items()
+
+    @classmethod
+    def _build(cls, params: dict, parents: list[RDD], n: int) -> RDD:
+        node = _bare(cls, n)
+        node.params = params
+        return node
+
+
+class CoGroupedRDD(RDD):
+    """(key, ([values of rdd 0], [values of rdd 1], ...)); a parent already partitioned alike is read narrow."""
+
+    kind = "cogroup"
+
+    def __init__(self, rdds: list[RDD], partitioner: HashPartitioner) -> None:
+        super().__init__(rdds[0].ctx, partitioner.num_partitions)
+        self.partitioner = partitioner
+        self.inputs: list[RDD | ShuffleDependency] = [
+            r if r.partitioner == partitioner else ShuffleDependency(r, partitioner, None, False) for r in rdds]
+
+    def _deps(self) -> list[RDD | ShuffleDependency]:
+        return list(self.inputs)
+
+    def _parent_splits(self, split: int) -> list[tuple[RDD, int]]:
+        return [(r, split) for r in self.inputs if isinstance(r, RDD)]
+
+    def _params(self, needed: set[int], outputs: dict[int, list]) -> dict:
+        return {"inputs": [None if isinstance(d, RDD) else [d.shuffle_id, outputs[d.shuffle_id]]
+                           for d in self.inputs]}
+
+    def compute(self, split: int, task: Any) -> Iterator[Any]:
+        from gopark.shuffle import read_bucket
+        n = len(self.wire_inputs)
+        merger = task.merger(None, merge_combiners=_merge_groups)
+        narrow = iter(self.narrow_parents)
+        for i, spec in enumerate(self.wire_inputs):
+            if spec is None:
+                pairs: Iterable[tuple] = next(narrow).iterator(split, task)
+            else:
+                sid, locs = spec
+                pairs = (kv for m, loc in enumerate(locs) for kv in read_bucket(loc, sid, m, split))
+            merger.create = functools.partial(_new_groups, n, i)
+            merger.merge_value = functools.partial(_add_to_group, i)
+            merger.add_values(pairs)
+        return ((k, tuple(groups)) for k, groups in merger.items())
+
+    @classmethod
+    def _build(cls, params: dict, parents: list[RDD], n: int) -> RDD:
+        node = _bare(cls, n)
+        node.wire_inputs = params["inputs"]
+        node.narrow_parents = parents
+        return node
+
+
+def _new_groups(n: int, i: int, v: Any) -> list[list]:
+    groups: list[list] = [[] for _ in range(n)]
+    groups[i].append(v)
+    return groups
+
+
+def _add_to_group(i: int, groups: list[list], v: Any) -> list[list]:
+    groups[i].append(v)
+    return groups
+
+
+def _merge_groups(a: list[list], b: list[list]) -> list[list]:
+    for x, y in zip(a, b):
+        x.extend(y)
+    return a
+
+
+_KINDS: dict[str, type[RDD]] = {c.kind: c for c in (ParallelCollection, TextFileRDD, PipedRDD, UnionRDD,
+                                                      CartesianRDD, ZippedRDD, ShuffledRDD, CoGroupedRDD)}
+
+
+def _bare(cls: type[RDD], n: int) -> Any:
+    node = cls.__new__(cls)
+    node.ctx = None
+    node.num_partitions = n
+    node.partitioner = None
+    node.is_cached = False
+    node.site = ""
+    return node
+
+
+# --- lineage as data ---------------------------------------------------------------
+
+def narrow_parents(rdd: RDD) -> list[RDD]:
+    """The parents read without a shuffle."""
+    return [d for d in rdd._deps() if isinstance(d, RDD)]
+
+
+def lineage_to_wire(root: RDD, split: int, outputs: dict[int, list]) -> dict:
+    """The narrow lineage under ``root`` that partition ``split`` needs, as data."""
+    needed: dict[int, set[int]] = {}
+    rdds: dict[int, RDD] = {}
+    stack = [(root, split)]
+    while stack:
+        r, s = stack.pop()
+        seen = needed.setdefault(r.id, set())
+        if s in seen:
+            continue
+        seen.add(s)
+        rdds[r.id] = r
+        stack.extend(r._parent_splits(s))
+    nodes = {}
+    for rid, r in rdds.items():
+        nodes[rid] = {"k": r.kind, "n": r.num_partitions, "c": r.is_cached,
+                      "p": [p.id for p in narrow_parents(r)], "a": r._params(needed[rid], outputs)}
+    return {"root": root.id, "nodes": nodes}
+
+
+def lineage_from_wire(wire: dict) -> RDD:
+    """Rebuild on a worker the RDD nodes :func:`lineage_to_wire` described; returns the root."""
+    nodes = wire["nodes"]
+    built: dict[int, RDD] = {}
+
+    def build(rid: int) -> RDD:
+        if rid not in built:
+            spec = nodes[rid]
+            node = _KINDS[spec["k"]]._build(spec["a"], [build(p) for p in spec["p"]], spec["n"])
+            node.id = rid
+            node.is_cached = spec["c"]
+            built[rid] = node
+        return built[rid]
+
+    return build(wire["root"])

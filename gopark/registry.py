@@ -1,0 +1,262 @@
+"""Functions by name: ``register_func`` and the function references that travel.
+
+Code never travels. A function given to an RDD method becomes a *function
+reference*, plain data that names it:
+
+- ``["r", name, module]``: a registered function; ``module`` is imported on a
+  worker that does not know ``name`` yet (the app's main script under its own
+  name, never as ``__main__``);
+- ``["p", ref, args, kwargs]``: a ``functools.partial`` of a reference, its bound
+  arguments being data, broadcasts or accumulators;
+- ``["b", name]``, ``["o", name]``, ``["m", type, method]``: a builtin, an
+  ``operator`` function, a method of a builtin type (``str.split``);
+- ``["ig", items]``, ``["ag", names]``, ``["mc", name, args, kwargs]``: what
+  ``operator.itemgetter``, ``attrgetter`` and ``methodcaller`` make.
+
+A worker rebuilds the callable from its own registry (``decode_func``), so it
+can only run what its own program registered.
+"""
+from __future__ import annotations
+
+import builtins
+import functools
+import importlib
+import importlib.util
+import operator
+import os
+import sys
+import threading
+import types
+from typing import Any, Callable, TypeVar, overload
+
+from gopark import serialize
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_registry: dict[str, Callable[..., Any]] = {}
+_code_names: dict[types.CodeType, str] = {}
+_import_lock = threading.RLock()
+
+# The driver's main script, which workers import under MAIN_NAME (never as __main__).
+MAIN_FILE_ENV = "GOPARK_MAIN_FILE"
+MAIN_NAME_ENV = "GOPARK_MAIN_NAME"
+
+
+def main_module_name() -> str | None:
+    """The name under which the running app's ``__main__`` is importable elsewhere."""
+    if os.environ.get(MAIN_NAME_ENV):
+        return os.environ[MAIN_NAME_ENV]
+    main = sys.modules.get("__main__")
+    spec = getattr(main, "__spec__", None)
+    if spec is not None and spec.name and spec.name != "__main__":
+        return spec.name.removesuffix(".__main__")
+    path = getattr(main, "__file__", None)
+    if path:
+        return os.path.splitext(os.path.basename(path))[0]
+    return None
+
+
+def main_module_file() -> str | None:
+    """The file of the running app's main script, if it has one."""
+    if os.environ.get(MAIN_FILE_ENV):
+        return os.environ[MAIN_FILE_ENV]
+    path = getattr(sys.modules.get("__main__"), "__file__", None)
+    return os.path.abspath(path) if path else None
+
+
+def _module_of(fn: Callable[..., Any]) -> str:
+    module = getattr(fn, "__module__", None) or "__main__"
+    if module == "__main__":
+        return main_module_name() or "__main__"
+    return module
+
+
+def _same_function(a: Callable[..., Any], b: Callable[..., Any]) -> bool:
+    """The same source function, e.g. a script run as __main__ and imported as a module."""
+    if a is b:
+        return True
+    ca, cb = getattr(a, "__code__", None), getattr(b, "__code__", None)
+    return (ca is not None and cb is not None and ca.co_filename == cb.co_filename
+            and ca.co_firstlineno == cb.co_firstlineno
+            and getattr(a, "__qualname__", None) == getattr(b, "__qualname__", None))
+
+
+def _register(fn: F, name: str | None) -> F:
+    if not callable(fn) or not hasattr(fn, "__code__"):
+        raise TypeError(f"register_func takes a module-level Python function, not {type(fn).__name__}")
+    if fn.__name__ == "<lambda>" or "<locals>" in fn.__qualname__:
+        raise TypeError(f"register_func takes a module-level function; {fn.__qualname__!r} is a "
+                        "lambda or is defined inside another function")
+    key = name or f"{_module_of(fn)}.{fn.__qualname__}"
+    old = _registry.get(key)
+    if old is not None and not _same_function(old, fn):
+        raise ValueError(f"two different functions are registered under the name {key!r}: "
+                         f"{_where(old)} and {_where(fn)}")
+    _registry[key] = fn
+    _code_names[fn.__code__] = key
+    fn.__gopark_name__ = key  # type: ignore[attr-defined]
+    return fn
+
+
+def _where(fn: Callable[..., Any]) -> str:
+    code = getattr(fn, "__code__", None)
+    return f"{fn.__qualname__} ({code.co_filename}:{code.co_firstlineno})" if code else repr(fn)
+
+
+@overload
+def register_func(fn: F) -> F: ...
+@overload
+def register_func(fn: None = None, *, name: str | None = None) -> Callable[[F], F]: ...
+
+
+def register_func(fn: Any = None, *, name: str | None = None) -> Any:
+    """Register a module-level function by name so workers can find it.
+
+    ``@register_func``, ``@register_func(name="...")`` or ``register_func(fn)``;
+    returns the function unchanged.
+
+    >>> @register_func
+    ... def double(x):
+    ...     return 2 * x
+    >>> double(2)
+    4
+    """
+    if fn is None:
+        return lambda f: _register(f, name)
+    if isinstance(fn, str):
+        raise TypeError("use @register_func(name=...) to give a function a name")
+    return _register(fn, name)
+
+
+def registered_name(code: types.CodeType) -> str | None:
+    """The registered name of the function whose code object this is."""
+    return _code_names.get(code)
+
+
+# --- references ---------------------------------------------------------------
+
+_BUILTIN_TYPES = {t.__name__: t for t in (str, bytes, int, float, bool, list, tuple, dict, set,
+                                          frozenset, complex, bytearray, type(None))}
+
+
+def _not_allowed(fn: Any, what: str) -> TypeError:
+    kind = "a lambda" if getattr(fn, "__name__", "") == "<lambda>" else (
+        "a closure" if "<locals>" in getattr(fn, "__qualname__", "") else
+        "a bound method" if isinstance(fn, types.MethodType) else
+        f"an unregistered function {getattr(fn, '__qualname__', '')!r}" if isinstance(fn, types.FunctionType)
+        else f"a {type(fn).__name__}")
+    return TypeError(f"{what} got {kind}: gopark sends functions by name, so pass a module-level "
+                     "function decorated with @register_func (or a functools.partial of one)")
+
+
+def _encode(fn: Any, what: str) -> list:
+    if isinstance(fn, functools.partial):
+        return ["p", _encode(fn.func, what), list(fn.args), dict(fn.keywords)]
+    if isinstance(fn, types.FunctionType):
+        name = getattr(fn, "__gopark_name__", None)
+        if name is None or _registry.get(name) is not fn:
+            raise _not_allowed(fn, what)
+        return ["r", name, _module_of(fn)]
+    if isinstance(fn, types.BuiltinFunctionType) and fn.__self__ in (builtins, None) or (
+            isinstance(fn, types.BuiltinFunctionType) and getattr(fn, "__module__", None) == "builtins"):
+        if getattr(builtins, fn.__name__, None) is fn:
+            return ["b", fn.__name__]
+    if isinstance(fn, type) and _BUILTIN_TYPES.get(fn.__name__) is fn:
+        return ["b", fn.__name__]
+    if getattr(operator, getattr(fn, "__name__", ""), None) is fn:
+        return ["o", fn.__name__]
+    if isinstance(fn, (types.MethodDescriptorType, types.WrapperDescriptorType,
+                       types.ClassMethodDescriptorType)):
+        owner = fn.__objclass__
+        if _BUILTIN_TYPES.get(owner.__name__) is owner:
+            return ["m", owner.__name__, fn.__name__]
+    if isinstance(fn, (operator.itemgetter, operator.attrgetter, operator.methodcaller)):
+        ctor, args = fn.__reduce__()[:2]
+        if isinstance(fn, operator.itemgetter):
+            return ["ig", list(args)]
+        if isinstance(fn, operator.attrgetter):
+            return ["ag", list(args)]
+        if isinstance(ctor, functools.partial):  # methodcaller with keywords
+            return ["mc", ctor.args[0], list(args), dict(ctor.keywords)]
+        return ["mc", args[0], list(args[1:]), {}]
+    raise _not_allowed(fn, what)
+
+
+def encode_func(fn: Any, what: str) -> list:
+    """The reference of ``fn`` as data; TypeError for anything that cannot travel by name.
+
+    ``what`` names the call that received ``fn`` (e.g. ``"RDD.map"``) for the error.
+    """
+    ref = _encode(fn, what)
+    serialize.packb(ref, f"the arguments bound to the function given to {what}")  # data check, in the driver
+    return ref
+
+
+def _import_module_for(module: str) -> None:
+    with _import_lock:
+        if module in sys.modules:
+            return
+        main_file = main_module_file()
+        if module == main_module_name() and main_file:
+            spec = importlib.util.spec_from_file_location(module, main_file)
+            if spec is None or spec.loader is None:
+                raise ImportError(f"cannot import the app {main_file}")
+            mod = importlib.util.module_from_spec(spec)
+            sys.modules[module] = mod
+            try:
+                spec.loader.exec_module(mod)
+            except BaseException:
+                sys.modules.pop(module, None)
+                raise
+        else:
+            importlib.import_module(module)
+
+
+def lookup(name: str, module: str | None = None) -> Callable[..., Any]:
+    """The function registered as ``name``, importing ``module`` first if needed."""
+    fn = _registry.get(name)
+    if fn is None and module:
+        _import_module_for(module)
+        fn = _registry.get(name)
+    if fn is None:
+        raise LookupError(f"no function is registered as {name!r} in this program "
+                          f"(module {module!r} was imported and did not register it)")
+    return fn
+
+
+def decode_func(ref: list) -> Callable[..., Any]:
+    """The callable a reference names, from this process' own registry."""
+    tag = ref[0]
+    if tag == "r":
+        return lookup(ref[1], ref[2])
+    if tag == "p":
+        return functools.partial(decode_func(ref[1]), *ref[2], **ref[3])
+    if tag == "b":
+        return getattr(builtins, ref[1])
+    if tag == "o":
+        return getattr(operator, ref[1])
+    if tag == "m":
+        return getattr(_BUILTIN_TYPES[ref[1]], ref[2])
+    if tag == "ig":
+        return operator.itemgetter(*ref[1])
+    if tag == "ag":
+        return operator.attrgetter(*ref[1])
+    if tag == "mc":
+        return operator.methodcaller(ref[1], *ref[2], **ref[3])
+    raise ValueError(f"unknown function reference {ref!r}")
+
+
+def func_label(ref: list | None) -> str | None:
+    """A short human name for a reference: the registered name, or the builtin's."""
+    if not ref:
+        return None
+    tag = ref[0]
+    if tag == "r":
+        return ref[1]
+    if tag == "p":
+        return func_label(ref[1])
+    if tag in ("b", "o"):
+        return f"{'operator.' if tag == 'o' else ''}{ref[1]}"
+    if tag == "m":
+        return f"{ref[1]}.{ref[2]}"
+    return {"ig": "operator.itemgetter", "ag": "operator.attrgetter", "mc": "operator.methodcaller"}[tag]

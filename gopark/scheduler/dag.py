@@ -1,0 +1,353 @@
+"""The DAG scheduler: stages cut at shuffles, tasks, retries, lost map outputs.
+
+Policy. An action runs a job on its RDD. The job's final stage is the narrow
+lineage under that RDD; every shuffle under it is a map stage, shared by all
+jobs over the same shuffle: a map stage whose outputs all exist is skipped. A
+stage runs when all its parent map stages have their outputs. Each partition
+of a running stage is one task; the backend (local, process, Mesos) runs it
+where its preferred locations say when it can. A failed task runs again until
+it has failed ``max_failures`` times, then the job fails with JobError. A task
+whose worker died is a failed task. A reducer that cannot read a map output
+reports FetchFailed: that output is marked lost, the epoch goes up, the map
+stage runs again for what is missing, and the reduce stage resumes after it.
+
+This class is both layers of Spark's split: the DAG part (stages, shuffle
+outputs, fetch failures) and the task-set part (attempt counts, locality
+preferences handed to the backend); the latter is ``_launch``,
+``_handle_failure`` and ``attempts``.
+
+State. One thread owns it: the one running the job (``run_job`` blocks on
+``events``). Backends only ``post()`` events; each kind has one ``_handle_``.
+
+    across jobs (a Context's life):
+      shuffle_outputs: {shuffle_id: [location | None] per map partition}
+      shuffle_stages:  {shuffle_id: Stage}
+      cache_locs:      {(rdd_id, split): worker_id}
+      epoch:           int, bumped when map outputs are lost
+    per job (``Job``):
+      waiting:  set[Stage]                 parents not ready yet
+      running:  set[Stage]
+      pending:  {stage_id: {partition}}    no output / result yet
+      launched: {stage_id: {partition}}    a task is out for it
+      tasks:    {task_id: Task}            out, not answered
+      attempts: {(stage_id, partition): failures}
+      results:  {partition: value}         of the final stage
+"""
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import logging
+import queue
+import threading
+from typing import Any, Protocol
+
+from gopark import registry, serialize, shared
+from gopark.errors import GoparkError, job_error
+from gopark.progress import Progress
+from gopark.rdd import RDD, ShuffleDependency, lineage_to_wire
+
+log = logging.getLogger("gopark.scheduler")
+
+
+class Backend(Protocol):
+    """What runs tasks: ``submit`` one, and post ``("end", tid, result, worker)`` or
+    ``("lost", tid, reason, worker)`` to the scheduler when it is done."""
+
+    def submit(self, tid: int, payload: bytes, preferred: list[str]) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+@dataclasses.dataclass(eq=False)
+class Stage:
+    id: int
+    rdd: RDD
+    parents: list[Stage]
+    dep: ShuffleDependency | None       # set for a map stage
+    partitions: list[int]
+    name: str
+
+    @property
+    def is_map(self) -> bool:
+        return self.dep is not None
+
+
+@dataclasses.dataclass
+class Task:
+    tid: int
+    stage: Stage
+    split: int
+    attempt: int
+    epoch: int
+
+
+@dataclasses.dataclass
+class Job:
+    final: Stage
+    action: list
+    waiting: set[Stage] = dataclasses.field(default_factory=set)
+    running: set[Stage] = dataclasses.field(default_factory=set)
+    pending: dict[int, set[int]] = dataclasses.field(default_factory=dict)
+    launched: dict[int, set[int]] = dataclasses.field(default_factory=dict)
+    tasks: dict[int, Task] = dataclasses.field(default_factory=dict)
+    attempts: dict[tuple[int, int], int] = dataclasses.field(default_factory=dict)
+    results: dict[int, Any] = dataclasses.field(default_factory=dict)
+    error: BaseException | None = None
+
+    @property
+    def done(self) -> bool:
+        return self.error is not None or len(self.results) == len(self.final.partitions)
+
+
+class DAGScheduler:
+    """Plans a job's stages and drives them to the end through a backend."""
+
+    def __init__(self, max_failures: int, progress: Progress) -> None:
+        self.events: queue.Queue = queue.Queue()
+        self.backend: Backend | None = None
+        self.max_failures = max_failures
+        self.progress = progress
+        self.shuffle_outputs: dict[int, list[dict | None]] = {}
+        self.shuffle_stages: dict[int, Stage] = {}
+        self.cache_locs: dict[tuple[int, int], str] = {}
+        self.epoch = 0
+        self._ids = itertools.count()
+        self._tids = itertools.count()
+        self._job_lock = threading.Lock()
+        self.job: Job | None = None
+
+    def post(self, event: tuple) -> None:
+        """Called by backends, from any thread."""
+        self.events.put(event)
+
+    # -- planning -------------------------------------------------------------------
+    def _parent_stages(self, rdd: RDD) -> list[Stage]:
+        parents: dict[int, Stage] = {}
+        seen: set[int] = set()
+        stack = [rdd]
+        while stack:
+            r = stack.pop()
+            if r.id in seen:
+                continue
+            seen.add(r.id)
+            for d in r._deps():
+                if isinstance(d, ShuffleDependency):
+                    stage = self._map_stage(d)
+                    parents[stage.id] = stage
+                else:
+                    stack.append(d)
+        return list(parents.values())
+
+    def _map_stage(self, dep: ShuffleDependency) -> Stage:
+        stage = self.shuffle_stages.get(dep.shuffle_id)
+        if stage is None:
+            rdd = dep.rdd
+            stage = Stage(next(self._ids), rdd, self._parent_stages(rdd), dep,
+                          list(range(rdd.num_partitions)), f"shuffle of {rdd.site or rdd.kind}")
+            self.shuffle_stages[dep.shuffle_id] = stage
+            self.shuffle_outputs[dep.shuffle_id] = [None] * rdd.num_partitions
+        return stage
+
+    def _missing(self, stage: Stage) -> list[int]:
+        if stage.dep is None:
+            return [p for p in stage.partitions if p not in self.job.results]  # type: ignore[union-attr]
+        outputs = self.shuffle_outputs[stage.dep.shuffle_id]
+        return [p for p in stage.partitions if outputs[p] is None]
+
+    # -- running a job ----------------------------------------------------------------
+    def run_job(self, rdd: RDD, action: list, partitions: list[int]) -> list[Any]:
+        """Run ``action`` on ``partitions`` of ``rdd``; their results in order."""
+        with self._job_lock:
+            final = Stage(next(self._ids), rdd, self._parent_stages(rdd), None, partitions,
+                          f"{action[0]} at {rdd.site.partition(' at ')[2] or rdd.kind}")
+            self.job = job = Job(final, action)
+            self.progress.job_started()
+            try:
+                if partitions:
+                    self._submit_stage(final)
+                while not job.done:
+                    self._handle(self.events.get())
+                if job.error is None:
+                    self.progress.stage_done(final.id)
+            finally:
+                self.job = None
+                self.progress.job_ended()
+            if job.error is not None:
+                raise job.error
+            return [job.results[p] for p in partitions]
+
+    def _handle(self, event: tuple) -> None:
+        kind = event[0]
+        if kind == "end":
+            self._handle_end(*event[1:])
+        elif kind == "lost":
+            self._handle_lost(*event[1:])
+        else:
+            raise ValueError(f"unknown scheduler event {kind!r}")
+
+    def _submit_stage(self, stage: Stage) -> None:
+        """Mutates: waiting/running. Run ``stage`` now if its parents are ready, else them first."""
+        job = self.job
+        assert job is not None
+        if stage in job.running or stage in job.waiting:
+            return
+        missing_parents = [p for p in stage.parents if self._missing(p)]
+        if missing_parents:
+            job.waiting.add(stage)
+            for p in missing_parents:
+                self._submit_stage(p)
+            return
+        todo = self._missing(stage)
+        if not todo:
+            self._stage_done(stage)
+            return
+        job.running.add(stage)
+        job.pending[stage.id] = set(todo)
+        launched = job.launched.setdefault(stage.id, set())
+        self.progress.stage_started(stage.id, stage.name, len(stage.partitions), len(stage.partitions) - len(todo))
+        for p in todo:
+            if p not in launched:
+                self._launch(stage, p)
+
+    def _launch(self, stage: Stage, split: int) -> None:
+        """Mutates: tasks, launched. Hand one task to the backend."""
+        job = self.job
+        assert job is not None and self.backend is not None
+        tid = next(self._tids)
+        attempt = job.attempts.get((stage.id, split), 0)
+        task = Task(tid, stage, split, attempt, self.epoch)
+        wire: dict[str, Any] = {"tid": tid, "stage": stage.id, "split": split, "attempt": attempt,
+                                "lineage": lineage_to_wire(stage.rdd, split, self.shuffle_outputs)}
+        if stage.dep is not None:
+            wire["kind"] = "map"
+            wire["dep"] = stage.dep.to_wire()
+        else:
+            wire["kind"] = "result"
+            wire["action"] = job.action
+        payload = serialize.packb(wire, "a task")
+        job.tasks[tid] = task
+        job.launched.setdefault(stage.id, set()).add(split)
+        self.backend.submit(tid, payload, self._preferred(stage.rdd, split))
+
+    def _preferred(self, rdd: RDD, split: int) -> list[str]:
+        """Where a task would best run: a worker holding a cached partition, else the data's hosts."""
+        stack, seen = [(rdd, split)], set()
+        while stack:
+            r, s = stack.pop()
+            if (r.id, s) in seen:
+                continue
+            seen.add((r.id, s))
+            if r.is_cached and (r.id, s) in self.cache_locs:
+                return [self.cache_locs[(r.id, s)]]
+            stack.extend(r._parent_splits(s))
+        return rdd.preferredLocations(split)
+
+    def _handle_end(self, tid: int, payload: bytes, worker: str) -> None:
+        job = self.job
+        task = job.tasks.pop(tid, None) if job else None
+        if task is None:
+            return  # a task of an earlier, finished job
+        job.launched.get(task.stage.id, set()).discard(task.split)
+        result = serialize.unpackb(payload)
+        if not result["ok"]:
+            self._handle_failure(task, result)
+            return
+        stage = task.stage
+        if stage.id not in job.pending or task.split not in job.pending[stage.id]:
+            return  # a partition already done by another attempt
+        for rdd_id, split in result["cached"]:
+            self.cache_locs[(rdd_id, split)] = worker
+        self._merge_accumulators(result["acc"])
+        job.pending[stage.id].discard(task.split)
+        if stage.dep is not None:
+            self.shuffle_outputs[stage.dep.shuffle_id][task.split] = serialize.unpackb(result["v"])
+        else:
+            value = result["v"]
+            job.results[task.split] = (list(serialize.unpack_stream([value])) if result["stream"]
+                                       else serialize.unpackb(value))
+        self.progress.task_done(stage.id)
+        if not job.pending[stage.id] and not job.launched.get(stage.id):
+            self._stage_done(stage)
+
+    def _merge_accumulators(self, updates: dict[str, Any]) -> None:
+        for key, delta in updates.items():
+            acc = shared.find_accumulator(key)
+            if acc is not None:
+                acc.merge_update(delta)
+            else:
+                log.warning("an update of accumulator %s that this driver does not know", key)
+
+    def _stage_done(self, stage: Stage) -> None:
+        """Mutates: running, waiting. Start the waiting stages whose parents are now ready."""
+        job = self.job
+        assert job is not None
+        job.running.discard(stage)
+        if stage is not job.final:
+            if self._missing(stage):   # outputs were lost meanwhile: run the rest
+                self._submit_stage(stage)
+                return
+            self.progress.stage_done(stage.id)
+        for waiting in [s for s in job.waiting if not any(self._missing(p) for p in s.parents)]:
+            job.waiting.discard(waiting)
+            self._submit_stage(waiting)
+
+    def _handle_lost(self, tid: int, reason: str, worker: str) -> None:
+        job = self.job
+        task = job.tasks.pop(tid, None) if job else None
+        if task is None:
+            return
+        job.launched.get(task.stage.id, set()).discard(task.split)
+        self._handle_failure(task, {"type": "TaskLost", "msg": reason, "tb": "", "func": None, "fetch": None})
+
+    def _handle_failure(self, task: Task, result: dict) -> None:
+        """Mutates: attempts, or the lost map output and the stages to run again."""
+        job = self.job
+        assert job is not None
+        stage = task.stage
+        if result.get("fetch"):
+            self._handle_fetch_failed(task, result["fetch"])
+            return
+        key = (stage.id, task.split)
+        job.attempts[key] = job.attempts.get(key, 0) + 1
+        log.info("task %d of stage %d failed (%d): %s: %s", task.split, stage.id, job.attempts[key],
+                 result["type"], result["msg"])
+        if job.attempts[key] < self.max_failures:
+            self._launch(stage, task.split)
+            return
+        func = result["func"] or _stage_func(stage, job.action)
+        job.error = job_error(
+            f"task {task.split} of stage {stage.id} ({stage.name}) failed {job.attempts[key]} times; "
+            f"last error: {result['type']}: {result['msg']}" + (f" (in {func})" if func else ""),
+            result["type"], result["msg"], result["tb"], func)
+
+    def _handle_fetch_failed(self, task: Task, fetch: list) -> None:
+        job = self.job
+        assert job is not None
+        shuffle_id, map_id = fetch[0], fetch[1]
+        log.info("fetch of shuffle %d map %d failed; running that map task again", shuffle_id, map_id)
+        outputs = self.shuffle_outputs.get(shuffle_id)
+        if outputs is not None and task.epoch >= self.epoch:
+            outputs[map_id] = None
+            self.epoch += 1
+        stage = task.stage
+        key = (stage.id, task.split)
+        job.attempts[key] = job.attempts.get(key, 0) + 1
+        if job.attempts[key] >= self.max_failures * 2:
+            job.error = GoparkError(f"stage {stage.id} ({stage.name}) kept losing its map outputs")
+            return
+        job.running.discard(stage)
+        job.waiting.add(stage)
+        self._submit_stage(self.shuffle_stages[shuffle_id])
+
+
+def _stage_func(stage: Stage, action: list) -> str | None:
+    """The function a failing stage applies last, when no frame of a registered one was seen."""
+    if stage.dep is None:
+        for part in reversed(action):
+            if isinstance(part, list) and part and isinstance(part[0], str):
+                label = registry.func_label(part) if part[0] in ("r", "p", "b", "o", "m", "ig", "ag", "mc") else None
+                if label:
+                    return label
+    ref = getattr(stage.rdd, "f_ref", None)
+    return registry.func_label(ref) if ref else None

@@ -1,0 +1,26 @@
+"""Local mode: tasks run one after another in the driver process.
+
+They go through the same packed form as everywhere else (:func:`run_task`),
+so a pipeline behaves the same in every mode: values are copied, types are
+checked, accumulator updates of a retried task count once.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+from gopark.task import WorkerEnv, run_task
+
+
+class LocalBackend:
+    """Runs each submitted task at once, in the calling thread."""
+
+    def __init__(self, post: Callable[[tuple], None], env: WorkerEnv) -> None:
+        self._post = post
+        self.env = env
+        self.default_parallelism = 2
+
+    def submit(self, tid: int, payload: bytes, preferred: list[str]) -> None:
+        self._post(("end", tid, run_task(payload, self.env), "driver"))
+
+    def stop(self) -> None:
+        self.env.cache.clear()

@@ -1,0 +1,234 @@
+"""Process mode: a pool of long-lived worker subprocesses of the same program.
+
+The pool starts once per Context. Workers connect to the driver's ZeroMQ
+ROUTER socket on ``ipc://`` inside the Context's private (0700) work folder,
+say hello with a secret token given in their environment, then receive
+``[task, tid, payload]`` and answer ``[result, tid, payload]``, all msgpack.
+
+One I/O thread owns the socket and the workers. It blocks in one poll on the
+socket, an eventfd that ``submit`` rings, and a pidfd per worker, so a worker
+that dies (an exception in its loop, ``os._exit``, SIGKILL, the OOM killer)
+is seen at once: its task is reported lost to the scheduler (which runs it
+again) and a new worker takes its place.
+
+Workers die with the driver (PR_SET_PDEATHSIG, set in the worker), and
+``stop()`` asks them to leave, then kills those that do not.
+"""
+from __future__ import annotations
+
+import collections
+import dataclasses
+import logging
+import os
+import secrets
+import subprocess
+import sys
+import threading
+from typing import Callable
+
+import zmq
+
+from gopark import registry
+
+log = logging.getLogger("gopark.process")
+
+_MAX_EARLY_DEATHS = 3
+
+
+def worker_command() -> list[str]:
+    """The command that starts a worker: this same program in the worker role."""
+    if getattr(sys, "frozen", False):
+        return [sys.executable]
+    return [sys.executable, "-m", "launcher.worker"]
+
+
+def worker_environment(endpoint: str, token: str, worker_id: str, work_dir: str, mem_bytes: int) -> dict[str, str]:
+    """What a worker needs to know, passed in its environment."""
+    env = dict(os.environ)
+    paths = [os.path.abspath(p or os.curdir) for p in sys.path]
+    env.update({
+        "GOPARK_ROLE": "worker",
+        "GOPARK_DRIVER": endpoint,
+        "GOPARK_TOKEN": token,
+        "GOPARK_WORKER_ID": worker_id,
+        "GOPARK_WORK_DIR": work_dir,
+        "GOPARK_MEM": str(mem_bytes),
+        "GOPARK_DRIVER_PID": str(os.getpid()),
+        "PYTHONPATH": os.pathsep.join(dict.fromkeys(paths)),
+    })
+    main_name, main_file = registry.main_module_name(), registry.main_module_file()
+    if main_name and main_file and main_name != "__main__":
+        env[registry.MAIN_NAME_ENV] = main_name
+        env[registry.MAIN_FILE_ENV] = main_file
+    return env
+
+
+@dataclasses.dataclass
+class _Worker:
+    wid: str
+    proc: subprocess.Popen
+    pidfd: int
+    ready: bool = False
+    task: int | None = None
+
+
+class ProcessBackend:
+    """A pool of ``n`` worker processes fed by one I/O thread."""
+
+    def __init__(self, n: int, post: Callable[[tuple], None], work_dir: str, mem_bytes: int) -> None:
+        self.default_parallelism = n
+        self._n = n
+        self._post = post
+        self._work_dir = work_dir
+        self._mem = mem_bytes
+        self._token = secrets.token_hex(16)
+        self._endpoint = f"ipc://{os.path.join(work_dir, 'driver.sock')}"
+        self._zctx = zmq.Context()
+        self._router = self._zctx.socket(zmq.ROUTER)
+        self._router.setsockopt(zmq.LINGER, 0)
+        self._router.setsockopt(zmq.ROUTER_MANDATORY, 1)
+        self._router.bind(self._endpoint)
+        self._wake = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        self._lock = threading.Lock()
+        self._submitted: collections.deque = collections.deque()
+        self._queue: list[tuple[int, bytes, list[str]]] = []
+        self._workers: dict[str, _Worker] = {}
+        self._by_fd: dict[int, _Worker] = {}
+        self._seq = 0
+        self._early_deaths = 0
+        self._broken: str | None = None
+        self._stopping = False
+        self._thread = threading.Thread(target=self._loop, name="gopark-process-backend", daemon=True)
+        self._thread.start()
+
+    # -- called by the scheduler thread ---------------------------------------------
+    def submit(self, tid: int, payload: bytes, preferred: list[str]) -> None:
+        with self._lock:
+            self._submitted.append((tid, payload, preferred))
+        os.eventfd_write(self._wake, 1)
+
+    def stop(self) -> None:
+        """End every worker and the I/O thread; safe to call twice."""
+        if self._stopping:
+            return
+        self._stopping = True
+        os.eventfd_write(self._wake, 1)
+        self._thread.join()
+
+    @property
+    def worker_pids(self) -> list[int]:
+        return [w.proc.pid for w in list(self._workers.values())]
+
+    # -- the I/O thread ---------------------------------------------------------------
+    def _loop(self) -> None:
+        poller = zmq.Poller()
+        poller.register(self._router, zmq.POLLIN)
+        poller.register(self._wake, zmq.POLLIN)
+        try:
+            for _ in range(self._n):
+                self._spawn(poller)
+            while not self._stopping:
+                ready = dict(poller.poll())
+                if self._router in ready:
+                    self._receive()
+                if self._wake in ready:
+                    os.eventfd_read(self._wake)
+                    with self._lock:
+                        while self._submitted:
+                            self._queue.append(self._submitted.popleft())
+                for fd in [fd for fd in ready if fd in self._by_fd]:
+                    self._handle_exit(poller, self._by_fd[fd])
+                self._dispatch()
+        except Exception:  # the backend itself broke: fail what is queued rather than hang
+            log.exception("the process backend failed")
+            self._broken = "the process backend failed"
+            for tid, _, _ in self._queue:
+                self._post(("lost", tid, self._broken, "driver"))
+        finally:
+            self._shutdown()
+
+    def _spawn(self, poller: zmq.Poller) -> None:
+        self._seq += 1
+        wid = f"w{self._seq}"
+        env = worker_environment(self._endpoint, self._token, wid, self._work_dir, self._mem)
+        proc = subprocess.Popen(worker_command(), env=env, stdin=subprocess.DEVNULL, close_fds=True)
+        pidfd = os.pidfd_open(proc.pid)
+        w = _Worker(wid, proc, pidfd)
+        self._workers[wid] = w
+        self._by_fd[pidfd] = w
+        poller.register(pidfd, zmq.POLLIN)
+
+    def _receive(self) -> None:
+        while True:
+            try:
+                frames = self._router.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            wid = frames[0].decode()
+            w = self._workers.get(wid)
+            if w is None:
+                continue
+            if frames[1] == b"hello":
+                if len(frames) == 3 and secrets.compare_digest(frames[2], self._token.encode()):
+                    w.ready = True
+                    self._early_deaths = 0
+                else:
+                    log.warning("worker %s sent a bad token; ignoring it", wid)
+            elif frames[1] == b"result" and w.ready and w.task is not None:
+                tid = int(frames[2])
+                if tid == w.task:
+                    w.task = None
+                    self._post(("end", tid, frames[3], wid))
+
+    def _handle_exit(self, poller: zmq.Poller, w: _Worker) -> None:
+        poller.unregister(w.pidfd)
+        os.close(w.pidfd)
+        del self._by_fd[w.pidfd]
+        del self._workers[w.wid]
+        code = w.proc.wait()
+        reason = f"worker {w.wid} (pid {w.proc.pid}) died with exit code {code}"
+        log.info("%s", reason)
+        if w.task is not None:
+            self._post(("lost", w.task, reason, w.wid))
+        if not w.ready:
+            self._early_deaths += 1
+            if self._early_deaths >= _MAX_EARLY_DEATHS:
+                self._broken = f"workers die before they start ({reason}); see their error above"
+        if not self._stopping and not self._broken:
+            self._spawn(poller)
+
+    def _dispatch(self) -> None:
+        if self._broken:
+            for tid, _, _ in self._queue:
+                self._post(("lost", tid, self._broken, "driver"))
+            self._queue.clear()
+            return
+        idle = [w for w in self._workers.values() if w.ready and w.task is None]
+        while idle and self._queue:
+            tid, payload, preferred = self._queue.pop(0)
+            w = next((w for w in idle if w.wid in preferred), idle[0])
+            idle.remove(w)
+            w.task = tid
+            self._router.send_multipart([w.wid.encode(), b"task", str(tid).encode(), payload], copy=False)
+
+    def _shutdown(self) -> None:
+        for w in self._workers.values():
+            try:
+                if w.ready:
+                    self._router.send_multipart([w.wid.encode(), b"stop"], zmq.NOBLOCK)
+                else:
+                    w.proc.terminate()
+            except (zmq.ZMQError, OSError):
+                w.proc.terminate()
+        for w in self._workers.values():
+            try:
+                w.proc.wait(timeout=2)
+            except subprocess.TimeoutExpired:
+                w.proc.kill()
+                w.proc.wait()
+            os.close(w.pidfd)
+        self._workers.clear()
+        self._by_fd.clear()
+        self._router.close(0)
+        self._zctx.term()
+        os.close(self._wake)

@@ -1,0 +1,135 @@
+"""msgpack with the types of SPEC section 3 kept: tuple, set, frozenset, bytes, big int.
+
+msgpack has one array type, so a tuple, a set and a frozenset travel as an
+array whose first item is a one-byte-free ext marker; ``_list_hook`` turns them
+back on the way in. Integers beyond 64 bits travel as an ext holding their
+decimal text. Broadcast and accumulator handles register their own ext codes
+(``register_ext``) so they can ride inside a ``functools.partial``.
+
+Anything else raises :class:`SerializationError` naming the type and the
+operation (``what``) that tried to send it.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Iterable, Iterator
+
+import msgpack
+
+from gopark.errors import SerializationError
+
+_TUPLE, _SET, _FROZENSET, _BIGINT = 1, 2, 3, 4
+
+
+class _Marker:
+    __slots__ = ("kind",)
+
+    def __init__(self, kind: int) -> None:
+        self.kind = kind
+
+
+_MARKS = {code: _Marker(code) for code in (_TUPLE, _SET, _FROZENSET)}
+_EXT_MARKS = {code: msgpack.ExtType(code, b"") for code in _MARKS}
+_REBUILD = {_TUPLE: tuple, _SET: set, _FROZENSET: frozenset}
+
+# code -> (class, encode(obj) -> data, decode(data) -> obj); filled by gopark.shared
+_EXT_TYPES: dict[int, tuple[type, Callable[[Any], Any], Callable[[Any], Any]]] = {}
+_EXT_BY_CLASS: dict[type, int] = {}
+
+
+def register_ext(code: int, cls: type, encode: Callable[[Any], Any], decode: Callable[[Any], Any]) -> None:
+    """Let objects of ``cls`` travel as ext ``code``: ``encode`` gives data, ``decode`` rebuilds."""
+    _EXT_TYPES[code] = (cls, encode, decode)
+    _EXT_BY_CLASS[cls] = code
+
+
+def _default(obj: Any) -> Any:
+    t = type(obj)
+    if t is tuple:
+        return [_EXT_MARKS[_TUPLE], *obj]
+    if t is set:
+        return [_EXT_MARKS[_SET], *obj]
+    if t is frozenset:
+        return [_EXT_MARKS[_FROZENSET], *obj]
+    if t is int or isinstance(obj, int):  # beyond 64 bits, or an int subclass (bool is handled by msgpack)
+        if -(2 ** 63) <= obj < 2 ** 64:
+            return int(obj)
+        return msgpack.ExtType(_BIGINT, str(int(obj)).encode())
+    code = _EXT_BY_CLASS.get(t)
+    if code is not None:
+        return msgpack.ExtType(code, packb(_EXT_TYPES[code][1](obj), "a shared variable"))
+    # subclasses of the data types travel as their base type (Counter -> dict, IntEnum -> int)
+    for base, convert in ((dict, dict), (str, str), (float, float), (list, list), (bytes, bytes),
+                          (tuple, tuple), (set, set), (frozenset, frozenset)):
+        if isinstance(obj, base):
+            return convert(obj) if base not in (tuple, set, frozenset) else _default(convert(obj))
+    raise TypeError(t)
+
+
+def _ext_hook(code: int, data: bytes) -> Any:
+    if code in _MARKS:
+        return _MARKS[code]
+    if code == _BIGINT:
+        return int(data)
+    ext = _EXT_TYPES.get(code)
+    if ext is None:
+        raise SerializationError(f"unknown msgpack ext type {code} in received data")
+    return ext[2](unpackb(data))
+
+
+def _list_hook(items: list) -> Any:
+    if items:
+        first = items[0]
+        if type(first) is _Marker:
+            return _REBUILD[first.kind](items[1:])
+    return items
+
+
+def _describe(exc: Exception) -> str:
+    arg = exc.args[0] if exc.args else None
+    if isinstance(arg, type):
+        return arg.__qualname__ if arg.__module__ == "builtins" else f"{arg.__module__}.{arg.__qualname__}"
+    return str(exc)
+
+
+def packb(obj: Any, what: str = "sending data") -> bytes:
+    """Pack ``obj``; a value that is not gopark data raises SerializationError."""
+    try:
+        return msgpack.packb(obj, default=_default, strict_types=True, use_bin_type=True)
+    except (TypeError, ValueError, OverflowError) as exc:
+        if isinstance(exc, SerializationError):
+            raise
+        raise SerializationError(
+            f"cannot serialize a value of type {_describe(exc)} in {what}: gopark data is None, bool, "
+            "int, float, str, bytes, list, tuple, dict, set and frozenset, nested") from None
+
+
+def unpackb(data: bytes) -> Any:
+    """Unpack what :func:`packb` packed, with its types."""
+    return msgpack.unpackb(data, ext_hook=_ext_hook, list_hook=_list_hook, raw=False,
+                           strict_map_key=False, use_list=True)
+
+
+class Packer:
+    """A reusable packer for many records (one per thread: msgpack packers are not shared)."""
+
+    def __init__(self, what: str) -> None:
+        self._what = what
+        self._packer = msgpack.Packer(default=_default, strict_types=True, use_bin_type=True)
+
+    def pack(self, obj: Any) -> bytes:
+        try:
+            return self._packer.pack(obj)
+        except (TypeError, ValueError, OverflowError) as exc:
+            self._packer.reset()
+            raise SerializationError(
+                f"cannot serialize a value of type {_describe(exc)} in {self._what}: gopark data is None, "
+                "bool, int, float, str, bytes, list, tuple, dict, set and frozenset, nested") from None
+
+
+def unpack_stream(chunks: Iterable[bytes]) -> Iterator[Any]:
+    """Every object of a stream of packed objects fed as byte chunks."""
+    unpacker = msgpack.Unpacker(ext_hook=_ext_hook, list_hook=_list_hook, raw=False,
+                                strict_map_key=False, use_list=True, max_buffer_size=2 ** 31 - 1)
+    for chunk in chunks:
+        unpacker.feed(chunk)
+        yield from unpacker

@@ -1,0 +1,204 @@
+"""Shared variables: broadcasts (read-only values) and accumulators (add-only sums).
+
+Broadcast: the driver packs the value once into the Context's work folder;
+a worker loads it the first time a task reads ``b.value`` and keeps it for the
+life of the process (``_loaded``). It travels as ``[id, path]``.
+
+Accumulator: inside a task, ``add`` records into the task's own update table
+(``task_updates``); the driver merges a task's table only when that task is the
+first successful attempt of its partition, so a retried or speculative task
+counts once. Module-level accumulators (``gopark.accumulator(..., name=...)``)
+are found by name on workers, which import the module that made them.
+"""
+from __future__ import annotations
+
+import contextlib
+import inspect
+import operator
+import os
+import threading
+import uuid
+import weakref
+from typing import Any, Callable, Iterator
+
+from gopark import registry, serialize
+
+_MISSING = object()
+_BROADCAST_EXT, _ACCUMULATOR_EXT = 10, 11
+
+
+# --- broadcast ------------------------------------------------------------------
+
+class Broadcast:
+    """A read-only value shipped once to every worker; read it with ``.value``."""
+
+    def __init__(self, bid: str, path: str, value: Any = _MISSING) -> None:
+        self.id = bid
+        self.path = path
+        self._value = value
+
+    @property
+    def value(self) -> Any:
+        if self._value is _MISSING:
+            self._value = _load_broadcast(self.id, self.path)
+        return self._value
+
+    def unpersist(self) -> None:
+        """Forget the value in this process (it is loaded again if read)."""
+        _loaded.pop(self.id, None)
+
+    def __repr__(self) -> str:
+        return f"Broadcast({self.id})"
+
+
+_live_broadcasts: weakref.WeakValueDictionary[str, Broadcast] = weakref.WeakValueDictionary()
+_loaded: dict[str, Any] = {}
+_load_lock = threading.Lock()
+
+
+def new_broadcast(value: Any, folder: str) -> Broadcast:
+    """Pack ``value`` into ``folder`` (SerializationError in the driver) and return its handle."""
+    data = serialize.packb(value, "broadcast")
+    bid = uuid.uuid4().hex
+    path = os.path.join(folder, f"broadcast-{bid}")
+    with open(path + ".tmp", "wb") as f:
+        f.write(data)
+    os.replace(path + ".tmp", path)
+    b = Broadcast(bid, path, value)
+    _live_broadcasts[bid] = b
+    return b
+
+
+def _load_broadcast(bid: str, path: str) -> Any:
+    with _load_lock:
+        if bid not in _loaded:
+            with open(path, "rb") as f:
+                _loaded[bid] = serialize.unpackb(f.read())
+        return _loaded[bid]
+
+
+def _decode_broadcast(data: list) -> Broadcast:
+    bid, path = data
+    live = _live_broadcasts.get(bid)
+    return live if live is not None else Broadcast(bid, path)
+
+
+serialize.register_ext(_BROADCAST_EXT, Broadcast, lambda b: [b.id, b.path], _decode_broadcast)
+
+
+# --- accumulators ---------------------------------------------------------------
+
+_task_local = threading.local()
+
+
+@contextlib.contextmanager
+def task_updates() -> Iterator[dict[str, Any]]:
+    """Within this block (one task), accumulator adds go to the yielded table."""
+    table: dict[str, Any] = {}
+    previous = getattr(_task_local, "updates", None)
+    _task_local.updates = table
+    try:
+        yield table
+    finally:
+        _task_local.updates = previous
+
+
+class Accumulator:
+    """A value tasks add to and the driver reads: ``acc.add(x)``, ``acc += x``, ``acc.value``.
+
+    ``merge`` (default ``+``) combines two values; it must be a registered
+    function or an ``operator`` function so workers can use it.
+    """
+
+    def __init__(self, key: str, init: Any = 0, merge: Callable[[Any, Any], Any] | None = None,
+                 merge_ref: list | None = None) -> None:
+        self.key = key
+        self._value = init
+        self._merge_ref = merge_ref if merge_ref is not None else (
+            registry.encode_func(merge, "accumulator(merge=...)") if merge is not None else ["o", "add"])
+        self._merge = merge or (registry.decode_func(self._merge_ref) if merge_ref else operator.add)
+
+    @property
+    def value(self) -> Any:
+        return self._value
+
+    @value.setter
+    def value(self, v: Any) -> None:
+        self._value = v
+
+    def add(self, x: Any) -> None:
+        table = getattr(_task_local, "updates", None)
+        if table is None:
+            self._value = self._merge(self._value, x)
+        elif self.key in table:
+            table[self.key] = self._merge(table[self.key], x)
+        else:
+            table[self.key] = x
+
+    def __iadd__(self, x: Any) -> Accumulator:
+        self.add(x)
+        return self
+
+    def merge_update(self, delta: Any) -> None:
+        """Driver: fold one successful task's update into the value."""
+        self._value = self._merge(self._value, delta)
+
+    def __repr__(self) -> str:
+        return f"Accumulator({self.key}, value={self._value!r})"
+
+
+# key -> accumulator: named ones live as long as their module; a Context keeps its own alive
+_accumulators: weakref.WeakValueDictionary[str, Accumulator] = weakref.WeakValueDictionary()
+_named: dict[str, Accumulator] = {}
+
+
+def new_accumulator(init: Any = 0, merge: Callable[[Any, Any], Any] | None = None) -> Accumulator:
+    """A Context's accumulator (``ctx.accumulator``)."""
+    serialize.packb(init, "accumulator")
+    acc = Accumulator("u:" + uuid.uuid4().hex, init, merge)
+    _accumulators[acc.key] = acc
+    return acc
+
+
+def accumulator(init: Any = 0, merge: Callable[[Any, Any], Any] | None = None,
+                name: str | None = None) -> Accumulator:
+    """A module-level accumulator, found by ``name`` on workers (GoPark style).
+
+    >>> hits = accumulator(0, name="doc.hits")
+    >>> hits.add(2); hits.value
+    2
+    """
+    serialize.packb(init, "accumulator")
+    if name is None:
+        caller = inspect.stack()[1]
+        module = caller.frame.f_globals.get("__name__", "__main__")
+        if module == "__main__":
+            module = registry.main_module_name() or module
+        name = f"{module}:{caller.lineno}"
+    key = "n:" + name
+    if key in _named:
+        return _named[key]
+    acc = Accumulator(key, init, merge)
+    _named[key] = acc
+    _accumulators[key] = acc
+    return acc
+
+
+def find_accumulator(key: str) -> Accumulator | None:
+    """The accumulator a task's update names, in this process."""
+    return _accumulators.get(key)
+
+
+def _decode_accumulator(data: list) -> Accumulator:
+    key, merge_ref = data
+    acc = _accumulators.get(key)
+    if acc is None:  # a worker: a proxy that only records this process' task updates
+        acc = Accumulator(key, None, merge_ref=merge_ref)
+        _accumulators[key] = acc
+        _named.setdefault(key, acc) if key.startswith("n:") else _proxies.append(acc)
+    return acc
+
+
+_proxies: list[Accumulator] = []   # keep workers' proxies of Context accumulators alive
+
+serialize.register_ext(_ACCUMULATOR_EXT, Accumulator, lambda a: [a.key, a._merge_ref], _decode_accumulator)

@@ -1,0 +1,129 @@
+"""Running one task, wherever it runs: in the driver (local mode), a worker process, an executor.
+
+A task is data: ``{"tid", "stage", "split", "attempt", "lineage", "kind", ...}``
+with ``kind`` "map" (write shuffle buckets for ``dep``) or "result" (apply
+``action``). :func:`run_task` takes the packed task and returns the packed
+result; nothing in between is pickled and no code is received.
+
+Result: ``{"ok": True, "v": packed value, "stream": bool, "acc": {key: delta},
+"cached": [[rdd, split], ...]}`` or ``{"ok": False, "type", "msg", "tb",
+"func", "fetch": [shuffle, map, reduce, host] | None}``.
+"""
+from __future__ import annotations
+
+import os
+import socket
+import traceback
+from typing import Any, Iterator
+
+from gopark import actions, registry, serialize, shared
+from gopark.errors import FetchFailed
+from gopark.partitioner import from_wire as partitioner_from_wire
+from gopark.rdd import RDD, lineage_from_wire
+from gopark.shuffle import Merger, write_map_output
+
+
+class WorkerEnv:
+    """What a process that runs tasks keeps between them: folders, cached partitions, budget.
+
+    ``cache_on_disk``: also write cached partitions to the shared work folder so
+    any worker of the host can read them (process mode).
+    """
+
+    def __init__(self, work_dir: str, mem_bytes: int, worker_id: str, cache_on_disk: bool) -> None:
+        self.work_dir = work_dir
+        self.mem_bytes = mem_bytes
+        self.worker_id = worker_id
+        self.host = socket.gethostname()
+        self.cache_on_disk = cache_on_disk
+        self.cache: dict[tuple[int, int], list] = {}
+
+    def cache_path(self, rdd_id: int, split: int) -> str:
+        return os.path.join(self.work_dir, "cache", f"{rdd_id}-{split}")
+
+
+class TaskContext:
+    """One running task: its env, and what it cached."""
+
+    def __init__(self, env: WorkerEnv, split: int, attempt: int) -> None:
+        self.env = env
+        self.split = split
+        self.attempt = attempt
+        self.cached_blocks: list[list[int]] = []
+
+    def cached(self, rdd: RDD, split: int) -> Iterator[Any]:
+        """A cached RDD's partition: from memory, the shared disk copy, or computed once now."""
+        env, key = self.env, (rdd.id, split)
+        data = env.cache.get(key)
+        if data is not None:
+            return iter(data)
+        path = env.cache_path(*key)
+        if env.cache_on_disk and os.path.exists(path):
+            with open(path, "rb") as f:
+                data = serialize.unpackb(f.read())
+        else:
+            data = list(rdd.compute(split, self))
+            if env.cache_on_disk:
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+                tmp = f"{path}.{os.getpid()}.tmp"
+                with open(tmp, "wb") as f:
+                    f.write(serialize.packb(data, "cache"))
+                os.replace(tmp, path)
+        env.cache[key] = data
+        self.cached_blocks.append([rdd.id, split])
+        return iter(data)
+
+    def merger(self, agg: list | None, merge_combiners: Any = None) -> Merger:
+        """A reduce-side merger for an aggregator ``[create, merge_value, merge_combiners]``."""
+        spill = os.path.join(self.env.work_dir, "spill")
+        if agg is None:
+            return Merger(None, None, merge_combiners, self.env.mem_bytes, spill)  # type: ignore[arg-type]
+        create, merge_value, combine = (registry.decode_func(r) if r else None for r in agg)
+        return Merger(create, merge_value, combine, self.env.mem_bytes, spill)  # type: ignore[arg-type]
+
+
+def _failing_func(tb: Any) -> str | None:
+    name = None
+    while tb is not None:
+        name = registry.registered_name(tb.tb_frame.f_code) or name
+        tb = tb.tb_next
+    return name
+
+
+def _run(task: dict, tc: TaskContext) -> tuple[Any, bool]:
+    root = lineage_from_wire(task["lineage"])
+    it = root.iterator(task["split"], tc)
+    if task["kind"] == "map":
+        dep = task["dep"]
+        part = partitioner_from_wire(dep["part"])
+        get_partition = part.get_partition
+        if dep.get("key"):
+            key = registry.decode_func(dep["key"])
+            get_partition = lambda k: part.get_partition(key(k))  # noqa: E731
+        create = registry.decode_func(dep["create"]) if dep["create"] else None
+        merge = registry.decode_func(dep["merge"]) if dep["merge"] else None
+        path = write_map_output(it, os.path.join(tc.env.work_dir, "shuffle"), dep["sid"], task["split"],
+                                task["attempt"], get_partition, part.num_partitions, create, merge,
+                                tc.env.mem_bytes)
+        return {"host": tc.env.host, "path": path}, False
+    value = actions.run(task["action"], it, task["split"], task["attempt"])
+    return value, isinstance(value, actions.Stream)
+
+
+def run_task(payload: bytes, env: WorkerEnv) -> bytes:
+    """Run one packed task; the packed result (never raises for the task's own errors)."""
+    task = serialize.unpackb(payload)
+    tc = TaskContext(env, task["split"], task["attempt"])
+    with shared.task_updates() as updates:
+        try:
+            value, stream = _run(task, tc)
+            what = f"the result of {task['action'][0]}" if task["kind"] == "result" else "a shuffle"
+            packed = bytes(value) if stream else serialize.packb(value, what)
+            return serialize.packb({"ok": True, "v": packed, "stream": stream, "acc": updates,
+                                    "cached": tc.cached_blocks}, "accumulator updates")
+        except Exception as exc:  # the task's own failure: reported, never raised here
+            fetch = [exc.shuffle_id, exc.map_id, exc.reduce_id, exc.host] if isinstance(exc, FetchFailed) else None
+            return serialize.packb({
+                "ok": False, "type": type(exc).__name__, "msg": str(exc),
+                "tb": "".join(traceback.format_exception(exc)), "func": _failing_func(exc.__traceback__),
+                "fetch": fetch})

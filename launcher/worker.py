@@ -1,0 +1,68 @@
+"""The task loop of one worker subprocess (process mode, and the Mesos executor's pool).
+
+Started by the driver with its endpoint, token and work folder in the
+environment (see ``gopark.scheduler.process.worker_environment``). It dies with
+its parent, ignores Ctrl-C (the driver stops it), connects to the one driver
+that started it, proves it with the token, then runs tasks until told to stop.
+The app's modules are imported when a task first names one of their functions,
+under their own names (the main script never as ``__main__``).
+"""
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import sys
+
+import zmq
+
+from gopark.task import WorkerEnv, run_task
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """Ask the kernel to SIGKILL us when the driver goes, however it goes."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+    expected = os.environ.get("GOPARK_DRIVER_PID")
+    if expected and os.getppid() != int(expected):
+        os._exit(1)  # the driver died before we could ask
+
+
+def serve(endpoint: str, token: str, worker_id: str, env: WorkerEnv) -> None:
+    """Run the tasks the driver at ``endpoint`` sends until it says stop."""
+    zctx = zmq.Context()
+    sock = zctx.socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 1000)
+    sock.setsockopt(zmq.IDENTITY, worker_id.encode())
+    sock.connect(endpoint)
+    sock.send_multipart([b"hello", token.encode()])
+    try:
+        while True:
+            frames = sock.recv_multipart(copy=False)
+            kind = frames[0].bytes
+            if kind == b"stop":
+                return
+            if kind == b"task":
+                tid = frames[1].bytes
+                sock.send_multipart([b"result", tid, run_task(frames[2].bytes, env)], copy=False)
+    finally:
+        sock.close()
+        zctx.term()
+
+
+def main() -> int:
+    _die_with_parent()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    env = WorkerEnv(os.environ["GOPARK_WORK_DIR"], int(os.environ["GOPARK_MEM"]),
+                    os.environ["GOPARK_WORKER_ID"], cache_on_disk=True)
+    serve(os.environ["GOPARK_DRIVER"], os.environ["GOPARK_TOKEN"], os.environ["GOPARK_WORKER_ID"], env)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

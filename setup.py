@@ -1,0 +1,17 @@
+"""Installs the gopark library, the launcher that runs inside the binary, and the `gopark` command."""
+from setuptools import setup
+
+setup(
+    name="gopark",
+    version="0.1.0",
+    description="Spark's RDD model in plain Python: code never travels, plans do.",
+    packages=["gopark", "gopark.scheduler", "gopark.io", "launcher"],
+    python_requires=">=3.11",
+    install_requires=[
+        "msgpack>=1.0,<2",
+        "pyzmq>=25,<28",
+        "requests>=2.28,<3",
+    ],
+    extras_require={"test": ["pytest>=7,<10", "ruff>=0.4"]},
+    entry_points={"console_scripts": ["gopark=gopark.cli:main"]},
+)
