@@ -89,7 +89,10 @@ class Context:
             shutil.rmtree(self.work_dir, ignore_errors=True)
             raise
         self.scheduler.backend = self.backend
-        self.defaultParallelism: int = self.options.parallel or self.backend.default_parallelism
+        # the same on one machine in every mode (so partitions, and collect order, match), but at least
+        # one partition per worker
+        self.defaultParallelism: int = self.options.parallel or max(
+            2, os.cpu_count() or 1, self.backend.default_parallelism)
         atexit.register(self.stop)
 
     def _make_backend(self, mem_bytes: int) -> Any:
@@ -144,7 +147,7 @@ class Context:
         """The lines of a file, a folder's files or a glob (``.gz``/``.bz2`` decompressed; ``mfs://``)."""
         self._check_running()
         from gopark.io import text
-        return TextFileRDD(self, path, text.plan_splits(path, splitSize, numSplits))
+        return TextFileRDD(self, path, text.plan_splits(path, splitSize, numSplits, self.defaultParallelism))
 
     def union(self, rdds: list[RDD]) -> RDD:
         """The records of all ``rdds``."""

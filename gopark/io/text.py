@@ -55,8 +55,13 @@ def _list_files(path: str) -> list[str]:
     raise InputNotFound(f"textFile: {path!r} does not exist")
 
 
-def plan_splits(path: str, split_size: int | None = None, num_splits: int | None = None) -> list[dict]:
-    """The splits of a file, a folder (its files, not hidden ones) or a glob."""
+def plan_splits(path: str, split_size: int | None = None, num_splits: int | None = None,
+                parallelism: int = 1) -> list[dict]:
+    """The splits of a file, a folder (its files, not hidden ones) or a glob.
+
+    By default splits are at most 64 MiB and their number is a multiple of
+    ``parallelism``, so that every worker gets an equal share.
+    """
     if not isinstance(path, str) or not path:
         raise TypeError(f"textFile takes a path string, not {path!r}")
     if split_size is not None and (not isinstance(split_size, int) or split_size < 1):
@@ -72,7 +77,10 @@ def plan_splits(path: str, split_size: int | None = None, num_splits: int | None
     plain = [(f, os.path.getsize(f)) for f in files if not f.endswith((".gz", ".bz2"))]
     if split_size is None:
         total = sum(size for _, size in plain)
-        split_size = -(-total // num_splits) if num_splits and total else DEFAULT_SPLIT_SIZE
+        if not num_splits:
+            num_splits = -(-total // DEFAULT_SPLIT_SIZE)
+            num_splits = -(-num_splits // parallelism) * parallelism
+        split_size = max(1, -(-total // num_splits)) if total else DEFAULT_SPLIT_SIZE
     splits: list[dict] = []
     for f in files:
         if f.endswith(".gz") or f.endswith(".bz2"):

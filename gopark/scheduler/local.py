@@ -17,7 +17,7 @@ class LocalBackend:
     def __init__(self, post: Callable[[tuple], None], env: WorkerEnv) -> None:
         self._post = post
         self.env = env
-        self.default_parallelism = 2
+        self.default_parallelism = 1
 
     def submit(self, tid: int, payload: bytes, preferred: list[str]) -> None:
         self._post(("end", tid, run_task(payload, self.env), "driver"))
