@@ -13,7 +13,8 @@ import functools
 import heapq
 import itertools
 import random
-from typing import Any, Iterable, Iterator
+from collections.abc import Iterable, Iterator
+from typing import Any
 
 from gopark import registry, serialize
 

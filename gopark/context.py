@@ -14,7 +14,8 @@ import os
 import shutil
 import sys
 import tempfile
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from gopark import options as options_mod
 from gopark import shared

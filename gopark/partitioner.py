@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import bisect
 import zlib
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 _MASK = (1 << 63) - 1
 

@@ -24,10 +24,11 @@ import operator
 import os
 import random
 import sys
-from typing import Any, Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
 from gopark import actions, ops, registry, serialize
-from gopark.partitioner import HashPartitioner, RangePartitioner, from_wire as partitioner_from_wire, range_bounds
+from gopark.partitioner import HashPartitioner, RangePartitioner, range_bounds
 
 _GOPARK_DIR = os.path.dirname(os.path.abspath(__file__))
 

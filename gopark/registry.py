@@ -27,7 +27,8 @@ import os
 import sys
 import threading
 import types
-from typing import Any, Callable, TypeVar, overload
+from collections.abc import Callable
+from typing import Any, TypeVar, overload
 
 from gopark import serialize
 

@@ -11,7 +11,8 @@ operation (``what``) that tried to send it.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
 import msgpack
 

@@ -19,7 +19,8 @@ import os
 import threading
 import uuid
 import weakref
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 from gopark import registry, serialize
 

@@ -26,7 +26,8 @@ import struct
 import sys
 import tempfile
 import zlib
-from typing import Any, Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
 from gopark import serialize
 from gopark.errors import FetchFailed

@@ -14,7 +14,8 @@ from __future__ import annotations
 import os
 import socket
 import traceback
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 from gopark import actions, registry, serialize, shared
 from gopark.errors import FetchFailed

@@ -57,6 +57,7 @@ def serve(endpoint: str, token: str, worker_id: str, env: WorkerEnv) -> None:
 
 def main() -> int:
     _die_with_parent()
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})  # the spawning thread blocks them
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     env = WorkerEnv(os.environ["GOPARK_WORK_DIR"], int(os.environ["GOPARK_MEM"]),
                     os.environ["GOPARK_WORKER_ID"], cache_on_disk=True)

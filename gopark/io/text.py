@@ -17,7 +17,8 @@ import glob
 import gzip
 import os
 import shutil
-from typing import Any, BinaryIO, Iterable, Iterator
+from collections.abc import Iterable, Iterator
+from typing import Any, BinaryIO
 
 from gopark.errors import InputNotFound
 

@@ -6,7 +6,7 @@ checked, accumulator updates of a retried task count once.
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from gopark.task import WorkerEnv, run_task
 

@@ -21,10 +21,11 @@ import dataclasses
 import logging
 import os
 import secrets
+import signal
 import subprocess
 import sys
 import threading
-from typing import Callable
+from collections.abc import Callable
 
 import zmq
 
@@ -121,6 +122,8 @@ class ProcessBackend:
 
     # -- the I/O thread ---------------------------------------------------------------
     def _loop(self) -> None:
+        # signals go to the main thread, whose wait for scheduler events they must interrupt (Ctrl-C)
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
         poller = zmq.Poller()
         poller.register(self._router, zmq.POLLIN)
         poller.register(self._wake, zmq.POLLIN)
@@ -212,14 +215,15 @@ class ProcessBackend:
             self._router.send_multipart([w.wid.encode(), b"task", str(tid).encode(), payload], copy=False)
 
     def _shutdown(self) -> None:
+        """Idle workers are asked to leave; busy or unstarted ones are ended at once."""
         for w in self._workers.values():
             try:
-                if w.ready:
+                if w.ready and w.task is None:
                     self._router.send_multipart([w.wid.encode(), b"stop"], zmq.NOBLOCK)
-                else:
-                    w.proc.terminate()
-            except (zmq.ZMQError, OSError):
-                w.proc.terminate()
+                    continue
+            except zmq.ZMQError:
+                pass
+            w.proc.kill()
         for w in self._workers.values():
             try:
                 w.proc.wait(timeout=2)
