@@ -67,8 +67,9 @@ class ShuffleDependency:
     """A wide dependency: ``rdd``'s records are redistributed by ``partitioner``."""
 
     def __init__(self, rdd: RDD, partitioner: HashPartitioner | RangePartitioner,
-                 aggregator: Aggregator | None, map_side_combine: bool) -> None:
+                 aggregator: Aggregator | None, map_side_combine: bool, key_ref: list | None = None) -> None:
         self.rdd = rdd
+        self.key_ref = key_ref     # partition by key_ref(key) (sortByKey's keyfunc)
         self.partitioner = partitioner
         self.aggregator = aggregator
         self.map_side_combine = map_side_combine and aggregator is not None
@@ -78,7 +79,7 @@ class ShuffleDependency:
         agg = self.aggregator
         return {"sid": self.shuffle_id, "part": self.partitioner.to_wire(),
                 "create": agg.create if (agg and self.map_side_combine) else None,
-                "merge": agg.merge_value if (agg and self.map_side_combine) else None}
+                "merge": agg.merge_value if (agg and self.map_side_combine) else None, "key": self.key_ref}
 
 
 class RDD:
@@ -704,8 +705,7 @@ class ShuffledRDD(RDD):
         super().__init__(parent.ctx, partitioner.num_partitions)
         self.partitioner = partitioner
         self.aggregator = aggregator
-        self.dep = ShuffleDependency(parent, partitioner, aggregator, map_side_combine)
-        self.dep.key_ref = key_ref  # type: ignore[attr-defined]
+        self.dep = ShuffleDependency(parent, partitioner, aggregator, map_side_combine, key_ref)
 
     def _deps(self) -> list[RDD | ShuffleDependency]:
         return [self.dep]

@@ -158,10 +158,8 @@ def _encode(fn: Any, what: str) -> list:
         if name is None or _registry.get(name) is not fn:
             raise _not_allowed(fn, what)
         return ["r", name, _module_of(fn)]
-    if isinstance(fn, types.BuiltinFunctionType) and fn.__self__ in (builtins, None) or (
-            isinstance(fn, types.BuiltinFunctionType) and getattr(fn, "__module__", None) == "builtins"):
-        if getattr(builtins, fn.__name__, None) is fn:
-            return ["b", fn.__name__]
+    if isinstance(fn, types.BuiltinFunctionType) and getattr(builtins, fn.__name__, None) is fn:
+        return ["b", fn.__name__]
     if isinstance(fn, type) and _BUILTIN_TYPES.get(fn.__name__) is fn:
         return ["b", fn.__name__]
     if getattr(operator, getattr(fn, "__name__", ""), None) is fn:
