@@ -181,3 +181,6 @@ class Context:
     def _check_running(self) -> None:
         if self._stopped:
             raise GoparkError("this Context is stopped")
+        if self.options.help:   # --help: options were shown, the app's parser did not exit
+            self.stop()
+            raise SystemExit(0)

@@ -15,6 +15,7 @@ from typing import Any
 
 from gopark.errors import ConfigError, InputNotFound
 
+HELP_SHOWN_ENV = "GOPARK_HELP_SHOWN"   # the frozen launcher printed gopark's options already
 MASTER_FORMS = ("local, process, process:N, mesos (master in $MESOS_MASTER), mesos://host:port, "
                 "host:port or zk://host:port[,host:port...]/path")
 
@@ -30,6 +31,7 @@ class Options:
     max_failures: int = 4         # attempts of one task before the job fails
     quiet: bool = False
     verbose: bool = False
+    help: bool = False            # --help: the app shows its own help; no job runs
 
     def __post_init__(self) -> None:
         parse_master(self.master)
@@ -136,6 +138,7 @@ def make_options(master: str | None = None, parallel: int | None = None, **given
     if unknown:
         raise ConfigError(f"unknown Context option {', '.join(unknown)}; known: {', '.join(sorted(known))}")
     values.update({k: v for k, v in given.items() if v is not None})
+    values["help"] = bool(values.get("help"))
     if master is not None:
         values["master"] = master
     if parallel is not None:
@@ -149,15 +152,17 @@ def make_options(master: str | None = None, parallel: int | None = None, **given
 def from_argv(argv: list[str] | None = None, **given: Any) -> Options:
     """Options from ``sys.argv``; gopark's arguments are removed from it, the app's stay.
 
-    ``--help`` prints gopark's options and exits.
+    ``--help`` prints gopark's options and stays in ``sys.argv`` for the app's
+    own parser; the Context then runs no job (it exits at the first action).
     """
     args = sys.argv if argv is None else argv
     parsed, rest = _parser().parse_known_args(args[1:])
     if parsed.help:
-        print(help_text())
-        raise SystemExit(0)
+        if not os.environ.get(HELP_SHOWN_ENV):
+            print(help_text())
+        rest.append("--help")
     args[1:] = rest
-    values = {k: v for k, v in vars(parsed).items() if v is not None and k not in ("help", "conf")}
+    values = {k: v for k, v in vars(parsed).items() if v is not None and k != "conf"}
     if isinstance(values.get("mem"), float) and values["mem"].is_integer():
         values["mem"] = int(values["mem"])
     merged = {**given, **values}

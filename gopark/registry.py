@@ -196,7 +196,7 @@ def _import_module_for(module: str) -> None:
         if module in sys.modules:
             return
         main_file = main_module_file()
-        if module == main_module_name() and main_file:
+        if module == main_module_name() and main_file and os.path.isfile(main_file):
             spec = importlib.util.spec_from_file_location(module, main_file)
             if spec is None or spec.loader is None:
                 raise ImportError(f"cannot import the app {main_file}")

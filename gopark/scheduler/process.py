@@ -58,9 +58,10 @@ def worker_environment(endpoint: str, token: str, worker_id: str, work_dir: str,
         "PYTHONPATH": os.pathsep.join(dict.fromkeys(paths)),
     })
     main_name, main_file = registry.main_module_name(), registry.main_module_file()
-    if main_name and main_file and main_name != "__main__":
+    if main_name and main_name != "__main__":
         env[registry.MAIN_NAME_ENV] = main_name
-        env[registry.MAIN_FILE_ENV] = main_file
+        if main_file and os.path.isfile(main_file):   # frozen, the app is a module inside the binary
+            env[registry.MAIN_FILE_ENV] = main_file
     return env
 
 

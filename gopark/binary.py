@@ -1,0 +1,109 @@
+"""The running program as a binary: is it frozen, where is it, what is its sha256.
+
+The sha256 is what a driver announces to Mesos executors, which check the
+binary they fetched against it before running anything. For a onefile build it
+is the hash of the executable; for a onedir build, of every file of its folder
+(relative path and content, in sorted order), since the executable alone is
+PyInstaller's generic bootloader.
+"""
+from __future__ import annotations
+
+import functools
+import glob
+import hashlib
+import os
+import shutil
+import sys
+import tempfile
+import time
+
+
+def is_frozen() -> bool:
+    """True when running as an executable made by ``gopark build``."""
+    return bool(getattr(sys, "frozen", False))
+
+
+def is_onefile() -> bool:
+    """A onefile build: unpacked at each start into a ``_MEI`` folder."""
+    return is_frozen() and os.path.basename(getattr(sys, "_MEIPASS", "")).startswith("_MEI")
+
+
+def executable() -> str:
+    """The path of the running binary (or the Python interpreter when not frozen)."""
+    return os.path.realpath(sys.executable)
+
+
+def _hash_file(h: hashlib._Hash, path: str) -> None:
+    with open(path, "rb") as f:
+        for block in iter(functools.partial(f.read, 1 << 20), b""):
+            h.update(block)
+
+
+def digest(path: str) -> str:
+    """sha256 of a file, or of a folder: each file's relative path and content, in sorted order."""
+    h = hashlib.sha256()
+    if not os.path.isdir(path):
+        _hash_file(h, path)
+        return h.hexdigest()
+    for folder, dirs, files in os.walk(path):
+        dirs.sort()
+        for name in sorted(files):
+            full = os.path.join(folder, name)
+            h.update(os.path.relpath(full, path).encode() + b"\0")
+            _hash_file(h, full)
+    return h.hexdigest()
+
+
+@functools.cache
+def sha256() -> str:
+    """The sha256 of the running binary (hex; its folder for a onedir build); computed once."""
+    if is_frozen() and not is_onefile():
+        return digest(os.path.dirname(executable()))
+    return digest(executable())
+
+
+def _live_unpack_dirs() -> set[str]:
+    live = set()
+    for env_path in glob.glob("/proc/[0-9]*/environ"):
+        try:
+            with open(env_path, "rb") as f:
+                for item in f.read().split(b"\0"):
+                    if item.startswith(b"_PYI_APPLICATION_HOME_DIR="):
+                        live.add(os.path.realpath(item.split(b"=", 1)[1].decode()))
+        except OSError:
+            pass
+    return live
+
+
+BUILD_ID_FILE = "gopark_build_id"
+
+
+def remove_stale_unpack_dirs(min_age_s: float = 5.0) -> list[str]:
+    """Remove ``_MEI`` folders that earlier runs of this same binary left (e.g. after SIGKILL).
+
+    A folder is this binary's when it holds the same build id; it is stale when
+    no live process uses it.
+    """
+    meipass = getattr(sys, "_MEIPASS", None)
+    if not (is_onefile() and meipass):
+        return []
+    try:
+        with open(os.path.join(meipass, BUILD_ID_FILE), "rb") as f:
+            build_id = f.read()
+    except OSError:
+        return []
+    live, now, removed = _live_unpack_dirs(), time.time(), []
+    live.add(os.path.realpath(meipass))
+    for d in glob.glob(os.path.join(os.path.dirname(meipass) or tempfile.gettempdir(), "_MEI*")):
+        real = os.path.realpath(d)
+        try:
+            if real in live or now - os.stat(d).st_mtime < min_age_s:
+                continue
+            with open(os.path.join(d, BUILD_ID_FILE), "rb") as f:
+                if f.read() != build_id:
+                    continue
+        except OSError:
+            continue
+        shutil.rmtree(d, ignore_errors=True)
+        removed.append(d)
+    return removed

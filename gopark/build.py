@@ -1,0 +1,132 @@
+"""``gopark build``: freeze an app with PyInstaller into one executable that plays every role.
+
+The app is not the frozen entry point: a two-line entry script calls
+``launcher.main.main("<app module>")``, and the app is bundled as an ordinary
+module, so the driver runs it as ``__main__`` and workers import it by name
+(see launcher/main.py). PyInstaller runs in this process on the top-level
+``build.spec``; its work files live in a cache folder per app
+(``$GOPARK_BUILD_CACHE``, default ``~/.cache/gopark/build``), never in the
+user's source folder, and make a rebuild of an unchanged app take a second.
+"""
+from __future__ import annotations
+
+import ast
+import dataclasses
+import hashlib
+import importlib.util
+import os
+import shutil
+import sys
+import threading
+import time
+from typing import Callable
+
+from gopark import binary
+from gopark.errors import GoparkError
+
+
+class BuildError(GoparkError):
+    """The app cannot be built; the message says why in one line."""
+
+
+@dataclasses.dataclass
+class BuildResult:
+    path: str          # the executable
+    size: int          # bytes: the file, or the whole folder for --onedir
+    sha256: str        # what a driver announces to Mesos executors
+    seconds: float
+
+
+def _spec_path() -> str:
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    for candidate in (os.path.join(here, "build.spec"), os.path.join(sys.prefix, "share", "gopark", "build.spec")):
+        if os.path.isfile(candidate):
+            return candidate
+    raise BuildError("build.spec is missing from this gopark installation")
+
+
+def check_app(script: str) -> str:
+    """The app's module name, or BuildError: missing, not Python, syntax error, nothing registered."""
+    if not os.path.exists(script):
+        raise BuildError(f"{script} does not exist")
+    if not os.path.isfile(script) or not script.endswith(".py"):
+        raise BuildError(f"{script} is not a Python file (.py)")
+    with open(script, "rb") as f:
+        source = f.read()
+    try:
+        tree = ast.parse(source, filename=script)
+    except SyntaxError as exc:
+        raise BuildError(f"{script}:{exc.lineno}: syntax error: {exc.msg}") from None
+    names = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
+    attrs = {n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute)}
+    if "register_func" not in names | attrs:
+        raise BuildError(f"{script} registers no function (@register_func): its workers would have nothing to run")
+    module = os.path.splitext(os.path.basename(script))[0]
+    if not module.isidentifier():
+        raise BuildError(f"{script}: the app's file name must be a Python module name")
+    spec = importlib.util.find_spec(module) if module not in sys.modules else sys.modules[module].__spec__
+    origin = getattr(spec, "origin", None)
+    if spec is not None and origin and os.path.abspath(origin) != os.path.abspath(script):
+        raise BuildError(f"{script}: an installed module is already named {module!r}; rename the app")
+    return module
+
+
+def _cache_dir(script: str, name: str, onedir: bool) -> str:
+    root = os.environ.get("GOPARK_BUILD_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "gopark", "build")
+    key = hashlib.sha256(f"{os.path.abspath(script)}\0{name}\0{onedir}".encode()).hexdigest()[:16]
+    return os.path.join(root, f"{name}-{key}")
+
+
+def _folder_size(path: str) -> int:
+    return sum(os.path.getsize(os.path.join(d, f)) for d, _, files in os.walk(path) for f in files)
+
+
+def _ticker(say: Callable[[str], None], done: threading.Event, started: float) -> None:
+    while not done.wait(5.0):
+        say(f"still building ({time.monotonic() - started:.0f}s)")
+
+
+def build(script: str, output: str | None = None, name: str | None = None, onedir: bool = False,
+          say: Callable[[str], None] = print) -> BuildResult:
+    """Freeze ``script`` into ``output`` (default ``./NAME``); BuildError for a bad app or a failed build."""
+    started = time.monotonic()
+    module = check_app(script)
+    name = name or module
+    output = os.path.abspath(output or name)
+    cache = _cache_dir(script, name, onedir)
+    os.makedirs(cache, exist_ok=True)
+    entry = os.path.join(cache, f"gopark_entry_{module}.py")
+    with open(entry, "w") as f:
+        f.write(f"import sys\nfrom launcher.main import main\nsys.exit(main({module!r}))\n")
+    build_id = os.path.join(cache, binary.BUILD_ID_FILE)
+    with open(build_id, "w") as f:
+        f.write(hashlib.sha256(f"{os.path.abspath(script)}\0{name}".encode()).hexdigest())
+    import PyInstaller.__main__
+
+    say(f"building {name} from {script} ({'onedir' if onedir else 'onefile'}) with PyInstaller")
+    done = threading.Event()
+    threading.Thread(target=_ticker, args=(say, done, started), daemon=True).start()
+    args = [_spec_path(), "--noconfirm", "--log-level", "WARN",
+            "--workpath", os.path.join(cache, "work"), "--distpath", os.path.join(cache, "dist"),
+            "--", "--entry", entry, "--app", module, "--app-dir", os.path.dirname(os.path.abspath(script)),
+            "--name", name, "--build-id", build_id] + (["--onedir"] if onedir else [])
+    try:
+        PyInstaller.__main__.run(args)
+    except SystemExit as exc:
+        if exc.code not in (0, None):
+            raise BuildError(f"PyInstaller failed (exit {exc.code}); see its messages above") from None
+    finally:
+        done.set()
+    built = os.path.join(cache, "dist", name)
+    tmp = f"{output}.gopark-tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    if onedir:
+        shutil.copytree(built, tmp, symlinks=True)
+    else:
+        shutil.copy2(built, tmp)
+    if os.path.isdir(output) and not os.path.islink(output):
+        shutil.rmtree(output)
+    os.replace(tmp, output)
+    exe = os.path.join(output, name) if onedir else output
+    size = _folder_size(output) if onedir else os.path.getsize(output)
+    return BuildResult(exe, size, binary.digest(output), time.monotonic() - started)

@@ -1,0 +1,63 @@
+"""The entry of a binary made by ``gopark build``: one executable, every role.
+
+``gopark build app.py`` freezes a two-line entry script that calls
+``main("app")``. The role comes from the environment:
+
+- no ``GOPARK_ROLE``: the **driver**. The app module runs as ``__main__``
+  (its ``if __name__ == "__main__":`` block runs), its functions registered
+  under the app's module name, as with ``python app.py``;
+- ``GOPARK_ROLE=worker``: a **worker** of a process pool. The app is imported
+  under its own name, never as ``__main__``, when a task first names it, so
+  only its registrations run.
+"""
+from __future__ import annotations
+
+import ctypes
+import os
+import runpy
+import signal
+import sys
+
+from gopark import binary, options, registry
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_bootloader() -> None:
+    """Onefile: the bootloader parent unpacked us; if it is killed, go too (workers follow us)."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+
+
+def run_driver(app_module: str) -> int:
+    """Run the app as ``__main__``, as ``python app.py`` would."""
+    if binary.is_onefile():
+        _die_with_bootloader()
+        binary.remove_stale_unpack_dirs()
+    if "--help" in sys.argv[1:]:
+        print(options.help_text())
+        os.environ[options.HELP_SHOWN_ENV] = "1"
+    sys.argv[0] = binary.executable()
+    try:
+        runpy.run_module(app_module, run_name="__main__", alter_sys=True)
+    except SystemExit:
+        raise
+    except BaseException as exc:  # report it as `python app.py` would, not as the bootloader does
+        sys.excepthook(type(exc), exc, exc.__traceback__)
+        return 130 if isinstance(exc, KeyboardInterrupt) else 1
+    return 0
+
+
+def main(app_module: str) -> int:
+    """Dispatch on the role; ``app_module`` is the frozen app's module name."""
+    os.environ[registry.MAIN_NAME_ENV] = app_module
+    role = os.environ.get("GOPARK_ROLE", "driver")
+    if role == "worker":
+        from launcher import worker
+        return worker.main()
+    if role == "driver":
+        return run_driver(app_module)
+    print(f"gopark: error: unknown role GOPARK_ROLE={role!r}", file=sys.stderr)
+    return 2
