@@ -10,8 +10,10 @@ setup(
     install_requires=[
         "msgpack>=1.0,<2",
         "pyzmq>=25,<28",
+        "pyinstaller>=6.0,<7",
         "requests>=2.28,<3",
     ],
     extras_require={"test": ["pytest>=7,<10", "ruff>=0.4"]},
+    data_files=[("share/gopark", ["build.spec"])],
     entry_points={"console_scripts": ["gopark=gopark.cli:main"]},
 )

@@ -19,7 +19,7 @@ import shutil
 import sys
 import threading
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from gopark import binary
 from gopark.errors import GoparkError
