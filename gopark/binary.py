@@ -78,7 +78,7 @@ def _live_unpack_dirs() -> set[str]:
 BUILD_ID_FILE = "gopark_build_id"
 
 
-def remove_stale_unpack_dirs(min_age_s: float = 5.0) -> list[str]:
+def remove_stale_unpack_dirs(min_age_s: float = 3.0) -> list[str]:
     """Remove ``_MEI`` folders that earlier runs of this same binary left (e.g. after SIGKILL).
 
     A folder is this binary's when it holds the same build id; it is stale when

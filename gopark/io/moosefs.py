@@ -664,14 +664,15 @@ class MasterClient:
                 attr = self.getattr(inode)
                 continue
             here = "/" + "/".join([n for n, _ in done] + [name])
+            what = self.url(path) if here == path else f"{self.url(path)} (at {here})"
             if not attr.is_dir:
-                raise NotADirectoryError(errno.ENOTDIR, f"not a directory on MooseFS: {self.url(here)}")
-            child, cattr = self.lookup(inode, name, what=self.url(here))
+                raise NotADirectoryError(errno.ENOTDIR, f"not a directory on MooseFS: {what}")
+            child, cattr = self.lookup(inode, name, what=what)
             if cattr.is_symlink:
                 hops += 1
                 if hops > _MAX_SYMLINKS:
                     raise MfsError(f"too many levels of symbolic links: {self.url(path)}", None)
-                target = self.readlink(child, what=self.url(here))
+                target = self.readlink(child, what=what)
                 if target.startswith("/"):
                     done = []
                     inode, attr = _ROOT_INODE, self.getattr(_ROOT_INODE)

@@ -1,0 +1,63 @@
+"""A small app the tests freeze: it reports where its tasks ran, counts words, or runs a long job.
+
+    frozen_app [--words FILE] [--where] [--sleep SECONDS] [gopark options]
+"""
+import argparse
+import os
+import sys
+import time
+
+from gopark import Context, binary, register_func
+
+
+@register_func
+def where(_x):
+    time.sleep(0.2)   # long enough for both workers to take tasks
+    return (os.getpid(), os.path.realpath(sys.executable), __name__, bool(getattr(sys, "frozen", False)),
+            getattr(sys, "_MEIPASS", None), binary.sha256())
+
+
+@register_func
+def words(line):
+    return line.split()
+
+
+@register_func
+def one(word):
+    return (word, 1)
+
+
+@register_func
+def add(a, b):
+    return a + b
+
+
+@register_func
+def nap(x):
+    time.sleep(0.05)
+    return x
+
+
+def main():
+    parser = argparse.ArgumentParser(description="frozen test app")
+    parser.add_argument("--words")
+    parser.add_argument("--where", action="store_true")
+    parser.add_argument("--sleep", type=float)
+    with Context() as ctx:
+        args = parser.parse_args()
+        if args.where:
+            for _ in range(2):
+                print("WHERE", sorted(set(ctx.parallelize(range(8), 8).map(where).collect())))
+            print("DRIVER", (os.getpid(), os.path.realpath(sys.executable), __name__,
+                             getattr(sys, "_MEIPASS", None), binary.sha256()))
+        if args.words:
+            counts = ctx.textFile(args.words).flatMap(words).map(one).reduceByKey(add).collectAsMap()
+            for word in sorted(counts):
+                print(word, counts[word])
+        if args.sleep:
+            print("READY", flush=True)
+            ctx.parallelize(range(int(args.sleep / 0.05) * 2), 2).map(nap).count()
+
+
+if __name__ == "__main__":
+    main()

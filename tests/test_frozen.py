@@ -1,0 +1,207 @@
+"""`gopark build` and the frozen app in every role: real PyInstaller builds, real processes.
+
+Two builds per session: the word count example as a onedir folder, and
+tests/frozen/frozen_app.py as one file. Frozen runs get their own TMPDIR, so
+the onefile's unpacked ``_MEI`` folders of this test are the only ones there.
+"""
+from __future__ import annotations
+
+import glob
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+WORDCOUNT = os.path.join(ROOT, "examples", "wordcount.py")
+FROZEN_APP = os.path.join(ROOT, "tests", "frozen", "frozen_app.py")
+SAMPLE = os.path.join(ROOT, "examples", "data", "words.txt")
+
+
+def gopark_build(*args: str, cwd: str | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "gopark.cli", "build", *args], cwd=cwd,
+                          capture_output=True, text=True, timeout=600)
+
+
+@pytest.fixture(scope="session")
+def builds(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    out = tmp_path_factory.mktemp("builds")
+    wc = gopark_build(WORDCOUNT, "-o", str(out / "wordcount"), "--onedir")
+    assert wc.returncode == 0, wc.stderr
+    app = gopark_build(FROZEN_APP, "-o", str(out / "frozen_app"))
+    assert app.returncode == 0, app.stderr
+    return {"wordcount": str(out / "wordcount" / "wordcount"), "app": str(out / "frozen_app"),
+            "app_build_stdout": app.stdout}
+
+
+@pytest.fixture
+def tmpdir_env(tmp_path: str) -> dict[str, str]:
+    """An environment whose TMPDIR is this test's own; checks no _MEI folder is left in it."""
+    tmp = os.path.join(tmp_path, "tmp")
+    os.makedirs(tmp)
+    yield dict(os.environ, TMPDIR=tmp)
+    assert glob.glob(os.path.join(tmp, "_MEI*")) == []
+
+
+def run(cmd: list[str], env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def children_of(pid: int) -> list[int]:
+    kids = []
+    for stat in glob.glob("/proc/[0-9]*/stat"):
+        try:
+            with open(stat) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            kids.append(int(stat.split("/")[2]))
+    return kids
+
+
+def processes_with_env(name: str, value: str) -> list[int]:
+    found = []
+    needle = f"{name}={value}".encode()
+    for path in glob.glob("/proc/[0-9]*/environ"):
+        try:
+            with open(path, "rb") as f:
+                if needle in f.read().split(b"\0"):
+                    found.append(int(path.split("/")[2]))
+        except OSError:
+            continue
+    return found
+
+
+# --- building ------------------------------------------------------------------------
+
+def test_build_prints_path_size_sha256_and_leaves_the_source_folder_clean(builds: dict[str, str]) -> None:
+    line = builds["app_build_stdout"].strip().splitlines()[-1]
+    assert line.startswith("built ") and "MiB" in line and "sha256 " in line
+    sha = line.split("sha256 ")[1].split()[0]
+    assert len(sha) == 64
+    assert sorted(os.listdir(os.path.dirname(FROZEN_APP))) == ["frozen_app.py"]
+    assert not os.path.exists(os.path.join(ROOT, "examples", "build"))
+    assert not os.path.exists(os.path.join(ROOT, "examples", "dist"))
+
+
+@pytest.mark.parametrize("content, message", [
+    (None, "does not exist"),
+    ("def broken(:\n    pass\n", "syntax error"),
+    ("import gopark\nprint('hello')\n", "registers no function"),
+])
+def test_build_errors_are_one_line(tmp_path: str, content: str | None, message: str) -> None:
+    script = os.path.join(tmp_path, "badapp.py")
+    if content is not None:
+        with open(script, "w") as f:
+            f.write(content)
+    result = gopark_build(script, cwd=str(tmp_path))
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("gopark build: error:") and message in lines[0], result.stderr
+    assert os.listdir(tmp_path) == ([] if content is None else ["badapp.py"])
+
+
+def test_unfrozen_mesos_says_to_build_first() -> None:
+    result = run([sys.executable, WORDCOUNT, "-m", "mesos://127.0.0.1:5050"])
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "gopark build" in lines[0], result.stderr
+
+
+# --- running frozen -------------------------------------------------------------------
+
+@pytest.mark.parametrize("master", ["local", "process:2"])
+def test_frozen_word_count_matches_unfrozen(builds: dict[str, str], tmpdir_env: dict[str, str],
+                                            master: str) -> None:
+    args = [SAMPLE, "-m", master, "-q", "--top", "10"]
+    unfrozen = run([sys.executable, WORDCOUNT, *args])
+    frozen = run([builds["wordcount"], *args], env=tmpdir_env)
+    assert unfrozen.returncode == 0 and frozen.returncode == 0, frozen.stderr
+    assert frozen.stdout == unfrozen.stdout
+    assert len(frozen.stdout.splitlines()) == 11
+
+
+def test_workers_are_the_same_binary_started_once(builds: dict[str, str], tmpdir_env: dict[str, str]) -> None:
+    result = run([builds["app"], "--where", "-m", "process:2", "-q"], env=tmpdir_env)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    jobs = [eval(line[len("WHERE "):]) for line in lines if line.startswith("WHERE ")]  # noqa: S307 (our own output)
+    driver = eval(next(line for line in lines if line.startswith("DRIVER "))[len("DRIVER "):])  # noqa: S307
+    assert len(jobs) == 2
+    workers = set(jobs[0]) | set(jobs[1])
+    assert len(workers) == 2                               # the same two workers served both jobs
+    for pid, exe, module, frozen, meipass, sha in workers:
+        assert pid != driver[0]
+        assert exe == os.path.realpath(builds["app"]) == driver[1]
+        assert module == "frozen_app" and frozen is True  # imported by name, never as __main__
+        assert meipass == driver[3]                        # the onefile archive was not unpacked again
+        assert sha == driver[4]
+    assert driver[2] == "__main__"
+    assert builds["app_build_stdout"].split("sha256 ")[1].split()[0] == driver[4]
+
+
+def test_frozen_help_lists_gopark_and_app_options(builds: dict[str, str], tmpdir_env: dict[str, str]) -> None:
+    result = run([builds["wordcount"], "--help"], env=tmpdir_env)
+    assert result.returncode == 0, result.stderr
+    assert "--master" in result.stdout and "--mem" in result.stdout   # gopark's
+    assert "--top" in result.stdout                                    # the app's
+
+
+def test_role_dispatch_rejects_an_unknown_role(builds: dict[str, str], tmpdir_env: dict[str, str]) -> None:
+    result = run([builds["wordcount"]], env=dict(tmpdir_env, GOPARK_ROLE="nonsense"))
+    assert result.returncode == 2 and "unknown role" in result.stderr
+
+
+def _start_long_job(builds: dict[str, str], env: dict[str, str]) -> tuple[subprocess.Popen, int]:
+    """The onefile app running a job on 2 workers; returns the bootloader and the Python driver pid."""
+    boot = subprocess.Popen([builds["app"], "--sleep", "30", "-m", "process:2", "-q"], env=env,
+                            stdout=subprocess.PIPE, text=True)
+    assert boot.stdout.readline().strip() == "READY"
+    driver = children_of(boot.pid)
+    assert len(driver) == 1
+    deadline = time.monotonic() + 20
+    while len(processes_with_env("GOPARK_DRIVER_PID", str(driver[0]))) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return boot, driver[0]
+
+
+def _wait_gone(pids: list[int], timeout: float = 10) -> list[int]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        alive = [p for p in pids if os.path.exists(f"/proc/{p}") and
+                 open(f"/proc/{p}/stat").read().rsplit(")", 1)[1].split()[0] != "Z"]
+        if not alive:
+            return []
+        time.sleep(0.05)
+    return alive
+
+
+def test_sigkill_of_onefile_leaves_one_unpacked_folder_that_the_next_run_removes(
+        builds: dict[str, str], tmpdir_env: dict[str, str]) -> None:
+    tmp = tmpdir_env["TMPDIR"]
+    boot, driver = _start_long_job(builds, tmpdir_env)
+    workers = processes_with_env("GOPARK_DRIVER_PID", str(driver))
+    assert len(workers) == 2
+    assert len(glob.glob(os.path.join(tmp, "_MEI*"))) == 1     # the workers did not unpack again
+    boot.kill()
+    boot.wait()
+    assert _wait_gone([driver, *workers]) == []                 # driver and workers follow the bootloader
+    left = glob.glob(os.path.join(tmp, "_MEI*"))
+    assert len(left) == 1
+    time.sleep(3.5)                                             # older than a run being unpacked right now
+    result = run([builds["app"], "--words", SAMPLE, "-q"], env=tmpdir_env)
+    assert result.returncode == 0, result.stderr
+    assert not os.path.exists(left[0])
+
+
+def test_sigkill_of_the_frozen_driver_ends_its_workers(builds: dict[str, str], tmpdir_env: dict[str, str]) -> None:
+    boot, driver = _start_long_job(builds, tmpdir_env)
+    workers = processes_with_env("GOPARK_DRIVER_PID", str(driver))
+    os.kill(driver, signal.SIGKILL)
+    boot.wait(timeout=20)
+    assert _wait_gone(workers) == []
+    assert glob.glob(os.path.join(tmpdir_env["TMPDIR"], "_MEI*")) == []   # the bootloader cleaned up
