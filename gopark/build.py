@@ -77,6 +77,19 @@ def _cache_dir(script: str, name: str, onedir: bool) -> str:
     return os.path.join(root, f"{name}-{key}")
 
 
+def _write_if_changed(path: str, text: str) -> str:
+    """Write ``text`` unless the file holds it already (an unchanged mtime keeps PyInstaller's cache valid)."""
+    try:
+        with open(path) as f:
+            if f.read() == text:
+                return path
+    except OSError:
+        pass
+    with open(path, "w") as f:
+        f.write(text)
+    return path
+
+
 def _folder_size(path: str) -> int:
     return sum(os.path.getsize(os.path.join(d, f)) for d, _, files in os.walk(path) for f in files)
 
@@ -95,12 +108,10 @@ def build(script: str, output: str | None = None, name: str | None = None, onedi
     output = os.path.abspath(output or name)
     cache = _cache_dir(script, name, onedir)
     os.makedirs(cache, exist_ok=True)
-    entry = os.path.join(cache, f"gopark_entry_{module}.py")
-    with open(entry, "w") as f:
-        f.write(f"import sys\nfrom launcher.main import main\nsys.exit(main({module!r}))\n")
-    build_id = os.path.join(cache, binary.BUILD_ID_FILE)
-    with open(build_id, "w") as f:
-        f.write(hashlib.sha256(f"{os.path.abspath(script)}\0{name}".encode()).hexdigest())
+    entry = _write_if_changed(os.path.join(cache, f"gopark_entry_{module}.py"),
+                              f"import sys\nfrom launcher.main import main\nsys.exit(main({module!r}))\n")
+    build_id = _write_if_changed(os.path.join(cache, binary.BUILD_ID_FILE),
+                                 hashlib.sha256(f"{os.path.abspath(script)}\0{name}".encode()).hexdigest())
     import PyInstaller.__main__
 
     say(f"building {name} from {script} ({'onedir' if onedir else 'onefile'}) with PyInstaller")

@@ -421,11 +421,14 @@ class MasterClient:
         self._stop = threading.Event()
 
     def _abandon(self) -> None:
-        """Forget the connection without a word to the master (a forked child's copy)."""
+        """Forget the connection and session without a word to the master (a forked
+        child's copy: the parent keeps using them; the child registers its own)."""
         if self._sock is not None:
             self._sock.close()
         self._sock = None
         self._keeper = None
+        self._lock = threading.RLock()
+        self.sessionid = 0
 
     def _ensure_connected(self) -> None:
         if self._sock is not None:
