@@ -119,25 +119,61 @@ def run_app(args: Sequence[str], *, env: dict[str, str] | None = None, timeout: 
     return run
 
 
-def best_of(args: Sequence[str], repeat: int, *, env: dict[str, str] | None = None,
-            label: str = "") -> tuple[Run, list[float]]:
-    """Run a command ``repeat`` times; return the fastest run and every time.
+@dataclass
+class Command:
+    """A command to time: the app's arguments and the file it writes its result to."""
 
-    Stops at the first failed run and returns it.
+    name: str
+    args: list[str]
+    out: Path
+
+
+@dataclass
+class Timing:
+    """The runs of one command: the fastest successful one (or the failed one) and every time."""
+
+    best: Run
+    times: list[float]
+
+    @property
+    def ok(self) -> bool:
+        return self.best.ok
+
+    @property
+    def seconds(self) -> float | None:
+        return self.best.seconds if self.best.ok else None
+
+    def runs_note(self) -> str:
+        return "runs " + "/".join(f"{t:.2f}" for t in self.times)
+
+
+def time_commands(commands: Sequence[Command], repeat: int) -> dict[str, Timing]:
+    """Run each command ``repeat`` times, interleaved (A B C A B C ...); keep each one's best.
+
+    Interleaving spreads whatever else loads the machine over every
+    contender. A command that fails is not run again.
     """
-    runs = []
+    timings: dict[str, Timing] = {}
     for i in range(repeat):
-        run = run_app(args, env=env)
-        status = f"{run.seconds:8.2f} s" if run.ok else f"FAILED (exit {run.returncode})"
-        print(f"  {label or args[0]} [{i + 1}/{repeat}]: {status}", flush=True)
-        if run.stray_pids:
-            print(f"  WARNING: processes left running after the app exited, ended by the bench: "
-                  f"{run.stray_pids}", flush=True)
-        if not run.ok:
-            return run, [r.seconds for r in runs]
-        runs.append(run)
-    best = min(runs, key=lambda r: r.seconds)
-    return best, [r.seconds for r in runs]
+        for cmd in commands:
+            if cmd.name in timings and not timings[cmd.name].ok:
+                continue
+            print(f"  [{i + 1}/{repeat}] {cmd.name}: {' '.join(cmd.args)}", flush=True)
+            run = run_app(cmd.args, env={"BENCH_OUT": str(cmd.out)})
+            print(f"        {run.seconds:.2f} s" if run.ok else f"        FAILED (exit {run.returncode})",
+                  flush=True)
+            if run.stray_pids:
+                print(f"        WARNING: processes left running after the app exited, ended by the bench: "
+                      f"{run.stray_pids}", flush=True)
+            seen = timings.get(cmd.name)
+            if seen is None:
+                timings[cmd.name] = Timing(run, [run.seconds] if run.ok else [])
+                continue
+            if run.ok:
+                seen.times.append(run.seconds)
+            if not run.ok or run.seconds < seen.best.seconds:
+                seen.best = run
+    return timings
 
 
 def load_out(path: Path) -> Any:

@@ -14,6 +14,10 @@ class InputNotFound(GoparkError, FileNotFoundError):
     """A path given to gopark (textFile, --conf) that does not exist."""
 
 
+class InputUnavailable(GoparkError, OSError):
+    """An input that exists but cannot be reached (e.g. its MooseFS master is down)."""
+
+
 class SerializationError(GoparkError, TypeError):
     """A value that is not gopark data (SPEC section 3) reached the wire.
 

@@ -354,13 +354,13 @@ class RDD:
     def fold(self, zero: Any, f: Callable[[Any, Any], Any]) -> Any:
         """Fold each partition from ``zero`` with ``f``, then the partition results."""
         ref = self._f(f, "fold")
-        serialize.packb(zero, "RDD.fold")
+        serialize.packb_checked(zero, "RDD.fold")
         return functools.reduce(registry.decode_func(ref), self.ctx.runJob(self, ["fold", zero, ref]), zero)
 
     def aggregate(self, zero: Any, seqOp: Callable[[Any, Any], Any], combOp: Callable[[Any, Any], Any]) -> Any:
         """``seqOp`` over each partition from ``zero``; ``combOp`` over the partition results."""
         seq, comb = self._f(seqOp, "aggregate"), self._f(combOp, "aggregate")
-        serialize.packb(zero, "RDD.aggregate")
+        serialize.packb_checked(zero, "RDD.aggregate")
         return functools.reduce(registry.decode_func(comb), self.ctx.runJob(self, ["aggregate", zero, seq]),
                                 serialize.unpackb(serialize.packb(zero)))
 
@@ -465,7 +465,7 @@ def slice_collection(seq: Any, n: int) -> list:
                 if a < b else ["range", 0, 0, 1] for a, b in zip(bounds, bounds[1:])]
     items = list(seq)
     bounds = [(i * len(items)) // n for i in range(n + 1)]
-    return [serialize.packb(items[a:b], "parallelize") for a, b in zip(bounds, bounds[1:])]
+    return [serialize.packb_checked(items[a:b], "parallelize") for a, b in zip(bounds, bounds[1:])]
 
 
 class TextFileRDD(RDD):
@@ -605,24 +605,32 @@ class UnionRDD(RDD):
     def _deps(self) -> list[RDD | ShuffleDependency]:
         return list(self.rdds)
 
-    def _locate(self, split: int) -> tuple[RDD, int]:
-        for r in self.rdds:
-            if split < r.num_partitions:
-                return r, split
-            split -= r.num_partitions
-        raise IndexError(split)
-
     def _parent_splits(self, split: int) -> list[tuple[RDD, int]]:
         return [self._locate(split)]
+
+    def _params(self, needed: set[int], outputs: dict[int, list]) -> dict:
+        return {"counts": [r.num_partitions for r in self.rdds]}
 
     def compute(self, split: int, task: Any) -> Iterator[Any]:
         r, s = self._locate(split)
         return r.iterator(s, task)
 
+    def _locate(self, split: int) -> tuple[RDD, int]:
+        for r, n in zip(self.rdds, self.counts):
+            if split < n:
+                return r, split
+            split -= n
+        raise IndexError(split)
+
+    @property
+    def counts(self) -> list[int]:
+        return [r.num_partitions for r in self.rdds] if self.ctx is not None else self._counts
+
     @classmethod
-    def _build(cls, params: dict, parents: list[RDD], n: int) -> RDD:
+    def _build(cls, params: dict, parents: list[RDD | None], n: int) -> RDD:
         node = _bare(cls, n)
-        node.rdds = parents
+        node.rdds = parents          # None for a parent this task does not read
+        node._counts = params["counts"]
         return node
 
 
@@ -847,7 +855,8 @@ def lineage_from_wire(wire: dict) -> RDD:
     def build(rid: int) -> RDD:
         if rid not in built:
             spec = nodes[rid]
-            node = _KINDS[spec["k"]]._build(spec["a"], [build(p) for p in spec["p"]], spec["n"])
+            parents = [build(p) if p in nodes else None for p in spec["p"]]   # None: not read by this task
+            node = _KINDS[spec["k"]]._build(spec["a"], parents, spec["n"])
             node.id = rid
             node.is_cached = spec["c"]
             built[rid] = node

@@ -187,7 +187,7 @@ def encode_func(fn: Any, what: str) -> list:
     ``what`` names the call that received ``fn`` (e.g. ``"RDD.map"``) for the error.
     """
     ref = _encode(fn, what)
-    serialize.packb(ref, f"the arguments bound to the function given to {what}")  # data check, in the driver
+    serialize.packb_checked(ref, f"the arguments bound to the function given to {what}")  # data check, in the driver
     return ref
 
 

@@ -104,6 +104,33 @@ def packb(obj: Any, what: str = "sending data") -> bytes:
             "int, float, str, bytes, list, tuple, dict, set and frozenset, nested") from None
 
 
+_PLAIN = frozenset({int, float, str, bytes, bool, type(None)})
+
+
+def _reject_buffers(obj: Any, what: str) -> None:
+    """msgpack packs bytearray and memoryview as bytes without asking: refuse them here."""
+    stack = [obj]
+    while stack:
+        o = stack.pop()
+        t = type(o)
+        if t in _PLAIN:
+            continue
+        if isinstance(o, (bytearray, memoryview)):
+            raise SerializationError(f"cannot serialize a value of type {t.__name__} in {what}: "
+                                     "use bytes (gopark data keeps its types, and bytes is the one for binary)")
+        if isinstance(o, dict):
+            stack.extend(o.keys())
+            stack.extend(o.values())
+        elif isinstance(o, (list, tuple, set, frozenset)) and not set(map(type, o)) <= _PLAIN:
+            stack.extend(o)
+
+
+def packb_checked(obj: Any, what: str) -> bytes:
+    """:func:`packb` for a value given in the driver (``what`` names the call): every type checked."""
+    _reject_buffers(obj, what)
+    return packb(obj, what)
+
+
 def unpackb(data: bytes) -> Any:
     """Unpack what :func:`packb` packed, with its types."""
     return msgpack.unpackb(data, ext_hook=_ext_hook, list_hook=_list_hook, raw=False,

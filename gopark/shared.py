@@ -59,7 +59,7 @@ _load_lock = threading.Lock()
 
 def new_broadcast(value: Any, folder: str) -> Broadcast:
     """Pack ``value`` into ``folder`` (SerializationError in the driver) and return its handle."""
-    data = serialize.packb(value, "broadcast")
+    data = serialize.packb_checked(value, "broadcast")
     bid = uuid.uuid4().hex
     path = os.path.join(folder, f"broadcast-{bid}")
     with open(path + ".tmp", "wb") as f:
@@ -155,7 +155,7 @@ _named: dict[str, Accumulator] = {}
 
 def new_accumulator(init: Any = 0, merge: Callable[[Any, Any], Any] | None = None) -> Accumulator:
     """A Context's accumulator (``ctx.accumulator``)."""
-    serialize.packb(init, "accumulator")
+    serialize.packb_checked(init, "accumulator")
     acc = Accumulator("u:" + uuid.uuid4().hex, init, merge)
     _accumulators[acc.key] = acc
     return acc
@@ -169,7 +169,7 @@ def accumulator(init: Any = 0, merge: Callable[[Any, Any], Any] | None = None,
     >>> hits.add(2); hits.value
     2
     """
-    serialize.packb(init, "accumulator")
+    serialize.packb_checked(init, "accumulator")
     if name is None:
         caller = inspect.stack()[1]
         module = caller.frame.f_globals.get("__name__", "__main__")

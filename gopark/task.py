@@ -44,35 +44,47 @@ class WorkerEnv:
 
 
 class TaskContext:
-    """One running task: its env, and what it cached."""
+    """One running task: its env, and the partitions it cached.
+
+    A partition cached by a task is kept only when the task succeeds
+    (:meth:`commit`): a failed attempt's accumulator updates are dropped, so its
+    cached data must go too, or the retry would read it without counting.
+    """
 
     def __init__(self, env: WorkerEnv, split: int, attempt: int) -> None:
         self.env = env
         self.split = split
         self.attempt = attempt
-        self.cached_blocks: list[list[int]] = []
+        self.computed: dict[tuple[int, int], list] = {}
 
     def cached(self, rdd: RDD, split: int) -> Iterator[Any]:
         """A cached RDD's partition: from memory, the shared disk copy, or computed once now."""
         env, key = self.env, (rdd.id, split)
         data = env.cache.get(key)
+        if data is None:
+            data = self.computed.get(key)
         if data is not None:
             return iter(data)
         path = env.cache_path(*key)
         if env.cache_on_disk and os.path.exists(path):
             with open(path, "rb") as f:
-                data = serialize.unpackb(f.read())
-        else:
-            data = list(rdd.compute(split, self))
+                data = env.cache[key] = serialize.unpackb(f.read())
+            return iter(data)
+        data = self.computed[key] = list(rdd.compute(split, self))
+        return iter(data)
+
+    def commit(self) -> None:
+        """The task succeeded: keep what it cached."""
+        env = self.env
+        for (rdd_id, split), data in self.computed.items():
             if env.cache_on_disk:
+                path = env.cache_path(rdd_id, split)
                 os.makedirs(os.path.dirname(path), exist_ok=True)
                 tmp = f"{path}.{os.getpid()}.tmp"
                 with open(tmp, "wb") as f:
                     f.write(serialize.packb(data, "cache"))
                 os.replace(tmp, path)
-        env.cache[key] = data
-        self.cached_blocks.append([rdd.id, split])
-        return iter(data)
+            env.cache[(rdd_id, split)] = data
 
     def merger(self, agg: list | None, merge_combiners: Any = None) -> Merger:
         """A reduce-side merger for an aggregator ``[create, merge_value, merge_combiners]``."""
@@ -120,9 +132,11 @@ def run_task(payload: bytes, env: WorkerEnv) -> bytes:
             value, stream = _run(task, tc)
             what = f"the result of {task['action'][0]}" if task["kind"] == "result" else "a shuffle"
             packed = bytes(value) if stream else serialize.packb(value, what)
-            return serialize.packb({"ok": True, "v": packed, "stream": stream, "acc": updates,
-                                    "cached": tc.cached_blocks}, "accumulator updates")
-        except Exception as exc:  # the task's own failure: reported, never raised here
+            result = serialize.packb({"ok": True, "v": packed, "stream": stream, "acc": updates,
+                                      "cached": list(map(list, tc.computed))}, "accumulator updates")
+            tc.commit()
+            return result
+        except (Exception, SystemExit) as exc:  # the task's own failure: reported, never raised here
             fetch = [exc.shuffle_id, exc.map_id, exc.reduce_id, exc.host] if isinstance(exc, FetchFailed) else None
             return serialize.packb({
                 "ok": False, "type": type(exc).__name__, "msg": str(exc),

@@ -74,6 +74,7 @@ from __future__ import annotations
 
 import atexit
 import bz2
+import contextlib
 import errno
 import fnmatch
 import itertools
@@ -405,13 +406,11 @@ class MasterClient:
             sock, self._sock = self._sock, None
             if sock is not None and self.sessionid:
                 body = _REGISTER_BLOB + struct.pack(">BIQ", _CLOSESESSION, self.sessionid, self.metaid)
-                try:
+                with contextlib.suppress(_Disconnected):      # a dead master forgets it anyway
                     sock.settimeout(min(self.timeout, 2.0))
                     _sendall(sock, _packet(_REGISTER, body))
                     while _recv_packet(sock)[0] != _REGISTER + 1:
                         pass
-                except _Disconnected:
-                    pass
             if sock is not None:
                 sock.close()
             self.sessionid = 0

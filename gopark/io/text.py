@@ -20,7 +20,7 @@ import shutil
 from collections.abc import Iterable, Iterator
 from typing import Any, BinaryIO
 
-from gopark.errors import InputNotFound
+from gopark.errors import InputNotFound, InputUnavailable
 
 DEFAULT_SPLIT_SIZE = 64 << 20
 _BLOCK = 1 << 20
@@ -30,16 +30,19 @@ def _is_moosefs(path: str) -> bool:
     """``mfs://`` URLs and paths under a mounted MooseFS."""
     if path.startswith("mfs://"):
         return True
+    from gopark.io import moosefs
+    return moosefs.is_mfs_path(path)
+
+
+def _plan_moosefs(path: str, split_size: int | None) -> list[dict]:
+    """MooseFS splits, with its errors as gopark's input errors (one line each)."""
+    from gopark.io import moosefs
     try:
-        with open("/proc/mounts") as f:
-            mounts = [line.split() for line in f]
-    except OSError:
-        return False
-    real = os.path.realpath(path)
-    for m in mounts:
-        if len(m) >= 3 and "mfs" in m[2] and (real == m[1] or real.startswith(m[1].rstrip("/") + "/")):
-            return True
-    return False
+        return moosefs.plan_splits(path, split_size)
+    except FileNotFoundError as exc:
+        raise InputNotFound(f"textFile: {exc}") from None
+    except OSError as exc:
+        raise InputUnavailable(f"textFile {path}: {exc}") from None
 
 
 def _list_files(path: str) -> list[str]:
@@ -69,19 +72,18 @@ def plan_splits(path: str, split_size: int | None = None, num_splits: int | None
         raise ValueError(f"textFile: splitSize must be a positive number of bytes, not {split_size!r}")
     if num_splits is not None and (not isinstance(num_splits, int) or num_splits < 1):
         raise ValueError(f"textFile: numSplits must be a positive integer, not {num_splits!r}")
-    if _is_moosefs(path):
-        from gopark.io import moosefs
-        if num_splits and not split_size:
-            split_size = None  # MooseFS splits follow chunks; numSplits is a hint it cannot honour exactly
-        return moosefs.plan_splits(path, split_size)
+    if _is_moosefs(path):   # splits follow chunks; numSplits cannot be honoured exactly there
+        return _plan_moosefs(path, split_size)
     files = _list_files(os.path.expanduser(path))
     plain = [(f, os.path.getsize(f)) for f in files if not f.endswith((".gz", ".bz2"))]
     if split_size is None:
         total = sum(size for _, size in plain)
-        if not num_splits:
-            num_splits = -(-total // DEFAULT_SPLIT_SIZE)
-            num_splits = -(-num_splits // parallelism) * parallelism
-        split_size = max(1, -(-total // num_splits)) if total else DEFAULT_SPLIT_SIZE
+        if num_splits:      # at least numSplits splits
+            split_size = max(1, total // num_splits)
+        else:               # at most 64 MiB, as many as a multiple of the parallelism
+            n = -(-max(total, 1) // DEFAULT_SPLIT_SIZE)
+            n = -(-n // parallelism) * parallelism
+            split_size = max(1, -(-total // n))
     splits: list[dict] = []
     for f in files:
         if f.endswith(".gz") or f.endswith(".bz2"):
@@ -92,11 +94,6 @@ def plan_splits(path: str, split_size: int | None = None, num_splits: int | None
             splits.append({"kind": "file", "path": os.path.abspath(f), "start": start,
                            "end": min(size, start + split_size)})
     return splits
-
-
-def split_hosts(split: dict) -> list[str]:
-    """Where a split's bytes live (MooseFS chunkservers), for locality."""
-    return list(split.get("hosts", ()))
 
 
 def read_split(split: dict) -> Iterator[str]:

@@ -1,0 +1,56 @@
+"""Fixtures of the engine's tests: one suite over every master, and nothing left behind.
+
+- ``ctx``: a Context for each master of ``MASTERS`` (one per test module and
+  master, quiet); a test that takes it runs once per master.
+- ``contexts``: the same Contexts by master, for tests that compare modes.
+- At the end of the session no child process of pytest (a worker) and no
+  ``gopark-<our pid>-*`` work folder may be left.
+"""
+from __future__ import annotations
+
+import glob
+import os
+import tempfile
+
+import pytest
+from apps.procs import children, describe
+
+from gopark import Context
+
+MASTERS = ["local", "process:2"]
+
+
+def our_work_dirs() -> list[str]:
+    """The work folders that Contexts of this process made and did not remove."""
+    return glob.glob(os.path.join(tempfile.gettempdir(), f"gopark-{os.getpid()}-*"))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def nothing_left_behind():
+    """After the whole session: no worker subprocess, no work folder of ours."""
+    yield
+    left = children(zombies=True)
+    dirs = our_work_dirs()
+    assert not left, f"child processes left at the end of the session: {describe(left)}"
+    assert not dirs, f"work folders left at the end of the session: {dirs}"
+
+
+@pytest.fixture(scope="module")
+def contexts():
+    """``contexts(master)``: this module's Context for ``master``, made on first use."""
+    made: dict[str, Context] = {}
+
+    def get(master: str) -> Context:
+        if master not in made:
+            made[master] = Context(master, quiet=True)
+        return made[master]
+
+    yield get
+    for ctx in made.values():
+        ctx.stop()
+
+
+@pytest.fixture(scope="module", params=MASTERS)
+def ctx(request, contexts):
+    """A Context for each master of ``MASTERS``."""
+    return contexts(request.param)

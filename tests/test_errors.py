@@ -1,0 +1,392 @@
+"""SPEC sections 9 and 4: failing tasks, dying workers, bad input, and the options of a Context."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import uuid
+from functools import partial
+
+import pytest
+from apps.procs import alive, children, wait_until
+
+from gopark import ConfigError, Context, JobError, register_func
+
+APPS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "apps")
+
+
+# --- registered functions ------------------------------------------------------------------
+
+@register_func(name="errors.always_fails")
+def always_fails(x):
+    raise ValueError(f"bad record {x}")
+
+
+@register_func(name="errors.fails_on_merge")
+def fails_on_merge(a, b):
+    raise ArithmeticError("cannot merge")
+
+
+@register_func
+def add(a, b):
+    return a + b
+
+
+@register_func
+def mod_pair(n, x):
+    return (x % n, x)
+
+
+@register_func
+def fail_and_mark(folder, x):
+    """Leaves one file per attempt, then fails."""
+    with open(os.path.join(folder, uuid.uuid4().hex), "w"):
+        pass
+    raise RuntimeError("this task always fails")
+
+
+@register_func
+def fail_times(folder, times, x):
+    """Fails the first ``times`` attempts (one file each), then succeeds."""
+    if len(os.listdir(folder)) < times:
+        with open(os.path.join(folder, uuid.uuid4().hex), "w"):
+            pass
+        raise RuntimeError("not yet")
+    return x * 10
+
+
+@register_func
+def die_once(folder, how, acc, trigger, x):
+    """The first attempt of the task holding ``trigger`` kills its own worker process."""
+    acc.add(1)
+    if x == trigger:
+        try:
+            fd = os.open(os.path.join(folder, "died"), os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            return x
+        os.write(fd, str(os.getpid()).encode())
+        os.close(fd)
+        if how == "exit":
+            os._exit(3)
+        os.kill(os.getpid(), signal.SIGKILL)
+    return x
+
+
+@register_func
+def always_die(x):
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+@register_func(name="errors.calls_exit")
+def calls_exit(x):
+    sys.exit(3)
+
+
+class AppError(Exception):
+    """An exception class of the app."""
+
+
+@register_func(name="errors.raises_app_error")
+def raises_app_error(x):
+    raise AppError(f"app-specific {x}")
+
+
+@register_func
+def pid_of(x):
+    return os.getpid()
+
+
+# --- a task that raises ----------------------------------------------------------------------
+
+def check_job_error(err, remote_type, message, func_name):
+    assert err.remote_type == remote_type
+    assert message in err.remote_message
+    assert "Traceback" in err.remote_traceback and remote_type in err.remote_traceback
+    assert err.func_name == func_name
+    text = str(err)
+    for part in (remote_type, message, func_name, "Traceback"):
+        assert part in text, text
+
+
+def test_task_that_always_raises(ctx):
+    with pytest.raises(JobError) as info:
+        ctx.parallelize([1, 2, 3], 1).map(always_fails).collect()
+    check_job_error(info.value, "ValueError", "bad record 1", "errors.always_fails")
+    assert "raise ValueError" in info.value.remote_traceback
+
+
+def test_task_that_raises_in_a_map_stage(ctx):
+    with pytest.raises(JobError) as info:
+        ctx.parallelize(range(10), 2).map(always_fails).map(partial(mod_pair, 2)).reduceByKey(add).collect()
+    check_job_error(info.value, "ValueError", "bad record", "errors.always_fails")
+
+
+def test_task_that_raises_in_a_merge(ctx):
+    with pytest.raises(JobError) as info:
+        ctx.parallelize(range(10), 2).map(partial(mod_pair, 2)).reduceByKey(fails_on_merge).collect()
+    check_job_error(info.value, "ArithmeticError", "cannot merge", "errors.fails_on_merge")
+
+
+def test_task_that_raises_in_an_action(ctx):
+    with pytest.raises(JobError) as info:
+        ctx.parallelize(range(10), 2).reduce(fails_on_merge)
+    check_job_error(info.value, "ArithmeticError", "cannot merge", "errors.fails_on_merge")
+    with pytest.raises(JobError) as info:
+        ctx.parallelize(range(10), 2).foreach(always_fails)
+    check_job_error(info.value, "ValueError", "bad record", "errors.always_fails")
+
+
+def test_task_that_raises_an_exception_of_the_app(ctx):
+    with pytest.raises(JobError) as info:
+        ctx.parallelize([7], 1).map(raises_app_error).collect()
+    check_job_error(info.value, "AppError", "app-specific 7", "errors.raises_app_error")
+
+
+def test_task_that_calls_sys_exit(ctx):
+    """A task that exits is a failed task in every mode: the action raises JobError, the driver goes on."""
+    with pytest.raises(JobError):
+        ctx.parallelize([1], 1).map(calls_exit).collect()
+    assert ctx.parallelize(range(4), 2).count() == 4
+
+
+def test_context_works_after_a_failed_job(ctx):
+    with pytest.raises(JobError):
+        ctx.parallelize(range(4), 2).map(always_fails).count()
+    assert ctx.parallelize(range(4), 2).map(partial(mod_pair, 2)).reduceByKey(add).collectAsMap() == {0: 2, 1: 4}
+
+
+@pytest.mark.parametrize("master", ["local", "process:2"])
+@pytest.mark.parametrize("max_failures", [None, 1, 2])
+def test_max_failures(tmp_path, master, max_failures):
+    options = {} if max_failures is None else {"max_failures": max_failures}
+    with Context(master, quiet=True, **options) as ctx:
+        with pytest.raises(JobError):
+            ctx.parallelize([0], 1).map(partial(fail_and_mark, str(tmp_path))).collect()
+    assert len(os.listdir(tmp_path)) == (max_failures or 4)
+
+
+@pytest.mark.parametrize("master", ["local", "process:2"])
+def test_task_that_fails_then_succeeds(tmp_path, master):
+    with Context(master, quiet=True, max_failures=4) as ctx:
+        assert ctx.parallelize([1, 2], 1).map(partial(fail_times, str(tmp_path), 3)).collect() == [10, 20]
+    assert len(os.listdir(tmp_path)) == 3
+
+
+def test_max_failures_from_the_command_line(tmp_path, monkeypatch):
+    monkeypatch.setattr(sys, "argv", ["app.py", "--max-failures", "3", "-q", "-m", "local"])
+    monkeypatch.setattr(sys, "excepthook", sys.excepthook)
+    with Context() as ctx:
+        with pytest.raises(JobError):
+            ctx.parallelize([0], 1).map(partial(fail_and_mark, str(tmp_path))).collect()
+    assert len(os.listdir(tmp_path)) == 3
+    assert sys.argv == ["app.py"]
+
+
+# --- a worker that dies (process mode) -----------------------------------------------------
+
+@pytest.mark.parametrize("how", ["exit", "sigkill"])
+@pytest.mark.parametrize("stage", ["map", "result"])
+def test_worker_death_loses_only_its_task(tmp_path, how, stage):
+    before = children()
+    with Context("process:2", quiet=True) as ctx:
+        acc = ctx.accumulator(0)
+        records = ctx.parallelize(range(40), 4).map(partial(die_once, str(tmp_path), how, acc, 13))
+        if stage == "map":
+            got = records.map(partial(mod_pair, 3)).reduceByKey(add).collectAsMap()
+            assert got == {r: sum(x for x in range(40) if x % 3 == r) for r in range(3)}
+        else:
+            assert records.collect() == list(range(40))
+        assert acc.value == 40                       # the lost attempt's updates are not counted
+        dead = int((tmp_path / "died").read_text())
+        assert not alive(dead)
+        assert wait_until(lambda: len(children() - before) == 2), "the pool did not get back to 2 workers"
+        pool = children() - before
+        assert dead not in pool
+        assert set(ctx.parallelize(range(20), 20).map(pid_of).collect()) <= pool
+    assert wait_until(lambda: not (children() - before))
+
+
+def test_worker_killed_between_jobs_is_replaced():
+    before = children()
+    with Context("process:2", quiet=True) as ctx:
+        rdd = ctx.parallelize(range(30), 3).map(partial(mod_pair, 5)).cache()
+        want = {r: sum(x for x in range(30) if x % 5 == r) for r in range(5)}
+        assert rdd.reduceByKey(add).collectAsMap() == want
+        pool = children() - before
+        assert len(pool) == 2
+        victim = min(pool)
+        os.kill(victim, signal.SIGKILL)
+        assert wait_until(lambda: not alive(victim))
+        assert rdd.reduceByKey(add, 2).collectAsMap() == want
+        assert rdd.count() == 30
+        assert wait_until(lambda: len(children() - before) == 2), "the pool did not get back to 2 workers"
+        assert victim not in children()
+
+
+def test_task_that_always_kills_its_worker(tmp_path):
+    before = children()
+    with Context("process:2", quiet=True, max_failures=2) as ctx:
+        with pytest.raises(JobError):
+            ctx.parallelize([1], 1).map(always_die).collect()
+        assert wait_until(lambda: len(children() - before) == 2), "the pool did not get back to 2 workers"
+        assert ctx.parallelize(range(10), 3).map(partial(mod_pair, 2)).reduceByKey(add).collectAsMap() == {
+            0: 20, 1: 25}
+
+
+# --- bad input -----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("master", ["bogus", "process:0", "process:x", "process:-1", "mesos://", "zk://host",
+                                    "", "local local"])
+def test_bad_master(master):
+    with pytest.raises(ConfigError) as info:
+        Context(master, quiet=True)
+    assert "\n" not in str(info.value)
+    assert repr(master) in str(info.value)
+
+
+def test_parallel_argument_sets_the_default_number_of_partitions():
+    with Context("local", 3, quiet=True) as ctx:
+        assert ctx.parallelize(range(10)).getNumPartitions() == 3
+        assert ctx.parallelize(range(10)).collect() == list(range(10))
+
+
+def test_bad_option_values():
+    for options in ({"parallel": 0}, {"mem": -5}, {"max_failures": 0}, {"no_such_option": 1}):
+        with pytest.raises(ConfigError) as info:
+            Context("local", **options)
+        assert "\n" not in str(info.value)
+        assert list(options)[0] in str(info.value)
+
+
+def test_textFile_of_a_missing_path(ctx, tmp_path):
+    with pytest.raises(FileNotFoundError) as info:
+        ctx.textFile(str(tmp_path / "missing.txt"))
+    assert "missing.txt" in str(info.value)
+    with pytest.raises(FileNotFoundError):
+        ctx.textFile(str(tmp_path / "*.nothing"))
+
+
+def write(path, text):
+    with open(path, "w") as f:
+        f.write(text)
+    return str(path)
+
+
+def test_malformed_conf_file(tmp_path, monkeypatch):
+    monkeypatch.setattr(sys, "excepthook", sys.excepthook)
+    bad = write(tmp_path / "bad.conf", "master = = 'local'\n[[[\n")
+    monkeypatch.setattr(sys, "argv", ["app.py", "--conf", bad])
+    with pytest.raises(ConfigError) as info:
+        Context()
+    assert "bad.conf" in str(info.value)
+    unknown = write(tmp_path / "unknown.conf", 'master = "local"\nfrobnicate = 3\n')
+    monkeypatch.setattr(sys, "argv", ["app.py", "--conf", unknown])
+    with pytest.raises(ConfigError) as info:
+        Context()
+    assert "frobnicate" in str(info.value)
+    wrong_type = write(tmp_path / "wrong.conf", 'parallel = "many"\n')
+    monkeypatch.setattr(sys, "argv", ["app.py", "--conf", wrong_type])
+    with pytest.raises(ConfigError):
+        Context()
+    monkeypatch.setattr(sys, "argv", ["app.py", "--conf", str(tmp_path / "absent.conf")])
+    with pytest.raises(FileNotFoundError):
+        Context()
+
+
+def test_conf_file_is_applied_and_the_command_line_wins(tmp_path, monkeypatch):
+    monkeypatch.setattr(sys, "excepthook", sys.excepthook)
+    conf = write(tmp_path / "good.conf", 'master = "process:2"\nparallel = 3\nquiet = true\n')
+    monkeypatch.setattr(sys, "argv", ["app.py", "--conf", conf, "input.txt"])
+    with Context() as ctx:
+        assert sys.argv == ["app.py", "input.txt"]
+        rdd = ctx.parallelize(range(12))
+        assert rdd.getNumPartitions() == 3
+        assert os.getpid() not in rdd.map(pid_of).collect()
+    monkeypatch.setattr(sys, "argv", ["app.py", "--conf", conf, "-m", "local", "-p", "5"])
+    with Context() as ctx:
+        rdd = ctx.parallelize(range(12))
+        assert rdd.getNumPartitions() == 5
+        assert set(rdd.map(pid_of).collect()) == {os.getpid()}
+
+
+def test_context_reads_its_options_from_argv(monkeypatch):
+    monkeypatch.setattr(sys, "excepthook", sys.excepthook)
+    monkeypatch.setattr(sys, "argv", ["app.py", "-m", "process:2", "-p", "3", "--mem", "64", "-q",
+                                      "--my-flag", "x", "input.txt", "-n", "5"])
+    with Context() as ctx:
+        assert sys.argv == ["app.py", "--my-flag", "x", "input.txt", "-n", "5"]
+        assert ctx.options.mem == 64 and ctx.options.quiet is True
+        rdd = ctx.parallelize(range(30))
+        assert rdd.getNumPartitions() == 3
+        pids = set(rdd.map(pid_of).collect())
+        assert os.getpid() not in pids and len(pids) <= 2
+
+
+def test_context_reads_long_options_from_argv(monkeypatch):
+    monkeypatch.setattr(sys, "excepthook", sys.excepthook)
+    monkeypatch.setattr(sys, "argv", ["app.py", "data.txt", "--master", "local", "--parallel", "4", "--quiet",
+                                      "--cpus", "2"])
+    with Context() as ctx:
+        assert sys.argv == ["app.py", "data.txt"]
+        assert ctx.parallelize(range(8)).getNumPartitions() == 4
+        assert set(ctx.parallelize(range(8)).map(pid_of).collect()) == {os.getpid()}
+
+
+def test_no_master_on_the_command_line_means_local(monkeypatch):
+    monkeypatch.setattr(sys, "excepthook", sys.excepthook)
+    monkeypatch.setattr(sys, "argv", ["app.py", "-q", "rest"])
+    with Context() as ctx:
+        assert sys.argv == ["app.py", "rest"]
+        assert set(ctx.parallelize(range(8), 4).map(pid_of).collect()) == {os.getpid()}
+
+
+def test_mesos_unfrozen_tells_to_build():
+    with pytest.raises(ConfigError) as info:
+        Context("mesos://127.0.0.1:5050", quiet=True)
+    assert "build" in str(info.value)
+
+
+def test_bad_master_from_argv(monkeypatch):
+    monkeypatch.setattr(sys, "excepthook", sys.excepthook)
+    monkeypatch.setattr(sys, "argv", ["app.py", "-m", "nowhere"])
+    with pytest.raises(ConfigError):
+        Context()
+
+
+def test_help_lists_gopark_options(monkeypatch, capsys):
+    monkeypatch.setattr(sys, "excepthook", sys.excepthook)
+    monkeypatch.setattr(sys, "argv", ["app.py", "--help"])
+    try:
+        with Context():
+            pass
+    except SystemExit as exc:
+        assert exc.code in (0, None)
+    out = capsys.readouterr().out
+    for option in ("--master", "--parallel", "--cpus", "--mem", "--conf", "--quiet", "--verbose"):
+        assert option in out, out
+
+
+# --- bad input to an app gives one line ---------------------------------------------------------
+
+def run_app(*args):
+    return subprocess.run([sys.executable, os.path.join(APPS, "wc_app.py"), *args],
+                          capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.parametrize("case", ["master", "missing", "conf"])
+def test_an_app_with_bad_input_prints_one_error_line(tmp_path, case):
+    data = write(tmp_path / "words.txt", "a b c\n")
+    if case == "master":
+        proc = run_app(data, "-m", "nowhere:land", "-q")
+        token = "nowhere:land"
+    elif case == "missing":
+        proc = run_app(str(tmp_path / "missing.txt"), "-m", "local", "-q")
+        token = "missing.txt"
+    else:
+        proc = run_app(data, "--conf", write(tmp_path / "bad.conf", "= = ="), "-q")
+        token = "bad.conf"
+    assert proc.returncode != 0
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert token in lines[0] and "Traceback" not in proc.stderr

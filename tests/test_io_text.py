@@ -1,0 +1,171 @@
+"""SPEC section 8: textFile (files, folders, globs, .gz/.bz2, splits on line borders) and saveAsTextFile."""
+from __future__ import annotations
+
+import bz2
+import gzip
+import os
+from functools import partial
+
+import pytest
+
+from gopark import register_func
+
+
+def ref_lines(data: bytes) -> list[str]:
+    """The lines of ``data`` as SPEC/Spark read them: split on \\n, a trailing \\r dropped, no final empty line."""
+    if not data:
+        return []
+    lines = data.decode("utf-8").split("\n")
+    if lines[-1] == "":
+        lines.pop()
+    return [ln[:-1] if ln.endswith("\r") else ln for ln in lines]
+
+
+def write(path, data: bytes) -> str:
+    with open(path, "wb") as f:
+        f.write(data)
+    return str(path)
+
+
+CONTENTS = {
+    "plain": b"".join(b"line %d\n" % i for i in range(40)),
+    "crlf": b"".join(b"row %d\r\n" % i for i in range(30)),
+    "no-final-newline": b"first\nsecond\nthird without newline",
+    "long-lines": b"short\n" + b"L" * 300 + b"\n\nx\n" + b"M" * 157 + b"\nend\n",
+    "empty-lines": b"\n\n\na\n\nb\n\n",
+    "utf8": ("é\n中文字符行\n😀😀😀\nmixed é 中 😀 text\n" * 6 + "ü").encode(),
+    "one-line": b"only one line, no newline",
+}
+SPLIT_SIZES = [1, 2, 3, 4, 5, 7, 11, 16, 64, 100000]
+
+
+@pytest.mark.parametrize("name", list(CONTENTS))
+def test_every_line_exactly_once_for_every_split_size(ctx, tmp_path, name):
+    data = CONTENTS[name]
+    path = write(tmp_path / "f.txt", data)
+    want = ref_lines(data)
+    for size in SPLIT_SIZES:
+        rdd = ctx.textFile(path, splitSize=size)
+        assert rdd.collect() == want, f"splitSize={size}"
+        assert rdd.getNumPartitions() == -(-len(data) // size), f"splitSize={size}"
+
+
+def test_lines_longer_than_the_split(ctx, tmp_path):
+    data = b"".join(b"%d:" % i + b"abcdefghij" * (i % 7) + b"\n" for i in range(60))
+    path = write(tmp_path / "long.txt", data)
+    parts = ctx.textFile(path, splitSize=13).glom().collect()
+    assert [ln for p in parts for ln in p] == ref_lines(data)
+    assert any(p == [] for p in parts)            # some splits hold no line start at all
+
+
+def test_empty_file(ctx, tmp_path):
+    path = write(tmp_path / "empty.txt", b"")
+    assert ctx.textFile(path).collect() == []
+    assert ctx.textFile(path, splitSize=3).count() == 0
+
+
+def test_textFile_of_a_file(ctx, tmp_path):
+    data = CONTENTS["plain"]
+    rdd = ctx.textFile(write(tmp_path / "a.txt", data))
+    assert rdd.collect() == ref_lines(data)
+    assert rdd.count() == 40
+
+
+def test_numSplits(ctx, tmp_path):
+    data = b"".join(b"%09d\n" % i for i in range(100))       # 1000 bytes, lines of 10
+    path = write(tmp_path / "n.txt", data)
+    for n in (1, 2, 4, 5, 10, 20, 3, 7):
+        rdd = ctx.textFile(path, numSplits=n)
+        assert rdd.collect() == ref_lines(data), n
+        if 1000 % n == 0:
+            assert rdd.getNumPartitions() == n
+
+
+def test_numSplits_gives_at_least_that_many_splits(contexts, tmp_path):
+    """As Spark's minPartitions and DPark's numSplits: n splits asked of a file of n bytes or more gives n or more."""
+    ctx = contexts("local")
+    fewer = {}
+    for size, n in ((100, 18), (9, 4), (1000, 300), (1000, 7)):
+        data = (b"abcdefghi\n" * size)[:size]
+        rdd = ctx.textFile(write(tmp_path / f"s{size}-{n}.txt", data), numSplits=n)
+        assert rdd.collect() == ref_lines(data)
+        if rdd.getNumPartitions() < n:
+            fewer[(size, n)] = rdd.getNumPartitions()
+    assert not fewer, f"(file size, numSplits): partitions made = {fewer}"
+
+
+def make_folder(tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    files = {"b.txt": b"b1\nb2\n", "a.txt": b"a1\na2\na3\n", "c.log": b"c1\n", "d.txt": b"d1"}
+    for name, data in files.items():
+        write(folder / name, data)
+    write(folder / ".hidden", b"hidden\n")
+    write(folder / "_SUCCESS", b"")
+    write(folder / "_meta", b"underscore\n")
+    return folder
+
+
+def test_textFile_of_a_folder(ctx, tmp_path):
+    folder = make_folder(tmp_path)
+    assert ctx.textFile(str(folder)).collect() == ["a1", "a2", "a3", "b1", "b2", "c1", "d1"]
+    assert ctx.textFile(str(folder), splitSize=4).collect() == ["a1", "a2", "a3", "b1", "b2", "c1", "d1"]
+
+
+def test_textFile_of_a_glob(ctx, tmp_path):
+    folder = make_folder(tmp_path)
+    assert ctx.textFile(str(folder / "*.txt")).collect() == ["a1", "a2", "a3", "b1", "b2", "d1"]
+    assert ctx.textFile(str(folder / "[bc].*")).collect() == ["b1", "b2", "c1"]
+
+
+def test_compressed_files(ctx, tmp_path):
+    folder = tmp_path / "z"
+    folder.mkdir()
+    gz_data = "".join(f"gz line {i} é\n" for i in range(500)).encode()
+    bz_data = "".join(f"bz line {i} 中\n" for i in range(300)).encode() + b"no newline"
+    plain = b"p1\np2\np3\n"
+    with gzip.open(folder / "a.gz", "wb") as f:
+        f.write(gz_data)
+    with bz2.open(folder / "b.bz2", "wb") as f:
+        f.write(bz_data)
+    write(folder / "c.txt", plain)
+    rdd = ctx.textFile(str(folder), splitSize=4)
+    assert rdd.getNumPartitions() == 1 + 1 + 3            # one split per compressed file
+    assert rdd.collect() == ref_lines(gz_data) + ref_lines(bz_data) + ref_lines(plain)
+    for name, data in (("a.gz", gz_data), ("b.bz2", bz_data)):
+        one = ctx.textFile(str(folder / name), numSplits=5)
+        assert one.getNumPartitions() == 1
+        assert one.collect() == ref_lines(data)
+
+
+@register_func
+def fail_once_at(folder, trigger, x):
+    """The first attempt of the task holding ``trigger`` fails after earlier records were written."""
+    if x == trigger:
+        marker = os.path.join(folder, "failed")
+        if not os.path.exists(marker):
+            with open(marker, "w"):
+                pass
+            raise RuntimeError("fail in the middle of a partition")
+    return x
+
+
+def test_save_then_read_back(ctx, tmp_path):
+    records = [f"record {i} é" for i in range(50)]
+    out = str(tmp_path / "out")
+    ctx.parallelize(records, 4).saveAsTextFile(out)
+    assert ctx.textFile(out).collect() == records
+
+
+def test_retried_save_task_leaves_no_partial_file(ctx, tmp_path):
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    out = tmp_path / "out"
+    ctx.parallelize(range(40), 4).map(partial(fail_once_at, str(markers), 15)).saveAsTextFile(str(out))
+    assert os.path.exists(markers / "failed")
+    assert sorted(os.listdir(out)) == sorted(["_SUCCESS"] + [f"part-{i:05d}" for i in range(4)])
+    lines = []
+    for i in range(4):
+        with open(out / f"part-{i:05d}") as f:
+            lines += f.read().splitlines()
+    assert lines == [str(i) for i in range(40)]

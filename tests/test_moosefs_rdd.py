@@ -1,0 +1,145 @@
+"""textFile over MooseFS through the engine, against a real cluster (1 master, 3 chunkservers).
+
+The whole module runs inside the cluster's network namespace (``cluster.inside()``):
+the Context, its process-mode workers (born there) and the MooseFS client.
+"""
+from __future__ import annotations
+
+import os
+import random
+import subprocess
+import sys
+from collections import Counter
+from collections.abc import Iterator
+from functools import partial
+from pathlib import Path
+
+import pytest
+from mfs_cluster import MfsCluster
+
+from gopark import Context, register_func
+from gopark.io import moosefs
+
+MiB = 1 << 20
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@register_func
+def words(line: str) -> list[str]:
+    return line.split()
+
+
+@register_func
+def pair(word: str, n: int = 1) -> tuple[str, int]:
+    return (word, n)
+
+
+@register_func
+def add(a: int, b: int) -> int:
+    return a + b
+
+
+def make_corpus(size: int, seed: int) -> bytes:
+    """Lines of Zipf-ish words; long enough lines that some cross the 64 MiB chunk border."""
+    rng = random.Random(seed)
+    vocab = [f"w{i}" for i in range(5000)]
+    weights = [1 / (i + 1) for i in range(len(vocab))]
+    out, n = [], 0
+    while n < size:
+        line = " ".join(rng.choices(vocab, weights, k=rng.randint(1, 40))) + "\n"
+        out.append(line)
+        n += len(line)
+    return "".join(out).encode()
+
+
+class Env:
+    def __init__(self, cluster: MfsCluster, mnt: Path, local: Path) -> None:
+        self.cluster, self.mnt, self.local = cluster, mnt, local
+
+    def url(self, rel: str) -> str:
+        return f"{self.cluster.master_url}/{rel}"
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
+    root = tmp_path_factory.mktemp("mfsrdd")
+    data = make_corpus(70 * MiB, seed=11)                  # two chunks
+    local = root / "corpus.txt"
+    local.write_bytes(data)
+    with MfsCluster(root / "cluster", ncs=3) as cluster:
+        mnt = cluster.mount(root / "mnt")
+        (mnt / "g2").mkdir()
+        cluster.set_goal(mnt / "g2", 2)
+        (mnt / "g2" / "corpus.txt").write_bytes(data)
+        with cluster.inside():
+            try:
+                yield Env(cluster, mnt, local)
+            finally:
+                moosefs.close_masters()
+
+
+def word_count(ctx: Context, path: str) -> dict[str, int]:
+    return ctx.textFile(path).flatMap(words).map(partial(pair, n=1)).reduceByKey(add).collectAsMap()
+
+
+@pytest.fixture(scope="module")
+def expected(env: Env) -> dict[str, int]:
+    with open(env.local) as f:
+        return dict(Counter(w for line in f for w in line.split()))
+
+
+@pytest.mark.parametrize("master", ["local", "process:2"])
+def test_word_count_over_mfs_equals_the_local_file(env: Env, expected: dict[str, int], master: str) -> None:
+    with Context(master, quiet=True) as ctx:
+        assert word_count(ctx, env.url("g2/corpus.txt")) == expected
+        assert word_count(ctx, str(env.mnt / "g2" / "corpus.txt")) == expected   # the mounted path
+        assert word_count(ctx, str(env.local)) == expected
+
+
+def test_one_split_per_chunk_preferring_its_chunkservers(env: Env) -> None:
+    info = env.cluster.file_info(env.mnt / "g2" / "corpus.txt")
+    with Context("process:2", quiet=True) as ctx:
+        rdd = ctx.textFile(env.url("g2/corpus.txt"))
+        assert rdd.getNumPartitions() == len(info) == 2
+        for i, chunk in enumerate(info):
+            assert rdd.preferredLocations(i) == sorted(c.split(":")[0] for c in chunk["copies"])
+            assert len(chunk["copies"]) == 2
+        # a narrow transformation keeps the locations of its parent's split
+        assert rdd.flatMap(words).preferredLocations(1) == rdd.preferredLocations(1)
+
+
+def test_a_stopped_chunkserver_fails_over_to_the_other_replica(env: Env, expected: dict[str, int]) -> None:
+    info = env.cluster.file_info(env.mnt / "g2" / "corpus.txt")
+    victim = env.cluster.chunkserver_index(info[0]["copies"][0].split(":")[0])
+    env.cluster.stop_chunkserver(victim)
+    try:
+        with Context("process:2", quiet=True) as ctx:
+            assert word_count(ctx, env.url("g2/corpus.txt")) == expected
+    finally:
+        env.cluster.start_chunkserver(victim)
+
+
+def test_master_restart_between_two_jobs(env: Env, expected: dict[str, int]) -> None:
+    with Context("process:2", quiet=True) as ctx:
+        assert word_count(ctx, env.url("g2/corpus.txt")) == expected
+        env.cluster.restart_master()
+        assert word_count(ctx, env.url("g2/corpus.txt")) == expected
+
+
+def test_missing_file_is_an_error_at_the_textfile_call(env: Env) -> None:
+    with Context("local", quiet=True) as ctx:
+        with pytest.raises(FileNotFoundError, match="nothere.txt"):
+            ctx.textFile(env.url("g2/nothere.txt"))
+
+
+def test_unreachable_master_is_one_clear_line(env: Env) -> None:
+    url = "mfs://10.77.0.99:9421/x.txt"          # inside the namespace, where nothing listens
+    with Context("local", quiet=True) as ctx:
+        with pytest.raises(OSError, match="10.77.0.99:9421"):
+            ctx.textFile(url)
+    result = subprocess.run([sys.executable, str(ROOT / "examples" / "wordcount.py"), url, "-q"],
+                            capture_output=True, text=True, timeout=120,
+                            env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode != 0
+    assert len(lines) == 1 and lines[0].startswith("gopark: error:") and "10.77.0.99:9421" in lines[0], lines

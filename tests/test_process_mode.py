@@ -1,0 +1,219 @@
+"""What is particular to process mode: memory budgets, stopping, scripts, Ctrl-C and kill, a private endpoint."""
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import signal
+import stat
+import subprocess
+import sys
+import tempfile
+from functools import partial
+
+import pytest
+from apps.procs import alive, children, listening_tcp, pids_with_env, socket_inodes, unix_socket_paths, wait_until
+
+from gopark import Context, JobError, register_func
+
+APPS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "apps")
+
+
+@register_func
+def mod_pair(n, x):
+    return (x % n, x)
+
+
+@register_func
+def add(a, b):
+    return a + b
+
+
+@register_func
+def wrong_sum(n, kv):
+    """True unless the value of key k is k + (k + n), the sum of the two records that have it."""
+    k, v = kv
+    return v != 2 * k + n
+
+
+@register_func
+def big_value(n, x):
+    return (x % n, f"{x:08d}" + "v" * 1000)
+
+
+@register_func
+def wrong_group(n, copies, kv):
+    k, values = kv
+    return sorted(values) != [f"{k + i * n:08d}" + "v" * 1000 for i in range(copies)]
+
+
+@register_func
+def pid_of(x):
+    return os.getpid()
+
+
+@register_func
+def always_fails(x):
+    raise RuntimeError("no")
+
+
+def work_dirs(pid: int) -> set[str]:
+    return set(glob.glob(os.path.join(tempfile.gettempdir(), f"gopark-{pid}-*")))
+
+
+# --- memory ----------------------------------------------------------------------------------
+
+def peak_rss_mb(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    raise AssertionError(f"no VmHWM for {pid}")
+
+
+@pytest.mark.parametrize("master", ["process:2", "local"])
+def test_shuffle_bigger_than_the_memory_budget(master):
+    before = children()
+    keys = 200_000
+    with Context(master, mem=30, quiet=True) as ctx:
+        # 400k records, 100k distinct keys per reducer: more than 30 MB of dict per task
+        sums = ctx.parallelize(range(2 * keys), 4).map(partial(mod_pair, keys)).reduceByKey(add, numSplits=2)
+        assert sums.count() == keys
+        assert sums.filter(partial(wrong_sum, keys)).count() == 0
+
+        # 300 MB of values in 300 groups: about 150 MB per reducer
+        groups_n, copies = 300, 1000
+        groups = ctx.parallelize(range(groups_n * copies), 6).map(partial(big_value, groups_n)).groupByKey(2)
+        assert groups.count() == groups_n
+        assert groups.filter(partial(wrong_group, groups_n, copies)).count() == 0
+        if master.startswith("process"):
+            peaks = {pid: peak_rss_mb(pid) for pid in children() - before}
+            assert len(peaks) == 2
+            assert all(mb < 120 for mb in peaks.values()), f"peak RSS of the workers (MB): {peaks}"
+
+
+# --- stopping --------------------------------------------------------------------------------
+
+def test_stop_ends_workers_and_removes_the_work_folder(tmp_path):
+    before, dirs_before = children(), work_dirs(os.getpid())
+    ctx = Context("process:2", quiet=True)
+    rdd = ctx.parallelize(range(100), 4).map(partial(mod_pair, 7)).cache()
+    assert rdd.reduceByKey(add).count() == 7
+    ctx.broadcast(list(range(1000)))
+    ctx.parallelize(range(10), 2).saveAsTextFile(str(tmp_path / "out"))
+    pids = set(ctx.parallelize(range(20), 20).map(pid_of).collect())
+    workers = children() - before
+    assert pids <= workers and len(workers) == 2
+    new_dirs = work_dirs(os.getpid()) - dirs_before
+    assert len(new_dirs) == 1
+    ctx.stop()
+    assert not any(alive(pid) for pid in workers)
+    assert not any(os.path.exists(d) for d in new_dirs)
+    ctx.stop()                                    # a second stop is harmless
+
+
+def test_process_without_a_number_starts_one_worker_per_cpu():
+    before = children()
+    with Context("process", quiet=True) as ctx:
+        assert ctx.parallelize(range(10), 5).map(pid_of).count() == 10
+        assert len(children() - before) == os.cpu_count()
+    assert not (children() - before)
+
+
+def test_two_contexts_at_once():
+    before = children()
+    with Context("process:2", quiet=True) as a, Context("process:2", quiet=True) as b:
+        ra = a.parallelize(range(100), 4).map(partial(mod_pair, 3)).cache()
+        rb = b.parallelize(range(1000, 1100), 4).map(partial(mod_pair, 3)).cache()
+        want_a = {r: sum(x for x in range(100) if x % 3 == r) for r in range(3)}
+        want_b = {r: sum(x for x in range(1000, 1100) if x % 3 == r) for r in range(3)}
+        for _ in range(2):
+            assert ra.reduceByKey(add).collectAsMap() == want_a
+            assert rb.reduceByKey(add).collectAsMap() == want_b
+        pids_a = set(a.parallelize(range(20), 20).map(pid_of).collect())
+        pids_b = set(b.parallelize(range(20), 20).map(pid_of).collect())
+        assert not pids_a & pids_b
+        assert len(children() - before) == 4
+        a.stop()
+        assert rb.reduceByKey(add).collectAsMap() == want_b
+        assert not any(alive(p) for p in pids_a)
+    assert not (children() - before)
+
+
+def test_context_manager_stops_on_error():
+    before, dirs_before = children(), work_dirs(os.getpid())
+    with pytest.raises(JobError):
+        with Context("process:2", quiet=True) as ctx:
+            ctx.parallelize(range(4), 2).map(always_fails).count()
+    assert not (children() - before)
+    assert work_dirs(os.getpid()) == dirs_before
+
+
+# --- the driver's endpoint ---------------------------------------------------------------------
+
+def test_driver_endpoint_is_private():
+    with Context("process:2", quiet=True) as ctx:
+        assert ctx.parallelize(range(10), 4).map(pid_of).count() == 10
+        ours = socket_inodes()
+        exposed = [a for a in listening_tcp(ours) if a not in ("127.0.0.1", "::1", "::ffff:127.0.0.1")]
+        assert not exposed, f"the driver listens on TCP at {exposed}"
+        new_dirs = work_dirs(os.getpid())
+        sockets = [p for p in unix_socket_paths(ours) if any(p.startswith(d + os.sep) for d in new_dirs)]
+        assert sockets, f"no unix socket of ours in {new_dirs}: {unix_socket_paths(ours)}"
+        for path in sockets:
+            assert stat.S_ISSOCK(os.stat(path).st_mode)
+            assert stat.S_IMODE(os.stat(os.path.dirname(path)).st_mode) == 0o700
+
+
+# --- an app run as a script --------------------------------------------------------------------
+
+def run_script(name, *args, timeout=180):
+    return subprocess.run([sys.executable, os.path.join(APPS, name), *args],
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def test_app_script_gives_the_same_output_in_every_mode(tmp_path):
+    text = "\n".join(" ".join(f"w{(i * j) % 37}" for j in range(i % 11 + 1)) for i in range(300)) + "\n"
+    data = tmp_path / "words.txt"
+    data.write_text(text)
+    local = run_script("wc_app.py", str(data), "--tag", "x", "-m", "local", "-q")
+    proc = run_script("wc_app.py", str(data), "-q", "--tag", "x", "--master", "process:2")
+    assert local.returncode == 0, local.stderr
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == local.stdout
+    words = text.split()
+    assert f"distinct {len(set(words))}\n" in local.stdout
+    assert f"args ['{data}', '--tag', 'x']\n" in local.stdout
+    assert "lines 300\n" in local.stdout
+
+
+# --- a driver that is interrupted or killed ------------------------------------------------------
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["SIGINT", "SIGKILL"])
+def test_driver_stopped_mid_job_leaves_no_worker(tmp_path, sig):
+    driver = subprocess.Popen([sys.executable, os.path.join(APPS, "slow_app.py"), str(tmp_path), "-m", "process:2",
+                               "-q"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    workers: set[int] = set()
+    try:
+        assert wait_until(lambda: any(n.startswith("started-") for n in os.listdir(tmp_path)), timeout=60), \
+            "no task started"
+        assert wait_until(lambda: len(pids_with_env("GOPARK_DRIVER_PID", str(driver.pid))) == 2, timeout=30)
+        workers = pids_with_env("GOPARK_DRIVER_PID", str(driver.pid))
+        assert driver.poll() is None
+        driver.send_signal(sig)
+        driver.wait(timeout=60)
+        assert wait_until(lambda: not any(alive(p) for p in workers), timeout=30), \
+            f"workers left after {sig.name}: {[p for p in workers if alive(p)]}"
+        assert not pids_with_env("GOPARK_DRIVER_PID", str(driver.pid))
+        if sig == signal.SIGINT:                      # a clean exit cleans up after itself
+            assert not work_dirs(driver.pid)
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+            driver.wait()
+        driver.stderr.close()
+        for pid in workers | pids_with_env("GOPARK_DRIVER_PID", str(driver.pid)):
+            if alive(pid):
+                os.kill(pid, signal.SIGKILL)
+        for d in work_dirs(driver.pid):               # a killed driver could not remove its own
+            shutil.rmtree(d, ignore_errors=True)

@@ -1,0 +1,226 @@
+"""SPEC section 2: what may be given to an RDD method as a function, and register_func itself."""
+from __future__ import annotations
+
+import operator
+import os
+from functools import partial
+
+import pytest
+from apps import funcs
+
+from gopark import JobError, register_func
+
+# --- the three forms of register_func ------------------------------------------------------
+
+def triple(x):
+    return 3 * x
+
+
+TRIPLE = register_func(triple)
+
+
+@register_func
+def double(x):
+    return 2 * x
+
+
+@register_func(name="registry-tests/custom name")
+def custom(x):
+    return x - 1
+
+
+@register_func
+def scale(x, factor=1, offset=0):
+    return x * factor + offset
+
+
+@register_func
+def add(a, b):
+    return a + b
+
+
+@register_func
+def read_table(table, x):
+    return table.value.get(x, "?")
+
+
+@register_func
+def add_to(acc, x):
+    acc.add(x)
+    return x
+
+
+@register_func
+def keep_max(a, b):
+    return max(a, b)
+
+
+def clash_one(x):
+    return 1
+
+
+def clash_two(x):
+    return 2
+
+
+def test_register_func_returns_the_function_unchanged():
+    assert TRIPLE is triple
+    assert triple(2) == 6
+    assert double(4) == 8 and double.__name__ == "double"
+    assert custom(5) == 4 and custom.__name__ == "custom"
+    assert register_func(triple) is triple                      # again: the same function, no error
+    assert register_func(name="registry-tests/custom name")(custom) is custom
+
+
+def test_two_functions_under_one_name_is_an_error():
+    assert register_func(name="registry-tests/clash")(clash_one) is clash_one
+    with pytest.raises(ValueError):
+        register_func(name="registry-tests/clash")(clash_two)
+    assert register_func(name="registry-tests/clash")(clash_one) is clash_one
+
+
+def test_registered_functions_of_every_form_run(ctx):
+    rdd = ctx.parallelize(range(10), 3)
+    assert rdd.map(triple).collect() == [3 * x for x in range(10)]
+    assert rdd.map(double).collect() == [2 * x for x in range(10)]
+    assert rdd.map(custom).collect() == [x - 1 for x in range(10)]
+
+
+def test_functions_of_an_app_module(ctx):
+    rdd = ctx.parallelize(range(6), 3)
+    # the same short name in two modules: two functions
+    assert rdd.map(funcs.double).map(operator.itemgetter(1)).map(double).collect() == [4 * x for x in range(6)]
+    assert rdd.map(funcs.renamed).collect() == [x + 1000 for x in range(6)]
+
+
+def test_process_mode_runs_functions_elsewhere(contexts):
+    pids = contexts("process:2").parallelize(range(8), 8).map(funcs.worker_pid).collect()
+    assert os.getpid() not in pids
+    assert contexts("local").parallelize(range(4), 4).map(funcs.worker_pid).collect() == [os.getpid()] * 4
+
+
+# --- what is refused, at the call, in the driver ------------------------------------------
+
+def unregistered(x):
+    return x
+
+
+class Holder:
+    def method(self, x):
+        return x
+
+
+def make_closure():
+    k = 1
+
+    def inner(x, *rest):
+        return x + k
+    return inner
+
+
+BAD_FUNCTIONS = {
+    "lambda": lambda x, *rest: x,
+    "closure": make_closure(),
+    "unregistered": unregistered,
+    "bound method": Holder().method,
+    "bound builtin method": "text".upper,
+    "partial of a lambda": partial(lambda x, y: x, 1),
+    "partial of an unregistered function": partial(unregistered),
+}
+
+CALLS = {
+    "map": lambda c, r, f: r.map(f),
+    "flatMap": lambda c, r, f: r.flatMap(f),
+    "filter": lambda c, r, f: r.filter(f),
+    "mapPartitions": lambda c, r, f: r.mapPartitions(f),
+    "mapPartitionsWithIndex": lambda c, r, f: r.mapPartitionsWithIndex(f),
+    "mapValue": lambda c, r, f: r.mapValue(f),
+    "mapValues": lambda c, r, f: r.mapValues(f),
+    "flatMapValue": lambda c, r, f: r.flatMapValue(f),
+    "flatMapValues": lambda c, r, f: r.flatMapValues(f),
+    "reduceByKey": lambda c, r, f: r.reduceByKey(f),
+    "combineByKey-create": lambda c, r, f: r.combineByKey(f, add, add),
+    "combineByKey-merge": lambda c, r, f: r.combineByKey(double, f, add),
+    "combineByKey-combine": lambda c, r, f: r.combineByKey(double, add, f),
+    "sort-key": lambda c, r, f: r.sort(key=f),
+    "reduce": lambda c, r, f: r.reduce(f),
+    "fold": lambda c, r, f: r.fold(0, f),
+    "aggregate-seq": lambda c, r, f: r.aggregate(0, f, add),
+    "aggregate-comb": lambda c, r, f: r.aggregate(0, add, f),
+    "top-key": lambda c, r, f: r.top(2, key=f),
+    "foreach": lambda c, r, f: r.foreach(f),
+    "accumulator-merge": lambda c, r, f: c.accumulator(0, merge=f),
+}
+
+
+@pytest.mark.parametrize("call", list(CALLS))
+@pytest.mark.parametrize("kind", list(BAD_FUNCTIONS))
+def test_non_registered_functions_are_refused_at_the_call(ctx, call, kind):
+    rdd = ctx.parallelize([(1, 2), (3, 4)], 2)
+    with pytest.raises(TypeError) as info:
+        CALLS[call](ctx, rdd, BAD_FUNCTIONS[kind])
+    assert not isinstance(info.value, JobError)      # refused in the driver, no task ran
+    assert "register_func" in str(info.value)
+
+
+# --- builtins, operator, partials -----------------------------------------------------------
+
+WORDS = ["alpha", "Beta", "gamma-ray", "delta", "x-y-z"]
+
+
+def test_builtins(ctx):
+    words = ctx.parallelize(WORDS, 2)
+    assert words.map(len).collect() == [len(w) for w in WORDS]
+    assert ctx.parallelize([1, -2, 3], 2).map(str).collect() == ["1", "-2", "3"]
+    assert ctx.parallelize(["7", "-8"], 2).map(int).collect() == [7, -8]
+    assert ctx.parallelize([-1.5, 2, -3], 2).map(abs).collect() == [1.5, 2, 3]
+    assert ctx.parallelize([0, 1, "", "a", None], 2).filter(bool).collect() == [1, "a"]
+    assert ctx.parallelize([4, 9, 2], 2).reduce(max) == 9
+    assert ctx.parallelize([("a", [1, 2]), ("b", [3])], 2).mapValue(sum).collect() == [("a", 3), ("b", 3)]
+
+
+def test_operator_functions(ctx):
+    pairs = ctx.parallelize([("a", 1), ("b", 2), ("a", 3)], 2)
+    assert pairs.reduceByKey(operator.add).collectAsMap() == {"a": 4, "b": 2}
+    assert ctx.parallelize([1, 2, 3, 4], 3).reduce(operator.mul) == 24
+    assert ctx.parallelize([1, -2], 2).map(operator.neg).collect() == [-1, 2]
+    assert ctx.parallelize([1, 2, 3], 2).fold(0, operator.add) == 6
+
+
+def test_itemgetter_attrgetter_methodcaller(ctx):
+    rows = ctx.parallelize([("a", 1, "x"), ("b", 2, "y")], 2)
+    assert rows.map(operator.itemgetter(1)).collect() == [1, 2]
+    assert rows.map(operator.itemgetter(0, 2)).collect() == [("a", "x"), ("b", "y")]
+    assert ctx.parallelize([{"k": 1}, {"k": 2}], 2).map(operator.itemgetter("k")).collect() == [1, 2]
+    assert ctx.parallelize([3, 4.5], 2).map(operator.attrgetter("real")).collect() == [3, 4.5]
+    assert ctx.parallelize([3], 1).map(operator.attrgetter("real", "imag")).collect() == [(3, 0)]
+    words = ctx.parallelize(WORDS, 2)
+    assert words.map(operator.methodcaller("upper")).collect() == [w.upper() for w in WORDS]
+    assert words.map(operator.methodcaller("split", "-")).collect() == [w.split("-") for w in WORDS]
+    assert words.map(operator.methodcaller("split", sep="-", maxsplit=1)).collect() == [
+        w.split("-", 1) for w in WORDS]
+    assert words.sort(key=operator.methodcaller("lower")).collect() == sorted(WORDS, key=str.lower)
+    assert rows.top(1, key=operator.itemgetter(1)) == [("b", 2, "y")]
+
+
+def test_partials_with_data(ctx):
+    rdd = ctx.parallelize(range(6), 3)
+    assert rdd.map(partial(scale, factor=3)).collect() == [3 * x for x in range(6)]
+    assert rdd.map(partial(scale, factor=2, offset=20)).collect() == [2 * x + 20 for x in range(6)]
+    assert rdd.map(partial(partial(scale, offset=1), factor=-1)).collect() == [1 - x for x in range(6)]
+    assert rdd.map(partial(add, 100)).collect() == [100 + x for x in range(6)]
+
+
+def test_partial_with_broadcast(ctx):
+    table = ctx.broadcast({0: "zero", 2: "two", 4: ("four", 4)})
+    assert ctx.parallelize(range(5), 2).map(partial(read_table, table)).collect() == [
+        "zero", "?", "two", "?", ("four", 4)]
+
+
+def test_partial_with_accumulator(ctx):
+    acc = ctx.accumulator(0)
+    high = ctx.accumulator(0, merge=keep_max)
+    data = [5, -3, 17, 2]
+    assert ctx.parallelize(data, 3).map(partial(add_to, acc)).map(partial(add_to, high)).count() == len(data)
+    assert acc.value == sum(data)
+    assert high.value == 17

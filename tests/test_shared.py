@@ -1,0 +1,233 @@
+"""SPEC section 6: broadcasts and accumulators, in every mode."""
+from __future__ import annotations
+
+import collections
+import hashlib
+import os
+from functools import partial
+
+from apps import shared_app
+
+from gopark import register_func
+
+# --- registered functions ------------------------------------------------------------------
+
+
+@register_func
+def lookup(table, x):
+    return table.value[x % len(table.value)]
+
+
+@register_func
+def digest(b, x):
+    return hashlib.sha256(b.value["blob"]).hexdigest(), len(b.value["numbers"])
+
+
+@register_func
+def value_identity(b, x):
+    return os.getpid(), id(b.value)
+
+
+@register_func
+def count_call(acc, x):
+    acc.add(1)
+    return x
+
+
+@register_func
+def add_to(acc, x):
+    acc.add(x)
+
+
+@register_func
+def add_as_list(acc, x):
+    acc.add([x])
+
+
+@register_func
+def concat(a, b):
+    return a + b
+
+
+@register_func
+def keep_max(a, b):
+    return max(a, b)
+
+
+@register_func
+def union(a, b):
+    return a | b
+
+
+@register_func
+def add_as_set(acc, x):
+    acc.add(frozenset([x % 5]))
+
+
+@register_func
+def fail_once(marker_dir, trigger, x):
+    """The first attempt of the task holding ``trigger`` fails."""
+    marker = os.path.join(marker_dir, "failed-once")
+    if x == trigger and not os.path.exists(marker):
+        with open(marker, "w"):
+            pass
+        raise RuntimeError("the first attempt fails")
+    return x
+
+
+@register_func
+def divmod_pair(n, x):
+    return x % n, [x]
+
+
+@register_func
+def add3(a, b):
+    return (a[0] + b[0], a[1] + b[1], a[2] + b[2])
+
+
+def nearest(centers, p):
+    return min(range(len(centers)), key=lambda i: (p[0] - centers[i][0]) ** 2 + (p[1] - centers[i][1]) ** 2)
+
+
+@register_func
+def assign(centers_b, p):
+    return nearest(centers_b.value, p), (p[0], p[1], 1)
+
+
+@register_func
+def add_then_fail_once(marker_dir, acc, trigger, x):
+    """Adds ``x``; the first attempt of the task holding ``trigger`` then fails."""
+    acc.add(x)
+    if x == trigger:
+        marker = os.path.join(marker_dir, "failed-once")
+        if not os.path.exists(marker):
+            with open(marker, "w"):
+                pass
+            raise RuntimeError("the first attempt fails after its adds")
+    return x
+
+
+# --- broadcast -----------------------------------------------------------------------------
+
+def test_broadcast_read_in_tasks(ctx):
+    table = ctx.broadcast(["zero", "one", "two"])
+    assert table.value == ["zero", "one", "two"]
+    assert ctx.parallelize(range(7), 3).map(partial(lookup, table)).collect() == [
+        ["zero", "one", "two"][x % 3] for x in range(7)]
+
+
+def test_large_broadcast(ctx):
+    blob = bytes(range(256)) * (5 * 4096)            # 5 MiB
+    numbers = list(range(100_000))
+    b = ctx.broadcast({"blob": blob, "numbers": numbers})
+    want = (hashlib.sha256(blob).hexdigest(), len(numbers))
+    assert ctx.parallelize(range(8), 8).map(partial(digest, b)).collect() == [want] * 8
+
+
+def test_a_process_loads_a_broadcast_once(ctx):
+    b = ctx.broadcast({"blob": b"x" * 100_000, "numbers": [1, 2, 3]})
+    seen = collections.defaultdict(set)
+    for pid, ident in ctx.parallelize(range(16), 16).map(partial(value_identity, b)).collect():
+        seen[pid].add(ident)
+    assert all(len(ids) == 1 for ids in seen.values()), seen
+
+
+def kmeans_reference(points, centers, iterations):
+    for _ in range(iterations):
+        sums = {}
+        for p in points:
+            i = nearest(centers, p)
+            s = sums.get(i, (0, 0, 0))
+            sums[i] = (s[0] + p[0], s[1] + p[1], s[2] + 1)
+        centers = [(sums[i][0] / sums[i][2], sums[i][1] / sums[i][2]) if i in sums else c
+                   for i, c in enumerate(centers)]
+    return centers
+
+
+def test_iterative_job_with_new_broadcasts_and_a_cached_rdd(ctx):
+    points_data = [((i * 37) % 101, (i * 59) % 103) for i in range(600)]
+    initial = [(0.0, 0.0), (50.0, 50.0), (100.0, 0.0), (0.0, 100.0)]
+    computed = ctx.accumulator(0)
+    points = ctx.parallelize(points_data, 4).map(partial(count_call, computed)).cache()
+    centers = initial
+    for _ in range(5):
+        b = ctx.broadcast(centers)
+        sums = points.map(partial(assign, b)).reduceByKey(add3, numSplits=3).collectAsMap()
+        centers = [(sums[i][0] / sums[i][2], sums[i][1] / sums[i][2]) if i in sums else c
+                   for i, c in enumerate(centers)]
+    assert centers == kmeans_reference(points_data, initial, 5)
+    assert computed.value == len(points_data)            # the cached points were computed once
+
+
+# --- accumulators --------------------------------------------------------------------------
+
+def test_accumulator_with_foreach(ctx):
+    acc = ctx.accumulator(0)
+    data = list(range(-10, 100))
+    ctx.parallelize(data, 4).foreach(partial(add_to, acc))
+    assert acc.value == sum(data)
+    ctx.parallelize(data, 3).foreach(partial(add_to, acc))
+    assert acc.value == 2 * sum(data)
+
+
+def test_accumulator_starts_from_its_initial_value(ctx):
+    acc = ctx.accumulator(1000)
+    assert acc.value == 1000
+    ctx.parallelize([1, 2, 3], 2).foreach(partial(add_to, acc))
+    assert acc.value == 1006
+
+
+def test_accumulator_with_custom_merge(ctx):
+    data = [3, -7, 42, 5, 41]
+    high = ctx.accumulator(0, merge=keep_max)
+    ctx.parallelize(data, 3).foreach(partial(add_to, high))
+    assert high.value == 42
+
+    seen = ctx.accumulator([], merge=concat)
+    ctx.parallelize(data, 3).foreach(partial(add_as_list, seen))
+    assert sorted(seen.value) == sorted(data)
+
+    residues = ctx.accumulator(frozenset(), merge=union)
+    ctx.parallelize(range(20), 4).foreach(partial(add_as_set, residues))
+    assert residues.value == frozenset(range(5))
+
+
+def test_module_level_accumulator_found_by_name(ctx):
+    before = shared_app.HITS.value
+    assert ctx.parallelize(range(25), 4).map(shared_app.hit).count() == 25
+    assert shared_app.HITS.value == before + 25
+
+    total_before = shared_app.TOTAL.value
+    assert ctx.parallelize(range(10), 3).map(shared_app.add_half).collect() == list(range(10))
+    assert shared_app.TOTAL.value == total_before + 5.0
+
+
+def test_retried_task_counts_once(ctx, tmp_path):
+    acc = ctx.accumulator(0)
+    data = list(range(1, 41))
+    out = ctx.parallelize(data, 4).map(partial(add_then_fail_once, str(tmp_path), acc, 25)).collect()
+    assert out == data
+    assert os.path.exists(tmp_path / "failed-once")      # the first attempt did fail
+    assert acc.value == sum(data)
+
+
+def test_retried_map_task_counts_once(ctx, tmp_path):
+    acc = ctx.accumulator(0)
+    data = list(range(1, 41))
+    rdd = ctx.parallelize(data, 4).map(partial(add_then_fail_once, str(tmp_path), acc, 7))
+    assert rdd.map(partial(divmod_pair, 3)).reduceByKey(concat).count() == 3
+    assert os.path.exists(tmp_path / "failed-once")
+    assert acc.value == sum(data)
+
+
+def test_retried_task_over_a_cached_rdd_counts_once(ctx, tmp_path):
+    """The first attempt computes and caches the partition, then fails; its retry reads the cache.
+
+    Every record went through ``count_call`` exactly once, so the total must be the number of records.
+    """
+    acc = ctx.accumulator(0)
+    cached = ctx.parallelize(range(10), 2).map(partial(count_call, acc)).cache()
+    assert cached.map(partial(fail_once, str(tmp_path), 3)).collect() == list(range(10))
+    assert os.path.exists(tmp_path / "failed-once")
+    assert cached.count() == 10                       # computed once: later jobs read the cache
+    assert acc.value == 10
