@@ -40,13 +40,13 @@ def add(a: int, b: int) -> int:
 
 
 def make_corpus(size: int, seed: int) -> bytes:
-    """Lines of Zipf-ish words; long enough lines that some cross the 64 MiB chunk border."""
+    """Lines of long words (few records per MiB, so jobs stay quick), some across the chunk border."""
     rng = random.Random(seed)
-    vocab = [f"w{i}" for i in range(5000)]
-    weights = [1 / (i + 1) for i in range(len(vocab))]
+    vocab = [f"w{i}-" + "x" * rng.randint(50, 300) for i in range(3000)]
+    lines = [" ".join(rng.choices(vocab, k=rng.randint(1, 12))) + "\n" for _ in range(4000)]
     out, n = [], 0
     while n < size:
-        line = " ".join(rng.choices(vocab, weights, k=rng.randint(1, 40))) + "\n"
+        line = rng.choice(lines)
         out.append(line)
         n += len(line)
     return "".join(out).encode()
