@@ -1,0 +1,76 @@
+"""The DAG scheduler's contract, through the public API: stages, reuse, lost map outputs.
+
+- a lost map output (its folder gone) makes the reducer report FetchFailed; the
+  map task runs again from lineage and the job ends with exact results;
+- a shuffle shared by two jobs runs its map stage once;
+- a job's progress lines appear once it runs longer than a second, one per stage.
+"""
+from __future__ import annotations
+
+import glob
+import io
+import os
+import shutil
+import time
+from functools import partial
+
+import pytest
+
+from gopark import Context, register_func
+from gopark.progress import Progress
+
+
+@register_func
+def keyed(calls, x):
+    calls.add(1)
+    return (x % 5, x)
+
+
+@register_func
+def add(a, b):
+    return a + b
+
+
+@register_func
+def slow(x):
+    time.sleep(0.15)
+    return x
+
+
+def test_a_lost_map_output_is_recomputed_from_lineage(ctx: Context) -> None:
+    calls = ctx.accumulator(0)
+    reduced = ctx.parallelize(range(100), 4).map(partial(keyed, calls)).reduceByKey(add, 3)
+    expected = {k: sum(x for x in range(100) if x % 5 == k) for k in range(5)}
+    assert reduced.collectAsMap() == expected
+    assert calls.value == 100
+    outputs = sorted(glob.glob(os.path.join(ctx.work_dir, "shuffle", "shuffle-*", "[0-9]*")))
+    assert outputs, "the map outputs live in the Context's work folder"
+    shutil.rmtree(outputs[-1])                     # one map output is lost
+    assert reduced.collectAsMap() == expected      # FetchFailed -> that map task runs again
+    assert calls.value == 125                      # only the lost map task (25 records) ran again
+    assert reduced.collectAsMap() == expected      # and the map stage is complete again: skipped
+    assert calls.value == 125
+
+
+def test_map_stage_of_a_shared_shuffle_runs_once(ctx: Context) -> None:
+    calls = ctx.accumulator(0)
+    reduced = ctx.parallelize(range(50), 5).map(partial(keyed, calls)).reduceByKey(add)
+    assert reduced.count() == 5
+    assert sorted(reduced.keys().collect()) == [0, 1, 2, 3, 4]
+    assert reduced.mapValue(str).collectAsMap()[0] == str(sum(range(0, 50, 5)))
+    assert calls.value == 50
+
+
+@pytest.mark.parametrize("master", ["local", "process:2"])
+def test_progress_lines_one_per_stage_after_a_second(master: str) -> None:
+    out = io.StringIO()
+    with Context(master, quiet=True) as ctx:
+        ctx.scheduler.progress = Progress(True, out)
+        ctx.parallelize(range(4), 2).map(slow).count()            # well under a second: nothing
+        assert out.getvalue() == ""
+        ctx.parallelize(range(16), 4).map(slow).map(partial(keyed, ctx.accumulator(0))) \
+            .reduceByKey(add).collect()                            # over a second, two stages
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 2, lines
+    assert all(line.startswith("[gopark] stage ") and " 4/4 tasks " in line for line in lines), lines
+    assert "test_scheduler.py" in lines[0] and "collect at test_scheduler.py" in lines[1], lines
