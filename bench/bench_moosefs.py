@@ -16,6 +16,10 @@ alternating rounds, four ways:
 Chunk files sit in the OS page cache for both paths alike.  It prints each
 throughput (best of the rounds) and the ratio client / FUSE; the target is a
 ratio of at least 0.8.
+
+Then the engine: the word count of SPEC section 2 (``-m process:2``) over
+``mfs://`` and over a local copy of the same file, alternated, best of
+--rounds; the target is mfs:// within 10% of the local copy.
 """
 from __future__ import annotations
 
@@ -32,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 from mfs_cluster import MfsCluster  # noqa: E402  (tests/ is not a package)
 
+from gopark import Context, register_func  # noqa: E402
 from gopark.io import moosefs as mfs  # noqa: E402
 
 MiB = 1 << 20
@@ -80,6 +85,29 @@ def client_lines(url: str) -> int:
     return sum(1 for split in mfs.plan_splits(url) for _ in mfs.read_split(split))
 
 
+@register_func
+def words(line: str) -> list[str]:
+    return line.split()
+
+
+@register_func
+def one(word: str) -> tuple[str, int]:
+    return (word, 1)
+
+
+@register_func
+def add(a: int, b: int) -> int:
+    return a + b
+
+
+def word_count(path: str) -> tuple[float, int]:
+    """Seconds of a whole word count job (a new Context each time), and the number of words."""
+    t = time.perf_counter()
+    with Context("process:2", quiet=True) as ctx:
+        counts = ctx.textFile(path).flatMap(words).map(one).reduceByKey(add).collectAsMap()
+    return time.perf_counter() - t, sum(counts.values())
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--size-mib", type=int, default=200)
@@ -114,6 +142,18 @@ def main() -> int:
             cluster.umount(mnt)
             with cluster.inside():
                 record("client lines", *timed(lambda: client_lines(url)), nlines)
+        local = Path(tmp) / "local-copy.txt"
+        local.write_bytes(data)
+        wc: dict[str, float] = {}
+        nwords = len(data.split())
+        for _ in range(args.rounds):
+            with cluster.inside():
+                for name, path in (("mfs://", url), ("local", str(local))):
+                    seconds, got = word_count(path)
+                    if got != nwords:
+                        raise SystemExit(f"word count over {name}: {got} words, expected {nwords}")
+                    wc[name] = min(wc.get(name, float("inf")), seconds)
+                    print(f"  word count {name:7s} {seconds:6.2f} s", flush=True)
         with cluster.inside():
             mfs.close_masters()
 
@@ -125,6 +165,8 @@ def main() -> int:
         fuse, client = rate(f"fuse {kind}"), rate(f"client {kind}")
         print(f"{kind:6s} FUSE {fuse:8.1f} MiB/s   client {client:8.1f} MiB/s   "
               f"ratio client/FUSE {client / fuse:5.2f}x  (target >= 0.80x)")
+    print(f"word count (process:2) mfs:// {wc['mfs://']:.2f} s, local copy {wc['local']:.2f} s: "
+          f"mfs/local {wc['mfs://'] / wc['local']:.3f}x  (target <= 1.10x)")
     return 0
 
 
