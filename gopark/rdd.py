@@ -520,12 +520,14 @@ def _key_by(f: Callable[[Any], Any] | None, it: Iterator[Any]) -> Iterator[tuple
     return ((f(x), x) for x in it)
 
 
-def _sort_partition(f: Callable[[Any], Any] | None, reverse: bool, it: Iterator[Any]) -> Iterator[Any]:
+def _sort_partition(f: Callable[[Any], Any] | None, reverse: bool, it: Iterator[Any], task: Any) -> Iterator[Any]:
+    from gopark.shuffle import external_sort
     key = operator.itemgetter(0) if f is None else (lambda kv: f(kv[0]))
-    return iter(sorted(it, key=key, reverse=reverse))
+    return external_sort(it, key, reverse, task.env.mem_bytes, os.path.join(task.env.work_dir, "spill"))
 
 
-def _pipe(op: str, f: Callable[..., Any] | None, extra: Any, split: int, it: Iterator[Any]) -> Iterator[Any]:
+def _pipe(op: str, f: Callable[..., Any] | None, extra: Any, split: int, it: Iterator[Any],
+          task: Any) -> Iterator[Any]:
     """Partition ``split`` of a narrow operation over its parent's iterator ``it``."""
     if op == "map":
         return map(f, it)
@@ -554,7 +556,7 @@ def _pipe(op: str, f: Callable[..., Any] | None, extra: Any, split: int, it: Ite
     if op == "keyBy":
         return _key_by(f, it)
     if op == "sortPartition":
-        return _sort_partition(f, extra[0], it)
+        return _sort_partition(f, extra[0], it, task)
     raise ValueError(f"unknown operation {op!r}")
 
 
@@ -583,7 +585,7 @@ class PipedRDD(RDD):
     def compute(self, split: int, task: Any) -> Iterator[Any]:
         if self._fn is None and self.f_ref is not None:
             self._fn = registry.decode_func(self.f_ref)
-        return _pipe(self.op, self._fn, self.extra, split, self.parent.iterator(split, task))
+        return _pipe(self.op, self._fn, self.extra, split, self.parent.iterator(split, task), task)
 
     @classmethod
     def _build(cls, params: dict, parents: list[RDD], n: int) -> RDD:

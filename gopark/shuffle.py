@@ -20,6 +20,7 @@ completes.
 from __future__ import annotations
 
 import gc
+import heapq
 import os
 import shutil
 import struct
@@ -337,3 +338,42 @@ class Merger:
         if self.spill_dir:
             shutil.rmtree(self.spill_dir, ignore_errors=True)
             self.spill_dir = None
+
+
+def external_sort(records: Iterable[Any], key: Callable[[Any], Any], reverse: bool, mem_bytes: int,
+                  spill_root: str) -> Iterator[Any]:
+    """``sorted(records, key, reverse)`` within a memory budget: sorted runs spilled, then merged."""
+    budget = Budget(mem_bytes)
+    run: list = []
+    runs: list[str] = []
+    folder: str | None = None
+    packer = serialize.Packer("a record being sorted")
+    sample, est = 0, 128
+    try:
+        for record in records:
+            run.append(record)
+            if sample < 64:
+                sample += 1
+                est = (est * (sample - 1) + sys.getsizeof(record) + 64) // sample
+            if budget.over(est):
+                if folder is None:
+                    os.makedirs(spill_root, exist_ok=True)
+                    folder = tempfile.mkdtemp(prefix="sort-", dir=spill_root)
+                run.sort(key=key, reverse=reverse)
+                path = os.path.join(folder, str(len(runs)))
+                with open(path, "wb") as f:
+                    for i in range(0, len(run), 4096):
+                        _write_chunk(f, run[i:i + 4096], packer)
+                runs.append(path)
+                run = []
+                budget.reset()
+                sample = 0
+        run.sort(key=key, reverse=reverse)
+        if not runs:
+            yield from run
+            return
+        streams = [(x for chunk in read_chunks(path) for x in chunk) for path in runs]
+        yield from heapq.merge(*streams, iter(run), key=key, reverse=reverse)
+    finally:
+        if folder:
+            shutil.rmtree(folder, ignore_errors=True)
