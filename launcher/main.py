@@ -12,29 +12,18 @@
 """
 from __future__ import annotations
 
-import ctypes
 import os
 import runpy
-import signal
 import sys
 
 from gopark import binary, options, registry
 
-_PR_SET_PDEATHSIG = 1
-
-
-def _die_with_bootloader() -> None:
-    """Onefile: the bootloader parent unpacked us; if it is killed, go too (workers follow us)."""
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    except (OSError, AttributeError):
-        pass
-
 
 def run_driver(app_module: str) -> int:
     """Run the app as ``__main__``, as ``python app.py`` would."""
-    if binary.is_onefile():
-        _die_with_bootloader()
+    if binary.is_onefile():   # the bootloader parent unpacked us: if it is killed, go too (workers follow)
+        from launcher.worker import die_with_parent
+        die_with_parent()
         binary.remove_stale_unpack_dirs()
     if "--help" in sys.argv[1:]:
         print(options.help_text())

@@ -21,16 +21,14 @@ from gopark.task import WorkerEnv, run_task
 _PR_SET_PDEATHSIG = 1
 
 
-def _die_with_parent() -> None:
-    """Ask the kernel to SIGKILL us when the driver goes, however it goes."""
+def die_with_parent(expected_parent: int | None = None) -> None:
+    """Ask the kernel to SIGKILL this process when its parent goes, however it goes."""
     try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     except (OSError, AttributeError):
         pass
-    expected = os.environ.get("GOPARK_DRIVER_PID")
-    if expected and os.getppid() != int(expected):
-        os._exit(1)  # the driver died before we could ask
+    if expected_parent is not None and os.getppid() != expected_parent:
+        os._exit(1)  # the parent died before we could ask
 
 
 def serve(endpoint: str, token: str, worker_id: str, env: WorkerEnv) -> None:
@@ -56,7 +54,7 @@ def serve(endpoint: str, token: str, worker_id: str, env: WorkerEnv) -> None:
 
 
 def main() -> int:
-    _die_with_parent()
+    die_with_parent(int(os.environ["GOPARK_DRIVER_PID"]))
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})  # the spawning thread blocks them
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     env = WorkerEnv(os.environ["GOPARK_WORK_DIR"], int(os.environ["GOPARK_MEM"]),
