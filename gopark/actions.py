@@ -20,15 +20,39 @@ from gopark import registry, serialize
 
 
 class Stream(bytes):
-    """Packed records one after another (the result of ``collect``)."""
+    """Packed batches of records one after another (the result of ``collect``).
+
+    A batch is ``["p", [k1, v1, k2, v2, ...]]`` when all its records are
+    pairs (they are rebuilt with ``zip``, no Python call per record), else
+    ``["r", [record, ...]]``.
+    """
+
+
+_BATCH = 4096
 
 
 def _collect(it: Iterable[Any]) -> Stream:
     packer = serialize.Packer("collect")
     out: list[bytes] = []
-    for record in it:
-        out.append(packer.pack(record))
+    it = iter(it)
+    while batch := list(itertools.islice(it, _BATCH)):
+        if set(map(type, batch)) == {tuple} and set(map(len, batch)) == {2}:
+            out.append(packer.pack(["p", list(itertools.chain.from_iterable(batch))]))
+        else:
+            out.append(packer.pack(["r", batch]))
     return Stream(b"".join(out))
+
+
+def decode_stream(data: bytes) -> list:
+    """Driver: the records of a ``collect`` result."""
+    records: list = []
+    for kind, items in serialize.unpack_stream([data]):
+        if kind == "p":
+            pairs = iter(items)
+            records.extend(zip(pairs, pairs))
+        else:
+            records.extend(items)
+    return records
 
 
 def _reduce(f: Any, it: Iterator[Any]) -> list:

@@ -8,20 +8,24 @@ mode.
 from __future__ import annotations
 
 import bisect
+import operator
 import zlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 _MASK = (1 << 63) - 1
+
+
+_ENCODE = operator.methodcaller("encode", "utf-8", "surrogatepass")
 
 
 def portable_hash(x: Any) -> int:
     """A hash of ``x`` that does not depend on the process (unlike ``hash(str)``)."""
     t = type(x)
     if t is str:
-        return zlib.crc32(x.encode("utf-8", "surrogatepass"))
+        return zlib.crc32(_ENCODE(x))
     if t is int or t is float or t is bool:
-        return hash(x) & _MASK
+        return hash(x)
     if t is bytes:
         return zlib.crc32(x)
     if t is tuple:
@@ -48,6 +52,17 @@ class HashPartitioner:
     def get_partition(self, key: Any) -> int:
         return portable_hash(key) % self.num_partitions
 
+    def partitions_of(self, keys: list) -> Iterator[int]:
+        """``get_partition`` of each key; all-str and all-int key lists hash without a Python call per key."""
+        types = set(map(type, keys))
+        if types == {str}:
+            hashes = map(zlib.crc32, map(_ENCODE, keys))
+        elif types == {int}:
+            hashes = map(hash, keys)
+        else:
+            hashes = map(portable_hash, keys)
+        return map(self.num_partitions.__rmod__, hashes)
+
     def to_wire(self) -> list:
         return ["hash", self.num_partitions]
 
@@ -70,6 +85,9 @@ class RangePartitioner:
         p = bisect.bisect_left(self.bounds, key)
         return p if self.ascending else self.num_partitions - 1 - p
 
+    def partitions_of(self, keys: list) -> Iterator[int]:
+        return map(self.get_partition, keys)
+
     def to_wire(self) -> list:
         return ["range", self.bounds, self.ascending]
 
@@ -79,6 +97,21 @@ class RangePartitioner:
 
     def __hash__(self) -> int:
         return hash(("range", len(self.bounds), self.ascending))
+
+
+class KeyedPartitioner:
+    """Partitions by ``key(k)`` instead of ``k`` (sortByKey's keyfunc)."""
+
+    def __init__(self, partitioner: HashPartitioner | RangePartitioner, key: Any) -> None:
+        self.partitioner = partitioner
+        self.key = key
+        self.num_partitions = partitioner.num_partitions
+
+    def get_partition(self, k: Any) -> int:
+        return self.partitioner.get_partition(self.key(k))
+
+    def partitions_of(self, keys: list) -> Iterator[int]:
+        return self.partitioner.partitions_of(list(map(self.key, keys)))
 
 
 def range_bounds(sample: list, n: int) -> list:

@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import gc
 import heapq
+import itertools
+import operator
 import os
 import shutil
 import struct
@@ -76,10 +78,6 @@ class Budget:
         gc.collect(0)
 
 
-def _size(k: Any, v: Any) -> int:
-    return sys.getsizeof(k) + sys.getsizeof(v) + 96
-
-
 def _write_chunk(f: Any, flat: list, packer: serialize.Packer) -> None:
     payload = packer.pack(flat)
     flags = 0
@@ -129,21 +127,20 @@ class _Buckets:
 
 
 def write_map_output(records: Iterable[Any], root: str, shuffle_id: int, map_id: int, attempt: int,
-                     get_partition: Callable[[Any], int], n_reducers: int,
-                     create: Callable[[Any], Any] | None, merge_value: Callable[[Any, Any], Any] | None,
-                     mem_bytes: int) -> str:
+                     partitioner: Any, create: Callable[[Any], Any] | None,
+                     merge_value: Callable[[Any, Any], Any] | None, mem_bytes: int) -> str:
     """Write one map task's buckets; returns the output folder. ``merge_value`` set = combine map-side."""
     base = os.path.join(root, f"shuffle-{shuffle_id}")
     os.makedirs(base, exist_ok=True)
     final = os.path.join(base, str(map_id))
     tmp = tempfile.mkdtemp(prefix=f"{map_id}.{attempt}.", dir=base)
-    buckets = _Buckets(tmp, n_reducers)
+    buckets = _Buckets(tmp, partitioner.num_partitions)
     budget = Budget(mem_bytes)
     try:
         if merge_value is not None:
-            _combine(records, buckets, budget, get_partition, create, merge_value)
+            _combine(records, buckets, budget, partitioner, create, merge_value)
         else:
-            _append(records, buckets, budget, get_partition)
+            _append(records, buckets, budget, partitioner)
         buckets.flush()
     except BaseException:
         buckets.close()
@@ -157,67 +154,89 @@ def write_map_output(records: Iterable[Any], root: str, shuffle_id: int, map_id:
     return final
 
 
-def _record_pair(record: Any) -> tuple[Any, Any]:
-    try:
-        k, v = record
-    except (TypeError, ValueError):
-        raise TypeError(f"a shuffle needs (key, value) pairs, got {type(record).__name__}: {record!r:.80}") from None
-    return k, v
+_CHECK_EVERY = 1024   # records between two looks at the memory budget
 
 
-def _combine(records: Iterable[Any], buckets: _Buckets, budget: Budget, get_partition: Callable[[Any], int],
+def _not_a_pair(record: Any) -> TypeError:
+    return TypeError(f"a shuffle needs (key, value) pairs, got {type(record).__name__}: {record!r:.80}")
+
+
+class _SizeEstimate:
+    """The average size of an entry, sampled from the first ones after each spill."""
+
+    def __init__(self) -> None:
+        self.n, self.avg = 0, 128
+
+    def sample(self, k: Any, v: Any) -> None:
+        if self.n < 64:
+            self.n += 1
+            self.avg += (sys.getsizeof(k) + sys.getsizeof(v) + 96 - self.avg) // self.n
+
+    def restart(self) -> None:
+        self.n = 0
+
+
+def _distribute(pairs: list[tuple[Any, Any]] | Any, keys: list, bufs: list[list], partitioner: Any) -> None:
+    """Append each (k, v) of ``pairs`` (whose keys are ``keys``) to its reducer's flat buffer."""
+    for (k, v), r in zip(pairs, partitioner.partitions_of(keys)):
+        b = bufs[r]
+        b.append(k)
+        b.append(v)
+
+
+def _combine(records: Iterable[Any], buckets: _Buckets, budget: Budget, partitioner: Any,
              create: Callable[[Any], Any] | None, merge_value: Callable[[Any, Any], Any]) -> None:
     combined: dict[Any, Any] = {}
-    sample, est = 0, 128
+    size = _SizeEstimate()
+    fresh = 0
 
     def spill() -> None:
-        bufs = buckets.bufs
-        for k, c in combined.items():
-            b = bufs[get_partition(k)]
-            b.append(k)
-            b.append(c)
+        _distribute(combined.items(), list(combined), buckets.bufs, partitioner)
         combined.clear()
         buckets.flush()
         budget.reset()
+        size.restart()
 
     for record in records:
         try:
             k, v = record
         except (TypeError, ValueError):
-            k, v = _record_pair(record)
+            raise _not_a_pair(record) from None
         c = combined.get(k, _MISSING)
         if c is _MISSING:
             combined[k] = v if create is None else create(v)
-            if sample < 64:
-                sample += 1
-                est = (est * (sample - 1) + _size(k, v)) // sample
-            if budget.over(est):
-                spill()
-                sample = 0
+            size.sample(k, v)
+            fresh += 1
+            if fresh == _CHECK_EVERY:
+                if budget.over(fresh * size.avg):
+                    spill()
+                fresh = 0
         else:
             combined[k] = merge_value(c, v)
     spill()
 
 
-def _append(records: Iterable[Any], buckets: _Buckets, budget: Budget,
-            get_partition: Callable[[Any], int]) -> None:
-    bufs = buckets.bufs
-    sample, est = 0, 128
-    for record in records:
-        try:
-            k, v = record
-        except (TypeError, ValueError):
-            k, v = _record_pair(record)
-        b = bufs[get_partition(k)]
-        b.append(k)
-        b.append(v)
-        if sample < 64:
-            sample += 1
-            est = (est * (sample - 1) + _size(k, v) - 40) // sample
-        if budget.over(est):
+def _append(records: Iterable[Any], buckets: _Buckets, budget: Budget, partitioner: Any) -> None:
+    it = iter(records)
+    size = _SizeEstimate()
+    while True:
+        batch = list(itertools.islice(it, _CHECK_EVERY))
+        if not batch:
+            return
+        if set(map(type, batch)) != {tuple} or set(map(len, batch)) != {2}:
+            for record in batch:
+                if not isinstance(record, (tuple, list)) or len(record) != 2:
+                    raise _not_a_pair(record)
+        _distribute(batch, list(map(_first, batch)), buckets.bufs, partitioner)
+        k, v = batch[0]
+        size.sample(k, v)
+        if budget.over(len(batch) * size.avg):
             buckets.flush()
             budget.reset()
-            sample = 0
+            size.restart()
+
+
+_first = operator.itemgetter(0)
 
 
 def read_bucket(location: dict, shuffle_id: int, map_id: int, reduce_id: int) -> Iterator[tuple[Any, Any]]:
@@ -258,37 +277,38 @@ class Merger:
         self.spill_dir: str | None = None
         self._files: list[Any] = []
         self._packer = serialize.Packer("a shuffle record")
-        self._sample, self._est = 0, 128
-
-    def _new_key(self, k: Any, c: Any) -> None:
-        if self._sample < 64:
-            self._sample += 1
-            self._est = (self._est * (self._sample - 1) + _size(k, c)) // self._sample
-        if self.budget.over(self._est):
-            self._spill()
+        self._size = _SizeEstimate()
 
     def add_values(self, pairs: Iterable[tuple[Any, Any]]) -> None:
+        """Fold raw values; every value counts against the budget (grouped lists grow with each)."""
         data, create, merge = self.data, self.create, self.merge_value
+        n = 0
         for k, v in pairs:
             c = data.get(k, _MISSING)
-            if c is _MISSING:
-                data[k] = c = v if create is None else create(v)
-                self._new_key(k, c)
-                data = self.data
-            else:
-                data[k] = merge(c, v)
-                if self.budget.over(0):  # combiners that grow (lists) are caught by the RSS check
+            data[k] = (v if create is None else create(v)) if c is _MISSING else merge(c, v)
+            n += 1
+            if n == _CHECK_EVERY:
+                self._size.sample(k, v)
+                if self.budget.over(n * self._size.avg):
                     self._spill()
                     data = self.data
+                n = 0
 
     def add_combiners(self, pairs: Iterable[tuple[Any, Any]]) -> None:
+        """Fold combiners; each new key counts against the budget."""
         data, merge = self.data, self.merge_combiners
+        fresh = 0
         for k, c in pairs:
             old = data.get(k, _MISSING)
             if old is _MISSING:
                 data[k] = c
-                self._new_key(k, c)
-                data = self.data
+                fresh += 1
+                if fresh == _CHECK_EVERY:
+                    self._size.sample(k, c)
+                    if self.budget.over(fresh * self._size.avg):
+                        self._spill()
+                        data = self.data
+                    fresh = 0
             else:
                 data[k] = merge(old, c)
 
@@ -307,7 +327,7 @@ class Merger:
             if buf:
                 _write_chunk(f, buf, self._packer)
         self.budget.reset()
-        self._sample = 0
+        self._size.restart()
 
     def items(self) -> Iterator[tuple[Any, Any]]:
         """Every (key, combiner); the merger is spent afterwards."""

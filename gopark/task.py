@@ -19,6 +19,7 @@ from typing import Any
 
 from gopark import actions, registry, serialize, shared
 from gopark.errors import FetchFailed
+from gopark.partitioner import KeyedPartitioner
 from gopark.partitioner import from_wire as partitioner_from_wire
 from gopark.rdd import RDD, lineage_from_wire
 from gopark.shuffle import Merger, write_map_output
@@ -109,15 +110,12 @@ def _run(task: dict, tc: TaskContext) -> tuple[Any, bool]:
     if task["kind"] == "map":
         dep = task["dep"]
         part = partitioner_from_wire(dep["part"])
-        get_partition = part.get_partition
         if dep.get("key"):
-            key = registry.decode_func(dep["key"])
-            get_partition = lambda k: part.get_partition(key(k))  # noqa: E731
+            part = KeyedPartitioner(part, registry.decode_func(dep["key"]))
         create = registry.decode_func(dep["create"]) if dep["create"] else None
         merge = registry.decode_func(dep["merge"]) if dep["merge"] else None
         path = write_map_output(it, os.path.join(tc.env.work_dir, "shuffle"), dep["sid"], task["split"],
-                                task["attempt"], get_partition, part.num_partitions, create, merge,
-                                tc.env.mem_bytes)
+                                task["attempt"], part, create, merge, tc.env.mem_bytes)
         return {"host": tc.env.host, "path": path}, False
     value = actions.run(task["action"], it, task["split"], task["attempt"])
     return value, isinstance(value, actions.Stream)

@@ -42,7 +42,7 @@ import queue
 import threading
 from typing import Any, Protocol
 
-from gopark import registry, serialize, shared
+from gopark import actions, registry, serialize, shared
 from gopark.errors import GoparkError, job_error
 from gopark.progress import Progress
 from gopark.rdd import RDD, ShuffleDependency, lineage_to_wire
@@ -264,8 +264,7 @@ class DAGScheduler:
             self.shuffle_outputs[stage.dep.shuffle_id][task.split] = serialize.unpackb(result["v"])
         else:
             value = result["v"]
-            job.results[task.split] = (list(serialize.unpack_stream([value])) if result["stream"]
-                                       else serialize.unpackb(value))
+            job.results[task.split] = actions.decode_stream(value) if result["stream"] else serialize.unpackb(value)
         self.progress.task_done(stage.id)
         if not job.pending[stage.id] and not job.launched.get(stage.id):
             self._stage_done(stage)
