@@ -728,7 +728,7 @@ class ShuffledRDD(RDD):
     def compute(self, split: int, task: Any) -> Iterator[Any]:
         from gopark.shuffle import read_bucket
         sid, locs = self.params["sid"], self.params["locs"]
-        pairs = (kv for m, loc in enumerate(locs) for kv in read_bucket(loc, sid, m, split))
+        pairs = itertools.chain.from_iterable(read_bucket(loc, sid, m, split) for m, loc in enumerate(locs))
         agg = self.params["agg"]
         if agg is None:
             return pairs
@@ -777,7 +777,8 @@ class CoGroupedRDD(RDD):
                 pairs: Iterable[tuple] = next(narrow).iterator(split, task)
             else:
                 sid, locs = spec
-                pairs = (kv for m, loc in enumerate(locs) for kv in read_bucket(loc, sid, m, split))
+                pairs = itertools.chain.from_iterable(read_bucket(loc, sid, m, split)
+                                                      for m, loc in enumerate(locs))
             merger.create = functools.partial(_new_groups, n, i)
             merger.merge_value = functools.partial(_add_to_group, i)
             merger.add_values(pairs)

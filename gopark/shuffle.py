@@ -202,17 +202,16 @@ def _combine(records: Iterable[Any], buckets: _Buckets, budget: Budget, partitio
             k, v = record
         except (TypeError, ValueError):
             raise _not_a_pair(record) from None
-        c = combined.get(k, _MISSING)
-        if c is _MISSING:
-            combined[k] = v if create is None else create(v)
-            size.sample(k, v)
-            fresh += 1
-            if fresh == _CHECK_EVERY:
-                if budget.over(fresh * size.avg):
-                    spill()
-                fresh = 0
-        else:
-            combined[k] = merge_value(c, v)
+        if k in combined:
+            combined[k] = merge_value(combined[k], v)
+            continue
+        combined[k] = v if create is None else create(v)
+        fresh += 1
+        if fresh == _CHECK_EVERY:
+            size.sample(k, combined[k])
+            if budget.over(fresh * size.avg):
+                spill()
+            fresh = 0
     spill()
 
 
@@ -242,20 +241,25 @@ _first = operator.itemgetter(0)
 def read_bucket(location: dict, shuffle_id: int, map_id: int, reduce_id: int) -> Iterator[tuple[Any, Any]]:
     """The (key, value) pairs one map output holds for one reducer; FetchFailed if it is gone."""
     folder = location["path"]
+    host = location.get("host", "?")
     if not os.path.isdir(folder):
-        raise FetchFailed(shuffle_id, map_id, reduce_id, location.get("host", "?"), "map output is gone")
+        raise FetchFailed(shuffle_id, map_id, reduce_id, host, "map output is gone")
     path = os.path.join(folder, str(reduce_id))
-    try:
-        chunks = read_chunks(path)
-        for flat in chunks:
-            it = iter(flat)
-            yield from zip(it, it)
-    except FileNotFoundError:
-        if os.path.isdir(folder):
-            return  # this map sent nothing to this reducer
-        raise FetchFailed(shuffle_id, map_id, reduce_id, location.get("host", "?"), "map output is gone") from None
-    except OSError as exc:
-        raise FetchFailed(shuffle_id, map_id, reduce_id, location.get("host", "?"), str(exc)) from exc
+    if not os.path.exists(path):
+        return iter(())      # this map sent nothing to this reducer
+
+    def chunks() -> Iterator[list]:
+        try:
+            yield from read_chunks(path)
+        except OSError as exc:
+            raise FetchFailed(shuffle_id, map_id, reduce_id, host, str(exc)) from exc
+
+    return itertools.chain.from_iterable(map(_pairs, chunks()))
+
+
+def _pairs(flat: list) -> Iterator[tuple[Any, Any]]:
+    it = iter(flat)
+    return zip(it, it)
 
 
 class Merger:
