@@ -16,7 +16,7 @@ from functools import partial
 
 import pytest
 
-from gopark import Context, register_func
+from gopark import Context, JobError, register_func
 from gopark.progress import Progress
 
 
@@ -74,3 +74,22 @@ def test_progress_lines_one_per_stage_after_a_second(master: str) -> None:
     assert len(lines) == 2, lines
     assert all(line.startswith("[gopark] stage ") and " 4/4 tasks " in line for line in lines), lines
     assert "test_scheduler.py" in lines[0] and "collect at test_scheduler.py" in lines[1], lines
+
+
+@register_func
+def fail_fast_or_sleep(x):
+    if x == 0:
+        raise ValueError("task 0 fails")
+    time.sleep(60)
+    return x
+
+
+def test_a_failed_job_does_not_leave_its_tasks_running() -> None:
+    with Context("process:2", quiet=True, max_failures=1) as ctx:
+        started = time.monotonic()
+        with pytest.raises(JobError, match="task 0 fails"):
+            ctx.parallelize(range(4), 4).map(fail_fast_or_sleep).collect()
+        assert ctx.parallelize(range(10), 2).map(abs).count() == 10   # the pool is free again at once
+        assert time.monotonic() - started < 30
+        workers = ctx.backend.worker_pids
+        assert len(workers) == 2

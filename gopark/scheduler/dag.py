@@ -56,6 +56,8 @@ class Backend(Protocol):
 
     def submit(self, tid: int, payload: bytes, preferred: list[str]) -> None: ...
 
+    def cancel(self, tids: list[int]) -> None: ...
+
     def stop(self) -> None: ...
 
 
@@ -171,6 +173,8 @@ class DAGScheduler:
                 if job.error is None:
                     self.progress.stage_done(final.id)
             finally:
+                if job.tasks:   # the job failed or was interrupted: its tasks still out are not wanted
+                    self.backend.cancel(list(job.tasks))
                 self.job = None
                 self.progress.job_ended()
             if job.error is not None:

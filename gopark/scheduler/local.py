@@ -22,5 +22,8 @@ class LocalBackend:
     def submit(self, tid: int, payload: bytes, preferred: list[str]) -> None:
         self._post(("end", tid, run_task(payload, self.env), "driver"))
 
+    def cancel(self, tids: list[int]) -> None:
+        """Nothing to do: a local task has ended before the scheduler hears of it."""
+
     def stop(self) -> None:
         self.env.cache.clear()

@@ -93,6 +93,7 @@ class ProcessBackend:
         self._wake = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
         self._lock = threading.Lock()
         self._submitted: collections.deque = collections.deque()
+        self._cancelled: set[int] = set()
         self._queue: list[tuple[int, bytes, list[str]]] = []
         self._workers: dict[str, _Worker] = {}
         self._by_fd: dict[int, _Worker] = {}
@@ -107,6 +108,12 @@ class ProcessBackend:
     def submit(self, tid: int, payload: bytes, preferred: list[str]) -> None:
         with self._lock:
             self._submitted.append((tid, payload, preferred))
+        os.eventfd_write(self._wake, 1)
+
+    def cancel(self, tids: list[int]) -> None:
+        """Drop these tasks: unsent ones are forgotten, a worker running one is ended (and replaced)."""
+        with self._lock:
+            self._cancelled.update(tids)
         os.eventfd_write(self._wake, 1)
 
     def stop(self) -> None:
@@ -140,6 +147,9 @@ class ProcessBackend:
                     with self._lock:
                         while self._submitted:
                             self._queue.append(self._submitted.popleft())
+                        cancelled, self._cancelled = self._cancelled, set()
+                    if cancelled:
+                        self._cancel(cancelled)
                 for fd in [fd for fd in ready if fd in self._by_fd]:
                     self._handle_exit(poller, self._by_fd[fd])
                 self._dispatch()
@@ -200,6 +210,12 @@ class ProcessBackend:
                 self._broken = f"workers die before they start ({reason}); see their error above"
         if not self._stopping and not self._broken:
             self._spawn(poller)
+
+    def _cancel(self, tids: set[int]) -> None:
+        self._queue = [t for t in self._queue if t[0] not in tids]
+        for w in self._workers.values():
+            if w.task in tids:
+                w.proc.kill()   # its exit is seen through its pidfd; a new worker takes its place
 
     def _dispatch(self) -> None:
         if self._broken:
