@@ -153,19 +153,35 @@ class RDD:
 
     # -- narrow transformations ----------------------------------------------------
     def map(self, f: Callable[[Any], Any]) -> RDD:
-        """Apply ``f`` to each record."""
+        """Apply ``f`` to each record.
+
+        >>> ctx.parallelize([1, 2, 3]).map(str).collect()
+        ['1', '2', '3']
+        """
         return PipedRDD(self, "map", self._f(f, "map"))
 
     def flatMap(self, f: Callable[[Any], Iterable[Any]]) -> RDD:
-        """Apply ``f`` to each record and flatten the iterables it returns."""
+        """Apply ``f`` to each record and flatten the iterables it returns.
+
+        >>> ctx.parallelize(['a b', 'c']).flatMap(str.split).collect()
+        ['a', 'b', 'c']
+        """
         return PipedRDD(self, "flatMap", self._f(f, "flatMap"))
 
     def filter(self, f: Callable[[Any], bool]) -> RDD:
-        """Keep the records for which ``f`` is true."""
+        """Keep the records for which ``f`` is true.
+
+        >>> ctx.parallelize([0, 1, 2, 0]).filter(bool).collect()
+        [1, 2]
+        """
         return PipedRDD(self, "filter", self._f(f, "filter"), keeps_partitioner=True)
 
     def mapPartitions(self, f: Callable[[Iterator[Any]], Iterable[Any]]) -> RDD:
-        """Apply ``f`` to each partition's iterator."""
+        """Apply ``f`` to each partition's iterator.
+
+        >>> ctx.parallelize([3, 1, 2, 0], 2).mapPartitions(sorted).glom().collect()
+        [[1, 3], [0, 2]]
+        """
         return PipedRDD(self, "mapPartitions", self._f(f, "mapPartitions"))
 
     def mapPartitionsWithIndex(self, f: Callable[[int, Iterator[Any]], Iterable[Any]]) -> RDD:
@@ -173,27 +189,47 @@ class RDD:
         return PipedRDD(self, "mapPartitionsWithIndex", self._f(f, "mapPartitionsWithIndex"))
 
     def mapValue(self, f: Callable[[Any], Any]) -> RDD:
-        """Apply ``f`` to the value of each (key, value) pair."""
+        """Apply ``f`` to the value of each (key, value) pair.
+
+        >>> ctx.parallelize([('a', 'xy'), ('b', 'z')]).mapValue(len).collect()
+        [('a', 2), ('b', 1)]
+        """
         return PipedRDD(self, "mapValue", self._f(f, "mapValue"), keeps_partitioner=True)
 
     mapValues = mapValue
 
     def flatMapValue(self, f: Callable[[Any], Iterable[Any]]) -> RDD:
-        """(key, x) for each x in ``f(value)`` of each (key, value) pair."""
+        """(key, x) for each x in ``f(value)`` of each (key, value) pair.
+
+        >>> ctx.parallelize([('a', 'x y')]).flatMapValue(str.split).collect()
+        [('a', 'x'), ('a', 'y')]
+        """
         return PipedRDD(self, "flatMapValue", self._f(f, "flatMapValue"), keeps_partitioner=True)
 
     flatMapValues = flatMapValue
 
     def keys(self) -> RDD:
-        """The keys of (key, value) pairs."""
+        """The keys of (key, value) pairs.
+
+        >>> ctx.parallelize([('a', 1), ('b', 2)]).keys().collect()
+        ['a', 'b']
+        """
         return PipedRDD(self, "keys", None)
 
     def values(self) -> RDD:
-        """The values of (key, value) pairs."""
+        """The values of (key, value) pairs.
+
+        >>> ctx.parallelize([('a', 1), ('b', 2)]).values().collect()
+        [1, 2]
+        """
         return PipedRDD(self, "values", None)
 
     def glom(self) -> RDD:
-        """Each partition as one list."""
+        """Each partition as one list.
+
+        >>> ctx.parallelize(range(5), 2).glom().collect()
+        [[0, 1], [2, 3, 4]]
+        """
         return PipedRDD(self, "glom", None)
 
     def sample(self, fraction: float, withReplacement: bool = False, seed: int = 12345) -> RDD:
@@ -206,13 +242,21 @@ class RDD:
         return PipedRDD(self, "sample", None, [float(fraction), bool(withReplacement), seed])
 
     def enumerate(self) -> RDD:
-        """(index, record) with indexes 0, 1, ... in partition order (runs a job to count partitions)."""
+        """(index, record) with indexes 0, 1, ... in partition order (runs a job to count partitions).
+
+        >>> ctx.parallelize(['a', 'b', 'c'], 2).enumerate().collect()
+        [(0, 'a'), (1, 'b'), (2, 'c')]
+        """
         counts = self.ctx.runJob(self, ["count"])
         starts = list(itertools.accumulate([0, *counts[:-1]]))
         return PipedRDD(self, "enumerate", None, starts)
 
     def cache(self) -> RDD:
-        """Keep the partitions once computed; later jobs read them instead of recomputing."""
+        """Keep the partitions once computed; later jobs read them instead of recomputing.
+
+        >>> ctx.parallelize([1, 2]).map(str).cache().collect()
+        ['1', '2']
+        """
         self.is_cached = True
         return self
 
@@ -226,7 +270,11 @@ class RDD:
         return self
 
     def union(self, *others: RDD | list[RDD]) -> RDD:
-        """The records of this RDD and of ``others``."""
+        """The records of this RDD and of ``others``.
+
+        >>> ctx.parallelize([1, 2]).union(ctx.parallelize([3])).collect()
+        [1, 2, 3]
+        """
         rdds = [self]
         for o in others:
             rdds.extend(o if isinstance(o, (list, tuple)) else [o])
@@ -235,11 +283,19 @@ class RDD:
     __add__ = union
 
     def cartesian(self, other: RDD) -> RDD:
-        """Every pair (a, b) of a record of this RDD and one of ``other``."""
+        """Every pair (a, b) of a record of this RDD and one of ``other``.
+
+        >>> ctx.parallelize([1, 2]).cartesian(ctx.parallelize(['a', 'b'])).collect()
+        [(1, 'a'), (1, 'b'), (2, 'a'), (2, 'b')]
+        """
         return CartesianRDD(self, _check_rdds([other], "cartesian")[0])
 
     def zip(self, other: RDD) -> RDD:
-        """(a, b) pairs of records at the same position; both RDDs need the same partitioning."""
+        """(a, b) pairs of records at the same position; both RDDs need the same partitioning.
+
+        >>> ctx.parallelize([1, 2], 1).zip(ctx.parallelize(['a', 'b'], 1)).collect()
+        [(1, 'a'), (2, 'b')]
+        """
         other = _check_rdds([other], "zip")[0]
         if other.num_partitions != self.num_partitions:
             raise ValueError(f"zip needs RDDs with the same number of partitions, "
@@ -249,35 +305,59 @@ class RDD:
     # -- shuffles -------------------------------------------------------------------
     def combineByKey(self, createCombiner: Callable[[Any], Any], mergeValue: Callable[[Any, Any], Any],
                      mergeCombiners: Callable[[Any, Any], Any], numSplits: int | None = None) -> RDD:
-        """Fold the values of each key: ``createCombiner(v)``, ``mergeValue(c, v)``, ``mergeCombiners(c, c)``."""
+        """Fold the values of each key: ``createCombiner(v)``, ``mergeValue(c, v)``, ``mergeCombiners(c, c)``.
+
+        >>> sorted(ctx.parallelize([('a', 1), ('a', 2)]).combineByKey(str, operator.add, operator.add).collect())
+        [('a', '12')]
+        """
         agg = Aggregator(self._f(createCombiner, "combineByKey"), self._f(mergeValue, "combineByKey"),
                          self._f(mergeCombiners, "combineByKey"))
         return ShuffledRDD(self, HashPartitioner(self._shuffle_parts(numSplits)), agg, True)
 
     def reduceByKey(self, func: Callable[[Any, Any], Any], numSplits: int | None = None) -> RDD:
-        """Merge the values of each key with ``func``, combining map-side first."""
+        """Merge the values of each key with ``func``, combining map-side first.
+
+        >>> sorted(ctx.parallelize([('a', 1), ('b', 2), ('a', 3)]).reduceByKey(operator.add).collect())
+        [('a', 4), ('b', 2)]
+        """
         f = self._f(func, "reduceByKey")
         return ShuffledRDD(self, HashPartitioner(self._shuffle_parts(numSplits)), Aggregator(None, f, f), True)
 
     def groupByKey(self, numSplits: int | None = None) -> RDD:
-        """(key, [values]) for each key."""
+        """(key, [values]) for each key.
+
+        >>> sorted(ctx.parallelize([('a', 1), ('b', 2), ('a', 3)]).groupByKey().collect())
+        [('a', [1, 3]), ('b', [2])]
+        """
         agg = Aggregator(registry.encode_func(ops.one_list, ""), registry.encode_func(ops.append, ""),
                          registry.encode_func(ops.extend, ""))
         return ShuffledRDD(self, HashPartitioner(self._shuffle_parts(numSplits)), agg, False)
 
     def partitionByKey(self, numSplits: int | None = None) -> RDD:
-        """The same (key, value) pairs, hash-partitioned by key."""
+        """The same (key, value) pairs, hash-partitioned by key.
+
+        >>> ctx.parallelize([(1, 'x'), (2, 'y'), (3, 'z')]).partitionByKey(2).glom().collect()
+        [[(2, 'y')], [(1, 'x'), (3, 'z')]]
+        """
         return ShuffledRDD(self, HashPartitioner(self._shuffle_parts(numSplits)), None, False)
 
     def distinct(self, numSplits: int | None = None) -> RDD:
-        """Each distinct record once."""
+        """Each distinct record once.
+
+        >>> sorted(ctx.parallelize([1, 2, 1, 3, 2]).distinct().collect())
+        [1, 2, 3]
+        """
         first = registry.encode_func(ops.keep_first, "")
         return ShuffledRDD(PipedRDD(self, "map", registry.encode_func(ops.with_none, "")),
                            HashPartitioner(self._shuffle_parts(numSplits)),
                            Aggregator(None, first, first), True).keys()
 
     def groupWith(self, *others: RDD | list[RDD], numSplits: int | None = None) -> RDD:
-        """(key, ([values of self], [values of other], ...)) for each key of any of them."""
+        """(key, ([values of self], [values of other], ...)) for each key of any of them.
+
+        >>> sorted(ctx.parallelize([('a', 1)]).groupWith(ctx.parallelize([('a', 2), ('b', 3)])).collect())
+        [('a', ([1], [2])), ('b', ([], [3]))]
+        """
         rdds: list[RDD] = []
         for o in others:
             rdds.extend(o if isinstance(o, (list, tuple)) else [o])
@@ -294,26 +374,46 @@ class RDD:
         return PipedRDD(grouped, "flatMapValue", registry.encode_func(how, ""), keeps_partitioner=True)
 
     def join(self, other: RDD, numSplits: int | None = None) -> RDD:
-        """(k, (v, w)) for each pair of values of a key present in both."""
+        """(k, (v, w)) for each pair of values of a key present in both.
+
+        >>> ctx.parallelize([('a', 1), ('b', 2)]).join(ctx.parallelize([('a', 'x')])).collect()
+        [('a', (1, 'x'))]
+        """
         return self._join(other, numSplits, ops.join_pairs, "join")
 
     def leftOuterJoin(self, other: RDD, numSplits: int | None = None) -> RDD:
-        """Like join; keys only in this RDD give (k, (v, None))."""
+        """Like join; keys only in this RDD give (k, (v, None)).
+
+        >>> sorted(ctx.parallelize([('a', 1), ('b', 2)]).leftOuterJoin(ctx.parallelize([('a', 'x')])).collect())
+        [('a', (1, 'x')), ('b', (2, None))]
+        """
         return self._join(other, numSplits, ops.left_outer_pairs, "leftOuterJoin")
 
     def rightOuterJoin(self, other: RDD, numSplits: int | None = None) -> RDD:
-        """Like join; keys only in ``other`` give (k, (None, w))."""
+        """Like join; keys only in ``other`` give (k, (None, w)).
+
+        >>> sorted(ctx.parallelize([('a', 1)]).rightOuterJoin(ctx.parallelize([('a', 'x'), ('c', 'y')])).collect())
+        [('a', (1, 'x')), ('c', (None, 'y'))]
+        """
         return self._join(other, numSplits, ops.right_outer_pairs, "rightOuterJoin")
 
     def outerJoin(self, other: RDD, numSplits: int | None = None) -> RDD:
-        """Like join, keeping keys of either side with None for the missing value."""
+        """Like join, keeping keys of either side with None for the missing value.
+
+        >>> sorted(ctx.parallelize([('a', 1), ('b', 2)]).outerJoin(ctx.parallelize([('a', 'x'), ('c', 'y')])).collect())
+        [('a', (1, 'x')), ('b', (2, None)), ('c', (None, 'y'))]
+        """
         return self._join(other, numSplits, ops.full_outer_pairs, "outerJoin")
 
     fullOuterJoin = outerJoin
 
     def sortByKey(self, ascending: bool = True, numSplits: int | None = None,
                   keyfunc: Callable[[Any], Any] | None = None) -> RDD:
-        """(key, value) pairs sorted by key across partitions (samples keys to balance ranges)."""
+        """(key, value) pairs sorted by key across partitions (samples keys to balance ranges).
+
+        >>> ctx.parallelize([(3, 'c'), (1, 'a'), (2, 'b')]).sortByKey().collect()
+        [(1, 'a'), (2, 'b'), (3, 'c')]
+        """
         n = self._shuffle_parts(numSplits)
         key_ref = self._f(keyfunc, "sortByKey") if keyfunc is not None else None
         sample = self.ctx.runJob(self, ["sample_keys", max(20, 60 * n // max(1, self.num_partitions)), key_ref])
@@ -323,28 +423,48 @@ class RDD:
 
     def sort(self, key: Callable[[Any], Any] | None = None, reverse: bool = False,
              numSplits: int | None = None) -> RDD:
-        """The records sorted by ``key`` (default: the records themselves)."""
+        """The records sorted by ``key`` (default: the records themselves).
+
+        >>> ctx.parallelize(['bb', 'a', 'ccc']).sort(key=len, reverse=True).collect()
+        ['ccc', 'bb', 'a']
+        """
         keyed = PipedRDD(self, "keyBy", self._f(key, "sort") if key is not None else None)
         return keyed.sortByKey(not reverse, numSplits).values()
 
     # -- actions ------------------------------------------------------------------
     def collect(self) -> list:
-        """All records, in partition order."""
+        """All records, in partition order.
+
+        >>> ctx.parallelize(range(4), 2).collect()
+        [0, 1, 2, 3]
+        """
         return [x for part in self.ctx.runJob(self, ["collect"]) for x in part]
 
     def collectAsMap(self) -> dict:
-        """The (key, value) pairs as a dict."""
+        """The (key, value) pairs as a dict.
+
+        >>> ctx.parallelize([('a', 1), ('b', 2)]).collectAsMap()
+        {'a': 1, 'b': 2}
+        """
         result: dict = {}
         for part in self.ctx.runJob(self, ["collect"]):
             result.update(part)
         return result
 
     def count(self) -> int:
-        """The number of records."""
+        """The number of records.
+
+        >>> ctx.parallelize(range(10)).count()
+        10
+        """
         return sum(self.ctx.runJob(self, ["count"]))
 
     def reduce(self, f: Callable[[Any, Any], Any]) -> Any:
-        """Fold all records with ``f``; ValueError on an empty RDD."""
+        """Fold all records with ``f``; ValueError on an empty RDD.
+
+        >>> ctx.parallelize(range(5)).reduce(operator.add)
+        10
+        """
         ref = self._f(f, "reduce")
         parts = [p[0] for p in self.ctx.runJob(self, ["reduce", ref]) if p]
         if not parts:
@@ -352,20 +472,32 @@ class RDD:
         return functools.reduce(registry.decode_func(ref), parts)
 
     def fold(self, zero: Any, f: Callable[[Any, Any], Any]) -> Any:
-        """Fold each partition from ``zero`` with ``f``, then the partition results."""
+        """Fold each partition from ``zero`` with ``f``, then the partition results.
+
+        >>> ctx.parallelize([1, 2, 3], 2).fold(0, operator.add)
+        6
+        """
         ref = self._f(f, "fold")
         serialize.packb_checked(zero, "RDD.fold")
         return functools.reduce(registry.decode_func(ref), self.ctx.runJob(self, ["fold", zero, ref]), zero)
 
     def aggregate(self, zero: Any, seqOp: Callable[[Any, Any], Any], combOp: Callable[[Any, Any], Any]) -> Any:
-        """``seqOp`` over each partition from ``zero``; ``combOp`` over the partition results."""
+        """``seqOp`` over each partition from ``zero``; ``combOp`` over the partition results.
+
+        >>> ctx.parallelize([1, 2, 3]).aggregate(0, operator.add, operator.add)
+        6
+        """
         seq, comb = self._f(seqOp, "aggregate"), self._f(combOp, "aggregate")
         serialize.packb_checked(zero, "RDD.aggregate")
         return functools.reduce(registry.decode_func(comb), self.ctx.runJob(self, ["aggregate", zero, seq]),
                                 serialize.unpackb(serialize.packb(zero)))
 
     def take(self, n: int) -> list:
-        """The first ``n`` records, reading as few partitions as it can."""
+        """The first ``n`` records, reading as few partitions as it can.
+
+        >>> ctx.parallelize(range(100), 10).take(3)
+        [0, 1, 2]
+        """
         if isinstance(n, bool) or not isinstance(n, int) or n < 0:
             raise ValueError(f"take needs a non-negative integer, not {n!r}")
         taken: list = []
@@ -379,14 +511,22 @@ class RDD:
         return taken
 
     def first(self) -> Any:
-        """The first record; ValueError on an empty RDD."""
+        """The first record; ValueError on an empty RDD.
+
+        >>> ctx.parallelize(['x', 'y']).first()
+        'x'
+        """
         got = self.take(1)
         if not got:
             raise ValueError("first of an empty RDD")
         return got[0]
 
     def top(self, n: int, key: Callable[[Any], Any] | None = None) -> list:
-        """The ``n`` largest records (by ``key``), largest first."""
+        """The ``n`` largest records (by ``key``), largest first.
+
+        >>> ctx.parallelize([5, 1, 4]).top(2)
+        [5, 4]
+        """
         if isinstance(n, bool) or not isinstance(n, int) or n < 0:
             raise ValueError(f"top needs a non-negative integer, not {n!r}")
         ref = self._f(key, "top") if key is not None else None
@@ -403,11 +543,19 @@ class RDD:
         self.ctx.runJob(self, ["foreachPartition", self._f(f, "foreachPartition")])
 
     def countByKey(self) -> dict:
-        """{key: number of pairs with it}."""
+        """{key: number of pairs with it}.
+
+        >>> ctx.parallelize([('a', 1), ('a', 2), ('b', 3)]).countByKey()
+        {'a': 2, 'b': 1}
+        """
         return actions.merge_counts(self.ctx.runJob(self, ["countByKey"]))
 
     def countByValue(self) -> dict:
-        """{record: number of times it occurs}."""
+        """{record: number of times it occurs}.
+
+        >>> ctx.parallelize(['x', 'y', 'x']).countByValue()
+        {'x': 2, 'y': 1}
+        """
         return actions.merge_counts(self.ctx.runJob(self, ["countByValue"]))
 
     def saveAsTextFile(self, path: str, overwrite: bool = False) -> None:
