@@ -99,6 +99,20 @@ def run(action: list, it: Iterator[Any], split: int, attempt: int) -> Any:
         return list(itertools.islice(it, action[1]))
     if name == "top":
         return heapq.nlargest(action[1], it, key=f)
+    if name in ("max", "min"):
+        first = next(it, _EMPTY)
+        if first is _EMPTY:
+            return []
+        pick = max if name == "max" else min
+        return [pick(itertools.chain([first], it), key=f)]
+    if name == "sum":
+        return sum(it)
+    if name == "sum_count":
+        total, n = 0, 0
+        for x in it:
+            total += x
+            n += 1
+        return [total, n]
     if name == "foreach":
         for x in it:
             f(x)
@@ -118,7 +132,7 @@ def run(action: list, it: Iterator[Any], split: int, attempt: int) -> Any:
     raise ValueError(f"unknown action {name!r}")
 
 
-_TAKES_FUNC = {"reduce", "fold", "aggregate", "top", "foreach", "foreachPartition", "sample_keys"}
+_TAKES_FUNC = {"reduce", "fold", "aggregate", "top", "max", "min", "foreach", "foreachPartition", "sample_keys"}
 
 
 def merge_counts(parts: list[dict]) -> dict:

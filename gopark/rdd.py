@@ -234,6 +234,8 @@ class RDD:
 
     def sample(self, fraction: float, withReplacement: bool = False, seed: int = 12345) -> RDD:
         """A random sample: each record kept with probability ``fraction`` (or drawn Poisson times)."""
+        if isinstance(fraction, bool) and isinstance(withReplacement, float):   # PySpark's order
+            fraction, withReplacement = withReplacement, fraction
         if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or fraction < 0 or (
                 fraction > 1 and not withReplacement):
             raise ValueError(f"sample: fraction must be in [0, 1] (any >= 0 with replacement), not {fraction!r}")
@@ -431,6 +433,22 @@ class RDD:
         keyed = PipedRDD(self, "keyBy", self._f(key, "sort") if key is not None else None)
         return keyed.sortByKey(not reverse, numSplits).values()
 
+    def sortBy(self, keyfunc: Callable[[Any], Any], ascending: bool = True, numSplits: int | None = None) -> RDD:
+        """Spark's name for :meth:`sort` by ``keyfunc``.
+
+        >>> ctx.parallelize(['bb', 'a', 'ccc']).sortBy(len).collect()
+        ['a', 'bb', 'ccc']
+        """
+        return self.sort(keyfunc, not ascending, numSplits)
+
+    def keyBy(self, f: Callable[[Any], Any]) -> RDD:
+        """(f(x), x) for each record x.
+
+        >>> ctx.parallelize(['a', 'bb']).keyBy(len).collect()
+        [(1, 'a'), (2, 'bb')]
+        """
+        return PipedRDD(self, "keyBy", self._f(f, "keyBy"))
+
     # -- actions ------------------------------------------------------------------
     def collect(self) -> list:
         """All records, in partition order.
@@ -533,6 +551,58 @@ class RDD:
         parts = self.ctx.runJob(self, ["top", n, ref])
         return heapq.nlargest(n, itertools.chain.from_iterable(parts),
                               key=registry.decode_func(ref) if ref else None)
+
+    def max(self, key: Callable[[Any], Any] | None = None) -> Any:
+        """The largest record (by ``key``); ValueError on an empty RDD.
+
+        >>> ctx.parallelize([3, 7, 5]).max()
+        7
+        """
+        return self._extreme("max", key)
+
+    def min(self, key: Callable[[Any], Any] | None = None) -> Any:
+        """The smallest record (by ``key``); ValueError on an empty RDD.
+
+        >>> ctx.parallelize(['bb', 'a', 'ccc']).min(key=len)
+        'a'
+        """
+        return self._extreme("min", key)
+
+    def _extreme(self, which: str, key: Callable[[Any], Any] | None) -> Any:
+        ref = self._f(key, which) if key is not None else None
+        parts = [p[0] for p in self.ctx.runJob(self, [which, ref]) if p]
+        if not parts:
+            raise ValueError(f"{which} of an empty RDD")
+        pick = max if which == "max" else min
+        return pick(parts, key=registry.decode_func(ref)) if ref else pick(parts)
+
+    def sum(self) -> Any:
+        """The sum of the records (0 for an empty RDD).
+
+        >>> ctx.parallelize(range(5)).sum()
+        10
+        """
+        return sum(self.ctx.runJob(self, ["sum"]))
+
+    def mean(self) -> float:
+        """The arithmetic mean of the records; ValueError on an empty RDD.
+
+        >>> ctx.parallelize([1, 2, 3, 4]).mean()
+        2.5
+        """
+        parts = self.ctx.runJob(self, ["sum_count"])
+        total, n = sum(p[0] for p in parts), sum(p[1] for p in parts)
+        if not n:
+            raise ValueError("mean of an empty RDD")
+        return total / n
+
+    def isEmpty(self) -> bool:
+        """True when the RDD has no record (reads as few partitions as it can).
+
+        >>> ctx.parallelize([], 2).isEmpty()
+        True
+        """
+        return not self.take(1)
 
     def foreach(self, f: Callable[[Any], Any]) -> None:
         """Call ``f`` on each record, where the record is."""

@@ -1,0 +1,50 @@
+"""What Spark users reach for beyond SPEC's list: sum, max, min, mean, isEmpty, keyBy, sortBy.
+
+Each against plain Python, in every mode (the ``ctx`` fixture).
+"""
+from __future__ import annotations
+
+import pytest
+
+from gopark import Context, register_func
+
+DATA = [7, -3, 12, 0, 5, 12, -8, 4]
+WORDS = ["pear", "fig", "banana", "kiwi", "apple"]
+
+
+@register_func
+def neg(x: int) -> int:
+    return -x
+
+
+def test_sum_max_min_mean(ctx: Context) -> None:
+    rdd = ctx.parallelize(DATA, 3)
+    assert rdd.sum() == sum(DATA)
+    assert rdd.max() == max(DATA) and rdd.min() == min(DATA)
+    assert rdd.max(key=neg) == min(DATA) and rdd.min(key=neg) == max(DATA)
+    assert rdd.mean() == sum(DATA) / len(DATA)
+    words = ctx.parallelize(WORDS, 2)
+    assert words.max(key=len) == max(WORDS, key=len) and words.min(key=len) == min(WORDS, key=len)
+
+
+def test_empty_rdd(ctx: Context) -> None:
+    empty = ctx.parallelize([], 3)
+    assert empty.isEmpty() and not ctx.parallelize([0], 3).isEmpty()
+    assert empty.sum() == 0
+    for action in (empty.max, empty.min, empty.mean):
+        with pytest.raises(ValueError, match="empty"):
+            action()
+
+
+def test_key_by_and_sort_by(ctx: Context) -> None:
+    words = ctx.parallelize(WORDS, 2)
+    assert words.keyBy(len).collect() == [(len(w), w) for w in WORDS]
+    assert words.sortBy(len).collect() == sorted(WORDS, key=len)
+    assert words.sortBy(len, ascending=False, numSplits=3).collect() == sorted(WORDS, key=len, reverse=True)
+    with pytest.raises(TypeError, match="register_func"):
+        words.keyBy(lambda w: w[0])
+
+
+def test_sample_takes_pysparks_argument_order_too(ctx: Context) -> None:
+    rdd = ctx.parallelize(range(1000), 4)
+    assert rdd.sample(False, 0.3, 7).collect() == rdd.sample(0.3, False, 7).collect()
