@@ -67,8 +67,10 @@ class ShuffleDependency:
     """A wide dependency: ``rdd``'s records are redistributed by ``partitioner``."""
 
     def __init__(self, rdd: RDD, partitioner: HashPartitioner | RangePartitioner,
-                 aggregator: Aggregator | None, map_side_combine: bool, key_ref: list | None = None) -> None:
+                 aggregator: Aggregator | None, map_side_combine: bool, key_ref: list | None = None,
+                 site: str = "") -> None:
         self.rdd = rdd
+        self.site = site           # where the shuffling RDD was made: "reduceByKey at app.py:12"
         self.key_ref = key_ref     # partition by key_ref(key) (sortByKey's keyfunc)
         self.partitioner = partitioner
         self.aggregator = aggregator
@@ -933,7 +935,7 @@ class ShuffledRDD(RDD):
         super().__init__(parent.ctx, partitioner.num_partitions)
         self.partitioner = partitioner
         self.aggregator = aggregator
-        self.dep = ShuffleDependency(parent, partitioner, aggregator, map_side_combine, key_ref)
+        self.dep = ShuffleDependency(parent, partitioner, aggregator, map_side_combine, key_ref, self.site)
 
     def _deps(self) -> list[RDD | ShuffleDependency]:
         return [self.dep]
@@ -973,7 +975,8 @@ class CoGroupedRDD(RDD):
         super().__init__(rdds[0].ctx, partitioner.num_partitions)
         self.partitioner = partitioner
         self.inputs: list[RDD | ShuffleDependency] = [
-            r if r.partitioner == partitioner else ShuffleDependency(r, partitioner, None, False) for r in rdds]
+            r if r.partitioner == partitioner else ShuffleDependency(r, partitioner, None, False, site=self.site)
+            for r in rdds]
 
     def _deps(self) -> list[RDD | ShuffleDependency]:
         return list(self.inputs)

@@ -146,7 +146,7 @@ class DAGScheduler:
         if stage is None:
             rdd = dep.rdd
             stage = Stage(next(self._ids), rdd, self._parent_stages(rdd), dep,
-                          list(range(rdd.num_partitions)), f"shuffle of {rdd.site or rdd.kind}")
+                          list(range(rdd.num_partitions)), dep.site or f"shuffle of {rdd.kind}")
             self.shuffle_stages[dep.shuffle_id] = stage
             self.shuffle_outputs[dep.shuffle_id] = [None] * rdd.num_partitions
         return stage
