@@ -97,12 +97,14 @@ class Context:
         atexit.register(self.stop)
 
     def _make_backend(self, mem_bytes: int) -> Any:
+        compress = self.options.compress if self.options.compress is not None else self.master.kind == "mesos"
         if self.master.kind == "process":
             from gopark.scheduler.process import ProcessBackend
-            return ProcessBackend(self.master.workers, self.scheduler.post, self.work_dir, mem_bytes)
+            return ProcessBackend(self.master.workers, self.scheduler.post, self.work_dir, mem_bytes, compress)
         from gopark.scheduler.local import LocalBackend
         from gopark.task import WorkerEnv
-        return LocalBackend(self.scheduler.post, WorkerEnv(self.work_dir, mem_bytes, "driver", cache_on_disk=False))
+        return LocalBackend(self.scheduler.post,
+                            WorkerEnv(self.work_dir, mem_bytes, "driver", cache_on_disk=False, compress=compress))
 
     # -- lifecycle ----------------------------------------------------------------------
     def stop(self) -> None:

@@ -32,6 +32,7 @@ class Options:
     quiet: bool = False
     verbose: bool = False
     help: bool = False            # --help: the app shows its own help; no job runs
+    compress: bool | None = None  # shuffle buckets; None: only where they cross machines (Mesos)
 
     def __post_init__(self) -> None:
         parse_master(self.master)
@@ -99,6 +100,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--mem", type=float, help="memory per task in MB; shuffles spill beyond it (default 1024)")
     p.add_argument("--max-failures", type=int, dest="max_failures",
                    help="attempts of a task before the job fails (default 4)")
+    p.add_argument("--compress", action=argparse.BooleanOptionalAction, default=None,
+                   help="compress shuffle buckets (default: only in Mesos mode, where they cross machines)")
     p.add_argument("--conf", help="a TOML file of these options (master = \"process:4\", mem = 512, ...)")
     p.add_argument("-q", "--quiet", action="store_true", default=None, help="no progress lines")
     p.add_argument("-v", "--verbose", action="store_true", default=None, help="log what the scheduler does")

@@ -1000,9 +1000,7 @@ class CoGroupedRDD(RDD):
                 sid, locs = spec
                 pairs = itertools.chain.from_iterable(read_bucket(loc, sid, m, split)
                                                       for m, loc in enumerate(locs))
-            merger.create = functools.partial(_new_groups, n, i)
-            merger.merge_value = functools.partial(_add_to_group, i)
-            merger.add_values(pairs)
+            merger.add_to_groups(pairs, i, n)
         return ((k, tuple(groups)) for k, groups in merger.items())
 
     @classmethod
@@ -1011,17 +1009,6 @@ class CoGroupedRDD(RDD):
         node.wire_inputs = params["inputs"]
         node.narrow_parents = parents
         return node
-
-
-def _new_groups(n: int, i: int, v: Any) -> list[list]:
-    groups: list[list] = [[] for _ in range(n)]
-    groups[i].append(v)
-    return groups
-
-
-def _add_to_group(i: int, groups: list[list], v: Any) -> list[list]:
-    groups[i].append(v)
-    return groups
 
 
 def _merge_groups(a: list[list], b: list[list]) -> list[list]:

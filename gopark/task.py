@@ -32,8 +32,10 @@ class WorkerEnv:
     any worker of the host can read them (process mode).
     """
 
-    def __init__(self, work_dir: str, mem_bytes: int, worker_id: str, cache_on_disk: bool) -> None:
+    def __init__(self, work_dir: str, mem_bytes: int, worker_id: str, cache_on_disk: bool,
+                 compress: bool = False) -> None:
         self.work_dir = work_dir
+        self.compress = compress       # shuffle buckets
         self.mem_bytes = mem_bytes
         self.worker_id = worker_id
         self.host = socket.gethostname()
@@ -115,7 +117,7 @@ def _run(task: dict, tc: TaskContext) -> tuple[Any, bool]:
         create = registry.decode_func(dep["create"]) if dep["create"] else None
         merge = registry.decode_func(dep["merge"]) if dep["merge"] else None
         path = write_map_output(it, os.path.join(tc.env.work_dir, "shuffle"), dep["sid"], task["split"],
-                                task["attempt"], part, create, merge, tc.env.mem_bytes)
+                                task["attempt"], part, create, merge, tc.env.mem_bytes, tc.env.compress)
         return {"host": tc.env.host, "path": path}, False
     value = actions.run(task["action"], it, task["split"], task["attempt"])
     return value, isinstance(value, actions.Stream)

@@ -58,7 +58,8 @@ def main() -> int:
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})  # the spawning thread blocks them
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     env = WorkerEnv(os.environ["GOPARK_WORK_DIR"], int(os.environ["GOPARK_MEM"]),
-                    os.environ["GOPARK_WORKER_ID"], cache_on_disk=True)
+                    os.environ["GOPARK_WORKER_ID"], cache_on_disk=True,
+                    compress=bool(os.environ.get("GOPARK_COMPRESS")))
     serve(os.environ["GOPARK_DRIVER"], os.environ["GOPARK_TOKEN"], os.environ["GOPARK_WORKER_ID"], env)
     return 0
 

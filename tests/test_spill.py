@@ -1,6 +1,8 @@
 """Sorting and merging past the memory budget: the spill paths run, and results stay exact."""
 from __future__ import annotations
 
+import glob
+import os
 import random
 import tempfile
 
@@ -48,3 +50,20 @@ def test_sort_in_process_mode_with_a_small_budget() -> None:
     with Context("process:2", mem=20, quiet=True) as ctx:
         got = ctx.parallelize(DATA, 4).sortByKey(numSplits=3).keys().collect()
     assert got == sorted(k for k, _ in DATA)
+
+
+@pytest.mark.parametrize("master", ["local", "process:2"])
+@pytest.mark.parametrize("compress", [True, False])
+def test_shuffle_buckets_compressed_when_asked(master: str, compress: bool) -> None:
+    words = [(f"word{i % 5000}", i) for i in range(60_000)]
+    with Context(master, quiet=True, compress=compress) as ctx:
+        got = ctx.parallelize(words, 3).groupByKey(2).mapValue(sorted).collectAsMap()
+        flags = set()
+        for path in glob.glob(os.path.join(ctx.work_dir, "shuffle", "shuffle-*", "[0-9]*", "*")):
+            with open(path, "rb") as f:
+                flags.add(f.read(5)[4])        # the first chunk's header: length:u32 flags:u8
+    expected: dict[str, list[int]] = {}
+    for k, v in words:
+        expected.setdefault(k, []).append(v)
+    assert got == expected
+    assert flags == ({1} if compress else {0})

@@ -43,7 +43,8 @@ def worker_command() -> list[str]:
     return [sys.executable, "-m", "launcher.worker"]
 
 
-def worker_environment(endpoint: str, token: str, worker_id: str, work_dir: str, mem_bytes: int) -> dict[str, str]:
+def worker_environment(endpoint: str, token: str, worker_id: str, work_dir: str, mem_bytes: int,
+                       compress: bool) -> dict[str, str]:
     """What a worker needs to know, passed in its environment."""
     env = dict(os.environ)
     paths = [os.path.abspath(p or os.curdir) for p in sys.path]
@@ -54,6 +55,7 @@ def worker_environment(endpoint: str, token: str, worker_id: str, work_dir: str,
         "GOPARK_WORKER_ID": worker_id,
         "GOPARK_WORK_DIR": work_dir,
         "GOPARK_MEM": str(mem_bytes),
+        "GOPARK_COMPRESS": "1" if compress else "",
         "GOPARK_DRIVER_PID": str(os.getpid()),
         "PYTHONPATH": os.pathsep.join(dict.fromkeys(paths)),
     })
@@ -77,8 +79,10 @@ class _Worker:
 class ProcessBackend:
     """A pool of ``n`` worker processes fed by one I/O thread."""
 
-    def __init__(self, n: int, post: Callable[[tuple], None], work_dir: str, mem_bytes: int) -> None:
+    def __init__(self, n: int, post: Callable[[tuple], None], work_dir: str, mem_bytes: int,
+                 compress: bool) -> None:
         self.default_parallelism = n
+        self._compress = compress
         self._n = n
         self._post = post
         self._work_dir = work_dir
@@ -164,7 +168,7 @@ class ProcessBackend:
     def _spawn(self, poller: zmq.Poller) -> None:
         self._seq += 1
         wid = f"w{self._seq}"
-        env = worker_environment(self._endpoint, self._token, wid, self._work_dir, self._mem)
+        env = worker_environment(self._endpoint, self._token, wid, self._work_dir, self._mem, self._compress)
         proc = subprocess.Popen(worker_command(), env=env, stdin=subprocess.DEVNULL, close_fds=True)
         pidfd = os.pidfd_open(proc.pid)
         w = _Worker(wid, proc, pidfd)
