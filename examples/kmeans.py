@@ -38,6 +38,14 @@ def mean(total):
     return (x / n, y / n)
 
 
+def spread_out(sample, k):
+    """k starting centers far from each other (farthest-first over a small sample, in the driver)."""
+    centers = [sample[0]]
+    while len(centers) < k:
+        centers.append(max(sample, key=lambda p: min((p[0] - c[0]) ** 2 + (p[1] - c[1]) ** 2 for c in centers)))
+    return centers
+
+
 def main():
     with Context() as ctx:
         parser = argparse.ArgumentParser(description="k-means on generated points")
@@ -49,7 +57,7 @@ def main():
         points = (ctx.parallelize(range(n), n)
                      .mapPartitionsWithIndex(partial(make_points, args.k, args.points // n, 42))
                      .cache())
-        centers = points.take(args.k)
+        centers = spread_out(points.sample(0.02, seed=7).collect(), args.k)
         for _ in range(args.iterations):
             b = ctx.broadcast(centers)
             new = points.map(partial(closest, b)).reduceByKey(add_points).mapValue(mean).collectAsMap()
