@@ -54,7 +54,9 @@ class Context:
     """The entry point of an app: ``with Context() as ctx: ctx.textFile(...)...``.
 
     ``master`` is ``"local"`` (default), ``"process[:N]"``, ``"mesos"``...; with
-    no master, options come from ``sys.argv`` (``-m``, ``-p``, ``--mem``, ...).
+    no master, options come from ``sys.argv`` (``-m``, ``-p``, ``--mem``, ...),
+    unless that is a test runner's (pytest, unittest), whose ``-m``/``-p`` mean
+    other things: then the defaults and the keyword options apply.
 
     >>> with Context("local") as ctx:
     ...     ctx.parallelize(range(10), 2).map(abs).count()

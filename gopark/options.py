@@ -152,12 +152,26 @@ def make_options(master: str | None = None, parallel: int | None = None, **given
         raise ConfigError(str(exc)) from None
 
 
+_TEST_RUNNERS = ("pytest", "py.test", "unittest", "nose2")
+
+
+def _argv_of_a_test_runner() -> bool:
+    """``sys.argv`` is still pytest's/unittest's own (where ``-m``, ``-p`` mean other things)."""
+    main = sys.modules.get("__main__")
+    main_file = getattr(main, "__file__", None) or ""
+    spec_name = getattr(getattr(main, "__spec__", None), "name", None) or ""
+    runner = any(n.split(".")[0] in _TEST_RUNNERS for n in (os.path.basename(main_file), spec_name) if n)
+    return runner and bool(sys.argv) and os.path.abspath(sys.argv[0]) == os.path.abspath(main_file)
+
+
 def from_argv(argv: list[str] | None = None, **given: Any) -> Options:
     """Options from ``sys.argv``; gopark's arguments are removed from it, the app's stay.
 
     ``--help`` prints gopark's options and stays in ``sys.argv`` for the app's
     own parser; the Context then runs no job (it exits at the first action).
     """
+    if argv is None and _argv_of_a_test_runner():
+        return make_options(**given)
     args = sys.argv if argv is None else argv
     parsed, rest = _parser().parse_known_args(args[1:])
     if parsed.help:

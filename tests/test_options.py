@@ -1,0 +1,29 @@
+"""Where a bare Context() takes its options: the app's command line, never a test runner's."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+INNER_TEST = '''
+from gopark import Context
+
+def test_bare_context():
+    with Context() as ctx:
+        assert ctx.master.kind == "local"
+        assert ctx.parallelize([1, 2, 3]).count() == 3
+'''
+
+
+def test_a_bare_context_under_pytest_ignores_pytests_own_options(tmp_path: str) -> None:
+    test = os.path.join(tmp_path, "test_inner.py")
+    with open(test, "w") as f:
+        f.write(INNER_TEST)
+    # -m (markers) and -p (plugins) are pytest's here, not gopark's master and parallelism
+    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "not slow",
+                             test], capture_output=True, text=True, timeout=120, cwd=tmp_path,
+                            env=dict(os.environ, PYTHONPATH=ROOT))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "1 passed" in result.stdout
