@@ -73,7 +73,3 @@ def job_error(message: str, remote_type: str, remote_message: str, remote_traceb
     """The JobError to raise for a task that failed with ``remote_type``."""
     cls = _RemoteSerializationError if remote_type == "SerializationError" else JobError
     return cls(message, remote_type, remote_message, remote_traceback, func_name)
-
-
-class TaskLost(GoparkError):
-    """The process running a task died before it answered."""

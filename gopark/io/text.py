@@ -13,6 +13,7 @@ Lines are ``str`` (UTF-8, undecodable bytes replaced), without ``\\n`` or ``\\r\
 from __future__ import annotations
 
 import bz2
+import contextlib
 import glob
 import gzip
 import os
@@ -191,7 +192,7 @@ def write_partition(path: str, split: int, attempt: int, records: Iterable[Any])
                 f.write(b"\n".join(batch) + b"\n")
         os.replace(tmp, os.path.join(path, name))
     except BaseException:
-        with _ignore_missing():
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
     return name
@@ -202,11 +203,3 @@ def finish_output(path: str) -> None:
     shutil.rmtree(os.path.join(path, "_temporary"), ignore_errors=True)
     with open(os.path.join(path, "_SUCCESS"), "wb"):
         pass
-
-
-class _ignore_missing:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, et: Any, ev: Any, tb: Any) -> bool:
-        return et is not None and issubclass(et, FileNotFoundError)
