@@ -196,7 +196,10 @@ def _decode_accumulator(data: list) -> Accumulator:
     if acc is None:  # a worker: a proxy that only records this process' task updates
         acc = Accumulator(key, None, merge_ref=merge_ref)
         _accumulators[key] = acc
-        _named.setdefault(key, acc) if key.startswith("n:") else _proxies.append(acc)
+        if key.startswith("n:"):
+            _named.setdefault(key, acc)
+        else:
+            _proxies.append(acc)
     return acc
 
 
