@@ -99,6 +99,8 @@ def run(action: list, it: Iterator[Any], split: int, attempt: int) -> Any:
         return list(itertools.islice(it, action[1]))
     if name == "top":
         return heapq.nlargest(action[1], it, key=f)
+    if name == "bottom":
+        return heapq.nsmallest(action[1], it, key=f)
     if name in ("max", "min"):
         first = next(it, _EMPTY)
         if first is _EMPTY:
@@ -132,7 +134,8 @@ def run(action: list, it: Iterator[Any], split: int, attempt: int) -> Any:
     raise ValueError(f"unknown action {name!r}")
 
 
-_TAKES_FUNC = {"reduce", "fold", "aggregate", "top", "max", "min", "foreach", "foreachPartition", "sample_keys"}
+_TAKES_FUNC = {"reduce", "fold", "aggregate", "top", "bottom", "max", "min", "foreach", "foreachPartition",
+               "sample_keys"}
 
 
 def merge_counts(parts: list[dict]) -> dict:

@@ -37,6 +37,22 @@ def with_none(x: Any) -> tuple:
     return (x, None)
 
 
+@register_func(name="gopark.swap")
+def swap(pair: tuple) -> tuple:
+    return (pair[1], pair[0])
+
+
+@register_func(name="gopark.key_is")
+def key_is(key: Any, pair: tuple) -> bool:
+    return pair[0] == key
+
+
+@register_func(name="gopark.spread")
+def spread(split: int, it: Any) -> Any:
+    """(a key that deals records round-robin, record), starting at the partition's index."""
+    return enumerate(it, split)
+
+
 @register_func(name="gopark.join_pairs")
 def join_pairs(groups: tuple) -> list:
     vs, ws = groups

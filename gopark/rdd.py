@@ -255,6 +255,35 @@ class RDD:
         starts = list(itertools.accumulate([0, *counts[:-1]]))
         return PipedRDD(self, "enumerate", None, starts)
 
+    def zipWithIndex(self) -> RDD:
+        """(record, index): Spark's order of :meth:`enumerate`.
+
+        >>> ctx.parallelize(['a', 'b', 'c'], 2).zipWithIndex().collect()
+        [('a', 0), ('b', 1), ('c', 2)]
+        """
+        return self.enumerate().map(ops.swap)
+
+    def repartition(self, numSplits: int) -> RDD:
+        """The same records in ``numSplits`` partitions of about equal size (a shuffle).
+
+        >>> ctx.parallelize(range(8), 1).repartition(4).glom().map(len).collect()
+        [2, 2, 2, 2]
+        """
+        n = _num(numSplits, "numSplits")
+        spread = self.mapPartitionsWithIndex(ops.spread)
+        return ShuffledRDD(spread, HashPartitioner(n), None, False).values()
+
+    def coalesce(self, numSplits: int, shuffle: bool = False) -> RDD:
+        """Fewer partitions, each the union of neighbouring ones, without a shuffle (unless ``shuffle``).
+
+        >>> ctx.parallelize(range(6), 3).coalesce(2).glom().collect()
+        [[0, 1], [2, 3, 4, 5]]
+        """
+        n = _num(numSplits, "numSplits")
+        if shuffle:
+            return self.repartition(n)
+        return CoalescedRDD(self, min(n, self.num_partitions)) if n < self.num_partitions else self
+
     def cache(self) -> RDD:
         """Keep the partitions once computed; later jobs read them instead of recomputing.
 
@@ -553,6 +582,27 @@ class RDD:
         parts = self.ctx.runJob(self, ["top", n, ref])
         return heapq.nlargest(n, itertools.chain.from_iterable(parts),
                               key=registry.decode_func(ref) if ref else None)
+
+    def takeOrdered(self, n: int, key: Callable[[Any], Any] | None = None) -> list:
+        """The ``n`` smallest records (by ``key``), smallest first.
+
+        >>> ctx.parallelize([5, 1, 4, 2]).takeOrdered(2)
+        [1, 2]
+        """
+        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+            raise ValueError(f"takeOrdered needs a non-negative integer, not {n!r}")
+        ref = self._f(key, "takeOrdered") if key is not None else None
+        parts = self.ctx.runJob(self, ["bottom", n, ref])
+        return heapq.nsmallest(n, itertools.chain.from_iterable(parts),
+                               key=registry.decode_func(ref) if ref else None)
+
+    def lookup(self, key: Any) -> list:
+        """The values of ``key`` in (key, value) pairs.
+
+        >>> ctx.parallelize([('a', 1), ('b', 2), ('a', 3)]).lookup('a')
+        [1, 3]
+        """
+        return self.filter(functools.partial(ops.key_is, key)).values().collect()
 
     def max(self, key: Callable[[Any], Any] | None = None) -> Any:
         """The largest record (by ``key``); ValueError on an empty RDD.
@@ -892,6 +942,39 @@ class CartesianRDD(RDD):
         return node
 
 
+class CoalescedRDD(RDD):
+    """Partition i is parent partitions [i*P/n, (i+1)*P/n), one after the other: no shuffle."""
+
+    kind = "coalesce"
+
+    def __init__(self, parent: RDD, n: int) -> None:
+        super().__init__(parent.ctx, n)
+        self.parent = parent
+        self._np = parent.num_partitions
+
+    def _deps(self) -> list[RDD | ShuffleDependency]:
+        return [self.parent]
+
+    def _range(self, split: int) -> range:
+        return range(split * self._np // self.num_partitions, (split + 1) * self._np // self.num_partitions)
+
+    def _parent_splits(self, split: int) -> list[tuple[RDD, int]]:
+        return [(self.parent, s) for s in self._range(split)]
+
+    def _params(self, needed: set[int], outputs: dict[int, list]) -> dict:
+        return {"np": self._np}
+
+    def compute(self, split: int, task: Any) -> Iterator[Any]:
+        return itertools.chain.from_iterable(self.parent.iterator(s, task) for s in self._range(split))
+
+    @classmethod
+    def _build(cls, params: dict, parents: list[RDD], n: int) -> RDD:
+        node = _bare(cls, n)
+        node.parent = parents[0]
+        node._np = params["np"]
+        return node
+
+
 class ZippedRDD(RDD):
     """(a, b) pairs of records at the same position of two equally partitioned RDDs."""
 
@@ -1017,7 +1100,7 @@ def _merge_groups(a: list[list], b: list[list]) -> list[list]:
     return a
 
 
-_KINDS: dict[str, type[RDD]] = {c.kind: c for c in (ParallelCollection, TextFileRDD, PipedRDD, UnionRDD,
+_KINDS: dict[str, type[RDD]] = {c.kind: c for c in (ParallelCollection, TextFileRDD, PipedRDD, UnionRDD, CoalescedRDD,
                                                       CartesianRDD, ZippedRDD, ShuffledRDD, CoGroupedRDD)}
 
 

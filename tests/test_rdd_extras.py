@@ -48,3 +48,19 @@ def test_key_by_and_sort_by(ctx: Context) -> None:
 def test_sample_takes_pysparks_argument_order_too(ctx: Context) -> None:
     rdd = ctx.parallelize(range(1000), 4)
     assert rdd.sample(False, 0.3, 7).collect() == rdd.sample(0.3, False, 7).collect()
+
+
+def test_repartition_coalesce_zip_with_index_take_ordered_lookup(ctx: Context) -> None:
+    rdd = ctx.parallelize(list(range(100)), 3)
+    again = rdd.repartition(5)
+    assert again.getNumPartitions() == 5 and sorted(again.collect()) == list(range(100))
+    assert max(again.glom().map(len).collect()) <= 21              # about equal parts
+    fewer = rdd.coalesce(2)
+    assert fewer.getNumPartitions() == 2 and fewer.collect() == list(range(100))   # order kept
+    assert rdd.coalesce(10) is rdd
+    assert rdd.coalesce(2, shuffle=True).getNumPartitions() == 2
+    assert rdd.zipWithIndex().collect() == [(x, i) for i, x in enumerate(range(100))]
+    assert ctx.parallelize(DATA, 3).takeOrdered(3) == sorted(DATA)[:3]
+    assert ctx.parallelize(DATA, 3).takeOrdered(2, key=neg) == sorted(DATA, key=neg)[:2]
+    pairs = ctx.parallelize([(w[0], w) for w in WORDS], 2)
+    assert pairs.lookup("p") == ["pear"] and pairs.lookup("z") == []
