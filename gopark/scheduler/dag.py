@@ -165,6 +165,8 @@ class DAGScheduler:
                           f"{action[0]} at {rdd.site.partition(' at ')[2] or rdd.kind}")
             self.job = job = Job(final, action)
             self.progress.job_started()
+            log.debug("job: %s on %d partitions, final stage %d, parent stages %s", final.name,
+                      len(partitions), final.id, [p.id for p in final.parents])
             try:
                 if partitions:
                     self._submit_stage(final)
@@ -177,6 +179,7 @@ class DAGScheduler:
                     self.backend.cancel(list(job.tasks))
                 self.job = None
                 self.progress.job_ended()
+            log.debug("job: %s %s", final.name, "failed" if job.error else "done")
             if job.error is not None:
                 raise job.error
             return [job.results[p] for p in partitions]
@@ -198,6 +201,7 @@ class DAGScheduler:
             return
         missing_parents = [p for p in stage.parents if self._missing(p)]
         if missing_parents:
+            log.debug("stage %d (%s) waits for stages %s", stage.id, stage.name, [p.id for p in missing_parents])
             job.waiting.add(stage)
             for p in missing_parents:
                 self._submit_stage(p)
@@ -206,6 +210,7 @@ class DAGScheduler:
         if not todo:
             self._stage_done(stage)
             return
+        log.debug("stage %d (%s) runs %d of its %d tasks", stage.id, stage.name, len(todo), len(stage.partitions))
         job.running.add(stage)
         job.pending[stage.id] = set(todo)
         launched = job.launched.setdefault(stage.id, set())
@@ -285,6 +290,7 @@ class DAGScheduler:
         """Mutates: running, waiting. Start the waiting stages whose parents are now ready."""
         job = self.job
         assert job is not None
+        log.debug("stage %d (%s) done", stage.id, stage.name)
         job.running.discard(stage)
         if stage is not job.final:
             if self._missing(stage):   # outputs were lost meanwhile: run the rest

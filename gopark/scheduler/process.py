@@ -171,6 +171,7 @@ class ProcessBackend:
         env = worker_environment(self._endpoint, self._token, wid, self._work_dir, self._mem, self._compress)
         proc = subprocess.Popen(worker_command(), env=env, stdin=subprocess.DEVNULL, close_fds=True)
         pidfd = os.pidfd_open(proc.pid)
+        log.debug("worker %s started (pid %d)", wid, proc.pid)
         w = _Worker(wid, proc, pidfd)
         self._workers[wid] = w
         self._by_fd[pidfd] = w
