@@ -13,7 +13,7 @@ setup(
         "pyinstaller>=6.0,<7",
         "requests>=2.28,<3",
     ],
-    extras_require={"test": ["pytest>=7,<10", "ruff>=0.4"]},
+    extras_require={"test": ["pytest>=7,<10", "ruff>=0.4", "hypothesis>=6,<7"]},
     data_files=[("share/gopark", ["build.spec"])],
     entry_points={"console_scripts": ["gopark=gopark.cli:main"]},
 )
