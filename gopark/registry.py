@@ -214,6 +214,9 @@ def _import_module_for(module: str) -> None:
 def lookup(name: str, module: str | None = None) -> Callable[..., Any]:
     """The function registered as ``name``, importing ``module`` first if needed."""
     fn = _registry.get(name)
+    if fn is None and module == "__main__":
+        raise LookupError(f"{name!r} was registered in an interactive session (no script file), which other "
+                          "processes cannot import: run it with -m local, or move it into a module")
     if fn is None and module:
         _import_module_for(module)
         fn = _registry.get(name)

@@ -27,3 +27,27 @@ def test_a_bare_context_under_pytest_ignores_pytests_own_options(tmp_path: str) 
                             env=dict(os.environ, PYTHONPATH=ROOT))
     assert result.returncode == 0, result.stdout + result.stderr
     assert "1 passed" in result.stdout
+
+
+INTERACTIVE = '''
+from gopark import Context, JobError, register_func
+
+@register_func
+def inc(x):
+    return x + 1
+
+with Context("local", quiet=True) as ctx:
+    print(ctx.parallelize([1, 2]).map(inc).collect())
+with Context("process:2", quiet=True, max_failures=1) as ctx:
+    try:
+        ctx.parallelize([1, 2]).map(inc).collect()
+    except JobError as e:
+        print("JobError", e.remote_type, "interactive session" in e.remote_message)
+'''
+
+
+def test_functions_of_an_interactive_session_run_locally_and_say_why_not_elsewhere() -> None:
+    result = subprocess.run([sys.executable, "-c", INTERACTIVE], capture_output=True, text=True, timeout=120,
+                            env=dict(os.environ, PYTHONPATH=ROOT))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ["[2, 3]", "JobError LookupError True"]
