@@ -143,3 +143,15 @@ def test_unreachable_master_is_one_clear_line(env: Env) -> None:
     lines = result.stderr.strip().splitlines()
     assert result.returncode != 0
     assert len(lines) == 1 and lines[0].startswith("gopark: error:") and "10.77.0.99:9421" in lines[0], lines
+
+
+def test_num_splits_cuts_chunks_into_smaller_splits(env: Env, expected: dict[str, int]) -> None:
+    info = env.cluster.file_info(env.mnt / "g2" / "corpus.txt")
+    with Context("process:2", quiet=True) as ctx:
+        rdd = ctx.textFile(env.url("g2/corpus.txt"), numSplits=6)
+        assert rdd.getNumPartitions() >= 6
+        for i in range(rdd.getNumPartitions()):      # every split still prefers its own chunk's servers
+            chunk = rdd.splits[i]["start"] // (64 << 20)
+            assert rdd.preferredLocations(i) == sorted(c.split(":")[0] for c in info[chunk]["copies"])
+        counts = rdd.flatMap(words).map(partial(pair, n=1)).reduceByKey(add).collectAsMap()
+    assert counts == expected

@@ -35,11 +35,19 @@ def _is_moosefs(path: str) -> bool:
     return moosefs.is_mfs_path(path)
 
 
-def _plan_moosefs(path: str, split_size: int | None) -> list[dict]:
-    """MooseFS splits, with its errors as gopark's input errors (one line each)."""
+def _plan_moosefs(path: str, split_size: int | None, num_splits: int | None) -> list[dict]:
+    """MooseFS splits, with its errors as gopark's input errors (one line each).
+
+    Splits never span chunks; ``numSplits`` asks for smaller ones when the
+    chunks give fewer (down to 64 KiB blocks).
+    """
     from gopark.io import moosefs
     try:
-        return moosefs.plan_splits(path, split_size)
+        splits = moosefs.plan_splits(path, split_size)
+        if num_splits and not split_size and len(splits) < num_splits:
+            total = sum(s["end"] - s["start"] for s in splits if "compression" not in s)
+            splits = moosefs.plan_splits(path, max(moosefs.BLOCK_SIZE, total // num_splits))
+        return splits
     except FileNotFoundError as exc:
         raise InputNotFound(f"textFile: {exc}") from None
     except OSError as exc:
@@ -73,8 +81,8 @@ def plan_splits(path: str, split_size: int | None = None, num_splits: int | None
         raise ValueError(f"textFile: splitSize must be a positive number of bytes, not {split_size!r}")
     if num_splits is not None and (not isinstance(num_splits, int) or num_splits < 1):
         raise ValueError(f"textFile: numSplits must be a positive integer, not {num_splits!r}")
-    if _is_moosefs(path):   # splits follow chunks; numSplits cannot be honoured exactly there
-        return _plan_moosefs(path, split_size)
+    if _is_moosefs(path):
+        return _plan_moosefs(path, split_size, num_splits)
     files = _list_files(os.path.expanduser(path))
     plain = [(f, os.path.getsize(f)) for f in files if not f.endswith((".gz", ".bz2"))]
     if split_size is None:
