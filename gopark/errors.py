@@ -28,7 +28,8 @@ class SerializationError(GoparkError, TypeError):
 class FetchFailed(GoparkError):
     """A reducer could not read one map output; the map stage must run again."""
 
-    def __init__(self, shuffle_id: int, map_id: int, reduce_id: int, host: str, reason: str = "") -> None:
+    def __init__(self, shuffle_id: int, map_id: int, reduce_id: int, host: str, reason: str = "",
+                 missing: list[tuple[int, str]] | None = None) -> None:
         super().__init__(f"fetch of shuffle {shuffle_id} map {map_id} reduce {reduce_id} "
                          f"from {host} failed: {reason}")
         self.shuffle_id = shuffle_id
@@ -36,6 +37,8 @@ class FetchFailed(GoparkError):
         self.reduce_id = reduce_id
         self.host = host
         self.reason = reason
+        # every (map, path) found missing at once, so they are all recomputed in one round
+        self.missing = missing or [(map_id, "")]
 
 
 class JobError(GoparkError):

@@ -138,9 +138,10 @@ def write_map_output(records: Iterable[Any], root: str, shuffle_id: int, map_id:
     """
     base = os.path.join(root, f"shuffle-{shuffle_id}")
     os.makedirs(base, exist_ok=True)
-    final = os.path.join(base, str(map_id))
-    tmp = tempfile.mkdtemp(prefix=f"{map_id}.{attempt}.", dir=base)
-    buckets = _Buckets(tmp, partitioner.num_partitions, compress)
+    # a folder of its own per attempt: the driver registers it only once the task has succeeded,
+    # and a re-run never has to replace (or trust) an earlier attempt's files
+    folder = tempfile.mkdtemp(prefix=f"{map_id}-{attempt}-", dir=base)
+    buckets = _Buckets(folder, partitioner.num_partitions, compress)
     budget = Budget(mem_bytes)
     try:
         if merge_value is not None:
@@ -150,14 +151,10 @@ def write_map_output(records: Iterable[Any], root: str, shuffle_id: int, map_id:
         buckets.flush()
     except BaseException:
         buckets.close()
-        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(folder, ignore_errors=True)
         raise
     buckets.close()
-    try:
-        os.rename(tmp, final)
-    except OSError:  # an earlier attempt already wrote this output: keep it
-        shutil.rmtree(tmp, ignore_errors=True)
-    return final
+    return folder
 
 
 _CHECK_EVERY = 1024   # records between two looks at the memory budget
@@ -244,12 +241,22 @@ def _append(records: Iterable[Any], buckets: _Buckets, budget: Budget, partition
 _first = operator.itemgetter(0)
 
 
+def read_shuffle(shuffle_id: int, locations: list[dict], reduce_id: int) -> Iterator[tuple[Any, Any]]:
+    """The pairs every map output holds for one reducer; FetchFailed naming every output found gone."""
+    gone = [(m, loc["path"]) for m, loc in enumerate(locations) if not os.path.isdir(loc["path"])]
+    if gone:
+        m = gone[0][0]
+        raise FetchFailed(shuffle_id, m, reduce_id, locations[m].get("host", "?"), "map output is gone", gone)
+    return itertools.chain.from_iterable(read_bucket(loc, shuffle_id, m, reduce_id)
+                                         for m, loc in enumerate(locations))
+
+
 def read_bucket(location: dict, shuffle_id: int, map_id: int, reduce_id: int) -> Iterator[tuple[Any, Any]]:
     """The (key, value) pairs one map output holds for one reducer; FetchFailed if it is gone."""
     folder = location["path"]
     host = location.get("host", "?")
     if not os.path.isdir(folder):
-        raise FetchFailed(shuffle_id, map_id, reduce_id, host, "map output is gone")
+        raise FetchFailed(shuffle_id, map_id, reduce_id, host, "map output is gone", [(map_id, folder)])
     path = os.path.join(folder, str(reduce_id))
     if not os.path.exists(path):
         return iter(())      # this map sent nothing to this reducer
@@ -258,7 +265,7 @@ def read_bucket(location: dict, shuffle_id: int, map_id: int, reduce_id: int) ->
         try:
             yield from read_chunks(path)
         except OSError as exc:
-            raise FetchFailed(shuffle_id, map_id, reduce_id, host, str(exc)) from exc
+            raise FetchFailed(shuffle_id, map_id, reduce_id, host, str(exc), [(map_id, folder)]) from exc
 
     return itertools.chain.from_iterable(map(_pairs, chunks()))
 

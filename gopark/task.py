@@ -7,7 +7,7 @@ result; nothing in between is pickled and no code is received.
 
 Result: ``{"ok": True, "v": packed value, "stream": bool, "acc": {key: delta},
 "cached": [[rdd, split], ...]}`` or ``{"ok": False, "type", "msg", "tb",
-"func", "fetch": [shuffle, map, reduce, host] | None}``.
+"func", "fetch": [shuffle, [[map, path], ...]] | None}``.
 """
 from __future__ import annotations
 
@@ -137,7 +137,7 @@ def run_task(payload: bytes, env: WorkerEnv) -> bytes:
             tc.commit()
             return result
         except (Exception, SystemExit) as exc:  # the task's own failure: reported, never raised here
-            fetch = [exc.shuffle_id, exc.map_id, exc.reduce_id, exc.host] if isinstance(exc, FetchFailed) else None
+            fetch = [exc.shuffle_id, [list(m) for m in exc.missing]] if isinstance(exc, FetchFailed) else None
             return serialize.packb({
                 "ok": False, "type": type(exc).__name__, "msg": str(exc),
                 "tb": "".join(traceback.format_exception(exc)), "func": _failing_func(exc.__traceback__),

@@ -93,3 +93,22 @@ def test_a_failed_job_does_not_leave_its_tasks_running() -> None:
         assert time.monotonic() - started < 30
         workers = ctx.backend.worker_pids
         assert len(workers) == 2
+
+
+def test_every_lost_map_output_is_recomputed_in_one_round(ctx: Context) -> None:
+    calls = ctx.accumulator(0)
+    reduced = ctx.parallelize(range(120), 12).map(partial(keyed, calls)).reduceByKey(add, 3)
+    expected = reduced.collectAsMap()
+    for folder in glob.glob(os.path.join(ctx.work_dir, "shuffle", "shuffle-*", "[0-9]*")):
+        shutil.rmtree(folder)                      # all twelve map outputs are lost
+    assert reduced.collectAsMap() == expected
+    assert calls.value == 240                      # each map task ran once more, no more
+
+
+def test_a_damaged_map_output_is_replaced_by_the_rerun(ctx: Context) -> None:
+    reduced = ctx.parallelize(range(60), 2).map(partial(keyed, ctx.accumulator(0))).reduceByKey(add, 2)
+    expected = reduced.collectAsMap()
+    buckets = sorted(glob.glob(os.path.join(ctx.work_dir, "shuffle", "shuffle-*", "[0-9]*", "*")))
+    with open(buckets[-1], "r+b") as f:
+        f.truncate(3)                              # a truncated bucket: a FetchFailed, not an end of data
+    assert reduced.collectAsMap() == expected

@@ -8,8 +8,10 @@ of a running stage is one task; the backend (local, process, Mesos) runs it
 where its preferred locations say when it can. A failed task runs again until
 it has failed ``max_failures`` times, then the job fails with JobError. A task
 whose worker died is a failed task. A reducer that cannot read a map output
-reports FetchFailed: that output is marked lost, the epoch goes up, the map
-stage runs again for what is missing, and the reduce stage resumes after it.
+reports FetchFailed naming every output it found gone: those outputs (if
+still the ones it was given) are marked lost, the map stage runs again for
+what is missing, and the reduce stage resumes after it; a stage that loses
+outputs more than ``max_failures`` times fails the job.
 
 This class is both layers of Spark's split: the DAG part (stages, shuffle
 outputs, fetch failures) and the task-set part (attempt counts, locality
@@ -23,7 +25,6 @@ State. One thread owns it: the one running the job (``run_job`` blocks on
       shuffle_outputs: {shuffle_id: [location | None] per map partition}
       shuffle_stages:  {shuffle_id: Stage}
       cache_locs:      {(rdd_id, split): worker_id}
-      epoch:           int, bumped when map outputs are lost
     per job (``Job``):
       waiting:  set[Stage]                 parents not ready yet
       running:  set[Stage]
@@ -31,6 +32,7 @@ State. One thread owns it: the one running the job (``run_job`` blocks on
       launched: {stage_id: {partition}}    a task is out for it
       tasks:    {task_id: Task}            out, not answered
       attempts: {(stage_id, partition): failures}
+      fetch_failures: {stage_id: rounds of lost map outputs}
       results:  {partition: value}         of the final stage
 """
 from __future__ import annotations
@@ -43,7 +45,7 @@ import threading
 from typing import Any, Protocol
 
 from gopark import actions, registry, serialize, shared
-from gopark.errors import GoparkError, job_error
+from gopark.errors import job_error
 from gopark.progress import Progress
 from gopark.rdd import RDD, ShuffleDependency, lineage_to_wire
 
@@ -81,7 +83,6 @@ class Task:
     stage: Stage
     split: int
     attempt: int
-    epoch: int
 
 
 @dataclasses.dataclass
@@ -94,6 +95,7 @@ class Job:
     launched: dict[int, set[int]] = dataclasses.field(default_factory=dict)
     tasks: dict[int, Task] = dataclasses.field(default_factory=dict)
     attempts: dict[tuple[int, int], int] = dataclasses.field(default_factory=dict)
+    fetch_failures: dict[int, int] = dataclasses.field(default_factory=dict)
     results: dict[int, Any] = dataclasses.field(default_factory=dict)
     error: BaseException | None = None
 
@@ -113,7 +115,6 @@ class DAGScheduler:
         self.shuffle_outputs: dict[int, list[dict | None]] = {}
         self.shuffle_stages: dict[int, Stage] = {}
         self.cache_locs: dict[tuple[int, int], str] = {}
-        self.epoch = 0
         self._ids = itertools.count()
         self._tids = itertools.count()
         self._job_lock = threading.Lock()
@@ -225,7 +226,7 @@ class DAGScheduler:
         assert job is not None and self.backend is not None
         tid = next(self._tids)
         attempt = job.attempts.get((stage.id, split), 0)
-        task = Task(tid, stage, split, attempt, self.epoch)
+        task = Task(tid, stage, split, attempt)
         wire: dict[str, Any] = {"tid": tid, "stage": stage.id, "split": split, "attempt": attempt,
                                 "lineage": lineage_to_wire(stage.rdd, split, self.shuffle_outputs)}
         if stage.dep is not None:
@@ -322,7 +323,8 @@ class DAGScheduler:
         log.info("task %d of stage %d failed (%d): %s: %s", task.split, stage.id, job.attempts[key],
                  result["type"], result["msg"])
         if job.attempts[key] < self.max_failures:
-            self._launch(stage, task.split)
+            if stage not in job.waiting:   # else its stage, waiting for lost map outputs, relaunches it
+                self._launch(stage, task.split)
             return
         func = result["func"] or _stage_func(stage, job.action)
         job.error = job_error(
@@ -331,19 +333,22 @@ class DAGScheduler:
             result["type"], result["msg"], result["tb"], func)
 
     def _handle_fetch_failed(self, task: Task, fetch: list) -> None:
+        """Mutates: the lost map outputs, fetch_failures, waiting. Run the lost map tasks, then this stage."""
         job = self.job
         assert job is not None
-        shuffle_id, map_id = fetch[0], fetch[1]
-        log.info("fetch of shuffle %d map %d failed; running that map task again", shuffle_id, map_id)
-        outputs = self.shuffle_outputs.get(shuffle_id)
-        if outputs is not None and task.epoch >= self.epoch:
-            outputs[map_id] = None
-            self.epoch += 1
+        shuffle_id, missing = fetch
+        outputs = self.shuffle_outputs.get(shuffle_id, [])
+        lost = [m for m, path in missing if outputs[m] is not None and outputs[m]["path"] == path]
+        for m in lost:            # an output registered since the reducer started is not lost
+            outputs[m] = None
+        log.info("shuffle %d: map outputs %s lost; running those map tasks again", shuffle_id, lost)
         stage = task.stage
-        key = (stage.id, task.split)
-        job.attempts[key] = job.attempts.get(key, 0) + 1
-        if job.attempts[key] >= self.max_failures * 2:
-            job.error = GoparkError(f"stage {stage.id} ({stage.name}) kept losing its map outputs")
+        if lost:
+            job.fetch_failures[stage.id] = job.fetch_failures.get(stage.id, 0) + 1
+        if job.fetch_failures.get(stage.id, 0) > self.max_failures:
+            job.error = job_error(f"stage {stage.id} ({stage.name}) lost its map outputs "
+                                  f"{job.fetch_failures[stage.id]} times", "FetchFailed",
+                                  "map outputs keep being lost", "", None)
             return
         job.running.discard(stage)
         job.waiting.add(stage)
