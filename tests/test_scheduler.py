@@ -11,6 +11,7 @@ import glob
 import io
 import os
 import shutil
+import signal
 import time
 from functools import partial
 
@@ -112,3 +113,18 @@ def test_a_damaged_map_output_is_replaced_by_the_rerun(ctx: Context) -> None:
     with open(buckets[-1], "r+b") as f:
         f.truncate(3)                              # a truncated bucket: a FetchFailed, not an end of data
     assert reduced.collectAsMap() == expected
+
+
+def test_workers_killed_between_and_during_jobs_are_replaced_every_time() -> None:
+    with Context("process:2", quiet=True) as ctx:
+        for i in range(30):
+            deadline = time.monotonic() + 10
+            while len(ctx.backend.worker_pids) < 2 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            pids = ctx.backend.worker_pids
+            os.kill(pids[i % len(pids)], signal.SIGKILL)     # often an idle, ready worker
+            assert ctx.parallelize(range(40), 8).map(abs).count() == 40
+        deadline = time.monotonic() + 10
+        while len(ctx.backend.worker_pids) != 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(ctx.backend.worker_pids) == 2

@@ -83,7 +83,6 @@ class ProcessBackend:
                  compress: bool) -> None:
         self.default_parallelism = n
         self._compress = compress
-        self._n = n
         self._post = post
         self._work_dir = work_dir
         self._mem = mem_bytes
@@ -98,7 +97,7 @@ class ProcessBackend:
         self._lock = threading.Lock()
         self._submitted: collections.deque = collections.deque()
         self._cancelled: set[int] = set()
-        self._queue: list[tuple[int, bytes, list[str]]] = []
+        self._queue: collections.deque[tuple[int, bytes, list[str]]] = collections.deque()
         self._workers: dict[str, _Worker] = {}
         self._by_fd: dict[int, _Worker] = {}
         self._seq = 0
@@ -111,6 +110,9 @@ class ProcessBackend:
     # -- called by the scheduler thread ---------------------------------------------
     def submit(self, tid: int, payload: bytes, preferred: list[str]) -> None:
         with self._lock:
+            if self._broken:      # nobody is left to run it: say so now rather than never
+                self._post(("lost", tid, self._broken, "driver"))
+                return
             self._submitted.append((tid, payload, preferred))
         os.eventfd_write(self._wake, 1)
 
@@ -127,6 +129,7 @@ class ProcessBackend:
         self._stopping = True
         os.eventfd_write(self._wake, 1)
         self._thread.join()
+        os.close(self._wake)      # only now: submit/cancel from other threads may still write to it
 
     @property
     def worker_pids(self) -> list[int]:
@@ -140,7 +143,7 @@ class ProcessBackend:
         poller.register(self._router, zmq.POLLIN)
         poller.register(self._wake, zmq.POLLIN)
         try:
-            for _ in range(self._n):
+            for _ in range(self.default_parallelism):
                 self._spawn(poller)
             while not self._stopping:
                 ready = dict(poller.poll())
@@ -157,10 +160,15 @@ class ProcessBackend:
                 for fd in [fd for fd in ready if fd in self._by_fd]:
                     self._handle_exit(poller, self._by_fd[fd])
                 self._dispatch()
-        except Exception:  # the backend itself broke: fail what is queued rather than hang
+        except Exception:  # the backend itself broke: every task it holds is lost, later ones too
             log.exception("the process backend failed")
-            self._broken = "the process backend failed"
-            for tid, _, _ in self._queue:
+            with self._lock:
+                self._broken = "the process backend failed"
+                held = [t[0] for t in self._queue] + [t[0] for t in self._submitted]
+                held += [w.task for w in self._workers.values() if w.task is not None]
+                self._queue.clear()
+                self._submitted.clear()
+            for tid in held:
                 self._post(("lost", tid, self._broken, "driver"))
         finally:
             self._shutdown()
@@ -169,7 +177,14 @@ class ProcessBackend:
         self._seq += 1
         wid = f"w{self._seq}"
         env = worker_environment(self._endpoint, self._token, wid, self._work_dir, self._mem, self._compress)
-        proc = subprocess.Popen(worker_command(), env=env, stdin=subprocess.DEVNULL, close_fds=True)
+        try:
+            proc = subprocess.Popen(worker_command(), env=env, stdin=subprocess.DEVNULL, close_fds=True)
+        except OSError as exc:      # e.g. no more processes or files: as if it died at once
+            log.warning("cannot start a worker: %s", exc)
+            self._early_deaths += 1
+            if self._early_deaths >= _MAX_EARLY_DEATHS:
+                self._broken = f"workers cannot be started: {exc}"
+            return
         pidfd = os.pidfd_open(proc.pid)
         log.debug("worker %s started (pid %d)", wid, proc.pid)
         w = _Worker(wid, proc, pidfd)
@@ -209,7 +224,7 @@ class ProcessBackend:
         log.info("%s", reason)
         if w.task is not None:
             self._post(("lost", w.task, reason, w.wid))
-        if not w.ready:
+        if not w.ready and code > 0:   # failed on its own before serving (not killed): a crash loop?
             self._early_deaths += 1
             if self._early_deaths >= _MAX_EARLY_DEATHS:
                 self._broken = f"workers die before they start ({reason}); see their error above"
@@ -217,7 +232,7 @@ class ProcessBackend:
             self._spawn(poller)
 
     def _cancel(self, tids: set[int]) -> None:
-        self._queue = [t for t in self._queue if t[0] not in tids]
+        self._queue = collections.deque(t for t in self._queue if t[0] not in tids)
         for w in self._workers.values():
             if w.task in tids:
                 w.proc.kill()   # its exit is seen through its pidfd; a new worker takes its place
@@ -230,11 +245,16 @@ class ProcessBackend:
             return
         idle = [w for w in self._workers.values() if w.ready and w.task is None]
         while idle and self._queue:
-            tid, payload, preferred = self._queue.pop(0)
+            tid, payload, preferred = task = self._queue.popleft()
             w = next((w for w in idle if w.wid in preferred), idle[0])
             idle.remove(w)
+            try:
+                self._router.send_multipart([w.wid.encode(), b"task", str(tid).encode(), payload], copy=False)
+            except zmq.ZMQError:    # it died since the poll: its pidfd will say so; the task waits
+                w.ready = False
+                self._queue.appendleft(task)
+                continue
             w.task = tid
-            self._router.send_multipart([w.wid.encode(), b"task", str(tid).encode(), payload], copy=False)
 
     def _shutdown(self) -> None:
         """Idle workers are asked to leave; busy or unstarted ones are ended at once."""
@@ -257,4 +277,3 @@ class ProcessBackend:
         self._by_fd.clear()
         self._router.close(0)
         self._zctx.term()
-        os.close(self._wake)
