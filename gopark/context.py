@@ -32,7 +32,10 @@ def _remove_stale_work_dirs() -> None:
     """Work folders of drivers that were killed before they could clean up."""
     for path in glob.glob(os.path.join(tempfile.gettempdir(), _WORK_PREFIX + "*")):
         pid = os.path.basename(path)[len(_WORK_PREFIX):].split("-")[0]
-        if not pid.isdigit() or os.stat(path).st_uid != os.getuid():
+        try:
+            if not pid.isdigit() or os.stat(path).st_uid != os.getuid():
+                continue
+        except OSError:     # another driver removed it first
             continue
         try:
             os.kill(int(pid), 0)

@@ -14,6 +14,10 @@ class InputNotFound(GoparkError, FileNotFoundError):
     """A path given to gopark (textFile, --conf) that does not exist."""
 
 
+class OutputExists(GoparkError, FileExistsError):
+    """saveAsTextFile into a folder that is not empty, without overwrite=True."""
+
+
 class InputUnavailable(GoparkError, OSError):
     """An input that exists but cannot be reached (e.g. its MooseFS master is down)."""
 

@@ -409,7 +409,7 @@ def external_sort(records: Iterable[Any], key: Callable[[Any], Any], reverse: bo
             if sample < 64:
                 sample += 1
                 est = (est * (sample - 1) + sys.getsizeof(record) + 64) // sample
-            if budget.over(est):
+            if len(run) % _CHECK_EVERY == 0 and budget.over(_CHECK_EVERY * est):
                 if folder is None:
                     os.makedirs(spill_root, exist_ok=True)
                     folder = tempfile.mkdtemp(prefix="sort-", dir=spill_root)

@@ -40,7 +40,7 @@ class WorkerEnv:
         self.worker_id = worker_id
         self.host = socket.gethostname()
         self.cache_on_disk = cache_on_disk
-        self.cache: dict[tuple[int, int], list] = {}
+        self.cache: dict[tuple[int, int], bytes] = {}   # packed partitions this process computed
 
     def cache_path(self, rdd_id: int, split: int) -> str:
         return os.path.join(self.work_dir, "cache", f"{rdd_id}-{split}")
@@ -49,45 +49,45 @@ class WorkerEnv:
 class TaskContext:
     """One running task: its env, and the partitions it cached.
 
-    A partition cached by a task is kept only when the task succeeds
-    (:meth:`commit`): a failed attempt's accumulator updates are dropped, so its
-    cached data must go too, or the retry would read it without counting.
+    Cached partitions are kept packed and unpacked at each read, so no task can
+    change them by changing its records in place. A partition cached by a task
+    is kept only when the task succeeds (:meth:`commit`): a failed attempt's
+    accumulator updates are dropped, so its cached data must go too, or the
+    retry would read it without counting.
     """
 
-    def __init__(self, env: WorkerEnv, split: int, attempt: int) -> None:
+    def __init__(self, env: WorkerEnv) -> None:
         self.env = env
-        self.split = split
-        self.attempt = attempt
-        self.computed: dict[tuple[int, int], list] = {}
+        self.computed: dict[tuple[int, int], bytes] = {}
 
     def cached(self, rdd: RDD, split: int) -> Iterator[Any]:
-        """A cached RDD's partition: from memory, the shared disk copy, or computed once now."""
+        """A cached RDD's partition: from this worker's memory, the shared disk copy, or computed once now."""
         env, key = self.env, (rdd.id, split)
-        data = env.cache.get(key)
-        if data is None:
-            data = self.computed.get(key)
-        if data is not None:
-            return iter(data)
-        path = env.cache_path(*key)
-        if env.cache_on_disk and os.path.exists(path):
-            with open(path, "rb") as f:
-                data = env.cache[key] = serialize.unpackb(f.read())
-            return iter(data)
-        data = self.computed[key] = list(rdd.compute(split, self))
+        packed = env.cache.get(key) or self.computed.get(key)
+        if packed is None and env.cache_on_disk:
+            try:
+                with open(env.cache_path(*key), "rb") as f:
+                    packed = f.read()      # another worker's: read again next time, not kept here
+            except FileNotFoundError:
+                pass
+        if packed is not None:
+            return iter(serialize.unpackb(packed))
+        data = list(rdd.compute(split, self))
+        self.computed[key] = serialize.packb(data, "cache")
         return iter(data)
 
     def commit(self) -> None:
         """The task succeeded: keep what it cached."""
         env = self.env
-        for (rdd_id, split), data in self.computed.items():
+        for (rdd_id, split), packed in self.computed.items():
             if env.cache_on_disk:
                 path = env.cache_path(rdd_id, split)
                 os.makedirs(os.path.dirname(path), exist_ok=True)
                 tmp = f"{path}.{os.getpid()}.tmp"
                 with open(tmp, "wb") as f:
-                    f.write(serialize.packb(data, "cache"))
+                    f.write(packed)
                 os.replace(tmp, path)
-            env.cache[(rdd_id, split)] = data
+            env.cache[(rdd_id, split)] = packed
 
     def merger(self, agg: list | None, merge_combiners: Any = None) -> Merger:
         """A reduce-side merger for an aggregator ``[create, merge_value, merge_combiners]``."""
@@ -126,7 +126,7 @@ def _run(task: dict, tc: TaskContext) -> tuple[Any, bool]:
 def run_task(payload: bytes, env: WorkerEnv) -> bytes:
     """Run one packed task; the packed result (never raises for the task's own errors)."""
     task = serialize.unpackb(payload)
-    tc = TaskContext(env, task["split"], task["attempt"])
+    tc = TaskContext(env)
     with shared.task_updates() as updates:
         try:
             value, stream = _run(task, tc)

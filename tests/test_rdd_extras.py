@@ -64,3 +64,16 @@ def test_repartition_coalesce_zip_with_index_take_ordered_lookup(ctx: Context) -
     assert ctx.parallelize(DATA, 3).takeOrdered(2, key=neg) == sorted(DATA, key=neg)[:2]
     pairs = ctx.parallelize([(w[0], w) for w in WORDS], 2)
     assert pairs.lookup("p") == ["pear"] and pairs.lookup("z") == []
+
+
+@register_func
+def singleton(i: int) -> tuple[int, list[int]]:
+    return (i % 2, [i])
+
+
+def test_in_place_changes_downstream_never_reach_a_cached_rdd(ctx: Context) -> None:
+    import operator
+    cached = ctx.parallelize(range(6), 3).map(singleton).cache()
+    before = cached.collect()
+    assert sorted(cached.reduceByKey(operator.iadd).collect()) == [(0, [0, 2, 4]), (1, [1, 3, 5])]
+    assert cached.collect() == before == [(i % 2, [i]) for i in range(6)]

@@ -21,7 +21,7 @@ import shutil
 from collections.abc import Iterable, Iterator
 from typing import Any, BinaryIO
 
-from gopark.errors import InputNotFound, InputUnavailable
+from gopark.errors import InputNotFound, InputUnavailable, OutputExists
 
 DEFAULT_SPLIT_SIZE = 64 << 20
 _BLOCK = 1 << 20
@@ -167,10 +167,10 @@ def prepare_output(path: str, overwrite: bool) -> str:
     path = os.path.abspath(os.path.expanduser(path))
     if os.path.exists(path):
         if not os.path.isdir(path):
-            raise FileExistsError(f"saveAsTextFile: {path!r} exists and is not a folder")
+            raise OutputExists(f"saveAsTextFile: {path!r} exists and is not a folder")
         if os.listdir(path):
             if not overwrite:
-                raise FileExistsError(f"saveAsTextFile: {path!r} is not empty (pass overwrite=True to replace it)")
+                raise OutputExists(f"saveAsTextFile: {path!r} is not empty (pass overwrite=True to replace it)")
             shutil.rmtree(path)
     os.makedirs(os.path.join(path, "_temporary"), exist_ok=True)
     return path
