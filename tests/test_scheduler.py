@@ -128,3 +128,16 @@ def test_workers_killed_between_and_during_jobs_are_replaced_every_time() -> Non
         while len(ctx.backend.worker_pids) != 2 and time.monotonic() < deadline:
             time.sleep(0.05)
         assert len(ctx.backend.worker_pids) == 2
+
+
+@register_func
+def halve(x):
+    return x // 2
+
+
+def test_a_chain_of_many_shuffles_plans_without_recursion() -> None:
+    with Context("local", quiet=True) as ctx:
+        rdd = ctx.parallelize([(i % 7, 1) for i in range(70)], 2)
+        for _ in range(600):                      # 600 shuffles, planned and run in one job
+            rdd = rdd.reduceByKey(add, 2).mapValue(halve)
+        assert sorted(rdd.collect()) == [(k, 0) for k in range(7)]

@@ -125,8 +125,10 @@ class DAGScheduler:
         self.events.put(event)
 
     # -- planning -------------------------------------------------------------------
-    def _parent_stages(self, rdd: RDD) -> list[Stage]:
-        parents: dict[int, Stage] = {}
+    @staticmethod
+    def _shuffle_deps(rdd: RDD) -> list[ShuffleDependency]:
+        """The shuffles right under ``rdd``'s narrow lineage (the edges to its parent stages)."""
+        deps: dict[int, ShuffleDependency] = {}
         seen: set[int] = set()
         stack = [rdd]
         while stack:
@@ -136,21 +138,36 @@ class DAGScheduler:
             seen.add(r.id)
             for d in r._deps():
                 if isinstance(d, ShuffleDependency):
-                    stage = self._map_stage(d)
-                    parents[stage.id] = stage
+                    deps[d.shuffle_id] = d
                 else:
                     stack.append(d)
-        return list(parents.values())
+        return list(deps.values())
+
+    def _parent_stages(self, rdd: RDD) -> list[Stage]:
+        return [self._map_stage(d) for d in self._shuffle_deps(rdd)]
 
     def _map_stage(self, dep: ShuffleDependency) -> Stage:
-        stage = self.shuffle_stages.get(dep.shuffle_id)
-        if stage is None:
-            rdd = dep.rdd
-            stage = Stage(next(self._ids), rdd, self._parent_stages(rdd), dep,
-                          list(range(rdd.num_partitions)), dep.site or f"shuffle of {rdd.kind}")
-            self.shuffle_stages[dep.shuffle_id] = stage
-            self.shuffle_outputs[dep.shuffle_id] = [None] * rdd.num_partitions
-        return stage
+        """Mutates: shuffle_stages, shuffle_outputs. The stage of ``dep``, made (with its ancestors) once.
+
+        Without recursion: an iterative job of a thousand rounds is a chain of
+        two thousand stages.
+        """
+        stack: list[tuple[ShuffleDependency, bool]] = [(dep, False)]
+        while stack:
+            d, parents_made = stack.pop()
+            if d.shuffle_id in self.shuffle_stages:
+                continue
+            below = self._shuffle_deps(d.rdd)
+            if not parents_made:
+                stack.append((d, True))
+                stack.extend((p, False) for p in below if p.shuffle_id not in self.shuffle_stages)
+                continue
+            rdd = d.rdd
+            self.shuffle_stages[d.shuffle_id] = Stage(
+                next(self._ids), rdd, [self.shuffle_stages[p.shuffle_id] for p in below], d,
+                list(range(rdd.num_partitions)), d.site or f"shuffle of {rdd.kind}")
+            self.shuffle_outputs[d.shuffle_id] = [None] * rdd.num_partitions
+        return self.shuffle_stages[dep.shuffle_id]
 
     def _missing(self, stage: Stage) -> list[int]:
         if stage.dep is None:
@@ -198,15 +215,24 @@ class DAGScheduler:
         """Mutates: waiting/running. Run ``stage`` now if its parents are ready, else them first."""
         job = self.job
         assert job is not None
-        if stage in job.running or stage in job.waiting:
-            return
-        missing_parents = [p for p in stage.parents if self._missing(p)]
-        if missing_parents:
-            log.debug("stage %d (%s) waits for stages %s", stage.id, stage.name, [p.id for p in missing_parents])
-            job.waiting.add(stage)
-            for p in missing_parents:
-                self._submit_stage(p)
-            return
+        stack = [stage]
+        while stack:                      # not recursive: stage chains can be long
+            stage = stack.pop()
+            if stage in job.running or stage in job.waiting:
+                continue
+            missing_parents = [p for p in stage.parents if self._missing(p)]
+            if missing_parents:
+                log.debug("stage %d (%s) waits for stages %s", stage.id, stage.name,
+                          [p.id for p in missing_parents])
+                job.waiting.add(stage)
+                stack.extend(missing_parents)
+                continue
+            self._run_stage(stage)
+
+    def _run_stage(self, stage: Stage) -> None:
+        """Mutates: running, pending. Launch the tasks of ``stage`` whose output is missing."""
+        job = self.job
+        assert job is not None
         todo = self._missing(stage)
         if not todo:
             self._stage_done(stage)
