@@ -92,18 +92,20 @@ def remove_stale_unpack_dirs(min_age_s: float = 3.0) -> list[str]:
             build_id = f.read()
     except OSError:
         return []
-    live, now, removed = _live_unpack_dirs(), time.time(), []
-    live.add(os.path.realpath(meipass))
+    now, candidates = time.time(), []
     for d in glob.glob(os.path.join(os.path.dirname(meipass) or tempfile.gettempdir(), "_MEI*")):
-        real = os.path.realpath(d)
         try:
-            if real in live or now - os.stat(d).st_mtime < min_age_s:
+            if os.path.realpath(d) == os.path.realpath(meipass) or now - os.stat(d).st_mtime < min_age_s:
                 continue
             with open(os.path.join(d, BUILD_ID_FILE), "rb") as f:
-                if f.read() != build_id:
-                    continue
+                if f.read() == build_id:
+                    candidates.append(d)
         except OSError:
             continue
+    if not candidates:          # the usual case: no need to read every process' environment
+        return []
+    live = _live_unpack_dirs()
+    removed = [d for d in candidates if os.path.realpath(d) not in live]
+    for d in removed:
         shutil.rmtree(d, ignore_errors=True)
-        removed.append(d)
     return removed

@@ -53,6 +53,12 @@ def _num(value: Any, what: str) -> int | None:
     return value
 
 
+def _count(n: Any, what: str) -> int:
+    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+        raise ValueError(f"{what} needs a non-negative integer, not {n!r}")
+    return n
+
+
 class Aggregator:
     """How a shuffle folds values per key: three function references (``create`` None = identity)."""
 
@@ -150,8 +156,7 @@ class RDD:
         return registry.encode_func(fn, f"RDD.{what}")
 
     def _shuffle_parts(self, numSplits: int | None, *others: RDD) -> int:
-        return _num(numSplits, "numSplits") or max(
-            [self.num_partitions, *(o.num_partitions for o in others)] or [1]) or 1
+        return _num(numSplits, "numSplits") or max(self.num_partitions, *(o.num_partitions for o in others), 1)
 
     # -- narrow transformations ----------------------------------------------------
     def map(self, f: Callable[[Any], Any]) -> RDD:
@@ -537,9 +542,9 @@ class RDD:
         6
         """
         seq, comb = self._f(seqOp, "aggregate"), self._f(combOp, "aggregate")
-        serialize.packb_checked(zero, "RDD.aggregate")
+        zero_copy = serialize.unpackb(serialize.packb_checked(zero, "RDD.aggregate"))   # combOp may change it
         return functools.reduce(registry.decode_func(comb), self.ctx.runJob(self, ["aggregate", zero, seq]),
-                                serialize.unpackb(serialize.packb(zero)))
+                                zero_copy)
 
     def take(self, n: int) -> list:
         """The first ``n`` records, reading as few partitions as it can.
@@ -547,8 +552,7 @@ class RDD:
         >>> ctx.parallelize(range(100), 10).take(3)
         [0, 1, 2]
         """
-        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
-            raise ValueError(f"take needs a non-negative integer, not {n!r}")
+        _count(n, "take")
         taken: list = []
         done, batch = 0, 1
         while len(taken) < n and done < self.num_partitions:
@@ -576,8 +580,7 @@ class RDD:
         >>> ctx.parallelize([5, 1, 4]).top(2)
         [5, 4]
         """
-        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
-            raise ValueError(f"top needs a non-negative integer, not {n!r}")
+        _count(n, "top")
         ref = self._f(key, "top") if key is not None else None
         parts = self.ctx.runJob(self, ["top", n, ref])
         return heapq.nlargest(n, itertools.chain.from_iterable(parts),
@@ -589,8 +592,7 @@ class RDD:
         >>> ctx.parallelize([5, 1, 4, 2]).takeOrdered(2)
         [1, 2]
         """
-        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
-            raise ValueError(f"takeOrdered needs a non-negative integer, not {n!r}")
+        _count(n, "takeOrdered")
         ref = self._f(key, "takeOrdered") if key is not None else None
         parts = self.ctx.runJob(self, ["bottom", n, ref])
         return heapq.nsmallest(n, itertools.chain.from_iterable(parts),
@@ -705,10 +707,9 @@ class ParallelCollection(RDD):
 
     kind = "parallel"
 
-    def __init__(self, ctx: Any, slices: list, wire_slices: list | None = None) -> None:
+    def __init__(self, ctx: Any, slices: list) -> None:
         super().__init__(ctx, len(slices))
         self.slices = slices          # packed bytes, or ["range", start, stop, step]
-        self._wire_slices = wire_slices
 
     def _params(self, needed: set[int], outputs: dict[int, list]) -> dict:
         return {"slices": {i: self.slices[i] for i in needed}}
@@ -881,7 +882,7 @@ class UnionRDD(RDD):
         return [self._locate(split)]
 
     def _params(self, needed: set[int], outputs: dict[int, list]) -> dict:
-        return {"counts": [r.num_partitions for r in self.rdds]}
+        return {"counts": self.counts}
 
     def compute(self, split: int, task: Any) -> Iterator[Any]:
         r, s = self._locate(split)

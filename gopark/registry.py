@@ -248,9 +248,12 @@ def decode_func(ref: list) -> Callable[..., Any]:
     raise ValueError(f"unknown function reference {ref!r}")
 
 
-def func_label(ref: list | None) -> str | None:
-    """A short human name for a reference: the registered name, or the builtin's."""
-    if not ref:
+_TAGS = {"r", "p", "b", "o", "m", "ig", "ag", "mc"}
+
+
+def func_label(ref: Any) -> str | None:
+    """A short human name for a reference (the registered name, or the builtin's); None for other data."""
+    if not isinstance(ref, list) or not ref or ref[0] not in _TAGS:
         return None
     tag = ref[0]
     if tag == "r":

@@ -385,9 +385,7 @@ def _stage_func(stage: Stage, action: list) -> str | None:
     """The function a failing stage applies last, when no frame of a registered one was seen."""
     if stage.dep is None:
         for part in reversed(action):
-            if isinstance(part, list) and part and isinstance(part[0], str):
-                label = registry.func_label(part) if part[0] in ("r", "p", "b", "o", "m", "ig", "ag", "mc") else None
-                if label:
-                    return label
-    ref = getattr(stage.rdd, "f_ref", None)
-    return registry.func_label(ref) if ref else None
+            label = registry.func_label(part)
+            if label:
+                return label
+    return registry.func_label(getattr(stage.rdd, "f_ref", None))
