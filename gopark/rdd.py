@@ -133,13 +133,13 @@ class RDD:
 
     def preferredLocations(self, split: int) -> list[str]:
         """The hosts where partition ``split`` would best be computed (e.g. MooseFS chunkservers)."""
-        hosts = self._split_hosts(split)
-        if hosts:
-            return hosts
-        for parent, psplit in self._parent_splits(split):
-            hosts = parent.preferredLocations(psplit)
+        stack: list[tuple[RDD, int]] = [(self, split)]
+        while stack:                 # depth first, first parent first; no recursion
+            rdd, s = stack.pop()
+            hosts = rdd._split_hosts(s)
             if hosts:
                 return hosts
+            stack.extend(reversed(rdd._parent_splits(s)))
         return []
 
     def __len__(self) -> int:
@@ -854,9 +854,16 @@ class PipedRDD(RDD):
         return {"op": self.op, "f": self.f_ref, "x": self.extra}
 
     def compute(self, split: int, task: Any) -> Iterator[Any]:
-        if self._fn is None and self.f_ref is not None:
-            self._fn = registry.decode_func(self.f_ref)
-        return _pipe(self.op, self._fn, self.extra, split, self.parent.iterator(split, task), task)
+        # a run of narrow operations is stacked in one loop, not one call inside the other
+        chain: list[PipedRDD] = [self]
+        while isinstance(chain[-1].parent, PipedRDD) and not chain[-1].parent.is_cached:
+            chain.append(chain[-1].parent)
+        it = chain[-1].parent.iterator(split, task)
+        for node in reversed(chain):
+            if node._fn is None and node.f_ref is not None:
+                node._fn = registry.decode_func(node.f_ref)
+            it = _pipe(node.op, node._fn, node.extra, split, it, task)
+        return it
 
     @classmethod
     def _build(cls, params: dict, parents: list[RDD], n: int) -> RDD:
@@ -1143,15 +1150,19 @@ def lineage_from_wire(wire: dict) -> RDD:
     """Rebuild on a worker the RDD nodes :func:`lineage_to_wire` described; returns the root."""
     nodes = wire["nodes"]
     built: dict[int, RDD] = {}
-
-    def build(rid: int) -> RDD:
-        if rid not in built:
-            spec = nodes[rid]
-            parents = [build(p) if p in nodes else None for p in spec["p"]]   # None: not read by this task
-            node = _KINDS[spec["k"]]._build(spec["a"], parents, spec["n"])
-            node.id = rid
-            node.is_cached = spec["c"]
-            built[rid] = node
-        return built[rid]
-
-    return build(wire["root"])
+    stack: list[tuple[int, bool]] = [(wire["root"], False)]
+    while stack:                 # parents before children, without recursion: lineages can be long
+        rid, parents_built = stack.pop()
+        if rid in built:
+            continue
+        spec = nodes[rid]
+        if not parents_built:
+            stack.append((rid, True))
+            stack.extend((p, False) for p in spec["p"] if p in nodes and p not in built)
+            continue
+        parents = [built[p] if p in nodes else None for p in spec["p"]]   # None: not read by this task
+        node = _KINDS[spec["k"]]._build(spec["a"], parents, spec["n"])
+        node.id = rid
+        node.is_cached = spec["c"]
+        built[rid] = node
+    return built[wire["root"]]

@@ -141,3 +141,15 @@ def test_a_chain_of_many_shuffles_plans_without_recursion() -> None:
         for _ in range(600):                      # 600 shuffles, planned and run in one job
             rdd = rdd.reduceByKey(add, 2).mapValue(halve)
         assert sorted(rdd.collect()) == [(k, 0) for k in range(7)]
+
+
+@register_func
+def inc(x):
+    return x + 1
+
+
+def test_a_long_chain_of_narrow_operations(ctx: Context) -> None:
+    rdd = ctx.parallelize(range(10), 2)
+    for _ in range(500):
+        rdd = rdd.map(inc)
+    assert rdd.collect() == [x + 500 for x in range(10)]
