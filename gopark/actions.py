@@ -37,8 +37,11 @@ def _collect(it: Iterable[Any]) -> Stream:
     it = iter(it)
     while batch := list(itertools.islice(it, _BATCH)):
         if set(map(type, batch)) == {tuple} and set(map(len, batch)) == {2}:
-            out.append(packer.pack(["p", list(itertools.chain.from_iterable(batch))]))
+            flat = list(itertools.chain.from_iterable(batch))
+            serialize.check_flat(flat, "collect")
+            out.append(packer.pack(["p", flat]))
         else:
+            serialize.check_flat(batch, "collect")
             out.append(packer.pack(["r", batch]))
     return Stream(b"".join(out))
 

@@ -125,6 +125,20 @@ def _reject_buffers(obj: Any, what: str) -> None:
             stack.extend(o)
 
 
+_BUFFERS = frozenset({bytearray, memoryview})
+
+
+def check_flat(items: list, what: str) -> None:
+    """The cheap part of the check for records a task produced: buffers among ``items`` themselves.
+
+    (msgpack would pass them off as bytes; a full walk of every record costs too much there.)
+    """
+    found = set(map(type, items)) & _BUFFERS
+    if found:
+        raise SerializationError(f"cannot serialize a value of type {found.pop().__name__} in {what}: "
+                                 "use bytes (gopark data keeps its types, and bytes is the one for binary)")
+
+
 def packb_checked(obj: Any, what: str) -> bytes:
     """:func:`packb` for a value given in the driver (``what`` names the call): every type checked."""
     _reject_buffers(obj, what)

@@ -77,3 +77,15 @@ def test_in_place_changes_downstream_never_reach_a_cached_rdd(ctx: Context) -> N
     before = cached.collect()
     assert sorted(cached.reduceByKey(operator.iadd).collect()) == [(0, [0, 2, 4]), (1, [1, 3, 5])]
     assert cached.collect() == before == [(i % 2, [i]) for i in range(6)]
+
+
+def test_a_task_producing_a_bytearray_fails_instead_of_changing_its_type(ctx: Context) -> None:
+    from gopark import SerializationError
+    records = ctx.parallelize([b"ab", b"cd"], 1)
+    with pytest.raises(SerializationError, match="bytearray"):
+        records.map(bytearray).collect()
+    with pytest.raises(SerializationError, match="bytearray"):
+        records.keyBy(len).mapValue(bytearray).collect()
+    with pytest.raises(SerializationError, match="bytearray"):
+        records.map(bytearray).first()
+    assert records.map(bytes).collect() == [b"ab", b"cd"]
