@@ -12,6 +12,7 @@ from functools import partial
 from operator import itemgetter
 
 import pytest
+from apps.funcs import add_to, count_call
 
 from gopark import JobError, register_func
 
@@ -69,17 +70,6 @@ def add(a, b):
 @register_func
 def upto(v):
     return list(range(v % 4))
-
-
-@register_func
-def count_call(acc, x):
-    acc.add(1)
-    return x
-
-
-@register_func
-def add_to(acc, x):
-    acc.add(x)
 
 
 @register_func

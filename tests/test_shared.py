@@ -7,6 +7,7 @@ import os
 from functools import partial
 
 from apps import shared_app
+from apps.funcs import add_to, count_call
 
 from gopark import register_func
 
@@ -26,17 +27,6 @@ def digest(b, x):
 @register_func
 def value_identity(b, x):
     return os.getpid(), id(b.value)
-
-
-@register_func
-def count_call(acc, x):
-    acc.add(1)
-    return x
-
-
-@register_func
-def add_to(acc, x):
-    acc.add(x)
 
 
 @register_func

@@ -8,6 +8,19 @@ from gopark import register_func
 
 
 @register_func
+def count_call(acc, x):
+    """Counts the records that go through it."""
+    acc.add(1)
+    return x
+
+
+@register_func
+def add_to(acc, x):
+    """Adds each record to an accumulator (for foreach)."""
+    acc.add(x)
+
+
+@register_func
 def double(x):
     """Deliberately the same short name as ``test_registry.double``: names include the module."""
     return ("apps", 2 * x)
