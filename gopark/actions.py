@@ -17,6 +17,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from gopark import registry, serialize
+from gopark.shuffle import all_pairs
 
 
 class Stream(bytes):
@@ -36,7 +37,7 @@ def _collect(it: Iterable[Any]) -> Stream:
     out: list[bytes] = []
     it = iter(it)
     while batch := list(itertools.islice(it, _BATCH)):
-        if set(map(type, batch)) == {tuple} and set(map(len, batch)) == {2}:
+        if all_pairs(batch):
             flat = list(itertools.chain.from_iterable(batch))
             serialize.check_flat(flat, "collect")
             out.append(packer.pack(["p", flat]))

@@ -881,6 +881,7 @@ class UnionRDD(RDD):
     def __init__(self, ctx: Any, rdds: list[RDD]) -> None:
         super().__init__(ctx, sum(r.num_partitions for r in rdds))
         self.rdds = rdds
+        self.counts = [r.num_partitions for r in rdds]   # travels: a task gets only the parent it reads
 
     def _deps(self) -> list[RDD | ShuffleDependency]:
         return list(self.rdds)
@@ -902,15 +903,11 @@ class UnionRDD(RDD):
             split -= n
         raise IndexError(split)
 
-    @property
-    def counts(self) -> list[int]:
-        return [r.num_partitions for r in self.rdds] if self.ctx is not None else self._counts
-
     @classmethod
     def _build(cls, params: dict, parents: list[RDD | None], n: int) -> RDD:
         node = _bare(cls, n)
         node.rdds = parents          # None for a parent this task does not read
-        node._counts = params["counts"]
+        node.counts = params["counts"]
         return node
 
 
@@ -930,23 +927,15 @@ class CartesianRDD(RDD):
         i, j = divmod(split, self.b.num_partitions)
         return [(self.a, i), (self.b, j)]
 
-    def _params(self, needed: set[int], outputs: dict[int, list]) -> dict:
-        return {"nb": self.b.num_partitions}
-
     def compute(self, split: int, task: Any) -> Iterator[Any]:
-        i, j = divmod(split, self.nb)
+        i, j = divmod(split, self.b.num_partitions)
         right = list(self.b.iterator(j, task))
         return ((x, y) for x in self.a.iterator(i, task) for y in right)
-
-    @property
-    def nb(self) -> int:
-        return self.b.num_partitions if self.ctx is not None else self._nb
 
     @classmethod
     def _build(cls, params: dict, parents: list[RDD], n: int) -> RDD:
         node = _bare(cls, n)
         node.a, node.b = parents
-        node._nb = params["nb"]
         return node
 
 

@@ -218,6 +218,11 @@ def _combine(records: Iterable[Any], buckets: _Buckets, budget: Budget, partitio
     spill()
 
 
+def all_pairs(batch: list) -> bool:
+    """Every record of ``batch`` is a 2-tuple (checked in C, not record by record)."""
+    return set(map(type, batch)) == {tuple} and set(map(len, batch)) == {2}
+
+
 def _append(records: Iterable[Any], buckets: _Buckets, budget: Budget, partitioner: Any) -> None:
     it = iter(records)
     size = _SizeEstimate()
@@ -225,7 +230,7 @@ def _append(records: Iterable[Any], buckets: _Buckets, budget: Budget, partition
         batch = list(itertools.islice(it, _CHECK_EVERY))
         if not batch:
             return
-        if set(map(type, batch)) != {tuple} or set(map(len, batch)) != {2}:
+        if not all_pairs(batch):
             for record in batch:
                 if not isinstance(record, (tuple, list)) or len(record) != 2:
                     raise _not_a_pair(record)
