@@ -155,7 +155,7 @@ def _encode(fn: Any, what: str) -> list:
         return ["p", _encode(fn.func, what), list(fn.args), dict(fn.keywords)]
     if isinstance(fn, types.FunctionType):
         name = getattr(fn, "__gopark_name__", None)
-        if name is None or _registry.get(name) is not fn:
+        if name is None or not _same_function(_registry.get(name), fn):   # e.g. __main__'s copy of the app
             raise _not_allowed(fn, what)
         return ["r", name, _module_of(fn)]
     if isinstance(fn, types.BuiltinFunctionType) and getattr(builtins, fn.__name__, None) is fn:

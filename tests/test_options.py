@@ -51,3 +51,28 @@ def test_functions_of_an_interactive_session_run_locally_and_say_why_not_elsewhe
                             env=dict(os.environ, PYTHONPATH=ROOT))
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == ["[2, 3]", "JobError LookupError True"]
+
+
+SELF_IMPORT = '''
+from gopark import Context, register_func
+
+@register_func
+def inc(x):
+    return x + 1
+
+import selfimport  # the script imports itself: two copies of inc under one name
+
+if __name__ == "__main__":
+    with Context("process:2", quiet=True) as ctx:
+        print(ctx.parallelize([1, 2], 2).map(inc).collect(), ctx.parallelize([1]).map(selfimport.inc).collect())
+'''
+
+
+def test_a_script_that_also_imports_itself_keeps_its_functions(tmp_path: str) -> None:
+    script = os.path.join(tmp_path, "selfimport.py")
+    with open(script, "w") as f:
+        f.write(SELF_IMPORT)
+    result = subprocess.run([sys.executable, script], capture_output=True, text=True, timeout=120, cwd=tmp_path,
+                            env=dict(os.environ, PYTHONPATH=ROOT))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[2, 3] [2]"
