@@ -12,6 +12,12 @@ setup(
         "pyzmq>=25,<28",
         "pyinstaller>=6.0,<7",
         "requests>=2.28,<3",
+        # pymesos' own dependencies; pymesos itself is installed with --no-deps
+        # (its http-parser dependency does not build on Python 3.11+; see
+        # gopark/scheduler/mesos_http.py), so the README's commands add it.
+        "six>=1.16,<2",
+        "addict>=2.4,<3",
+        "kazoo>=2.9,<3",
     ],
     extras_require={"test": ["pytest>=7,<10", "ruff>=0.4", "hypothesis>=6,<7"]},
     data_files=[("share/gopark", ["build.spec"])],
