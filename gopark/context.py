@@ -73,11 +73,9 @@ class Context:
         else:
             self.options = options_mod.make_options(master, parallel, **options)
         self.master = options_mod.parse_master(self.options.master)
-        if self.master.kind == "mesos":
-            if not getattr(sys, "frozen", False):
-                raise ConfigError("-m mesos runs a frozen app: build it first with `gopark build "
-                                  f"{os.path.basename(sys.argv[0]) or 'app.py'}` and run the executable it makes")
-            raise ConfigError("mesos mode is not available in this version of gopark")
+        if self.master.kind == "mesos" and not getattr(sys, "frozen", False):
+            raise ConfigError("-m mesos runs a frozen app: build it first with `gopark build "
+                              f"{os.path.basename(sys.argv[0]) or 'app.py'}` and run the executable it makes")
         if self.options.verbose:
             logging.basicConfig(format="%(asctime)s %(name)s %(message)s")
             log.setLevel(logging.DEBUG)
@@ -106,6 +104,11 @@ class Context:
         if self.master.kind == "process":
             from gopark.scheduler.process import ProcessBackend
             return ProcessBackend(self.master.workers, self.scheduler.post, self.work_dir, mem_bytes, compress)
+        if self.master.kind == "mesos":
+            from gopark import registry
+            from gopark.scheduler.mesos import MesosBackend
+            return MesosBackend(self.master.address, self.scheduler.post, self.work_dir, self.options.cpus,
+                                self.options.mem, compress, registry.main_module_name() or "app")
         from gopark.scheduler.local import LocalBackend
         from gopark.task import WorkerEnv
         return LocalBackend(self.scheduler.post,
@@ -170,7 +173,7 @@ class Context:
     def broadcast(self, value: Any) -> shared.Broadcast:
         """A read-only value every task can read as ``b.value`` (pass ``b`` through ``partial``)."""
         self._check_running()
-        return shared.new_broadcast(value, self.work_dir)
+        return shared.new_broadcast(value, self.work_dir, getattr(self.backend, "files_url", None))
 
     def accumulator(self, init: Any = 0, merge: Callable[[Any, Any], Any] | None = None) -> shared.Accumulator:
         """A value tasks ``add`` to and the driver reads (``merge`` default ``+``)."""

@@ -1026,8 +1026,7 @@ class ShuffledRDD(RDD):
                 "agg": agg.to_wire() if agg else None, "combined": self.dep.map_side_combine}
 
     def compute(self, split: int, task: Any) -> Iterator[Any]:
-        from gopark.shuffle import read_shuffle
-        pairs = read_shuffle(self.params["sid"], self.params["locs"], split)
+        pairs = task.read_shuffle(self.params["sid"], self.params["locs"], split)
         agg = self.params["agg"]
         if agg is None:
             return pairs
@@ -1068,7 +1067,6 @@ class CoGroupedRDD(RDD):
                            for d in self.inputs]}
 
     def compute(self, split: int, task: Any) -> Iterator[Any]:
-        from gopark.shuffle import read_shuffle
         n = len(self.wire_inputs)
         merger = task.merger(None, merge_combiners=_merge_groups)
         narrow = iter(self.narrow_parents)
@@ -1076,7 +1074,7 @@ class CoGroupedRDD(RDD):
             if spec is None:
                 pairs: Iterable[tuple] = next(narrow).iterator(split, task)
             else:
-                pairs = read_shuffle(spec[0], spec[1], split)
+                pairs = task.read_shuffle(spec[0], spec[1], split)
             merger.add_to_groups(pairs, i, n)
         return ((k, tuple(groups)) for k, groups in merger.items())
 

@@ -2,7 +2,8 @@
 
 Broadcast: the driver packs the value once into the Context's work folder;
 a worker loads it the first time a task reads ``b.value`` and keeps it for the
-life of the process (``_loaded``). It travels as ``[id, path]``.
+life of the process (``_loaded``). It travels as ``[id, path]``, where the
+path is a URL on the driver's file server in Mesos mode.
 
 Accumulator: inside a task, ``add`` records into the task's own update table
 (``task_updates``); the driver merges a task's table only when that task is the
@@ -57,15 +58,18 @@ _loaded: dict[str, Any] = {}
 _load_lock = threading.Lock()
 
 
-def new_broadcast(value: Any, folder: str) -> Broadcast:
-    """Pack ``value`` into ``folder`` (SerializationError in the driver) and return its handle."""
+def new_broadcast(value: Any, folder: str, url: str | None = None) -> Broadcast:
+    """Pack ``value`` into ``folder`` (SerializationError in the driver) and return its handle.
+
+    ``url``: where ``folder`` is served to other machines; workers fetch the value from there.
+    """
     data = serialize.packb_checked(value, "broadcast")
     bid = uuid.uuid4().hex
     path = os.path.join(folder, f"broadcast-{bid}")
     with open(path + ".tmp", "wb") as f:
         f.write(data)
     os.replace(path + ".tmp", path)
-    b = Broadcast(bid, path, value)
+    b = Broadcast(bid, f"{url}/{os.path.basename(path)}" if url else path, value)
     _live_broadcasts[bid] = b
     return b
 
@@ -73,8 +77,12 @@ def new_broadcast(value: Any, folder: str) -> Broadcast:
 def _load_broadcast(bid: str, path: str) -> Any:
     with _load_lock:
         if bid not in _loaded:
-            with open(path, "rb") as f:
-                _loaded[bid] = serialize.unpackb(f.read())
+            if path.startswith(("http://", "https://")):
+                from gopark import http
+                _loaded[bid] = serialize.unpackb(http.fetch(path))
+            else:
+                with open(path, "rb") as f:
+                    _loaded[bid] = serialize.unpackb(f.read())
         return _loaded[bid]
 
 

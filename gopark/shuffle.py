@@ -91,17 +91,31 @@ def _write_chunk(f: Any, flat: list, packer: serialize.Packer, compress: bool = 
 def read_chunks(path: str) -> Iterator[list]:
     """The flat ``[k, v, ...]`` arrays of a bucket file, one chunk at a time."""
     with open(path, "rb") as f:
-        while True:
-            head = f.read(_HEADER.size)
-            if not head:
-                return
-            if len(head) < _HEADER.size:
-                raise OSError(f"truncated shuffle bucket {path}")
-            n, flags = _HEADER.unpack(head)
-            payload = f.read(n)
-            if len(payload) < n:
-                raise OSError(f"truncated shuffle bucket {path}")
-            yield serialize.unpackb(zlib.decompress(payload) if flags else payload)
+        yield from _read_chunks_from(f, path)
+
+
+def _read_exact(f: Any, n: int) -> bytes:
+    data = f.read(n)
+    while 0 < len(data) < n:          # a socket may hand over less than asked
+        more = f.read(n - len(data))
+        if not more:
+            break
+        data += more
+    return data
+
+
+def _read_chunks_from(f: Any, name: str) -> Iterator[list]:
+    while True:
+        head = _read_exact(f, _HEADER.size)
+        if not head:
+            return
+        if len(head) < _HEADER.size:
+            raise OSError(f"truncated shuffle bucket {name}")
+        n, flags = _HEADER.unpack(head)
+        payload = _read_exact(f, n)
+        if len(payload) < n:
+            raise OSError(f"truncated shuffle bucket {name}")
+        yield serialize.unpackb(zlib.decompress(payload) if flags else payload)
 
 
 class _Buckets:
@@ -246,14 +260,28 @@ def _append(records: Iterable[Any], buckets: _Buckets, budget: Budget, partition
 _first = operator.itemgetter(0)
 
 
-def read_shuffle(shuffle_id: int, locations: list[dict], reduce_id: int) -> Iterator[tuple[Any, Any]]:
-    """The pairs every map output holds for one reducer; FetchFailed naming every output found gone."""
-    gone = [(m, loc["path"]) for m, loc in enumerate(locations) if not os.path.isdir(loc["path"])]
+def read_shuffle(shuffle_id: int, locations: list[dict], reduce_id: int,
+                 here: str | None = None) -> Iterator[tuple[Any, Any]]:
+    """The pairs every map output holds for one reducer; FetchFailed naming every output found gone.
+
+    An output with a ``url`` that is not served from ``here`` (the file server
+    of this process's executor) is fetched over HTTP; the others are read from
+    local disk.
+    """
+    gone = [(m, loc["path"]) for m, loc in enumerate(locations)
+            if _is_local(loc, here) and not os.path.isdir(loc["path"])]
     if gone:
         m = gone[0][0]
         raise FetchFailed(shuffle_id, m, reduce_id, locations[m].get("host", "?"), "map output is gone", gone)
-    return itertools.chain.from_iterable(read_bucket(loc, shuffle_id, m, reduce_id)
-                                         for m, loc in enumerate(locations))
+    return itertools.chain.from_iterable(
+        read_bucket(loc, shuffle_id, m, reduce_id) if _is_local(loc, here)
+        else fetch_bucket(locations, shuffle_id, m, reduce_id)
+        for m, loc in enumerate(locations))
+
+
+def _is_local(location: dict, here: str | None) -> bool:
+    url = location.get("url")
+    return url is None or (here is not None and url.startswith(here + "/"))
 
 
 def read_bucket(location: dict, shuffle_id: int, map_id: int, reduce_id: int) -> Iterator[tuple[Any, Any]]:
@@ -271,6 +299,41 @@ def read_bucket(location: dict, shuffle_id: int, map_id: int, reduce_id: int) ->
             yield from read_chunks(path)
         except OSError as exc:
             raise FetchFailed(shuffle_id, map_id, reduce_id, host, str(exc), [(map_id, folder)]) from exc
+
+    return itertools.chain.from_iterable(map(_pairs, chunks()))
+
+
+def fetch_bucket(locations: list[dict], shuffle_id: int, map_id: int,
+                 reduce_id: int) -> Iterator[tuple[Any, Any]]:
+    """One map output's pairs for one reducer, from the file server of the executor that wrote it.
+
+    404: that output is gone. A server that cannot be reached: every output it
+    held is gone (its executor or machine is), and FetchFailed names them all.
+    """
+    loc = locations[map_id]
+    url, host = f"{loc['url']}/{reduce_id}", loc.get("host", "?")
+
+    def chunks() -> Iterator[list]:
+        import requests
+        import urllib3
+
+        from gopark import http
+        try:
+            with http.session().get(url, stream=True, timeout=(10, 300)) as resp:
+                if resp.status_code == 404:
+                    raise FetchFailed(shuffle_id, map_id, reduce_id, host, "map output is gone",
+                                      [(map_id, loc["path"])])
+                if resp.status_code == 204:
+                    return           # this map sent nothing to this reducer
+                resp.raise_for_status()
+                yield from _read_chunks_from(resp.raw, url)
+        except requests.ConnectionError as exc:
+            server = http.server_of(loc["url"])
+            gone = [(m, other["path"]) for m, other in enumerate(locations)
+                    if other.get("url") and http.server_of(other["url"]) == server]
+            raise FetchFailed(shuffle_id, map_id, reduce_id, host, f"cannot reach {server}: {exc}", gone) from exc
+        except (OSError, requests.RequestException, urllib3.exceptions.HTTPError) as exc:
+            raise FetchFailed(shuffle_id, map_id, reduce_id, host, str(exc), [(map_id, loc["path"])]) from exc
 
     return itertools.chain.from_iterable(map(_pairs, chunks()))
 

@@ -22,19 +22,22 @@ from gopark.errors import FetchFailed
 from gopark.partitioner import KeyedPartitioner
 from gopark.partitioner import from_wire as partitioner_from_wire
 from gopark.rdd import RDD, lineage_from_wire
-from gopark.shuffle import Merger, write_map_output
+from gopark.shuffle import Merger, read_shuffle, write_map_output
 
 
 class WorkerEnv:
     """What a process that runs tasks keeps between them: folders, cached partitions, budget.
 
     ``cache_on_disk``: also write cached partitions to the shared work folder so
-    any worker of the host can read them (process mode).
+    any worker of the host can read them (process mode). ``files_url``: where
+    the file server of this host's executor serves ``work_dir`` (Mesos mode):
+    map outputs carry their URL under it, and outputs under it are read from disk.
     """
 
     def __init__(self, work_dir: str, mem_bytes: int, worker_id: str, cache_on_disk: bool,
-                 compress: bool = False) -> None:
+                 compress: bool = False, files_url: str | None = None) -> None:
         self.work_dir = work_dir
+        self.files_url = files_url
         self.compress = compress       # shuffle buckets
         self.mem_bytes = mem_bytes
         self.worker_id = worker_id
@@ -89,6 +92,10 @@ class TaskContext:
                 os.replace(tmp, path)
             env.cache[(rdd_id, split)] = packed
 
+    def read_shuffle(self, shuffle_id: int, locations: list[dict], reduce_id: int) -> Iterator[tuple[Any, Any]]:
+        """This reducer's pairs of a shuffle: from local disk, or fetched from other executors."""
+        return read_shuffle(shuffle_id, locations, reduce_id, self.env.files_url)
+
     def merger(self, agg: list | None, merge_combiners: Any = None) -> Merger:
         """A reduce-side merger for an aggregator ``[create, merge_value, merge_combiners]``."""
         spill = os.path.join(self.env.work_dir, "spill")
@@ -118,7 +125,10 @@ def _run(task: dict, tc: TaskContext) -> tuple[Any, bool]:
         merge = registry.decode_func(dep["merge"]) if dep["merge"] else None
         path = write_map_output(it, os.path.join(tc.env.work_dir, "shuffle"), dep["sid"], task["split"],
                                 task["attempt"], part, create, merge, tc.env.mem_bytes, tc.env.compress)
-        return {"host": tc.env.host, "path": path}, False
+        location = {"host": tc.env.host, "path": path}
+        if tc.env.files_url:
+            location["url"] = f"{tc.env.files_url}/{os.path.relpath(path, tc.env.work_dir)}"
+        return location, False
     value = actions.run(task["action"], it, task["split"], task["attempt"])
     return value, isinstance(value, actions.Stream)
 

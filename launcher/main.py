@@ -8,7 +8,10 @@
   under the app's module name, as with ``python app.py``;
 - ``GOPARK_ROLE=worker``: a **worker** of a process pool. The app is imported
   under its own name, never as ``__main__``, when a task first names it, so
-  only its registrations run.
+  only its registrations run;
+- ``GOPARK_ROLE=executor``: a **Mesos executor**, started by a Mesos agent
+  from the binary its fetcher downloaded; it checks its sha256, then runs
+  tasks in a pool of workers (this binary again, in the worker role).
 """
 from __future__ import annotations
 
@@ -48,5 +51,10 @@ def main(app_module: str) -> int:
         return worker.main()
     if role == "driver":
         return run_driver(app_module)
+    if role == "executor":
+        from launcher import executor
+        if binary.is_onefile():
+            binary.remove_stale_unpack_dirs()
+        return executor.main()
     print(f"gopark: error: unknown role GOPARK_ROLE={role!r}", file=sys.stderr)
     return 2

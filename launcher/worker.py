@@ -59,7 +59,8 @@ def main() -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     env = WorkerEnv(os.environ["GOPARK_WORK_DIR"], int(os.environ["GOPARK_MEM"]),
                     os.environ["GOPARK_WORKER_ID"], cache_on_disk=True,
-                    compress=bool(os.environ.get("GOPARK_COMPRESS")))
+                    compress=bool(os.environ.get("GOPARK_COMPRESS")),
+                    files_url=os.environ.get("GOPARK_FILES_URL") or None)
     serve(os.environ["GOPARK_DRIVER"], os.environ["GOPARK_TOKEN"], os.environ["GOPARK_WORKER_ID"], env)
     return 0
 

@@ -54,7 +54,8 @@ log = logging.getLogger("gopark.scheduler")
 
 class Backend(Protocol):
     """What runs tasks: ``submit`` one, and post ``("end", tid, result, worker)`` or
-    ``("lost", tid, reason, worker)`` to the scheduler when it is done."""
+    ``("lost", tid, reason, worker)`` to the scheduler when it is done; ``("outputs_lost",
+    files_url)`` when the map outputs served there are gone (a lost Mesos executor)."""
 
     def submit(self, tid: int, payload: bytes, preferred: list[str]) -> None: ...
 
@@ -186,6 +187,7 @@ class DAGScheduler:
             log.debug("job: %s on %d partitions, final stage %d, parent stages %s", final.name,
                       len(partitions), final.id, [p.id for p in final.parents])
             try:
+                self._drain()
                 if partitions:
                     self._submit_stage(final)
                 while not job.done:
@@ -202,12 +204,22 @@ class DAGScheduler:
                 raise job.error
             return [job.results[p] for p in partitions]
 
+    def _drain(self) -> None:
+        """Events that came between jobs (a lost executor's outputs), before planning the next."""
+        while True:
+            try:
+                self._handle(self.events.get_nowait())
+            except queue.Empty:
+                return
+
     def _handle(self, event: tuple) -> None:
         kind = event[0]
         if kind == "end":
             self._handle_end(*event[1:])
         elif kind == "lost":
             self._handle_lost(*event[1:])
+        elif kind == "outputs_lost":
+            self._handle_outputs_lost(*event[1:])
         else:
             raise ValueError(f"unknown scheduler event {kind!r}")
 
@@ -335,6 +347,20 @@ class DAGScheduler:
             return
         job.launched.get(task.stage.id, set()).discard(task.split)
         self._handle_failure(task, {"type": "TaskLost", "msg": reason, "tb": "", "func": None, "fetch": None})
+
+    def _handle_outputs_lost(self, files_url: str) -> None:
+        """Mutates: shuffle_outputs, cache_locs. Forget the map outputs served at ``files_url``.
+
+        Stages needing them run those map tasks again: at once if the stage is
+        being planned, or when a reducer reports the fetch failure.
+        """
+        prefix = files_url + "/"
+        for shuffle_id, outputs in self.shuffle_outputs.items():
+            lost = [m for m, loc in enumerate(outputs) if loc and loc.get("url", "").startswith(prefix)]
+            for m in lost:
+                outputs[m] = None
+            if lost:
+                log.info("shuffle %d: map outputs %s were served at %s, which is gone", shuffle_id, lost, files_url)
 
     def _handle_failure(self, task: Task, result: dict) -> None:
         """Mutates: attempts, or the lost map output and the stages to run again."""

@@ -21,9 +21,11 @@ import dataclasses
 import logging
 import os
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 from collections.abc import Callable
 
@@ -34,6 +36,7 @@ from gopark import registry
 log = logging.getLogger("gopark.process")
 
 _MAX_EARLY_DEATHS = 3
+_MAX_IPC_PATH = 100   # sockaddr_un holds 107 bytes
 
 
 def worker_command() -> list[str]:
@@ -80,14 +83,20 @@ class ProcessBackend:
     """A pool of ``n`` worker processes fed by one I/O thread."""
 
     def __init__(self, n: int, post: Callable[[tuple], None], work_dir: str, mem_bytes: int,
-                 compress: bool) -> None:
+                 compress: bool, extra_env: dict[str, str] | None = None) -> None:
         self.default_parallelism = n
+        self._extra_env = extra_env or {}
         self._compress = compress
         self._post = post
         self._work_dir = work_dir
         self._mem = mem_bytes
         self._token = secrets.token_hex(16)
-        self._endpoint = f"ipc://{os.path.join(work_dir, 'driver.sock')}"
+        sock = os.path.join(work_dir, "driver.sock")
+        self._sock_dir = None
+        if len(sock) > _MAX_IPC_PATH:    # e.g. deep in a Mesos sandbox: a short private folder of its own
+            self._sock_dir = sock = tempfile.mkdtemp(prefix="gopark-sock-")
+            sock = os.path.join(sock, "driver.sock")
+        self._endpoint = f"ipc://{sock}"
         self._zctx = zmq.Context()
         self._router = self._zctx.socket(zmq.ROUTER)
         self._router.setsockopt(zmq.LINGER, 0)
@@ -177,6 +186,7 @@ class ProcessBackend:
         self._seq += 1
         wid = f"w{self._seq}"
         env = worker_environment(self._endpoint, self._token, wid, self._work_dir, self._mem, self._compress)
+        env.update(self._extra_env)
         try:
             proc = subprocess.Popen(worker_command(), env=env, stdin=subprocess.DEVNULL, close_fds=True)
         except OSError as exc:      # e.g. no more processes or files: as if it died at once
@@ -277,3 +287,5 @@ class ProcessBackend:
         self._by_fd.clear()
         self._router.close(0)
         self._zctx.term()
+        if self._sock_dir:
+            shutil.rmtree(self._sock_dir, ignore_errors=True)

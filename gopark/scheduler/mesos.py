@@ -1,0 +1,343 @@
+"""Mesos mode: tasks run on a Mesos cluster, in executors that are this same binary.
+
+The driver registers a framework with the master (pymesos, v1 HTTP API) and
+serves its own executable over HTTP under its sha256 (``launcher.fileserver``).
+For each offer it launches pending tasks: a task is the packed task of the
+DAG scheduler in ``TaskInfo.data``, run by the agent's gopark executor, which
+the agent starts once (per framework) from the binary its fetcher downloaded
+and cached. The executor checks the binary's hash, then runs tasks in a pool
+of worker subprocesses (``launcher.executor``).
+
+State (guarded by ``_lock``; pymesos calls back from its own thread, the DAG
+scheduler submits and cancels from the job's thread):
+
+    pending:   deque of (tid, payload, preferred hosts, submitted at)
+    running:   {tid: agent_id}               launched, no final status yet
+    cancelled: {tid}                         killed on purpose: their end is not news
+    agents:    {agent_id: Agent}             hostname, executor launched?, its file server
+
+Policy. An offer takes pending tasks while it has ``--cpus`` and ``--mem``
+for one more (plus the executor's own share when none runs there yet),
+preferring tasks whose preferred hosts include the offer's host; a task with
+preferences waits at most ``LOCALITY_WAIT`` seconds for such an offer. An
+offer that takes nothing is declined; with nothing pending, offers are
+suppressed until the next submit revives them.
+
+Events to the DAG scheduler: ``("end", tid, result, host)`` for TASK_FINISHED
+(the result rides in the status' data, or behind a one-shot URL of the
+executor's file server when large); ``("lost", tid, reason, host)`` for every
+other final state; ``("outputs_lost", files_url)`` when an executor or its
+agent is lost, so the map outputs it held are recomputed.
+"""
+from __future__ import annotations
+
+import base64
+import collections
+import dataclasses
+import getpass
+import json
+import logging
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from gopark import binary
+from gopark.errors import ConfigError, InputUnavailable
+
+log = logging.getLogger("gopark.mesos")
+
+LOCALITY_WAIT = 1.0          # seconds a task with preferred hosts waits for an offer from one of them
+REGISTER_TIMEOUT = 30.0      # seconds to reach the master before the Context gives up
+EXECUTOR_CPUS, EXECUTOR_MEM = 0.05, 64.0
+REFUSE_BUSY, REFUSE_IDLE = 0.0, 5.0   # filters on what an ACCEPT leaves and on declines: with tasks waiting, short
+INLINE_RESULT = 256 << 10    # results above this size wait on the executor's file server
+_FINAL_OK = "TASK_FINISHED"
+_NOT_FINAL = {"TASK_STAGING", "TASK_STARTING", "TASK_RUNNING", "TASK_KILLING"}
+
+
+@dataclasses.dataclass
+class Agent:
+    hostname: str
+    executor_info: dict
+    executor_up: bool = False
+    files_url: str | None = None
+
+
+def _scalar(resources: list[dict], name: str) -> float:
+    return sum(r.get("scalar", {}).get("value", 0.0) for r in resources
+               if r.get("name") == name and r.get("type", "SCALAR") == "SCALAR")
+
+
+def _resources(cpus: float, mem: float) -> list[dict]:
+    return [{"name": "cpus", "type": "SCALAR", "scalar": {"value": cpus}},
+            {"name": "mem", "type": "SCALAR", "scalar": {"value": mem}}]
+
+
+def _master_host(address: str) -> str:
+    """A host:port to route to: the master's, or the first ZooKeeper server's."""
+    if address.startswith("zk://"):
+        return address[len("zk://"):].split("/", 1)[0].split(",")[0]
+    return address
+
+
+class MesosBackend:
+    """Runs tasks on a Mesos cluster (see the module's docstring)."""
+
+    def __init__(self, address: str, post: Callable[[tuple], None], work_dir: str, cpus: float,
+                 mem_mb: float, compress: bool, app_name: str) -> None:
+        if not binary.is_frozen():
+            raise ConfigError("-m mesos runs a frozen app: build it first with `gopark build app.py`")
+        if not binary.is_onefile():
+            raise ConfigError("-m mesos ships one file to the agents: build the app without --onedir")
+        if threading.current_thread() is not threading.main_thread():
+            raise ConfigError("a Mesos-mode Context must be made in the main thread (pymesos needs it)")
+        from gopark.scheduler.mesos_http import import_pymesos
+        from launcher.fileserver import FileServer, local_address
+        self._pymesos = import_pymesos()
+        self._post = post
+        self._cpus, self._mem_mb = cpus, mem_mb
+        self._compress = compress
+        self._lock = threading.Lock()
+        self._pending: collections.deque[tuple[int, bytes, list[str], float]] = collections.deque()
+        self._running: dict[int, str] = {}
+        self._cancelled: set[int] = set()
+        self._agents: dict[str, Agent] = {}
+        self._suppressed = False
+        self._registered = threading.Event()
+        self._offered = threading.Event()
+        self._stopping = False
+        self.default_parallelism = 0
+        self.sha256 = binary.sha256()
+        try:
+            host = local_address(_master_host(address))
+        except OSError as exc:
+            raise InputUnavailable(f"cannot route to the Mesos master {address}: {exc}") from exc
+        self.files = FileServer(host)
+        name = os.path.basename(binary.executable())
+        self._binary_name = name
+        self._binary_url = self.files.publish(f"bin/{self.sha256}/{name}", binary.executable())
+        self.files_url = self.files.add_root("files", work_dir)   # broadcasts
+        framework = {"user": getpass.getuser() or "nobody", "name": f"gopark: {app_name}",
+                     "hostname": socket.gethostname(), "failover_timeout": 60.0, "checkpoint": False}
+        self._driver = self._pymesos.MesosSchedulerDriver(self, framework, address, use_addict=False,
+                                                           implicit_acknowledgements=True)
+        self._driver.start()
+        if not self._registered.wait(REGISTER_TIMEOUT):
+            self.stop()
+            raise InputUnavailable(f"cannot register with the Mesos master at {address} "
+                                   f"within {REGISTER_TIMEOUT:.0f} s")
+        self._offered.wait(1.0)    # the first offers tell how many tasks the cluster runs at once
+
+    # -- called by the DAG scheduler -------------------------------------------------
+    def submit(self, tid: int, payload: bytes, preferred: list[str]) -> None:
+        with self._lock:
+            self._pending.append((tid, payload, preferred, time.monotonic()))
+            revive, self._suppressed = self._suppressed, False
+        if revive:
+            self._driver.reviveOffers()
+
+    def cancel(self, tids: list[int]) -> None:
+        gone = set(tids)
+        with self._lock:
+            self._pending = collections.deque(t for t in self._pending if t[0] not in gone)
+            running = [tid for tid in tids if tid in self._running]
+            self._cancelled.update(running)
+        for tid in running:
+            self._driver.killTask({"value": str(tid)})
+
+    def stop(self) -> None:
+        """Tear the framework down (the master ends its executors), stop serving files."""
+        if self._stopping:
+            return
+        self._stopping = True
+        try:
+            self._driver.stop()
+            self._driver.join()
+        finally:
+            self.files.stop()
+
+    # -- pymesos callbacks (its thread) ---------------------------------------------
+    def registered(self, driver: Any, framework_id: dict, master_info: dict) -> None:
+        log.info("registered with Mesos master %s:%s as framework %s", master_info.get("hostname"),
+                 master_info.get("port"), framework_id.get("value"))
+        self._registered.set()
+
+    def reregistered(self, driver: Any, master_info: dict) -> None:
+        log.info("registered again with the Mesos master")
+        self._registered.set()
+
+    def disconnected(self, driver: Any) -> None:
+        log.info("disconnected from the Mesos master")
+
+    def resourceOffers(self, driver: Any, offers: list[dict]) -> None:  # noqa: N802 (pymesos' names)
+        now = time.monotonic()
+        for offer in offers:
+            agent_id, host = offer["agent_id"]["value"], offer.get("hostname", "")
+            cpus, mem = _scalar(offer.get("resources", []), "cpus"), _scalar(offer.get("resources", []), "mem")
+            tasks = []
+            with self._lock:
+                agent = self._agents.get(agent_id)
+                if agent is None:
+                    slots = max(1, int(cpus // self._cpus))
+                    agent = self._agents[agent_id] = Agent(host, self._executor_info(slots))
+                    self.default_parallelism += slots
+                # as many tasks as the offer holds; when the executor's own small share must come
+                # out of it too, the tasks split what is left rather than leave a CPU idle
+                n = min(int(cpus // self._cpus + 1e-9), int(mem // self._mem_mb))
+                task_cpus = self._cpus
+                if not agent.executor_up:
+                    cpus, mem = cpus - EXECUTOR_CPUS, mem - EXECUTOR_MEM
+                    n = min(n, int(mem // self._mem_mb))
+                    task_cpus = min(self._cpus, cpus / n) if n else self._cpus
+                while len(tasks) < n:
+                    picked = self._pick(host, now)
+                    if picked is None:
+                        break
+                    tid, payload = picked
+                    self._running[tid] = agent_id
+                    tasks.append({"name": f"gopark task {tid}", "task_id": {"value": str(tid)},
+                                  "agent_id": {"value": agent_id},
+                                  "resources": _resources(task_cpus, self._mem_mb),
+                                  "executor": agent.executor_info,
+                                  "data": base64.b64encode(payload).decode()})
+                if tasks:
+                    agent.executor_up = True
+                suppress = not tasks and not self._pending and not self._suppressed
+                if suppress:
+                    self._suppressed = True
+            if tasks:
+                log.debug("offer %s on %s: launching tasks %s", offer["id"]["value"], host,
+                          [t["task_id"]["value"] for t in tasks])
+                driver.launchTasks(offer["id"], tasks, {"refuse_seconds": REFUSE_BUSY})
+            else:
+                driver.declineOffer(offer["id"], {"refuse_seconds": REFUSE_IDLE if suppress else REFUSE_BUSY})
+                if suppress:
+                    driver.suppressOffers()
+        self._offered.set()
+
+    def _pick(self, host: str, now: float) -> tuple[int, bytes] | None:
+        """The next task for an offer on ``host``: one preferring it, else one that may run anywhere."""
+        fallback = None
+        for i, (tid, payload, preferred, since) in enumerate(self._pending):
+            if host in preferred:
+                del self._pending[i]
+                return tid, payload
+            if fallback is None and (not preferred or now - since >= LOCALITY_WAIT
+                                     or not self._anyone_has(preferred)):
+                fallback = i
+        if fallback is None:
+            return None
+        tid, payload, _, _ = self._pending[fallback]
+        del self._pending[fallback]
+        return tid, payload
+
+    def _anyone_has(self, hosts: list[str]) -> bool:
+        return any(a.hostname in hosts for a in self._agents.values())
+
+    def _executor_info(self, slots: int) -> dict:
+        config = {"workers": slots, "mem": int(self._mem_mb * (1 << 20)), "compress": self._compress,
+                  "sha256": self.sha256}
+        env = {"GOPARK_ROLE": "executor", "GOPARK_SHA256": self.sha256,
+               "MESOS_EXECUTOR_SHUTDOWN_GRACE_PERIOD": "10secs"}
+        return {
+            "executor_id": {"value": f"gopark-{self.sha256[:16]}"},
+            "name": f"gopark executor ({self._binary_name})",
+            "command": {
+                "value": f"./{self._binary_name}",
+                "shell": True,
+                "uris": [{"value": self._binary_url, "executable": True, "extract": False,
+                          "cache": True, "output_file": self._binary_name}],
+                "environment": {"variables": [{"name": k, "value": v} for k, v in env.items()]},
+            },
+            "resources": _resources(EXECUTOR_CPUS, EXECUTOR_MEM),
+            "data": base64.b64encode(json.dumps(config).encode()).decode(),
+        }
+
+    def offerRescinded(self, driver: Any, offer_id: dict) -> None:  # noqa: N802
+        """Nothing to undo: tasks are launched in the offer callback itself."""
+
+    def inverseOffers(self, driver: Any, offers: list[dict]) -> None:  # noqa: N802
+        """Maintenance windows: not acted on (a lost agent's tasks run again anyway)."""
+
+    def inverseOfferRescinded(self, driver: Any, offer_id: dict) -> None:  # noqa: N802
+        """See inverseOffers."""
+
+    def operationStatusUpdate(self, driver: Any, status: dict) -> None:  # noqa: N802
+        """gopark sends no operations with feedback."""
+
+    def processHeartBeat(self) -> None:  # noqa: N802
+        """The master's heartbeat: nothing to do."""
+
+    def statusUpdate(self, driver: Any, status: dict) -> None:  # noqa: N802
+        state, tid = status.get("state", ""), int(status["task_id"]["value"])
+        data = base64.b64decode(status["data"]) if status.get("data") else b""
+        with self._lock:
+            agent_id = self._running.get(tid) or status.get("agent_id", {}).get("value", "")
+            agent = self._agents.get(agent_id)
+            if state == "TASK_RUNNING" and agent is not None and data:
+                agent.files_url = data.decode()    # where this executor serves its map outputs
+            if state in _NOT_FINAL:
+                return
+            if self._running.pop(tid, None) is None:
+                return                              # not ours (any more)
+            was_cancelled = tid in self._cancelled
+            self._cancelled.discard(tid)
+        host = agent.hostname if agent else "?"
+        if was_cancelled:
+            return
+        if state != _FINAL_OK:
+            reason = status.get("message") or status.get("reason") or ""
+            self._post(("lost", tid, f"{state} on {host}: {reason}".rstrip(": "), host))
+            return
+        if data[:1] == b"R":
+            self._post(("end", tid, data[1:], host))
+        elif data[:1] == b"U":      # large: fetch it without holding up pymesos' thread
+            threading.Thread(target=self._fetch_result, args=(tid, data[1:].decode(), host),
+                             name="gopark-result-fetch", daemon=True).start()
+        else:
+            self._post(("lost", tid, f"TASK_FINISHED on {host} without a gopark result", host))
+
+    def _fetch_result(self, tid: int, url: str, host: str) -> None:
+        from gopark import http
+        try:
+            self._post(("end", tid, http.fetch(url), host))
+        except OSError as exc:
+            self._post(("lost", tid, str(exc), host))
+
+    def frameworkMessage(self, driver: Any, executor_id: dict, agent_id: dict, data: str) -> None:  # noqa: N802
+        """Executors say everything in status updates."""
+
+    def executorLost(self, driver: Any, executor_id: dict, agent_id: dict, status: int) -> None:  # noqa: N802
+        self._agent_gone(agent_id["value"], f"executor {executor_id['value']} exited ({status})")
+
+    def slaveLost(self, driver: Any, agent_id: dict) -> None:  # noqa: N802
+        self._agent_gone(agent_id["value"], "agent lost")
+
+    def _agent_gone(self, agent_id: str, why: str) -> None:
+        """Its tasks are lost (their updates say so too), its map outputs are gone."""
+        with self._lock:
+            agent = self._agents.get(agent_id)
+            if agent is None:
+                return
+            log.info("%s on %s", why, agent.hostname)
+            agent.executor_up = False
+            files_url, agent.files_url = agent.files_url, None
+            lost = [tid for tid, a in self._running.items() if a == agent_id]
+            for tid in lost:
+                del self._running[tid]
+        for tid in lost:
+            self._post(("lost", tid, f"{why} on {agent.hostname}", agent.hostname))
+        if files_url:
+            self._post(("outputs_lost", files_url))
+
+    def error(self, driver: Any, message: str) -> None:
+        log.error("Mesos master: %s", message)
+        with self._lock:
+            lost = list(self._running) + [t[0] for t in self._pending]
+            self._running.clear()
+            self._pending.clear()
+        for tid in lost:
+            self._post(("lost", tid, f"Mesos master error: {message}", "master"))

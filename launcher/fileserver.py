@@ -1,0 +1,147 @@
+"""A small HTTP file server: how files leave the machine that made them in Mesos mode.
+
+The driver serves its own executable (to the agents' fetchers, under its
+sha256) and the broadcasts of its work folder; each executor serves its work
+folder, where map tasks leave shuffle buckets and large task results wait for
+the driver. Reads only (GET/HEAD), only under the roots it was given, on the
+one address it was given (never all interfaces).
+
+Routes are ``/<name>/<relative path>`` for each ``name -> folder`` root, plus
+single files published under a fixed path. A file published as *one-shot* is
+deleted once it has been sent whole (a large task result, fetched once).
+Under a root, a file absent from a folder that exists answers 204 (a map task
+that sent nothing to a reducer writes no bucket), and a path whose folder is
+gone answers 404, which the reader reports as a lost output.
+"""
+from __future__ import annotations
+
+import http.server
+import os
+import shutil
+import socket
+import threading
+import urllib.parse
+from typing import Any
+
+_BLOCK = 1 << 20
+
+
+def local_address(peer: str) -> str:
+    """The address of this machine that reaches ``peer`` (``host:port`` or host), e.g. to serve on.
+
+    Connecting a UDP socket sends nothing; it only picks the route, so a
+    driver talking to a master on loopback serves on loopback too.
+    """
+    host = peer.rsplit(":", 1)[0] if peer.count(":") == 1 else peer
+    host = host.strip("[]") or "127.0.0.1"
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_DGRAM) as s:
+        s.connect((host, 9))
+        return s.getsockname()[0]
+
+
+class FileServer:
+    """Serves folders and files over HTTP on ``host`` (an ephemeral port) from a thread."""
+
+    def __init__(self, host: str) -> None:
+        self._roots: dict[str, str] = {}
+        self._files: dict[str, tuple[str, bool]] = {}
+        self._lock = threading.Lock()
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def setup(self) -> None:
+                super().setup()
+                self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+            def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+                server._serve(self, body=True)
+
+            def do_HEAD(self) -> None:  # noqa: N802
+                server._serve(self, body=False)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        server_class = type("Server", (http.server.ThreadingHTTPServer,), {
+            "address_family": socket.AF_INET6 if ":" in host else socket.AF_INET, "daemon_threads": True})
+        self._httpd = server_class((host, 0), Handler)
+        bound_host, port = self._httpd.server_address[:2]
+        self.url = f"http://[{bound_host}]:{port}" if ":" in bound_host else f"http://{bound_host}:{port}"
+        self._thread = threading.Thread(target=self._httpd.serve_forever, name="gopark-fileserver",
+                                        kwargs={"poll_interval": 0.2}, daemon=True)
+        self._thread.start()
+
+    def add_root(self, name: str, folder: str) -> str:
+        """Serve the files under ``folder`` at ``<url>/<name>/...``; returns that URL prefix."""
+        with self._lock:
+            self._roots[name] = os.path.abspath(folder)
+        return f"{self.url}/{name}"
+
+    def publish(self, route: str, path: str, one_shot: bool = False) -> str:
+        """Serve one file at ``<url>/<route>``; ``one_shot``: deleted once sent whole."""
+        route = route.strip("/")
+        with self._lock:
+            self._files[route] = (os.path.abspath(path), one_shot)
+        return f"{self.url}/{route}"
+
+    def url_of(self, name: str, path: str) -> str:
+        """The URL of ``path``, a file under the root ``name``."""
+        rel = os.path.relpath(path, self._roots[name])
+        return f"{self.url}/{name}/{urllib.parse.quote(rel)}"
+
+    def stop(self) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+        self._thread.join()
+
+    # -- serving ---------------------------------------------------------------------
+    def _resolve(self, url_path: str) -> tuple[str | None, bool]:
+        route = urllib.parse.unquote(urllib.parse.urlsplit(url_path).path).strip("/")
+        with self._lock:
+            if route in self._files:
+                return self._files[route]
+            name, _, rel = route.partition("/")
+            root = self._roots.get(name)
+        if root is None or not rel:
+            return None, False
+        path = os.path.realpath(os.path.join(root, rel))
+        if not path.startswith(os.path.realpath(root) + os.sep):   # no way out of a root
+            return None, False
+        return path, False
+
+    def _serve(self, h: http.server.BaseHTTPRequestHandler, body: bool) -> None:
+        path, one_shot = self._resolve(h.path)
+        try:
+            f = open(path, "rb") if path else None   # noqa: SIM115 (closed below)
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError):
+            f = None
+        if f is None:
+            empty = path is not None and not one_shot and os.path.isdir(os.path.dirname(path))
+            h.send_response(204 if empty else 404)
+            h.send_header("Content-Length", "0")
+            h.end_headers()
+            return
+        with f:
+            size = os.fstat(f.fileno()).st_size
+            h.send_response(200)
+            h.send_header("Content-Type", "application/octet-stream")
+            h.send_header("Content-Length", str(size))
+            h.end_headers()
+            if not body:
+                return
+            try:
+                shutil.copyfileobj(f, h.wfile, _BLOCK)
+                h.wfile.flush()
+            except OSError:     # the reader went away; it will ask again or report the loss
+                h.close_connection = True
+                return
+        if one_shot:
+            with self._lock:
+                self._files = {r: v for r, v in self._files.items() if v[0] != path}
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
