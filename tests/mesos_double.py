@@ -25,6 +25,11 @@ Usage::
         ...
         cluster.agents[0].kill_executor("e1")   # the executor dies: TASK_FAILED + executorLost
         cluster.agents[1].lose()                # the agent dies: TASK_LOST + slaveLost
+        cluster.disconnect_framework(fid)       # the stream drops: pymesos re-subscribes
+        cluster.state()                         # what GET /state answers, for assertions and debugging
+
+Every call, event, fetch and process exit is also logged to
+``workdir/mesos-double.log`` (and to the ``mesos_double`` logger at DEBUG).
 
 What it models, in Mesos' terms:
 
@@ -1778,6 +1783,18 @@ class MesosCluster:
             state = self._master.state()
             state["agents"] = [agent.state() for agent in self.agents]
             return state
+
+    def disconnect_framework(self, framework_id: str) -> None:
+        """End a framework's subscription stream, as a dropped connection would (a fault to inject).
+
+        The framework stays (until its ``failover_timeout``); a pymesos driver
+        re-subscribes at once with its framework id and gets ``reregistered``
+        and the unacknowledged updates again.
+        """
+        with self.lock:
+            framework = self._master.frameworks[framework_id]
+            if framework.stream is not None:
+                framework.stream.close()
 
     def wait_for(self, predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.01) -> bool:
         """Poll ``predicate`` until it is true (True) or ``timeout`` seconds passed (False)."""

@@ -103,6 +103,9 @@ class Recorder(pymesos.Scheduler):
     def registered(self, driver, framework_id, master_info):
         self._add("registered", framework_id["value"])
 
+    def reregistered(self, driver, master_info):
+        self._add("reregistered", master_info)
+
     def resourceOffers(self, driver, offers):
         with self.cond:
             for offer in offers:
@@ -171,10 +174,11 @@ class Recorder(pymesos.Scheduler):
 class Framework:
     """A started pymesos scheduler driver with its Recorder."""
 
-    def __init__(self, master: str, failover_timeout: float = 0.0) -> None:
+    def __init__(self, master: str, failover_timeout: float = 0.0, implicit_acknowledgements: bool = True) -> None:
         self.sched = Recorder()
         info = {"user": "", "name": "double-test", "hostname": "127.0.0.1", "failover_timeout": failover_timeout}
-        self.driver = pymesos.MesosSchedulerDriver(self.sched, info, master, use_addict=False)
+        self.driver = pymesos.MesosSchedulerDriver(self.sched, info, master, use_addict=False,
+                                                   implicit_acknowledgements=implicit_acknowledgements)
         self.driver.start()
         self.id = self.sched.wait(lambda: self.sched.of_kind("registered"), what="SUBSCRIBED")[0]
 
@@ -431,6 +435,31 @@ def test_kill_messages_and_reconcile(cluster: MesosCluster, framework: Framework
     ghost = sched.wait_update("ghost", "TASK_LOST")
     assert ghost["reason"] == "REASON_RECONCILIATION" and "uuid" not in ghost
     assert "e1" in agent.executors()                        # killing a task leaves its executor running
+
+
+def test_updates_wait_for_acknowledgements(tmp_path: Path, files: FileServer) -> None:
+    with MesosCluster(tmp_path / "mesos", update_retry=0.3) as cluster:
+        framework = Framework(cluster.master, failover_timeout=100, implicit_acknowledgements=False)
+        sched, driver = framework.sched, framework.driver
+        try:
+            offer = sched.take_offer()
+            framework.launch(offer, echo_task("t1", offer, "e1", files.url("mesos_echo_executor.py")))
+            running = sched.wait_update("t1", "TASK_RUNNING")
+            # unacknowledged, the head is resent (same uuid); FINISHED waits behind it
+            sched.wait(lambda: len(sched.updates("t1")) >= 2, what="a resent TASK_RUNNING")
+            assert {(u["state"], u["uuid"]) for u in sched.updates("t1")} == {("TASK_RUNNING", running["uuid"])}
+            driver.acknowledgeStatusUpdate(running)
+            finished = sched.wait_update("t1", "TASK_FINISHED")
+            # a dropped stream: pymesos re-subscribes, the unacknowledged FINISHED comes again
+            mark = len(sched.updates("t1"))
+            cluster.disconnect_framework(framework.id)
+            sched.wait(lambda: sched.of_kind("reregistered"), what="reregistered")
+            sched.wait(lambda: len(sched.updates("t1")) > mark, what="FINISHED again")
+            assert sched.updates("t1")[-1]["uuid"] == finished["uuid"]
+            driver.acknowledgeStatusUpdate(finished)
+            assert cluster.wait_for(lambda: not cluster.agents[0]._updates)
+        finally:
+            framework.stop()
 
 
 def test_executor_exit_fails_its_tasks(cluster: MesosCluster, framework: Framework, files: FileServer) -> None:
