@@ -19,7 +19,7 @@ class OutputExists(GoparkError, FileExistsError):
 
 
 class InputUnavailable(GoparkError, OSError):
-    """An input that exists but cannot be reached (e.g. its MooseFS master is down)."""
+    """Something gopark was pointed at that cannot be reached (a MooseFS or Mesos master that is down)."""
 
 
 class SerializationError(GoparkError, TypeError):

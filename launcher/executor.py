@@ -189,6 +189,11 @@ def main() -> int:
     hash_error = check_binary()
     if hash_error:
         print(hash_error, file=sys.stderr)
+    missing = [k for k in ("MESOS_AGENT_ENDPOINT", "MESOS_FRAMEWORK_ID", "MESOS_EXECUTOR_ID") if k not in os.environ]
+    if missing:
+        print(f"gopark: error: the executor role is started by a Mesos agent ({', '.join(missing)} not set)",
+              file=sys.stderr)
+        return 2
     from gopark.scheduler.mesos_http import import_pymesos
     pymesos = import_pymesos()
     executor = GoparkExecutor(hash_error)

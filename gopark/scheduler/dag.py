@@ -54,8 +54,9 @@ log = logging.getLogger("gopark.scheduler")
 
 class Backend(Protocol):
     """What runs tasks: ``submit`` one, and post ``("end", tid, result, worker)`` or
-    ``("lost", tid, reason, worker)`` to the scheduler when it is done; ``("outputs_lost",
-    files_url)`` when the map outputs served there are gone (a lost Mesos executor)."""
+    ``("lost", tid, reason, worker)`` to the scheduler when it is done; ``("worker_lost",
+    worker, files_url)`` when a worker's cached partitions and the map outputs served at
+    ``files_url`` are gone (a lost Mesos executor)."""
 
     def submit(self, tid: int, payload: bytes, preferred: list[str]) -> None: ...
 
@@ -218,8 +219,8 @@ class DAGScheduler:
             self._handle_end(*event[1:])
         elif kind == "lost":
             self._handle_lost(*event[1:])
-        elif kind == "outputs_lost":
-            self._handle_outputs_lost(*event[1:])
+        elif kind == "worker_lost":
+            self._handle_worker_lost(*event[1:])
         else:
             raise ValueError(f"unknown scheduler event {kind!r}")
 
@@ -348,12 +349,15 @@ class DAGScheduler:
         job.launched.get(task.stage.id, set()).discard(task.split)
         self._handle_failure(task, {"type": "TaskLost", "msg": reason, "tb": "", "func": None, "fetch": None})
 
-    def _handle_outputs_lost(self, files_url: str) -> None:
-        """Mutates: shuffle_outputs, cache_locs. Forget the map outputs served at ``files_url``.
+    def _handle_worker_lost(self, worker: str, files_url: str | None) -> None:
+        """Mutates: shuffle_outputs, cache_locs. Forget what ``worker`` held.
 
-        Stages needing them run those map tasks again: at once if the stage is
-        being planned, or when a reducer reports the fetch failure.
+        Stages needing its map outputs run those map tasks again: at once if
+        the stage is being planned, or when a reducer reports the fetch failure.
         """
+        self.cache_locs = {k: w for k, w in self.cache_locs.items() if w != worker}
+        if not files_url:
+            return
         prefix = files_url + "/"
         for shuffle_id, outputs in self.shuffle_outputs.items():
             lost = [m for m, loc in enumerate(outputs) if loc and loc.get("url", "").startswith(prefix)]

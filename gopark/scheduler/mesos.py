@@ -23,11 +23,12 @@ preferences waits at most ``LOCALITY_WAIT`` seconds for such an offer. An
 offer that takes nothing is declined; with nothing pending, offers are
 suppressed until the next submit revives them.
 
-Events to the DAG scheduler: ``("end", tid, result, host)`` for TASK_FINISHED
-(the result rides in the status' data, or behind a one-shot URL of the
-executor's file server when large); ``("lost", tid, reason, host)`` for every
-other final state; ``("outputs_lost", files_url)`` when an executor or its
-agent is lost, so the map outputs it held are recomputed.
+Events to the DAG scheduler, the worker being the agent's id: ``("end", tid,
+result, agent_id)`` for TASK_FINISHED (the result rides in the status' data,
+or behind a one-shot URL of the executor's file server when large);
+``("lost", tid, reason, agent_id)`` for every other final state;
+``("worker_lost", agent_id, files_url)`` when an executor or its agent is
+lost, so the map outputs and cached partitions it held are computed again.
 """
 from __future__ import annotations
 
@@ -50,6 +51,7 @@ from gopark.errors import ConfigError, InputUnavailable
 log = logging.getLogger("gopark.mesos")
 
 LOCALITY_WAIT = 1.0          # seconds a task with preferred hosts waits for an offer from one of them
+FAILOVER_TIMEOUT = 10.0     # a driver gone this long (killed): the master ends its tasks and executors
 REGISTER_TIMEOUT = 30.0      # seconds to reach the master before the Context gives up
 EXECUTOR_CPUS, EXECUTOR_MEM = 0.05, 64.0
 REFUSE_BUSY, REFUSE_IDLE = 0.0, 5.0   # filters on what an ACCEPT leaves and on declines: with tasks waiting, short
@@ -83,6 +85,18 @@ def _master_host(address: str) -> str:
     return address
 
 
+def _check_reachable(address: str) -> None:
+    """One clear error now, rather than pymesos retrying forever, when nothing listens there."""
+    target = _master_host(address)
+    host, _, port = target.rpartition(":")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=5):
+            pass
+    except (OSError, ValueError) as exc:
+        what = "ZooKeeper at" if address.startswith("zk://") else "the Mesos master at"
+        raise InputUnavailable(f"cannot reach {what} {target}: {exc}") from exc
+
+
 class MesosBackend:
     """Runs tasks on a Mesos cluster (see the module's docstring)."""
 
@@ -111,17 +125,15 @@ class MesosBackend:
         self._stopping = False
         self.default_parallelism = 0
         self.sha256 = binary.sha256()
-        try:
-            host = local_address(_master_host(address))
-        except OSError as exc:
-            raise InputUnavailable(f"cannot route to the Mesos master {address}: {exc}") from exc
+        _check_reachable(address)
+        host = local_address(_master_host(address))
         self.files = FileServer(host)
         name = os.path.basename(binary.executable())
         self._binary_name = name
         self._binary_url = self.files.publish(f"bin/{self.sha256}/{name}", binary.executable())
         self.files_url = self.files.add_root("files", work_dir)   # broadcasts
         framework = {"user": getpass.getuser() or "nobody", "name": f"gopark: {app_name}",
-                     "hostname": socket.gethostname(), "failover_timeout": 60.0, "checkpoint": False}
+                     "hostname": socket.gethostname(), "failover_timeout": FAILOVER_TIMEOUT, "checkpoint": False}
         self._driver = self._pymesos.MesosSchedulerDriver(self, framework, address, use_addict=False,
                                                            implicit_acknowledgements=True)
         self._driver.start()
@@ -193,7 +205,7 @@ class MesosBackend:
                     n = min(n, int(mem // self._mem_mb))
                     task_cpus = min(self._cpus, cpus / n) if n else self._cpus
                 while len(tasks) < n:
-                    picked = self._pick(host, now)
+                    picked = self._pick(agent_id, host, now)
                     if picked is None:
                         break
                     tid, payload = picked
@@ -218,11 +230,12 @@ class MesosBackend:
                     driver.suppressOffers()
         self._offered.set()
 
-    def _pick(self, host: str, now: float) -> tuple[int, bytes] | None:
-        """The next task for an offer on ``host``: one preferring it, else one that may run anywhere."""
+    def _pick(self, agent_id: str, host: str, now: float) -> tuple[int, bytes] | None:
+        """The next task for an offer: one preferring its agent (cached data) or host (input data),
+        else one that may run anywhere."""
         fallback = None
         for i, (tid, payload, preferred, since) in enumerate(self._pending):
-            if host in preferred:
+            if agent_id in preferred or host in preferred:
                 del self._pending[i]
                 return tid, payload
             if fallback is None and (not preferred or now - since >= LOCALITY_WAIT
@@ -234,8 +247,8 @@ class MesosBackend:
         del self._pending[fallback]
         return tid, payload
 
-    def _anyone_has(self, hosts: list[str]) -> bool:
-        return any(a.hostname in hosts for a in self._agents.values())
+    def _anyone_has(self, preferred: list[str]) -> bool:
+        return any(aid in preferred or a.hostname in preferred for aid, a in self._agents.items())
 
     def _executor_info(self, slots: int) -> dict:
         config = {"workers": slots, "mem": int(self._mem_mb * (1 << 20)), "compress": self._compress,
@@ -268,7 +281,7 @@ class MesosBackend:
     def operationStatusUpdate(self, driver: Any, status: dict) -> None:  # noqa: N802
         """gopark sends no operations with feedback."""
 
-    def processHeartBeat(self) -> None:  # noqa: N802
+    def processHeartBeat(self, driver: Any) -> None:  # noqa: N802
         """The master's heartbeat: nothing to do."""
 
     def statusUpdate(self, driver: Any, status: dict) -> None:  # noqa: N802
@@ -286,6 +299,7 @@ class MesosBackend:
             was_cancelled = tid in self._cancelled
             self._cancelled.discard(tid)
         host = agent.hostname if agent else "?"
+        worker = agent_id or host      # cached partitions are kept by this agent's executor
         if was_cancelled:
             return
         if state != _FINAL_OK:
@@ -293,19 +307,19 @@ class MesosBackend:
             self._post(("lost", tid, f"{state} on {host}: {reason}".rstrip(": "), host))
             return
         if data[:1] == b"R":
-            self._post(("end", tid, data[1:], host))
+            self._post(("end", tid, data[1:], worker))
         elif data[:1] == b"U":      # large: fetch it without holding up pymesos' thread
-            threading.Thread(target=self._fetch_result, args=(tid, data[1:].decode(), host),
+            threading.Thread(target=self._fetch_result, args=(tid, data[1:].decode(), worker),
                              name="gopark-result-fetch", daemon=True).start()
         else:
             self._post(("lost", tid, f"TASK_FINISHED on {host} without a gopark result", host))
 
-    def _fetch_result(self, tid: int, url: str, host: str) -> None:
+    def _fetch_result(self, tid: int, url: str, worker: str) -> None:
         from gopark import http
         try:
-            self._post(("end", tid, http.fetch(url), host))
+            self._post(("end", tid, http.fetch(url), worker))
         except OSError as exc:
-            self._post(("lost", tid, str(exc), host))
+            self._post(("lost", tid, str(exc), worker))
 
     def frameworkMessage(self, driver: Any, executor_id: dict, agent_id: dict, data: str) -> None:  # noqa: N802
         """Executors say everything in status updates."""
@@ -329,9 +343,8 @@ class MesosBackend:
             for tid in lost:
                 del self._running[tid]
         for tid in lost:
-            self._post(("lost", tid, f"{why} on {agent.hostname}", agent.hostname))
-        if files_url:
-            self._post(("outputs_lost", files_url))
+            self._post(("lost", tid, f"{why} on {agent.hostname}", agent_id))
+        self._post(("worker_lost", agent_id, files_url))
 
     def error(self, driver: Any, message: str) -> None:
         log.error("Mesos master: %s", message)

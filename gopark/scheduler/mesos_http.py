@@ -158,7 +158,12 @@ def import_pymesos() -> Any:
         sys.modules.setdefault("http_parser", package)
         sys.modules.setdefault("http_parser.http", http)
     previous = signal.getsignal(signal.SIGINT)
-    import pymesos
+    try:
+        import pymesos
+    except ImportError as exc:
+        from gopark.errors import ConfigError
+        raise ConfigError("Mesos mode needs pymesos: `pip install --no-deps pymesos==0.3.15`, then build the "
+                          f"app again ({exc})") from exc
 
     if previous is not None:
         signal.signal(signal.SIGINT, previous)

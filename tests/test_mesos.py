@@ -1,0 +1,215 @@
+"""Mesos mode end to end: a real frozen app against the Mesos master/agent double.
+
+The double (tests/mesos_double.py) speaks Mesos' v1 HTTP APIs to pymesos, runs
+the agents' fetcher (the binary is downloaded from the driver's file server
+and cached) and starts the executors as real processes of the fetched binary.
+Every result is compared with the same job run unfrozen in local mode.
+"""
+from __future__ import annotations
+
+import glob
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.mesos_double import MesosCluster
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+APP = os.path.join(ROOT, "tests", "frozen", "mesos_app.py")
+SAMPLE = os.path.join(ROOT, "examples", "data", "words.txt")
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory: pytest.TempPathFactory) -> str:
+    out = tmp_path_factory.mktemp("mesos-build") / "mesos_app"
+    built = subprocess.run([sys.executable, "-m", "gopark.cli", "build", APP, "-o", str(out)],
+                           capture_output=True, text=True, timeout=600)
+    assert built.returncode == 0, built.stderr
+    return str(out)
+
+
+@pytest.fixture
+def tmp_env(tmp_path: str) -> dict[str, str]:
+    """The driver's and executors' TMPDIR: no unpacked _MEI folder may be left there."""
+    tmp = os.path.join(tmp_path, "tmp")
+    os.makedirs(tmp)
+    yield dict(os.environ, TMPDIR=tmp)
+    deadline = time.monotonic() + 10
+    while glob.glob(os.path.join(tmp, "_MEI*")) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert glob.glob(os.path.join(tmp, "_MEI*")) == []
+
+
+@pytest.fixture
+def cluster(tmp_path: str, tmp_env: dict[str, str]) -> MesosCluster:
+    old = os.environ.get("TMPDIR")
+    os.environ["TMPDIR"] = tmp_env["TMPDIR"]     # executors inherit the double's environment
+    try:
+        with MesosCluster(os.path.join(tmp_path, "mesos"), agents=[{"cpus": 2.0, "mem": 2048.0}] * 2) as c:
+            yield c
+            assert_executors_end(c)
+    finally:
+        if old is None:
+            os.environ.pop("TMPDIR", None)
+        else:
+            os.environ["TMPDIR"] = old
+
+
+def assert_executors_end(c: MesosCluster) -> None:
+    """After the driver has gone, the framework's executors end on their own (TEARDOWN)."""
+    assert c.wait_for(lambda: not any(a.executors() for a in c.agents), timeout=15), \
+        [a.executors() for a in c.agents]
+
+
+def local(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, APP, *args, "-m", "local", "-q"], capture_output=True, text=True,
+                          timeout=120, cwd=ROOT)
+
+
+def mesos(app: str, c: MesosCluster, env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([app, *args, "-m", c.master, "--mem", "256", "-q"], capture_output=True, text=True,
+                          timeout=180, env=env)
+
+
+def test_wordcount_across_two_agents_matches_local(app: str, cluster: MesosCluster,
+                                                   tmp_env: dict[str, str]) -> None:
+    got = mesos(app, cluster, tmp_env, "wordcount", SAMPLE)
+    assert got.returncode == 0, got.stderr
+    want = local("wordcount", SAMPLE)
+    assert got.stdout == want.stdout and got.stdout.count("\n") > 10
+    fetched = [n for a in cluster.agents for uri, n in a.fetch_count.items() if "/bin/" in uri]
+    assert fetched and all(n == 1 for n in fetched)      # the fetcher's cache: once per agent
+
+
+def test_second_run_uses_the_fetcher_cache(app: str, cluster: MesosCluster, tmp_env: dict[str, str]) -> None:
+    for _ in range(2):
+        got = mesos(app, cluster, tmp_env, "where")
+        assert got.returncode == 0, got.stderr
+        assert_executors_end(cluster)
+    downloads = {uri: n for a in cluster.agents for uri, n in a.fetch_count.items()}
+    assert downloads and all(n == 1 for n in downloads.values()), downloads
+
+
+def test_tasks_run_in_workers_of_the_fetched_binary(app: str, cluster: MesosCluster,
+                                                    tmp_env: dict[str, str]) -> None:
+    got = mesos(app, cluster, tmp_env, "where")
+    assert got.returncode == 0, got.stderr
+    lines = dict(line.split(" ", 1) for line in got.stdout.splitlines())
+    driver_sha = lines["DRIVER"]
+    where = eval(lines["WHERE"])  # noqa: S307 (our own app's printed tuples)
+    assert {w[2] for w in where} == {"mesos_app"}            # the binary itself, in the worker role
+    assert {w[3] for w in where} == {driver_sha}             # the hash the driver announced
+    assert all(w[4] for w in where)                          # workers of an executor (its file server)
+    executor_parents = {w[1] for w in where}
+    assert len({w[0] for w in where}) >= 2 and len(executor_parents) <= 2
+
+
+def test_broadcast_accumulators_and_cache(app: str, cluster: MesosCluster, tmp_env: dict[str, str]) -> None:
+    got = mesos(app, cluster, tmp_env, "shared")
+    assert got.returncode == 0, got.stderr
+    assert got.stdout == local("shared").stdout
+    assert "ACC 90 90" in got.stdout
+
+
+def test_large_results_come_back_whole(app: str, cluster: MesosCluster, tmp_env: dict[str, str]) -> None:
+    got = mesos(app, cluster, tmp_env, "big")      # ~1 MB per task: more than a status update carries
+    assert got.returncode == 0, got.stderr
+    assert got.stdout == local("big").stdout == "BIG 2000 2000000 0 1999\n"
+
+
+def test_a_failing_task_is_a_job_error_with_the_remote_traceback(app: str, cluster: MesosCluster,
+                                                                tmp_env: dict[str, str]) -> None:
+    got = mesos(app, cluster, tmp_env, "fail")
+    assert got.returncode == 1
+    assert "JobError" in got.stderr and "ValueError: boom at" in got.stderr and "mesos_app.boom" in got.stderr
+
+
+def _run_and_break(app: str, c: MesosCluster, env: dict[str, str], breaker) -> subprocess.CompletedProcess:
+    """Run ``rounds 4``; when round 1 is done, call ``breaker(c)``; the whole output."""
+    proc = subprocess.Popen([app, "rounds", "4", "-m", c.master, "--mem", "256", "-q"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env)
+    out = []
+    try:
+        for line in proc.stdout:
+            out.append(line)
+            if line.startswith("ROUND 1 "):
+                breaker(c)
+        err = proc.stderr.read()
+        proc.wait(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    return subprocess.CompletedProcess(proc.args, proc.returncode, "".join(out), err)
+
+
+def test_a_lost_executor_loses_only_work_that_is_recomputed(app: str, cluster: MesosCluster,
+                                                            tmp_env: dict[str, str]) -> None:
+    def kill_one_executor(c: MesosCluster) -> None:
+        agent = next(a for a in c.agents if a.executors())
+        agent.kill_executor(next(iter(agent.executors())))
+
+    got = _run_and_break(app, cluster, tmp_env, kill_one_executor)
+    assert got.returncode == 0, got.stderr
+    assert got.stdout == local("rounds", "4").stdout
+    next_run_cleans_up(app, tmp_env)
+
+
+def test_a_lost_agent_loses_only_work_that_is_recomputed(app: str, cluster: MesosCluster,
+                                                         tmp_env: dict[str, str]) -> None:
+    got = _run_and_break(app, cluster, tmp_env, lambda c: next(a for a in c.agents if a.executors()).lose())
+    assert got.returncode == 0, got.stderr
+    assert got.stdout == local("rounds", "4").stdout
+    next_run_cleans_up(app, tmp_env)
+
+
+def next_run_cleans_up(app: str, env: dict[str, str]) -> None:
+    """A SIGKILLed onefile executor leaves its unpacked folder; the next run of the binary removes it."""
+    assert len(glob.glob(os.path.join(env["TMPDIR"], "_MEI*"))) <= 1
+    assert subprocess.run([app, "where", "-m", "local", "-q"], env=env, capture_output=True,
+                          timeout=60).returncode == 0
+
+
+def test_unreachable_master_is_one_line(app: str, tmp_env: dict[str, str]) -> None:
+    import socket
+    with socket.socket() as s:        # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    got = subprocess.run([app, "where", "-m", f"127.0.0.1:{port}"], capture_output=True, text=True, timeout=60,
+                         env=tmp_env)
+    assert got.returncode == 1
+    assert got.stderr.strip().splitlines() == [
+        f"gopark: error: cannot reach the Mesos master at 127.0.0.1:{port}: [Errno 111] Connection refused"]
+
+
+def test_executor_refuses_a_binary_that_is_not_the_announced_one(app: str, tmp_env: dict[str, str]) -> None:
+    env = dict(tmp_env, GOPARK_ROLE="executor", GOPARK_SHA256="0" * 64)
+    got = subprocess.run([app], capture_output=True, text=True, timeout=60, env=env)
+    assert got.returncode != 0
+    assert "sha256" in got.stderr and "0" * 64 in got.stderr
+
+
+def test_executor_role_outside_mesos_is_one_line(app: str, tmp_env: dict[str, str]) -> None:
+    from gopark import binary
+    env = dict(tmp_env, GOPARK_ROLE="executor", GOPARK_SHA256=binary.digest(app))
+    got = subprocess.run([app], capture_output=True, text=True, timeout=60, env=env)
+    assert got.returncode == 2
+    assert got.stderr.strip().splitlines()[-1].startswith("gopark: error: the executor role is started by a Mesos")
+
+
+def test_driver_killed_leaves_no_executor(app: str, cluster: MesosCluster, tmp_env: dict[str, str]) -> None:
+    """SIGKILL of the driver: the master removes the framework when its failover timeout (10 s)
+    is over, and its executors end."""
+    proc = subprocess.Popen([app, "rounds", "50", "-m", cluster.master, "-q"], stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True, env=tmp_env)
+    assert proc.stdout.readline().startswith("ROUND 0")
+    assert any(a.executors() for a in cluster.agents)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    proc.stdout.close()
+    assert cluster.wait_for(lambda: not any(a.executors() for a in cluster.agents), timeout=25)
+    next_run_cleans_up(app, tmp_env)      # the driver's own unpacked folder, left by the SIGKILL
