@@ -83,7 +83,7 @@ def test_build_prints_path_size_sha256_and_leaves_the_source_folder_clean(builds
     assert line.startswith("built ") and "MiB" in line and "sha256 " in line
     sha = line.split("sha256 ")[1].split()[0]
     assert len(sha) == 64
-    assert sorted(os.listdir(os.path.dirname(FROZEN_APP))) == ["frozen_app.py"]
+    assert sorted(os.listdir(os.path.dirname(FROZEN_APP))) == ["frozen_app.py", "mesos_app.py"]  # no build files
     assert not os.path.exists(os.path.join(ROOT, "examples", "build"))
     assert not os.path.exists(os.path.join(ROOT, "examples", "dist"))
 
