@@ -314,25 +314,21 @@ def fetch_bucket(locations: list[dict], shuffle_id: int, map_id: int,
     url, host = f"{loc['url']}/{reduce_id}", loc.get("host", "?")
 
     def chunks() -> Iterator[list]:
-        import requests
-        import urllib3
-
         from gopark import http
         try:
-            with http.session().get(url, stream=True, timeout=(10, 300)) as resp:
-                if resp.status_code == 404:
-                    raise FetchFailed(shuffle_id, map_id, reduce_id, host, "map output is gone",
-                                      [(map_id, loc["path"])])
-                if resp.status_code == 204:
+            with http.get(url) as resp:
+                if resp.status == 204:
                     return           # this map sent nothing to this reducer
-                resp.raise_for_status()
-                yield from _read_chunks_from(resp.raw, url)
-        except requests.ConnectionError as exc:
+                yield from _read_chunks_from(resp, url)
+        except http.NotFound:
+            raise FetchFailed(shuffle_id, map_id, reduce_id, host, "map output is gone",
+                              [(map_id, loc["path"])]) from None
+        except ConnectionError as exc:    # refused, reset: the executor that served it is gone
             server = http.server_of(loc["url"])
             gone = [(m, other["path"]) for m, other in enumerate(locations)
                     if other.get("url") and http.server_of(other["url"]) == server]
             raise FetchFailed(shuffle_id, map_id, reduce_id, host, f"cannot reach {server}: {exc}", gone) from exc
-        except (OSError, requests.RequestException, urllib3.exceptions.HTTPError) as exc:
+        except OSError as exc:
             raise FetchFailed(shuffle_id, map_id, reduce_id, host, str(exc), [(map_id, loc["path"])]) from exc
 
     return itertools.chain.from_iterable(map(_pairs, chunks()))

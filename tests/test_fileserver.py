@@ -1,0 +1,108 @@
+"""How files cross machines in Mesos mode: the file server, and shuffle buckets and broadcasts read over HTTP.
+
+Real sockets on loopback: a map output written by one "executor" (its work
+folder served by a FileServer) is read by a reducer elsewhere through its URL;
+a bucket the map did not write is empty, a removed output or a server that is
+gone is a FetchFailed naming every output lost with it.
+"""
+from __future__ import annotations
+
+import os
+import time
+import urllib.request
+
+import pytest
+
+from gopark import http, serialize, shared
+from gopark.errors import FetchFailed
+from gopark.partitioner import HashPartitioner
+from gopark.shuffle import read_shuffle, write_map_output
+from launcher.fileserver import FileServer, local_address
+
+
+@pytest.fixture
+def server(tmp_path):
+    fs = FileServer("127.0.0.1")
+    yield fs
+    fs.stop()
+
+
+def _outputs(tmp_path, fs: FileServer, n_maps: int = 3, reducers: int = 4) -> tuple[list[dict], list]:
+    work = tmp_path / "work"
+    base = fs.add_root("work", str(work))
+    locations, records = [], []
+    for m in range(n_maps):
+        recs = [((m, i), ("v", i, b"\x00\xff", {1, 2})) for i in range(50)]
+        records += recs
+        path = write_map_output(recs, str(work / "shuffle"), 7, m, 0, HashPartitioner(reducers), None, None,
+                                1 << 26, compress=(m % 2 == 0))
+        locations.append({"host": "h", "path": path, "url": f"{base}/{os.path.relpath(path, work)}"})
+    return locations, records
+
+
+def test_buckets_read_over_http_equal_the_map_outputs(tmp_path, server: FileServer) -> None:
+    locations, records = _outputs(tmp_path, server)
+    got = []
+    for r in range(4):
+        got += list(read_shuffle(7, locations, r, here="http://elsewhere:1/work"))
+    assert sorted(got) == sorted(records)
+    local = [p for r in range(4) for p in read_shuffle(7, locations, r, here=server.url + "/work")]
+    assert sorted(local) == sorted(records)
+
+
+def test_a_bucket_the_map_did_not_write_is_empty(tmp_path, server: FileServer) -> None:
+    locations, _ = _outputs(tmp_path, server, n_maps=1, reducers=64)
+    counts = [len(list(read_shuffle(7, locations, r, here=None))) for r in range(64)]
+    assert 0 in counts and sum(counts) == 50
+
+
+def test_a_removed_output_is_a_fetch_failure_naming_it(tmp_path, server: FileServer) -> None:
+    import shutil
+    locations, _ = _outputs(tmp_path, server)
+    shutil.rmtree(locations[1]["path"])
+    with pytest.raises(FetchFailed) as info:
+        list(read_shuffle(7, locations, 0, here="http://elsewhere:1/work"))
+    assert info.value.missing == [(1, locations[1]["path"])]
+
+
+def test_a_server_that_is_gone_loses_every_output_it_held(tmp_path) -> None:
+    fs = FileServer("127.0.0.1")
+    locations, _ = _outputs(tmp_path, fs)
+    fs.stop()
+    with pytest.raises(FetchFailed) as info:
+        list(read_shuffle(7, locations, 0, here="http://elsewhere:1/work"))
+    assert sorted(info.value.missing) == sorted((m, loc["path"]) for m, loc in enumerate(locations))
+
+
+def test_broadcast_loaded_from_a_url(tmp_path, server: FileServer) -> None:
+    url = server.add_root("files", str(tmp_path))
+    b = shared.new_broadcast({"k": (1, 2)}, str(tmp_path), url)
+    assert b.path.startswith("http://127.0.0.1:")
+    wire = serialize.packb(b, "test")
+    shared._live_broadcasts.pop(b.id)          # as in another process: only the id and URL are known
+    remote = serialize.unpackb(wire)
+    assert remote is not b and remote.value == {"k": (1, 2)}
+
+
+def test_one_shot_files_go_once_served_and_nothing_escapes_a_root(tmp_path, server: FileServer) -> None:
+    (tmp_path / "secret").write_bytes(b"no")
+    (tmp_path / "root").mkdir()
+    (tmp_path / "result").write_bytes(b"x" * 300_000)
+    server.add_root("root", str(tmp_path / "root"))
+    url = server.publish("result/1", str(tmp_path / "result"), one_shot=True)
+    assert http.fetch(url) == b"x" * 300_000
+    deadline = time.monotonic() + 5      # removed by the server right after the last byte went out
+    while (tmp_path / "result").exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not (tmp_path / "result").exists()
+    with pytest.raises(http.NotFound):
+        http.fetch(url)
+    for path in ("/root/../secret", "/root/%2e%2e/secret", "/nothing/secret"):
+        with pytest.raises(urllib.error.HTTPError) as info:
+            urllib.request.urlopen(server.url + path)
+        assert info.value.code == 404
+
+
+def test_serves_on_the_address_that_reaches_the_peer_only(server: FileServer) -> None:
+    assert local_address("127.0.0.1:5050") == "127.0.0.1"
+    assert server.url.startswith("http://127.0.0.1:")
