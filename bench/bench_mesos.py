@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -37,6 +38,7 @@ def main() -> None:
     p.add_argument("--runs", type=int, default=2)
     p.add_argument("--corpus", default=os.path.join(HERE, "data", "zipf_200MiB_v1000000_a1.1_s20240601.txt"))
     args = p.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))   # so the double stops its executors
     if not os.path.exists(args.corpus):
         sys.exit(f"no corpus at {args.corpus}: run bench/bench_wordcount.py once to make it")
     work = tempfile.mkdtemp(prefix="gopark-bench-mesos-")

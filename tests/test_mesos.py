@@ -7,12 +7,14 @@ Every result is compared with the same job run unfrozen in local mode.
 """
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 
 import pytest
 
@@ -44,12 +46,13 @@ def tmp_env(tmp_path: str) -> dict[str, str]:
     assert glob.glob(os.path.join(tmp, "_MEI*")) == []
 
 
-@pytest.fixture
-def cluster(tmp_path: str, tmp_env: dict[str, str]) -> MesosCluster:
+@contextlib.contextmanager
+def running_cluster(path: str, agents: list[dict], tmp_env: dict[str, str]) -> Iterator[MesosCluster]:
+    """A double whose executors inherit the test's TMPDIR; on leaving, they must have ended."""
     old = os.environ.get("TMPDIR")
-    os.environ["TMPDIR"] = tmp_env["TMPDIR"]     # executors inherit the double's environment
+    os.environ["TMPDIR"] = tmp_env["TMPDIR"]
     try:
-        with MesosCluster(os.path.join(tmp_path, "mesos"), agents=[{"cpus": 2.0, "mem": 2048.0}] * 2) as c:
+        with MesosCluster(path, agents=agents) as c:
             yield c
             assert_executors_end(c)
     finally:
@@ -57,6 +60,12 @@ def cluster(tmp_path: str, tmp_env: dict[str, str]) -> MesosCluster:
             os.environ.pop("TMPDIR", None)
         else:
             os.environ["TMPDIR"] = old
+
+
+@pytest.fixture
+def cluster(tmp_path: str, tmp_env: dict[str, str]) -> MesosCluster:
+    with running_cluster(os.path.join(tmp_path, "mesos"), [{"cpus": 2.0, "mem": 2048.0}] * 2, tmp_env) as c:
+        yield c
 
 
 def assert_executors_end(c: MesosCluster) -> None:
@@ -83,6 +92,14 @@ def test_wordcount_across_two_agents_matches_local(app: str, cluster: MesosClust
     assert got.stdout == want.stdout and got.stdout.count("\n") > 10
     fetched = [n for a in cluster.agents for uri, n in a.fetch_count.items() if "/bin/" in uri]
     assert fetched and all(n == 1 for n in fetched)      # the fetcher's cache: once per agent
+
+
+def test_one_cpu_agents_run_one_task_after_another(app: str, tmp_path: str, tmp_env: dict[str, str]) -> None:
+    """The executor's own small share comes out of the agent's one CPU: tasks still fit, all of them."""
+    with running_cluster(os.path.join(tmp_path, "mesos1"), [{"cpus": 1.0, "mem": 1024.0}] * 2, tmp_env) as c:
+        got = mesos(app, c, tmp_env, "wordcount", SAMPLE)
+        assert got.returncode == 0, got.stderr
+        assert got.stdout == local("wordcount", SAMPLE).stdout
 
 
 def test_second_run_uses_the_fetcher_cache(app: str, cluster: MesosCluster, tmp_env: dict[str, str]) -> None:

@@ -54,6 +54,7 @@ LOCALITY_WAIT = 1.0          # seconds a task with preferred hosts waits for an 
 FAILOVER_TIMEOUT = 10.0     # a driver gone this long (killed): the master ends its tasks and executors
 REGISTER_TIMEOUT = 30.0      # seconds to reach the master before the Context gives up
 EXECUTOR_CPUS, EXECUTOR_MEM = 0.05, 64.0
+STARVED_WARNING = 15.0       # seconds of offers too small for any task before a warning
 REFUSE_BUSY, REFUSE_IDLE = 0.0, 5.0   # filters on what an ACCEPT leaves and on declines: with tasks waiting, short
 INLINE_RESULT = 256 << 10    # results above this size wait on the executor's file server
 _FINAL_OK = "TASK_FINISHED"
@@ -123,6 +124,8 @@ class MesosBackend:
         self._registered = threading.Event()
         self._offered = threading.Event()
         self._stopping = False
+        self._starving_since: float | None = None
+        self._warned = 0.0
         self.default_parallelism = 0
         self.sha256 = binary.sha256()
         _check_reachable(address)
@@ -196,14 +199,15 @@ class MesosBackend:
                     slots = max(1, int(cpus // self._cpus))
                     agent = self._agents[agent_id] = Agent(host, self._executor_info(slots))
                     self.default_parallelism += slots
-                # as many tasks as the offer holds; when the executor's own small share must come
-                # out of it too, the tasks split what is left rather than leave a CPU idle
-                n = min(int(cpus // self._cpus + 1e-9), int(mem // self._mem_mb))
-                task_cpus = self._cpus
                 if not agent.executor_up:
                     cpus, mem = cpus - EXECUTOR_CPUS, mem - EXECUTOR_MEM
-                    n = min(n, int(mem // self._mem_mb))
-                    task_cpus = min(self._cpus, cpus / n) if n else self._cpus
+                # as many tasks as the offer holds; the executor's small share is not worth a whole
+                # CPU, so tasks may split what is left of one (each gets at most --cpus and --mem)
+                n = min(int((cpus + EXECUTOR_CPUS) / self._cpus + 1e-9),
+                        int((mem + EXECUTOR_MEM) / self._mem_mb + 1e-9))
+                task_cpus, task_mem = (min(self._cpus, cpus / n), min(self._mem_mb, mem / n)) if n else (0, 0)
+                if n == 0 and self._pending:
+                    self._starved(cpus, mem)
                 while len(tasks) < n:
                     picked = self._pick(agent_id, host, now)
                     if picked is None:
@@ -212,11 +216,12 @@ class MesosBackend:
                     self._running[tid] = agent_id
                     tasks.append({"name": f"gopark task {tid}", "task_id": {"value": str(tid)},
                                   "agent_id": {"value": agent_id},
-                                  "resources": _resources(task_cpus, self._mem_mb),
+                                  "resources": _resources(task_cpus, task_mem),
                                   "executor": agent.executor_info,
                                   "data": base64.b64encode(payload).decode()})
                 if tasks:
                     agent.executor_up = True
+                    self._starving_since = None
                 suppress = not tasks and not self._pending and not self._suppressed
                 if suppress:
                     self._suppressed = True
@@ -229,6 +234,16 @@ class MesosBackend:
                 if suppress:
                     driver.suppressOffers()
         self._offered.set()
+
+    def _starved(self, cpus: float, mem: float) -> None:
+        """Tasks wait and offers are too small for one: say so (every 30 s), as Spark does."""
+        now = time.monotonic()
+        if self._starving_since is None:
+            self._starving_since = now
+        elif now - self._starving_since > STARVED_WARNING and now - self._warned > 30:
+            self._warned = now
+            log.warning("no offer has room for a task (--cpus %g, --mem %g MB each); an offer of "
+                        "cpus %.2f, mem %.0f MB was not enough", self._cpus, self._mem_mb, cpus, mem)
 
     def _pick(self, agent_id: str, host: str, now: float) -> tuple[int, bytes] | None:
         """The next task for an offer: one preferring its agent (cached data) or host (input data),
