@@ -30,14 +30,18 @@ from typing import Any
 from gopark import actions, ops, registry, serialize
 from gopark.partitioner import HashPartitioner, RangePartitioner, range_bounds
 
-_GOPARK_DIR = os.path.dirname(os.path.abspath(__file__))
+
+def _in_gopark(frame: Any) -> bool:
+    """A frame of gopark's own code (by module name: file names are relative in a frozen app)."""
+    name = frame.f_globals.get("__name__", "")
+    return name == "gopark" or name.startswith("gopark.")
 
 
 def _callsite() -> str:
     """``method at file.py:line`` of the user's code that made this RDD."""
     f = sys._getframe(1)
     method = f.f_code.co_name
-    while f is not None and os.path.dirname(os.path.abspath(f.f_code.co_filename)) == _GOPARK_DIR:
+    while f is not None and _in_gopark(f):
         method = f.f_code.co_name if not f.f_code.co_name.startswith("_") else method
         f = f.f_back
     if f is None:
