@@ -224,3 +224,47 @@ def test_partial_with_accumulator(ctx):
     assert ctx.parallelize(data, 3).map(partial(add_to, acc)).map(partial(add_to, high)).count() == len(data)
     assert acc.value == sum(data)
     assert high.value == 17
+
+
+# --- partials decoded on workers: keywords become defaults where they can ------------------------
+
+def _kw_target(word, n=1, *, scale=1):
+    return (word, n * scale)
+
+
+def _no_default_after(a, n, m):
+    return (a, n, m)
+
+
+def _var_kw(a, **kw):
+    return (a, kw)
+
+
+def _pos_only(a, n=1, /, m=2):
+    return (a, n, m)
+
+
+@pytest.mark.parametrize("func, args, kwargs, calls", [
+    (_kw_target, (), {"n": 3}, [(("w",), {}), (("w",), {"n": 5}), (("w",), {"scale": 2})]),
+    (_kw_target, (), {"scale": 10}, [(("w",), {}), (("w", 2), {})]),
+    (_kw_target, ("w",), {"n": 4}, [((), {}), ((), {"scale": 3})]),
+    (_no_default_after, (), {"n": 1}, [(("a",), {"m": 2})]),
+    (_var_kw, (), {"x": 1}, [((0,), {}), ((0,), {"y": 2})]),
+    (_pos_only, (), {"m": 9}, [((1,), {}), ((1, 5), {})]),
+])
+def test_decoded_partials_call_like_functools_partial(func, args, kwargs, calls) -> None:
+    import functools
+
+    from gopark.registry import _bind
+    fast = _bind(func, list(args), dict(kwargs))
+    slow = functools.partial(func, *args, **kwargs)
+    for call_args, call_kwargs in calls:
+        assert fast(*call_args, **call_kwargs) == slow(*call_args, **call_kwargs)
+    assert getattr(fast, "__code__", func.__code__) is func.__code__ or isinstance(fast, functools.partial)
+
+
+def test_decoded_partial_keeps_the_registered_function_identity() -> None:
+    from gopark.registry import _bind
+    fast = _bind(_kw_target, [], {"n": 2})
+    assert fast.__code__ is _kw_target.__code__ and fast.__qualname__ == _kw_target.__qualname__
+    assert _kw_target("w") == ("w", 1)            # the original keeps its own defaults
