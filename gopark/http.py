@@ -1,7 +1,9 @@
 """The HTTP client side of Mesos mode: shuffle buckets, broadcasts and large results travel by HTTP.
 
-The standard library's ``http.client``, one kept-alive connection per file
-server and thread (a reducer reads one bucket from every map output's server).
+The standard library's ``http.client``; an idle connection per file server and
+thread is kept alive between fetches (a reducer reads one bucket from every
+map output's server), and a fetch never shares a connection with another one
+still being read.
 Not ``requests``: its import pulls ``cryptography`` into every frozen binary
 (11 MB more to unpack at each start of a onefile app) for plain GETs between
 peers.
@@ -26,21 +28,23 @@ def server_of(url: str) -> str:
     return urllib.parse.urlsplit(url).netloc
 
 
-def _connection(netloc: str, timeout: float) -> http.client.HTTPConnection:
-    conns = getattr(_local, "conns", None)
-    if conns is None:
-        conns = _local.conns = {}
-    conn = conns.get(netloc)
+def _take(netloc: str, timeout: float) -> http.client.HTTPConnection:
+    """This thread's idle connection to ``netloc``, or a new one; the caller gives it back with
+    ``_give`` once its response is read to the end (two responses read at once get two connections)."""
+    idle = getattr(_local, "idle", None)
+    if idle is None:
+        idle = _local.idle = {}
+    conn = idle.pop(netloc, None)
     if conn is None:
-        conn = conns[netloc] = http.client.HTTPConnection(netloc, timeout=timeout)
-    conn.timeout = timeout
+        conn = http.client.HTTPConnection(netloc, timeout=timeout)
     return conn
 
 
-def _drop(netloc: str) -> None:
-    conn = getattr(_local, "conns", {}).pop(netloc, None)
-    if conn is not None:
-        conn.close()
+def _give(netloc: str, conn: http.client.HTTPConnection) -> None:
+    old = _local.idle.pop(netloc, None)
+    if old is not None:
+        old.close()
+    _local.idle[netloc] = conn
 
 
 @contextmanager
@@ -48,23 +52,26 @@ def get(url: str, timeout: float = 300) -> Iterator[http.client.HTTPResponse]:
     """GET ``url``: the response (status 200 or 204) to read from.
 
     NotFound for 404, OSError for anything else that goes wrong (connection
-    refused, reset, another status). A kept-alive connection the server has
-    closed meanwhile is opened again once.
+    refused or reset, a bad answer, another status). A kept-alive connection
+    the server has closed meanwhile is opened again once.
     """
     parts = urllib.parse.urlsplit(url)
     path = parts.path + (f"?{parts.query}" if parts.query else "")
     for attempt in (1, 2):
-        conn = _connection(parts.netloc, timeout)
+        conn = _take(parts.netloc, timeout)
         try:
             conn.request("GET", path)
             resp = conn.getresponse()
             break
         except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
-            _drop(parts.netloc)
+            conn.close()
             if attempt == 2:
                 raise
-        except (OSError, http.client.HTTPException):
-            _drop(parts.netloc)
+        except http.client.HTTPException as exc:
+            conn.close()
+            raise OSError(f"{url}: {exc!r}") from exc
+        except OSError:
+            conn.close()
             raise
     ok = False
     try:
@@ -75,10 +82,12 @@ def get(url: str, timeout: float = 300) -> Iterator[http.client.HTTPResponse]:
         yield resp
         ok = resp.isclosed() or not resp.read()    # read to the end, so the connection can serve again
     except http.client.HTTPException as exc:
-        raise OSError(f"{url}: {exc}") from exc
+        raise OSError(f"{url}: {exc!r}") from exc
     finally:
-        if not ok:
-            _drop(parts.netloc)
+        if ok:
+            _give(parts.netloc, conn)
+        else:
+            conn.close()
 
 
 def fetch(url: str, timeout: float = 300) -> bytes:

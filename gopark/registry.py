@@ -297,8 +297,8 @@ def _with_defaults(func: Any, n_args: int, kwargs: dict) -> Callable[..., Any] |
     bound = types.FunctionType(code, func.__globals__, func.__name__,
                                tuple(values[n] for n in names[first:]), func.__closure__)
     bound.__kwdefaults__ = kwdefaults or None
+    # not its __dict__ (its registered name): encoding this copy must not pass for the bare function
     bound.__qualname__, bound.__module__, bound.__doc__ = func.__qualname__, func.__module__, func.__doc__
-    bound.__dict__.update(func.__dict__)
     return bound
 
 

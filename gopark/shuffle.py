@@ -268,11 +268,13 @@ def read_shuffle(shuffle_id: int, locations: list[dict], reduce_id: int,
     of this process's executor) is fetched over HTTP; the others are read from
     local disk.
     """
-    gone = [(m, loc["path"]) for m, loc in enumerate(locations)
-            if _is_local(loc, here) and not os.path.isdir(loc["path"])]
+    # None: the driver learnt the output was lost after this task was made (a lost executor)
+    gone = [(m, None if loc is None else loc["path"]) for m, loc in enumerate(locations)
+            if loc is None or (_is_local(loc, here) and not os.path.isdir(loc["path"]))]
     if gone:
         m = gone[0][0]
-        raise FetchFailed(shuffle_id, m, reduce_id, locations[m].get("host", "?"), "map output is gone", gone)
+        host = (locations[m] or {}).get("host", "?")
+        raise FetchFailed(shuffle_id, m, reduce_id, host, "map output is gone", gone)
     return itertools.chain.from_iterable(
         read_bucket(loc, shuffle_id, m, reduce_id) if _is_local(loc, here)
         else fetch_bucket(locations, shuffle_id, m, reduce_id)

@@ -30,12 +30,14 @@ import shutil
 import sys
 import tempfile
 import threading
+import time
 from typing import Any
 
 from gopark import binary
 from gopark.scheduler.mesos import INLINE_RESULT
 
 log = logging.getLogger("gopark.executor")
+_SEND_RETRIES = (0.2, 0.5, 1, 2, 4, 8)   # seconds between attempts to send one status update
 
 
 class GoparkExecutor:
@@ -154,10 +156,19 @@ class GoparkExecutor:
             status = self._updates.get()
             if status is None:
                 return
-            try:
-                self._driver.sendStatusUpdate(status)
-            except Exception:   # the agent is away: it asks for unacknowledged tasks when it is back
-                log.exception("cannot send the status of task %s", status["task_id"]["value"])
+            for delay in (*_SEND_RETRIES, None):
+                try:
+                    self._driver.sendStatusUpdate(status)
+                    break
+                except Exception:   # pymesos opens a new connection to the agent at the next call
+                    if delay is None:
+                        # pymesos keeps no unacknowledged updates to send again: a lost final
+                        # update would leave the driver waiting forever. Ending the executor makes
+                        # the agent report its tasks lost, and the driver runs them again.
+                        log.exception("cannot send the status of task %s; the executor ends",
+                                      status["task_id"]["value"])
+                        os._exit(3)
+                    time.sleep(delay)
 
     def close(self) -> None:
         """End the pool and the file server, remove the work folder; safe to call twice."""

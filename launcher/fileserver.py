@@ -107,6 +107,8 @@ class FileServer:
             root = self._roots.get(name)
         if root is None or not rel:
             return None, False
+        if "\0" in rel:
+            return None, False
         path = os.path.realpath(os.path.join(root, rel))
         if not path.startswith(os.path.realpath(root) + os.sep):   # no way out of a root
             return None, False

@@ -106,3 +106,50 @@ def test_one_shot_files_go_once_served_and_nothing_escapes_a_root(tmp_path, serv
 def test_serves_on_the_address_that_reaches_the_peer_only(server: FileServer) -> None:
     assert local_address("127.0.0.1:5050") == "127.0.0.1"
     assert server.url.startswith("http://127.0.0.1:")
+
+
+def test_two_shuffles_read_at_once_from_one_server(tmp_path, server: FileServer) -> None:
+    """zip of two shuffled RDDs reads two responses at once: each gets its own connection."""
+    locations, records = _outputs(tmp_path, server)
+    elsewhere = "http://elsewhere:1/work"
+    pairs = list(zip(read_shuffle(7, locations, 0, elsewhere), read_shuffle(7, locations, 1, elsewhere)))
+    n0, n1 = (len(list(read_shuffle(7, locations, r, elsewhere))) for r in (0, 1))
+    assert len(pairs) == min(n0, n1) > 0
+
+
+def test_an_output_the_driver_knows_lost_is_a_fetch_failure(tmp_path, server: FileServer) -> None:
+    locations, _ = _outputs(tmp_path, server)
+    locations[2] = None
+    with pytest.raises(FetchFailed) as info:
+        list(read_shuffle(7, locations, 0, here=None))
+    assert info.value.missing == [(2, None)]
+
+
+def test_a_bad_answer_is_an_oserror(tmp_path) -> None:
+    import socket
+    import threading
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+
+    def answer() -> None:
+        conn, _ = listener.accept()
+        conn.recv(4096)
+        conn.sendall(b"garbage\r\n\r\n")
+        conn.close()
+
+    t = threading.Thread(target=answer)
+    t.start()
+    try:
+        with pytest.raises(OSError):
+            http.fetch(f"http://127.0.0.1:{listener.getsockname()[1]}/x")
+    finally:
+        t.join()
+        listener.close()
+
+
+def test_a_nul_in_a_path_is_not_found(tmp_path, server: FileServer) -> None:
+    server.add_root("root", str(tmp_path))
+    with pytest.raises(urllib.error.HTTPError) as info:
+        urllib.request.urlopen(server.url + "/root/a%00b")
+    assert info.value.code == 404

@@ -205,6 +205,8 @@ class MesosBackend:
                 # CPU, so tasks may split what is left of one (each gets at most --cpus and --mem)
                 n = min(int((cpus + EXECUTOR_CPUS) / self._cpus + 1e-9),
                         int((mem + EXECUTOR_MEM) / self._mem_mb + 1e-9))
+                if cpus <= 0 or mem <= 0:     # not even room for the executor's share
+                    n = 0
                 task_cpus, task_mem = (min(self._cpus, cpus / n), min(self._mem_mb, mem / n)) if n else (0, 0)
                 if n == 0 and self._pending:
                     self._starved(cpus, mem)
@@ -233,6 +235,11 @@ class MesosBackend:
                 driver.declineOffer(offer["id"], {"refuse_seconds": REFUSE_IDLE if suppress else REFUSE_BUSY})
                 if suppress:
                     driver.suppressOffers()
+                    with self._lock:     # a submit between the decision and the SUPPRESS may have revived
+                        revive = bool(self._pending)      # first: the master must not end up suppressed
+                        self._suppressed = not revive
+                    if revive:
+                        driver.reviveOffers()
         self._offered.set()
 
     def _starved(self, cpus: float, mem: float) -> None:
@@ -319,7 +326,7 @@ class MesosBackend:
             return
         if state != _FINAL_OK:
             reason = status.get("message") or status.get("reason") or ""
-            self._post(("lost", tid, f"{state} on {host}: {reason}".rstrip(": "), host))
+            self._post(("lost", tid, f"{state} on {host}: {reason}".rstrip(": "), worker))
             return
         if data[:1] == b"R":
             self._post(("end", tid, data[1:], worker))
@@ -327,14 +334,14 @@ class MesosBackend:
             threading.Thread(target=self._fetch_result, args=(tid, data[1:].decode(), worker),
                              name="gopark-result-fetch", daemon=True).start()
         else:
-            self._post(("lost", tid, f"TASK_FINISHED on {host} without a gopark result", host))
+            self._post(("lost", tid, f"TASK_FINISHED on {host} without a gopark result", worker))
 
     def _fetch_result(self, tid: int, url: str, worker: str) -> None:
         from gopark import http
         try:
             self._post(("end", tid, http.fetch(url), worker))
-        except OSError as exc:
-            self._post(("lost", tid, str(exc), worker))
+        except Exception as exc:   # whatever it is, the scheduler must hear of this task
+            self._post(("lost", tid, f"cannot fetch the result of task {tid}: {exc}", worker))
 
     def frameworkMessage(self, driver: Any, executor_id: dict, agent_id: dict, data: str) -> None:  # noqa: N802
         """Executors say everything in status updates."""

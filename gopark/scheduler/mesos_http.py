@@ -122,6 +122,8 @@ class HttpParser:
                 if end < 0:
                     return
                 size_text = self._buf[:end].split(b";", 1)[0].strip()
+                if not size_text or size_text.strip(b"0123456789abcdefABCDEF"):
+                    raise ValueError(f"bad chunk size {size_text!r}")
                 self._buf = self._buf[end + 2:]
                 self._chunk_left = int(size_text, 16)
                 if self._chunk_left == 0:
