@@ -6,8 +6,11 @@ folder, where map tasks leave shuffle buckets and large task results wait for
 the driver. Reads only (GET/HEAD), only under the roots it was given, on the
 one address it was given (never all interfaces).
 
-Routes are ``/<name>/<relative path>`` for each ``name -> folder`` root, plus
-single files published under a fixed path. A file published as *one-shot* is
+Routes are ``/<secret>/<name>/<relative path>`` for each ``name -> folder``
+root, plus single files published under a fixed path; ``url`` includes the
+secret (random per server), so only the holders of a URL the driver handed
+out can read anything, as only the driver's own workers can talk to it in
+process mode. A file published as *one-shot* is
 deleted once it has been sent whole (a large task result, fetched once).
 Under a root, a file absent from a folder that exists answers 204 (a map task
 that sent nothing to a reducer writes no bucket), and a path whose folder is
@@ -15,8 +18,10 @@ gone answers 404, which the reader reports as a lost output.
 """
 from __future__ import annotations
 
+import hmac
 import http.server
 import os
+import secrets
 import shutil
 import socket
 import threading
@@ -69,7 +74,10 @@ class FileServer:
             "address_family": socket.AF_INET6 if ":" in host else socket.AF_INET, "daemon_threads": True})
         self._httpd = server_class((host, 0), Handler)
         bound_host, port = self._httpd.server_address[:2]
-        self.url = f"http://[{bound_host}]:{port}" if ":" in bound_host else f"http://{bound_host}:{port}"
+        # every URL starts with a secret: only those the driver handed a URL to can read anything
+        self._secret = secrets.token_urlsafe(16)
+        address = f"http://[{bound_host}]:{port}" if ":" in bound_host else f"http://{bound_host}:{port}"
+        self.url = f"{address}/{self._secret}"
         self._thread = threading.Thread(target=self._httpd.serve_forever, name="gopark-fileserver",
                                         kwargs={"poll_interval": 0.2}, daemon=True)
         self._thread.start()
@@ -99,7 +107,9 @@ class FileServer:
 
     # -- serving ---------------------------------------------------------------------
     def _resolve(self, url_path: str) -> tuple[str | None, bool]:
-        route = urllib.parse.unquote(urllib.parse.urlsplit(url_path).path).strip("/")
+        secret, _, route = urllib.parse.unquote(urllib.parse.urlsplit(url_path).path).strip("/").partition("/")
+        if not hmac.compare_digest(secret.encode(), self._secret.encode()):
+            return None, False
         with self._lock:
             if route in self._files:
                 return self._files[route]

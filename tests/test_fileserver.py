@@ -153,3 +153,13 @@ def test_a_nul_in_a_path_is_not_found(tmp_path, server: FileServer) -> None:
     with pytest.raises(urllib.error.HTTPError) as info:
         urllib.request.urlopen(server.url + "/root/a%00b")
     assert info.value.code == 404
+
+
+def test_nothing_is_served_without_the_secret_in_the_url(tmp_path, server: FileServer) -> None:
+    (tmp_path / "f").write_bytes(b"data")
+    url = server.add_root("root", str(tmp_path)) + "/f"
+    assert http.fetch(url) == b"data"
+    address, secret = server.url.rsplit("/", 1)
+    for wrong in (f"{address}/root/f", f"{address}/{secret[:-1]}x/root/f", f"{address}/%C3%A9/root/f"):
+        with pytest.raises(http.NotFound):
+            http.fetch(wrong)
