@@ -35,6 +35,7 @@ from __future__ import annotations
 import base64
 import collections
 import dataclasses
+import functools
 import getpass
 import json
 import logging
@@ -86,6 +87,20 @@ def _master_host(address: str) -> str:
     return address
 
 
+def _guarded(callback: Callable[..., None]) -> Callable[..., None]:
+    """A pymesos callback that never raises into pymesos (whose I/O thread would die and
+    interrupt the main thread): a failure breaks the backend instead, and every task it holds
+    or is given later is reported lost with the reason, so the job ends with a JobError."""
+    @functools.wraps(callback)
+    def guarded(self: MesosBackend, *args: Any) -> None:
+        try:
+            callback(self, *args)
+        except Exception as exc:
+            log.exception("gopark's Mesos scheduler failed in %s", callback.__name__)
+            self._break(f"gopark's Mesos scheduler failed in {callback.__name__}: {exc!r}")
+    return guarded
+
+
 def _check_reachable(address: str) -> None:
     """One clear error now, rather than pymesos retrying forever, when nothing listens there."""
     target = _master_host(address)
@@ -124,6 +139,7 @@ class MesosBackend:
         self._registered = threading.Event()
         self._offered = threading.Event()
         self._stopping = False
+        self._broken: str | None = None
         self._starving_since: float | None = None
         self._warned = 0.0
         self.default_parallelism = 0
@@ -149,6 +165,9 @@ class MesosBackend:
     # -- called by the DAG scheduler -------------------------------------------------
     def submit(self, tid: int, payload: bytes, preferred: list[str]) -> None:
         with self._lock:
+            if self._broken:
+                self._post(("lost", tid, self._broken, "driver"))
+                return
             self._pending.append((tid, payload, preferred, time.monotonic()))
             revive, self._suppressed = self._suppressed, False
         if revive:
@@ -187,6 +206,7 @@ class MesosBackend:
     def disconnected(self, driver: Any) -> None:
         log.info("disconnected from the Mesos master")
 
+    @_guarded
     def resourceOffers(self, driver: Any, offers: list[dict]) -> None:  # noqa: N802 (pymesos' names)
         now = time.monotonic()
         for offer in offers:
@@ -306,6 +326,7 @@ class MesosBackend:
     def processHeartBeat(self, driver: Any) -> None:  # noqa: N802
         """The master's heartbeat: nothing to do."""
 
+    @_guarded
     def statusUpdate(self, driver: Any, status: dict) -> None:  # noqa: N802
         state, tid = status.get("state", ""), int(status["task_id"]["value"])
         data = base64.b64decode(status["data"]) if status.get("data") else b""
@@ -346,9 +367,11 @@ class MesosBackend:
     def frameworkMessage(self, driver: Any, executor_id: dict, agent_id: dict, data: str) -> None:  # noqa: N802
         """Executors say everything in status updates."""
 
+    @_guarded
     def executorLost(self, driver: Any, executor_id: dict, agent_id: dict, status: int) -> None:  # noqa: N802
         self._agent_gone(agent_id["value"], f"executor {executor_id['value']} exited ({status})")
 
+    @_guarded
     def slaveLost(self, driver: Any, agent_id: dict) -> None:  # noqa: N802
         self._agent_gone(agent_id["value"], "agent lost")
 
@@ -370,9 +393,14 @@ class MesosBackend:
 
     def error(self, driver: Any, message: str) -> None:
         log.error("Mesos master: %s", message)
+        self._break(f"Mesos master error: {message}")
+
+    def _break(self, reason: str) -> None:
+        """Report every task held as lost, and every later one at once."""
         with self._lock:
+            self._broken = reason
             lost = list(self._running) + [t[0] for t in self._pending]
             self._running.clear()
             self._pending.clear()
         for tid in lost:
-            self._post(("lost", tid, f"Mesos master error: {message}", "master"))
+            self._post(("lost", tid, reason, "driver"))
