@@ -801,6 +801,9 @@ def _sort_partition(f: Callable[[Any], Any] | None, reverse: bool, it: Iterator[
     return external_sort(it, key, reverse, task.env.mem_bytes, os.path.join(task.env.work_dir, "spill"))
 
 
+_KEY, _VALUE = operator.itemgetter(0), operator.itemgetter(1)
+
+
 def _pipe(op: str, f: Callable[..., Any] | None, extra: Any, split: int, it: Iterator[Any],
           task: Any) -> Iterator[Any]:
     """Partition ``split`` of a narrow operation over its parent's iterator ``it``."""
@@ -819,9 +822,9 @@ def _pipe(op: str, f: Callable[..., Any] | None, extra: Any, split: int, it: Ite
     if op == "flatMapValue":
         return ((k, x) for k, v in it for x in f(v))
     if op == "keys":
-        return (kv[0] for kv in it)
+        return map(_KEY, it)
     if op == "values":
-        return (kv[1] for kv in it)
+        return map(_VALUE, it)
     if op == "glom":
         return iter([list(it)])
     if op == "sample":
