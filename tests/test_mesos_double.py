@@ -553,7 +553,9 @@ def test_teardown_kills_an_executor_that_ignores_shutdown(tmp_path: Path, files:
         assert 0.4 < time.monotonic() - started < 3
         sandbox = cluster.agents[0].sandbox("e1")
         assert sandbox is not None and "shutdown requested" in (sandbox / "stdout").read_text()
-        assert cluster.state()["agents"][0]["executors"][0]["returncode"] == -9
+        # the agent records the exit when its reaper sees it, a moment after the process is gone
+        assert cluster.wait_for(lambda: cluster.state()["agents"][0]["executors"][0]["returncode"] == -9,
+                                timeout=5)
         assert cluster.state()["frameworks"] == []
 
 
