@@ -36,14 +36,14 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 @pytest.fixture
 def tmp_env(tmp_path: str) -> dict[str, str]:
-    """The driver's and executors' TMPDIR: no unpacked _MEI folder may be left there."""
+    """The driver's and executors' TMPDIR: no unpacked _MEI folder or gopark folder may be left there."""
     tmp = os.path.join(tmp_path, "tmp")
     os.makedirs(tmp)
     yield dict(os.environ, TMPDIR=tmp)
     deadline = time.monotonic() + 10
-    while glob.glob(os.path.join(tmp, "_MEI*")) and time.monotonic() < deadline:
+    while os.listdir(tmp) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert glob.glob(os.path.join(tmp, "_MEI*")) == []
+    assert os.listdir(tmp) == []
 
 
 @contextlib.contextmanager

@@ -94,7 +94,8 @@ class ProcessBackend:
         sock = os.path.join(work_dir, "driver.sock")
         self._sock_dir = None
         if len(sock) > _MAX_IPC_PATH:    # e.g. deep in a Mesos sandbox: a short private folder of its own
-            self._sock_dir = sock = tempfile.mkdtemp(prefix="gopark-sock-")
+            # named like a Context's work folder, so the next Context removes it if this process is killed
+            self._sock_dir = sock = tempfile.mkdtemp(prefix=f"gopark-{os.getpid()}-sock-")
             sock = os.path.join(sock, "driver.sock")
         self._endpoint = f"ipc://{sock}"
         self._zctx = zmq.Context()
