@@ -185,9 +185,13 @@ class _SizeEstimate:
         self.n, self.avg = 0, 128
 
     def sample(self, k: Any, v: Any) -> None:
+        self.add(sys.getsizeof(k) + sys.getsizeof(v) + 96)
+
+    def add(self, size: int) -> None:
+        """One more sampled entry of ``size`` bytes (only the first 64 after a restart count)."""
         if self.n < 64:
             self.n += 1
-            self.avg += (sys.getsizeof(k) + sys.getsizeof(v) + 96 - self.avg) // self.n
+            self.avg += (size - self.avg) // self.n
 
     def restart(self) -> None:
         self.n = 0
@@ -371,10 +375,7 @@ class Merger:
             data[k] = (v if create is None else create(v)) if c is _MISSING else merge(c, v)
             n += 1
             if n == _CHECK_EVERY:
-                self._size.sample(k, v)
-                if self.budget.over(n * self._size.avg):
-                    self._spill()
-                    data = self.data
+                data = self._checked(k, v, n)
                 n = 0
 
     def add_to_groups(self, pairs: Iterable[tuple[Any, Any]], i: int, n: int) -> None:
@@ -388,10 +389,7 @@ class Merger:
             groups[i].append(v)
             count += 1
             if count == _CHECK_EVERY:
-                self._size.sample(k, v)
-                if self.budget.over(count * self._size.avg):
-                    self._spill()
-                    data = self.data
+                data = self._checked(k, v, count)
                 count = 0
 
     def add_combiners(self, pairs: Iterable[tuple[Any, Any]]) -> None:
@@ -404,13 +402,17 @@ class Merger:
                 data[k] = c
                 fresh += 1
                 if fresh == _CHECK_EVERY:
-                    self._size.sample(k, c)
-                    if self.budget.over(fresh * self._size.avg):
-                        self._spill()
-                        data = self.data
+                    data = self._checked(k, c, fresh)
                     fresh = 0
             else:
                 data[k] = merge(old, c)
+
+    def _checked(self, k: Any, v: Any, n: int) -> dict:
+        """After ``n`` more entries (the last one ``k, v``): spill if over budget; the dict to fill now."""
+        self._size.sample(k, v)
+        if self.budget.over(n * self._size.avg):
+            self._spill()
+        return self.data
 
     def _spill(self) -> None:
         if self.spill_dir is None:
@@ -442,8 +444,7 @@ class Merger:
                 merged: dict[Any, Any] = {}
                 merge = self.merge_combiners
                 for flat in read_chunks(f.name):
-                    it = iter(flat)
-                    for k, c in zip(it, it):
+                    for k, c in _pairs(flat):
                         old = merged.get(k, _MISSING)
                         merged[k] = c if old is _MISSING else merge(old, c)
                 yield from merged.items()
@@ -468,14 +469,12 @@ def external_sort(records: Iterable[Any], key: Callable[[Any], Any], reverse: bo
     runs: list[str] = []
     folder: str | None = None
     packer = serialize.Packer("a record being sorted")
-    sample, est = 0, 128
+    size = _SizeEstimate()
     try:
         for record in records:
             run.append(record)
-            if sample < 64:
-                sample += 1
-                est = (est * (sample - 1) + sys.getsizeof(record) + 64) // sample
-            if len(run) % _CHECK_EVERY == 0 and budget.over(_CHECK_EVERY * est):
+            size.add(sys.getsizeof(record) + 64)
+            if len(run) % _CHECK_EVERY == 0 and budget.over(_CHECK_EVERY * size.avg):
                 if folder is None:
                     os.makedirs(spill_root, exist_ok=True)
                     folder = tempfile.mkdtemp(prefix="sort-", dir=spill_root)
@@ -487,7 +486,7 @@ def external_sort(records: Iterable[Any], key: Callable[[Any], Any], reverse: bo
                 runs.append(path)
                 run = []
                 budget.reset()
-                sample = 0
+                size.restart()
         run.sort(key=key, reverse=reverse)
         if not runs:
             yield from run

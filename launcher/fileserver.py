@@ -95,11 +95,6 @@ class FileServer:
             self._files[route] = (os.path.abspath(path), one_shot)
         return f"{self.url}/{route}"
 
-    def url_of(self, name: str, path: str) -> str:
-        """The URL of ``path``, a file under the root ``name``."""
-        rel = os.path.relpath(path, self._roots[name])
-        return f"{self.url}/{name}/{urllib.parse.quote(rel)}"
-
     def stop(self) -> None:
         self._httpd.shutdown()
         self._httpd.server_close()
