@@ -22,6 +22,7 @@ pool and removes the work folder.
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import logging
 import os
@@ -134,28 +135,28 @@ class GoparkExecutor:
             self._update(task_id, "TASK_FAILED", message=str(payload))
         elif len(payload) <= INLINE_RESULT:
             self._update(task_id, "TASK_FINISHED", data=b"R" + payload)
-        else:
-            path = os.path.join(self.work_dir, "results", str(tid))  # type: ignore[arg-type]
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            with open(path, "wb") as f:
-                f.write(payload)
-            url = self.files.publish(f"result/{tid}", path, one_shot=True)
-            self._update(task_id, "TASK_FINISHED", data=b"U" + url.encode())
+        else:   # written to disk by the status thread, not this one (the pool's, which feeds workers)
+            self._updates.put(functools.partial(self._large_result, task_id, tid, payload))
+
+    def _large_result(self, task_id: dict, tid: int, payload: bytes) -> dict:
+        path = os.path.join(self.work_dir, "results", str(tid))  # type: ignore[arg-type]
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "wb") as f:
+            f.write(payload)
+        url = self.files.publish(f"result/{tid}", path, one_shot=True)
+        return _status(task_id, "TASK_FINISHED", b"U" + url.encode())
 
     # -- status updates, sent in order from one thread ---------------------------------
     def _update(self, task_id: dict, state: str, data: bytes = b"", message: str = "") -> None:
-        status: dict[str, Any] = {"task_id": task_id, "state": state}
-        if data:
-            status["data"] = base64.b64encode(data).decode()
-        if message:
-            status["message"] = message
-        self._updates.put(status)
+        status = _status(task_id, state, data, message)
+        self._updates.put(lambda: status)
 
     def _send_updates(self) -> None:
         while True:
-            status = self._updates.get()
-            if status is None:
+            make = self._updates.get()   # what makes the next status, or None: stop
+            if make is None:
                 return
+            status = make()
             for delay in (*_SEND_RETRIES, None):
                 try:
                     self._driver.sendStatusUpdate(status)
@@ -183,6 +184,15 @@ class GoparkExecutor:
         if self._sender.is_alive():
             self._updates.put(None)
             self._sender.join(timeout=5)
+
+
+def _status(task_id: dict, state: str, data: bytes = b"", message: str = "") -> dict:
+    status: dict[str, Any] = {"task_id": task_id, "state": state}
+    if data:
+        status["data"] = base64.b64encode(data).decode()
+    if message:
+        status["message"] = message
+    return status
 
 
 def check_binary() -> str | None:

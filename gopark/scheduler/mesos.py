@@ -126,7 +126,7 @@ class MesosBackend:
             raise ConfigError("a Mesos-mode Context must be made in the main thread (pymesos needs it)")
         from gopark.scheduler.mesos_http import import_pymesos
         from launcher.fileserver import FileServer, local_address
-        self._pymesos = import_pymesos()
+        pymesos = import_pymesos()
         self._post = post
         self._cpus, self._mem_mb = cpus, mem_mb
         self._compress = compress
@@ -153,8 +153,8 @@ class MesosBackend:
         self.files_url = self.files.add_root("files", work_dir)   # broadcasts
         framework = {"user": getpass.getuser() or "nobody", "name": f"gopark: {app_name}",
                      "hostname": socket.gethostname(), "failover_timeout": FAILOVER_TIMEOUT, "checkpoint": False}
-        self._driver = self._pymesos.MesosSchedulerDriver(self, framework, address, use_addict=False,
-                                                           implicit_acknowledgements=True)
+        self._driver = pymesos.MesosSchedulerDriver(self, framework, address, use_addict=False,
+                                                    implicit_acknowledgements=True)
         self._driver.start()
         if not self._registered.wait(REGISTER_TIMEOUT):
             self.stop()
