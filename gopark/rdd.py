@@ -29,6 +29,7 @@ from typing import Any
 
 from gopark import actions, ops, registry, serialize
 from gopark.partitioner import HashPartitioner, RangePartitioner, range_bounds
+from gopark.pipeline import PER_RECORD
 
 
 def _in_gopark(frame: Any) -> bool:
@@ -861,16 +862,35 @@ class PipedRDD(RDD):
         return {"op": self.op, "f": self.f_ref, "x": self.extra}
 
     def compute(self, split: int, task: Any) -> Iterator[Any]:
-        # a run of narrow operations is stacked in one loop, not one call inside the other
+        it, tail = self.per_record_tail(split, task, fuse=False)
+        return it
+
+    def per_record_tail(self, split: int, task: Any, fuse: bool = True) -> tuple[Iterator[Any], list[tuple[str, Any]]]:
+        """Partition ``split`` as an iterator and the per-record operations still to apply to it.
+
+        A run of narrow operations is stacked as iterators, one over the other.
+        With ``fuse``, the trailing ones that act record by record (``map``,
+        ``flatMap``, ``filter``, ...: :data:`gopark.pipeline.PER_RECORD`) are
+        left out of the iterator and returned, ``[(op, function), ...]``, for
+        the caller to run in one loop with what consumes them.
+        """
         chain: list[PipedRDD] = [self]
         while isinstance(chain[-1].parent, PipedRDD) and not chain[-1].parent.is_cached:
             chain.append(chain[-1].parent)
-        it = chain[-1].parent.iterator(split, task)
-        for node in reversed(chain):
-            if node._fn is None and node.f_ref is not None:
-                node._fn = registry.decode_func(node.f_ref)
-            it = _pipe(node.op, node._fn, node.extra, split, it, task)
-        return it
+        chain.reverse()
+        n = len(chain)
+        while fuse and n and chain[n - 1].op in PER_RECORD:
+            n -= 1
+        it = chain[0].parent.iterator(split, task)
+        for node in chain[:n]:
+            it = _pipe(node.op, node.fn(), node.extra, split, it, task)
+        return it, [(node.op, node.fn()) for node in chain[n:]]
+
+    def fn(self) -> Any:
+        """This operation's function, decoded once."""
+        if self._fn is None and self.f_ref is not None:
+            self._fn = registry.decode_func(self.f_ref)
+        return self._fn
 
     @classmethod
     def _build(cls, params: dict, parents: list[RDD], n: int) -> RDD:

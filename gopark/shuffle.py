@@ -30,10 +30,10 @@ import struct
 import sys
 import tempfile
 import zlib
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
-from gopark import serialize
+from gopark import pipeline, serialize
 from gopark.errors import FetchFailed
 
 _HEADER = struct.Struct(">IB")
@@ -144,12 +144,17 @@ class _Buckets:
 
 def write_map_output(records: Iterable[Any], root: str, shuffle_id: int, map_id: int, attempt: int,
                      partitioner: Any, create: Callable[[Any], Any] | None,
-                     merge_value: Callable[[Any, Any], Any] | None, mem_bytes: int, compress: bool) -> str:
+                     merge_value: Callable[[Any, Any], Any] | None, mem_bytes: int, compress: bool,
+                     ops: Sequence[tuple[str, Callable[..., Any]]] = ()) -> str:
     """Write one map task's buckets; returns the output folder.
 
-    ``merge_value`` set: combine map-side. ``compress``: zlib the chunks (about 2x smaller, about
+    ``merge_value`` set: combine map-side the records of ``records`` passed
+    through the per-record ``ops``, in one loop (see :mod:`gopark.pipeline`);
+    ``ops`` must be empty otherwise. ``compress``: zlib the chunks (about 2x smaller, about
     80 MB/s of CPU), worth it when buckets cross the network, not when every reader is on this host.
     """
+    if ops and merge_value is None:
+        raise ValueError("per-record operations are fused only with a map-side combine")
     base = os.path.join(root, f"shuffle-{shuffle_id}")
     os.makedirs(base, exist_ok=True)
     # a folder of its own per attempt: the driver registers it only once the task has succeeded,
@@ -159,7 +164,7 @@ def write_map_output(records: Iterable[Any], root: str, shuffle_id: int, map_id:
     budget = Budget(mem_bytes)
     try:
         if merge_value is not None:
-            _combine(records, buckets, budget, partitioner, create, merge_value)
+            _combine(records, list(ops), buckets, budget, partitioner, create, merge_value)
         else:
             _append(records, buckets, budget, partitioner)
         buckets.flush()
@@ -205,11 +210,11 @@ def _distribute(pairs: list[tuple[Any, Any]] | Any, keys: list, bufs: list[list]
         b.append(v)
 
 
-def _combine(records: Iterable[Any], buckets: _Buckets, budget: Budget, partitioner: Any,
-             create: Callable[[Any], Any] | None, merge_value: Callable[[Any, Any], Any]) -> None:
+def _combine(records: Iterable[Any], ops: list[tuple[str, Callable[..., Any]]], buckets: _Buckets,
+             budget: Budget, partitioner: Any, create: Callable[[Any], Any] | None,
+             merge_value: Callable[[Any, Any], Any]) -> None:
     combined: dict[Any, Any] = {}
     size = _SizeEstimate()
-    fresh = 0
 
     def spill() -> None:
         _distribute(combined.items(), list(combined), buckets.bufs, partitioner)
@@ -218,21 +223,12 @@ def _combine(records: Iterable[Any], buckets: _Buckets, budget: Budget, partitio
         budget.reset()
         size.restart()
 
-    for record in records:
-        try:
-            k, v = record
-        except (TypeError, ValueError):
-            raise _not_a_pair(record) from None
-        if k in combined:
-            combined[k] = merge_value(combined[k], v)
-            continue
-        combined[k] = v if create is None else create(v)
-        fresh += 1
-        if fresh == _CHECK_EVERY:
-            size.sample(k, combined[k])
-            if budget.over(fresh * size.avg):
-                spill()
-            fresh = 0
+    def check(k: Any, c: Any) -> None:
+        size.sample(k, c)
+        if budget.over(pipeline.CHECK_EVERY * size.avg):
+            spill()
+
+    pipeline.combine(records, ops, combined, create, merge_value, check, _not_a_pair)
     spill()
 
 
