@@ -16,7 +16,7 @@ import random
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from gopark import registry, serialize
+from gopark import pipeline, registry, serialize
 from gopark.shuffle import all_pairs
 
 
@@ -87,10 +87,23 @@ def _count_by(it: Iterable[Any]) -> dict:
     return dict(collections.Counter(it))
 
 
-def run(action: list, it: Iterator[Any], split: int, attempt: int) -> Any:
-    """The result of ``action`` over one partition's records."""
+#: actions that take their partition as an iterator and the per-record operations still to apply
+#: (run in one loop with the action's fold: see gopark.pipeline)
+FUSED = frozenset({"reduce", "fold", "aggregate"})
+
+
+def run(action: list, it: Iterator[Any], split: int, attempt: int,
+        ops: list[tuple[str, Any]] | None = None) -> Any:
+    """The result of ``action`` over one partition's records (``it`` passed through ``ops``: FUSED only)."""
     name = action[0]
     f = registry.decode_func(action[-1]) if name in _TAKES_FUNC and action[-1] is not None else None
+    if ops:
+        if name not in FUSED:
+            raise ValueError(f"per-record operations are not fused with {name}")
+        if name == "reduce":
+            acc = pipeline.fold(it, ops, _EMPTY, f, _EMPTY)
+            return [] if acc is _EMPTY else [acc]
+        return pipeline.fold(it, ops, action[1], f, _EMPTY)
     if name == "collect":
         return _collect(it)
     if name == "count":

@@ -1,4 +1,4 @@
-"""Narrow per-record operations fused with the map-side combine into one Python loop.
+"""Narrow per-record operations fused, into one Python loop, with what consumes their records.
 
 ``textFile(...).flatMap(words).map(pair).reduceByKey(add)`` calls two user
 functions per word. Run as C iterators (``map``, ``chain``), each call enters
@@ -6,9 +6,11 @@ the interpreter afresh from C; written as one loop, the calls are plain
 Python-to-Python calls, which CPython 3.11 makes without a new C frame. On the
 word count that is about a quarter of the map task's time.
 
-The loop is generated from a fixed template per *shape* (the sequence of
-operation names, and whether the aggregator has ``create``), compiled once per
-process and cached. No user code is in the generated source: the user's
+Two consumers are fused this way: the map-side combine of a shuffle
+(``reduceByKey``, ``combineByKey``, ``distinct``) and the fold of the
+``reduce``, ``fold`` and ``aggregate`` actions. The loop is generated from a
+fixed template per *shape* (the consumer, the sequence of operation names),
+compiled once per process and cached. No user code is in the generated source: the user's
 functions are arguments of the compiled loop, exactly as they would be of
 ``map``. Each operation behaves as its iterator form in ``rdd._pipe``.
 """
@@ -45,6 +47,23 @@ def _step(op: str, i: int, x: str, depth: int) -> tuple[list[str], str, int]:
     raise ValueError(f"{op!r} is not a per-record operation")
 
 
+def _compile(name: str, head: list[str], ops: tuple[str, ...], sink: list[str], tail: list[str]) -> Callable:
+    """``head``, the loop over ``records`` through ``ops``, ``sink`` (on the record ``x``) inside it, ``tail``."""
+    lines = list(head)
+    if ops:
+        lines.append(f"    {', '.join(f'f{i}' for i in range(len(ops)))}, = fns")
+    lines.append("    for x0 in records:")
+    x, depth = "x0", 2
+    for i, op in enumerate(ops):
+        more, x, depth = _step(op, i, x, depth)
+        lines += more
+    lines += [("    " * depth) + line.replace("{x}", x) for line in sink]
+    lines += tail
+    namespace: dict[str, Any] = {}
+    exec(compile("\n".join(lines) + "\n", f"<gopark {name} loop {'/'.join(ops) or '-'}>", "exec"), namespace)
+    return namespace["loop"]
+
+
 @functools.lru_cache(maxsize=256)
 def combine_loop(ops: tuple[str, ...], with_create: bool) -> Callable[..., None]:
     """The compiled loop ``loop(records, fns, combined, create, merge, check, not_a_pair)``.
@@ -56,34 +75,35 @@ def combine_loop(ops: tuple[str, ...], with_create: bool) -> Callable[..., None]
     ``check(k, combined[k])``, which may empty ``combined`` (a spill). A
     result that is not a pair raises ``not_a_pair(result)``.
     """
-    lines = ["def loop(records, fns, combined, create, merge, check, not_a_pair):"]
-    if ops:
-        lines.append(f"    {', '.join(f'f{i}' for i in range(len(ops)))}, = fns")
-    lines += ["    fresh = 0", "    for x0 in records:"]
-    x, depth = "x0", 2
-    for i, op in enumerate(ops):
-        more, x, depth = _step(op, i, x, depth)
-        lines += more
-    pad = "    " * depth
     first = "create(v)" if with_create else "v"
-    lines += [
-        f"{pad}try:",
-        f"{pad}    k, v = {x}",
-        f"{pad}except (TypeError, ValueError):",
-        f"{pad}    raise not_a_pair({x}) from None",
-        f"{pad}if k in combined:",
-        f"{pad}    combined[k] = merge(combined[k], v)",
-        f"{pad}else:",
-        f"{pad}    combined[k] = {first}",
-        f"{pad}    fresh += 1",
-        f"{pad}    if fresh == {CHECK_EVERY}:",
-        f"{pad}        fresh = 0",
-        f"{pad}        check(k, combined[k])",
+    sink = [
+        "try:",
+        "    k, v = {x}",
+        "except (TypeError, ValueError):",
+        "    raise not_a_pair({x}) from None",
+        "if k in combined:",
+        "    combined[k] = merge(combined[k], v)",
+        "else:",
+        f"    combined[k] = {first}",
+        "    fresh += 1",
+        f"    if fresh == {CHECK_EVERY}:",
+        "        fresh = 0",
+        "        check(k, combined[k])",
     ]
-    namespace: dict[str, Any] = {}
-    exec(compile("\n".join(lines) + "\n", f"<gopark combine loop {'/'.join(ops) or 'pairs'}>", "exec"),
-         namespace)
-    return namespace["loop"]
+    head = ["def loop(records, fns, combined, create, merge, check, not_a_pair):", "    fresh = 0"]
+    return _compile("combine", head, ops, sink, [])
+
+
+@functools.lru_cache(maxsize=256)
+def fold_loop(ops: tuple[str, ...]) -> Callable[..., Any]:
+    """The compiled loop ``loop(records, fns, acc, f, empty) -> acc``.
+
+    Folds each record of ``records``, run through ``ops``, into ``acc`` with
+    ``acc = f(acc, record)``; while ``acc`` is ``empty`` the record becomes
+    ``acc`` (``reduce``); a partition with no record gives ``acc`` back.
+    """
+    sink = ["if acc is empty:", "    acc = {x}", "else:", "    acc = f(acc, {x})"]
+    return _compile("fold", ["def loop(records, fns, acc, f, empty):"], ops, sink, ["    return acc"])
 
 
 def combine(records: Iterable[Any], ops: list[tuple[str, Callable[..., Any]]], combined: dict,
@@ -92,3 +112,9 @@ def combine(records: Iterable[Any], ops: list[tuple[str, Callable[..., Any]]], c
     """Fold ``records``, passed through the per-record ``ops``, into ``combined`` (see :func:`combine_loop`)."""
     loop = combine_loop(tuple(op for op, _ in ops), create is not None)
     loop(records, [f for _, f in ops], combined, create, merge, check, not_a_pair)
+
+
+def fold(records: Iterable[Any], ops: list[tuple[str, Callable[..., Any]]], acc: Any,
+         f: Callable[[Any, Any], Any], empty: Any) -> Any:
+    """``records`` passed through the per-record ``ops`` and folded by ``f`` into ``acc`` (see :func:`fold_loop`)."""
+    return fold_loop(tuple(op for op, _ in ops))(records, [g for _, g in ops], acc, f, empty)

@@ -132,8 +132,11 @@ def _run(task: dict, tc: TaskContext) -> tuple[Any, bool]:
         if tc.env.files_url:
             location["url"] = f"{tc.env.files_url}/{os.path.relpath(path, tc.env.work_dir)}"
         return location, False
-    it = root.iterator(task["split"], tc)
-    value = actions.run(task["action"], it, task["split"], task["attempt"])
+    if task["action"][0] in actions.FUSED and isinstance(root, PipedRDD) and not root.is_cached:
+        it, ops = root.per_record_tail(task["split"], tc)   # run in one loop with the action's fold
+    else:
+        it, ops = root.iterator(task["split"], tc), []
+    value = actions.run(task["action"], it, task["split"], task["attempt"], ops)
     return value, isinstance(value, actions.Stream)
 
 

@@ -234,3 +234,29 @@ def test_sys_settrace_sees_user_functions():
         sys.settrace(None)
     assert combined == {"a": 1, "b": 1}
     assert "words" in seen and "pair" in seen
+
+
+@register_func
+def add_len(acc, word):
+    return acc + len(word)
+
+
+@pytest.mark.parametrize("name", list(CHAINS))
+def test_reduce_fold_aggregate_through_fused_chains(ctx, name):
+    """The actions' fold runs in the same loop as the chain: same values as plain Python."""
+    steps, _ = CHAINS[name]
+    lines = ctx.parallelize(LINES, 3)
+    records = build(lines, steps).collect()          # collect is not fused: the reference
+    rdd = build(lines, steps).map(swap)
+    values = [kv[0] for kv in map(swap, records)]
+    assert rdd.keys().reduce(add) == sum(values)
+    assert rdd.keys().fold(0, add) == sum(values)
+    assert rdd.values().map(str).aggregate(0, add_len, add) == sum(len(str(kv[0])) for kv in records)
+
+
+def test_reduce_with_empty_partitions_through_a_fused_chain(ctx):
+    rdd = ctx.parallelize(["", "", "a b", ""], 4).flatMap(words).map(length)
+    assert rdd.reduce(add) == 2
+    assert rdd.fold(10, add) == 2 + 10 * 5    # the zero once per partition and once in the driver
+    with pytest.raises(ValueError):
+        ctx.parallelize(["", ""], 2).flatMap(words).map(length).reduce(add)
