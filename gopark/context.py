@@ -161,13 +161,13 @@ class Context:
         return TextFileRDD(self, path, text.plan_splits(path, splitSize, numSplits, self.defaultParallelism))
 
     def union(self, rdds: list[RDD]) -> RDD:
-        """The records of all ``rdds``."""
+        """The records of all ``rdds`` (none: an empty RDD)."""
         self._check_running()
         if isinstance(rdds, RDD):
             rdds = [rdds]
         rdds = list(rdds)
-        if not rdds:
-            raise ValueError("union needs at least one RDD")
+        if not rdds:      # as Spark's and DPark's: the union of nothing is empty
+            return self.parallelize([], 1)
         return UnionRDD(self, _check_rdds(rdds, "union"))
 
     def broadcast(self, value: Any) -> shared.Broadcast:

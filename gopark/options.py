@@ -65,6 +65,9 @@ def parse_master(master: str) -> Master:
     m = master.strip()
     if m == "local":
         return Master("local")
+    if m.startswith("local:"):   # not a Mesos master on a host called "local"
+        raise ConfigError(f"bad master {master!r}: local mode runs tasks in the driver, one at a time; "
+                          "for N worker processes use process:N")
     if m == "process" or m.startswith("process:"):
         n = m.partition(":")[2]
         if not n:

@@ -24,10 +24,12 @@ import operator
 import os
 import random
 import sys
+import traceback
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from gopark import actions, ops, registry, serialize
+from gopark.errors import job_error
 from gopark.partitioner import HashPartitioner, RangePartitioner, range_bounds
 from gopark.pipeline import PER_RECORD
 
@@ -398,10 +400,15 @@ class RDD:
     def groupWith(self, *others: RDD | list[RDD], numSplits: int | None = None) -> RDD:
         """(key, ([values of self], [values of other], ...)) for each key of any of them.
 
+        ``others``: one RDD, a list of RDDs (DPark) or several RDDs (Spark);
+        an int after them is ``numSplits``, as in ``a.cogroup(b, 3)``.
+
         >>> sorted(ctx.parallelize([('a', 1)]).groupWith(ctx.parallelize([('a', 2), ('b', 3)])).collect())
         [('a', ([1], [2])), ('b', ([], [3]))]
         """
         rdds: list[RDD] = []
+        if others and type(others[-1]) is int and numSplits is None:   # cogroup(other, 3), as Spark and DPark
+            *others, numSplits = others      # type: ignore[assignment]
         for o in others:
             rdds.extend(o if isinstance(o, (list, tuple)) else [o])
         if not rdds:
@@ -528,7 +535,7 @@ class RDD:
         parts = [p[0] for p in self.ctx.runJob(self, ["reduce", ref]) if p]
         if not parts:
             raise ValueError("reduce of an empty RDD")
-        return functools.reduce(registry.decode_func(ref), parts)
+        return _in_driver(ref, "reduce", functools.reduce, registry.decode_func(ref), parts)
 
     def fold(self, zero: Any, f: Callable[[Any, Any], Any]) -> Any:
         """Fold each partition from ``zero`` with ``f``, then the partition results.
@@ -538,7 +545,8 @@ class RDD:
         """
         ref = self._f(f, "fold")
         serialize.packb_checked(zero, "RDD.fold")
-        return functools.reduce(registry.decode_func(ref), self.ctx.runJob(self, ["fold", zero, ref]), zero)
+        parts = self.ctx.runJob(self, ["fold", zero, ref])
+        return _in_driver(ref, "fold", functools.reduce, registry.decode_func(ref), parts, zero)
 
     def aggregate(self, zero: Any, seqOp: Callable[[Any, Any], Any], combOp: Callable[[Any, Any], Any]) -> Any:
         """``seqOp`` over each partition from ``zero``; ``combOp`` over the partition results.
@@ -548,8 +556,8 @@ class RDD:
         """
         seq, comb = self._f(seqOp, "aggregate"), self._f(combOp, "aggregate")
         zero_copy = serialize.unpackb(serialize.packb_checked(zero, "RDD.aggregate"))   # combOp may change it
-        return functools.reduce(registry.decode_func(comb), self.ctx.runJob(self, ["aggregate", zero, seq]),
-                                zero_copy)
+        parts = self.ctx.runJob(self, ["aggregate", zero, seq])
+        return _in_driver(comb, "aggregate", functools.reduce, registry.decode_func(comb), parts, zero_copy)
 
     def take(self, n: int) -> list:
         """The first ``n`` records, reading as few partitions as it can.
@@ -688,11 +696,30 @@ class RDD:
         return actions.merge_counts(self.ctx.runJob(self, ["countByValue"]))
 
     def saveAsTextFile(self, path: str, overwrite: bool = False) -> None:
-        """One ``part-NNNNN`` file per partition, a line per record, then ``_SUCCESS``."""
+        """One ``part-NNNNN`` file per partition, a line per record, then ``_SUCCESS``.
+
+        A job that fails leaves the folder empty (no part file of the partitions that were written).
+        """
         from gopark.io import text
         path = text.prepare_output(path, overwrite)
-        self.ctx.runJob(self, ["save", path])
+        try:
+            self.ctx.runJob(self, ["save", path])
+        except BaseException:
+            text.abort_output(path)      # a failed job leaves the folder empty, as Spark's committer does
+            raise
         text.finish_output(path)
+
+
+def _in_driver(ref: list, what: str, run: Callable[..., Any], *args: Any) -> Any:
+    """``run(*args)``: the driver's part of an action, which calls the user's function ``ref`` on the
+    partitions' results; its failure is a JobError, as the same failure in a task would be."""
+    try:
+        return run(*args)
+    except Exception as exc:
+        func = registry.func_label(ref)
+        raise job_error(f"{what}: merging the partitions' results in the driver failed: "
+                        f"{type(exc).__name__}: {exc}" + (f" (in {func})" if func else ""),
+                        type(exc).__name__, str(exc), traceback.format_exc(), func) from exc
 
 
 def _check_rdds(rdds: list, what: str) -> list[RDD]:

@@ -136,12 +136,17 @@ def registered_name(code: types.CodeType) -> str | None:
 
 # --- references ---------------------------------------------------------------
 
-_BUILTIN_TYPES = {t.__name__: t for t in (str, bytes, int, float, bool, list, tuple, dict, set,
-                                          frozenset, complex, bytearray, type(None))}
+def _builtin_type(name: str) -> type | None:
+    """The builtin class called ``name`` (``int``, ``range``, ``reversed``, ``NoneType``...), if any."""
+    if name == "NoneType":
+        return type(None)
+    t = getattr(builtins, name, None)
+    return t if isinstance(t, type) else None
 
 
 def _not_allowed(fn: Any, what: str) -> TypeError:
     kind = "a lambda" if getattr(fn, "__name__", "") == "<lambda>" else (
+        f"the class {getattr(fn, '__qualname__', '')!r}" if isinstance(fn, type) else
         "a closure" if "<locals>" in getattr(fn, "__qualname__", "") else
         "a bound method" if isinstance(fn, types.MethodType) else
         f"an unregistered function {getattr(fn, '__qualname__', '')!r}" if isinstance(fn, types.FunctionType)
@@ -160,14 +165,14 @@ def _encode(fn: Any, what: str) -> list:
         return ["r", name, _module_of(fn)]
     if isinstance(fn, types.BuiltinFunctionType) and getattr(builtins, fn.__name__, None) is fn:
         return ["b", fn.__name__]
-    if isinstance(fn, type) and _BUILTIN_TYPES.get(fn.__name__) is fn:
+    if isinstance(fn, type) and _builtin_type(fn.__name__) is fn:     # int, range, reversed, zip...
         return ["b", fn.__name__]
     if getattr(operator, getattr(fn, "__name__", ""), None) is fn:
         return ["o", fn.__name__]
     if isinstance(fn, (types.MethodDescriptorType, types.WrapperDescriptorType,
                        types.ClassMethodDescriptorType)):
         owner = fn.__objclass__
-        if _BUILTIN_TYPES.get(owner.__name__) is owner:
+        if _builtin_type(owner.__name__) is owner:                   # str.split, dict.items...
             return ["m", owner.__name__, fn.__name__]
     if isinstance(fn, (operator.itemgetter, operator.attrgetter, operator.methodcaller)):
         ctor, args = fn.__reduce__()[:2]
@@ -238,7 +243,7 @@ def decode_func(ref: list) -> Callable[..., Any]:
     if tag == "o":
         return getattr(operator, ref[1])
     if tag == "m":
-        return getattr(_BUILTIN_TYPES[ref[1]], ref[2])
+        return getattr(_builtin_type(ref[1]), ref[2])
     if tag == "ig":
         return operator.itemgetter(*ref[1])
     if tag == "ag":

@@ -169,3 +169,41 @@ def test_retried_save_task_leaves_no_partial_file(ctx, tmp_path):
         with open(out / f"part-{i:05d}") as f:
             lines += f.read().splitlines()
     assert lines == [str(i) for i in range(40)]
+
+
+@register_func
+def fail_on_zero(x):
+    return 10 // x
+
+
+def test_a_failed_save_job_leaves_the_folder_empty(ctx, tmp_path):
+    """Partitions already written are removed with _temporary: no partial output to read back."""
+    from gopark import JobError
+    out = tmp_path / "out"
+    with pytest.raises(JobError):
+        ctx.parallelize([1, 2, 0, 4], 2).map(fail_on_zero).saveAsTextFile(str(out))
+    assert os.listdir(out) == []
+    ctx.parallelize([1, 2, 4], 2).map(fail_on_zero).saveAsTextFile(str(out))   # no overwrite needed
+    assert sorted(ctx.textFile(str(out)).collect()) == ["10", "2", "5"]
+
+
+def test_an_unreadable_input_is_named_and_no_function_is_blamed(ctx, tmp_path):
+    """A corrupt .gz fails its task with InputReadError naming the file, not 'in <last function>'."""
+    from gopark import JobError
+    bad = write(tmp_path / "bad.gz", b"junk, not gzip")
+    with pytest.raises(JobError) as info:
+        ctx.textFile(bad).map(str).filter(bool).collect()
+    assert info.value.remote_type == "InputReadError"
+    assert bad in str(info.value).splitlines()[0]
+    assert info.value.func_name is None
+
+
+def test_a_file_removed_after_textfile_is_named(ctx, tmp_path):
+    from gopark import JobError
+    gone = write(tmp_path / "gone.txt", b"a\nb\n")
+    rdd = ctx.textFile(gone).map(str)
+    os.unlink(gone)
+    with pytest.raises(JobError) as info:
+        rdd.collect()
+    assert info.value.remote_type == "InputReadError" and gone in str(info.value)
+    assert info.value.func_name is None

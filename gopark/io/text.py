@@ -18,10 +18,11 @@ import glob
 import gzip
 import os
 import shutil
+import zlib
 from collections.abc import Iterable, Iterator
 from typing import Any, BinaryIO
 
-from gopark.errors import InputNotFound, InputUnavailable, OutputExists
+from gopark.errors import InputNotFound, InputReadError, InputUnavailable, OutputExists
 
 DEFAULT_SPLIT_SIZE = 64 << 20
 _BLOCK = 1 << 20
@@ -106,7 +107,17 @@ def plan_splits(path: str, split_size: int | None = None, num_splits: int | None
 
 
 def read_split(split: dict) -> Iterator[str]:
-    """The lines of one split."""
+    """The lines of one split; InputReadError naming the path when it cannot be read."""
+    try:
+        yield from _read_split(split)
+    except (OSError, EOFError, zlib.error) as exc:
+        if isinstance(exc, InputReadError):
+            raise
+        where = split.get("path") or split.get("name") or split.get("url") or split.get("kind")
+        raise InputReadError(f"textFile: cannot read {where}: {type(exc).__name__}: {exc}") from exc
+
+
+def _read_split(split: dict) -> Iterator[str]:
     kind = split["kind"]
     if kind == "file":
         with open(split["path"], "rb") as f:
@@ -204,6 +215,18 @@ def write_partition(path: str, split: int, attempt: int, records: Iterable[Any])
             os.unlink(tmp)
         raise
     return name
+
+
+def abort_output(path: str) -> None:
+    """Driver side, after the job failed: remove the part files written and ``_temporary``.
+
+    ``prepare_output`` found the folder empty, so everything in it is this job's.
+    """
+    shutil.rmtree(os.path.join(path, "_temporary"), ignore_errors=True)
+    for name in os.listdir(path):
+        if name.startswith("part-"):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(os.path.join(path, name))
 
 
 def finish_output(path: str) -> None:
