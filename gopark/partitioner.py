@@ -111,7 +111,8 @@ class KeyedPartitioner:
         return self.partitioner.get_partition(self.key(k))
 
     def partitions_of(self, keys: list) -> Iterator[int]:
-        return self.partitioner.partitions_of(list(map(self.key, keys)))
+        key = self.key      # a list comprehension: a StopIteration from key() is an error, not an end
+        return self.partitioner.partitions_of([key(k) for k in keys])
 
 
 def range_bounds(sample: list, n: int) -> list:

@@ -6,9 +6,12 @@ the interpreter afresh from C; written as one loop, the calls are plain
 Python-to-Python calls, which CPython 3.11 makes without a new C frame. On the
 word count that is about a quarter of the map task's time.
 
-Two consumers are fused this way: the map-side combine of a shuffle
-(``reduceByKey``, ``combineByKey``, ``distinct``) and the fold of the
-``reduce``, ``fold`` and ``aggregate`` actions. The loop is generated from a
+Every run of per-record operations is one generated generator
+(:func:`iterate`); two consumers take the operations into their own loop: the
+map-side combine of a shuffle (``reduceByKey``, ``combineByKey``,
+``distinct``) and the fold of the ``reduce``, ``fold`` and ``aggregate``
+actions. (A generator also keeps a StopIteration raised by the app's function
+from passing for the end of the partition, which C's ``map`` cannot.) The loop is generated from a
 fixed template per *shape* (the consumer, the sequence of operation names),
 compiled once per process and cached. No user code is in the generated source: the user's
 functions are arguments of the compiled loop, exactly as they would be of
@@ -17,7 +20,7 @@ functions are arguments of the compiled loop, exactly as they would be of
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 #: operations that turn one record into zero, one or more records, with no state
@@ -47,21 +50,51 @@ def _step(op: str, i: int, x: str, depth: int) -> tuple[list[str], str, int]:
     raise ValueError(f"{op!r} is not a per-record operation")
 
 
+class StopIterationInTask(RuntimeError):
+    """A function of the app raised StopIteration while records flowed through it.
+
+    Run from an iterator, that would silently end the partition early (losing
+    records, as SPARK-23754 found in PySpark); the task fails instead.
+    """
+
+
+_STOPPED = ("a function raised StopIteration, which would have silently ended this partition early; "
+            "the task fails instead (raise another exception to stop on purpose)")
+
+
 def _compile(name: str, head: list[str], ops: tuple[str, ...], sink: list[str], tail: list[str]) -> Callable:
-    """``head``, the loop over ``records`` through ``ops``, ``sink`` (on the record ``x``) inside it, ``tail``."""
+    """``head``, the loop over ``records`` through ``ops`` with ``sink`` (on the record ``x``) inside, ``tail``.
+
+    A StopIteration raised in the loop's body (by a function of the app: the
+    loop's own end is not raised) becomes :class:`StopIterationInTask`.
+    """
     lines = list(head)
     if ops:
         lines.append(f"    {', '.join(f'f{i}' for i in range(len(ops)))}, = fns")
-    lines.append("    for x0 in records:")
-    x, depth = "x0", 2
+    lines += ["    try:", "        for x0 in records:"]
+    x, depth = "x0", 3
     for i, op in enumerate(ops):
         more, x, depth = _step(op, i, x, depth)
         lines += more
     lines += [("    " * depth) + line.replace("{x}", x) for line in sink]
+    lines += ["    except StopIteration as exc:", "        raise StopIterationInTask(STOPPED) from exc"]
     lines += tail
-    namespace: dict[str, Any] = {}
+    namespace: dict[str, Any] = {"StopIterationInTask": StopIterationInTask, "STOPPED": _STOPPED}
     exec(compile("\n".join(lines) + "\n", f"<gopark {name} loop {'/'.join(ops) or '-'}>", "exec"), namespace)
     return namespace["loop"]
+
+
+@functools.lru_cache(maxsize=256)
+def iterate_loop(ops: tuple[str, ...]) -> Callable[..., Iterator[Any]]:
+    """The compiled generator ``loop(records, fns)``: the records of ``records`` run through ``ops``."""
+    return _compile("iterate", ["def loop(records, fns):"], ops, ["yield {x}"], [])
+
+
+def iterate(records: Iterable[Any], ops: list[tuple[str, Callable[..., Any]]]) -> Iterator[Any]:
+    """``records`` run through the per-record ``ops``, as one generator (see :func:`iterate_loop`)."""
+    if not ops:
+        return iter(records)
+    return iterate_loop(tuple(op for op, _ in ops))(records, [f for _, f in ops])
 
 
 @functools.lru_cache(maxsize=256)

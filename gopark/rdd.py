@@ -28,7 +28,7 @@ import traceback
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from gopark import actions, ops, registry, serialize
+from gopark import actions, ops, pipeline, registry, serialize
 from gopark.errors import job_error
 from gopark.partitioner import HashPartitioner, RangePartitioner, range_bounds
 from gopark.pipeline import PER_RECORD
@@ -829,30 +829,19 @@ def _sort_partition(f: Callable[[Any], Any] | None, reverse: bool, it: Iterator[
     return external_sort(it, key, reverse, task.env.mem_bytes, os.path.join(task.env.work_dir, "spill"))
 
 
-_KEY, _VALUE = operator.itemgetter(0), operator.itemgetter(1)
 
 
 def _pipe(op: str, f: Callable[..., Any] | None, extra: Any, split: int, it: Iterator[Any],
           task: Any) -> Iterator[Any]:
-    """Partition ``split`` of a narrow operation over its parent's iterator ``it``."""
-    if op == "map":
-        return map(f, it)
-    if op == "flatMap":
-        return itertools.chain.from_iterable(map(f, it))
-    if op == "filter":
-        return filter(f, it)
+    """Partition ``split`` of a narrow operation over its parent's iterator ``it``.
+
+    The per-record operations (map, filter, ...) are not here: they run as
+    generated loops, see :mod:`gopark.pipeline`.
+    """
     if op == "mapPartitions":
         return iter(f(it) or ())
     if op == "mapPartitionsWithIndex":
         return iter(f(split, it) or ())
-    if op == "mapValue":
-        return ((k, f(v)) for k, v in it)
-    if op == "flatMapValue":
-        return ((k, x) for k, v in it for x in f(v))
-    if op == "keys":
-        return map(_KEY, it)
-    if op == "values":
-        return map(_VALUE, it)
     if op == "glom":
         return iter([list(it)])
     if op == "sample":
@@ -904,14 +893,17 @@ class PipedRDD(RDD):
         chain: list[PipedRDD] = [self]
         while isinstance(chain[-1].parent, PipedRDD) and not chain[-1].parent.is_cached:
             chain.append(chain[-1].parent)
-        chain.reverse()
-        n = len(chain)
-        while fuse and n and chain[n - 1].op in PER_RECORD:
-            n -= 1
-        it = chain[0].parent.iterator(split, task)
-        for node in chain[:n]:
-            it = _pipe(node.op, node.fn(), node.extra, split, it, task)
-        return it, [(node.op, node.fn()) for node in chain[n:]]
+        it = chain[-1].parent.iterator(split, task)
+        run: list[tuple[str, Any]] = []        # per-record operations not applied yet
+        for node in reversed(chain):
+            if node.op in PER_RECORD:
+                run.append((node.op, node.fn()))
+                continue
+            it = _pipe(node.op, node.fn(), node.extra, split, pipeline.iterate(it, run), task)
+            run = []
+        if fuse:
+            return it, run
+        return pipeline.iterate(it, run), []
 
     def fn(self) -> Any:
         """This operation's function, decoded once."""

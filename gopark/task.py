@@ -105,11 +105,15 @@ class TaskContext:
         return Merger(create, merge_value, combine, self.env.mem_bytes, spill)  # type: ignore[arg-type]
 
 
-def _failing_func(tb: Any) -> str | None:
+def _failing_func(exc: BaseException) -> str | None:
+    """The registered function deepest in the traceback of ``exc`` (or of what caused it)."""
     name = None
+    tb = exc.__traceback__
     while tb is not None:
         name = registry.registered_name(tb.tb_frame.f_code) or name
         tb = tb.tb_next
+    if name is None and exc.__cause__ is not None:      # e.g. StopIterationInTask: the function raised the cause
+        return _failing_func(exc.__cause__)
     return name
 
 
@@ -157,5 +161,5 @@ def run_task(payload: bytes, env: WorkerEnv) -> bytes:
             fetch = [exc.shuffle_id, [list(m) for m in exc.missing]] if isinstance(exc, FetchFailed) else None
             return serialize.packb({
                 "ok": False, "type": type(exc).__name__, "msg": str(exc),
-                "tb": "".join(traceback.format_exception(exc)), "func": _failing_func(exc.__traceback__),
+                "tb": "".join(traceback.format_exception(exc)), "func": _failing_func(exc),
                 "fetch": fetch})

@@ -199,22 +199,32 @@ def test_the_loop_is_generated_once_per_shape():
         pipeline.combine_loop(("mapPartitions",), False)
 
 
-def test_each_operation_matches_its_iterator_form():
-    """The generated steps against rdd._pipe, operation by operation, on the same records."""
-    from gopark.rdd import _pipe
+def test_each_operation_as_plain_python():
+    """Each generated step, alone, in each consumer: what the operation means in plain Python."""
     records = [("a", 1), ("b", 2), ("a", 3), ("c", 0)]
     fns = {"map": swap, "flatMap": lambda kv: [kv, kv], "filter": lambda kv: kv[1],
            "mapValue": str, "flatMapValue": range, "keys": None, "values": None}
+    meaning = {
+        "map": [swap(kv) for kv in records],
+        "flatMap": [x for kv in records for x in [kv, kv]],
+        "filter": [kv for kv in records if kv[1]],
+        "mapValue": [(k, str(v)) for k, v in records],
+        "flatMapValue": [(k, x) for k, v in records for x in range(v)],
+        "keys": [k for k, _ in records],
+        "values": [v for _, v in records],
+    }
     for op, f in fns.items():
-        it = _pipe(op, f, None, 0, iter(records), None)
+        assert list(pipeline.iterate(iter(records), [(op, f)])) == meaning[op], op
         then = [("map", pair)] if op in ("keys", "values") else []
-        expected = {}
-        for x in it:
+        expected: dict = {}
+        for x in meaning[op]:
             k, v = pair(x) if then else x
             expected[k] = v if k not in expected else add(expected[k], v)
         combined: dict = {}
         pipeline.combine(iter(records), [(op, f), *then], combined, None, add, lambda k, c: None, TypeError)
         assert combined == expected, op
+        folded = pipeline.fold(iter(records), [(op, f), ("map", str)], "", add, object())
+        assert folded == "".join(map(str, meaning[op])), op
 
 
 def test_sys_settrace_sees_user_functions():
@@ -260,3 +270,42 @@ def test_reduce_with_empty_partitions_through_a_fused_chain(ctx):
     assert rdd.fold(10, add) == 2 + 10 * 5    # the zero once per partition and once in the driver
     with pytest.raises(ValueError):
         ctx.parallelize(["", ""], 2).flatMap(words).map(length).reduce(add)
+
+
+@register_func
+def stop_at(n, x):
+    if x == n:
+        raise StopIteration()
+    return x
+
+
+@register_func
+def stop_in_flat(n, x):
+    return [stop_at(n, x)]
+
+
+@register_func
+def keep_unless(n, x):
+    return stop_at(n, x) is not None
+
+
+@pytest.mark.parametrize("how", ["map", "filter", "flatMap", "map then collect", "map then reduceByKey",
+                                 "map then reduce", "mapValue", "map then count"])
+def test_a_stop_iteration_from_the_app_fails_the_task(ctx, how):
+    """Never a silently shorter partition (SPARK-23754): the job fails, naming the function."""
+    nums = ctx.parallelize(range(10), 2)
+    stop = partial(stop_at, 5)
+    run = {
+        "map": lambda: nums.map(stop).collect(),
+        "filter": lambda: nums.filter(partial(keep_unless, 5)).collect(),
+        "flatMap": lambda: nums.flatMap(partial(stop_in_flat, 5)).collect(),
+        "map then collect": lambda: nums.map(stop).map(str).collect(),
+        "map then reduceByKey": lambda: nums.map(stop).map(pair).reduceByKey(add).collect(),
+        "map then reduce": lambda: nums.map(stop).reduce(add),
+        "mapValue": lambda: nums.map(twice).map(tuple).mapValue(stop).collect(),
+        "map then count": lambda: nums.map(stop).count(),
+    }[how]
+    with pytest.raises(JobError) as info:
+        run()
+    assert info.value.remote_type == "StopIterationInTask"
+    assert "StopIteration" in str(info.value) and info.value.func_name.endswith("stop_at")
