@@ -51,18 +51,13 @@ def _default(obj: Any) -> Any:
         return [_EXT_MARKS[_SET], *obj]
     if t is frozenset:
         return [_EXT_MARKS[_FROZENSET], *obj]
-    if t is int or isinstance(obj, int):  # beyond 64 bits, or an int subclass (bool is handled by msgpack)
-        if -(2 ** 63) <= obj < 2 ** 64:
-            return int(obj)
-        return msgpack.ExtType(_BIGINT, str(int(obj)).encode())
+    if t is int:              # beyond 64 bits (bool is msgpack's own)
+        return msgpack.ExtType(_BIGINT, str(obj).encode())
     code = _EXT_BY_CLASS.get(t)
     if code is not None:
         return msgpack.ExtType(code, packb(_EXT_TYPES[code][1](obj), "a shared variable"))
-    # subclasses of the data types travel as their base type (Counter -> dict, IntEnum -> int)
-    for base, convert in ((dict, dict), (str, str), (float, float), (list, list), (bytes, bytes),
-                          (tuple, tuple), (set, set), (frozenset, frozenset)):
-        if isinstance(obj, base):
-            return convert(obj) if base not in (tuple, set, frozenset) else _default(convert(obj))
+    # a subclass of a data type (namedtuple, Counter, OrderedDict, IntEnum...) would not come back as
+    # itself: refused, as any other type (SPEC section 3), with the base to convert it to
     raise TypeError(t)
 
 
@@ -85,10 +80,16 @@ def _list_hook(items: list) -> Any:
     return items
 
 
+_DATA_TYPES = (dict, list, tuple, set, frozenset, str, bytes, int, float)
+
+
 def _describe(exc: Exception) -> str:
+    """The type that could not be packed, named, with the data type to convert it to if it subclasses one."""
     arg = exc.args[0] if exc.args else None
     if isinstance(arg, type):
-        return arg.__qualname__ if arg.__module__ == "builtins" else f"{arg.__module__}.{arg.__qualname__}"
+        name = arg.__qualname__ if arg.__module__ == "builtins" else f"{arg.__module__}.{arg.__qualname__}"
+        base = next((b for b in _DATA_TYPES if issubclass(arg, b)), None)
+        return f"{name} (a subclass of {base.__name__}: convert it with {base.__name__}(...))" if base else name
     return str(exc)
 
 

@@ -53,7 +53,6 @@ class Broadcast:
         return f"Broadcast({self.id})"
 
 
-_live_broadcasts: weakref.WeakValueDictionary[str, Broadcast] = weakref.WeakValueDictionary()
 _loaded: dict[str, Any] = {}
 _load_lock = threading.Lock()
 
@@ -69,9 +68,7 @@ def new_broadcast(value: Any, folder: str, url: str | None = None) -> Broadcast:
     with open(path + ".tmp", "wb") as f:
         f.write(data)
     os.replace(path + ".tmp", path)
-    b = Broadcast(bid, f"{url}/{os.path.basename(path)}" if url else path, value)
-    _live_broadcasts[bid] = b
-    return b
+    return Broadcast(bid, f"{url}/{os.path.basename(path)}" if url else path, value)
 
 
 def _load_broadcast(bid: str, path: str) -> Any:
@@ -87,9 +84,10 @@ def _load_broadcast(bid: str, path: str) -> Any:
 
 
 def _decode_broadcast(data: list) -> Broadcast:
+    """A task's handle: its value is the packed one, loaded once per process, never the driver's
+    own object (in local mode too: a task sees the same value, and changes the same copy, in every mode)."""
     bid, path = data
-    live = _live_broadcasts.get(bid)
-    return live if live is not None else Broadcast(bid, path)
+    return Broadcast(bid, path)
 
 
 serialize.register_ext(_BROADCAST_EXT, Broadcast, lambda b: [b.id, b.path], _decode_broadcast)

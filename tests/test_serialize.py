@@ -1,6 +1,8 @@
 """SPEC section 3: data keeps its types through shuffles and collect; anything else is a SerializationError."""
 from __future__ import annotations
 
+import collections
+import enum
 import math
 from functools import partial
 
@@ -169,6 +171,42 @@ def test_parallelize_of_non_data(ctx, value):
         ctx.parallelize([1, [2, {"k": value}]], 2)
     assert type(value).__name__ in str(info.value)
     assert "parallelize" in str(info.value)
+
+
+Point = collections.namedtuple("Point", "x y")
+
+
+class Color(enum.IntEnum):
+    RED = 1
+
+
+class Name(str):
+    pass
+
+
+SUBCLASSES = [Point(1, 2), collections.Counter("aab"), collections.OrderedDict(a=1),
+              collections.defaultdict(int), Color.RED, Name("x")]
+
+
+@pytest.mark.parametrize("value", SUBCLASSES, ids=lambda v: type(v).__name__)
+def test_a_subclass_of_a_data_type_is_refused_with_its_base(ctx, value):
+    """It would come back as its base type (a namedtuple as a tuple): refused, naming what to convert to."""
+    base = next(b for b in (tuple, dict, int, str) if isinstance(value, b))
+    with pytest.raises(SerializationError) as info:
+        ctx.parallelize([value], 1)
+    assert type(value).__name__ in str(info.value) and f"convert it with {base.__name__}(...)" in str(info.value)
+    assert ctx.parallelize([base(value)], 1).collect() == [base(value)]
+
+
+@register_func
+def make_counter(x):
+    return collections.Counter([x, x])
+
+
+def test_a_task_that_returns_a_subclass(ctx):
+    with pytest.raises(SerializationError) as info:
+        ctx.parallelize([1, 2], 2).map(make_counter).collect()
+    check_task_error(info, "Counter", "collect")
 
 
 def test_broadcast_of_non_data(ctx):

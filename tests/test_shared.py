@@ -122,6 +122,20 @@ def test_a_process_loads_a_broadcast_once(ctx):
     assert all(len(ids) == 1 for ids in seen.values()), seen
 
 
+@register_func
+def append_to_value(b, x):
+    b.value.append(x)
+    return len(b.value)
+
+
+def test_a_task_gets_a_copy_of_the_broadcast_in_every_mode(ctx):
+    """Local mode too: a task never sees (or changes) the driver's own object, as in process mode."""
+    original = [1, 2]
+    b = ctx.broadcast(original)
+    ctx.parallelize(range(3), 1).map(partial(append_to_value, b)).collect()
+    assert original == [1, 2] and b.value is original
+
+
 def kmeans_reference(points, centers, iterations):
     for _ in range(iterations):
         sums = {}
