@@ -148,7 +148,7 @@ class Context:
         """
         self._check_running()
         n = _num(numSlices, "numSlices") or self.defaultParallelism
-        if isinstance(seq, (str, bytes, dict)) or not hasattr(seq, "__iter__"):
+        if not hasattr(seq, "__iter__"):    # a str gives its characters, a dict its keys: as in Spark
             raise TypeError(f"parallelize takes a sequence of records, not {type(seq).__name__}")
         return ParallelCollection(self, slice_collection(seq, n))
 

@@ -76,7 +76,7 @@ class JobError(GoparkError):
         return text
 
 
-class _RemoteSerializationError(JobError, SerializationError):
+class TaskSerializationError(JobError, SerializationError):
     """A task failed because it produced a value that is not gopark data.
 
     Both ``except JobError`` and ``except SerializationError`` catch it.
@@ -86,5 +86,5 @@ class _RemoteSerializationError(JobError, SerializationError):
 def job_error(message: str, remote_type: str, remote_message: str, remote_traceback: str,
               func_name: str | None) -> JobError:
     """The JobError to raise for a task that failed with ``remote_type``."""
-    cls = _RemoteSerializationError if remote_type == "SerializationError" else JobError
+    cls = TaskSerializationError if remote_type == "SerializationError" else JobError
     return cls(message, remote_type, remote_message, remote_traceback, func_name)

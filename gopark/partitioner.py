@@ -76,24 +76,25 @@ class HashPartitioner:
 class RangePartitioner:
     """Keys in sorted ranges: partition ``i`` holds keys between ``bounds[i-1]`` and ``bounds[i]``."""
 
-    def __init__(self, bounds: Sequence[Any], ascending: bool = True) -> None:
+    def __init__(self, bounds: Sequence[Any], ascending: bool = True, n: int | None = None) -> None:
         self.bounds = list(bounds)
         self.ascending = ascending
-        self.num_partitions = len(self.bounds) + 1
+        # n: the partitions asked for, when the sample gave fewer bounds (an empty RDD): the last ones are empty
+        self.num_partitions = max(n or 0, len(self.bounds) + 1)
 
     def get_partition(self, key: Any) -> int:
         p = bisect.bisect_left(self.bounds, key)
-        return p if self.ascending else self.num_partitions - 1 - p
+        return p if self.ascending else len(self.bounds) - p
 
     def partitions_of(self, keys: list) -> Iterator[int]:
         return map(self.get_partition, keys)
 
     def to_wire(self) -> list:
-        return ["range", self.bounds, self.ascending]
+        return ["range", self.bounds, self.ascending, self.num_partitions]
 
     def __eq__(self, other: object) -> bool:
         return (isinstance(other, RangePartitioner) and other.bounds == self.bounds
-                and other.ascending == self.ascending)
+                and other.ascending == self.ascending and other.num_partitions == self.num_partitions)
 
     def __hash__(self) -> int:
         return hash(("range", len(self.bounds), self.ascending))
@@ -116,20 +117,23 @@ class KeyedPartitioner:
 
 
 def range_bounds(sample: list, n: int) -> list:
-    """``n - 1`` bounds that cut the sorted ``sample`` into ``n`` nearly equal ranges."""
+    """``n - 1`` bounds that cut the sorted ``sample`` into ``n`` nearly equal ranges.
+
+    Bounds repeat when keys do (few distinct keys): the partitions between
+    equal bounds are empty, so there are always ``n`` of them, as in PySpark.
+    TypeError, saying so, for keys that cannot be ordered together.
+    """
     if n <= 1 or not sample:
         return []
-    keys = sorted(sample)
-    bounds = []
-    for i in range(1, n):
-        b = keys[min(len(keys) - 1, (i * len(keys)) // n)]
-        if not bounds or b > bounds[-1]:
-            bounds.append(b)
-    return bounds
+    try:
+        keys = sorted(sample)
+    except TypeError as exc:
+        raise TypeError(f"sortByKey: the keys cannot be ordered together ({exc})") from None
+    return [keys[min(len(keys) - 1, (i * len(keys)) // n)] for i in range(1, n)]
 
 
 def from_wire(wire: list) -> HashPartitioner | RangePartitioner:
     """The partitioner ``to_wire`` described."""
     if wire[0] == "hash":
         return HashPartitioner(wire[1])
-    return RangePartitioner(wire[1], wire[2])
+    return RangePartitioner(wire[1], wire[2], wire[3])

@@ -246,15 +246,20 @@ class RDD:
         """
         return PipedRDD(self, "glom", None)
 
-    def sample(self, fraction: float, withReplacement: bool = False, seed: int = 12345) -> RDD:
-        """A random sample: each record kept with probability ``fraction`` (or drawn Poisson times)."""
+    def sample(self, fraction: float, withReplacement: bool = False, seed: int | None = 12345) -> RDD:
+        """A random sample: each record kept with probability ``fraction`` (or drawn Poisson times).
+
+        ``seed=None``: a random one, drawn now (the RDD is the same sample each time it is computed).
+        """
         if isinstance(fraction, bool) and isinstance(withReplacement, float):   # PySpark's order
             fraction, withReplacement = withReplacement, fraction
         if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or fraction < 0 or (
                 fraction > 1 and not withReplacement):
             raise ValueError(f"sample: fraction must be in [0, 1] (any >= 0 with replacement), not {fraction!r}")
-        if not isinstance(seed, int):
-            raise ValueError(f"sample: seed must be an integer, not {seed!r}")
+        if seed is None:
+            seed = random.randrange(1 << 63)
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise ValueError(f"sample: seed must be an integer or None, not {seed!r}")
         return PipedRDD(self, "sample", None, [float(fraction), bool(withReplacement), seed])
 
     def enumerate(self) -> RDD:
@@ -468,7 +473,7 @@ class RDD:
         key_ref = self._f(keyfunc, "sortByKey") if keyfunc is not None else None
         sample = self.ctx.runJob(self, ["sample_keys", max(20, 60 * n // max(1, self.num_partitions)), key_ref])
         bounds = range_bounds([k for part in sample for k in part], n)
-        shuffled = ShuffledRDD(self, RangePartitioner(bounds, bool(ascending)), None, False, key_ref)
+        shuffled = ShuffledRDD(self, RangePartitioner(bounds, bool(ascending), n), None, False, key_ref)
         return PipedRDD(shuffled, "sortPartition", key_ref, [not ascending], keeps_partitioner=True)
 
     def sort(self, key: Callable[[Any], Any] | None = None, reverse: bool = False,
@@ -565,6 +570,8 @@ class RDD:
         >>> ctx.parallelize(range(100), 10).take(3)
         [0, 1, 2]
         """
+        if isinstance(n, int) and not isinstance(n, bool) and n < 0:
+            return []                      # as Spark's take
         _count(n, "take")
         taken: list = []
         done, batch = 0, 1
@@ -596,8 +603,8 @@ class RDD:
         _count(n, "top")
         ref = self._f(key, "top") if key is not None else None
         parts = self.ctx.runJob(self, ["top", n, ref])
-        return heapq.nlargest(n, itertools.chain.from_iterable(parts),
-                              key=registry.decode_func(ref) if ref else None)
+        return _in_driver(ref, "top", heapq.nlargest, n, itertools.chain.from_iterable(parts),
+                          key=registry.decode_func(ref) if ref else None)
 
     def takeOrdered(self, n: int, key: Callable[[Any], Any] | None = None) -> list:
         """The ``n`` smallest records (by ``key``), smallest first.
@@ -608,8 +615,8 @@ class RDD:
         _count(n, "takeOrdered")
         ref = self._f(key, "takeOrdered") if key is not None else None
         parts = self.ctx.runJob(self, ["bottom", n, ref])
-        return heapq.nsmallest(n, itertools.chain.from_iterable(parts),
-                               key=registry.decode_func(ref) if ref else None)
+        return _in_driver(ref, "takeOrdered", heapq.nsmallest, n, itertools.chain.from_iterable(parts),
+                          key=registry.decode_func(ref) if ref else None)
 
     def lookup(self, key: Any) -> list:
         """The values of ``key`` in (key, value) pairs.
@@ -710,11 +717,11 @@ class RDD:
         text.finish_output(path)
 
 
-def _in_driver(ref: list, what: str, run: Callable[..., Any], *args: Any) -> Any:
-    """``run(*args)``: the driver's part of an action, which calls the user's function ``ref`` on the
-    partitions' results; its failure is a JobError, as the same failure in a task would be."""
+def _in_driver(ref: list | None, what: str, run: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """``run(*args, **kwargs)``: the driver's part of an action, which merges the partitions' results
+    (with the user's function ``ref``); its failure is a JobError, as the same failure in a task would be."""
     try:
-        return run(*args)
+        return run(*args, **kwargs)
     except Exception as exc:
         func = registry.func_label(ref)
         raise job_error(f"{what}: merging the partitions' results in the driver failed: "

@@ -62,3 +62,46 @@ def test_the_driver_side_merge_of_reduce_fails_as_a_job_error(ctx: Context) -> N
 def test_local_with_a_count_is_a_clear_config_error() -> None:
     with pytest.raises(ConfigError, match="process:N"):
         Context("local:3")
+
+
+def test_sort_by_key_gives_the_partitions_asked_for_even_with_few_keys(ctx: Context) -> None:
+    """As PySpark: repeated keys make some ranges empty, never fewer partitions."""
+    pairs = [(i % 3, i) for i in range(30)]
+    rdd = ctx.parallelize(pairs, 5).sortByKey(numSplits=6)
+    assert rdd.getNumPartitions() == 6 and len(rdd.glom().collect()) == 6
+    assert [k for k, _ in rdd.collect()] == sorted(k for k, _ in pairs)
+    down = ctx.parallelize(pairs, 7).sortByKey(False)
+    assert down.getNumPartitions() == 7
+    assert [k for k, _ in down.collect()] == sorted((k for k, _ in pairs), reverse=True)
+    assert ctx.parallelize([], 3).sortByKey(numSplits=4).glom().collect() == [[], [], [], []]
+
+
+def test_sort_by_key_of_keys_that_cannot_be_ordered_says_so(ctx: Context) -> None:
+    with pytest.raises(TypeError, match="sortByKey: the keys cannot be ordered together"):
+        ctx.parallelize([(1, "a"), ("b", 2)], 2).sortByKey()
+
+
+def test_parallelize_iterates_strings_and_dicts_as_spark_does(ctx: Context) -> None:
+    assert ctx.parallelize("abc", 2).collect() == ["a", "b", "c"]
+    assert ctx.parallelize({1: 2, 3: 4}).collect() == [1, 3]
+    with pytest.raises(TypeError, match="parallelize takes a sequence"):
+        ctx.parallelize(42)
+
+
+def test_take_of_a_negative_count_is_empty(ctx: Context) -> None:
+    assert ctx.parallelize([1, 2, 3]).take(-1) == []
+    with pytest.raises(ValueError):
+        ctx.parallelize([1, 2, 3]).take("2")
+
+
+def test_sample_without_a_seed_is_random_but_fixed_for_the_rdd(ctx: Context) -> None:
+    rdd = ctx.parallelize(range(1000), 4).sample(0.5, False, None)
+    first = rdd.collect()
+    assert 300 < len(first) < 700 and rdd.collect() == first
+
+
+def test_top_of_partitions_that_cannot_be_compared_is_a_job_error(ctx: Context) -> None:
+    """Each partition's top is fine; comparing them in the driver fails: a JobError, not heapq's TypeError."""
+    with pytest.raises(JobError) as info:
+        ctx.parallelize([1, "a"], 2).top(2)
+    assert info.value.remote_type == "TypeError" and "top" in str(info.value)
