@@ -22,14 +22,6 @@ class InputUnavailable(GoparkError, OSError):
     """Something gopark was pointed at that cannot be reached (a MooseFS or Mesos master that is down)."""
 
 
-class InputReadError(GoparkError, OSError):
-    """A task could not read its input split: a corrupt ``.gz``, a file removed since ``textFile``...
-
-    The message names the path; the task fails as any other (retried, then JobError),
-    with no user function blamed.
-    """
-
-
 class SerializationError(GoparkError, TypeError):
     """A value that is not gopark data (SPEC section 3) reached the wire.
 

@@ -117,7 +117,8 @@ class KeyedPartitioner:
 
 
 def range_bounds(sample: list, n: int) -> list:
-    """``n - 1`` bounds that cut the sorted ``sample`` into ``n`` nearly equal ranges.
+    """``n - 1`` bounds that cut the sorted ``sample`` into ``n`` nearly equal ranges (partition ``i``:
+    keys up to ``bounds[i]``).
 
     Bounds repeat when keys do (few distinct keys): the partitions between
     equal bounds are empty, so there are always ``n`` of them, as in PySpark.
@@ -129,7 +130,9 @@ def range_bounds(sample: list, n: int) -> list:
         keys = sorted(sample)
     except TypeError as exc:
         raise TypeError(f"sortByKey: the keys cannot be ordered together ({exc})") from None
-    return [keys[min(len(keys) - 1, (i * len(keys)) // n)] for i in range(1, n)]
+    # each bound is the last key of its range: a key equal to it stays in that range (bisect_left), so
+    # ten equally frequent keys over ten partitions give one key each
+    return [keys[max(0, (i * len(keys)) // n - 1)] for i in range(1, n)]
 
 
 def from_wire(wire: list) -> HashPartitioner | RangePartitioner:

@@ -471,7 +471,8 @@ class RDD:
         """
         n = self._shuffle_parts(numSplits)
         key_ref = self._f(keyfunc, "sortByKey") if keyfunc is not None else None
-        sample = self.ctx.runJob(self, ["sample_keys", max(20, 60 * n // max(1, self.num_partitions)), key_ref])
+        # about 100 keys per range to cut (Spark samples 60): better balanced ranges for little driver work
+        sample = self.ctx.runJob(self, ["sample_keys", max(100, 100 * n // max(1, self.num_partitions)), key_ref])
         bounds = range_bounds([k for part in sample for k in part], n)
         shuffled = ShuffledRDD(self, RangePartitioner(bounds, bool(ascending), n), None, False, key_ref)
         return PipedRDD(shuffled, "sortPartition", key_ref, [not ascending], keeps_partitioner=True)

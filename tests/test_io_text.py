@@ -188,12 +188,12 @@ def test_a_failed_save_job_leaves_the_folder_empty(ctx, tmp_path):
 
 
 def test_an_unreadable_input_is_named_and_no_function_is_blamed(ctx, tmp_path):
-    """A corrupt .gz fails its task with InputReadError naming the file, not 'in <last function>'."""
+    """A corrupt .gz fails its task with gzip's error, naming the file, not 'in <last function>'."""
     from gopark import JobError
     bad = write(tmp_path / "bad.gz", b"junk, not gzip")
     with pytest.raises(JobError) as info:
         ctx.textFile(bad).map(str).filter(bool).collect()
-    assert info.value.remote_type == "InputReadError"
+    assert info.value.remote_type == "BadGzipFile"
     assert bad in str(info.value).splitlines()[0]
     assert info.value.func_name is None
 
@@ -205,5 +205,5 @@ def test_a_file_removed_after_textfile_is_named(ctx, tmp_path):
     os.unlink(gone)
     with pytest.raises(JobError) as info:
         rdd.collect()
-    assert info.value.remote_type == "InputReadError" and gone in str(info.value)
+    assert info.value.remote_type == "FileNotFoundError" and gone in str(info.value).splitlines()[0]
     assert info.value.func_name is None

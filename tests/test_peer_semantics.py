@@ -105,3 +105,9 @@ def test_top_of_partitions_that_cannot_be_compared_is_a_job_error(ctx: Context) 
     with pytest.raises(JobError) as info:
         ctx.parallelize([1, "a"], 2).top(2)
     assert info.value.remote_type == "TypeError" and "top" in str(info.value)
+
+
+def test_sort_by_key_gives_equally_frequent_keys_a_partition_each(ctx: Context) -> None:
+    pairs = [(i % 10, 0) for i in range(1000)]
+    assert ctx.parallelize(pairs, 4).sortByKey(numSplits=10).glom().map(len).collect() == [100] * 10
+    assert ctx.parallelize(pairs, 4).sortByKey(False, 10).glom().map(len).collect() == [100] * 10

@@ -22,7 +22,7 @@ import zlib
 from collections.abc import Iterable, Iterator
 from typing import Any, BinaryIO
 
-from gopark.errors import InputNotFound, InputReadError, InputUnavailable, OutputExists
+from gopark.errors import InputNotFound, InputUnavailable, OutputExists
 
 DEFAULT_SPLIT_SIZE = 64 << 20
 _BLOCK = 1 << 20
@@ -107,14 +107,20 @@ def plan_splits(path: str, split_size: int | None = None, num_splits: int | None
 
 
 def read_split(split: dict) -> Iterator[str]:
-    """The lines of one split; InputReadError naming the path when it cannot be read."""
+    """The lines of one split.
+
+    An error reading it (a corrupt ``.gz``, a file removed since ``textFile``)
+    is raised as it is, marked with the path (``exc.gopark_input``, and a note),
+    so the task's failure names the input rather than a function of the app.
+    """
     try:
         yield from _read_split(split)
     except (OSError, EOFError, zlib.error) as exc:
-        if isinstance(exc, InputReadError):
-            raise
-        where = split.get("path") or split.get("name") or split.get("url") or split.get("kind")
-        raise InputReadError(f"textFile: cannot read {where}: {type(exc).__name__}: {exc}") from exc
+        if getattr(exc, "gopark_input", None) is None:
+            where = split.get("path") or split.get("kind")
+            exc.gopark_input = where            # type: ignore[union-attr]
+            exc.add_note(f"while reading the textFile input {where}")
+        raise
 
 
 def _read_split(split: dict) -> Iterator[str]:

@@ -384,7 +384,7 @@ class DAGScheduler:
             return
         # no frame of a registered function: blame the stage's last one (a builtin raised), unless
         # the input itself could not be read
-        func = result["func"] or (None if result["type"] == "InputReadError" else _stage_func(stage, job.action))
+        func = result["func"] or (None if result.get("input") else _stage_func(stage, job.action))
         job.error = job_error(
             f"task {task.split} of stage {stage.id} ({stage.name}) failed {job.attempts[key]} times; "
             f"last error: {result['type']}: {result['msg']}" + (f" (in {func})" if func else ""),
