@@ -510,7 +510,7 @@ class RDD:
         >>> ctx.parallelize(range(4), 2).collect()
         [0, 1, 2, 3]
         """
-        return [x for part in self.ctx.runJob(self, ["collect"]) for x in part]
+        return list(itertools.chain.from_iterable(self.ctx.runJob(self, ["collect"])))
 
     def collectAsMap(self) -> dict:
         """The (key, value) pairs as a dict.
