@@ -99,6 +99,20 @@ def _ticker(say: Callable[[str], None], done: threading.Event, started: float) -
         say(f"still building ({time.monotonic() - started:.0f}s)")
 
 
+_ONEDIR_MARK = ".gopark-onedir"   # in a --onedir output folder: it may be replaced by the next build
+
+
+def _check_output(output: str, script: str) -> None:
+    """BuildError unless ``output`` may be (over)written: never the app itself, never a folder
+    other than an earlier ``--onedir`` build (``gopark build wc/wc.py`` next to a folder ``wc/``)."""
+    if os.path.abspath(script) == output:
+        raise BuildError(f"the output {output} is the app itself: give another -o")
+    if os.path.isdir(output) and not os.path.islink(output) \
+            and not os.path.isfile(os.path.join(output, _ONEDIR_MARK)):
+        raise BuildError(f"the output {output} is a folder that is not an earlier --onedir build: "
+                         "give -o a path for the executable (e.g. -o build/NAME)")
+
+
 def build(script: str, output: str | None = None, name: str | None = None, onedir: bool = False,
           say: Callable[[str], None] = print) -> BuildResult:
     """Freeze ``script`` into ``output`` (default ``./NAME``); BuildError for a bad app or a failed build."""
@@ -106,6 +120,7 @@ def build(script: str, output: str | None = None, name: str | None = None, onedi
     module = check_app(script)
     name = name or module
     output = os.path.abspath(output or name)
+    _check_output(output, script)
     cache = _cache_dir(script, name, onedir)
     os.makedirs(cache, exist_ok=True)
     entry = _write_if_changed(os.path.join(cache, f"gopark_entry_{module}.py"),
@@ -131,12 +146,16 @@ def build(script: str, output: str | None = None, name: str | None = None, onedi
     built = os.path.join(cache, "dist", name)
     tmp = f"{output}.gopark-tmp"
     shutil.rmtree(tmp, ignore_errors=True)
+    os.makedirs(os.path.dirname(output), exist_ok=True)
     if onedir:
         shutil.copytree(built, tmp, symlinks=True)
+        with open(os.path.join(tmp, _ONEDIR_MARK), "w") as f:
+            f.write(f"{name}\n")
     else:
         shutil.copy2(built, tmp)
+    _check_output(output, script)          # again: the build took a while
     if os.path.isdir(output) and not os.path.islink(output):
-        shutil.rmtree(output)
+        shutil.rmtree(output)              # an earlier --onedir build (checked)
     os.replace(tmp, output)
     exe = os.path.join(output, name) if onedir else output
     size = _folder_size(output) if onedir else os.path.getsize(output)

@@ -105,6 +105,33 @@ def test_build_errors_are_one_line(tmp_path: str, content: str | None, message: 
     assert os.listdir(tmp_path) == ([] if content is None else ["badapp.py"])
 
 
+def test_build_never_replaces_a_folder_that_is_not_an_earlier_build(builds: dict[str, str], tmp_path) -> None:
+    """``gopark build wc/wc.py`` next to the app's own folder ``wc/``, or -o at a data folder: refused."""
+    precious = tmp_path / "wordcount"
+    precious.mkdir()
+    (precious / "data.txt").write_text("keep me")
+    for args in ([WORDCOUNT], [WORDCOUNT, "-o", str(precious)], [WORDCOUNT, "-o", str(precious), "--onedir"]):
+        result = gopark_build(*args, cwd=str(tmp_path))
+        assert result.returncode == 1, result.stdout
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and "not an earlier --onedir build" in lines[0], result.stderr
+    assert os.listdir(precious) == ["data.txt"] and (precious / "data.txt").read_text() == "keep me"
+    mine = gopark_build(FROZEN_APP, "-o", FROZEN_APP)
+    assert mine.returncode == 1 and "is the app itself" in mine.stderr
+    # an earlier --onedir build is replaced, by another one or by a onefile build (both cached: fast)
+    onedir = os.path.dirname(builds["wordcount"])
+    again = gopark_build(WORDCOUNT, "-o", onedir, "--onedir")
+    assert again.returncode == 0, again.stderr
+    assert os.path.isfile(builds["wordcount"])
+
+
+def test_build_makes_the_output_folder(builds: dict[str, str], tmp_path) -> None:
+    out = tmp_path / "new" / "bin" / "frozen_app"
+    result = gopark_build(FROZEN_APP, "-o", str(out))      # cached since the session's build
+    assert result.returncode == 0, result.stderr
+    assert os.access(out, os.X_OK) and os.listdir(out.parent) == ["frozen_app"]
+
+
 def test_unfrozen_mesos_says_to_build_first() -> None:
     result = run([sys.executable, WORDCOUNT, "-m", "mesos://127.0.0.1:5050"])
     assert result.returncode != 0
