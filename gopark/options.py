@@ -15,6 +15,7 @@ from typing import Any
 
 from gopark.errors import ConfigError, InputNotFound
 
+MAX_WORKERS_PER_CPU = 16             # process:N beyond this many per CPU is a typo, not a plan
 HELP_SHOWN_ENV = "GOPARK_HELP_SHOWN"   # the frozen launcher printed gopark's options already
 MASTER_FORMS = ("local, process, process:N, mesos (master in $MESOS_MASTER), mesos://host:port, "
                 "host:port or zk://host:port[,host:port...]/path")
@@ -38,12 +39,22 @@ class Options:
         parse_master(self.master)
         if self.parallel is not None and (not isinstance(self.parallel, int) or self.parallel < 1):
             raise ConfigError(f"parallel must be a positive integer, not {self.parallel!r}")
-        if not isinstance(self.mem, (int, float)) or self.mem <= 0:
+        if not _positive_number(self.mem):
             raise ConfigError(f"mem must be a positive number of MB, not {self.mem!r}")
-        if not isinstance(self.cpus, (int, float)) or self.cpus <= 0:
+        if not _positive_number(self.cpus):
             raise ConfigError(f"cpus must be a positive number, not {self.cpus!r}")
-        if not isinstance(self.max_failures, int) or self.max_failures < 1:
+        if not isinstance(self.max_failures, int) or isinstance(self.max_failures, bool) or self.max_failures < 1:
             raise ConfigError(f"max_failures must be a positive integer, not {self.max_failures!r}")
+        for flag in ("quiet", "verbose", "help"):
+            if not isinstance(getattr(self, flag), bool):
+                raise ConfigError(f"{flag} must be true or false, not {getattr(self, flag)!r}")
+        if self.compress is not None and not isinstance(self.compress, bool):
+            raise ConfigError(f"compress must be true or false, not {self.compress!r}")
+
+
+def _positive_number(x: Any) -> bool:
+    """A finite number above 0 (not a bool, not inf or nan)."""
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and 0 < x < float("inf")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,6 +85,10 @@ def parse_master(master: str) -> Master:
             return Master("process", os.cpu_count() or 1)
         if not n.isdigit() or int(n) < 1:
             raise ConfigError(f"bad master {master!r}: process:N takes a positive number of workers")
+        most = MAX_WORKERS_PER_CPU * (os.cpu_count() or 1)
+        if int(n) > most:
+            raise ConfigError(f"bad master {master!r}: {n} worker processes on {os.cpu_count()} CPUs; "
+                              f"at most {most} ({MAX_WORKERS_PER_CPU} per CPU)")
         return Master("process", int(n))
     if m == "mesos":
         env = os.environ.get("MESOS_MASTER")
@@ -126,6 +141,8 @@ def read_conf(path: str) -> dict[str, Any]:
         raise InputNotFound(f"--conf file {path!r} does not exist") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"--conf file {path!r} is not valid TOML: {exc}") from None
+    except OSError as exc:               # a folder, no permission...
+        raise ConfigError(f"--conf file {path!r} cannot be read: {exc.strerror or exc}") from None
     data = {k.replace("-", "_"): v for k, v in data.items()}
     known = {f.name for f in dataclasses.fields(Options)}
     unknown = sorted(set(data) - known)

@@ -237,7 +237,7 @@ def test_task_that_always_kills_its_worker(tmp_path):
 # --- bad input -----------------------------------------------------------------------------
 
 @pytest.mark.parametrize("master", ["bogus", "process:0", "process:x", "process:-1", "mesos://", "zk://host",
-                                    "", "local local"])
+                                    "", "local local", "local:3", "process:99999"])
 def test_bad_master(master):
     with pytest.raises(ConfigError) as info:
         Context(master, quiet=True)
@@ -252,7 +252,9 @@ def test_parallel_argument_sets_the_default_number_of_partitions():
 
 
 def test_bad_option_values():
-    for options in ({"parallel": 0}, {"mem": -5}, {"max_failures": 0}, {"no_such_option": 1}):
+    for options in ({"parallel": 0}, {"mem": -5}, {"max_failures": 0}, {"no_such_option": 1},
+                    {"mem": float("inf")}, {"mem": float("nan")}, {"cpus": float("nan")}, {"mem": True},
+                    {"quiet": "no"}, {"verbose": 0}, {"compress": "no"}):
         with pytest.raises(ConfigError) as info:
             Context("local", **options)
         assert "\n" not in str(info.value)
@@ -292,6 +294,13 @@ def test_malformed_conf_file(tmp_path, monkeypatch):
     monkeypatch.setattr(sys, "argv", ["app.py", "--conf", str(tmp_path / "absent.conf")])
     with pytest.raises(FileNotFoundError):
         Context()
+    monkeypatch.setattr(sys, "argv", ["app.py", "--conf", str(tmp_path)])     # a folder
+    with pytest.raises(ConfigError, match="cannot be read"):
+        Context()
+    for text in ('quiet = "no"\n', "mem = inf\n"):
+        monkeypatch.setattr(sys, "argv", ["app.py", "--conf", write(tmp_path / "typed.conf", text)])
+        with pytest.raises(ConfigError):
+            Context()
 
 
 def test_conf_file_is_applied_and_the_command_line_wins(tmp_path, monkeypatch):
@@ -374,7 +383,7 @@ def run_app(*args):
                           capture_output=True, text=True, timeout=120)
 
 
-@pytest.mark.parametrize("case", ["master", "missing", "conf"])
+@pytest.mark.parametrize("case", ["master", "missing", "conf", "conf folder", "mem inf"])
 def test_an_app_with_bad_input_prints_one_error_line(tmp_path, case):
     data = write(tmp_path / "words.txt", "a b c\n")
     if case == "master":
@@ -383,9 +392,15 @@ def test_an_app_with_bad_input_prints_one_error_line(tmp_path, case):
     elif case == "missing":
         proc = run_app(str(tmp_path / "missing.txt"), "-m", "local", "-q")
         token = "missing.txt"
-    else:
+    elif case == "conf":
         proc = run_app(data, "--conf", write(tmp_path / "bad.conf", "= = ="), "-q")
         token = "bad.conf"
+    elif case == "conf folder":
+        proc = run_app(data, "--conf", str(tmp_path), "-q")
+        token = str(tmp_path)
+    else:
+        proc = run_app(data, "--mem", "inf", "-q")
+        token = "inf"
     assert proc.returncode != 0
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1, proc.stderr
