@@ -12,8 +12,10 @@ import itertools
 import logging
 import os
 import shutil
+import signal
 import sys
 import tempfile
+import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -98,6 +100,7 @@ class Context:
         self.defaultParallelism: int = self.options.parallel or max(
             2, os.cpu_count() or 1, self.backend.default_parallelism)
         atexit.register(self.stop)
+        self._signals = _exit_on_termination()
 
     def _make_backend(self, mem_bytes: int) -> Any:
         compress = self.options.compress if self.options.compress is not None else self.master.kind == "mesos"
@@ -125,6 +128,7 @@ class Context:
             self.backend.stop()
         finally:
             shutil.rmtree(self.work_dir, ignore_errors=True)
+            _restore_signals(self._signals)
 
     def __enter__(self) -> Context:
         return self
@@ -194,3 +198,40 @@ class Context:
         if self.options.help:   # --help: options were shown, the app's parser did not exit
             self.stop()
             raise SystemExit(0)
+
+
+_TERMINATING = (signal.SIGTERM, signal.SIGHUP)
+_signal_users = [0]     # running Contexts relying on _terminated (the handlers are the process')
+
+
+def _terminated(signum: int, frame: Any) -> None:
+    """SIGTERM/SIGHUP: leave as SIGINT does, through ``with``/``finally``/atexit (which stop the Context)."""
+    raise SystemExit(128 + signum)
+
+
+def _exit_on_termination() -> bool:
+    """Make SIGTERM and SIGHUP exit cleanly where the app left them to kill the process outright.
+
+    Only from the main thread, and only for signals still at their default (or
+    already ours): an app's own handlers are never replaced. True: this Context
+    counts among the handlers' users.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return False
+    for sig in _TERMINATING:
+        if signal.getsignal(sig) is signal.SIG_DFL:
+            signal.signal(sig, _terminated)
+    _signal_users[0] += 1
+    return True
+
+
+def _restore_signals(used: bool) -> None:
+    """The last running Context gives the signals their default back (where they are still ours)."""
+    if not used:
+        return
+    _signal_users[0] -= 1
+    if _signal_users[0] or threading.current_thread() is not threading.main_thread():
+        return
+    for sig in _TERMINATING:
+        if signal.getsignal(sig) is _terminated:
+            signal.signal(sig, signal.SIG_DFL)

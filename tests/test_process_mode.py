@@ -189,7 +189,8 @@ def test_app_script_gives_the_same_output_in_every_mode(tmp_path):
 
 # --- a driver that is interrupted or killed ------------------------------------------------------
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["SIGINT", "SIGKILL"])
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGKILL],
+                         ids=["SIGINT", "SIGTERM", "SIGHUP", "SIGKILL"])
 def test_driver_stopped_mid_job_leaves_no_worker(tmp_path, sig):
     driver = subprocess.Popen([sys.executable, os.path.join(APPS, "slow_app.py"), str(tmp_path), "-m", "process:2",
                                "-q"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -205,8 +206,9 @@ def test_driver_stopped_mid_job_leaves_no_worker(tmp_path, sig):
         assert wait_until(lambda: not any(alive(p) for p in workers), timeout=30), \
             f"workers left after {sig.name}: {[p for p in workers if alive(p)]}"
         assert not pids_with_env("GOPARK_DRIVER_PID", str(driver.pid))
-        if sig == signal.SIGINT:                      # a clean exit cleans up after itself
-            assert not work_dirs(driver.pid)
+        if sig != signal.SIGKILL:                     # a clean exit cleans up after itself
+            assert not work_dirs(driver.pid), sig.name
+            assert driver.returncode == (128 + sig if sig != signal.SIGINT else -signal.SIGINT), driver.returncode
     finally:
         if driver.poll() is None:
             driver.kill()
