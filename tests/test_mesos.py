@@ -203,6 +203,36 @@ def test_unreachable_master_is_one_line(app: str, tmp_env: dict[str, str]) -> No
         f"gopark: error: cannot reach the Mesos master at 127.0.0.1:{port}: [Errno 111] Connection refused"]
 
 
+@pytest.mark.parametrize("server", ["silent", "not mesos"])
+def test_a_master_address_that_is_not_a_mesos_master_is_one_line(app: str, tmp_env: dict[str, str],
+                                                                  server: str) -> None:
+    """A port that accepts and never answers, or an HTTP server that is not Mesos: one line, no hang."""
+    import http.server
+    import socket
+    import threading
+    if server == "silent":
+        listener = socket.socket()
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(4)
+        port, stop = listener.getsockname()[1], listener.close
+    else:
+        httpd = http.server.HTTPServer(("127.0.0.1", 0), http.server.SimpleHTTPRequestHandler)
+        threading.Thread(target=httpd.serve_forever, daemon=True).start()
+        port = httpd.server_address[1]
+
+        def stop() -> None:
+            httpd.shutdown()
+            httpd.server_close()
+    try:
+        got = subprocess.run([app, "where", "-m", f"127.0.0.1:{port}"], capture_output=True, text=True,
+                             timeout=90, env=tmp_env)
+    finally:
+        stop()
+    assert got.returncode == 1
+    lines = got.stderr.strip().splitlines()
+    assert len(lines) == 1 and f"127.0.0.1:{port} does not answer as a Mesos master" in lines[0], got.stderr
+
+
 def test_executor_refuses_a_binary_that_is_not_the_announced_one(app: str, tmp_env: dict[str, str]) -> None:
     env = dict(tmp_env, GOPARK_ROLE="executor", GOPARK_SHA256="0" * 64)
     got = subprocess.run([app], capture_output=True, text=True, timeout=60, env=env)

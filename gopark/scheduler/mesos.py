@@ -111,6 +111,28 @@ def _check_reachable(address: str) -> None:
     except (OSError, ValueError) as exc:
         what = "ZooKeeper at" if address.startswith("zk://") else "the Mesos master at"
         raise InputUnavailable(f"cannot reach {what} {target}: {exc}") from exc
+    if not address.startswith("zk://"):
+        _check_is_a_master(host.strip("[]"), int(port), target)
+
+
+def _check_is_a_master(host: str, port: int, target: str) -> None:
+    """Something listens: it must answer ``GET /version`` as a Mesos master does (pymesos would
+    otherwise wait on it forever, or give up from its own thread with a traceback)."""
+    import http.client
+    import json
+    conn = http.client.HTTPConnection(host, port, timeout=10)
+    try:
+        conn.request("GET", "/version")
+        resp = conn.getresponse()
+        body = resp.read(1 << 16)
+        version = json.loads(body).get("version") if resp.status == 200 else None
+    except (OSError, http.client.HTTPException, ValueError, AttributeError) as exc:
+        raise InputUnavailable(f"{target} does not answer as a Mesos master (GET /version: {exc})") from exc
+    finally:
+        conn.close()
+    if not version:
+        raise InputUnavailable(f"{target} does not answer as a Mesos master "
+                               f"(GET /version: HTTP {resp.status}, no Mesos version)")
 
 
 class MesosBackend:
