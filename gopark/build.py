@@ -46,7 +46,7 @@ def _spec_path() -> str:
 
 
 def check_app(script: str) -> str:
-    """The app's module name, or BuildError: missing, not Python, syntax error, nothing registered."""
+    """The app's module name, or BuildError: missing, not Python, syntax error, not a gopark app."""
     if not os.path.exists(script):
         raise BuildError(f"{script} does not exist")
     if not os.path.isfile(script) or not script.endswith(".py"):
@@ -59,8 +59,8 @@ def check_app(script: str) -> str:
         raise BuildError(f"{script}:{exc.lineno}: syntax error: {exc.msg}") from None
     names = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
     attrs = {n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute)}
-    if "register_func" not in names | attrs:
-        raise BuildError(f"{script} registers no function (@register_func): its workers would have nothing to run")
+    if not {"register_func", "Context"} & (names | attrs):   # an app of builtins alone registers nothing
+        raise BuildError(f"{script} does not use gopark (no Context, no @register_func): nothing to build")
     module = os.path.splitext(os.path.basename(script))[0]
     if not module.isidentifier():
         raise BuildError(f"{script}: the app's file name must be a Python module name")

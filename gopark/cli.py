@@ -41,8 +41,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "options":
         print(options.help_text())
         return 0
-    parser.print_help()
-    return 0
+    parser.print_help(sys.stderr)       # no command: usage, as a usage error
+    return 2
 
 
 if __name__ == "__main__":

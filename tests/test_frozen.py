@@ -91,7 +91,7 @@ def test_build_prints_path_size_sha256_and_leaves_the_source_folder_clean(builds
 @pytest.mark.parametrize("content, message", [
     (None, "does not exist"),
     ("def broken(:\n    pass\n", "syntax error"),
-    ("import gopark\nprint('hello')\n", "registers no function"),
+    ("import gopark\nprint('hello')\n", "does not use gopark"),
 ])
 def test_build_errors_are_one_line(tmp_path: str, content: str | None, message: str) -> None:
     script = os.path.join(tmp_path, "badapp.py")
