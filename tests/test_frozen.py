@@ -232,3 +232,16 @@ def test_sigkill_of_the_frozen_driver_ends_its_workers(builds: dict[str, str], t
     boot.wait(timeout=20)
     assert _wait_gone(workers) == []
     assert glob.glob(os.path.join(tmpdir_env["TMPDIR"], "_MEI*")) == []   # the bootloader cleaned up
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_signal_to_the_onefile_leaves_nothing(builds: dict[str, str], tmpdir_env: dict[str, str], sig) -> None:
+    """The bootloader passes the signal to the driver, which stops its Context: no worker, no
+    gopark work folder, no unpacked _MEI folder (tmpdir_env checks that one) are left."""
+    boot, driver = _start_long_job(builds, tmpdir_env)
+    workers = processes_with_env("GOPARK_DRIVER_PID", str(driver))
+    boot.send_signal(sig)
+    boot.wait(timeout=30)
+    boot.stdout.close()
+    assert _wait_gone([driver, *workers]) == []
+    assert glob.glob(os.path.join(tmpdir_env["TMPDIR"], "gopark-*")) == []
