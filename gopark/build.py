@@ -105,7 +105,7 @@ _ONEDIR_MARK = ".gopark-onedir"   # in a --onedir output folder: it may be repla
 def _check_output(output: str, script: str) -> None:
     """BuildError unless ``output`` may be (over)written: never the app itself, never a folder
     other than an earlier ``--onedir`` build (``gopark build wc/wc.py`` next to a folder ``wc/``)."""
-    if os.path.abspath(script) == output:
+    if os.path.realpath(script) == os.path.realpath(output):     # through symlinks too
         raise BuildError(f"the output {output} is the app itself: give another -o")
     if os.path.isdir(output) and not os.path.islink(output) \
             and not os.path.isfile(os.path.join(output, _ONEDIR_MARK)):
@@ -156,6 +156,8 @@ def build(script: str, output: str | None = None, name: str | None = None, onedi
     _check_output(output, script)          # again: the build took a while
     if os.path.isdir(output) and not os.path.islink(output):
         shutil.rmtree(output)              # an earlier --onedir build (checked)
+    elif onedir and os.path.lexists(output):
+        os.unlink(output)                  # a file or a link, where the folder goes
     os.replace(tmp, output)
     exe = os.path.join(output, name) if onedir else output
     size = _folder_size(output) if onedir else os.path.getsize(output)

@@ -21,7 +21,7 @@ from typing import Any
 
 from gopark import options as options_mod
 from gopark import shared
-from gopark.errors import ConfigError, GoparkError, JobError
+from gopark.errors import ConfigError, GoparkError, JobError, Terminated
 from gopark.progress import Progress
 from gopark.rdd import RDD, ParallelCollection, TextFileRDD, UnionRDD, _check_rdds, _num, slice_collection
 from gopark.scheduler.dag import DAGScheduler
@@ -86,6 +86,7 @@ class Context:
         self._rdd_ids = itertools.count()
         self._shuffle_ids = itertools.count()
         self._accumulators: list[shared.Accumulator] = []
+        self._broadcast_ids: list[str] = []
         self._stopped = False
         self.scheduler = DAGScheduler(self.options.max_failures, Progress(not self.options.quiet))
         mem_bytes = int(self.options.mem * (1 << 20))
@@ -128,6 +129,7 @@ class Context:
             self.backend.stop()
         finally:
             shutil.rmtree(self.work_dir, ignore_errors=True)
+            shared.forget_broadcasts(self._broadcast_ids)
             _restore_signals(self._signals)
 
     def __enter__(self) -> Context:
@@ -177,7 +179,9 @@ class Context:
     def broadcast(self, value: Any) -> shared.Broadcast:
         """A read-only value every task can read as ``b.value`` (pass ``b`` through ``partial``)."""
         self._check_running()
-        return shared.new_broadcast(value, self.work_dir, getattr(self.backend, "files_url", None))
+        b = shared.new_broadcast(value, self.work_dir, getattr(self.backend, "files_url", None))
+        self._broadcast_ids.append(b.id)
+        return b
 
     def accumulator(self, init: Any = 0, merge: Callable[[Any, Any], Any] | None = None) -> shared.Accumulator:
         """A value tasks ``add`` to and the driver reads (``merge`` default ``+``)."""
@@ -206,7 +210,7 @@ _signal_users = [0]     # running Contexts relying on _terminated (the handlers 
 
 def _terminated(signum: int, frame: Any) -> None:
     """SIGTERM/SIGHUP: leave as SIGINT does, through ``with``/``finally``/atexit (which stop the Context)."""
-    raise SystemExit(128 + signum)
+    raise Terminated(128 + signum)
 
 
 def _exit_on_termination() -> bool:

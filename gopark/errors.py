@@ -80,3 +80,10 @@ def job_error(message: str, remote_type: str, remote_message: str, remote_traceb
     """The JobError to raise for a task that failed with ``remote_type``."""
     cls = TaskSerializationError if remote_type == "SerializationError" else JobError
     return cls(message, remote_type, remote_message, remote_traceback, func_name)
+
+
+class Terminated(SystemExit):
+    """The driver got SIGTERM or SIGHUP: leave, stopping the Context on the way (exit status 128 + signal).
+
+    Not a task failure: a task running in the driver (local mode) lets it through.
+    """

@@ -37,7 +37,8 @@ class Options:
 
     def __post_init__(self) -> None:
         parse_master(self.master)
-        if self.parallel is not None and (not isinstance(self.parallel, int) or self.parallel < 1):
+        if self.parallel is not None and (not isinstance(self.parallel, int) or isinstance(self.parallel, bool)
+                                          or self.parallel < 1):
             raise ConfigError(f"parallel must be a positive integer, not {self.parallel!r}")
         if not _positive_number(self.mem):
             raise ConfigError(f"mem must be a positive number of MB, not {self.mem!r}")

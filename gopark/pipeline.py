@@ -28,6 +28,18 @@ PER_RECORD = frozenset({"map", "flatMap", "filter", "mapValue", "flatMapValue", 
 
 CHECK_EVERY = 1024   # new keys between two calls of ``check``
 
+_NESTING = frozenset({"flatMap", "flatMapValue"})   # each opens one more ``for`` in the loop
+_MAX_NESTED = 8      # of them in one generated loop (Python allows 20 nested blocks in a function)
+
+
+def _shallow(records: Iterable[Any], ops: list[tuple[str, Callable[..., Any]]]) -> tuple[Iterable[Any], list]:
+    """``records`` through all but the last ``_MAX_NESTED`` nesting operations, and the operations left."""
+    nesting = [i for i, (op, _) in enumerate(ops) if op in _NESTING]
+    if len(nesting) <= _MAX_NESTED:
+        return records, ops
+    cut = nesting[-_MAX_NESTED]
+    return iterate(records, ops[:cut]), ops[cut:]
+
 
 def _step(op: str, i: int, x: str, depth: int) -> tuple[list[str], str, int]:
     """Source lines applying operation ``op`` (function ``f{i}``) to record ``x``; the next record's name."""
@@ -94,6 +106,7 @@ def iterate(records: Iterable[Any], ops: list[tuple[str, Callable[..., Any]]]) -
     """``records`` run through the per-record ``ops``, as one generator (see :func:`iterate_loop`)."""
     if not ops:
         return iter(records)
+    records, ops = _shallow(records, ops)
     return iterate_loop(tuple(op for op, _ in ops))(records, [f for _, f in ops])
 
 
@@ -143,6 +156,7 @@ def combine(records: Iterable[Any], ops: list[tuple[str, Callable[..., Any]]], c
             create: Callable[[Any], Any] | None, merge: Callable[[Any, Any], Any],
             check: Callable[[Any, Any], None], not_a_pair: Callable[[Any], Exception]) -> None:
     """Fold ``records``, passed through the per-record ``ops``, into ``combined`` (see :func:`combine_loop`)."""
+    records, ops = _shallow(records, ops)
     loop = combine_loop(tuple(op for op, _ in ops), create is not None)
     loop(records, [f for _, f in ops], combined, create, merge, check, not_a_pair)
 
@@ -150,4 +164,5 @@ def combine(records: Iterable[Any], ops: list[tuple[str, Callable[..., Any]]], c
 def fold(records: Iterable[Any], ops: list[tuple[str, Callable[..., Any]]], acc: Any,
          f: Callable[[Any, Any], Any], empty: Any) -> Any:
     """``records`` passed through the per-record ``ops`` and folded by ``f`` into ``acc`` (see :func:`fold_loop`)."""
+    records, ops = _shallow(records, ops)
     return fold_loop(tuple(op for op, _ in ops))(records, [g for _, g in ops], acc, f, empty)

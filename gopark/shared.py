@@ -68,7 +68,16 @@ def new_broadcast(value: Any, folder: str, url: str | None = None) -> Broadcast:
     with open(path + ".tmp", "wb") as f:
         f.write(data)
     os.replace(path + ".tmp", path)
-    return Broadcast(bid, f"{url}/{os.path.basename(path)}" if url else path, value)
+    b = Broadcast(bid, f"{url}/{os.path.basename(path)}" if url else path, value)
+    # the copy tasks load in this process (local mode) goes with the driver's handle
+    weakref.finalize(b, forget_broadcasts, [bid])
+    return b
+
+
+def forget_broadcasts(ids: list[str]) -> None:
+    """Drop this process' loaded copies of these broadcasts (their driver handle or Context is gone)."""
+    for bid in ids:
+        _loaded.pop(bid, None)
 
 
 def _load_broadcast(bid: str, path: str) -> Any:

@@ -176,7 +176,7 @@ def write_map_output(records: Iterable[Any], root: str, shuffle_id: int, map_id:
     return folder
 
 
-_CHECK_EVERY = 1024   # records between two looks at the memory budget
+_CHECK_EVERY = pipeline.CHECK_EVERY   # records (or new keys) between two looks at the memory budget
 
 
 def _not_a_pair(record: Any) -> TypeError:

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from gopark import actions, registry, serialize, shared
-from gopark.errors import FetchFailed
+from gopark.errors import FetchFailed, Terminated
 from gopark.partitioner import KeyedPartitioner
 from gopark.partitioner import from_wire as partitioner_from_wire
 from gopark.rdd import RDD, PipedRDD, lineage_from_wire
@@ -157,6 +157,8 @@ def run_task(payload: bytes, env: WorkerEnv) -> bytes:
                                       "cached": list(map(list, tc.computed))}, "accumulator updates")
             tc.commit()
             return result
+        except Terminated:                      # the driver (local mode) is being stopped: not the task's
+            raise
         except (Exception, SystemExit) as exc:  # the task's own failure: reported, never raised here
             fetch = [exc.shuffle_id, [list(m) for m in exc.missing]] if isinstance(exc, FetchFailed) else None
             source = getattr(exc, "gopark_input", None)       # the input split could not be read

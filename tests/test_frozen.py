@@ -118,6 +118,9 @@ def test_build_never_replaces_a_folder_that_is_not_an_earlier_build(builds: dict
     assert os.listdir(precious) == ["data.txt"] and (precious / "data.txt").read_text() == "keep me"
     mine = gopark_build(FROZEN_APP, "-o", FROZEN_APP)
     assert mine.returncode == 1 and "is the app itself" in mine.stderr
+    os.symlink(os.path.dirname(FROZEN_APP), tmp_path / "link")
+    through = gopark_build(FROZEN_APP, "-o", str(tmp_path / "link" / "frozen_app.py"))
+    assert through.returncode == 1 and "is the app itself" in through.stderr
     # an earlier --onedir build is replaced, by another one or by a onefile build (both cached: fast)
     onedir = os.path.dirname(builds["wordcount"])
     again = gopark_build(WORDCOUNT, "-o", onedir, "--onedir")

@@ -309,3 +309,25 @@ def test_a_stop_iteration_from_the_app_fails_the_task(ctx, how):
         run()
     assert info.value.remote_type == "StopIterationInTask"
     assert "StopIteration" in str(info.value) and info.value.func_name.endswith("stop_at")
+
+
+@register_func
+def dup(x):
+    return [x, x]
+
+
+@register_func
+def alone(x):
+    return [x]
+
+
+@pytest.mark.parametrize("depth", [8, 9, 25])
+def test_a_long_chain_of_flat_maps_is_cut_into_several_loops(ctx, depth):
+    """Python allows 20 nested blocks in a function: deep chains run as several generated loops."""
+    rdd = ctx.parallelize([1, 2], 2)
+    for i in range(depth):
+        rdd = rdd.flatMap(dup if i % 8 == 0 else alone)     # a few doublings, many levels
+    copies = 2 ** len(range(0, depth, 8))
+    assert rdd.count() == 2 * copies
+    assert rdd.reduce(add) == 3 * copies
+    assert dict(rdd.map(pair).reduceByKey(add).collect()) == {1: copies, 2: copies}

@@ -189,6 +189,24 @@ def test_app_script_gives_the_same_output_in_every_mode(tmp_path):
 
 # --- a driver that is interrupted or killed ------------------------------------------------------
 
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
+def test_a_local_mode_driver_ends_on_sigterm_mid_task(tmp_path, sig):
+    """The task runs in the driver: the signal must end the app, not fail (and retry) the task."""
+    driver = subprocess.Popen([sys.executable, os.path.join(APPS, "slow_app.py"), str(tmp_path), "-m", "local",
+                               "-q"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        assert wait_until(lambda: any(n.startswith("started-") for n in os.listdir(tmp_path)), timeout=60)
+        driver.send_signal(sig)
+        assert driver.wait(timeout=30) == 128 + sig
+        assert len([n for n in os.listdir(tmp_path) if n.startswith("started-")]) == 1   # no retry ran
+        assert not work_dirs(driver.pid)
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+            driver.wait()
+        driver.stderr.close()
+
+
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGKILL],
                          ids=["SIGINT", "SIGTERM", "SIGHUP", "SIGKILL"])
 def test_driver_stopped_mid_job_leaves_no_worker(tmp_path, sig):

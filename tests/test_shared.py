@@ -235,3 +235,28 @@ def test_retried_task_over_a_cached_rdd_counts_once(ctx, tmp_path):
     assert os.path.exists(tmp_path / "failed-once")
     assert cached.count() == 10                       # computed once: later jobs read the cache
     assert acc.value == 10
+
+
+@register_func
+def length_of(b, x):
+    return len(b.value)
+
+
+def test_broadcast_copies_loaded_in_the_driver_go_with_their_handle_and_context():
+    """Local mode: a task's copy of a broadcast is dropped when the app drops the broadcast, or at stop()."""
+    import gc
+
+    from gopark import Context, shared
+    with Context("local", quiet=True) as c:
+        kept = c.broadcast(list(range(1000)))
+        dropped_ids = []
+        for _ in range(3):
+            dropped = c.broadcast(list(range(1000)))
+            assert c.parallelize([1], 1).map(partial(length_of, dropped)).collect() == [1000]
+            assert dropped.id in shared._loaded
+            dropped_ids.append(dropped.id)
+            del dropped
+            gc.collect()
+        assert c.parallelize([1], 1).map(partial(length_of, kept)).collect() == [1000]
+        assert kept.id in shared._loaded and not set(dropped_ids) & set(shared._loaded)
+    assert kept.id not in shared._loaded
