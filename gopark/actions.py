@@ -9,7 +9,6 @@ twice in memory.
 from __future__ import annotations
 
 import collections
-import functools
 import heapq
 import itertools
 import random
@@ -59,13 +58,6 @@ def decode_stream(data: bytes) -> list:
     return records
 
 
-def _reduce(f: Any, it: Iterator[Any]) -> list:
-    first = next(it, _EMPTY)
-    if first is _EMPTY:
-        return []
-    return [functools.reduce(f, it, first)]
-
-
 _EMPTY = object()
 
 
@@ -97,21 +89,17 @@ def run(action: list, it: Iterator[Any], split: int, attempt: int,
     """The result of ``action`` over one partition's records (``it`` passed through ``ops``: FUSED only)."""
     name = action[0]
     f = registry.decode_func(action[-1]) if name in _TAKES_FUNC and action[-1] is not None else None
-    if ops:
-        if name not in FUSED:
-            raise ValueError(f"per-record operations are not fused with {name}")
-        if name == "reduce":
-            acc = pipeline.fold(it, ops, _EMPTY, f, _EMPTY)
-            return [] if acc is _EMPTY else [acc]
-        return pipeline.fold(it, ops, action[1], f, _EMPTY)
+    if ops and name not in FUSED:
+        raise ValueError(f"per-record operations are not fused with {name}")
+    if name == "reduce":     # a generated loop, ops or not: a StopIteration from f fails the same way
+        acc = pipeline.fold(it, ops or [], _EMPTY, f, _EMPTY)
+        return [] if acc is _EMPTY else [acc]
+    if name in ("fold", "aggregate"):
+        return pipeline.fold(it, ops or [], action[1], f, _EMPTY)
     if name == "collect":
         return _collect(it)
     if name == "count":
         return sum(1 for _ in it)
-    if name == "reduce":
-        return _reduce(f, it)
-    if name in ("fold", "aggregate"):
-        return functools.reduce(f, it, action[1])
     if name == "take":
         return list(itertools.islice(it, action[1]))
     if name == "top":

@@ -331,3 +331,22 @@ def test_a_long_chain_of_flat_maps_is_cut_into_several_loops(ctx, depth):
     assert rdd.count() == 2 * copies
     assert rdd.reduce(add) == 3 * copies
     assert dict(rdd.map(pair).reduceByKey(add).collect()) == {1: copies, 2: copies}
+
+
+@register_func
+def add_until(n, a, b):
+    if a + b > n:
+        raise StopIteration()
+    return a + b
+
+
+@pytest.mark.parametrize("how", ["reduce", "fold", "aggregate", "reduce after cache"])
+def test_a_stop_iteration_in_the_fold_function_fails_the_same_way_fused_or_not(ctx, how):
+    nums = ctx.parallelize(range(10), 2)
+    stop = partial(add_until, 5)
+    run = {"reduce": lambda: nums.reduce(stop), "fold": lambda: nums.fold(0, stop),
+           "aggregate": lambda: nums.aggregate(0, stop, add),
+           "reduce after cache": lambda: nums.map(str).map(int).cache().reduce(stop)}[how]
+    with pytest.raises(JobError) as info:
+        run()
+    assert info.value.remote_type == "StopIterationInTask" and info.value.func_name.endswith("add_until")
