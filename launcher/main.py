@@ -15,9 +15,10 @@
 """
 from __future__ import annotations
 
+import importlib.util
 import os
-import runpy
 import sys
+import types
 
 from gopark import binary, options, registry
 
@@ -33,13 +34,33 @@ def run_driver(app_module: str) -> int:
         os.environ[options.HELP_SHOWN_ENV] = "1"
     sys.argv[0] = binary.executable()
     try:
-        runpy.run_module(app_module, run_name="__main__", alter_sys=True)
+        _run_as_main(app_module)
     except SystemExit:
         raise
     except BaseException as exc:  # report it as `python app.py` would, not as the bootloader does
         sys.excepthook(type(exc), exc, exc.__traceback__)
         return 130 if isinstance(exc, KeyboardInterrupt) else 1
     return 0
+
+
+def _run_as_main(app_module: str) -> None:
+    """``runpy.run_module(app_module, run_name="__main__", alter_sys=True)``, except that ``sys.argv[0]``
+    stays the executable (runpy would make it the module's path inside the unpacked folder, so the
+    app's argparse would say ``usage: app.py``)."""
+    spec = importlib.util.find_spec(app_module)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"the app module {app_module!r} is not in this binary")
+    code = spec.loader.get_code(app_module)  # type: ignore[attr-defined]
+    module = types.ModuleType("__main__")
+    module.__dict__.update(__file__=spec.origin, __cached__=None, __loader__=spec.loader,
+                           __package__=spec.parent, __spec__=spec)
+    saved = sys.modules.get("__main__")
+    sys.modules["__main__"] = module
+    try:
+        exec(code, module.__dict__)
+    finally:
+        if saved is not None:
+            sys.modules["__main__"] = saved
 
 
 def main(app_module: str) -> int:

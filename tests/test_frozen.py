@@ -179,6 +179,7 @@ def test_frozen_help_lists_gopark_and_app_options(builds: dict[str, str], tmpdir
     assert result.returncode == 0, result.stderr
     assert "--master" in result.stdout and "--mem" in result.stdout   # gopark's
     assert "--top" in result.stdout                                    # the app's
+    assert "usage: wordcount " in result.stdout    # sys.argv[0] is the executable, not the frozen app.py
 
 
 def test_role_dispatch_rejects_an_unknown_role(builds: dict[str, str], tmpdir_env: dict[str, str]) -> None:
