@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 #: operations that turn one record into zero, one or more records, with no state
-PER_RECORD = frozenset({"map", "flatMap", "filter", "mapValue", "flatMapValue", "keys", "values"})
+PER_RECORD = frozenset({"map", "flatMap", "filter", "mapValue", "flatMapValue", "keys", "values", "keyBy"})
 
 CHECK_EVERY = 1024   # new keys between two calls of ``check``
 
@@ -59,6 +59,10 @@ def _step(op: str, i: int, x: str, depth: int) -> tuple[list[str], str, int]:
         return [f"{pad}{y} = {x}[0]"], y, depth
     if op == "values":
         return [f"{pad}{y} = {x}[1]"], y, depth
+    if op == "keyBy":
+        return [f"{pad}{y} = (f{i}({x}), {x})"], y, depth
+    if op == "keyBySelf":       # keyBy with no function (sort without a key): (x, x)
+        return [f"{pad}{y} = ({x}, {x})"], y, depth
     raise ValueError(f"{op!r} is not a per-record operation")
 
 

@@ -825,12 +825,6 @@ def _poisson_sample(rng: random.Random, fraction: float, it: Iterator[Any]) -> I
             yield x
 
 
-def _key_by(f: Callable[[Any], Any] | None, it: Iterator[Any]) -> Iterator[tuple]:
-    if f is None:
-        return ((x, x) for x in it)
-    return ((f(x), x) for x in it)
-
-
 def _sort_partition(f: Callable[[Any], Any] | None, reverse: bool, it: Iterator[Any], task: Any) -> Iterator[Any]:
     from gopark.shuffle import external_sort
     key = operator.itemgetter(0) if f is None else (lambda kv: f(kv[0]))
@@ -856,8 +850,6 @@ def _pipe(op: str, f: Callable[..., Any] | None, extra: Any, split: int, it: Ite
         return _sample(extra[0], extra[1], extra[2], split, it)
     if op == "enumerate":
         return zip(itertools.count(extra[split]), it)
-    if op == "keyBy":
-        return _key_by(f, it)
     if op == "sortPartition":
         return _sort_partition(f, extra[0], it, task)
     raise ValueError(f"unknown operation {op!r}")
@@ -905,7 +897,8 @@ class PipedRDD(RDD):
         run: list[tuple[str, Any]] = []        # per-record operations not applied yet
         for node in reversed(chain):
             if node.op in PER_RECORD:
-                run.append((node.op, node.fn()))
+                f = node.fn()
+                run.append(("keyBySelf", None) if node.op == "keyBy" and f is None else (node.op, f))
                 continue
             it = _pipe(node.op, node.fn(), node.extra, split, pipeline.iterate(it, run), task)
             run = []

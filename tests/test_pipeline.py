@@ -203,8 +203,11 @@ def test_each_operation_as_plain_python():
     """Each generated step, alone, in each consumer: what the operation means in plain Python."""
     records = [("a", 1), ("b", 2), ("a", 3), ("c", 0)]
     fns = {"map": swap, "flatMap": lambda kv: [kv, kv], "filter": lambda kv: kv[1],
-           "mapValue": str, "flatMapValue": range, "keys": None, "values": None}
+           "mapValue": str, "flatMapValue": range, "keys": None, "values": None, "keyBy": len,
+           "keyBySelf": None}
     meaning = {
+        "keyBy": [(len(kv), kv) for kv in records],
+        "keyBySelf": [(kv, kv) for kv in records],
         "map": [swap(kv) for kv in records],
         "flatMap": [x for kv in records for x in [kv, kv]],
         "filter": [kv for kv in records if kv[1]],
@@ -290,7 +293,7 @@ def keep_unless(n, x):
 
 
 @pytest.mark.parametrize("how", ["map", "filter", "flatMap", "map then collect", "map then reduceByKey",
-                                 "map then reduce", "mapValue", "map then count"])
+                                 "map then reduce", "mapValue", "map then count", "sort by key function"])
 def test_a_stop_iteration_from_the_app_fails_the_task(ctx, how):
     """Never a silently shorter partition (SPARK-23754): the job fails, naming the function."""
     nums = ctx.parallelize(range(10), 2)
@@ -304,6 +307,7 @@ def test_a_stop_iteration_from_the_app_fails_the_task(ctx, how):
         "map then reduce": lambda: nums.map(stop).reduce(add),
         "mapValue": lambda: nums.map(twice).map(tuple).mapValue(stop).collect(),
         "map then count": lambda: nums.map(stop).count(),
+        "sort by key function": lambda: nums.sort(key=stop).collect(),
     }[how]
     with pytest.raises(JobError) as info:
         run()
