@@ -96,7 +96,11 @@ class GoparkExecutor:
         tid = int(task_id["value"])
         with self._lock:
             self._task_ids[tid] = task_id
+            held = len(self._task_ids)
         self._update(task_id, "TASK_RUNNING", data=self.files_url.encode())
+        # Mesos gave each task its own resources: as many workers as tasks held (the pool started
+        # with what the agent's first offer held, and later offers may hold more)
+        self.pool.grow(held)
         self.pool.submit(tid, base64.b64decode(task["data"]), [])
 
     def launchTaskGroup(self, driver: Any, tasks: list[dict]) -> None:  # noqa: N802

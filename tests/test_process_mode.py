@@ -120,6 +120,24 @@ def test_process_without_a_number_starts_one_worker_per_cpu():
     assert not (children() - before)
 
 
+@register_func
+def pid_after_a_nap(x):
+    import time
+    time.sleep(0.3)
+    return os.getpid()
+
+
+def test_the_pool_grows_when_asked_and_keeps_its_size():
+    """A Mesos executor grows its pool when given more tasks than workers (backend.grow)."""
+    with Context("process:1", quiet=True) as ctx:
+        assert len(ctx.backend.worker_pids) <= 1
+        ctx.backend.grow(3)
+        assert wait_until(lambda: len(ctx.backend.worker_pids) == 3, timeout=30)
+        ctx.backend.grow(2)                                   # never shrinks
+        pids = set(ctx.parallelize(range(3), 3).map(pid_after_a_nap).collect())
+        assert len(pids) == 3 and pids == set(ctx.backend.worker_pids)
+
+
 def test_two_contexts_at_once():
     before = children()
     with Context("process:2", quiet=True) as a, Context("process:2", quiet=True) as b:

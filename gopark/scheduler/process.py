@@ -111,6 +111,7 @@ class ProcessBackend:
         self._workers: dict[str, _Worker] = {}
         self._by_fd: dict[int, _Worker] = {}
         self._seq = 0
+        self._size = n              # workers to keep (grow() raises it); a dead one is replaced
         self._early_deaths = 0
         self._broken: str | None = None
         self._stopping = False
@@ -124,6 +125,14 @@ class ProcessBackend:
                 self._post(("lost", tid, self._broken, "driver"))
                 return
             self._submitted.append((tid, payload, preferred))
+        os.eventfd_write(self._wake, 1)
+
+    def grow(self, n: int) -> None:
+        """Keep at least ``n`` workers from now on (a Mesos executor given more tasks than it has workers)."""
+        with self._lock:
+            if n <= self._size:
+                return
+            self._size = n
         os.eventfd_write(self._wake, 1)
 
     def cancel(self, tids: list[int]) -> None:
@@ -153,7 +162,9 @@ class ProcessBackend:
         poller.register(self._router, zmq.POLLIN)
         poller.register(self._wake, zmq.POLLIN)
         try:
-            for _ in range(self.default_parallelism):
+            spawned_for = 0           # worker slots started (deaths are replaced in _handle_exit)
+            while spawned_for < self._size and not self._broken:
+                spawned_for += 1
                 self._spawn(poller)
             while not self._stopping:
                 ready = dict(poller.poll())
@@ -167,6 +178,9 @@ class ProcessBackend:
                         cancelled, self._cancelled = self._cancelled, set()
                     if cancelled:
                         self._cancel(cancelled)
+                    while spawned_for < self._size and not self._broken:   # grow()
+                        spawned_for += 1
+                        self._spawn(poller)
                 for fd in [fd for fd in ready if fd in self._by_fd]:
                     self._handle_exit(poller, self._by_fd[fd])
                 self._dispatch()
