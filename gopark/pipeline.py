@@ -3,19 +3,23 @@
 ``textFile(...).flatMap(words).map(pair).reduceByKey(add)`` calls two user
 functions per word. Run as C iterators (``map``, ``chain``), each call enters
 the interpreter afresh from C; written as one loop, the calls are plain
-Python-to-Python calls, which CPython 3.11 makes without a new C frame. On the
-word count that is about a quarter of the map task's time.
+Python-to-Python calls, which CPython 3.11 makes without a new C frame (the
+word count in local mode: 16.3 s before, 13.7 s after).
 
-Every run of per-record operations is one generated generator
-(:func:`iterate`); two consumers take the operations into their own loop: the
-map-side combine of a shuffle (``reduceByKey``, ``combineByKey``,
-``distinct``) and the fold of the ``reduce``, ``fold`` and ``aggregate``
-actions. (A generator also keeps a StopIteration raised by the app's function
-from passing for the end of the partition, which C's ``map`` cannot.) The loop is generated from a
-fixed template per *shape* (the consumer, the sequence of operation names),
-compiled once per process and cached. No user code is in the generated source: the user's
-functions are arguments of the compiled loop, exactly as they would be of
-``map``. Each operation behaves as its iterator form in ``rdd._pipe``.
+Every run of per-record operations (:data:`PER_RECORD`) is one generated
+generator (:func:`iterate`); two consumers take the operations into their own
+loop: the map-side combine of a shuffle (``reduceByKey``, ``combineByKey``,
+``distinct``: :func:`combine`) and the fold of the ``reduce``, ``fold`` and
+``aggregate`` actions (:func:`fold`). A StopIteration raised by the app's
+function inside the loop fails the task (:class:`StopIterationInTask`); under
+C's ``map`` it would have passed for the end of the partition.
+
+A loop is generated from fixed templates per *shape* (the consumer and the
+sequence of operation names), compiled once per process and cached. No user
+code is in the generated source: the app's functions are arguments of the
+compiled loop, as they would be of ``map``. This module is where these
+operations mean what they mean; ``rdd._pipe`` runs the others (mapPartitions,
+glom, sample, ...).
 """
 from __future__ import annotations
 
