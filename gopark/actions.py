@@ -12,7 +12,7 @@ import collections
 import heapq
 import itertools
 import random
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from gopark import pipeline, registry, serialize
@@ -85,17 +85,17 @@ FUSED = frozenset({"reduce", "fold", "aggregate"})
 
 
 def run(action: list, it: Iterator[Any], split: int, attempt: int,
-        ops: list[tuple[str, Any]] | None = None) -> Any:
+        ops: Sequence[tuple[str, Any]] = ()) -> Any:
     """The result of ``action`` over one partition's records (``it`` passed through ``ops``: FUSED only)."""
     name = action[0]
     f = registry.decode_func(action[-1]) if name in _TAKES_FUNC and action[-1] is not None else None
     if ops and name not in FUSED:
         raise ValueError(f"per-record operations are not fused with {name}")
     if name == "reduce":     # a generated loop, ops or not: a StopIteration from f fails the same way
-        acc = pipeline.fold(it, ops or [], _EMPTY, f, _EMPTY)
+        acc = pipeline.fold(it, ops, _EMPTY, f, _EMPTY)
         return [] if acc is _EMPTY else [acc]
     if name in ("fold", "aggregate"):
-        return pipeline.fold(it, ops or [], action[1], f, _EMPTY)
+        return pipeline.fold(it, ops, action[1], f, _EMPTY)
     if name == "collect":
         return _collect(it)
     if name == "count":

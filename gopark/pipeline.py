@@ -24,7 +24,7 @@ glom, sample, ...).
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 #: operations that turn one record into zero, one or more records, with no state
@@ -36,7 +36,7 @@ _NESTING = frozenset({"flatMap", "flatMapValue"})   # each opens one more ``for`
 _MAX_NESTED = 8      # of them in one generated loop (Python allows 20 nested blocks in a function)
 
 
-def _shallow(records: Iterable[Any], ops: list[tuple[str, Callable[..., Any]]]) -> tuple[Iterable[Any], list]:
+def _shallow(records: Iterable[Any], ops: Sequence[tuple[str, Callable[..., Any]]]) -> tuple[Iterable[Any], Sequence]:
     """``records`` through all but the last ``_MAX_NESTED`` nesting operations, and the operations left."""
     nesting = [i for i, (op, _) in enumerate(ops) if op in _NESTING]
     if len(nesting) <= _MAX_NESTED:
@@ -169,7 +169,7 @@ def combine(records: Iterable[Any], ops: list[tuple[str, Callable[..., Any]]], c
     loop(records, [f for _, f in ops], combined, create, merge, check, not_a_pair)
 
 
-def fold(records: Iterable[Any], ops: list[tuple[str, Callable[..., Any]]], acc: Any,
+def fold(records: Iterable[Any], ops: Sequence[tuple[str, Callable[..., Any]]], acc: Any,
          f: Callable[[Any, Any], Any], empty: Any) -> Any:
     """``records`` passed through the per-record ``ops`` and folded by ``f`` into ``acc`` (see :func:`fold_loop`)."""
     records, ops = _shallow(records, ops)

@@ -135,6 +135,12 @@ class RDD:
             return task.cached(self, split)
         return self.compute(split, task)
 
+    def per_record_tail(self, split: int, task: Any) -> tuple[Iterator[Any], list[tuple[str, Any]]]:
+        """Partition ``split`` as an iterator, and the per-record operations (``[(op, function), ...]``,
+        see :mod:`gopark.pipeline`) still to apply to it, for a caller that runs them in one loop
+        with what consumes the records. Here none: only a chain of narrow operations has some."""
+        return self.iterator(split, task), []
+
     def _split_hosts(self, split: int) -> list[str]:
         return []
 
@@ -878,18 +884,19 @@ class PipedRDD(RDD):
         return {"op": self.op, "f": self.f_ref, "x": self.extra}
 
     def compute(self, split: int, task: Any) -> Iterator[Any]:
-        it, tail = self.per_record_tail(split, task, fuse=False)
-        return it
+        return pipeline.iterate(*self._stacked(split, task))
 
-    def per_record_tail(self, split: int, task: Any, fuse: bool = True) -> tuple[Iterator[Any], list[tuple[str, Any]]]:
-        """Partition ``split`` as an iterator and the per-record operations still to apply to it.
+    def per_record_tail(self, split: int, task: Any) -> tuple[Iterator[Any], list[tuple[str, Any]]]:
+        """As :meth:`RDD.per_record_tail`: the trailing per-record operations of this chain of
+        narrow operations are left out of the iterator (unless this RDD is cached)."""
+        if self.is_cached:
+            return self.iterator(split, task), []
+        return self._stacked(split, task)
 
-        A run of narrow operations is stacked as iterators, one over the other.
-        With ``fuse``, the trailing ones that act record by record (``map``,
-        ``flatMap``, ``filter``, ...: :data:`gopark.pipeline.PER_RECORD`) are
-        left out of the iterator and returned, ``[(op, function), ...]``, for
-        the caller to run in one loop with what consumes them.
-        """
+    def _stacked(self, split: int, task: Any) -> tuple[Iterator[Any], list[tuple[str, Any]]]:
+        """The chain of uncached narrow operations ending here, stacked as iterators over the
+        first one's parent, but for the trailing per-record ones (each run of per-record
+        operations is one generated loop)."""
         chain: list[PipedRDD] = [self]
         while isinstance(chain[-1].parent, PipedRDD) and not chain[-1].parent.is_cached:
             chain.append(chain[-1].parent)
@@ -902,9 +909,7 @@ class PipedRDD(RDD):
                 continue
             it = _pipe(node.op, node.fn(), node.extra, split, pipeline.iterate(it, run), task)
             run = []
-        if fuse:
-            return it, run
-        return pipeline.iterate(it, run), []
+        return it, run
 
     def fn(self) -> Any:
         """This operation's function, decoded once."""

@@ -225,7 +225,7 @@ def _combine(records: Iterable[Any], ops: list[tuple[str, Callable[..., Any]]], 
 
     def check(k: Any, c: Any) -> None:
         size.sample(k, c)
-        if budget.over(pipeline.CHECK_EVERY * size.avg):
+        if budget.over(_CHECK_EVERY * size.avg):
             spill()
 
     pipeline.combine(records, ops, combined, create, merge_value, check, _not_a_pair)

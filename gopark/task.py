@@ -21,7 +21,7 @@ from gopark import actions, registry, serialize, shared
 from gopark.errors import FetchFailed, Terminated
 from gopark.partitioner import KeyedPartitioner
 from gopark.partitioner import from_wire as partitioner_from_wire
-from gopark.rdd import RDD, PipedRDD, lineage_from_wire
+from gopark.rdd import RDD, lineage_from_wire
 from gopark.shuffle import Merger, read_shuffle, write_map_output
 
 
@@ -119,6 +119,7 @@ def _failing_func(exc: BaseException) -> str | None:
 
 def _run(task: dict, tc: TaskContext) -> tuple[Any, bool]:
     root = lineage_from_wire(task["lineage"])
+    split = task["split"]
     if task["kind"] == "map":
         dep = task["dep"]
         part = partitioner_from_wire(dep["part"])
@@ -126,21 +127,18 @@ def _run(task: dict, tc: TaskContext) -> tuple[Any, bool]:
             part = KeyedPartitioner(part, registry.decode_func(dep["key"]))
         create = registry.decode_func(dep["create"]) if dep["create"] else None
         merge = registry.decode_func(dep["merge"]) if dep["merge"] else None
-        if merge is not None and isinstance(root, PipedRDD) and not root.is_cached:
-            it, ops = root.per_record_tail(task["split"], tc)   # run in one loop with the combine
-        else:
-            it, ops = root.iterator(task["split"], tc), []
-        path = write_map_output(it, os.path.join(tc.env.work_dir, "shuffle"), dep["sid"], task["split"],
+        # with a map-side combine, the per-record operations run in one loop with it
+        it, ops = root.per_record_tail(split, tc) if merge is not None else (root.iterator(split, tc), [])
+        path = write_map_output(it, os.path.join(tc.env.work_dir, "shuffle"), dep["sid"], split,
                                 task["attempt"], part, create, merge, tc.env.mem_bytes, tc.env.compress, ops)
         location = {"host": tc.env.host, "path": path}
         if tc.env.files_url:
             location["url"] = f"{tc.env.files_url}/{os.path.relpath(path, tc.env.work_dir)}"
         return location, False
-    if task["action"][0] in actions.FUSED and isinstance(root, PipedRDD) and not root.is_cached:
-        it, ops = root.per_record_tail(task["split"], tc)   # run in one loop with the action's fold
-    else:
-        it, ops = root.iterator(task["split"], tc), []
-    value = actions.run(task["action"], it, task["split"], task["attempt"], ops)
+    # reduce, fold, aggregate: the per-record operations run in one loop with the action's fold
+    fused = task["action"][0] in actions.FUSED
+    it, ops = root.per_record_tail(split, tc) if fused else (root.iterator(split, tc), [])
+    value = actions.run(task["action"], it, split, task["attempt"], ops)
     return value, isinstance(value, actions.Stream)
 
 
