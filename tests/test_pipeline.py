@@ -13,25 +13,11 @@ import sys
 from functools import partial
 
 import pytest
+from apps.wc_app import add, pair, words  # the SPEC section 2 word count's functions
 
 from gopark import JobError, pipeline, register_func
 
 LINES = ["the cat sat", "", "on the mat the end", "a b c a b a", "x"] * 7
-
-
-@register_func
-def words(line):
-    return line.split()
-
-
-@register_func
-def pair(word, n=1):
-    return (word, n)
-
-
-@register_func
-def add(a, b):
-    return a + b
 
 
 @register_func
