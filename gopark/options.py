@@ -37,20 +37,24 @@ class Options:
 
     def __post_init__(self) -> None:
         parse_master(self.master)
-        if self.parallel is not None and (not isinstance(self.parallel, int) or isinstance(self.parallel, bool)
-                                          or self.parallel < 1):
+        if self.parallel is not None and not _positive_int(self.parallel):
             raise ConfigError(f"parallel must be a positive integer, not {self.parallel!r}")
         if not _positive_number(self.mem):
             raise ConfigError(f"mem must be a positive number of MB, not {self.mem!r}")
         if not _positive_number(self.cpus):
             raise ConfigError(f"cpus must be a positive number, not {self.cpus!r}")
-        if not isinstance(self.max_failures, int) or isinstance(self.max_failures, bool) or self.max_failures < 1:
+        if not _positive_int(self.max_failures):
             raise ConfigError(f"max_failures must be a positive integer, not {self.max_failures!r}")
         for flag in ("quiet", "verbose", "help"):
             if not isinstance(getattr(self, flag), bool):
                 raise ConfigError(f"{flag} must be true or false, not {getattr(self, flag)!r}")
         if self.compress is not None and not isinstance(self.compress, bool):
             raise ConfigError(f"compress must be true or false, not {self.compress!r}")
+
+
+def _positive_int(x: Any) -> bool:
+    """An int above 0 (not a bool)."""
+    return isinstance(x, int) and not isinstance(x, bool) and x > 0
 
 
 def _positive_number(x: Any) -> bool:
