@@ -56,7 +56,11 @@ class HashPartitioner:
         """``get_partition`` of each key; all-str and all-int key lists hash without a Python call per key."""
         types = set(map(type, keys))
         if types == {str}:
-            hashes = map(zlib.crc32, map(_ENCODE, keys))
+            try:            # str.encode() with no arguments is C's fast path; the same bytes for any valid str
+                encoded: Any = list(map(str.encode, keys))
+            except UnicodeEncodeError:          # a lone surrogate: encoded as portable_hash does
+                encoded = map(_ENCODE, keys)
+            hashes = map(zlib.crc32, encoded)
         elif types == {int}:
             hashes = map(hash, keys)
         else:

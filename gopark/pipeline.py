@@ -25,7 +25,10 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
+
+from gopark import inline, registry
 
 #: operations that turn one record into zero, one or more records, with no state
 PER_RECORD = frozenset({"map", "flatMap", "filter", "mapValue", "flatMapValue", "keys", "values", "keyBy"})
@@ -45,29 +48,113 @@ def _shallow(records: Iterable[Any], ops: Sequence[tuple[str, Callable[..., Any]
     return iterate(records, ops[:cut]), ops[cut:]
 
 
-def _step(op: str, i: int, x: str, depth: int) -> tuple[list[str], str, int]:
-    """Source lines applying operation ``op`` (function ``f{i}``) to record ``x``; the next record's name."""
+@dataclass(frozen=True)
+class _Slot:
+    """A function of a generated loop: called by its name ``var`` in the loop, or inlined.
+
+    Inlined (``template`` set, see :mod:`gopark.inline`), the loop receives,
+    under ``var``, the expression's ``nconsts`` constants instead of the function.
+    """
+
+    var: str
+    template: str | None = None
+    nconsts: int = 0
+    name: str | None = None      # blamed for a failure in the inlined expression
+    items: tuple[str, ...] | None = None     # the inlined expression is a tuple display of these
+
+    def call(self, *args: str) -> str:
+        if self.template is None:
+            return f"{self.var}({', '.join(args)})"
+        return self.template.format(*args, c=f"{self.var}_")
+
+    def call_items(self, *args: str) -> list[str]:
+        """The items of the tuple the inlined expression builds, each as source."""
+        return [item.format(*args, c=f"{self.var}_") for item in self.items or ()]
+
+    def bind(self) -> list[str]:
+        """The loop's first lines: the constants of an inlined expression as local names."""
+        if not self.nconsts:
+            return []
+        return [f"    {', '.join(f'{self.var}_{j}' for j in range(self.nconsts))}, = {self.var}"]
+
+
+def _label(fn: Any) -> str:
+    """The name a failure of ``fn`` is blamed on: its registered name where it has one."""
+    target = fn.func if isinstance(fn, functools.partial) else fn
+    code = getattr(target, "__code__", None)
+    found = registry.registered_name(code) if code is not None else None
+    return found or f"{getattr(target, '__module__', None) or 'builtins'}.{getattr(target, '__qualname__', '?')}"
+
+
+def _slot(var: str, fn: Any, nargs: int, inlining: bool) -> tuple[_Slot, Any]:
+    """The slot of ``fn`` (called with ``nargs`` arguments) and what the loop receives for it."""
+    expr = inline.expression(fn, nargs, _label(fn)) if inlining and fn is not None else None
+    if expr is None:
+        return _Slot(var), fn
+    return _Slot(var, expr.template, len(expr.consts), expr.name, expr.items), expr.consts
+
+
+def _slots(ops: Sequence[tuple[str, Any]], inlining: bool) -> tuple[tuple[tuple[str, _Slot], ...], list[Any]]:
+    """Each operation's slot (``f0``, ``f1``...) and the list ``fns`` the loop receives."""
+    steps, fns = [], []
+    for i, (op, fn) in enumerate(ops):
+        slot, value = _slot(f"f{i}", fn, 1, inlining and op in _ONE_ARGUMENT)
+        steps.append((op, slot))
+        fns.append(value)
+    return tuple(steps), fns
+
+
+_ONE_ARGUMENT = PER_RECORD     # every per-record operation calls its function with one argument
+
+Line = tuple[str, "str | None"]      # a line of source, and the function blamed for a failure on it
+
+
+def _step(op: str, f: _Slot, x: str, depth: int) -> tuple[list[Line], str, int]:
+    """Source lines applying operation ``op`` (function ``f``) to record ``x``; the next record's name."""
     pad = "    " * depth
-    y = f"x{i + 1}"
+    y = f"y{f.var[1:]}"
+    name = f.name
     if op == "map":
-        return [f"{pad}{y} = f{i}({x})"], y, depth
+        return [(f"{pad}{y} = {f.call(x)}", name)], y, depth
     if op == "flatMap":
-        return [f"{pad}for {y} in f{i}({x}):"], y, depth + 1
+        return [(f"{pad}for {y} in {f.call(x)}:", name)], y, depth + 1
     if op == "filter":
-        return [f"{pad}if not f{i}({x}):", f"{pad}    continue"], x, depth
+        return [(f"{pad}if not {f.call(x)}:", name), (f"{pad}    continue", None)], x, depth
     if op == "mapValue":
-        return [f"{pad}k{i}, v{i} = {x}", f"{pad}{y} = (k{i}, f{i}(v{i}))"], y, depth
+        k, v = f"k{f.var}", f"v{f.var}"
+        return [(f"{pad}{k}, {v} = {x}", None), (f"{pad}{y} = ({k}, {f.call(v)})", name)], y, depth
     if op == "flatMapValue":
-        return [f"{pad}k{i}, v{i} = {x}", f"{pad}for w{i} in f{i}(v{i}):", f"{pad}    {y} = (k{i}, w{i})"], y, depth + 1
+        k, v, w = f"k{f.var}", f"v{f.var}", f"w{f.var}"
+        return [(f"{pad}{k}, {v} = {x}", None), (f"{pad}for {w} in {f.call(v)}:", name),
+                (f"{pad}    {y} = ({k}, {w})", None)], y, depth + 1
     if op == "keys":
-        return [f"{pad}{y} = {x}[0]"], y, depth
+        return [(f"{pad}{y} = {x}[0]", None)], y, depth
     if op == "values":
-        return [f"{pad}{y} = {x}[1]"], y, depth
+        return [(f"{pad}{y} = {x}[1]", None)], y, depth
     if op == "keyBy":
-        return [f"{pad}{y} = (f{i}({x}), {x})"], y, depth
+        return [(f"{pad}{y} = ({f.call(x)}, {x})", name)], y, depth
     if op == "keyBySelf":       # keyBy with no function (sort without a key): (x, x)
-        return [f"{pad}{y} = ({x}, {x})"], y, depth
+        return [(f"{pad}{y} = ({x}, {x})", None)], y, depth
     raise ValueError(f"{op!r} is not a per-record operation")
+
+
+Pair = tuple[str, str, "str | None"]     # a record known to be a pair: its key's and value's source, blamed function
+
+
+def _pair_step(op: str, f: _Slot, x: str, depth: int) -> tuple[list[Line], Pair] | None:
+    """Operation ``op`` on ``x`` when its result is a pair display, as the pair's two parts; else None.
+
+    ``mapValue`` always gives one, ``map`` when its function is inlined as a
+    2-tuple: the consumer then unpacks ``k, v = key, value`` without building
+    (and checking) the tuple.
+    """
+    if op == "map" and f.items is not None and len(f.items) == 2:
+        key, value = f.call_items(x)
+        return [], (key, value, f.name)
+    if op == "mapValue":
+        k, v = f"k{f.var}", f"v{f.var}"
+        return [("    " * depth + f"{k}, {v} = {x}", None)], (k, f.call(v), f.name)
+    return None
 
 
 class StopIterationInTask(RuntimeError):
@@ -82,32 +169,65 @@ _STOPPED = ("a function raised StopIteration, which would have silently ended th
             "the task fails instead (raise another exception to stop on purpose)")
 
 
-def _compile(name: str, head: list[str], ops: tuple[str, ...], sink: list[str], tail: list[str]) -> Callable:
-    """``head``, the loop over ``records`` through ``ops`` with ``sink`` (on the record ``x``) inside, ``tail``.
+#: {code of a generated loop: {line: the function inlined on it}}, for blaming failures
+_INLINED_LINES: dict[Any, dict[int, str]] = {}
 
-    A StopIteration raised in the loop's body (by a function of the app: the
+
+def inlined_name(code: Any, line: int) -> str | None:
+    """The function whose inlined expression is on ``line`` of a generated loop's ``code``, if any."""
+    lines = _INLINED_LINES.get(code)
+    return lines.get(line) if lines else None
+
+
+def _compile(kind: str, params: str, steps: tuple[tuple[str, _Slot], ...], sinks: Sequence[_Slot],
+             sink: Callable[[str, Pair | None], list[Line]], tail: list[str]) -> Callable:
+    """``def loop(params)``: ``records`` through ``steps``, ``sink(x)`` on each result ``x``, then ``tail``.
+
+    ``sink`` gets the record's name, and for a combine whose last operation
+    gives a pair display, the pair's parts (:func:`_pair_step`). A
+    StopIteration raised in the loop's body (by a function of the app: the
     loop's own end is not raised) becomes :class:`StopIterationInTask`.
     """
-    lines = list(head)
-    if ops:
-        lines.append(f"    {', '.join(f'f{i}' for i in range(len(ops)))}, = fns")
-    lines += ["    try:", "        for x0 in records:"]
+    lines: list[Line] = [(f"def loop({params}):", None)]
+    if steps:
+        lines.append((f"    {', '.join(slot.var for _, slot in steps)}, = fns", None))
+    for slot in [slot for _, slot in steps] + list(sinks):
+        lines += [(text, None) for text in slot.bind()]
+    if kind == "combine":
+        lines.append(("    fresh = 0", None))
+    lines += [("    try:", None), ("        for x0 in records:", None)]
     x, depth = "x0", 3
-    for i, op in enumerate(ops):
-        more, x, depth = _step(op, i, x, depth)
+    last = _pair_step(*steps[-1], "", 0) if kind == "combine" and steps else None
+    for op, slot in steps[:-1] if last else steps:
+        more, x, depth = _step(op, slot, x, depth)
         lines += more
-    lines += [("    " * depth) + line.replace("{x}", x) for line in sink]
-    lines += ["    except StopIteration as exc:", "        raise StopIterationInTask(STOPPED) from exc"]
-    lines += tail
+    pair = None
+    if last:
+        more, pair = _pair_step(*steps[-1], x, depth)  # type: ignore[misc]
+        lines += more
+    lines += [(("    " * depth) + text, name) for text, name in sink(x, pair)]
+    lines += [("    except StopIteration as exc:", None),
+              ("        raise StopIterationInTask(STOPPED) from exc", None)]
+    lines += [(text, None) for text in tail]
+    shape = "/".join(op for op, _ in steps) or "-"
+    code = compile("\n".join(text for text, _ in lines) + "\n", f"<gopark {kind} loop {shape}>", "exec")
     namespace: dict[str, Any] = {"StopIterationInTask": StopIterationInTask, "STOPPED": _STOPPED}
-    exec(compile("\n".join(lines) + "\n", f"<gopark {name} loop {'/'.join(ops) or '-'}>", "exec"), namespace)
-    return namespace["loop"]
+    exec(code, namespace)
+    loop = namespace["loop"]
+    blamed = {n: name for n, (_, name) in enumerate(lines, 1) if name}
+    if blamed:
+        _INLINED_LINES[loop.__code__] = blamed
+    return loop
+
+
+def _iterate_sink(x: str, pair: Pair | None) -> list[Line]:
+    return [(f"yield {x}", None)]
 
 
 @functools.lru_cache(maxsize=256)
-def iterate_loop(ops: tuple[str, ...]) -> Callable[..., Iterator[Any]]:
-    """The compiled generator ``loop(records, fns)``: the records of ``records`` run through ``ops``."""
-    return _compile("iterate", ["def loop(records, fns):"], ops, ["yield {x}"], [])
+def iterate_loop(steps: tuple[tuple[str, _Slot], ...]) -> Callable[..., Iterator[Any]]:
+    """The compiled generator ``loop(records, fns)``: the records of ``records`` run through ``steps``."""
+    return _compile("iterate", "records, fns", steps, (), _iterate_sink, [])
 
 
 def iterate(records: Iterable[Any], ops: list[tuple[str, Callable[..., Any]]]) -> Iterator[Any]:
@@ -115,49 +235,59 @@ def iterate(records: Iterable[Any], ops: list[tuple[str, Callable[..., Any]]]) -
     if not ops:
         return iter(records)
     records, ops = _shallow(records, ops)
-    return iterate_loop(tuple(op for op, _ in ops))(records, [f for _, f in ops])
+    steps, fns = _slots(ops, inline.enabled())
+    return iterate_loop(steps)(records, fns)
 
 
 @functools.lru_cache(maxsize=256)
-def combine_loop(ops: tuple[str, ...], with_create: bool) -> Callable[..., None]:
+def combine_loop(steps: tuple[tuple[str, _Slot], ...], merge: _Slot, create: _Slot | None) -> Callable[..., None]:
     """The compiled loop ``loop(records, fns, combined, create, merge, check, not_a_pair)``.
 
-    For each record of ``records``, run through ``ops`` (``fns[i]`` is the
-    function of ``ops[i]``), it folds the resulting ``(k, v)`` into the dict
+    For each record of ``records``, run through ``steps`` (``fns[i]`` is what
+    the loop receives for ``steps[i]``: the function, or the constants of its
+    inlined expression), it folds the resulting ``(k, v)`` into the dict
     ``combined``: ``merge(combined[k], v)`` for a key it holds, else ``v`` (or
     ``create(v)``). After every ``CHECK_EVERY`` new keys it calls
     ``check(k, combined[k])``, which may empty ``combined`` (a spill). A
     result that is not a pair raises ``not_a_pair(result)``.
     """
-    first = "create(v)" if with_create else "v"
-    sink = [
-        "try:",
-        "    k, v = {x}",
-        "except (TypeError, ValueError):",
-        "    raise not_a_pair({x}) from None",
-        "if k in combined:",
-        "    combined[k] = merge(combined[k], v)",
-        "else:",
-        f"    combined[k] = {first}",
-        "    fresh += 1",
-        f"    if fresh == {CHECK_EVERY}:",
-        "        fresh = 0",
-        "        check(k, combined[k])",
-    ]
-    head = ["def loop(records, fns, combined, create, merge, check, not_a_pair):", "    fresh = 0"]
-    return _compile("combine", head, ops, sink, [])
+    def sink(x: str, pair: Pair | None) -> list[Line]:
+        merged = (merge.call("combined[k]", "v") if merge.template is None
+                  else merge.call("m", "v"))
+        unpack: list[Line] = [
+            ("try:", None),
+            (f"    k, v = {x}", None),
+            ("except (TypeError, ValueError):", None),
+            (f"    raise not_a_pair({x}) from None", None),
+        ] if pair is None else [(f"k, v = {pair[0]}, {pair[1]}", pair[2])]
+        return [
+            *unpack,
+            ("if k in combined:", None),
+            *([] if merge.template is None else [("    m = combined[k]", None)]),
+            (f"    combined[k] = {merged}", merge.name),
+            ("else:", None),
+            (f"    combined[k] = {create.call('v') if create else 'v'}", create.name if create else None),
+            ("    fresh += 1", None),
+            (f"    if fresh == {CHECK_EVERY}:", None),
+            ("        fresh = 0", None),
+            ("        check(k, combined[k])", None),
+        ]
+    sinks = [merge] + ([create] if create else [])
+    return _compile("combine", "records, fns, combined, create, merge, check, not_a_pair", steps, sinks, sink, [])
 
 
 @functools.lru_cache(maxsize=256)
-def fold_loop(ops: tuple[str, ...]) -> Callable[..., Any]:
+def fold_loop(steps: tuple[tuple[str, _Slot], ...], f: _Slot) -> Callable[..., Any]:
     """The compiled loop ``loop(records, fns, acc, f, empty) -> acc``.
 
-    Folds each record of ``records``, run through ``ops``, into ``acc`` with
+    Folds each record of ``records``, run through ``steps``, into ``acc`` with
     ``acc = f(acc, record)``; while ``acc`` is ``empty`` the record becomes
     ``acc`` (``reduce``); a partition with no record gives ``acc`` back.
     """
-    sink = ["if acc is empty:", "    acc = {x}", "else:", "    acc = f(acc, {x})"]
-    return _compile("fold", ["def loop(records, fns, acc, f, empty):"], ops, sink, ["    return acc"])
+    def sink(x: str, pair: Pair | None) -> list[Line]:
+        return [("if acc is empty:", None), (f"    acc = {x}", None), ("else:", None),
+                (f"    acc = {f.call('acc', x)}", f.name)]
+    return _compile("fold", "records, fns, acc, f, empty", steps, [f], sink, ["    return acc"])
 
 
 def combine(records: Iterable[Any], ops: list[tuple[str, Callable[..., Any]]], combined: dict,
@@ -165,12 +295,19 @@ def combine(records: Iterable[Any], ops: list[tuple[str, Callable[..., Any]]], c
             check: Callable[[Any, Any], None], not_a_pair: Callable[[Any], Exception]) -> None:
     """Fold ``records``, passed through the per-record ``ops``, into ``combined`` (see :func:`combine_loop`)."""
     records, ops = _shallow(records, ops)
-    loop = combine_loop(tuple(op for op, _ in ops), create is not None)
-    loop(records, [f for _, f in ops], combined, create, merge, check, not_a_pair)
+    inlining = inline.enabled()
+    steps, fns = _slots(ops, inlining)
+    merge_slot, merge_value = _slot("merge", merge, 2, inlining)
+    create_slot, create_value = _slot("create", create, 1, inlining) if create is not None else (None, None)
+    loop = combine_loop(steps, merge_slot, create_slot)
+    loop(records, fns, combined, create_value, merge_value, check, not_a_pair)
 
 
 def fold(records: Iterable[Any], ops: Sequence[tuple[str, Callable[..., Any]]], acc: Any,
          f: Callable[[Any, Any], Any], empty: Any) -> Any:
     """``records`` passed through the per-record ``ops`` and folded by ``f`` into ``acc`` (see :func:`fold_loop`)."""
     records, ops = _shallow(records, ops)
-    return fold_loop(tuple(op for op, _ in ops))(records, [g for _, g in ops], acc, f, empty)
+    inlining = inline.enabled()
+    steps, fns = _slots(ops, inlining)
+    f_slot, f_value = _slot("f", f, 2, inlining)
+    return fold_loop(steps, f_slot)(records, fns, acc, f_value, empty)

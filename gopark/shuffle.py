@@ -341,6 +341,10 @@ def _pairs(flat: list) -> Iterator[tuple[Any, Any]]:
     return zip(it, it)
 
 
+def _no_check(k: Any, c: Any) -> None:
+    """A sub-partition read back is merged whole: no budget to check."""
+
+
 class Merger:
     """Reduce side: merge values by key within a memory budget, spilling to disk past it.
 
@@ -389,19 +393,11 @@ class Merger:
                 count = 0
 
     def add_combiners(self, pairs: Iterable[tuple[Any, Any]]) -> None:
-        """Fold combiners; each new key counts against the budget."""
-        data, merge = self.data, self.merge_combiners
-        fresh = 0
-        for k, c in pairs:
-            old = data.get(k, _MISSING)
-            if old is _MISSING:
-                data[k] = c
-                fresh += 1
-                if fresh == _CHECK_EVERY:
-                    data = self._checked(k, c, fresh)
-                    fresh = 0
-            else:
-                data[k] = merge(old, c)
+        """Fold combiners (in a generated loop, as the map side does); each new key counts against the budget."""
+        pipeline.combine(pairs, (), self.data, None, self.merge_combiners, self._check_fresh, _not_a_pair)
+
+    def _check_fresh(self, k: Any, c: Any) -> None:
+        self._checked(k, c, _CHECK_EVERY)
 
     def _checked(self, k: Any, v: Any, n: int) -> dict:
         """After ``n`` more entries (the last one ``k, v``): spill if over budget; the dict to fill now."""
@@ -420,7 +416,7 @@ class Merger:
             b = bufs[hash(k) % _SUB_PARTITIONS]
             b.append(k)
             b.append(c)
-        self.data = {}
+        self.data.clear()                       # the same dict: a loop filling it goes on with it
         for f, buf in zip(self._files, bufs):
             if buf:
                 _write_chunk(f, buf, self._packer)
@@ -438,11 +434,8 @@ class Merger:
             for f in self._files:
                 f.flush()
                 merged: dict[Any, Any] = {}
-                merge = self.merge_combiners
-                for flat in read_chunks(f.name):
-                    for k, c in _pairs(flat):
-                        old = merged.get(k, _MISSING)
-                        merged[k] = c if old is _MISSING else merge(old, c)
+                pairs = itertools.chain.from_iterable(map(_pairs, read_chunks(f.name)))
+                pipeline.combine(pairs, (), merged, None, self.merge_combiners, _no_check, _not_a_pair)
                 yield from merged.items()
                 del merged
         finally:

@@ -17,7 +17,7 @@ import traceback
 from collections.abc import Iterator
 from typing import Any
 
-from gopark import actions, registry, serialize, shared
+from gopark import actions, pipeline, registry, serialize, shared
 from gopark.errors import FetchFailed, Terminated
 from gopark.partitioner import KeyedPartitioner
 from gopark.partitioner import from_wire as partitioner_from_wire
@@ -106,14 +106,25 @@ class TaskContext:
 
 
 def _failing_func(exc: BaseException) -> str | None:
-    """The registered function deepest in the traceback of ``exc`` (or of what caused it)."""
-    name = None
+    """The registered function deepest in the traceback of ``exc`` (or of what caused it).
+
+    A function run inline by a generated loop (:mod:`gopark.inline`) has no
+    frame of its own: found by the loop's line, and said in a note of ``exc``.
+    """
+    name, inlined = None, False
     tb = exc.__traceback__
     while tb is not None:
-        name = registry.registered_name(tb.tb_frame.f_code) or name
+        code = tb.tb_frame.f_code
+        found = registry.registered_name(code)
+        if found is None and (found := pipeline.inlined_name(code, tb.tb_lineno)) is not None:
+            name, inlined = found, True
+        elif found is not None:
+            name, inlined = found, False
         tb = tb.tb_next
     if name is None and exc.__cause__ is not None:      # e.g. StopIterationInTask: the function raised the cause
         return _failing_func(exc.__cause__)
+    if inlined:
+        exc.add_note(f"(raised in {name}, which gopark ran inline: it has no frame of its own above)")
     return name
 
 
@@ -160,8 +171,9 @@ def run_task(payload: bytes, env: WorkerEnv) -> bytes:
         except (Exception, SystemExit) as exc:  # the task's own failure: reported, never raised here
             fetch = [exc.shuffle_id, [list(m) for m in exc.missing]] if isinstance(exc, FetchFailed) else None
             source = getattr(exc, "gopark_input", None)       # the input split could not be read
+            func = None if source else _failing_func(exc)
             return serialize.packb({
                 "ok": False, "type": type(exc).__name__,
                 "msg": f"{exc} (reading {source})" if source else str(exc),
-                "tb": "".join(traceback.format_exception(exc)), "func": None if source else _failing_func(exc),
+                "tb": "".join(traceback.format_exception(exc)), "func": func,
                 "input": source, "fetch": fetch})

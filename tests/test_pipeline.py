@@ -178,11 +178,13 @@ def test_spill_inside_the_fused_loop(monkeypatch):
 
 
 def test_the_loop_is_generated_once_per_shape():
-    a = pipeline.combine_loop(("flatMap", "map"), False)
-    assert pipeline.combine_loop(("flatMap", "map"), False) is a
-    assert pipeline.combine_loop(("flatMap", "map"), True) is not a
+    steps, _ = pipeline._slots([("flatMap", words), ("map", pair)], inlining=False)
+    merge = pipeline._Slot("merge")
+    a = pipeline.combine_loop(steps, merge, None)
+    assert pipeline.combine_loop(pipeline._slots([("flatMap", str.split), ("map", tuple)], False)[0], merge, None) is a
+    assert pipeline.combine_loop(steps, merge, pipeline._Slot("create")) is not a
     with pytest.raises(ValueError):
-        pipeline.combine_loop(("mapPartitions",), False)
+        pipeline.combine_loop(pipeline._slots([("mapPartitions", words)], False)[0], merge, None)
 
 
 def test_each_operation_as_plain_python():

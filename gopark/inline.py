@@ -1,0 +1,251 @@
+"""Small functions of the app written into gopark's generated loops, instead of called from them.
+
+``def pair(w, n=1): return (w, n)`` and ``def add(a, b): return a + b`` cost
+more to call (~45 ns each in CPython 3.11) than to run. When a function's
+whole body is one ``return`` of an expression over its parameters, the
+generated loops of :mod:`gopark.pipeline` evaluate that expression in place:
+``(x1, c1_0)`` instead of ``f1(x1)``. The expression is rebuilt from the
+function's own bytecode (no source is needed, so a frozen app's functions
+qualify too); nothing travels, the function is the one the registry found.
+
+What qualifies: a plain function (or a ``functools.partial`` of one), no
+closure, no ``*args``/``**kwargs``, not a generator, whose bytecode is only:
+its parameters, constants, globals (read from its module's dict, or the
+builtins, at each evaluation, as the function would), operators, comparisons,
+``in``/``is``, subscripts and slices, attributes, tuples and lists, and calls
+with positional arguments. Every parameter it does not get from the loop must
+have a value (a default, or bound by the partial). Anything else (a branch, a
+loop, a local variable, a keyword argument in a call...) is called as before.
+The binary operators of :mod:`operator` (``operator.add``...) are their
+operator.
+
+The evaluation is the function's: the same operations on the same objects in
+the same order; arguments are names in the loop, evaluated once. What differs:
+no frame is made, so a tracer or profiler would not see the call; loops are
+therefore not inlined while ``sys.settrace`` or ``sys.setprofile`` is active.
+A failure inside an inlined expression is blamed on the function by the
+loop's line (:func:`gopark.pipeline.inlined_name`).
+"""
+from __future__ import annotations
+
+import dis
+import functools
+import inspect
+import keyword
+import operator
+import sys
+import types
+from dataclasses import dataclass
+from typing import Any
+
+#: CPython versions whose bytecode this module reads (others: nothing is inlined)
+SUPPORTED = (3, 11)
+
+_REFUSED_FLAGS = (inspect.CO_VARARGS | inspect.CO_VARKEYWORDS | inspect.CO_GENERATOR | inspect.CO_COROUTINE
+                  | inspect.CO_ASYNC_GENERATOR | inspect.CO_ITERABLE_COROUTINE)
+
+_BINARY = frozenset({"+", "-", "*", "/", "//", "%", "**", "@", "<<", ">>", "&", "|", "^"})
+_COMPARE = frozenset({"<", "<=", "==", "!=", ">", ">="})
+_UNARY = {"UNARY_NEGATIVE": "-", "UNARY_POSITIVE": "+", "UNARY_INVERT": "~", "UNARY_NOT": "not "}
+
+#: operator module functions and the expression each one is
+_OPERATORS: dict[Any, str] = {
+    operator.add: "({0} + {1})", operator.sub: "({0} - {1})", operator.mul: "({0} * {1})",
+    operator.truediv: "({0} / {1})", operator.floordiv: "({0} // {1})", operator.mod: "({0} % {1})",
+    operator.pow: "({0} ** {1})", operator.matmul: "({0} @ {1})", operator.lshift: "({0} << {1})",
+    operator.rshift: "({0} >> {1})", operator.and_: "({0} & {1})", operator.or_: "({0} | {1})",
+    operator.xor: "({0} ^ {1})", operator.lt: "({0} < {1})", operator.le: "({0} <= {1})",
+    operator.eq: "({0} == {1})", operator.ne: "({0} != {1})", operator.gt: "({0} > {1})",
+    operator.ge: "({0} >= {1})", operator.getitem: "{0}[{1}]", operator.is_: "({0} is {1})",
+    operator.is_not: "({0} is not {1})", operator.neg: "(-{0})", operator.pos: "(+{0})",
+    operator.invert: "(~{0})", operator.not_: "(not {0})",
+}
+
+
+@dataclass(frozen=True)
+class Expr:
+    """A function as an expression: ``template.format(*args, c=prefix)`` is its source.
+
+    ``{0}``, ``{1}``... are the arguments the loop passes (names of its
+    variables); ``{c}N`` the N-th value of ``consts``, which the loop binds to
+    local names with that prefix. ``name`` is what a failure is blamed on.
+    """
+
+    template: str
+    consts: tuple
+    name: str
+    items: tuple[str, ...] | None = None    # the templates of the items, when the expression is a tuple display
+
+    def render(self, args: tuple[str, ...] | list[str], prefix: str) -> str:
+        return self.template.format(*args, c=prefix)
+
+
+def enabled() -> bool:
+    """Inlining is on: a supported CPython, and no tracer or profiler to miss the calls."""
+    return sys.version_info[:2] == SUPPORTED and sys.gettrace() is None and sys.getprofile() is None
+
+
+def expression(fn: Any, nargs: int, name: str) -> Expr | None:
+    """``fn`` called with ``nargs`` positional arguments, as an :class:`Expr`; None if it must be called."""
+    template = _OPERATORS.get(fn) if _hashable(fn) else None
+    if template is not None:
+        wanted = 1 if "{1}" not in template else 2
+        return Expr(template, (), name) if wanted == nargs else None
+    pre: tuple = ()
+    kw: dict = {}
+    if type(fn) is functools.partial:
+        pre, kw, fn = fn.args, dict(fn.keywords), fn.func
+    if type(fn) is not types.FunctionType:
+        return None
+    code = fn.__code__
+    if code.co_flags & _REFUSED_FLAGS or code.co_freevars or code.co_cellvars:
+        return None
+    bound = _bind(fn, code, len(pre) + nargs, kw)
+    if bound is None:
+        return None
+    consts: list[Any] = list(pre) + [bound[i] for i in sorted(bound)]
+    # parameter i is: ("const", j) for one bound by the partial or a default, ("arg", a) for the loop's
+    params: dict[int, tuple[str, int]] = {}
+    for i in range(len(pre)):
+        params[i] = ("const", i)
+    for a in range(nargs):
+        params[len(pre) + a] = ("arg", a)
+    for j, i in enumerate(sorted(bound)):
+        params[i] = ("const", len(pre) + j)
+    try:
+        template, items = _decompile(fn, code, params, consts)
+    except _NotInlinable:
+        return None
+    return Expr(template, tuple(consts), name, items)
+
+
+def _hashable(fn: Any) -> bool:
+    try:
+        hash(fn)
+    except TypeError:
+        return False
+    return True
+
+
+def _bind(fn: types.FunctionType, code: types.CodeType, npositional: int, kw: dict) -> dict[int, Any] | None:
+    """{parameter index: value} for every parameter after the first ``npositional``; None if one lacks a value."""
+    nargs, nkwonly = code.co_argcount, code.co_kwonlyargcount
+    if npositional > nargs:
+        return None
+    names = code.co_varnames[:nargs + nkwonly]
+    defaults = fn.__defaults__ or ()
+    kwdefaults = fn.__kwdefaults__ or {}
+    if any(n not in names or names.index(n) < max(npositional, code.co_posonlyargcount) for n in kw):
+        return None      # not a parameter, given twice, or positional-only: the call is a TypeError
+    values: dict[int, Any] = {}
+    for i in range(npositional, nargs + nkwonly):
+        n = names[i]
+        if n in kw:
+            values[i] = kw[n]
+        elif i < nargs and i >= nargs - len(defaults):
+            values[i] = defaults[i - (nargs - len(defaults))]
+        elif i >= nargs and n in kwdefaults:
+            values[i] = kwdefaults[n]
+        else:
+            return None
+    return values
+
+
+class _NotInlinable(Exception):
+    pass
+
+
+def _decompile(fn: types.FunctionType, code: types.CodeType, params: dict[int, tuple[str, int]],
+               consts: list[Any]) -> tuple[str, tuple[str, ...] | None]:
+    """The source of the single expression ``fn`` returns, in the template form of :class:`Expr`,
+    and its items' when it is a tuple display."""
+    def const(value: Any) -> str:
+        consts.append(value)
+        return f"{{c}}{len(consts) - 1}"
+
+    def name_ok(n: str) -> str:
+        if not n.isidentifier() or keyword.iskeyword(n):
+            raise _NotInlinable(n)
+        return n
+
+    stack: list[tuple[str, str]] = []    # (kind, source): kind "v" a value, "f" a callable to CALL
+    displays: dict[str, tuple[str, ...]] = {}   # the tuple displays built, by source: their items
+
+    def pop(k: int = 1) -> list[str]:
+        if len(stack) < k or any(kind != "v" for kind, _ in stack[len(stack) - k:]):
+            raise _NotInlinable("stack")
+        items = [src for _, src in stack[len(stack) - k:]]
+        del stack[len(stack) - k:]
+        return items
+
+    instructions = list(dis.get_instructions(code))
+    for n, ins in enumerate(instructions):
+        op, arg = ins.opname, ins.arg
+        if op in ("RESUME", "NOP", "PRECALL"):
+            continue
+        if op == "LOAD_FAST":
+            if arg not in params:
+                raise _NotInlinable("a local variable")
+            kind, i = params[arg]
+            stack.append(("v", f"{{{i}}}" if kind == "arg" else f"{{c}}{i}"))
+        elif op == "LOAD_CONST":
+            stack.append(("v", const(ins.argval)))
+        elif op == "LOAD_GLOBAL":
+            g = name_ok(ins.argval)
+            if g in fn.__globals__:
+                where = fn.__globals__
+            elif isinstance(fn.__builtins__, dict) and g in fn.__builtins__:
+                where = fn.__builtins__
+            else:
+                raise _NotInlinable("an undefined global")
+            stack.append(("f" if arg & 1 else "v", f"{const(where)}[{g!r}]"))
+        elif op == "LOAD_ATTR":
+            (obj,) = pop()
+            stack.append(("v", f"{obj}.{name_ok(ins.argval)}"))
+        elif op == "LOAD_METHOD":
+            (obj,) = pop()
+            stack.append(("f", f"{obj}.{name_ok(ins.argval)}"))
+        elif op == "CALL":
+            args = pop(arg) if arg else []
+            if not stack or stack[-1][0] != "f":
+                raise _NotInlinable("a call of a computed callable")
+            _, callee = stack.pop()
+            stack.append(("v", f"{callee}({', '.join(args)})"))
+        elif op == "BINARY_OP":
+            if ins.argrepr not in _BINARY:
+                raise _NotInlinable("an in-place operator")
+            a, b = pop(2)
+            stack.append(("v", f"({a} {ins.argrepr} {b})"))
+        elif op == "COMPARE_OP":
+            if ins.argrepr not in _COMPARE:
+                raise _NotInlinable(ins.argrepr)
+            a, b = pop(2)
+            stack.append(("v", f"({a} {ins.argrepr} {b})"))
+        elif op == "IS_OP" or op == "CONTAINS_OP":
+            a, b = pop(2)
+            word = ("is", "is not") if op == "IS_OP" else ("in", "not in")
+            stack.append(("v", f"({a} {word[arg]} {b})"))
+        elif op in _UNARY:
+            (a,) = pop()
+            stack.append(("v", f"({_UNARY[op]}{a})"))
+        elif op == "BINARY_SUBSCR":
+            obj, index = pop(2)
+            stack.append(("v", f"{obj}[{index}]"))
+        elif op == "BUILD_SLICE" and n + 1 < len(instructions) and instructions[n + 1].opname == "BINARY_SUBSCR":
+            stack.append(("v", ":".join(pop(arg))))        # only ever a subscript: x[a:b]
+        elif op == "BUILD_TUPLE":
+            items = pop(arg) if arg else []
+            src = f"({', '.join(items)},)" if items else "()"
+            displays[src] = tuple(items)
+            stack.append(("v", src))
+        elif op == "BUILD_LIST":
+            items = pop(arg) if arg else []
+            stack.append(("v", f"[{', '.join(items)}]"))
+        elif op == "RETURN_VALUE":
+            if n != len(instructions) - 1 or len(stack) != 1:
+                raise _NotInlinable("more than one return")
+            (src,) = pop()
+            return src, displays.get(src)
+        else:
+            raise _NotInlinable(op)
+    raise _NotInlinable("no return")

@@ -1,0 +1,374 @@
+"""Small functions of the app inlined into the generated loops (gopark.inline): same results, same blame.
+
+Three levels: ``inline.expression`` against calling the function (what
+qualifies, what does not); the generated loops with inlining on and off; and
+jobs through the public API, in every mode, where an inlined function that
+fails is named in the JobError as a called one is.
+"""
+from __future__ import annotations
+
+import operator
+import sys
+from functools import partial
+
+import pytest
+from apps.wc_app import add, pair, words
+
+from gopark import JobError, inline, pipeline, register_func
+
+STEP = 3
+
+
+# --- functions that qualify: one returned expression over the parameters ------------------------
+
+@register_func
+def split_on(line, sep=","):
+    return line.split(sep)
+
+
+@register_func
+def head_tail(s):
+    return (s[:1], s[1:], s[-1], s[::2])
+
+
+@register_func
+def arith(x, k=2, *, shift=1):
+    return (x * k + shift) // 3 % 5 - (-x) ** 2 + (~x & 7 | 8 ^ 1) + (x << 2) + (x >> 1) + x / 4
+
+
+@register_func
+def compare(x):
+    return [x < 3, x <= 3, x == 3, x != 3, x > 3, x >= 3, x in (1, 2), x not in (1,), x is None,
+            x is not None, not x]
+
+
+@register_func
+def uses_global(x):
+    return (x % STEP, len(str(x)))
+
+
+@register_func
+def attribute(z):
+    return (z.real, z.imag, z.conjugate())
+
+
+@register_func
+def identity(x):
+    return x
+
+
+@register_func
+def constant(x):
+    return 7
+
+
+@register_func
+def weighted(w, a, b):
+    return a * w + b
+
+
+QUALIFY = [
+    (words, 1, ["a b  c", ""]),
+    (partial(pair, n=1), 1, ["w"]),
+    (add, 2, [(1, 2), ("a", "b"), ([1], [2])]),
+    (split_on, 1, ["a,b", ""]),
+    (partial(split_on, sep=":"), 1, ["a:b"]),
+    (head_tail, 1, ["abc", "x"]),
+    (arith, 1, [0, 5, -3]),
+    (partial(arith, k=3, shift=0), 1, [4]),
+    (compare, 1, [1, 3, 5]),
+    (uses_global, 1, [10, 11]),
+    (attribute, 1, [3 + 4j]),
+    (identity, 1, [None, "x"]),
+    (constant, 1, [1]),
+    (partial(weighted, 2, 3), 1, [10]),          # positional arguments bound by the partial
+    (partial(weighted, b=1), 2, [(2, 3)]),
+    (operator.add, 2, [(1, 2)]),
+    (operator.getitem, 2, [((5, 6), 1)]),
+    (operator.not_, 1, [0, 1]),
+    (operator.is_not, 2, [(None, None)]),
+]
+
+
+def evaluate(expr: inline.Expr, args: tuple):
+    names = [f"a{i}" for i in range(len(args))]
+    source = f"lambda {', '.join(names)}, consts: (lambda {', '.join(f'c_{j}' for j in range(len(expr.consts)))}" \
+             f"{':' if expr.consts else ': '} {expr.render(names, 'c_')})(*consts)"
+    return eval(source)(*args, expr.consts)
+
+
+@pytest.mark.parametrize("fn, nargs, samples", QUALIFY, ids=lambda v: getattr(v, "__name__", None))
+def test_a_qualifying_function_is_its_expression(fn, nargs, samples):
+    expr = inline.expression(fn, nargs, "f")
+    assert expr is not None
+    for sample in samples:
+        args = sample if nargs > 1 else (sample,)
+        assert evaluate(expr, args) == fn(*args)
+
+
+def test_a_tuple_display_gives_its_items():
+    expr = inline.expression(partial(pair, n=1), 1, "pair")
+    assert expr.items is not None and len(expr.items) == 2
+    assert inline.expression(add, 2, "add").items is None
+
+
+def test_a_global_is_read_at_each_evaluation(monkeypatch):
+    expr = inline.expression(uses_global, 1, "uses_global")
+    assert evaluate(expr, (10,)) == (1, 2)
+    monkeypatch.setattr(sys.modules[__name__], "STEP", 4)
+    assert evaluate(expr, (10,)) == (2, 2)
+
+
+# --- functions that must be called ---------------------------------------------------------------
+
+def branch(x):
+    return x if x else 0
+
+
+def local(x):
+    y = x + 1
+    return y
+
+
+def looping(x):
+    for _ in x:
+        pass
+    return x
+
+
+def guarded(x):
+    try:
+        return x + 1
+    except TypeError:
+        return 0
+
+
+def keyword_call(line):
+    return line.split(maxsplit=1)
+
+
+def in_place(x):
+    x += 1
+    return x
+
+
+def needs_two(a, b):
+    return a + b
+
+
+def star_args(*xs):
+    return xs
+
+
+def star_kwargs(x, **kw):
+    return x
+
+
+def generator(x):
+    yield x
+
+
+def undefined_global(x):
+    return x + NOT_DEFINED_ANYWHERE  # noqa: F821
+
+
+def computed_callable(x):
+    return x[0](x)
+
+
+def positional_only(x, n=1, /):
+    return x + n
+
+
+def make_closure():
+    k = 2
+
+    def closure(x):
+        return x * k
+    return closure
+
+
+NOT_QUALIFYING = [
+    (branch, 1), (local, 1), (looping, 1), (guarded, 1), (keyword_call, 1), (in_place, 1),
+    (needs_two, 1), (add, 1), (add, 3), (star_args, 1), (star_kwargs, 1), (generator, 1),
+    (undefined_global, 1), (computed_callable, 1), (make_closure(), 1), (partial(positional_only, n=2), 1),
+    (partial(add, 1, a=2), 1), (partial(add, c=2), 1), (len, 1), (str.split, 1), (operator.add, 1),
+    (operator.itemgetter(0), 1),
+]
+
+
+@pytest.mark.parametrize("fn, nargs", NOT_QUALIFYING, ids=lambda v: getattr(v, "__name__", None))
+def test_a_function_that_does_more_is_called(fn, nargs):
+    assert inline.expression(fn, nargs, "f") is None
+
+
+def test_nothing_is_inlined_under_a_tracer_or_a_profiler():
+    assert inline.enabled()
+    sys.setprofile(lambda *a: None)
+    try:
+        assert not inline.enabled()
+    finally:
+        sys.setprofile(None)
+
+
+# --- the generated loops, inlining on and off -------------------------------------------------------
+
+@register_func
+def not_a(word):
+    return word != "a"
+
+
+@register_func
+def first_letter(word):
+    return (word[:1], word)
+
+
+@register_func
+def plus_one(v):
+    return v + 1
+
+
+@register_func
+def as_list(v):
+    return [v]
+
+
+@register_func
+def extend(c, v):
+    return c + [v]
+
+
+LINES = ["the cat sat", "", "on the mat the end", "a b c a b a", "x"] * 3
+CHAINS = [
+    [("flatMap", words), ("map", partial(pair, n=1))],
+    [("flatMap", words), ("filter", not_a), ("map", first_letter), ("mapValue", len)],
+    [("flatMap", words), ("map", first_letter), ("mapValue", as_list), ("flatMapValue", identity),
+     ("keys", None), ("keyBy", len), ("values", None), ("map", partial(pair, n=2))],
+    [("flatMap", split_on), ("map", first_letter), ("values", None), ("map", partial(pair, n=1)),
+     ("mapValue", plus_one)],
+]
+
+
+@pytest.fixture(params=["inlined", "called"])
+def inlining(request, monkeypatch):
+    if request.param == "called":
+        monkeypatch.setattr(inline, "SUPPORTED", (0, 0))
+    return request.param
+
+
+@pytest.mark.parametrize("chain", range(len(CHAINS)))
+def test_the_loops_give_the_same_records_inlined_or_called(inlining, chain):
+    ops = CHAINS[chain]
+    expected = list(LINES)
+    for op, f in ops:
+        expected = {"map": lambda r, f=f: [f(x) for x in r],
+                    "flatMap": lambda r, f=f: [y for x in r for y in f(x)],
+                    "filter": lambda r, f=f: [x for x in r if f(x)],
+                    "mapValue": lambda r, f=f: [(k, f(v)) for k, v in r],
+                    "flatMapValue": lambda r, f=f: [(k, w) for k, v in r for w in f(v)],
+                    "keys": lambda r: [k for k, _ in r], "values": lambda r: [v for _, v in r],
+                    "keyBy": lambda r, f=f: [(f(x), x) for x in r]}[op](expected)
+    assert list(pipeline.iterate(iter(LINES), ops)) == expected
+    combined: dict = {}
+    pipeline.combine(iter(LINES), ops, combined, None, add, lambda k, c: None, TypeError)
+    counts: dict = {}
+    for k, v in expected:
+        counts[k] = counts[k] + v if k in counts else v
+    assert combined == counts
+    grouped: dict = {}
+    pipeline.combine(iter(LINES), ops, grouped, as_list, extend, lambda k, c: None, TypeError)
+    assert {k: sum(v) for k, v in grouped.items()} == counts
+    assert pipeline.fold(iter(LINES), ops + [("values", None)], 0, operator.add, object()) == sum(counts.values())
+
+
+def test_the_loop_says_what_it_inlined(inlining):
+    loop = pipeline.combine_loop(*pipeline._slots([("flatMap", words), ("map", partial(pair, n=1))],
+                                                  inline.enabled())[:1], pipeline._Slot("merge"), None)
+    names = {name.rsplit(".", 1)[-1] for name in pipeline._INLINED_LINES.get(loop.__code__, {}).values()}
+    assert names == ({"words", "pair"} if inlining == "inlined" else set())
+
+
+# --- through the public API: same results, failures blamed on the function -----------------------
+
+@register_func
+def halve(x):
+    return 10 // x
+
+
+@register_func
+def halve_pair(x):
+    return (x, 10 // x)
+
+
+@register_func
+def pick_second(x):
+    return x[1]
+
+
+@register_func
+def divide(a, b):
+    return a // b
+
+
+@register_func
+def nonzero_ratio(x):
+    return 10 % x
+
+
+@register_func
+def items_of(x):
+    return x.items()
+
+
+@register_func
+def first_of(x):
+    return next(iter(x))
+
+
+FAILING = [
+    ("map", lambda rdd: rdd.map(halve).collect(), "halve"),
+    ("filter", lambda rdd: rdd.filter(nonzero_ratio).count(), "nonzero_ratio"),
+    ("flatMap", lambda rdd: rdd.flatMap(items_of).count(), "items_of"),
+    ("map into reduceByKey", lambda rdd: rdd.map(halve_pair).reduceByKey(add).collect(), "halve_pair"),
+    ("mapValue into reduceByKey", lambda rdd: rdd.map(partial(pair, n=0)).mapValue(halve).reduceByKey(add).collect(),
+     "halve"),
+    ("reduceByKey's merge", lambda rdd: rdd.map(partial(pair, n=0)).reduceByKey(divide).collect(), "divide"),
+    ("reduce", lambda rdd: rdd.map(plus_one).reduce(divide), "divide"),
+    ("keyBy", lambda rdd: rdd.keyBy(pick_second).collect(), "pick_second"),
+]
+
+
+@pytest.mark.parametrize("what, job, name", FAILING, ids=[f[0] for f in FAILING])
+def test_a_failing_inlined_function_is_named(ctx, what, job, name):
+    with pytest.raises(JobError) as info:
+        job(ctx.parallelize([3, 2, 1, 0, 0, 5], 2))
+    assert info.value.func_name == f"test_inline.{name}"
+
+
+def test_stop_iteration_from_an_inlined_function_fails_the_task(ctx):
+    with pytest.raises(JobError) as info:
+        ctx.parallelize([[1], [], [2]], 2).map(first_of).collect()
+    assert info.value.remote_type == "StopIterationInTask"
+    assert info.value.func_name == "test_inline.first_of"
+
+
+def test_jobs_of_inlined_functions_equal_plain_python(ctx):
+    lines = ctx.parallelize(LINES * 4, 3)
+    counts = lines.flatMap(words).map(partial(pair, n=1)).reduceByKey(add).collectAsMap()
+    expected: dict = {}
+    for line in LINES * 4:
+        for w in line.split():
+            expected[w] = expected.get(w, 0) + 1
+    assert counts == expected
+    nums = ctx.parallelize(range(1, 200), 4)
+    assert nums.map(arith).collect() == [arith(x) for x in range(1, 200)]
+    assert nums.map(partial(weighted, 2, 3)).reduce(operator.add) == sum(3 * 2 + b for b in range(1, 200))
+    assert nums.map(uses_global).reduceByKey(operator.add).collectAsMap() == \
+        {k: sum(len(str(x)) for x in range(1, 200) if x % STEP == k) for k in range(STEP)}
+
+
+def test_the_traceback_says_the_function_ran_inline(ctx):
+    with pytest.raises(JobError) as info:
+        ctx.parallelize([1, 0], 2).map(halve).collect()
+    assert "ZeroDivisionError" in info.value.remote_traceback
+    assert "test_inline.halve, which gopark ran inline" in info.value.remote_traceback
