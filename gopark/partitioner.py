@@ -57,10 +57,11 @@ class HashPartitioner:
         types = set(map(type, keys))
         if types == {str}:
             try:            # str.encode() with no arguments is C's fast path; the same bytes for any valid str
-                encoded: Any = list(map(str.encode, keys))
+                "".join(keys).encode()
+                encode: Any = str.encode
             except UnicodeEncodeError:          # a lone surrogate: encoded as portable_hash does
-                encoded = map(_ENCODE, keys)
-            hashes = map(zlib.crc32, encoded)
+                encode = _ENCODE
+            hashes = map(zlib.crc32, map(encode, keys))
         elif types == {int}:
             hashes = map(hash, keys)
         else:

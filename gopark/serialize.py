@@ -85,6 +85,8 @@ _DATA_TYPES = (dict, list, tuple, set, frozenset, str, bytes, int, float)
 
 def _describe(exc: Exception) -> str:
     """The type that could not be packed, named, with the data type to convert it to if it subclasses one."""
+    if isinstance(exc, UnicodeEncodeError):
+        return f"str holding {exc.object[exc.start:exc.end]!r}, which is not Unicode (a lone surrogate)"
     arg = exc.args[0] if exc.args else None
     if isinstance(arg, type):
         name = arg.__qualname__ if arg.__module__ == "builtins" else f"{arg.__module__}.{arg.__qualname__}"

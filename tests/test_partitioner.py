@@ -1,0 +1,48 @@
+"""Hash partitioning: a key's partition is the same record by record, in bulk, and in every process."""
+from __future__ import annotations
+
+import operator
+import os
+import subprocess
+import sys
+
+import pytest
+
+from gopark import SerializationError
+from gopark.partitioner import HashPartitioner
+
+KEY_LISTS = {
+    "ascii": ["w1", "w2", "", "the", "a" * 100],
+    "non-ascii": ["été", "日本", "ß", "w1"],
+    "lone surrogate": ["ok", "\ud800x", "é"],      # str.encode() refuses it; portable_hash does not
+    "ints": [0, 1, -1, 2**70, 12345],
+    "mixed": ["a", 1, (1, "b"), None, 2.5, b"x", frozenset({1})],
+}
+
+
+@pytest.mark.parametrize("kind", list(KEY_LISTS))
+def test_partitions_of_is_get_partition_of_each_key(kind):
+    keys = KEY_LISTS[kind]
+    for n in (1, 2, 7):
+        part = HashPartitioner(n)
+        assert list(part.partitions_of(keys)) == [part.get_partition(k) for k in keys]
+
+
+def test_partitions_do_not_depend_on_the_process_hash_seed():
+    keys = KEY_LISTS["ascii"] + KEY_LISTS["non-ascii"] + KEY_LISTS["lone surrogate"] + [(1, "b"), 2**70]
+    script = ("import sys; from gopark.partitioner import HashPartitioner; "
+              f"print(list(HashPartitioner(13).partitions_of({keys!r})))")
+    seen = {subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True,
+                           env={**os.environ, "PYTHONHASHSEED": seed}).stdout for seed in ("1", "2", "3")}
+    assert len(seen) == 1
+
+
+def test_keys_with_non_ascii_characters_reduce_by_key(ctx):
+    keys = ["été", "b", "日本", "e\u0301"] * 5
+    got = ctx.parallelize([(k, 1) for k in keys], 3).reduceByKey(operator.add, 2).collectAsMap()
+    assert got == {k: 5 for k in keys}
+
+
+def test_a_lone_surrogate_is_not_gopark_data(ctx):
+    with pytest.raises(SerializationError, match="'\\\\ud800', which is not Unicode"):
+        ctx.parallelize([("\ud800a", 1)], 1).collect()
