@@ -203,11 +203,13 @@ class _SizeEstimate:
 
 
 def _distribute(pairs: list[tuple[Any, Any]] | Any, keys: list, bufs: list[list], partitioner: Any) -> None:
-    """Append each (k, v) of ``pairs`` (whose keys are ``keys``) to its reducer's flat buffer."""
-    for (k, v), r in zip(pairs, partitioner.partitions_of(keys)):
-        b = bufs[r]
-        b.append(k)
-        b.append(v)
+    """Append each (k, v) of ``pairs`` (2-tuples or lists, whose keys are ``keys``) to its reducer's flat buffer."""
+    if len(bufs) == 1:
+        bufs[0].extend(itertools.chain.from_iterable(pairs))
+        return
+    extend = [b.extend for b in bufs]
+    for kv, r in zip(pairs, partitioner.partitions_of(keys)):
+        extend[r](kv)
 
 
 def _combine(records: Iterable[Any], ops: list[tuple[str, Callable[..., Any]]], buckets: _Buckets,
@@ -385,7 +387,7 @@ class Merger:
         for k, v in pairs:
             groups = data.get(k)
             if groups is None:
-                groups = data[k] = [[] for _ in range(n)]
+                groups = data[k] = [[], []] if n == 2 else [[] for _ in range(n)]
             groups[i].append(v)
             count += 1
             if count == _CHECK_EVERY:
