@@ -11,7 +11,8 @@ qualify too); nothing travels, the function is the one the registry found.
 What qualifies: a plain function (or a ``functools.partial`` of one), no
 closure, no ``*args``/``**kwargs``, not a generator, whose bytecode is only:
 its parameters, constants, globals (read from its module's dict, or the
-builtins, at each evaluation, as the function would), operators, comparisons,
+builtins, at each evaluation, as the function would), operators (in-place
+ones as the ``operator.i*`` function that they are), comparisons,
 ``in``/``is``, subscripts and slices, attributes, tuples and lists, and calls
 with positional arguments. Every parameter it does not get from the loop must
 have a value (a default, or bound by the partial). Anything else (a branch, a
@@ -35,7 +36,7 @@ import keyword
 import operator
 import sys
 import types
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 #: CPython versions whose bytecode this module reads (others: nothing is inlined)
@@ -45,6 +46,10 @@ _REFUSED_FLAGS = (inspect.CO_VARARGS | inspect.CO_VARKEYWORDS | inspect.CO_GENER
                   | inspect.CO_ASYNC_GENERATOR | inspect.CO_ITERABLE_COROUTINE)
 
 _BINARY = frozenset({"+", "-", "*", "/", "//", "%", "**", "@", "<<", ">>", "&", "|", "^"})
+_IN_PLACE = {"+=": operator.iadd, "-=": operator.isub, "*=": operator.imul, "/=": operator.itruediv,
+             "//=": operator.ifloordiv, "%=": operator.imod, "**=": operator.ipow, "@=": operator.imatmul,
+             "<<=": operator.ilshift, ">>=": operator.irshift, "&=": operator.iand, "|=": operator.ior,
+             "^=": operator.ixor}
 _COMPARE = frozenset({"<", "<=", "==", "!=", ">", ">="})
 _UNARY = {"UNARY_NEGATIVE": "-", "UNARY_POSITIVE": "+", "UNARY_INVERT": "~", "UNARY_NOT": "not "}
 
@@ -72,9 +77,10 @@ class Expr:
     """
 
     template: str
-    consts: tuple
+    consts: tuple = field(repr=False)
     name: str
     items: tuple[str, ...] | None = None    # the templates of the items, when the expression is a tuple display
+    statements: tuple[str, ...] = ()        # assignments to run first (``{c}lN``: the function's locals)
 
     def render(self, args: tuple[str, ...] | list[str], prefix: str) -> str:
         return self.template.format(*args, c=prefix)
@@ -113,10 +119,10 @@ def expression(fn: Any, nargs: int, name: str) -> Expr | None:
     for j, i in enumerate(sorted(bound)):
         params[i] = ("const", len(pre) + j)
     try:
-        template, items = _decompile(fn, code, params, consts)
+        template, items, statements = _decompile(fn, code, params, consts)
     except _NotInlinable:
         return None
-    return Expr(template, tuple(consts), name, items)
+    return Expr(template, tuple(consts), name, items, tuple(statements))
 
 
 def _hashable(fn: Any) -> bool:
@@ -156,12 +162,29 @@ class _NotInlinable(Exception):
 
 
 def _decompile(fn: types.FunctionType, code: types.CodeType, params: dict[int, tuple[str, int]],
-               consts: list[Any]) -> tuple[str, tuple[str, ...] | None]:
-    """The source of the single expression ``fn`` returns, in the template form of :class:`Expr`,
-    and its items' when it is a tuple display."""
+               consts: list[Any]) -> tuple[str, tuple[str, ...] | None, list[str]]:
+    """The source of the expression ``fn`` returns, in the template form of :class:`Expr`, its
+    items' when it is a tuple display, and the assignments to its locals before it.
+
+    Locals (assigned, or unpacked, from straight-line code) become fresh names
+    ``{c}lN``, one per assignment, so an expression never changes meaning once
+    built. An assignment is written out only while nothing but names waits on
+    the stack: nothing is then evaluated out of the function's order.
+    """
     def const(value: Any) -> str:
         consts.append(value)
+        names.add(f"{{c}}{len(consts) - 1}")
         return f"{{c}}{len(consts) - 1}"
+
+    def fresh() -> str:
+        name = f"{{c}}l{len(statements) + len(temps)}"
+        temps.add(name)
+        names.add(name)
+        return name
+
+    def settled() -> None:
+        if any(src not in names for _, src in stack):
+            raise _NotInlinable("an assignment inside an expression")
 
     def name_ok(n: str) -> str:
         if not n.isidentifier() or keyword.iskeyword(n):
@@ -170,6 +193,11 @@ def _decompile(fn: types.FunctionType, code: types.CodeType, params: dict[int, t
 
     stack: list[tuple[str, str]] = []    # (kind, source): kind "v" a value, "f" a callable to CALL
     displays: dict[str, tuple[str, ...]] = {}   # the tuple displays built, by source: their items
+    statements: list[str] = []
+    temps: set[str] = set()
+    # what each of the function's variables holds now: its parameters' sources to start with
+    bindings = {i: (f"{{{n}}}" if kind == "arg" else f"{{c}}{n}") for i, (kind, n) in params.items()}
+    names = set(bindings.values())       # sources that are plain names: reading one has no effect
 
     def pop(k: int = 1) -> list[str]:
         if len(stack) < k or any(kind != "v" for kind, _ in stack[len(stack) - k:]):
@@ -184,10 +212,23 @@ def _decompile(fn: types.FunctionType, code: types.CodeType, params: dict[int, t
         if op in ("RESUME", "NOP", "PRECALL"):
             continue
         if op == "LOAD_FAST":
-            if arg not in params:
-                raise _NotInlinable("a local variable")
-            kind, i = params[arg]
-            stack.append(("v", f"{{{i}}}" if kind == "arg" else f"{{c}}{i}"))
+            if arg not in bindings:
+                raise _NotInlinable("a variable read before it is assigned")
+            stack.append(("v", bindings[arg]))
+        elif op == "STORE_FAST":
+            (value,) = pop()
+            settled()
+            if value not in names:
+                name = fresh()
+                statements.append(f"{name} = {value}")
+                value = name
+            bindings[arg] = value
+        elif op == "UNPACK_SEQUENCE":
+            (value,) = pop()
+            settled()
+            targets = [fresh() for _ in range(arg)]
+            statements.append(f"{', '.join(targets)}, = {value}")
+            stack.extend(("v", t) for t in reversed(targets))   # the first target is stored first
         elif op == "LOAD_CONST":
             stack.append(("v", const(ins.argval)))
         elif op == "LOAD_GLOBAL":
@@ -212,10 +253,13 @@ def _decompile(fn: types.FunctionType, code: types.CodeType, params: dict[int, t
             _, callee = stack.pop()
             stack.append(("v", f"{callee}({', '.join(args)})"))
         elif op == "BINARY_OP":
-            if ins.argrepr not in _BINARY:
-                raise _NotInlinable("an in-place operator")
             a, b = pop(2)
-            stack.append(("v", f"({a} {ins.argrepr} {b})"))
+            if ins.argrepr in _BINARY:
+                stack.append(("v", f"({a} {ins.argrepr} {b})"))
+            elif ins.argrepr in _IN_PLACE:          # x += y: operator.iadd(x, y) is that, as an expression
+                stack.append(("v", f"{const(_IN_PLACE[ins.argrepr])}({a}, {b})"))
+            else:
+                raise _NotInlinable(ins.argrepr)
         elif op == "COMPARE_OP":
             if ins.argrepr not in _COMPARE:
                 raise _NotInlinable(ins.argrepr)
@@ -245,7 +289,7 @@ def _decompile(fn: types.FunctionType, code: types.CodeType, params: dict[int, t
             if n != len(instructions) - 1 or len(stack) != 1:
                 raise _NotInlinable("more than one return")
             (src,) = pop()
-            return src, displays.get(src)
+            return src, displays.get(src), statements
         else:
             raise _NotInlinable(op)
     raise _NotInlinable("no return")

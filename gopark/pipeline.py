@@ -61,6 +61,11 @@ class _Slot:
     nconsts: int = 0
     name: str | None = None      # blamed for a failure in the inlined expression
     items: tuple[str, ...] | None = None     # the inlined expression is a tuple display of these
+    statements: tuple[str, ...] = ()         # the inlined function's assignments, before its expression
+
+    def prelude(self, pad: str, *args: str) -> list[Line]:
+        """The lines to run before :meth:`call` (or :meth:`call_items`) with the same ``args``."""
+        return [(pad + s.format(*args, c=f"{self.var}_"), self.name) for s in self.statements]
 
     def call(self, *args: str) -> str:
         if self.template is None:
@@ -91,7 +96,7 @@ def _slot(var: str, fn: Any, nargs: int, inlining: bool) -> tuple[_Slot, Any]:
     expr = inline.expression(fn, nargs, _label(fn)) if inlining and fn is not None else None
     if expr is None:
         return _Slot(var), fn
-    return _Slot(var, expr.template, len(expr.consts), expr.name, expr.items), expr.consts
+    return _Slot(var, expr.template, len(expr.consts), expr.name, expr.items, expr.statements), expr.consts
 
 
 def _slots(ops: Sequence[tuple[str, Any]], inlining: bool) -> tuple[tuple[tuple[str, _Slot], ...], list[Any]]:
@@ -115,24 +120,25 @@ def _step(op: str, f: _Slot, x: str, depth: int) -> tuple[list[Line], str, int]:
     y = f"y{f.var[1:]}"
     name = f.name
     if op == "map":
-        return [(f"{pad}{y} = {f.call(x)}", name)], y, depth
+        return [*f.prelude(pad, x), (f"{pad}{y} = {f.call(x)}", name)], y, depth
     if op == "flatMap":
-        return [(f"{pad}for {y} in {f.call(x)}:", name)], y, depth + 1
+        return [*f.prelude(pad, x), (f"{pad}for {y} in {f.call(x)}:", name)], y, depth + 1
     if op == "filter":
-        return [(f"{pad}if not {f.call(x)}:", name), (f"{pad}    continue", None)], x, depth
+        return [*f.prelude(pad, x), (f"{pad}if not {f.call(x)}:", name), (f"{pad}    continue", None)], x, depth
     if op == "mapValue":
         k, v = f"k{f.var}", f"v{f.var}"
-        return [(f"{pad}{k}, {v} = {x}", None), (f"{pad}{y} = ({k}, {f.call(v)})", name)], y, depth
+        return [(f"{pad}{k}, {v} = {x}", None), *f.prelude(pad, v),
+                (f"{pad}{y} = ({k}, {f.call(v)})", name)], y, depth
     if op == "flatMapValue":
         k, v, w = f"k{f.var}", f"v{f.var}", f"w{f.var}"
-        return [(f"{pad}{k}, {v} = {x}", None), (f"{pad}for {w} in {f.call(v)}:", name),
+        return [(f"{pad}{k}, {v} = {x}", None), *f.prelude(pad, v), (f"{pad}for {w} in {f.call(v)}:", name),
                 (f"{pad}    {y} = ({k}, {w})", None)], y, depth + 1
     if op == "keys":
         return [(f"{pad}{y} = {x}[0]", None)], y, depth
     if op == "values":
         return [(f"{pad}{y} = {x}[1]", None)], y, depth
     if op == "keyBy":
-        return [(f"{pad}{y} = ({f.call(x)}, {x})", name)], y, depth
+        return [*f.prelude(pad, x), (f"{pad}{y} = ({f.call(x)}, {x})", name)], y, depth
     if op == "keyBySelf":       # keyBy with no function (sort without a key): (x, x)
         return [(f"{pad}{y} = ({x}, {x})", None)], y, depth
     raise ValueError(f"{op!r} is not a per-record operation")
@@ -148,12 +154,13 @@ def _pair_step(op: str, f: _Slot, x: str, depth: int) -> tuple[list[Line], Pair]
     2-tuple: the consumer then unpacks ``k, v = key, value`` without building
     (and checking) the tuple.
     """
+    pad = "    " * depth
     if op == "map" and f.items is not None and len(f.items) == 2:
         key, value = f.call_items(x)
-        return [], (key, value, f.name)
+        return f.prelude(pad, x), (key, value, f.name)
     if op == "mapValue":
         k, v = f"k{f.var}", f"v{f.var}"
-        return [("    " * depth + f"{k}, {v} = {x}", None)], (k, f.call(v), f.name)
+        return [(pad + f"{k}, {v} = {x}", None), *f.prelude(pad, v)], (k, f.call(v), f.name)
     return None
 
 
@@ -263,9 +270,10 @@ def combine_loop(steps: tuple[tuple[str, _Slot], ...], merge: _Slot, create: _Sl
         return [
             *unpack,
             ("if k in combined:", None),
-            *([] if merge.template is None else [("    m = combined[k]", None)]),
+            *([] if merge.template is None else [("    m = combined[k]", None), *merge.prelude("    ", "m", "v")]),
             (f"    combined[k] = {merged}", merge.name),
             ("else:", None),
+            *(create.prelude("    ", "v") if create else []),
             (f"    combined[k] = {create.call('v') if create else 'v'}", create.name if create else None),
             ("    fresh += 1", None),
             (f"    if fresh == {CHECK_EVERY}:", None),
@@ -286,7 +294,7 @@ def fold_loop(steps: tuple[tuple[str, _Slot], ...], f: _Slot) -> Callable[..., A
     """
     def sink(x: str, pair: Pair | None) -> list[Line]:
         return [("if acc is empty:", None), (f"    acc = {x}", None), ("else:", None),
-                (f"    acc = {f.call('acc', x)}", f.name)]
+                *f.prelude("    ", "acc", x), (f"    acc = {f.call('acc', x)}", f.name)]
     return _compile("fold", "records, fns, acc, f, empty", steps, [f], sink, ["    return acc"])
 
 

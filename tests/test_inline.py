@@ -67,6 +67,39 @@ def weighted(w, a, b):
     return a * w + b
 
 
+@register_func
+def digest(row):
+    k, (a, b) = row
+    return (1, (k * 1_000_003 + a * 31 + b) % 1_000_000_007)
+
+
+@register_func
+def parse(line):
+    k, v = line.split(",")
+    v = int(v)
+    return (k, v)
+
+
+@register_func
+def local(x):
+    y = x + 1
+    return y
+
+
+@register_func
+def in_place(x):
+    x *= 2
+    x = x * 2
+    return x
+
+
+@register_func
+def swap_twice(kv):
+    a, b = kv
+    a, b = b, a
+    return (a, b, kv)
+
+
 QUALIFY = [
     (words, 1, ["a b  c", ""]),
     (partial(pair, n=1), 1, ["w"]),
@@ -83,6 +116,11 @@ QUALIFY = [
     (constant, 1, [1]),
     (partial(weighted, 2, 3), 1, [10]),          # positional arguments bound by the partial
     (partial(weighted, b=1), 2, [(2, 3)]),
+    (digest, 1, [(5, (6, 7))]),
+    (parse, 1, ["a,1", "b, 22"]),
+    (local, 1, [1, 2.5]),
+    (in_place, 1, [3, 2.5, "ab", (1,)]),
+    (swap_twice, 1, [(1, 2), "xy"]),
     (operator.add, 2, [(1, 2)]),
     (operator.getitem, 2, [((5, 6), 1)]),
     (operator.not_, 1, [0, 1]),
@@ -91,10 +129,16 @@ QUALIFY = [
 
 
 def evaluate(expr: inline.Expr, args: tuple):
+    """Run ``expr`` as a generated loop would: constants bound, statements, then the expression."""
     names = [f"a{i}" for i in range(len(args))]
-    source = f"lambda {', '.join(names)}, consts: (lambda {', '.join(f'c_{j}' for j in range(len(expr.consts)))}" \
-             f"{':' if expr.consts else ': '} {expr.render(names, 'c_')})(*consts)"
-    return eval(source)(*args, expr.consts)
+    lines = [f"def run({', '.join(names + ['consts'])}):"]
+    if expr.consts:
+        lines.append(f"    {', '.join(f'c_{j}' for j in range(len(expr.consts)))}, = consts")
+    lines += [f"    {s.format(*names, c='c_')}" for s in expr.statements]
+    lines.append(f"    return {expr.render(names, 'c_')}")
+    namespace: dict = {}
+    exec("\n".join(lines), namespace)
+    return namespace["run"](*args, expr.consts)
 
 
 @pytest.mark.parametrize("fn, nargs, samples", QUALIFY, ids=lambda v: getattr(v, "__name__", None))
@@ -125,9 +169,18 @@ def branch(x):
     return x if x else 0
 
 
-def local(x):
-    y = x + 1
-    return y
+def walrus(x):
+    return (x, (y := x + 1), y)
+
+
+def starred(x):
+    a, *b = x
+    return b
+
+
+def deleted(x):
+    del x
+    return 1
 
 
 def looping(x):
@@ -145,11 +198,6 @@ def guarded(x):
 
 def keyword_call(line):
     return line.split(maxsplit=1)
-
-
-def in_place(x):
-    x += 1
-    return x
 
 
 def needs_two(a, b):
@@ -189,7 +237,7 @@ def make_closure():
 
 
 NOT_QUALIFYING = [
-    (branch, 1), (local, 1), (looping, 1), (guarded, 1), (keyword_call, 1), (in_place, 1),
+    (branch, 1), (walrus, 1), (starred, 1), (deleted, 1), (looping, 1), (guarded, 1), (keyword_call, 1),
     (needs_two, 1), (add, 1), (add, 3), (star_args, 1), (star_kwargs, 1), (generator, 1),
     (undefined_global, 1), (computed_callable, 1), (make_closure(), 1), (partial(positional_only, n=2), 1),
     (partial(add, 1, a=2), 1), (partial(add, c=2), 1), (len, 1), (str.split, 1), (operator.add, 1),
@@ -229,6 +277,12 @@ def plus_one(v):
 
 
 @register_func
+def swap_kv(kv):
+    a, b = kv
+    return (b, a)
+
+
+@register_func
 def as_list(v):
     return [v]
 
@@ -246,6 +300,8 @@ CHAINS = [
      ("keys", None), ("keyBy", len), ("values", None), ("map", partial(pair, n=2))],
     [("flatMap", split_on), ("map", first_letter), ("values", None), ("map", partial(pair, n=1)),
      ("mapValue", plus_one)],
+    [("flatMap", words), ("map", first_letter), ("map", swap_kv), ("map", swap_kv), ("mapValue", len),
+     ("mapValue", local), ("map", swap_kv), ("map", swap_kv)],
 ]
 
 
@@ -335,6 +391,7 @@ FAILING = [
     ("reduceByKey's merge", lambda rdd: rdd.map(partial(pair, n=0)).reduceByKey(divide).collect(), "divide"),
     ("reduce", lambda rdd: rdd.map(plus_one).reduce(divide), "divide"),
     ("keyBy", lambda rdd: rdd.keyBy(pick_second).collect(), "pick_second"),
+    ("an unpacking statement", lambda rdd: rdd.map(swap_kv).reduceByKey(add).collect(), "swap_kv"),
 ]
 
 
