@@ -5,6 +5,8 @@ that use them travel by name like the user's own functions.
 """
 from __future__ import annotations
 
+import itertools
+from collections.abc import Iterator
 from typing import Any
 
 from gopark.registry import register_func
@@ -54,24 +56,25 @@ def spread(split: int, it: Any) -> Any:
 
 
 @register_func(name="gopark.join_pairs")
-def join_pairs(groups: tuple) -> list:
+def join_pairs(groups: tuple) -> Iterator[tuple]:
+    """Each (v, w) of a key's values on the left and on the right (itertools.product: no Python loop)."""
     vs, ws = groups
-    return [(v, w) for v in vs for w in ws]
+    return itertools.product(vs, ws)
 
 
 @register_func(name="gopark.left_outer_pairs")
-def left_outer_pairs(groups: tuple) -> list:
+def left_outer_pairs(groups: tuple) -> Iterator[tuple]:
     vs, ws = groups
-    return [(v, w) for v in vs for w in (ws or [None])]
+    return itertools.product(vs, ws or [None])
 
 
 @register_func(name="gopark.right_outer_pairs")
-def right_outer_pairs(groups: tuple) -> list:
+def right_outer_pairs(groups: tuple) -> Iterator[tuple]:
     vs, ws = groups
-    return [(v, w) for v in (vs or [None]) for w in ws]
+    return itertools.product(vs or [None], ws)
 
 
 @register_func(name="gopark.full_outer_pairs")
-def full_outer_pairs(groups: tuple) -> list:
+def full_outer_pairs(groups: tuple) -> Iterator[tuple]:
     vs, ws = groups
-    return [(v, w) for v in (vs or [None]) for w in (ws or [None])]
+    return itertools.product(vs or [None], ws or [None])
