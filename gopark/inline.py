@@ -9,23 +9,29 @@ function's own bytecode (no source is needed, so a frozen app's functions
 qualify too); nothing travels, the function is the one the registry found.
 
 What qualifies: a plain function (or a ``functools.partial`` of one), no
-closure, no ``*args``/``**kwargs``, not a generator, whose bytecode is only:
-its parameters, constants, globals (read from its module's dict, or the
-builtins, at each evaluation, as the function would), operators (in-place
-ones as the ``operator.i*`` function that they are), comparisons,
-``in``/``is``, subscripts and slices, attributes, tuples and lists, and calls
-with positional arguments. Every parameter it does not get from the loop must
-have a value (a default, or bound by the partial). Anything else (a branch, a
-loop, a local variable, a keyword argument in a call...) is called as before.
-The binary operators of :mod:`operator` (``operator.add``...) are their
-operator.
+closure, no ``*args``/``**kwargs``, not a generator, made of straight-line
+code (assignments and unpacking of local variables, then one ``return``)
+whose bytecode is only: its parameters and locals, constants, globals (looked
+up in its module's dict, then the builtins, at each evaluation, as the
+function does), operators (in-place ones as the ``operator.i*`` function
+that they are), comparisons, ``in``/``is``, subscripts and slices,
+attributes, tuples and lists, and calls with positional arguments. Every
+parameter it does not get from the loop must have a value (a default, or
+bound by the partial). Anything else (a branch, a loop, a keyword argument in
+a call, a call of ``eval``, ``globals``, ``locals``, ``warnings.warn`` or
+another function that looks at its caller's frame, an expression nested too
+deep for the parser...) is called as before. The binary operators of
+:mod:`operator` (``operator.add``...) are their operator.
 
 The evaluation is the function's: the same operations on the same objects in
-the same order; arguments are names in the loop, evaluated once. What differs:
-no frame is made, so a tracer or profiler would not see the call; loops are
-therefore not inlined while ``sys.settrace`` or ``sys.setprofile`` is active.
-A failure inside an inlined expression is blamed on the function by the
-loop's line (:func:`gopark.pipeline.inlined_name`).
+the same order; arguments and locals are names in the loop, each assigned
+once. What differs: no frame is made, so a tracer or profiler would not see
+the call (loops are not inlined while ``sys.settrace`` or ``sys.setprofile``
+is active when a partition starts); the function's defaults, code and
+partial arguments are read once per partition; a global deleted during a
+partition is a KeyError rather than a NameError. A failure inside an inlined
+expression is blamed on the function by the loop's line
+(:func:`gopark.pipeline.inlined_name`).
 """
 from __future__ import annotations
 
@@ -36,6 +42,7 @@ import keyword
 import operator
 import sys
 import types
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -128,7 +135,7 @@ def expression(fn: Any, nargs: int, name: str) -> Expr | None:
 def _hashable(fn: Any) -> bool:
     try:
         hash(fn)
-    except TypeError:
+    except Exception:
         return False
     return True
 
@@ -159,6 +166,31 @@ def _bind(fn: types.FunctionType, code: types.CodeType, npositional: int, kw: di
 
 class _NotInlinable(Exception):
     pass
+
+
+_UNDEFINED = object()
+
+#: what looks at the frame that calls it: inlined, it would see gopark's loop instead of the function
+_FRAME_READERS: list[Any] = [eval, exec, globals, locals, vars, dir, breakpoint, super, sys._getframe,
+                             inspect.currentframe, inspect.stack, warnings.warn, warnings.warn_explicit]
+
+_MAX_DEPTH = 100      # brackets in one generated line (CPython's parser stops at 200)
+
+
+def _check_frameless(value: Any) -> None:
+    if any(value is reader for reader in _FRAME_READERS):
+        raise _NotInlinable(f"{value!r} reads its caller's frame")
+
+
+def _depth(src: str) -> int:
+    depth = deepest = 0
+    for ch in src:
+        if ch in "([":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif ch in ")]":
+            depth -= 1
+    return deepest
 
 
 def _decompile(fn: types.FunctionType, code: types.CodeType, params: dict[int, tuple[str, int]],
@@ -193,6 +225,7 @@ def _decompile(fn: types.FunctionType, code: types.CodeType, params: dict[int, t
 
     stack: list[tuple[str, str]] = []    # (kind, source): kind "v" a value, "f" a callable to CALL
     displays: dict[str, tuple[str, ...]] = {}   # the tuple displays built, by source: their items
+    known: dict[str, Any] = {}           # the sources of globals: their values now
     statements: list[str] = []
     temps: set[str] = set()
     # what each of the function's variables holds now: its parameters' sources to start with
@@ -233,19 +266,24 @@ def _decompile(fn: types.FunctionType, code: types.CodeType, params: dict[int, t
             stack.append(("v", const(ins.argval)))
         elif op == "LOAD_GLOBAL":
             g = name_ok(ins.argval)
-            if g in fn.__globals__:
-                where = fn.__globals__
-            elif isinstance(fn.__builtins__, dict) and g in fn.__builtins__:
-                where = fn.__builtins__
-            else:
+            space, builtins = fn.__globals__, fn.__builtins__
+            if not isinstance(builtins, dict):
+                raise _NotInlinable("builtins that are not a dict")
+            value = space[g] if g in space else builtins.get(g, _UNDEFINED)
+            if value is _UNDEFINED:
                 raise _NotInlinable("an undefined global")
-            stack.append(("f" if arg & 1 else "v", f"{const(where)}[{g!r}]"))
-        elif op == "LOAD_ATTR":
+            _check_frameless(value)
+            # looked up as LOAD_GLOBAL does, at each evaluation: the module's dict, then the builtins
+            module, builtin = const(space), const(builtins)
+            src = f"({module}[{g!r}] if {g!r} in {module} else {builtin}[{g!r}])"
+            known[src] = value
+            stack.append(("f" if arg & 1 else "v", src))
+        elif op == "LOAD_ATTR" or op == "LOAD_METHOD":
             (obj,) = pop()
-            stack.append(("v", f"{obj}.{name_ok(ins.argval)}"))
-        elif op == "LOAD_METHOD":
-            (obj,) = pop()
-            stack.append(("f", f"{obj}.{name_ok(ins.argval)}"))
+            attr = name_ok(ins.argval)
+            if obj in known:             # a module's function, say: refused if it needs the caller's frame
+                _check_frameless(getattr(known[obj], attr, None))
+            stack.append(("v" if op == "LOAD_ATTR" else "f", f"{obj}.{attr}"))
         elif op == "CALL":
             args = pop(arg) if arg else []
             if not stack or stack[-1][0] != "f":
@@ -289,6 +327,8 @@ def _decompile(fn: types.FunctionType, code: types.CodeType, params: dict[int, t
             if n != len(instructions) - 1 or len(stack) != 1:
                 raise _NotInlinable("more than one return")
             (src,) = pop()
+            if max(map(_depth, [src, *statements])) > _MAX_DEPTH:
+                raise _NotInlinable("too deeply nested for the parser")
             return src, displays.get(src), statements
         else:
             raise _NotInlinable(op)

@@ -24,6 +24,9 @@ glom, sample, ...).
 from __future__ import annotations
 
 import functools
+import types
+import warnings
+import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -86,9 +89,14 @@ class _Slot:
 def _label(fn: Any) -> str:
     """The name a failure of ``fn`` is blamed on: its registered name where it has one."""
     target = fn.func if isinstance(fn, functools.partial) else fn
-    code = getattr(target, "__code__", None)
-    found = registry.registered_name(code) if code is not None else None
-    return found or f"{getattr(target, '__module__', None) or 'builtins'}.{getattr(target, '__qualname__', '?')}"
+    if isinstance(target, types.FunctionType):
+        found = registry.registered_name(target.__code__)
+        if found:
+            return found
+    try:
+        return f"{getattr(target, '__module__', None) or 'builtins'}.{getattr(target, '__qualname__', '?')}"
+    except Exception:          # an odd callable's __getattr__: it still gets a name
+        return type(target).__qualname__
 
 
 def _slot(var: str, fn: Any, nargs: int, inlining: bool) -> tuple[_Slot, Any]:
@@ -122,17 +130,29 @@ def _step(op: str, f: _Slot, x: str, depth: int) -> tuple[list[Line], str, int]:
     if op == "map":
         return [*f.prelude(pad, x), (f"{pad}{y} = {f.call(x)}", name)], y, depth
     if op == "flatMap":
-        return [*f.prelude(pad, x), (f"{pad}for {y} in {f.call(x)}:", name)], y, depth + 1
+        if f.template is None:
+            return [(f"{pad}for {y} in {f.call(x)}:", name)], y, depth + 1
+        # inlined: the expression on a line of its own, so that iterating its result is not blamed on it
+        t = f"t{f.var}"
+        return [*f.prelude(pad, x), (f"{pad}{t} = {f.call(x)}", name), (f"{pad}for {y} in {t}:", None)], y, depth + 1
     if op == "filter":
-        return [*f.prelude(pad, x), (f"{pad}if not {f.call(x)}:", name), (f"{pad}    continue", None)], x, depth
+        if f.template is None:
+            return [(f"{pad}if not {f.call(x)}:", name), (f"{pad}    continue", None)], x, depth
+        t = f"t{f.var}"
+        return [*f.prelude(pad, x), (f"{pad}{t} = {f.call(x)}", name), (f"{pad}if not {t}:", None),
+                (f"{pad}    continue", None)], x, depth
     if op == "mapValue":
         k, v = f"k{f.var}", f"v{f.var}"
         return [(f"{pad}{k}, {v} = {x}", None), *f.prelude(pad, v),
                 (f"{pad}{y} = ({k}, {f.call(v)})", name)], y, depth
     if op == "flatMapValue":
         k, v, w = f"k{f.var}", f"v{f.var}", f"w{f.var}"
-        return [(f"{pad}{k}, {v} = {x}", None), *f.prelude(pad, v), (f"{pad}for {w} in {f.call(v)}:", name),
-                (f"{pad}    {y} = ({k}, {w})", None)], y, depth + 1
+        if f.template is None:
+            return [(f"{pad}{k}, {v} = {x}", None), (f"{pad}for {w} in {f.call(v)}:", name),
+                    (f"{pad}    {y} = ({k}, {w})", None)], y, depth + 1
+        t = f"t{f.var}"
+        return [(f"{pad}{k}, {v} = {x}", None), *f.prelude(pad, v), (f"{pad}{t} = {f.call(v)}", name),
+                (f"{pad}for {w} in {t}:", None), (f"{pad}    {y} = ({k}, {w})", None)], y, depth + 1
     if op == "keys":
         return [(f"{pad}{y} = {x}[0]", None)], y, depth
     if op == "values":
@@ -177,7 +197,7 @@ _STOPPED = ("a function raised StopIteration, which would have silently ended th
 
 
 #: {code of a generated loop: {line: the function inlined on it}}, for blaming failures
-_INLINED_LINES: dict[Any, dict[int, str]] = {}
+_INLINED_LINES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def inlined_name(code: Any, line: int) -> str | None:
@@ -217,7 +237,9 @@ def _compile(kind: str, params: str, steps: tuple[tuple[str, _Slot], ...], sinks
               ("        raise StopIterationInTask(STOPPED) from exc", None)]
     lines += [(text, None) for text in tail]
     shape = "/".join(op for op, _ in steps) or "-"
-    code = compile("\n".join(text for text, _ in lines) + "\n", f"<gopark {kind} loop {shape}>", "exec")
+    with warnings.catch_warnings():    # an inlined function's own SyntaxWarning was said when it was defined
+        warnings.simplefilter("ignore")
+        code = compile("\n".join(text for text, _ in lines) + "\n", f"<gopark {kind} loop {shape}>", "exec")
     namespace: dict[str, Any] = {"StopIterationInTask": StopIterationInTask, "STOPPED": _STOPPED}
     exec(code, namespace)
     loop = namespace["loop"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import operator
 import sys
+import warnings
 from functools import partial
 
 import pytest
@@ -183,6 +184,32 @@ def deleted(x):
     return 1
 
 
+def evaluates(line):
+    return eval(line)
+
+
+def reads_globals(name):
+    return globals()[name]
+
+
+def warns(x):
+    return warnings.warn(x, UserWarning, 2)
+
+
+def frame_name(x):
+    return sys._getframe().f_code.co_name
+
+
+@register_func
+def too_deep(x):
+    return (x + x + x + x + x + x + x + x + x + x + x + x + x + x + x + x + x + x + x + x
+            + x + x + x + x + x + x + x + x + x + x + x + x + x + x + x + x + x + x + x + x
+            + x + x + x + x + x + x + x + x + x + x + x + x + x + x + x + x + x + x + x + x
+            + x + x + x + x + x + x + x + x + x + x + x + x + x + x + x + x + x + x + x + x
+            + x + x + x + x + x + x + x + x + x + x + x + x + x + x + x + x + x + x + x + x
+            + x + x + x + x + x + x + x + x + x + x + x + x + x + x + x + x + x + x + x + x)
+
+
 def looping(x):
     for _ in x:
         pass
@@ -237,6 +264,7 @@ def make_closure():
 
 
 NOT_QUALIFYING = [
+    (evaluates, 1), (reads_globals, 1), (warns, 1), (frame_name, 1), (too_deep, 1),
     (branch, 1), (walrus, 1), (starred, 1), (deleted, 1), (looping, 1), (guarded, 1), (keyword_call, 1),
     (needs_two, 1), (add, 1), (add, 3), (star_args, 1), (star_kwargs, 1), (generator, 1),
     (undefined_global, 1), (computed_callable, 1), (make_closure(), 1), (partial(positional_only, n=2), 1),
@@ -248,6 +276,24 @@ NOT_QUALIFYING = [
 @pytest.mark.parametrize("fn, nargs", NOT_QUALIFYING, ids=lambda v: getattr(v, "__name__", None))
 def test_a_function_that_does_more_is_called(fn, nargs):
     assert inline.expression(fn, nargs, "f") is None
+
+
+def test_a_deep_expression_is_called_and_right(ctx):
+    assert ctx.parallelize([1, 2], 2).map(too_deep).collect() == [120, 240]
+
+
+@register_func
+def uses_hex(x):
+    return hex(x)
+
+
+def test_a_global_shadowing_a_builtin_is_looked_up_as_python_does(monkeypatch):
+    expr = inline.expression(uses_hex, 1, "uses_hex")
+    assert evaluate(expr, (255,)) == "0xff"
+    monkeypatch.setattr(sys.modules[__name__], "hex", lambda x: "shadowed", raising=False)
+    assert evaluate(expr, (255,)) == "shadowed"
+    monkeypatch.delattr(sys.modules[__name__], "hex")
+    assert evaluate(expr, (255,)) == "0xff"
 
 
 def test_nothing_is_inlined_under_a_tracer_or_a_profiler():
@@ -422,6 +468,19 @@ def test_jobs_of_inlined_functions_equal_plain_python(ctx):
     assert nums.map(partial(weighted, 2, 3)).reduce(operator.add) == sum(3 * 2 + b for b in range(1, 200))
     assert nums.map(uses_global).reduceByKey(operator.add).collectAsMap() == \
         {k: sum(len(str(x)) for x in range(1, 200) if x % STEP == k) for k in range(STEP)}
+
+
+@register_func
+def not_iterable(x):
+    return x
+
+
+def test_iterating_a_flat_maps_result_blames_the_same_inlined_or_called(inlining, contexts):
+    with pytest.raises(JobError) as info:
+        contexts("local").parallelize([1, 2], 1).flatMap(not_iterable).collect()
+    assert "not iterable" in info.value.remote_message
+    assert info.value.func_name == "test_inline.not_iterable"      # the stage's function, as for any such failure
+    assert "ran inline" not in info.value.remote_traceback         # the loop failed, not the function
 
 
 def test_the_traceback_says_the_function_ran_inline(ctx):
