@@ -27,6 +27,7 @@ import functools
 import types
 import warnings
 import weakref
+from collections import _count_elements  # type: ignore[attr-defined]  # Counter's C loop
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -65,6 +66,7 @@ class _Slot:
     name: str | None = None      # blamed for a failure in the inlined expression
     items: tuple[str, ...] | None = None     # the inlined expression is a tuple display of these
     statements: tuple[str, ...] = ()         # the inlined function's assignments, before its expression
+    ones: bool = False                       # inlined as ``(x, 1)``: the pair of its argument and the int 1
 
     def prelude(self, pad: str, *args: str) -> list[Line]:
         """The lines to run before :meth:`call` (or :meth:`call_items`) with the same ``args``."""
@@ -104,7 +106,13 @@ def _slot(var: str, fn: Any, nargs: int, inlining: bool) -> tuple[_Slot, Any]:
     expr = inline.expression(fn, nargs, _label(fn)) if inlining and fn is not None else None
     if expr is None:
         return _Slot(var), fn
-    return _Slot(var, expr.template, len(expr.consts), expr.name, expr.items, expr.statements), expr.consts
+    ones = (expr.items is not None and not expr.statements and len(expr.items) == 2 and expr.items[0] == "{0}"
+            and expr.items[1].startswith("{c}") and _is_int_one(expr.consts[int(expr.items[1][3:])]))
+    return _Slot(var, expr.template, len(expr.consts), expr.name, expr.items, expr.statements, ones), expr.consts
+
+
+def _is_int_one(value: Any) -> bool:
+    return type(value) is int and value == 1
 
 
 def _slots(ops: Sequence[tuple[str, Any]], inlining: bool) -> tuple[tuple[tuple[str, _Slot], ...], list[Any]]:
@@ -207,11 +215,12 @@ def inlined_name(code: Any, line: int) -> str | None:
 
 
 def _compile(kind: str, params: str, steps: tuple[tuple[str, _Slot], ...], sinks: Sequence[_Slot],
-             sink: Callable[[str, Pair | None], list[Line]], tail: list[str]) -> Callable:
+             sink: Callable[[str, Pair | None], list[Line]], tail: list[str], run: int | None = None) -> Callable:
     """``def loop(params)``: ``records`` through ``steps``, ``sink(x)`` on each result ``x``, then ``tail``.
 
     ``sink`` gets the record's name, and for a combine whose last operation
-    gives a pair display, the pair's parts (:func:`_pair_step`). A
+    gives a pair display, the pair's parts (:func:`_pair_step`). With ``run``,
+    only the first ``run`` steps are written out, the sink does the others. A
     StopIteration raised in the loop's body (by a function of the app: the
     loop's own end is not raised) becomes :class:`StopIterationInTask`.
     """
@@ -222,10 +231,12 @@ def _compile(kind: str, params: str, steps: tuple[tuple[str, _Slot], ...], sinks
         lines += [(text, None) for text in slot.bind()]
     if kind == "combine":
         lines.append(("    fresh = 0", None))
+    if kind == "count":
+        lines.append((f"    due = len(combined) + {CHECK_EVERY}", None))
     lines += [("    try:", None), ("        for x0 in records:", None)]
     x, depth = "x0", 3
     last = _pair_step(*steps[-1], "", 0) if kind == "combine" and steps else None
-    for op, slot in steps[:-1] if last else steps:
+    for op, slot in steps[:run] if run is not None else steps[:-1] if last else steps:
         more, x, depth = _step(op, slot, x, depth)
         lines += more
     pair = None
@@ -240,7 +251,8 @@ def _compile(kind: str, params: str, steps: tuple[tuple[str, _Slot], ...], sinks
     with warnings.catch_warnings():    # an inlined function's own SyntaxWarning was said when it was defined
         warnings.simplefilter("ignore")
         code = compile("\n".join(text for text, _ in lines) + "\n", f"<gopark {kind} loop {shape}>", "exec")
-    namespace: dict[str, Any] = {"StopIterationInTask": StopIterationInTask, "STOPPED": _STOPPED}
+    namespace: dict[str, Any] = {"StopIterationInTask": StopIterationInTask, "STOPPED": _STOPPED,
+                                 "count": _count_elements}
     exec(code, namespace)
     loop = namespace["loop"]
     blamed = {n: name for n, (_, name) in enumerate(lines, 1) if name}
@@ -280,6 +292,9 @@ def combine_loop(steps: tuple[tuple[str, _Slot], ...], merge: _Slot, create: _Sl
     ``check(k, combined[k])``, which may empty ``combined`` (a spill). A
     result that is not a pair raises ``not_a_pair(result)``.
     """
+    if _counts(steps, merge, create):
+        return _count_loop(steps)
+
     def sink(x: str, pair: Pair | None) -> list[Line]:
         merged = (merge.call("combined[k]", "v") if merge.template is None
                   else merge.call("m", "v"))
@@ -304,6 +319,38 @@ def combine_loop(steps: tuple[tuple[str, _Slot], ...], merge: _Slot, create: _Sl
         ]
     sinks = [merge] + ([create] if create else [])
     return _compile("combine", "records, fns, combined, create, merge, check, not_a_pair", steps, sinks, sink, [])
+
+
+def _counts(steps: tuple[tuple[str, _Slot], ...], merge: _Slot, create: _Slot | None) -> bool:
+    """The combine counts the words of a flatMap: ``flatMap(f).map(w -> (w, 1)).reduceByKey(a + b)``.
+
+    The last step is a map inlined as ``(x, 1)`` (``1`` the int; see
+    :func:`_slot`), after a flatMap; the merge is inlined as ``a + b``; no create.
+    """
+    if create is not None or merge.template != "({0} + {1})" or merge.statements or len(steps) < 2:
+        return False
+    (op, f), (last, g) = steps[-2:]
+    return op == "flatMap" and last == "map" and g.ones
+
+
+def _count_loop(steps: tuple[tuple[str, _Slot], ...]) -> Callable[..., None]:
+    """The combine of :func:`combine_loop` when it counts: each record's flatMap output goes to
+    ``collections``' C counting loop (``combined[w] = combined.get(w, 0) + 1`` for each ``w``:
+    for int counts, what the generated ``(w, 1)`` and ``a + b`` do), then the budget is checked."""
+    _, f = steps[-2]
+
+    def sink(x: str, pair: Pair | None) -> list[Line]:
+        return [
+            *f.prelude("", x),
+            (f"t{f.var} = {f.call(x)}", f.name),
+            (f"count(combined, t{f.var})", None),
+            ("if len(combined) >= due:", None),
+            ("    k = next(reversed(combined))", None),
+            ("    check(k, combined[k])", None),
+            (f"    due = len(combined) + {CHECK_EVERY}", None),
+        ]
+    return _compile("count", "records, fns, combined, create, merge, check, not_a_pair", steps, [], sink, [],
+                    run=len(steps) - 2)
 
 
 @functools.lru_cache(maxsize=256)

@@ -488,3 +488,86 @@ def test_the_traceback_says_the_function_ran_inline(ctx):
         ctx.parallelize([1, 0], 2).map(halve).collect()
     assert "ZeroDivisionError" in info.value.remote_traceback
     assert "test_inline.halve, which gopark ran inline" in info.value.remote_traceback
+
+
+# --- counting: flatMap(f).map(w -> (w, 1)).reduceByKey(a + b) ---------------------------------------
+
+@register_func
+def one_float(w):
+    return (w, 1.0)
+
+
+@register_func
+def one_true(w):
+    return (w, True)
+
+
+@register_func
+def first_char_one(w):
+    return (w[:1], 1)
+
+
+@register_func
+def add_zero(a, b):
+    return a + b + 0
+
+
+@register_func
+def words_then_stop(line):
+    return line.split() if line != "x" else next(iter([]))
+
+
+def loop_kind(ops, merge, create=None):
+    steps, _ = pipeline._slots(ops, inline.enabled())
+    merge_slot, _ = pipeline._slot("merge", merge, 2, inline.enabled())
+    create_slot = pipeline._slot("create", create, 1, inline.enabled())[0] if create else None
+    return pipeline.combine_loop(steps, merge_slot, create_slot).__code__.co_filename.split()[1]
+
+
+def test_a_word_count_counts_in_c(inlining):
+    kind = loop_kind([("flatMap", words), ("map", partial(pair, n=1))], add)
+    assert kind == ("count" if inlining == "inlined" else "combine")
+
+
+@pytest.mark.parametrize("ops, merge", [
+    ([("flatMap", words), ("map", partial(pair, n=2))], add),
+    ([("flatMap", words), ("map", one_float)], add),
+    ([("flatMap", words), ("map", one_true)], add),
+    ([("flatMap", words), ("map", first_char_one)], add),
+    ([("flatMap", words), ("map", partial(pair, n=1))], add_zero),
+    ([("flatMap", words), ("map", partial(pair, n=1))], operator.mul),
+    ([("map", partial(pair, n=1))], add),
+    ([("flatMap", words), ("filter", not_a), ("map", partial(pair, n=1))], add),
+], ids=["n=2", "1.0", "True", "not the word", "another merge", "mul", "no flatMap", "filter between"])
+def test_what_is_not_a_count_is_combined(ops, merge):
+    assert loop_kind(ops, merge) != "count"
+    assert loop_kind([("flatMap", words), ("map", partial(pair, n=1))], add, create=as_list) != "count"
+
+
+@pytest.mark.parametrize("lines", [LINES, ["a a a"] * 3000 + ["b"], [" ".join(f"w{i}" for i in range(5000))]])
+def test_counting_gives_what_combining_gives(inlining, lines):
+    combined: dict = {}
+    seen = []
+    pipeline.combine(iter(lines), [("flatMap", words), ("map", partial(pair, n=1))], combined, None, add,
+                     lambda k, c: seen.append(k), TypeError)
+    expected: dict = {}
+    for line in lines:
+        for w in line.split():
+            expected[w] = expected.get(w, 0) + 1
+    assert combined == expected
+    assert all(type(v) is int for v in combined.values())
+    assert (len(seen) >= 1) == (len(expected) >= 1024)      # the budget is looked at as keys come
+
+
+def test_counting_under_a_spill_and_through_jobs(ctx):
+    many = [" ".join(f"w{(i * 7919 + j) % 20000}" for j in range(20)) for i in range(3000)]
+    got = ctx.parallelize(many, 3).flatMap(words).map(partial(pair, n=1)).reduceByKey(add).collectAsMap()
+    expected: dict = {}
+    for line in many:
+        for w in line.split():
+            expected[w] = expected.get(w, 0) + 1
+    assert got == expected
+    with pytest.raises(JobError) as info:
+        ctx.parallelize(["a b", "x"], 1).flatMap(words_then_stop).map(partial(pair, n=1)).reduceByKey(add).count()
+    assert info.value.remote_type == "StopIterationInTask"
+    assert info.value.func_name == "test_inline.words_then_stop"
