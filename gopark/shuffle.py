@@ -426,11 +426,13 @@ class Merger:
         self._size.restart()
 
     def items(self) -> Iterator[tuple[Any, Any]]:
-        """Every (key, combiner); the merger is spent afterwards."""
+        """Every (key, combiner): an iterator of the dict's own items when nothing spilled (a consumer
+        may take them in C), else merged back one sub-partition at a time. The merger is spent afterwards."""
         if self.spill_dir is None:
-            yield from self.data.items()
-            self.data = {}
-            return
+            return iter(self.data.items())
+        return self._merged_spills()
+
+    def _merged_spills(self) -> Iterator[tuple[Any, Any]]:
         try:
             self._spill()
             for f in self._files:

@@ -256,6 +256,21 @@ def test_task_that_shuffles_non_data(ctx):
     check_task_error(info, "complex", "shuffle")
 
 
+@register_func
+def concat_as_bytearray(a, b):
+    return bytearray(a + b)
+
+
+def test_a_reduce_side_result_that_is_not_data(ctx):
+    """collect of a reduceByKey takes the merged dict's pairs in C: still checked."""
+    rdd = ctx.parallelize([("k", b"a"), ("k", b"b"), ("j", b"c")], 2).reduceByKey(concat_as_bytearray, 1)
+    with pytest.raises(SerializationError) as info:
+        rdd.collect()
+    check_task_error(info, "bytearray", "collect")
+    ok = ctx.parallelize([("k", b"a"), ("k", b"b"), ("j", b"c")], 2).reduceByKey(add, 2)
+    assert sorted(ok.collect()) == [("j", b"c"), ("k", b"ab")] or sorted(ok.collect()) == [("j", b"c"), ("k", b"ba")]
+
+
 def test_task_that_adds_non_data_to_an_accumulator(ctx):
     acc = ctx.accumulator([])
     with pytest.raises(JobError) as info:
