@@ -571,3 +571,16 @@ def test_counting_under_a_spill_and_through_jobs(ctx):
         ctx.parallelize(["a b", "x"], 1).flatMap(words_then_stop).map(partial(pair, n=1)).reduceByKey(add).count()
     assert info.value.remote_type == "StopIterationInTask"
     assert info.value.func_name == "test_inline.words_then_stop"
+
+
+@register_func
+def halve_again(x):
+    return 10 // x      # the same body as halve's: its own loop, its own blame
+
+
+def test_two_functions_with_one_body_are_each_blamed(ctx):
+    assert ctx.parallelize([1, 2], 1).map(halve).collect() == ctx.parallelize([1, 2], 1).map(halve_again).collect()
+    for fn in (halve, halve_again):
+        with pytest.raises(JobError) as info:
+            ctx.parallelize([1, 0], 1).map(fn).collect()
+        assert info.value.func_name == f"test_inline.{fn.__name__}"
