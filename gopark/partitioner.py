@@ -56,11 +56,8 @@ class HashPartitioner:
         """``get_partition`` of each key; all-str and all-int key lists hash without a Python call per key."""
         types = set(map(type, keys))
         if types == {str}:
-            try:            # str.encode() with no arguments is C's fast path; the same bytes for any valid str
-                "".join(keys).encode()
-                encode: Any = str.encode
-            except UnicodeEncodeError:          # a lone surrogate: encoded as portable_hash does
-                encode = _ENCODE
+            # str.encode() with no arguments is C's fast path: the same bytes for ASCII (no copy made to find out)
+            encode: Any = str.encode if all(map(str.isascii, keys)) else _ENCODE
             hashes = map(zlib.crc32, map(encode, keys))
         elif types == {int}:
             hashes = map(hash, keys)

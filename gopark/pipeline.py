@@ -24,6 +24,8 @@ glom, sample, ...).
 from __future__ import annotations
 
 import functools
+import itertools
+import re
 import types
 import warnings
 import weakref
@@ -106,8 +108,9 @@ def _slot(var: str, fn: Any, nargs: int, inlining: bool) -> tuple[_Slot, Any]:
     expr = inline.expression(fn, nargs, _label(fn)) if inlining and fn is not None else None
     if expr is None:
         return _Slot(var), fn
-    ones = (expr.items is not None and not expr.statements and len(expr.items) == 2 and expr.items[0] == "{0}"
-            and expr.items[1].startswith("{c}") and _is_int_one(expr.consts[int(expr.items[1][3:])]))
+    second = re.fullmatch(r"\{c\}(\d+)", expr.items[1]) if expr.items is not None and len(expr.items) == 2 else None
+    ones = (second is not None and not expr.statements and expr.items[0] == "{0}"  # type: ignore[index]
+            and _is_int_one(expr.consts[int(second[1])]))
     return _Slot(var, expr.template, len(expr.consts), expr.name, expr.items, expr.statements, ones), expr.consts
 
 
@@ -231,8 +234,6 @@ def _compile(kind: str, params: str, steps: tuple[tuple[str, _Slot], ...], sinks
         lines += [(text, None) for text in slot.bind()]
     if kind == "combine":
         lines.append(("    fresh = 0", None))
-    if kind == "count":
-        lines.append((f"    due = len(combined) + {CHECK_EVERY}", None))
     lines += [("    try:", None), ("        for x0 in records:", None)]
     x, depth = "x0", 3
     last = _pair_step(*steps[-1], "", 0) if kind == "combine" and steps else None
@@ -344,18 +345,45 @@ def _count_loop(steps: tuple[tuple[str, _Slot], ...]) -> Callable[..., None]:
     for int counts, what the generated ``(w, 1)`` and ``a + b`` do), then the budget is checked."""
     _, f = steps[-2]
 
+    t = f"t{f.var}"
+
     def sink(x: str, pair: Pair | None) -> list[Line]:
         return [
             *f.prelude("", x),
-            (f"t{f.var} = {f.call(x)}", f.name),
-            (f"count(combined, t{f.var})", None),
-            ("if len(combined) >= due:", None),
-            ("    k = next(reversed(combined))", None),
-            ("    check(k, combined[k])", None),
-            (f"    due = len(combined) + {CHECK_EVERY}", None),
+            (f"{t} = {f.call(x)}", f.name),
+            (f"if type({t}) is list and len({t}) <= {CHECK_EVERY}:", None),
+            (f"    count(combined, {t})", None),
+            ("else:", None),
+            (f"    check.count_slices(combined, {t})", None),
+            ("if len(combined) >= check.due:", None),
+            ("    check.settle(combined)", None),
         ]
-    return _compile("count", "records, fns, combined, create, merge, check, not_a_pair", steps, [], sink, [],
+    loop = _compile("count", "records, fns, combined, create, merge, check, not_a_pair", steps, [], sink, [],
                     run=len(steps) - 2)
+    loop.counts = True      # type: ignore[attr-defined]  # takes a _CountBudget as ``check``
+    return loop
+
+
+class _CountBudget:
+    """``check`` of a counting loop: called, as by the combine loop, after every ``CHECK_EVERY`` new keys
+    (a record with more words is counted a slice at a time, so that a spill can come in between)."""
+
+    def __init__(self, check: Callable[[Any, Any], None], combined: dict) -> None:
+        self.check = check
+        self.due = len(combined) + CHECK_EVERY
+
+    def settle(self, combined: dict) -> None:
+        while len(combined) >= self.due:
+            k = next(reversed(combined))
+            self.check(k, combined[k])               # may spill: empty the dict
+            self.due = self.due + CHECK_EVERY if combined else CHECK_EVERY
+
+    def count_slices(self, combined: dict, items: Iterable[Any]) -> None:
+        it = iter(items)
+        while chunk := list(itertools.islice(it, CHECK_EVERY)):
+            _count_elements(combined, chunk)
+            if len(combined) >= self.due:
+                self.settle(combined)
 
 
 @functools.lru_cache(maxsize=256)
@@ -382,6 +410,8 @@ def combine(records: Iterable[Any], ops: list[tuple[str, Callable[..., Any]]], c
     merge_slot, merge_value = _slot("merge", merge, 2, inlining)
     create_slot, create_value = _slot("create", create, 1, inlining) if create is not None else (None, None)
     loop = combine_loop(steps, merge_slot, create_slot)
+    if getattr(loop, "counts", False):
+        check = _CountBudget(check, combined)      # type: ignore[assignment]
     loop(records, fns, combined, create_value, merge_value, check, not_a_pair)
 
 

@@ -584,3 +584,49 @@ def test_two_functions_with_one_body_are_each_blamed(ctx):
         with pytest.raises(JobError) as info:
             ctx.parallelize([1, 0], 1).map(fn).collect()
         assert info.value.func_name == f"test_inline.{fn.__name__}"
+
+
+@register_func
+def with_weight(table, x):
+    return (x, table[x])
+
+
+@register_func
+def with_default(x, d={"a": 5}):  # noqa: B006  (a default the function only reads)
+    return (x, d.get(x, 0))
+
+
+@register_func
+def with_bit_length(w, n=1):
+    return (w, n.bit_length())
+
+
+def test_pairs_whose_value_is_an_expression_of_a_constant(ctx):
+    """(x, table[x]), (x, d.get(x, 0)), (w, n.bit_length()): pairs, not counts, and no error deciding so."""
+    rdd = ctx.parallelize(["a", "b", "a"], 2)
+    assert rdd.map(partial(with_weight, {"a": 1, "b": 2})).collect() == [("a", 1), ("b", 2), ("a", 1)]
+    assert rdd.map(with_default).reduceByKey(add).collectAsMap() == {"a": 10, "b": 0}
+    assert rdd.flatMap(words).map(with_bit_length).reduceByKey(add).collectAsMap() == {"a": 2, "b": 1}
+
+
+@pytest.mark.parametrize("sizes", [[10_000], [3000] * 5, [1] * 3000, [1500, 1, 700, 5000]])
+def test_counting_checks_the_budget_as_often_as_combining(inlining, sizes):
+    """About every CHECK_EVERY new keys, even inside one record; a spill (the check empties the dict) mid-record."""
+    lines = [" ".join(f"w{n}_{i}" for i in range(size)) for n, size in enumerate(sizes)]
+    ops = [("flatMap", words), ("map", partial(pair, n=1))]
+    calls: list = []
+    pipeline.combine(iter(lines), ops, {}, None, add, lambda k, c: calls.append(k), TypeError)
+    assert len(calls) == sum(sizes) // pipeline.CHECK_EVERY
+    spilled: list = []
+    combined: dict = {}
+
+    def spill(k, c):
+        spilled.append(dict(combined))
+        combined.clear()
+    pipeline.combine(iter(lines), ops, combined, None, add, spill, TypeError)
+    assert max(len(part) for part in spilled) < 2 * pipeline.CHECK_EVERY   # counted a slice at a time
+    merged: dict = {}
+    for part in [*spilled, combined]:
+        for k, v in part.items():
+            merged[k] = merged.get(k, 0) + v
+    assert merged == {w: 1 for line in lines for w in line.split()}
