@@ -1128,7 +1128,7 @@ class CoGroupedRDD(RDD):
             else:
                 pairs = task.read_shuffle(spec[0], spec[1], split)
             merger.add_to_groups(pairs, i, n)
-        return ((k, tuple(groups)) for k, groups in merger.items())
+        return merger.items_as(tuple)
 
     @classmethod
     def _build(cls, params: dict, parents: list[RDD], n: int) -> RDD:

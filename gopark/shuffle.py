@@ -432,6 +432,12 @@ class Merger:
             return iter(self.data.items())
         return self._merged_spills()
 
+    def items_as(self, convert: Callable[[Any], Any]) -> Iterator[tuple[Any, Any]]:
+        """Every (key, ``convert(combiner)``), by C's ``zip`` and ``map`` when nothing spilled."""
+        if self.spill_dir is None:
+            return zip(self.data.keys(), map(convert, self.data.values()))
+        return ((k, convert(c)) for k, c in self._merged_spills())
+
     def _merged_spills(self) -> Iterator[tuple[Any, Any]]:
         try:
             self._spill()

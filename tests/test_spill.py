@@ -10,7 +10,8 @@ import pytest
 
 from gopark import Context
 
-DATA = [(random.Random(3).randint(0, 10**6) * 7 % 1_000_003, "v" * 60) for _ in range(120_000)]
+_RANDOM = random.Random(3)
+DATA = [(_RANDOM.randint(0, 10**6) * 7 % 1_000_003, "v" * 60) for _ in range(120_000)]   # ~113k distinct keys
 
 
 @pytest.fixture
@@ -43,6 +44,25 @@ def test_group_by_key_larger_than_memory(spills: list[str]) -> None:
     for k, v in DATA:
         expected.setdefault(k, []).append(v)
     assert {k: sorted(v) for k, v in got.items()} == expected
+    assert any(p.startswith("spill-") for p in spills), spills
+
+
+def test_join_and_cogroup_larger_than_memory(spills: list[str]) -> None:
+    left = [(i * 7919 % 50_000, "v" * 60 + str(i)) for i in range(120_000)]
+    right = [(i * 31 % 70_000, i) for i in range(40_000)]
+    with Context("local", mem=8, quiet=True) as ctx:
+        left_rdd, right_rdd = ctx.parallelize(left, 4), ctx.parallelize(right, 3)
+        joined = left_rdd.join(right_rdd, 2).collect()
+        grouped = left_rdd.groupWith(right_rdd, numSplits=2).collectAsMap()
+    index: dict[int, list[int]] = {}
+    for k, w in right:
+        index.setdefault(k, []).append(w)
+    assert sorted(joined) == sorted((k, (v, w)) for k, v in left for w in index.get(k, ()))
+    keys = {k for k, _ in left} | set(index)
+    assert set(grouped) == keys
+    assert all(type(groups) is tuple and len(groups) == 2 for groups in grouped.values())
+    assert all(sorted(grouped[k][1]) == sorted(index.get(k, [])) for k in keys)
+    assert sum(len(vs) for vs, _ in grouped.values()) == len(left)
     assert any(p.startswith("spill-") for p in spills), spills
 
 
