@@ -155,6 +155,13 @@ def test_frozen_word_count_matches_unfrozen(builds: dict[str, str], tmpdir_env: 
     assert len(frozen.stdout.splitlines()) == 11
 
 
+def test_frozen_workers_run_small_functions_inline(builds: dict[str, str], tmpdir_env: dict[str, str]) -> None:
+    """The bytecode of a frozen app's functions is read as an unfrozen one's: the failure says it ran inline."""
+    result = run([builds["app"], "--fail-inline", "-m", "process:2", "-q"], env=tmpdir_env)
+    assert result.returncode == 0, result.stderr
+    assert "FAILED frozen_app.tenth_of ZeroDivisionError True" in result.stdout.splitlines(), result.stdout
+
+
 def test_workers_are_the_same_binary_started_once(builds: dict[str, str], tmpdir_env: dict[str, str]) -> None:
     result = run([builds["app"], "--where", "-m", "process:2", "-q"], env=tmpdir_env)
     assert result.returncode == 0, result.stderr

@@ -1,13 +1,14 @@
-"""A small app the tests freeze: it reports where its tasks ran, counts words, or runs a long job.
+"""A small app the tests freeze: it reports where its tasks ran, counts words, runs a long job,
+or fails in a function that its workers run inline.
 
-    frozen_app [--words FILE] [--where] [--sleep SECONDS] [gopark options]
+    frozen_app [--words FILE] [--where] [--sleep SECONDS] [--fail-inline] [gopark options]
 """
 import argparse
 import os
 import sys
 import time
 
-from gopark import Context, binary, register_func
+from gopark import Context, JobError, binary, register_func
 
 
 @register_func
@@ -33,6 +34,11 @@ def add(a, b):
 
 
 @register_func
+def tenth_of(x):
+    return 10 // x          # one returned expression: run inline by the worker's generated loop
+
+
+@register_func
 def nap(x):
     time.sleep(0.05)
     return x
@@ -43,6 +49,7 @@ def main():
     parser.add_argument("--words")
     parser.add_argument("--where", action="store_true")
     parser.add_argument("--sleep", type=float)
+    parser.add_argument("--fail-inline", action="store_true")
     with Context() as ctx:
         args = parser.parse_args()
         if args.where:
@@ -54,6 +61,11 @@ def main():
             counts = ctx.textFile(args.words).flatMap(words).map(one).reduceByKey(add).collectAsMap()
             for word in sorted(counts):
                 print(word, counts[word])
+        if args.fail_inline:
+            try:
+                ctx.parallelize([1, 0], 2).map(tenth_of).collect()
+            except JobError as exc:
+                print("FAILED", exc.func_name, exc.remote_type, "ran inline" in exc.remote_traceback)
         if args.sleep:
             print("READY", flush=True)
             ctx.parallelize(range(int(args.sleep / 0.05) * 2), 2).map(nap).count()
