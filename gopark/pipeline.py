@@ -122,13 +122,11 @@ def _slots(ops: Sequence[tuple[str, Any]], inlining: bool) -> tuple[tuple[tuple[
     """Each operation's slot (``f0``, ``f1``...) and the list ``fns`` the loop receives."""
     steps, fns = [], []
     for i, (op, fn) in enumerate(ops):
-        slot, value = _slot(f"f{i}", fn, 1, inlining and op in _ONE_ARGUMENT)
+        slot, value = _slot(f"f{i}", fn, 1, inlining)      # every per-record function takes one argument
         steps.append((op, slot))
         fns.append(value)
     return tuple(steps), fns
 
-
-_ONE_ARGUMENT = PER_RECORD     # every per-record operation calls its function with one argument
 
 Line = tuple[str, "str | None"]      # a line of source, and the function blamed for a failure on it
 
@@ -140,16 +138,12 @@ def _step(op: str, f: _Slot, x: str, depth: int) -> tuple[list[Line], str, int]:
     name = f.name
     if op == "map":
         return [*f.prelude(pad, x), (f"{pad}{y} = {f.call(x)}", name)], y, depth
+    # flatMap, filter, flatMapValue: the function's result on a line of its own, so that a failure
+    # iterating or testing it is not blamed on an inlined function
+    t = f"t{f.var}"
     if op == "flatMap":
-        if f.template is None:
-            return [(f"{pad}for {y} in {f.call(x)}:", name)], y, depth + 1
-        # inlined: the expression on a line of its own, so that iterating its result is not blamed on it
-        t = f"t{f.var}"
         return [*f.prelude(pad, x), (f"{pad}{t} = {f.call(x)}", name), (f"{pad}for {y} in {t}:", None)], y, depth + 1
     if op == "filter":
-        if f.template is None:
-            return [(f"{pad}if not {f.call(x)}:", name), (f"{pad}    continue", None)], x, depth
-        t = f"t{f.var}"
         return [*f.prelude(pad, x), (f"{pad}{t} = {f.call(x)}", name), (f"{pad}if not {t}:", None),
                 (f"{pad}    continue", None)], x, depth
     if op == "mapValue":
@@ -158,10 +152,6 @@ def _step(op: str, f: _Slot, x: str, depth: int) -> tuple[list[Line], str, int]:
                 (f"{pad}{y} = ({k}, {f.call(v)})", name)], y, depth
     if op == "flatMapValue":
         k, v, w = f"k{f.var}", f"v{f.var}", f"w{f.var}"
-        if f.template is None:
-            return [(f"{pad}{k}, {v} = {x}", None), (f"{pad}for {w} in {f.call(v)}:", name),
-                    (f"{pad}    {y} = ({k}, {w})", None)], y, depth + 1
-        t = f"t{f.var}"
         return [(f"{pad}{k}, {v} = {x}", None), *f.prelude(pad, v), (f"{pad}{t} = {f.call(v)}", name),
                 (f"{pad}for {w} in {t}:", None), (f"{pad}    {y} = ({k}, {w})", None)], y, depth + 1
     if op == "keys":
@@ -344,7 +334,6 @@ def _count_loop(steps: tuple[tuple[str, _Slot], ...]) -> Callable[..., None]:
     ``collections``' C counting loop (``combined[w] = combined.get(w, 0) + 1`` for each ``w``:
     for int counts, what the generated ``(w, 1)`` and ``a + b`` do), then the budget is checked."""
     _, f = steps[-2]
-
     t = f"t{f.var}"
 
     def sink(x: str, pair: Pair | None) -> list[Line]:
@@ -358,10 +347,9 @@ def _count_loop(steps: tuple[tuple[str, _Slot], ...]) -> Callable[..., None]:
             ("if len(combined) >= check.due:", None),
             ("    check.settle(combined)", None),
         ]
-    loop = _compile("count", "records, fns, combined, create, merge, check, not_a_pair", steps, [], sink, [],
+    # its ``check`` is a _CountBudget (see combine)
+    return _compile("count", "records, fns, combined, create, merge, check, not_a_pair", steps, [], sink, [],
                     run=len(steps) - 2)
-    loop.counts = True      # type: ignore[attr-defined]  # takes a _CountBudget as ``check``
-    return loop
 
 
 class _CountBudget:
@@ -409,10 +397,9 @@ def combine(records: Iterable[Any], ops: list[tuple[str, Callable[..., Any]]], c
     steps, fns = _slots(ops, inlining)
     merge_slot, merge_value = _slot("merge", merge, 2, inlining)
     create_slot, create_value = _slot("create", create, 1, inlining) if create is not None else (None, None)
-    loop = combine_loop(steps, merge_slot, create_slot)
-    if getattr(loop, "counts", False):
+    if _counts(steps, merge_slot, create_slot):
         check = _CountBudget(check, combined)      # type: ignore[assignment]
-    loop(records, fns, combined, create_value, merge_value, check, not_a_pair)
+    combine_loop(steps, merge_slot, create_slot)(records, fns, combined, create_value, merge_value, check, not_a_pair)
 
 
 def fold(records: Iterable[Any], ops: Sequence[tuple[str, Callable[..., Any]]], acc: Any,
