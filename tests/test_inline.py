@@ -14,6 +14,7 @@ from functools import partial
 
 import pytest
 from apps.wc_app import add, pair, words
+from test_pipeline import as_list, by_first, extend, not_a  # helpers the fused-loop tests use too
 
 from gopark import JobError, inline, pipeline, register_func
 
@@ -308,16 +309,6 @@ def test_nothing_is_inlined_under_a_tracer_or_a_profiler():
 # --- the generated loops, inlining on and off -------------------------------------------------------
 
 @register_func
-def not_a(word):
-    return word != "a"
-
-
-@register_func
-def first_letter(word):
-    return (word[:1], word)
-
-
-@register_func
 def plus_one(v):
     return v + 1
 
@@ -328,25 +319,15 @@ def swap_kv(kv):
     return (b, a)
 
 
-@register_func
-def as_list(v):
-    return [v]
-
-
-@register_func
-def extend(c, v):
-    return c + [v]
-
-
 LINES = ["the cat sat", "", "on the mat the end", "a b c a b a", "x"] * 3
 CHAINS = [
     [("flatMap", words), ("map", partial(pair, n=1))],
-    [("flatMap", words), ("filter", not_a), ("map", first_letter), ("mapValue", len)],
-    [("flatMap", words), ("map", first_letter), ("mapValue", as_list), ("flatMapValue", identity),
+    [("flatMap", words), ("filter", not_a), ("map", by_first), ("mapValue", len)],
+    [("flatMap", words), ("map", by_first), ("mapValue", as_list), ("flatMapValue", identity),
      ("keys", None), ("keyBy", len), ("values", None), ("map", partial(pair, n=2))],
-    [("flatMap", split_on), ("map", first_letter), ("values", None), ("map", partial(pair, n=1)),
+    [("flatMap", split_on), ("map", by_first), ("values", None), ("map", partial(pair, n=1)),
      ("mapValue", plus_one)],
-    [("flatMap", words), ("map", first_letter), ("map", swap_kv), ("map", swap_kv), ("mapValue", len),
+    [("flatMap", words), ("map", by_first), ("map", swap_kv), ("map", swap_kv), ("mapValue", len),
      ("mapValue", local), ("map", swap_kv), ("map", swap_kv)],
 ]
 
