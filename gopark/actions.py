@@ -31,12 +31,12 @@ class Stream(bytes):
 _BATCH = 4096
 
 
-_DICT_ITEMS = type(iter({}.items()))
+_DICT_ITEM_ITERATOR = type(iter({}.items()))
 
 
 def _collect(it: Iterable[Any]) -> Stream:
     packer = serialize.Packer("collect")
-    if type(it) is _DICT_ITEMS:        # a reduce side's merged dict: (what is left of) its pairs, flattened in C
+    if type(it) is _DICT_ITEM_ITERATOR:    # a reduce side's merged dict: (what is left of) its pairs, in C
         flat = list(itertools.chain.from_iterable(it))
         serialize.check_flat(flat, "collect")
         return Stream(packer.pack(["p", flat]) if flat else b"")

@@ -304,7 +304,7 @@ def read_bucket(location: dict, shuffle_id: int, map_id: int, reduce_id: int) ->
         except OSError as exc:
             raise FetchFailed(shuffle_id, map_id, reduce_id, host, str(exc), [(map_id, folder)]) from exc
 
-    return itertools.chain.from_iterable(map(_pairs, chunks()))
+    return _pairs_of(chunks())
 
 
 def fetch_bucket(locations: list[dict], shuffle_id: int, map_id: int,
@@ -335,12 +335,17 @@ def fetch_bucket(locations: list[dict], shuffle_id: int, map_id: int,
         except OSError as exc:
             raise FetchFailed(shuffle_id, map_id, reduce_id, host, str(exc), [(map_id, loc["path"])]) from exc
 
-    return itertools.chain.from_iterable(map(_pairs, chunks()))
+    return _pairs_of(chunks())
 
 
 def _pairs(flat: list) -> Iterator[tuple[Any, Any]]:
     it = iter(flat)
     return zip(it, it)
+
+
+def _pairs_of(chunks: Iterable[list]) -> Iterator[tuple[Any, Any]]:
+    """The pairs of flat ``[k, v, ...]`` chunks, one after another."""
+    return itertools.chain.from_iterable(map(_pairs, chunks))
 
 
 def _no_check(k: Any, c: Any) -> None:
@@ -377,7 +382,7 @@ class Merger:
             data[k] = (v if create is None else create(v)) if c is _MISSING else merge(c, v)
             n += 1
             if n == _CHECK_EVERY:
-                data = self._checked(k, v, n)
+                self._check(k, v)
                 n = 0
 
     def add_to_groups(self, pairs: Iterable[tuple[Any, Any]], i: int, n: int) -> None:
@@ -391,22 +396,21 @@ class Merger:
             groups[i].append(v)
             count += 1
             if count == _CHECK_EVERY:
-                data = self._checked(k, v, count)
+                self._check(k, v)
                 count = 0
 
     def add_combiners(self, pairs: Iterable[tuple[Any, Any]]) -> None:
         """Fold combiners (in a generated loop, as the map side does); each new key counts against the budget."""
-        pipeline.combine(pairs, (), self.data, None, self.merge_combiners, self._check_fresh, _not_a_pair)
+        pipeline.combine(pairs, (), self.data, None, self.merge_combiners, self._check, _not_a_pair)
 
-    def _check_fresh(self, k: Any, c: Any) -> None:
-        self._checked(k, c, _CHECK_EVERY)
+    def _check(self, k: Any, v: Any) -> None:
+        """After ``_CHECK_EVERY`` more entries (the last one ``k, v``): spill if over budget.
 
-    def _checked(self, k: Any, v: Any, n: int) -> dict:
-        """After ``n`` more entries (the last one ``k, v``): spill if over budget; the dict to fill now."""
+        A spill empties ``self.data`` in place, so a loop filling it goes on with the same dict.
+        """
         self._size.sample(k, v)
-        if self.budget.over(n * self._size.avg):
+        if self.budget.over(_CHECK_EVERY * self._size.avg):
             self._spill()
-        return self.data
 
     def _spill(self) -> None:
         if self.spill_dir is None:
@@ -418,7 +422,7 @@ class Merger:
             b = bufs[hash(k) % _SUB_PARTITIONS]
             b.append(k)
             b.append(c)
-        self.data.clear()                       # the same dict: a loop filling it goes on with it
+        self.data.clear()
         for f, buf in zip(self._files, bufs):
             if buf:
                 _write_chunk(f, buf, self._packer)
@@ -444,8 +448,8 @@ class Merger:
             for f in self._files:
                 f.flush()
                 merged: dict[Any, Any] = {}
-                pairs = itertools.chain.from_iterable(map(_pairs, read_chunks(f.name)))
-                pipeline.combine(pairs, (), merged, None, self.merge_combiners, _no_check, _not_a_pair)
+                pipeline.combine(_pairs_of(read_chunks(f.name)), (), merged, None, self.merge_combiners, _no_check,
+                                 _not_a_pair)
                 yield from merged.items()
                 del merged
         finally:
