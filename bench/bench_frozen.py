@@ -20,6 +20,8 @@ import sys
 import tempfile
 import time
 
+from _common import compile_sources
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 
@@ -61,6 +63,7 @@ def main() -> None:
     print(f"{'size onefile':45s} {size_mib(onefile):7.1f} MiB")
     print(f"{'size onedir':45s} {size_mib(onedir):7.1f} MiB")
 
+    compile_sources()          # the python side as installed: .pyc written (the frozen side bundles them)
     plain, frozen, frozen_dir = [], [], []
     for _ in range(args.runs):
         plain.append(timed([sys.executable, tiny, "-m", "process:2", "-q"]))
