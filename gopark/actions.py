@@ -16,7 +16,6 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from gopark import pipeline, registry, serialize
-from gopark.shuffle import all_pairs
 
 
 class Stream(bytes):
@@ -29,6 +28,11 @@ class Stream(bytes):
 
 
 _BATCH = 4096
+
+
+def all_pairs(batch: list) -> bool:
+    """Every record of ``batch`` is a 2-tuple (checked in C, not record by record)."""
+    return set(map(type, batch)) == {tuple} and set(map(len, batch)) == {2}
 
 
 _DICT_ITEM_ITERATOR = type(iter({}.items()))

@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gopark import inline, registry
+from gopark.partitioner import HashPartitioner
 
 #: operations that turn one record into zero, one or more records, with no state
 PER_RECORD = frozenset({"map", "flatMap", "filter", "mapValue", "flatMapValue", "keys", "values", "keyBy"})
@@ -197,6 +198,11 @@ _STOPPED = ("a function raised StopIteration, which would have silently ended th
             "the task fails instead (raise another exception to stop on purpose)")
 
 
+#: the pair a loop over known (key, value) 2-tuples unpacks as it takes them (see :func:`_compile`)
+KNOWN_PAIR: Pair = ("k", "v", None)
+
+_PAIR_SINKS = frozenset({"combine", "scatter"})     # loops that consume (key, value) pairs
+
 #: {code of a generated loop: {line: the function inlined on it}}, for blaming failures
 _INLINED_LINES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
@@ -208,12 +214,16 @@ def inlined_name(code: Any, line: int) -> str | None:
 
 
 def _compile(kind: str, params: str, steps: tuple[tuple[str, _Slot], ...], sinks: Sequence[_Slot],
-             sink: Callable[[str, Pair | None], list[Line]], tail: list[str], run: int | None = None) -> Callable:
+             sink: Callable[[str, Pair | None], list[Line]], tail: list[str], run: int | None = None,
+             head: Sequence[str] = (), pairs: bool = False) -> Callable:
     """``def loop(params)``: ``records`` through ``steps``, ``sink(x)`` on each result ``x``, then ``tail``.
 
-    ``sink`` gets the record's name, and for a combine whose last operation
-    gives a pair display, the pair's parts (:func:`_pair_step`). With ``run``,
-    only the first ``run`` steps are written out, the sink does the others. A
+    ``sink`` gets the record's name, and for a consumer of pairs whose last
+    operation gives a pair display, the pair's parts (:func:`_pair_step`).
+    With ``pairs`` (and no steps), the records are known to be (key, value)
+    2-tuples: the loop unpacks them as it takes them, and the sink gets the
+    pair ``k, v``. ``head`` lines run before the loop. With ``run``, only the
+    first ``run`` steps are written out, the sink does the others. A
     StopIteration raised in the loop's body (by a function of the app: the
     loop's own end is not raised) becomes :class:`StopIterationInTask`.
     """
@@ -222,15 +232,14 @@ def _compile(kind: str, params: str, steps: tuple[tuple[str, _Slot], ...], sinks
         lines.append((f"    {', '.join(slot.var for _, slot in steps)}, = fns", None))
     for slot in [slot for _, slot in steps] + list(sinks):
         lines += [(text, None) for text in slot.bind()]
-    if kind == "combine":
-        lines.append(("    fresh = 0", None))
-    lines += [("    try:", None), ("        for x0 in records:", None)]
+    lines += [(f"    {text}", None) for text in head]
+    lines += [("    try:", None), (f"        for {'k, v' if pairs else 'x0'} in records:", None)]
     x, depth = "x0", 3
-    last = _pair_step(*steps[-1], "", 0) if kind == "combine" and steps else None
+    last = _pair_step(*steps[-1], "", 0) if kind in _PAIR_SINKS and steps else None
     for op, slot in steps[:run] if run is not None else steps[:-1] if last else steps:
         more, x, depth = _step(op, slot, x, depth)
         lines += more
-    pair = None
+    pair: Pair | None = KNOWN_PAIR if pairs else None
     if last:
         more, pair = _pair_step(*steps[-1], x, depth)  # type: ignore[misc]
         lines += more
@@ -276,8 +285,19 @@ def iterate(records: Iterable[Any], ops: list[tuple[str, Callable[..., Any]]]) -
     return iterate_loop(steps)(records, fns)
 
 
+def _unpack(x: str, pair: Pair | None) -> list[Line]:
+    """``k, v`` of the record ``x``: from a pair display's parts, else unpacked (``not_a_pair`` if it is not one)."""
+    if pair is None:
+        return [("try:", None), (f"    k, v = {x}", None), ("except (TypeError, ValueError):", None),
+                (f"    raise not_a_pair({x}) from None", None)]
+    if pair is KNOWN_PAIR:
+        return []
+    return [(f"k, v = {pair[0]}, {pair[1]}", pair[2])]
+
+
 @functools.lru_cache(maxsize=256)
-def combine_loop(steps: tuple[tuple[str, _Slot], ...], merge: _Slot, create: _Slot | None) -> Callable[..., None]:
+def combine_loop(steps: tuple[tuple[str, _Slot], ...], merge: _Slot, create: _Slot | None,
+                 pairs: bool = False, probe: bool = False) -> Callable[..., Any]:
     """The compiled loop ``loop(records, fns, combined, create, merge, check, not_a_pair)``.
 
     For each record of ``records``, run through ``steps`` (``fns[i]`` is what
@@ -286,35 +306,36 @@ def combine_loop(steps: tuple[tuple[str, _Slot], ...], merge: _Slot, create: _Sl
     ``combined``: ``merge(combined[k], v)`` for a key it holds, else ``v`` (or
     ``create(v)``). After every ``CHECK_EVERY`` new keys it calls
     ``check(k, combined[k])``, which may empty ``combined`` (a spill). A
-    result that is not a pair raises ``not_a_pair(result)``.
+    result that is not a pair raises ``not_a_pair(result)``; with ``pairs``
+    (no steps), every record is known to be a (key, value) 2-tuple. With
+    ``probe``, it returns how many pairs it folded and how many of their keys
+    were new.
     """
-    if _counts(steps, merge, create):
+    if not probe and _counts(steps, merge, create):
         return _count_loop(steps)
 
     def sink(x: str, pair: Pair | None) -> list[Line]:
         merged = (merge.call("combined[k]", "v") if merge.template is None
                   else merge.call("m", "v"))
-        unpack: list[Line] = [
-            ("try:", None),
-            (f"    k, v = {x}", None),
-            ("except (TypeError, ValueError):", None),
-            (f"    raise not_a_pair({x}) from None", None),
-        ] if pair is None else [(f"k, v = {pair[0]}, {pair[1]}", pair[2])]
         return [
-            *unpack,
+            *_unpack(x, pair),
+            *([("seen += 1", None)] if probe else []),
             ("if k in combined:", None),
             *([] if merge.template is None else [("    m = combined[k]", None), *merge.prelude("    ", "m", "v")]),
             (f"    combined[k] = {merged}", merge.name),
             ("else:", None),
             *(create.prelude("    ", "v") if create else []),
             (f"    combined[k] = {create.call('v') if create else 'v'}", create.name if create else None),
+            *([("    new += 1", None)] if probe else []),
             ("    fresh += 1", None),
             (f"    if fresh == {CHECK_EVERY}:", None),
             ("        fresh = 0", None),
             ("        check(k, combined[k])", None),
         ]
     sinks = [merge] + ([create] if create else [])
-    return _compile("combine", "records, fns, combined, create, merge, check, not_a_pair", steps, sinks, sink, [])
+    return _compile("combine", "records, fns, combined, create, merge, check, not_a_pair", steps, sinks, sink,
+                    ["    return seen, new"] if probe else [],
+                    head=["fresh = 0"] + (["seen = new = 0"] if probe else []), pairs=pairs)
 
 
 def _counts(steps: tuple[tuple[str, _Slot], ...], merge: _Slot, create: _Slot | None) -> bool:
@@ -388,18 +409,87 @@ def fold_loop(steps: tuple[tuple[str, _Slot], ...], f: _Slot) -> Callable[..., A
     return _compile("fold", "records, fns, acc, f, empty", steps, [f], sink, ["    return acc"])
 
 
-def combine(records: Iterable[Any], ops: list[tuple[str, Callable[..., Any]]], combined: dict,
+def combine(records: Iterable[Any], ops: Sequence[tuple[str, Callable[..., Any]]], combined: dict,
             create: Callable[[Any], Any] | None, merge: Callable[[Any, Any], Any],
-            check: Callable[[Any, Any], None], not_a_pair: Callable[[Any], Exception]) -> None:
-    """Fold ``records``, passed through the per-record ``ops``, into ``combined`` (see :func:`combine_loop`)."""
+            check: Callable[[Any, Any], None], not_a_pair: Callable[[Any], Exception], *,
+            pairs: bool = False, probe: bool = False) -> tuple[int, int] | None:
+    """Fold ``records``, passed through the per-record ``ops``, into ``combined`` (see :func:`combine_loop`).
+
+    ``pairs``: ``records`` are (key, value) 2-tuples and there are no ``ops``.
+    ``probe``: return (pairs folded, new keys among them).
+    """
+    if pairs and ops:
+        raise ValueError("known pairs are combined with no per-record operations")
     records, ops = _shallow(records, ops)
     inlining = inline.enabled()
     steps, fns = _slots(ops, inlining)
     merge_slot, merge_value = _slot("merge", merge, 2, inlining)
     create_slot, create_value = _slot("create", create, 1, inlining) if create is not None else (None, None)
-    if _counts(steps, merge_slot, create_slot):
+    if not probe and _counts(steps, merge_slot, create_slot):
         check = _CountBudget(check, combined)      # type: ignore[assignment]
-    combine_loop(steps, merge_slot, create_slot)(records, fns, combined, create_value, merge_value, check, not_a_pair)
+    return combine_loop(steps, merge_slot, create_slot, pairs, probe)(records, fns, combined, create_value,
+                                                                      merge_value, check, not_a_pair)
+
+
+def counts(ops: Sequence[tuple[str, Callable[..., Any]]], create: Callable[[Any], Any] | None,
+           merge: Callable[[Any, Any], Any]) -> bool:
+    """:func:`combine` of these would count words in C (see :func:`_counts`)."""
+    inlining = inline.enabled()
+    steps, _ = _slots(ops, inlining)
+    return (create is None and _counts(steps, _slot("merge", merge, 2, inlining)[0], None))
+
+
+@functools.lru_cache(maxsize=256)
+def scatter_loop(steps: tuple[tuple[str, _Slot], ...], create: _Slot | None, by: str) -> Callable[..., None]:
+    """The compiled loop ``loop(records, fns, appends, create, part, check, not_a_pair)``.
+
+    Appends the key and value of each (key, value) record of ``records`` (run
+    through ``steps``; the value through ``create``, if given) to the flat
+    ``[k, v, ...]`` buffer of the key's reducer: ``appends[r]`` is that
+    buffer's ``append``; ``r`` is ``part(k)``, or by ``by``: ``"one"`` (one
+    reducer) or ``"hash"`` (``hash(k) % len(appends)`` for an int key: what
+    the hash partitioner gives for ints; ``part(k)`` for other keys). After
+    every ``CHECK_EVERY`` records it calls ``check(k, v)``, which may empty
+    the buffers (in place).
+    """
+    if by == "one":
+        where = [("a = a0", None)]
+    elif by == "hash":
+        where = [("if type(k) is int:", None), ("    a = appends[hash(k) % n]", None),
+                 ("else:", None), ("    a = appends[part(k)]", None)]
+    else:
+        where = [("a = appends[part(k)]", None)]
+
+    def sink(x: str, pair: Pair | None) -> list[Line]:
+        return [
+            *_unpack(x, pair),
+            *(create.prelude("", "v") if create else []),
+            *([(f"v = {create.call('v')}", create.name)] if create else []),
+            *where,
+            ("a(k)", None),
+            ("a(v)", None),
+            ("held += 1", None),
+            (f"if held == {CHECK_EVERY}:", None),
+            ("    held = 0", None),
+            ("    check(k, v)", None),
+        ]
+    return _compile("scatter", "records, fns, appends, create, part, check, not_a_pair", steps,
+                    [create] if create else [], sink, [],
+                    head=["held = 0", "a0 = appends[0]" if by == "one" else "n = len(appends)"])
+
+
+def scatter(records: Iterable[Any], ops: Sequence[tuple[str, Callable[..., Any]]], bufs: list[list],
+            create: Callable[[Any], Any] | None, partitioner: Any, check: Callable[[Any, Any], None],
+            not_a_pair: Callable[[Any], Exception]) -> None:
+    """Append each (key, value) of ``records``, passed through ``ops``, to the flat buffer ``bufs[r]`` of
+    its reducer ``r`` (see :func:`scatter_loop`)."""
+    records, ops = _shallow(records, ops)
+    inlining = inline.enabled()
+    steps, fns = _slots(ops, inlining)
+    create_slot, create_value = _slot("create", create, 1, inlining) if create is not None else (None, None)
+    by = "one" if len(bufs) == 1 else "hash" if type(partitioner) is HashPartitioner else "part"
+    scatter_loop(steps, create_slot, by)(records, fns, [b.append for b in bufs], create_value,
+                                         partitioner.get_partition, check, not_a_pair)
 
 
 def fold(records: Iterable[Any], ops: Sequence[tuple[str, Callable[..., Any]]], acc: Any,

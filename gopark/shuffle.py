@@ -23,7 +23,6 @@ from __future__ import annotations
 import gc
 import heapq
 import itertools
-import operator
 import os
 import shutil
 import struct
@@ -135,7 +134,7 @@ class _Buckets:
                 if f is None:
                     f = self.files[r] = open(os.path.join(self.folder, str(r)), "ab")
                 _write_chunk(f, buf, self.packer, self.compress)
-                self.bufs[r] = []
+                buf.clear()           # in place: a loop filling the buffers holds their ``append``
 
     def close(self) -> None:
         for f in self.files.values():
@@ -148,13 +147,12 @@ def write_map_output(records: Iterable[Any], root: str, shuffle_id: int, map_id:
                      ops: Sequence[tuple[str, Callable[..., Any]]] = ()) -> str:
     """Write one map task's buckets; returns the output folder.
 
-    ``merge_value`` set: combine map-side the records of ``records`` passed
-    through the per-record ``ops``, in one loop (see :mod:`gopark.pipeline`);
-    ``ops`` must be empty otherwise. ``compress``: zlib the chunks (about 2x smaller, about
-    80 MB/s of CPU), worth it when buckets cross the network, not when every reader is on this host.
+    The records of ``records`` pass through the per-record ``ops`` in the
+    loop that writes them (see :mod:`gopark.pipeline`). ``merge_value`` set:
+    combine map-side (while that makes fewer pairs, see :func:`_combine`).
+    ``compress``: zlib the chunks (about 2x smaller, about 80 MB/s of CPU),
+    worth it when buckets cross the network, not when every reader is on this host.
     """
-    if ops and merge_value is None:
-        raise ValueError("per-record operations are fused only with a map-side combine")
     base = os.path.join(root, f"shuffle-{shuffle_id}")
     os.makedirs(base, exist_ok=True)
     # a folder of its own per attempt: the driver registers it only once the task has succeeded,
@@ -164,9 +162,9 @@ def write_map_output(records: Iterable[Any], root: str, shuffle_id: int, map_id:
     budget = Budget(mem_bytes)
     try:
         if merge_value is not None:
-            _combine(records, list(ops), buckets, budget, partitioner, create, merge_value)
+            _combine(records, ops, buckets, budget, partitioner, create, merge_value)
         else:
-            _append(records, buckets, budget, partitioner)
+            _scatter(records, ops, buckets, budget, partitioner, None)
         buckets.flush()
     except BaseException:
         buckets.close()
@@ -212,9 +210,25 @@ def _distribute(pairs: list[tuple[Any, Any]] | Any, keys: list, bufs: list[list]
         extend[r](kv)
 
 
-def _combine(records: Iterable[Any], ops: list[tuple[str, Callable[..., Any]]], buckets: _Buckets,
+#: the first records of a map task (before its per-record operations) tell whether combining pays
+_PROBE_RECORDS = 1 << 16
+_PROBE_MIN_PAIRS = 1 << 14      # fewer pairs than this from them: too few to tell, keep combining
+_UNIQUE = 0.8                   # combining stops when more than this share of the probed pairs had new keys
+
+
+def _combine(records: Iterable[Any], ops: Sequence[tuple[str, Callable[..., Any]]], buckets: _Buckets,
              budget: Budget, partitioner: Any, create: Callable[[Any], Any] | None,
              merge_value: Callable[[Any, Any], Any]) -> None:
+    """Combine map-side, unless the first records show it would hardly make fewer pairs.
+
+    Combining costs a dict insert per pair; when nearly every key is new, it
+    saves the shuffle almost nothing, and the reducers merge those pairs
+    anyway. So the first ``_PROBE_RECORDS`` records are combined, counting
+    pairs and new keys; if more than ``_UNIQUE`` of the pairs had new keys,
+    what was combined is written out and the other records go straight to
+    their buckets (as Trino's adaptive partial aggregation does). The word
+    counts' C loop (:func:`pipeline.counts`) always combines.
+    """
     combined: dict[Any, Any] = {}
     size = _SizeEstimate()
 
@@ -230,36 +244,34 @@ def _combine(records: Iterable[Any], ops: list[tuple[str, Callable[..., Any]]], 
         if budget.over(_CHECK_EVERY * size.avg):
             spill()
 
+    records = iter(records)
+    if not pipeline.counts(ops, create, merge_value):
+        seen, new = pipeline.combine(itertools.islice(records, _PROBE_RECORDS), ops, combined, create,  # type: ignore[misc]
+                                     merge_value, check, _not_a_pair, probe=True)
+        if seen >= _PROBE_MIN_PAIRS and new > seen * _UNIQUE:
+            spill()
+            _scatter(records, ops, buckets, budget, partitioner, create)
+            return
     pipeline.combine(records, ops, combined, create, merge_value, check, _not_a_pair)
     spill()
 
 
-def all_pairs(batch: list) -> bool:
-    """Every record of ``batch`` is a 2-tuple (checked in C, not record by record)."""
-    return set(map(type, batch)) == {tuple} and set(map(len, batch)) == {2}
-
-
-def _append(records: Iterable[Any], buckets: _Buckets, budget: Budget, partitioner: Any) -> None:
-    it = iter(records)
+def _scatter(records: Iterable[Any], ops: Sequence[tuple[str, Callable[..., Any]]], buckets: _Buckets,
+             budget: Budget, partitioner: Any, create: Callable[[Any], Any] | None) -> None:
+    """Each (k, v) of ``records`` (through ``ops``) to its reducer's buffer as ``k, v`` (``k, create(v)``
+    with ``create``), flushed to the bucket files whenever the budget is spent."""
     size = _SizeEstimate()
-    while True:
-        batch = list(itertools.islice(it, _CHECK_EVERY))
-        if not batch:
-            return
-        if not all_pairs(batch):
-            for record in batch:
-                if not isinstance(record, (tuple, list)) or len(record) != 2:
-                    raise _not_a_pair(record)
-        _distribute(batch, list(map(_first, batch)), buckets.bufs, partitioner)
-        k, v = batch[0]
+
+    def check(k: Any, v: Any) -> None:
         size.sample(k, v)
-        if budget.over(len(batch) * size.avg):
+        if budget.over(_CHECK_EVERY * size.avg):
             buckets.flush()
             budget.reset()
             size.restart()
 
+    pipeline.scatter(records, ops, buckets.bufs, create, partitioner, check, _not_a_pair)
 
-_first = operator.itemgetter(0)
+
 
 
 def read_shuffle(shuffle_id: int, locations: list[dict], reduce_id: int,
@@ -401,7 +413,7 @@ class Merger:
 
     def add_combiners(self, pairs: Iterable[tuple[Any, Any]]) -> None:
         """Fold combiners (in a generated loop, as the map side does); each new key counts against the budget."""
-        pipeline.combine(pairs, (), self.data, None, self.merge_combiners, self._check, _not_a_pair)
+        pipeline.combine(pairs, (), self.data, None, self.merge_combiners, self._check, _not_a_pair, pairs=True)
 
     def _check(self, k: Any, v: Any) -> None:
         """After ``_CHECK_EVERY`` more entries (the last one ``k, v``): spill if over budget.
@@ -449,7 +461,7 @@ class Merger:
                 f.flush()
                 merged: dict[Any, Any] = {}
                 pipeline.combine(_pairs_of(read_chunks(f.name)), (), merged, None, self.merge_combiners, _no_check,
-                                 _not_a_pair)
+                                 _not_a_pair, pairs=True)
                 yield from merged.items()
                 del merged
         finally:

@@ -17,6 +17,7 @@ from apps.wc_app import add, pair, words
 from test_pipeline import as_list, by_first, extend, not_a  # helpers the fused-loop tests use too
 
 from gopark import JobError, inline, pipeline, register_func
+from gopark.partitioner import HashPartitioner, RangePartitioner
 
 STEP = 3
 
@@ -362,6 +363,18 @@ def test_the_loops_give_the_same_records_inlined_or_called(inlining, chain):
     pipeline.combine(iter(LINES), ops, grouped, as_list, extend, lambda k, c: None, TypeError)
     assert {k: sum(v) for k, v in grouped.items()} == counts
     assert pipeline.fold(iter(LINES), ops + [("values", None)], 0, operator.add, object()) == sum(counts.values())
+    probed: dict = {}
+    assert pipeline.combine(iter(LINES), ops, probed, None, add, lambda k, c: None, TypeError, probe=True) \
+        == (len(expected), len(counts))
+    assert probed == counts
+    partitioners = [(HashPartitioner(3), 3), (HashPartitioner(1), 1)]
+    if all(type(k) is str for k, _ in expected):
+        partitioners.append((RangePartitioner(["b", "t"]), 3))
+    for partitioner, n in partitioners:
+        bufs: list[list] = [[] for _ in range(n)]
+        pipeline.scatter(iter(LINES), ops, bufs, as_list, partitioner, lambda k, v: None, TypeError)
+        assert [list(zip(b[::2], b[1::2])) for b in bufs] \
+            == [[(k, [v]) for k, v in expected if partitioner.get_partition(k) == r] for r in range(n)]
 
 
 def test_the_loop_says_what_it_inlined(inlining):

@@ -1,0 +1,155 @@
+"""The map side of a shuffle: combined while combining makes fewer pairs, scattered to the buckets when not.
+
+A map task of ``reduceByKey``/``combineByKey`` combines its first records
+(gopark.shuffle._PROBE_RECORDS), counting pairs and new keys; when nearly
+every key was new, it writes what it combined and sends the other records
+straight to their reducers' buckets (the scatter loop of gopark.pipeline,
+which shuffles without combining do from the start). Results must not change:
+each is checked against plain Python, in every mode.
+"""
+from __future__ import annotations
+
+import collections
+import operator
+import os
+
+import pytest
+
+from gopark import Context, JobError, register_func, shuffle
+from gopark.partitioner import HashPartitioner
+
+PER_PART = 100_000      # records per partition: more than the probe takes
+CYCLE = 70_000          # keys i % CYCLE: the probe sees only new keys, the rest repeats them
+
+
+@register_func
+def cycling(i):
+    return (i % CYCLE, i)
+
+
+@register_func
+def spread(i):
+    return (i * 7919 % 1_000_003, 1)
+
+
+@register_func
+def one_item(v):
+    return [v]
+
+
+@register_func
+def push(c, v):
+    c.append(v)
+    return c
+
+
+@register_func
+def joined(a, b):
+    return a + b
+
+
+@register_func
+def small_only(v):
+    if v >= 150_000:
+        raise ValueError(f"too big: {v}")
+    return [v]
+
+
+@register_func
+def late_bad(i):
+    return (i % CYCLE, 1) if i < 120_000 else i
+
+
+def expected_sums(pairs):
+    sums = collections.Counter()
+    for k, v in pairs:
+        sums[k] += v
+    return dict(sums)
+
+
+def test_reduce_by_key_of_new_keys(ctx):
+    got = ctx.parallelize(range(2 * PER_PART), 2).map(cycling).reduceByKey(operator.add).collectAsMap()
+    assert got == expected_sums(cycling(i) for i in range(2 * PER_PART))
+
+
+def test_combine_by_key_of_new_keys_creates_each_value_once(ctx):
+    got = ctx.parallelize(range(2 * PER_PART), 2).map(cycling).combineByKey(one_item, push, joined, 3).collect()
+    expected = collections.defaultdict(list)
+    for i in range(2 * PER_PART):
+        expected[i % CYCLE].append(i)
+    assert len(got) == CYCLE
+    assert {k: sorted(v) for k, v in got} == expected
+
+
+def test_distinct_of_new_records(ctx):
+    assert sorted(ctx.parallelize(range(2 * PER_PART), 2).map(operator.neg).distinct().collect()) \
+        == sorted(-i for i in range(2 * PER_PART))
+
+
+def test_a_failing_create_after_the_probe_is_named(ctx):
+    rdd = ctx.parallelize(range(2 * PER_PART), 2).map(cycling).combineByKey(small_only, push, joined)
+    with pytest.raises(JobError) as info:
+        rdd.collect()
+    assert info.value.remote_type == "ValueError" and "too big" in str(info.value)
+    assert info.value.func_name.endswith("small_only")
+
+
+def test_a_record_that_is_not_a_pair_after_the_probe_is_named(ctx):
+    with pytest.raises(JobError) as info:
+        ctx.parallelize(range(2 * PER_PART), 2).map(late_bad).reduceByKey(operator.add).collect()
+    assert "a shuffle needs (key, value) pairs, got int: 120000" in str(info.value)
+
+
+KEYS = [0, 1, -1, -2, 7, 2**61 - 2, 2**61 - 1, 2**61, -(2**61), 2**64 + 5, -(10**30), True, False, 2.0, -1.5,
+        "a", "é", "", ("t", 1), None, b"x", frozenset({3})]
+
+
+@pytest.mark.parametrize("n", [1, 2, 5])
+def test_scattered_keys_land_in_their_hash_partition(ctx, n):
+    """Int keys take the loop's own ``hash(k) % n``; it must agree with the partitioner for every key."""
+    parts = ctx.parallelize([(k, i) for i, k in enumerate(KEYS * 3)], 2).partitionByKey(n).glom().collect()
+    assert len(parts) == n
+    assert sum(map(len, parts)) == 3 * len(KEYS)
+    for i, part in enumerate(parts):
+        for k, _ in part:
+            assert HashPartitioner(n).get_partition(k) == i, k
+
+
+def test_scattering_spills_under_a_small_budget(monkeypatch):
+    chunks: list[str] = []
+    real = shuffle._write_chunk
+
+    def counting(f, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003
+        chunks.append(f.name)
+        return real(f, *args, **kwargs)
+
+    monkeypatch.setattr(shuffle, "_write_chunk", counting)
+    with Context("local", mem=8, quiet=True) as c:       # 8 MB: the buffers are flushed many times
+        got = c.parallelize(range(6 * PER_PART), 2).map(spread).reduceByKey(operator.add).collectAsMap()
+    assert got == expected_sums(spread(i) for i in range(6 * PER_PART))
+    per_file = collections.Counter(chunks)
+    assert max(per_file.values()) > 3, per_file
+
+
+def _pairs_written(tmp_path, records, ops=(), shuffle_id=0):
+    """How many pairs one map task writes for ``records`` through ``ops``, combining with ``add``."""
+    folder = shuffle.write_map_output(records, str(tmp_path), shuffle_id, 0, 0, HashPartitioner(3), None,
+                                      operator.add, 1 << 30, False, list(ops))
+    return sum(len(chunk) // 2 for name in os.listdir(folder)
+               for chunk in shuffle.read_chunks(os.path.join(folder, name)))
+
+
+@register_func
+def ten_words(i):
+    return [(f"w{(i * 10 + j) * 7919 % 30_000}", 1) for j in range(10)]
+
+
+def test_the_probe_decides_by_pairs_and_new_keys(tmp_path):
+    probed = shuffle._PROBE_RECORDS
+    # the probe's records have only new keys: they are written combined, the others as they come
+    assert _pairs_written(tmp_path, [(i % CYCLE, 1) for i in range(2 * PER_PART)], shuffle_id=1) == 2 * PER_PART
+    assert probed < CYCLE
+    # keys that repeat: combined
+    assert _pairs_written(tmp_path, [(i % 1000, 1) for i in range(2 * PER_PART)], shuffle_id=2) == 1000
+    # 20k records of 10 pairs over 30k keys: more new keys than records, but few per pair: combined
+    assert _pairs_written(tmp_path, range(20_000), [("flatMap", ten_words)], shuffle_id=3) == 30_000
