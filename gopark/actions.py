@@ -38,35 +38,42 @@ def all_pairs(batch: list) -> bool:
 _DICT_ITEM_ITERATOR = type(iter({}.items()))
 
 
-def _collect(it: Iterable[Any]) -> Stream:
-    packer = serialize.Packer("collect")
+def _collect(it: Iterable[Any], what: str) -> Stream:
+    packer = serialize.Packer(what)
     if type(it) is _DICT_ITEM_ITERATOR:    # a reduce side's merged dict: (what is left of) its pairs, in C
         flat = list(itertools.chain.from_iterable(it))
-        serialize.check_flat(flat, "collect")
+        serialize.check_flat(flat, what)
         return Stream(packer.pack(["p", flat]) if flat else b"")
     out: list[bytes] = []
     it = iter(it)
     while batch := list(itertools.islice(it, _BATCH)):
         if all_pairs(batch):
             flat = list(itertools.chain.from_iterable(batch))
-            serialize.check_flat(flat, "collect")
+            serialize.check_flat(flat, what)
             out.append(packer.pack(["p", flat]))
         else:
-            serialize.check_flat(batch, "collect")
+            serialize.check_flat(batch, what)
             out.append(packer.pack(["r", batch]))
     return Stream(b"".join(out))
 
 
-def decode_stream(data: bytes) -> list:
-    """Driver: the records of a ``collect`` result."""
+def decode_stream(action: str, data: bytes) -> list:
+    """Driver: the records of a ``collect`` result; of a ``collectAsMap`` result, its runs of pairs as dicts
+    (made in C, as each task ends) among lists of the other records (for the caller to turn into a dict)."""
     records: list = []
+    pieces: list = []
     for kind, items in serialize.unpack_stream([data]):
         if kind == "p":
             pairs = iter(items)
-            records.extend(zip(pairs, pairs))
+            if action == "collectAsMap":
+                pieces.append(dict(zip(pairs, pairs)))
+            else:
+                records.extend(zip(pairs, pairs))
+        elif action == "collectAsMap":
+            pieces.append(items)
         else:
             records.extend(items)
-    return records
+    return pieces if action == "collectAsMap" else records
 
 
 _EMPTY = object()
@@ -107,8 +114,8 @@ def run(action: list, it: Iterator[Any], split: int, attempt: int,
         return [] if acc is _EMPTY else [acc]
     if name in ("fold", "aggregate"):
         return pipeline.fold(it, ops, action[1], f, _EMPTY)
-    if name == "collect":
-        return _collect(it)
+    if name in ("collect", "collectAsMap"):
+        return _collect(it, name)
     if name == "count":
         return sum(1 for _ in it)
     if name == "take":

@@ -524,9 +524,11 @@ class RDD:
         >>> ctx.parallelize([('a', 1), ('b', 2)]).collectAsMap()
         {'a': 1, 'b': 2}
         """
-        result: dict = {}
-        for part in self.ctx.runJob(self, ["collect"]):
-            result.update(part)
+        parts = self.ctx.runJob(self, ["collectAsMap"])     # each: dicts of its pairs, lists of other records
+        pieces = list(itertools.chain.from_iterable(parts))
+        result: dict = pieces.pop(0) if pieces and type(pieces[0]) is dict else {}
+        for piece in pieces:
+            result.update(piece)
         return result
 
     def count(self) -> int:

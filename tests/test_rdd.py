@@ -573,6 +573,15 @@ def test_collect_and_collectAsMap(ctx):
     assert ctx.parallelize(unique, 3).collectAsMap() == dict(unique)
 
 
+def test_collectAsMap_keeps_the_last_value_of_a_key_as_dict_does(ctx):
+    """Repeated keys within and across partitions, pairs as tuples and as lists, batches of both."""
+    records = [(i % 5000, i) for i in range(12_000)] + [["x", 1], ("x", 2), ["y", 3]] + [(7, "last")]
+    assert ctx.parallelize(records, 3).collectAsMap() == dict(records)
+    assert ctx.parallelize([], 2).collectAsMap() == {}
+    with pytest.raises(TypeError):
+        ctx.parallelize([(1, 2), 3], 2).collectAsMap()
+
+
 def test_count(ctx):
     assert ctx.parallelize(NUMS, 4).count() == len(NUMS)
     assert ctx.parallelize(NUMS, 4).filter(partial(greater_than, 1000)).count() == 0

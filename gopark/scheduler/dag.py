@@ -313,7 +313,8 @@ class DAGScheduler:
             self.shuffle_outputs[stage.dep.shuffle_id][task.split] = serialize.unpackb(result["v"])
         else:
             value = result["v"]
-            job.results[task.split] = actions.decode_stream(value) if result["stream"] else serialize.unpackb(value)
+            job.results[task.split] = (actions.decode_stream(job.action[0], value) if result["stream"]
+                                       else serialize.unpackb(value))
         self.progress.task_done(stage.id)
         if not job.pending[stage.id] and not job.launched.get(stage.id):
             self._stage_done(stage)
