@@ -138,8 +138,8 @@ def _run(task: dict, tc: TaskContext) -> tuple[Any, bool]:
             part = KeyedPartitioner(part, registry.decode_func(dep["key"]))
         create = registry.decode_func(dep["create"]) if dep["create"] else None
         merge = registry.decode_func(dep["merge"]) if dep["merge"] else None
-        # with a map-side combine, the per-record operations run in one loop with it
-        it, ops = root.per_record_tail(split, tc) if merge is not None else (root.iterator(split, tc), [])
+        # the per-record operations run in one loop with the writing of the buckets
+        it, ops = root.per_record_tail(split, tc)
         path = write_map_output(it, os.path.join(tc.env.work_dir, "shuffle"), dep["sid"], split,
                                 task["attempt"], part, create, merge, tc.env.mem_bytes, tc.env.compress, ops)
         location = {"host": tc.env.host, "path": path}

@@ -153,3 +153,22 @@ def test_the_probe_decides_by_pairs_and_new_keys(tmp_path):
     assert _pairs_written(tmp_path, [(i % 1000, 1) for i in range(2 * PER_PART)], shuffle_id=2) == 1000
     # 20k records of 10 pairs over 30k keys: more new keys than records, but few per pair: combined
     assert _pairs_written(tmp_path, range(20_000), [("flatMap", ten_words)], shuffle_id=3) == 30_000
+
+
+def test_a_shuffle_without_combining_writes_in_the_loop_of_its_maps(monkeypatch):
+    """groupByKey, join, partitionByKey: the per-record operations before the shuffle run in the scatter loop."""
+    from gopark import pipeline
+    seen: list[list[str]] = []
+    real = pipeline.scatter
+
+    def spying(records, ops, *args):  # noqa: ANN001, ANN002
+        seen.append([op for op, _ in ops])
+        return real(records, ops, *args)
+
+    monkeypatch.setattr(pipeline, "scatter", spying)
+    with Context("local", quiet=True) as c:
+        rows = c.parallelize(range(100), 2).map(cycling).mapValue(operator.neg)
+        assert sorted(rows.groupByKey().mapValue(sorted).collect()) == [(i, [-i]) for i in range(100)]
+        assert rows.join(c.parallelize(range(10), 2).map(spread)).count() == 1     # key 0 on both sides
+    assert seen[:2] == [["map", "mapValue"]] * 2
+    assert ["map", "mapValue"] in seen[2:] and ["map"] in seen[2:]
