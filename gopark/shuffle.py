@@ -1,13 +1,15 @@
 """Shuffle: map tasks write per-reducer buckets to local disk; reducers read and merge them.
 
 Map side (:func:`write_map_output`): records are combined in a dict when the
-shuffle has map-side combining (``reduceByKey``, ``combineByKey``), or
-appended to per-bucket buffers when it has not (``groupByKey``, joins,
-``partitionByKey``, sorts). When the data held outgrows the task's memory
-budget, the buffers are flushed: appended to the bucket files as one more
-chunk. A map output is a folder ``<shuffle>/<map>/`` holding one file per
-non-empty reducer; it is written under a temporary name and renamed whole, so
-a failed or repeated attempt never leaves a partial output.
+shuffle has map-side combining (``reduceByKey``, ``combineByKey``) and it
+pays (see :func:`_combine`), else appended to per-bucket buffers
+(``groupByKey``, joins, ``partitionByKey``, sorts), in a loop with the
+per-record operations before the shuffle. When the data held outgrows the
+task's memory budget, the buffers are flushed: appended to the bucket files
+as one more chunk. A map output is a folder of its own per attempt,
+``shuffle-<id>/<map>-<attempt>-*/``, holding one file per non-empty reducer;
+the driver registers it only once its task has succeeded, so a failed or
+repeated attempt never has a partial output read.
 
 Bucket file: chunks of ``length:u32 flags:u8 payload``; the payload is a
 msgpack array ``[k1, v1, k2, v2, ...]``, zlib-compressed when flags is 1
