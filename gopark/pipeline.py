@@ -31,6 +31,7 @@ import re
 import types
 import warnings
 import weakref
+import zlib
 from collections import _count_elements  # type: ignore[attr-defined]  # Counter's C loop
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -259,7 +260,7 @@ def _compile(kind: str, params: str, steps: tuple[tuple[str, _Slot], ...], sinks
         warnings.simplefilter("ignore")
         code = compile("\n".join(text for text, _ in lines) + "\n", f"<gopark {kind} loop {shape}>", "exec")
     namespace: dict[str, Any] = {"StopIterationInTask": StopIterationInTask, "STOPPED": _STOPPED,
-                                 "count": _count_elements}
+                                 "count": _count_elements, "crc32": zlib.crc32}
     exec(code, namespace)
     loop = namespace["loop"]
     blamed = {n: name for n, (_, name) in enumerate(lines, 1) if name}
@@ -449,8 +450,9 @@ def scatter_loop(steps: tuple[tuple[str, _Slot], ...], create: _Slot | None, by:
     through ``steps``; the value through ``create``, if given) to the flat
     ``[k, v, ...]`` buffer of the key's reducer: ``appends[r]`` is that
     buffer's ``append``; ``r`` is ``part(k)``, or by ``by``: ``"one"`` (one
-    reducer) or ``"hash"`` (``hash(k) % len(appends)`` for an int key: what
-    the hash partitioner gives for ints; ``part(k)`` for other keys). After
+    reducer) or ``"hash"``: what the hash partitioner gives, computed in the
+    loop for an int key (``hash(k) % len(appends)``) and an ASCII str key
+    (``crc32(k.encode()) % len(appends)``), by ``part(k)`` for others. After
     every ``CHECK_EVERY`` records it calls ``check(k, v)``, which may empty
     the buffers (in place).
     """
@@ -458,6 +460,7 @@ def scatter_loop(steps: tuple[tuple[str, _Slot], ...], create: _Slot | None, by:
         where = [("a = a0", None)]
     elif by == "hash":
         where = [("if type(k) is int:", None), ("    a = appends[hash(k) % n]", None),
+                 ("elif type(k) is str and k.isascii():", None), ("    a = appends[crc32(k.encode()) % n]", None),
                  ("else:", None), ("    a = appends[part(k)]", None)]
     else:
         where = [("a = appends[part(k)]", None)]
