@@ -16,6 +16,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from gopark import pipeline, registry, serialize
+from gopark.shuffle import not_a_pair
 
 
 class Stream(bytes):
@@ -83,7 +84,13 @@ def _sample_keys(n: int, key: Any, it: Iterable[Any]) -> list:
     rng = random.Random(17)
     sample: list = []
     for i, kv in enumerate(it):
-        k = kv[0] if key is None else key(kv[0])
+        match kv:            # what the shuffle after the sample takes for a pair (see pipeline._unpack)
+            case (k, _):
+                pass
+            case _:
+                raise not_a_pair(kv)
+        if key is not None:
+            k = key(k)
         if i < n:
             sample.append(k)
         else:

@@ -40,6 +40,7 @@ import functools
 import inspect
 import keyword
 import operator
+import os
 import sys
 import types
 import warnings
@@ -93,9 +94,15 @@ class Expr:
         return self.template.format(*args, c=prefix)
 
 
+#: set to ``0`` in the environment of the driver (which passes it on to its workers and executors):
+#: nothing is inlined, every function is called (its own frame in tracebacks, its calls seen by tools)
+SWITCH = "GOPARK_INLINE"
+
+
 def enabled() -> bool:
-    """Inlining is on: a supported CPython, and no tracer or profiler to miss the calls."""
-    return sys.version_info[:2] == SUPPORTED and sys.gettrace() is None and sys.getprofile() is None
+    """Inlining is on: a supported CPython, no tracer or profiler to miss the calls, not switched off."""
+    return (sys.version_info[:2] == SUPPORTED and sys.gettrace() is None and sys.getprofile() is None
+            and os.environ.get(SWITCH) != "0")
 
 
 def expression(fn: Any, nargs: int, name: str) -> Expr | None:

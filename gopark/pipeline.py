@@ -289,10 +289,11 @@ def iterate(records: Iterable[Any], ops: list[tuple[str, Callable[..., Any]]]) -
 
 
 def _unpack(x: str, pair: Pair | None) -> list[Line]:
-    """``k, v`` of the record ``x``: from a pair display's parts, else unpacked (``not_a_pair`` if it is not one)."""
-    if pair is None:
-        return [("try:", None), (f"    k, v = {x}", None), ("except (TypeError, ValueError):", None),
-                (f"    raise not_a_pair({x}) from None", None)]
+    """``k, v`` of the record ``x``: from a pair display's parts, else unpacked (``not_a_pair`` if it is not one:
+    a 2-tuple or a 2-list; a str, bytes, dict or set of two items is not)."""
+    if pair is None:     # a sequence pattern: a tuple or list of two, never a str, bytes, dict or set of two
+        return [(f"match {x}:", None), ("    case (k, v):", None), ("        pass", None),
+                ("    case _:", None), (f"        raise not_a_pair({x})", None)]
     if pair is KNOWN_PAIR:
         return []
     return [(f"k, v = {pair[0]}, {pair[1]}", pair[2])]

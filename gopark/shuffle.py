@@ -179,7 +179,8 @@ def write_map_output(records: Iterable[Any], root: str, shuffle_id: int, map_id:
 _CHECK_EVERY = pipeline.CHECK_EVERY   # records (or new keys) between two looks at the memory budget
 
 
-def _not_a_pair(record: Any) -> TypeError:
+def not_a_pair(record: Any) -> TypeError:
+    """The error for a record a shuffle got that is not a (key, value) pair."""
     return TypeError(f"a shuffle needs (key, value) pairs, got {type(record).__name__}: {record!r:.80}")
 
 
@@ -216,6 +217,7 @@ def _distribute(pairs: list[tuple[Any, Any]] | Any, keys: list, bufs: list[list]
 _PROBE_RECORDS = 1 << 16
 _PROBE_MIN_PAIRS = 1 << 14      # fewer pairs than this from them: too few to tell, keep combining
 _UNIQUE = 0.8                   # combining stops when more than this share of the probed pairs had new keys
+_SCATTER_RECORDS = 1 << 20      # records sent on uncombined before the next probe
 
 
 def _combine(records: Iterable[Any], ops: Sequence[tuple[str, Callable[..., Any]]], buckets: _Buckets,
@@ -227,9 +229,11 @@ def _combine(records: Iterable[Any], ops: Sequence[tuple[str, Callable[..., Any]
     saves the shuffle almost nothing, and the reducers merge those pairs
     anyway. So the first ``_PROBE_RECORDS`` records are combined, counting
     pairs and new keys; if more than ``_UNIQUE`` of the pairs had new keys,
-    what was combined is written out and the other records go straight to
-    their buckets (as Trino's adaptive partial aggregation does). The word
-    counts' C loop (:func:`pipeline.counts`) always combines.
+    what was combined is written out and the next ``_SCATTER_RECORDS``
+    records go straight to their buckets (as Trino's adaptive partial
+    aggregation does), then the next records are probed again: keys that
+    start repeating later are combined again. The word counts' C loop
+    (:func:`pipeline.counts`) always combines.
     """
     combined: dict[Any, Any] = {}
     size = _SizeEstimate()
@@ -247,14 +251,15 @@ def _combine(records: Iterable[Any], ops: Sequence[tuple[str, Callable[..., Any]
             spill()
 
     records = iter(records)
-    if not pipeline.counts(ops, create, merge_value):
+    probing = not pipeline.counts(ops, create, merge_value)
+    while probing:
         seen, new = pipeline.combine(itertools.islice(records, _PROBE_RECORDS), ops, combined, create,  # type: ignore[misc]
-                                     merge_value, check, _not_a_pair, probe=True)
-        if seen >= _PROBE_MIN_PAIRS and new > seen * _UNIQUE:
+                                     merge_value, check, not_a_pair, probe=True)
+        probing = seen >= _PROBE_MIN_PAIRS and new > seen * _UNIQUE
+        if probing:
             spill()
-            _scatter(records, ops, buckets, budget, partitioner, create)
-            return
-    pipeline.combine(records, ops, combined, create, merge_value, check, _not_a_pair)
+            _scatter(itertools.islice(records, _SCATTER_RECORDS), ops, buckets, budget, partitioner, create)
+    pipeline.combine(records, ops, combined, create, merge_value, check, not_a_pair)
     spill()
 
 
@@ -271,7 +276,7 @@ def _scatter(records: Iterable[Any], ops: Sequence[tuple[str, Callable[..., Any]
             budget.reset()
             size.restart()
 
-    pipeline.scatter(records, ops, buckets.bufs, create, partitioner, check, _not_a_pair)
+    pipeline.scatter(records, ops, buckets.bufs, create, partitioner, check, not_a_pair)
 
 
 
@@ -415,7 +420,7 @@ class Merger:
 
     def add_combiners(self, pairs: Iterable[tuple[Any, Any]]) -> None:
         """Fold combiners (in a generated loop, as the map side does); each new key counts against the budget."""
-        pipeline.combine(pairs, (), self.data, None, self.merge_combiners, self._check, _not_a_pair, pairs=True)
+        pipeline.combine(pairs, (), self.data, None, self.merge_combiners, self._check, not_a_pair, pairs=True)
 
     def _check(self, k: Any, v: Any) -> None:
         """After ``_CHECK_EVERY`` more entries (the last one ``k, v``): spill if over budget.
@@ -463,7 +468,7 @@ class Merger:
                 f.flush()
                 merged: dict[Any, Any] = {}
                 pipeline.combine(_pairs_of(read_chunks(f.name)), (), merged, None, self.merge_combiners, _no_check,
-                                 _not_a_pair, pairs=True)
+                                 not_a_pair, pairs=True)
                 yield from merged.items()
                 del merged
         finally:

@@ -16,7 +16,7 @@ import pytest
 from apps.wc_app import add, pair, words
 from test_pipeline import as_list, by_first, extend, not_a  # helpers the fused-loop tests use too
 
-from gopark import JobError, inline, pipeline, register_func
+from gopark import Context, JobError, inline, pipeline, register_func
 from gopark.partitioner import HashPartitioner, RangePartitioner
 
 STEP = 3
@@ -482,6 +482,20 @@ def test_the_traceback_says_the_function_ran_inline(ctx):
         ctx.parallelize([1, 0], 2).map(halve).collect()
     assert "ZeroDivisionError" in info.value.remote_traceback
     assert "test_inline.halve, which gopark ran inline" in info.value.remote_traceback
+
+
+@pytest.mark.parametrize("master", ["local", "process:2"])
+def test_gopark_inline_0_calls_every_function(monkeypatch, master):
+    """The switch in the driver's environment: its workers call the function too (its own frame)."""
+    monkeypatch.setenv(inline.SWITCH, "0")
+    assert not inline.enabled()
+    with Context(master, quiet=True) as c:
+        with pytest.raises(JobError) as info:
+            c.parallelize([1, 0], 2).map(halve).collect()
+        assert c.parallelize(range(1, 10), 2).map(halve_pair).filter(bool).count() == 9
+    trace = info.value.remote_traceback
+    assert "ZeroDivisionError" in trace and "ran inline" not in trace and ", in halve\n" in trace
+    assert info.value.func_name == "test_inline.halve"
 
 
 # --- counting: flatMap(f).map(w -> (w, 1)).reduceByKey(a + b) ---------------------------------------

@@ -155,20 +155,37 @@ def test_the_probe_decides_by_pairs_and_new_keys(tmp_path):
     assert _pairs_written(tmp_path, range(20_000), [("flatMap", ten_words)], shuffle_id=3) == 30_000
 
 
-def test_a_shuffle_without_combining_writes_in_the_loop_of_its_maps(monkeypatch):
-    """groupByKey, join, partitionByKey: the per-record operations before the shuffle run in the scatter loop."""
-    from gopark import pipeline
-    seen: list[list[str]] = []
-    real = pipeline.scatter
+def test_keys_that_start_repeating_later_are_combined_again(tmp_path):
+    """After a probe of new keys, the next records go uncombined only until the next probe."""
+    probed, scattered = shuffle._PROBE_RECORDS, shuffle._SCATTER_RECORDS
+    records = [(i, 1) for i in range(probed)] + [(i % 10, 1) for i in range(2 * scattered)]
+    assert _pairs_written(tmp_path, records, shuffle_id=4) == probed + scattered + 10
+    # new keys all along: probed again and again, never combined
+    assert _pairs_written(tmp_path, [(i, 1) for i in range(3 * scattered)], shuffle_id=5) == 3 * scattered
 
-    def spying(records, ops, *args):  # noqa: ANN001, ANN002
-        seen.append([op for op, _ in ops])
-        return real(records, ops, *args)
 
-    monkeypatch.setattr(pipeline, "scatter", spying)
-    with Context("local", quiet=True) as c:
-        rows = c.parallelize(range(100), 2).map(cycling).mapValue(operator.neg)
-        assert sorted(rows.groupByKey().mapValue(sorted).collect()) == [(i, [-i]) for i in range(100)]
-        assert rows.join(c.parallelize(range(10), 2).map(spread)).count() == 1     # key 0 on both sides
-    assert seen[:2] == [["map", "mapValue"]] * 2
-    assert ["map", "mapValue"] in seen[2:] and ["map"] in seen[2:]
+NOT_PAIRS = ["ab", b"ab", {1: "x", 2: "y"}, {5, 6}, frozenset({7, 8}), (1, 2, 3), [1], 12, None]
+
+
+def _shuffle(shape, rdd, ctx):
+    if shape == "groupByKey":
+        return rdd.groupByKey().collect()
+    if shape == "partitionByKey":
+        return rdd.partitionByKey(2).collect()
+    if shape == "join":
+        return rdd.join(ctx.parallelize([(1, 0)], 1)).collect()
+    if shape == "sortByKey":
+        return rdd.sortByKey().collect()
+    return rdd.reduceByKey(operator.add).count()
+
+
+@pytest.mark.parametrize("shape", ["groupByKey", "partitionByKey", "join", "sortByKey", "reduceByKey",
+                                   "reduceByKey after the probe"])
+def test_records_of_two_that_are_not_pairs_are_refused_by_every_shuffle(ctx, shape):
+    """Only a tuple or a list of two is a (key, value) pair: a str, bytes, dict or set of two items is not."""
+    for bad in NOT_PAIRS:
+        records = [(1, 2), [3, 4], bad] if shape != "reduceByKey after the probe" else \
+            [(i, 1) for i in range(2 * PER_PART)] + [bad]
+        with pytest.raises(JobError) as info:
+            _shuffle(shape, ctx.parallelize(records, 1), ctx)
+        assert f"a shuffle needs (key, value) pairs, got {type(bad).__name__}" in str(info.value), (bad, info.value)

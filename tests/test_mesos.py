@@ -145,6 +145,16 @@ def test_a_failing_task_is_a_job_error_with_the_remote_traceback(app: str, clust
     assert "JobError" in got.stderr and "ValueError: boom at" in got.stderr and "mesos_app.boom" in got.stderr
 
 
+def test_gopark_inline_0_in_the_drivers_environment_reaches_the_executors(app: str, cluster: MesosCluster,
+                                                                           tmp_env: dict[str, str]) -> None:
+    inlined = mesos(app, cluster, tmp_env, "failinline")
+    assert inlined.returncode == 1 and "mesos_app.inverse, which gopark ran inline" in inlined.stderr
+    assert "GOPARK_INLINE" not in os.environ        # the executors inherit this process' environment
+    called = mesos(app, cluster, dict(tmp_env, GOPARK_INLINE="0"), "failinline")
+    assert called.returncode == 1 and "ZeroDivisionError" in called.stderr
+    assert "ran inline" not in called.stderr and ", in inverse\n" in called.stderr
+
+
 def _run_and_break(app: str, c: MesosCluster, env: dict[str, str], breaker) -> subprocess.CompletedProcess:
     """Run ``rounds 4``; when round 1 is done, call ``breaker(c)``; the whole output."""
     proc = subprocess.Popen([app, "rounds", "4", "-m", c.master, "--mem", "256", "-q"], stdout=subprocess.PIPE,

@@ -46,7 +46,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from gopark import binary
+from gopark import binary, inline
 from gopark.errors import ConfigError, InputUnavailable
 
 log = logging.getLogger("gopark.mesos")
@@ -319,6 +319,8 @@ class MesosBackend:
                   "sha256": self.sha256}
         env = {"GOPARK_ROLE": "executor", "GOPARK_SHA256": self.sha256,
                "MESOS_EXECUTOR_SHUTDOWN_GRACE_PERIOD": "10secs"}
+        if inline.SWITCH in os.environ:       # the executors' workers inline as the driver does
+            env[inline.SWITCH] = os.environ[inline.SWITCH]
         return {
             "executor_id": {"value": f"gopark-{self.sha256[:16]}"},
             "name": f"gopark executor ({self._binary_name})",

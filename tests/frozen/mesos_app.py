@@ -60,6 +60,11 @@ def boom(x):
 
 
 @register_func
+def inverse(x):
+    return 100 // x
+
+
+@register_func
 def slow_key(x):
     time.sleep(0.02)
     return (x % 7, x)
@@ -90,6 +95,8 @@ def main():
             print("DRIVER", binary.sha256())
         elif args.job == "fail":
             ctx.parallelize(range(4), 2).map(boom).collect()
+        elif args.job == "failinline":
+            ctx.parallelize([1, 0], 2).map(inverse).collect()
         elif args.job == "rounds":
             rdd = ctx.parallelize(range(200), 4)
             for i in range(int(args.arg)):
