@@ -9,6 +9,7 @@ from functools import partial
 import pytest
 
 from gopark import register_func
+from gopark.io import text
 
 
 def ref_lines(data: bytes) -> list[str]:
@@ -207,3 +208,24 @@ def test_a_file_removed_after_textfile_is_named(ctx, tmp_path):
         rdd.collect()
     assert info.value.remote_type == "FileNotFoundError" and gone in str(info.value).splitlines()[0]
     assert info.value.func_name is None
+
+
+@pytest.mark.parametrize("mib, parallel, splits", [
+    (10, 2, 2),        # small: one split per unit of parallelism
+    (100, 2, 6),       # 16 MiB or more each, at most 6 per unit of parallelism
+    (200, 2, 12),
+    (200, 3, 12),      # a multiple of the parallelism
+    (1024, 2, 16),     # large: at most 64 MiB each
+])
+def test_default_splits_balance_the_workers(tmp_path, mib, parallel, splits):
+    """With no splitSize or numSplits: enough splits that a slower worker takes fewer, none over 64 MiB."""
+    from gopark import Context
+    path = tmp_path / "sparse.txt"
+    with open(path, "wb") as f:
+        f.truncate(mib << 20)            # the plan reads sizes only: a sparse file costs no disk
+    with Context("local", parallel=parallel, quiet=True) as c:
+        assert c.textFile(str(path)).getNumPartitions() == splits
+    planned = text.plan_splits(str(path), parallelism=parallel)
+    assert [(s["start"], s["end"]) for s in planned] == \
+        [(i * (-(-(mib << 20) // splits)), min(mib << 20, (i + 1) * (-(-(mib << 20) // splits))))
+         for i in range(splits)]

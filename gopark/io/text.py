@@ -24,7 +24,9 @@ from typing import Any, BinaryIO
 
 from gopark.errors import InputNotFound, InputUnavailable, OutputExists
 
-DEFAULT_SPLIT_SIZE = 64 << 20
+DEFAULT_SPLIT_SIZE = 64 << 20     # the largest split textFile makes of a plain file by default
+MIN_SPLIT_SIZE = 16 << 20         # ... and the smallest it makes to have TASKS_PER_SLOT of them
+TASKS_PER_SLOT = 6                # splits per unit of parallelism, when the data is large enough
 _BLOCK = 1 << 20
 
 
@@ -73,8 +75,11 @@ def plan_splits(path: str, split_size: int | None = None, num_splits: int | None
                 parallelism: int = 1) -> list[dict]:
     """The splits of a file, a folder (its files, not hidden ones) or a glob.
 
-    By default splits are at most 64 MiB and their number is a multiple of
-    ``parallelism``, so that every worker gets an equal share.
+    By default splits are at most 64 MiB; there are at least
+    ``TASKS_PER_SLOT`` per unit of ``parallelism`` while they stay 16 MiB or
+    more (a worker that runs slower, on a busier core, then takes fewer of
+    them instead of holding up the stage with its equal share); and their
+    number is a multiple of ``parallelism``.
     """
     if not isinstance(path, str) or not path:
         raise TypeError(f"textFile takes a path string, not {path!r}")
@@ -90,8 +95,9 @@ def plan_splits(path: str, split_size: int | None = None, num_splits: int | None
         total = sum(size for _, size in plain)
         if num_splits:      # at least numSplits splits
             split_size = max(1, total // num_splits)
-        else:               # at most 64 MiB, as many as a multiple of the parallelism
+        else:               # at most 64 MiB, enough to balance, as many as a multiple of the parallelism
             n = -(-max(total, 1) // DEFAULT_SPLIT_SIZE)
+            n = max(n, min(TASKS_PER_SLOT * parallelism, total // MIN_SPLIT_SIZE))
             n = -(-n // parallelism) * parallelism
             split_size = max(1, -(-total // n))
     splits: list[dict] = []
