@@ -152,11 +152,11 @@ def _step(op: str, f: _Slot, x: str, depth: int) -> tuple[list[Line], str, int]:
                 (f"{pad}    continue", None)], x, depth
     if op == "mapValue":
         k, v = f"k{f.var}", f"v{f.var}"
-        return [(f"{pad}{k}, {v} = {x}", None), *f.prelude(pad, v),
+        return [*_split_pair(pad, x, k, v, op), *f.prelude(pad, v),
                 (f"{pad}{y} = ({k}, {f.call(v)})", name)], y, depth
     if op == "flatMapValue":
         k, v, w = f"k{f.var}", f"v{f.var}", f"w{f.var}"
-        return [(f"{pad}{k}, {v} = {x}", None), *f.prelude(pad, v), (f"{pad}{t} = {f.call(v)}", name),
+        return [*_split_pair(pad, x, k, v, op), *f.prelude(pad, v), (f"{pad}{t} = {f.call(v)}", name),
                 (f"{pad}for {w} in {t}:", None), (f"{pad}    {y} = ({k}, {w})", None)], y, depth + 1
     if op == "keys":
         return [(f"{pad}{y} = {x}[0]", None)], y, depth
@@ -172,6 +172,18 @@ def _step(op: str, f: _Slot, x: str, depth: int) -> tuple[list[Line], str, int]:
 Pair = tuple[str, str, "str | None"]     # a record known to be a pair: its key's and value's source, blamed function
 
 
+def _split_pair(pad: str, x: str, k: str, v: str, op: str) -> list[Line]:
+    """``k, v = x`` for ``op`` (mapValue, flatMapValue), as a shuffle takes a pair: a sequence of two
+    (a tuple or list), never a str, bytes, dict, set or iterator of two (see :func:`_unpack`)."""
+    return [(f"{pad}match {x}:", None), (f"{pad}    case ({k}, {v}):", None), (f"{pad}        pass", None),
+            (f"{pad}    case _:", None), (f"{pad}        raise pair_needed({op!r}, {x})", None)]
+
+
+def pair_needed(op: str, record: Any) -> TypeError:
+    """The error for a record ``op`` got that is not a (key, value) pair."""
+    return TypeError(f"{op} needs (key, value) pairs, got {type(record).__name__}: {record!r:.80}")
+
+
 def _pair_step(op: str, f: _Slot, x: str, depth: int) -> tuple[list[Line], Pair] | None:
     """Operation ``op`` on ``x`` when its result is a pair display, as the pair's two parts; else None.
 
@@ -185,7 +197,7 @@ def _pair_step(op: str, f: _Slot, x: str, depth: int) -> tuple[list[Line], Pair]
         return f.prelude(pad, x), (key, value, f.name)
     if op == "mapValue":
         k, v = f"k{f.var}", f"v{f.var}"
-        return [(pad + f"{k}, {v} = {x}", None), *f.prelude(pad, v)], (k, f.call(v), f.name)
+        return [*_split_pair(pad, x, k, v, op), *f.prelude(pad, v)], (k, f.call(v), f.name)
     return None
 
 
@@ -260,7 +272,7 @@ def _compile(kind: str, params: str, steps: tuple[tuple[str, _Slot], ...], sinks
         warnings.simplefilter("ignore")
         code = compile("\n".join(text for text, _ in lines) + "\n", f"<gopark {kind} loop {shape}>", "exec")
     namespace: dict[str, Any] = {"StopIterationInTask": StopIterationInTask, "STOPPED": _STOPPED,
-                                 "count": _count_elements, "crc32": zlib.crc32}
+                                 "count": _count_elements, "crc32": zlib.crc32, "pair_needed": pair_needed}
     exec(code, namespace)
     loop = namespace["loop"]
     blamed = {n: name for n, (_, name) in enumerate(lines, 1) if name}
@@ -291,7 +303,7 @@ def iterate(records: Iterable[Any], ops: list[tuple[str, Callable[..., Any]]]) -
 def _unpack(x: str, pair: Pair | None) -> list[Line]:
     """``k, v`` of the record ``x``: from a pair display's parts, else unpacked (``not_a_pair`` if it is not one:
     a 2-tuple or a 2-list; a str, bytes, dict or set of two items is not)."""
-    if pair is None:     # a sequence pattern: a tuple or list of two, never a str, bytes, dict or set of two
+    if pair is None:     # a sequence pattern: a tuple or list of two, never a str, bytes, dict, set or iterator
         return [(f"match {x}:", None), ("    case (k, v):", None), ("        pass", None),
                 ("    case _:", None), (f"        raise not_a_pair({x})", None)]
     if pair is KNOWN_PAIR:

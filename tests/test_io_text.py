@@ -213,6 +213,7 @@ def test_a_file_removed_after_textfile_is_named(ctx, tmp_path):
 @pytest.mark.parametrize("mib, parallel, splits", [
     (10, 2, 2),        # small: one split per unit of parallelism
     (100, 2, 6),       # 16 MiB or more each, at most 6 per unit of parallelism
+    (112, 2, 6),       # a multiple of the parallelism that keeps them 16 MiB or more
     (200, 2, 12),
     (200, 3, 12),      # a multiple of the parallelism
     (1024, 2, 16),     # large: at most 64 MiB each
@@ -229,3 +230,20 @@ def test_default_splits_balance_the_workers(tmp_path, mib, parallel, splits):
     assert [(s["start"], s["end"]) for s in planned] == \
         [(i * (-(-(mib << 20) // splits)), min(mib << 20, (i + 1) * (-(-(mib << 20) // splits))))
          for i in range(splits)]
+
+
+def test_default_splits_of_a_folder_cut_each_file_in_equal_parts(tmp_path):
+    """Files of a folder are cut in equal parts near the split size: no small remainder, none under 16 MiB."""
+    folder = tmp_path / "many"
+    folder.mkdir()
+    for i, mib in enumerate([20] * 10 + [40, 45, 1]):
+        with open(folder / f"part-{i:02d}", "wb") as f:
+            f.truncate(mib << 20)
+    planned = text.plan_splits(str(folder), parallelism=2)
+    sizes = {}
+    for s in planned:
+        sizes.setdefault(s["path"], []).append(s["end"] - s["start"])
+    for path, parts in sizes.items():
+        assert max(parts) - min(parts) <= 1, (path, parts)            # equal parts
+        assert min(parts) >= text.MIN_SPLIT_SIZE or len(parts) == 1, (path, parts)
+        assert sum(parts) == os.path.getsize(path)

@@ -189,3 +189,35 @@ def test_records_of_two_that_are_not_pairs_are_refused_by_every_shuffle(ctx, sha
         with pytest.raises(JobError) as info:
             _shuffle(shape, ctx.parallelize(records, 1), ctx)
         assert f"a shuffle needs (key, value) pairs, got {type(bad).__name__}" in str(info.value), (bad, info.value)
+
+
+def test_a_shuffle_without_combining_writes_in_the_loop_of_its_maps(monkeypatch):
+    """groupByKey, join, partitionByKey: the per-record operations before the shuffle run in the scatter loop."""
+    from gopark import pipeline
+    seen: list[list[str]] = []
+    real = pipeline.scatter
+
+    def spying(records, ops, *args):  # noqa: ANN001, ANN002
+        seen.append([op for op, _ in ops])
+        return real(records, ops, *args)
+
+    monkeypatch.setattr(pipeline, "scatter", spying)
+    with Context("local", quiet=True) as c:
+        rows = c.parallelize(range(100), 2).map(cycling).mapValue(operator.neg)
+        assert sorted(rows.groupByKey().mapValue(sorted).collect()) == [(i, [-i]) for i in range(100)]
+        assert rows.join(c.parallelize(range(10), 2).map(spread)).count() == 1     # key 0 on both sides
+    assert seen[:2] == [["map", "mapValue"]] * 2
+    assert ["map", "mapValue"] in seen[2:] and ["map"] in seen[2:]
+
+
+@pytest.mark.parametrize("op", ["mapValue", "flatMapValue"])
+def test_map_value_takes_only_pairs_too(ctx, op):
+    """mapValue and flatMapValue take a pair as a shuffle does: before a shuffle, nothing else slips through."""
+    for bad in ["ab", {1: "x", 2: "y"}, (1, 2, 3)]:
+        for then_shuffle in (False, True):
+            rdd = getattr(ctx.parallelize([(0, "ok"), bad], 1), op)(one_item)
+            with pytest.raises(JobError) as info:
+                (rdd.groupByKey() if then_shuffle else rdd).collect()
+            assert f"{op} needs (key, value) pairs, got {type(bad).__name__}" in str(info.value), info.value
+    assert getattr(ctx.parallelize([(1, 2), [3, 4]], 2), op)(one_item).collect() == \
+        ([(1, [2]), (3, [4])] if op == "mapValue" else [(1, 2), (3, 4)])

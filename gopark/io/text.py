@@ -78,8 +78,9 @@ def plan_splits(path: str, split_size: int | None = None, num_splits: int | None
     By default splits are at most 64 MiB; there are at least
     ``TASKS_PER_SLOT`` per unit of ``parallelism`` while they stay 16 MiB or
     more (a worker that runs slower, on a busier core, then takes fewer of
-    them instead of holding up the stage with its equal share); and their
-    number is a multiple of ``parallelism``.
+    them instead of holding up the stage with its equal share); the number of
+    splits of one file is a multiple of ``parallelism``; each file is cut
+    into equal parts of about that size (no small remainder).
     """
     if not isinstance(path, str) or not path:
         raise TypeError(f"textFile takes a path string, not {path!r}")
@@ -91,25 +92,33 @@ def plan_splits(path: str, split_size: int | None = None, num_splits: int | None
         return _plan_moosefs(path, split_size, num_splits)
     files = _list_files(os.path.expanduser(path))
     plain = [(f, os.path.getsize(f)) for f in files if not f.endswith((".gz", ".bz2"))]
+    equal = split_size is None and not num_splits      # the default: each file in equal parts
     if split_size is None:
         total = sum(size for _, size in plain)
         if num_splits:      # at least numSplits splits
             split_size = max(1, total // num_splits)
-        else:               # at most 64 MiB, enough to balance, as many as a multiple of the parallelism
-            n = -(-max(total, 1) // DEFAULT_SPLIT_SIZE)
-            n = max(n, min(TASKS_PER_SLOT * parallelism, total // MIN_SPLIT_SIZE))
-            n = -(-n // parallelism) * parallelism
-            split_size = max(1, -(-total // n))
+        else:
+            split_size = max(1, -(-total // _default_count(total, parallelism)))
     splits: list[dict] = []
     for f in files:
         if f.endswith(".gz") or f.endswith(".bz2"):
             splits.append({"kind": "gz" if f.endswith(".gz") else "bz2", "path": os.path.abspath(f)})
             continue
         size = os.path.getsize(f)
-        for start in range(0, size, split_size):
+        # equal parts of about split_size: a remainder under a quarter of it goes to the others
+        step = -(-size // max(1, int(size / split_size + 0.25))) if equal and size else split_size
+        for start in range(0, size, step):
             splits.append({"kind": "file", "path": os.path.abspath(f), "start": start,
-                           "end": min(size, start + split_size)})
+                           "end": min(size, start + step)})
     return splits
+
+
+def _default_count(total: int, parallelism: int) -> int:
+    """How many splits ``total`` bytes make by default (see :func:`plan_splits`)."""
+    at_most = -(-max(total, 1) // DEFAULT_SPLIT_SIZE)                            # none over 64 MiB
+    balance = min(TASKS_PER_SLOT * parallelism, total // MIN_SPLIT_SIZE) // parallelism * parallelism
+    n = max(at_most, balance, 1)                                                 # none under 16 MiB for balance
+    return -(-n // parallelism) * parallelism
 
 
 def read_split(split: dict) -> Iterator[str]:
