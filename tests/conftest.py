@@ -3,6 +3,8 @@
 - ``ctx``: a Context for each master of ``MASTERS`` (one per test module and
   master, quiet); a test that takes it runs once per master.
 - ``contexts``: the same Contexts by master, for tests that compare modes.
+- ``written_chunks``: the files shuffle chunks are written to in this process
+  (local mode), one entry per chunk.
 - At the end of the session no child process of pytest (a worker) and no
   ``gopark-<our pid>-*`` work folder may be left.
 """
@@ -33,6 +35,21 @@ def nothing_left_behind():
     dirs = our_work_dirs()
     assert not left, f"child processes left at the end of the session: {describe(left)}"
     assert not dirs, f"work folders left at the end of the session: {dirs}"
+
+
+@pytest.fixture
+def written_chunks(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The name of the file of each shuffle chunk written in this process from now on (local mode runs tasks here)."""
+    from gopark import shuffle
+    chunks: list[str] = []
+    real = shuffle._write_chunk
+
+    def counting(f, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003
+        chunks.append(f.name)
+        return real(f, *args, **kwargs)
+
+    monkeypatch.setattr(shuffle, "_write_chunk", counting)
+    return chunks
 
 
 @pytest.fixture(scope="module")

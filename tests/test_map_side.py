@@ -14,6 +14,8 @@ import operator
 import os
 
 import pytest
+from test_pipeline import concat  # registered helpers the other suites use too
+from test_rdd import append, one_list
 
 from gopark import Context, JobError, register_func, shuffle
 from gopark.partitioner import HashPartitioner
@@ -30,22 +32,6 @@ def cycling(i):
 @register_func
 def spread(i):
     return (i * 7919 % 1_000_003, 1)
-
-
-@register_func
-def one_item(v):
-    return [v]
-
-
-@register_func
-def push(c, v):
-    c.append(v)
-    return c
-
-
-@register_func
-def joined(a, b):
-    return a + b
 
 
 @register_func
@@ -73,7 +59,7 @@ def test_reduce_by_key_of_new_keys(ctx):
 
 
 def test_combine_by_key_of_new_keys_creates_each_value_once(ctx):
-    got = ctx.parallelize(range(2 * PER_PART), 2).map(cycling).combineByKey(one_item, push, joined, 3).collect()
+    got = ctx.parallelize(range(2 * PER_PART), 2).map(cycling).combineByKey(one_list, append, concat, 3).collect()
     expected = collections.defaultdict(list)
     for i in range(2 * PER_PART):
         expected[i % CYCLE].append(i)
@@ -87,7 +73,7 @@ def test_distinct_of_new_records(ctx):
 
 
 def test_a_failing_create_after_the_probe_is_named(ctx):
-    rdd = ctx.parallelize(range(2 * PER_PART), 2).map(cycling).combineByKey(small_only, push, joined)
+    rdd = ctx.parallelize(range(2 * PER_PART), 2).map(cycling).combineByKey(small_only, append, concat)
     with pytest.raises(JobError) as info:
         rdd.collect()
     assert info.value.remote_type == "ValueError" and "too big" in str(info.value)
@@ -115,19 +101,11 @@ def test_scattered_keys_land_in_their_hash_partition(ctx, n):
             assert HashPartitioner(n).get_partition(k) == i, k
 
 
-def test_scattering_spills_under_a_small_budget(monkeypatch):
-    chunks: list[str] = []
-    real = shuffle._write_chunk
-
-    def counting(f, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003
-        chunks.append(f.name)
-        return real(f, *args, **kwargs)
-
-    monkeypatch.setattr(shuffle, "_write_chunk", counting)
+def test_scattering_spills_under_a_small_budget(written_chunks):
     with Context("local", mem=8, quiet=True) as c:       # 8 MB: the buffers are flushed many times
         got = c.parallelize(range(6 * PER_PART), 2).map(spread).reduceByKey(operator.add).collectAsMap()
     assert got == expected_sums(spread(i) for i in range(6 * PER_PART))
-    per_file = collections.Counter(chunks)
+    per_file = collections.Counter(written_chunks)
     assert max(per_file.values()) > 3, per_file
 
 
@@ -215,9 +193,9 @@ def test_map_value_takes_only_pairs_too(ctx, op):
     """mapValue and flatMapValue take a pair as a shuffle does: before a shuffle, nothing else slips through."""
     for bad in ["ab", {1: "x", 2: "y"}, (1, 2, 3)]:
         for then_shuffle in (False, True):
-            rdd = getattr(ctx.parallelize([(0, "ok"), bad], 1), op)(one_item)
+            rdd = getattr(ctx.parallelize([(0, "ok"), bad], 1), op)(one_list)
             with pytest.raises(JobError) as info:
                 (rdd.groupByKey() if then_shuffle else rdd).collect()
             assert f"{op} needs (key, value) pairs, got {type(bad).__name__}" in str(info.value), info.value
-    assert getattr(ctx.parallelize([(1, 2), [3, 4]], 2), op)(one_item).collect() == \
+    assert getattr(ctx.parallelize([(1, 2), [3, 4]], 2), op)(one_list).collect() == \
         ([(1, [2]), (3, [4])] if op == "mapValue" else [(1, 2), (3, 4)])

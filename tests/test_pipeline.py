@@ -160,22 +160,14 @@ def test_a_failing_user_function_is_named_through_the_fused_loop(ctx):
     assert info.value.func_name.endswith("fails_on_x")
 
 
-def test_spill_inside_the_fused_loop(monkeypatch):
+def test_spill_inside_the_fused_loop(written_chunks):
     """The fused loop checks the budget: a tiny --mem spills map-side and still counts right."""
-    from gopark import Context, shuffle
-    chunks: list[str] = []
-    real = shuffle._write_chunk
-
-    def counting(f, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003
-        chunks.append(f.name)
-        return real(f, *args, **kwargs)
-
-    monkeypatch.setattr(shuffle, "_write_chunk", counting)
+    from gopark import Context
     many = [" ".join(f"w{(i * 7919 + j) % 50000}" for j in range(20)) for i in range(6000)]
     with Context("local", mem=8, quiet=True) as c:   # 8 MB: the map side spills
         got = dict(c.parallelize(many, 2).flatMap(words).map(pair).reduceByKey(add).collect())
     assert got == reference_counts((w, 1) for line in many for w in line.split())
-    spilled = [name for name, n in collections.Counter(chunks).items() if n > 1]
+    spilled = [name for name, n in collections.Counter(written_chunks).items() if n > 1]
     assert any("shuffle-" in name for name in spilled), "no map output was written in more than one chunk"
 
 
