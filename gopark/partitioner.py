@@ -10,7 +10,7 @@ from __future__ import annotations
 import bisect
 import operator
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 _MASK = (1 << 63) - 1
@@ -52,19 +52,6 @@ class HashPartitioner:
     def get_partition(self, key: Any) -> int:
         return portable_hash(key) % self.num_partitions
 
-    def partitions_of(self, keys: list) -> Iterator[int]:
-        """``get_partition`` of each key; all-str and all-int key lists hash without a Python call per key."""
-        types = set(map(type, keys))
-        if types == {str}:
-            # str.encode() with no arguments is C's fast path: the same bytes for ASCII (no copy made to find out)
-            encode: Any = str.encode if all(map(str.isascii, keys)) else _ENCODE
-            hashes = map(zlib.crc32, map(encode, keys))
-        elif types == {int}:
-            hashes = map(hash, keys)
-        else:
-            hashes = map(portable_hash, keys)
-        return map(self.num_partitions.__rmod__, hashes)
-
     def to_wire(self) -> list:
         return ["hash", self.num_partitions]
 
@@ -88,9 +75,6 @@ class RangePartitioner:
         p = bisect.bisect_left(self.bounds, key)
         return p if self.ascending else len(self.bounds) - p
 
-    def partitions_of(self, keys: list) -> Iterator[int]:
-        return map(self.get_partition, keys)
-
     def to_wire(self) -> list:
         return ["range", self.bounds, self.ascending, self.num_partitions]
 
@@ -112,10 +96,6 @@ class KeyedPartitioner:
 
     def get_partition(self, k: Any) -> int:
         return self.partitioner.get_partition(self.key(k))
-
-    def partitions_of(self, keys: list) -> Iterator[int]:
-        key = self.key      # a list comprehension: a StopIteration from key() is an error, not an end
-        return self.partitioner.partitions_of([key(k) for k in keys])
 
 
 def range_bounds(sample: list, n: int) -> list:

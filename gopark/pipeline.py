@@ -456,7 +456,8 @@ def counts(ops: Sequence[tuple[str, Callable[..., Any]]], create: Callable[[Any]
 
 
 @functools.lru_cache(maxsize=256)
-def scatter_loop(steps: tuple[tuple[str, _Slot], ...], create: _Slot | None, by: str) -> Callable[..., None]:
+def scatter_loop(steps: tuple[tuple[str, _Slot], ...], create: _Slot | None, by: str,
+                 pairs: bool = False) -> Callable[..., None]:
     """The compiled loop ``loop(records, fns, appends, create, part, check, not_a_pair)``.
 
     Appends the key and value of each (key, value) record of ``records`` (run
@@ -467,7 +468,8 @@ def scatter_loop(steps: tuple[tuple[str, _Slot], ...], create: _Slot | None, by:
     loop for an int key (``hash(k) % len(appends)``) and an ASCII str key
     (``crc32(k.encode()) % len(appends)``), by ``part(k)`` for others. After
     every ``CHECK_EVERY`` records it calls ``check(k, v)``, which may empty
-    the buffers (in place).
+    the buffers (in place). With ``pairs`` (no steps), every record is known
+    to be a (key, value) 2-tuple.
     """
     if by == "one":
         where = [("a = a0", None)]
@@ -493,20 +495,23 @@ def scatter_loop(steps: tuple[tuple[str, _Slot], ...], create: _Slot | None, by:
         ]
     return _compile("scatter", "records, fns, appends, create, part, check, not_a_pair", steps,
                     [create] if create else [], sink, [],
-                    head=["held = 0", "a0 = appends[0]" if by == "one" else "n = len(appends)"])
+                    head=["held = 0", "a0 = appends[0]" if by == "one" else "n = len(appends)"], pairs=pairs)
 
 
 def scatter(records: Iterable[Any], ops: Sequence[tuple[str, Callable[..., Any]]], bufs: list[list],
             create: Callable[[Any], Any] | None, partitioner: Any, check: Callable[[Any, Any], None],
-            not_a_pair: Callable[[Any], Exception]) -> None:
+            not_a_pair: Callable[[Any], Exception], *, pairs: bool = False) -> None:
     """Append each (key, value) of ``records``, passed through ``ops``, to the flat buffer ``bufs[r]`` of
-    its reducer ``r`` (see :func:`scatter_loop`)."""
+    its reducer ``r`` (see :func:`scatter_loop`). ``pairs``: ``records`` are (key, value) 2-tuples and
+    there are no ``ops``."""
+    if pairs and ops:
+        raise ValueError("known pairs are scattered with no per-record operations")
     records, ops = _shallow(records, ops)
     inlining = inline.enabled()
     steps, fns = _slots(ops, inlining)
     create_slot, create_value = _slot("create", create, 1, inlining) if create is not None else (None, None)
     by = "one" if len(bufs) == 1 else "hash" if type(partitioner) is HashPartitioner else "part"
-    scatter_loop(steps, create_slot, by)(records, fns, [b.append for b in bufs], create_value,
+    scatter_loop(steps, create_slot, by, pairs)(records, fns, [b.append for b in bufs], create_value,
                                          partitioner.get_partition, check, not_a_pair)
 
 

@@ -203,16 +203,6 @@ class _SizeEstimate:
         self.n = 0
 
 
-def _distribute(pairs: list[tuple[Any, Any]] | Any, keys: list, bufs: list[list], partitioner: Any) -> None:
-    """Append each (k, v) of ``pairs`` (2-tuples or lists, whose keys are ``keys``) to its reducer's flat buffer."""
-    if len(bufs) == 1:
-        bufs[0].extend(itertools.chain.from_iterable(pairs))
-        return
-    extend = [b.extend for b in bufs]
-    for kv, r in zip(pairs, partitioner.partitions_of(keys)):
-        extend[r](kv)
-
-
 #: the first records of a map task (before its per-record operations) tell whether combining pays
 _PROBE_RECORDS = 1 << 16
 _PROBE_MIN_PAIRS = 1 << 14      # fewer pairs than this from them: too few to tell, keep combining
@@ -239,7 +229,7 @@ def _combine(records: Iterable[Any], ops: Sequence[tuple[str, Callable[..., Any]
     size = _SizeEstimate()
 
     def spill() -> None:
-        _distribute(combined.items(), list(combined), buckets.bufs, partitioner)
+        pipeline.scatter(combined.items(), (), buckets.bufs, None, partitioner, _no_check, not_a_pair, pairs=True)
         combined.clear()
         buckets.flush()
         budget.reset()
@@ -277,8 +267,6 @@ def _scatter(records: Iterable[Any], ops: Sequence[tuple[str, Callable[..., Any]
             size.restart()
 
     pipeline.scatter(records, ops, buckets.bufs, create, partitioner, check, not_a_pair)
-
-
 
 
 def read_shuffle(shuffle_id: int, locations: list[dict], reduce_id: int,
@@ -368,7 +356,7 @@ def _pairs_of(chunks: Iterable[list]) -> Iterator[tuple[Any, Any]]:
 
 
 def _no_check(k: Any, c: Any) -> None:
-    """A sub-partition read back is merged whole: no budget to check."""
+    """No budget to check: a sub-partition read back is merged whole, a spill writes what is held."""
 
 
 class Merger:

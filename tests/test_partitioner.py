@@ -1,4 +1,4 @@
-"""Hash partitioning: a key's partition is the same record by record, in bulk, and in every process."""
+"""Hash partitioning: a key's partition is the same by get_partition, in the map side's loop, and in every process."""
 from __future__ import annotations
 
 import operator
@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from gopark import SerializationError
+from gopark import SerializationError, pipeline
 from gopark.partitioner import HashPartitioner
 
 KEY_LISTS = {
@@ -20,19 +20,29 @@ KEY_LISTS = {
 }
 
 
+def placed(keys: list, n: int) -> list[int]:
+    """The reducer each key goes to when the map side's scatter loop writes the pairs ``(key, i)``."""
+    bufs: list[list] = [[] for _ in range(n)]
+    pipeline.scatter(((k, i) for i, k in enumerate(keys)), (), bufs, None, HashPartitioner(n),
+                     lambda k, v: None, TypeError)
+    where = {i: r for r, buf in enumerate(bufs) for i in buf[1::2]}
+    return [where[i] for i in range(len(keys))]
+
+
 @pytest.mark.parametrize("kind", list(KEY_LISTS))
-def test_partitions_of_is_get_partition_of_each_key(kind):
+def test_the_scatter_loop_places_each_key_by_get_partition(kind):
     keys = KEY_LISTS[kind]
     for n in (1, 2, 7):
         part = HashPartitioner(n)
-        assert list(part.partitions_of(keys)) == [part.get_partition(k) for k in keys]
+        assert placed(keys, n) == [part.get_partition(k) for k in keys]
 
 
 def test_partitions_do_not_depend_on_the_process_hash_seed():
     keys = KEY_LISTS["ascii"] + KEY_LISTS["non-ascii"] + KEY_LISTS["lone surrogate"] + [(1, "b"), 2**70]
-    script = ("import sys; from gopark.partitioner import HashPartitioner; "
-              f"print(list(HashPartitioner(13).partitions_of({keys!r})))")
-    seen = {subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True,
+    script = ("import sys; sys.path.insert(0, sys.argv[1]); from test_partitioner import placed; "
+              f"print(placed({keys!r}, 13))")
+    seen = {subprocess.run([sys.executable, "-c", script, os.path.dirname(__file__)], capture_output=True,
+                           text=True, check=True,
                            env={**os.environ, "PYTHONHASHSEED": seed}).stdout for seed in ("1", "2", "3")}
     assert len(seen) == 1
 
