@@ -73,6 +73,7 @@ class _Slot:
     items: tuple[str, ...] | None = None     # the inlined expression is a tuple display of these
     statements: tuple[str, ...] = ()         # the inlined function's assignments, before its expression
     ones: bool = False                       # inlined as ``(x, 1)``: the pair of its argument and the int 1
+    one: bool = False                        # inlined as ``(..., 1)``: a pair whose value is the int 1
 
     def prelude(self, pad: str, *args: str) -> list[Line]:
         """The lines to run before :meth:`call` (or :meth:`call_items`) with the same ``args``."""
@@ -113,9 +114,10 @@ def _slot(var: str, fn: Any, nargs: int, inlining: bool) -> tuple[_Slot, Any]:
     if expr is None:
         return _Slot(var), fn
     second = re.fullmatch(r"\{c\}(\d+)", expr.items[1]) if expr.items is not None and len(expr.items) == 2 else None
-    ones = (second is not None and not expr.statements and expr.items[0] == "{0}"  # type: ignore[index]
-            and _is_int_one(expr.consts[int(second[1])]))
-    return _Slot(var, expr.template, len(expr.consts), expr.name, expr.items, expr.statements, ones), expr.consts
+    one = second is not None and _is_int_one(expr.consts[int(second[1])])
+    ones = one and not expr.statements and expr.items[0] == "{0}"  # type: ignore[index]
+    return (_Slot(var, expr.template, len(expr.consts), expr.name, expr.items, expr.statements, ones, one),
+            expr.consts)
 
 
 def _is_int_one(value: Any) -> bool:
@@ -455,9 +457,14 @@ def counts(ops: Sequence[tuple[str, Callable[..., Any]]], create: Callable[[Any]
     return (create is None and _counts(steps, _slot("merge", merge, 2, inlining)[0], None))
 
 
+def _gives_ones(steps: tuple[tuple[str, _Slot], ...]) -> bool:
+    """Every record the steps give is a pair display whose value is the int 1: ``map`` inlined as ``(..., 1)``."""
+    return bool(steps) and steps[-1][0] == "map" and steps[-1][1].one
+
+
 @functools.lru_cache(maxsize=256)
 def scatter_loop(steps: tuple[tuple[str, _Slot], ...], create: _Slot | None, by: str,
-                 pairs: bool = False) -> Callable[..., None]:
+                 pairs: bool = False, keys_only: bool = False) -> Callable[..., None]:
     """The compiled loop ``loop(records, fns, appends, create, part, check, not_a_pair)``.
 
     Appends the key and value of each (key, value) record of ``records`` (run
@@ -469,7 +476,9 @@ def scatter_loop(steps: tuple[tuple[str, _Slot], ...], create: _Slot | None, by:
     (``crc32(k.encode()) % len(appends)``), by ``part(k)`` for others. After
     every ``CHECK_EVERY`` records it calls ``check(k, v)``, which may empty
     the buffers (in place). With ``pairs`` (no steps), every record is known
-    to be a (key, value) 2-tuple.
+    to be a (key, value) 2-tuple. With ``keys_only`` (the steps give only
+    ``(key, 1)`` pairs, see :func:`_gives_ones`; no ``create``), only the
+    keys are appended: the buffers hold keys, each of a pair whose value is 1.
     """
     if by == "one":
         where = [("a = a0", None)]
@@ -481,6 +490,9 @@ def scatter_loop(steps: tuple[tuple[str, _Slot], ...], create: _Slot | None, by:
         where = [("a = appends[part(k)]", None)]
 
     def sink(x: str, pair: Pair | None) -> list[Line]:
+        if keys_only:        # the pair display's value, the constant 1, is not evaluated: it has no effect
+            return [(f"k = {pair[0]}", pair[2]), *where, ("a(k)", None), ("held += 1", None),  # type: ignore[index]
+                    (f"if held == {CHECK_EVERY}:", None), ("    held = 0", None), ("    check(k, 1)", None)]
         return [
             *_unpack(x, pair),
             *(create.prelude("", "v") if create else []),
@@ -500,19 +512,42 @@ def scatter_loop(steps: tuple[tuple[str, _Slot], ...], create: _Slot | None, by:
 
 def scatter(records: Iterable[Any], ops: Sequence[tuple[str, Callable[..., Any]]], bufs: list[list],
             create: Callable[[Any], Any] | None, partitioner: Any, check: Callable[[Any, Any], None],
-            not_a_pair: Callable[[Any], Exception], *, pairs: bool = False) -> None:
+            not_a_pair: Callable[[Any], Exception], *, pairs: bool = False,
+            ones: list[list] | None = None) -> None:
     """Append each (key, value) of ``records``, passed through ``ops``, to the flat buffer ``bufs[r]`` of
     its reducer ``r`` (see :func:`scatter_loop`). ``pairs``: ``records`` are (key, value) 2-tuples and
-    there are no ``ops``."""
+    there are no ``ops``. ``ones``: buffers for keys alone, used instead of ``bufs`` when the ``ops``
+    make only ``(key, 1)`` pairs (and there is no ``create``): half the data to write and read, and
+    a reducer that adds counts them in C (:func:`count`)."""
     if pairs and ops:
         raise ValueError("known pairs are scattered with no per-record operations")
     records, ops = _shallow(records, ops)
     inlining = inline.enabled()
     steps, fns = _slots(ops, inlining)
     create_slot, create_value = _slot("create", create, 1, inlining) if create is not None else (None, None)
+    keys_only = ones is not None and create is None and _gives_ones(steps)
+    if keys_only:
+        bufs = ones           # type: ignore[assignment]
     by = "one" if len(bufs) == 1 else "hash" if type(partitioner) is HashPartitioner else "part"
-    scatter_loop(steps, create_slot, by, pairs)(records, fns, [b.append for b in bufs], create_value,
-                                         partitioner.get_partition, check, not_a_pair)
+    scatter_loop(steps, create_slot, by, pairs, keys_only)(records, fns, [b.append for b in bufs], create_value,
+                                                    partitioner.get_partition, check, not_a_pair)
+
+
+def adds(merge: Callable[[Any, Any], Any]) -> bool:
+    """``merge(a, b)`` is ``a + b`` (inlined as that: ``operator.add``, or a function returning it)."""
+    slot, _ = _slot("merge", merge, 2, inline.enabled())
+    return slot.template == "({0} + {1})" and not slot.statements
+
+
+def count(keys: list, combined: dict, check: Callable[[Any, Any], None]) -> None:
+    """Fold pairs ``(k, 1)``, given by their keys, into ``combined`` by ``a + b``, in C: ``combined[k] + 1``
+    for a key it holds, else 1; ``check(k, combined[k])`` after every ``CHECK_EVERY`` new keys (it may
+    empty ``combined``, a spill)."""
+    budget = _CountBudget(check, combined)
+    for i in range(0, len(keys), CHECK_EVERY):
+        _count_elements(combined, keys[i:i + CHECK_EVERY])
+        if len(combined) >= budget.due:
+            budget.settle(combined)
 
 
 def fold(records: Iterable[Any], ops: Sequence[tuple[str, Callable[..., Any]]], acc: Any,

@@ -1080,15 +1080,16 @@ class ShuffledRDD(RDD):
                 "agg": agg.to_wire() if agg else None, "combined": self.dep.map_side_combine}
 
     def compute(self, split: int, task: Any) -> Iterator[Any]:
-        pairs = task.read_shuffle(self.params["sid"], self.params["locs"], split)
         agg = self.params["agg"]
-        if agg is None:
-            return pairs
-        merger = task.merger(agg)
-        if self.params["combined"]:
-            merger.add_combiners(pairs)
-        else:
+        if agg is None or not self.params["combined"]:
+            pairs = task.read_shuffle(self.params["sid"], self.params["locs"], split)
+            if agg is None:
+                return pairs
+            merger = task.merger(agg)
             merger.add_values(pairs)
+        else:
+            merger = task.merger(agg)
+            merger.add_combiners(task.shuffle_chunks(self.params["sid"], self.params["locs"], split))
         return merger.items()
 
     @classmethod

@@ -12,7 +12,10 @@ the driver registers it only once its task has succeeded, so a failed or
 repeated attempt never has a partial output read.
 
 Bucket file: chunks of ``length:u32 flags:u8 payload``; the payload is a
-msgpack array ``[k1, v1, k2, v2, ...]``, zlib-compressed when flags is 1
+msgpack array ``[k1, v1, k2, v2, ...]``, or ``[k1, k2, ...]`` when flag 2 is
+set: the keys of pairs whose value is the int 1 (a map task whose records are
+``(key, 1)`` by construction, the counting idiom, writes them so: half the
+data, and a reducer that adds counts them in C). Flag 1: zlib-compressed
 (chosen per Context: by default only in Mesos mode, where buckets travel).
 
 Reduce side (:class:`Merger`): merges values per key in a dict; past the
@@ -80,19 +83,33 @@ class Budget:
         gc.collect(0)
 
 
-def _write_chunk(f: Any, flat: list, packer: serialize.Packer, compress: bool = False) -> None:
+_ZLIB, _KEYS = 1, 2      # chunk flags
+
+
+class Keys(list):
+    """A chunk of a bucket file that holds only keys, each of a pair ``(key, 1)``."""
+
+    __slots__ = ()
+
+
+def _write_chunk(f: Any, flat: list, packer: serialize.Packer, compress: bool = False, keys: bool = False) -> None:
     payload = packer.pack(flat)
-    flags = 0
+    flags = _KEYS if keys else 0
     if compress and len(payload) >= _COMPRESS_MIN:
-        payload, flags = zlib.compress(payload, 1), 1
+        payload, flags = zlib.compress(payload, 1), flags | _ZLIB
     f.write(_HEADER.pack(len(payload), flags))
     f.write(payload)
 
 
 def read_chunks(path: str) -> Iterator[list]:
-    """The flat ``[k, v, ...]`` arrays of a bucket file, one chunk at a time."""
+    """The chunks of a bucket file, one at a time: flat ``[k, v, ...]`` lists, or :class:`Keys`."""
     with open(path, "rb") as f:
         yield from _read_chunks_from(f, path)
+
+
+def pairs_in(chunk: list) -> int:
+    """How many (key, value) pairs a chunk holds."""
+    return len(chunk) if type(chunk) is Keys else len(chunk) // 2
 
 
 def _read_exact(f: Any, n: int) -> bytes:
@@ -116,27 +133,32 @@ def _read_chunks_from(f: Any, name: str) -> Iterator[list]:
         payload = _read_exact(f, n)
         if len(payload) < n:
             raise OSError(f"truncated shuffle bucket {name}")
-        yield serialize.unpackb(zlib.decompress(payload) if flags else payload)
+        flat = serialize.unpackb(zlib.decompress(payload) if flags & _ZLIB else payload)
+        yield Keys(flat) if flags & _KEYS else flat
 
 
 class _Buckets:
-    """Per-reducer flat buffers, appended to the bucket files of one map output."""
+    """Per-reducer flat buffers (``bufs``: pairs; ``ones``: keys of ``(key, 1)`` pairs), appended to the
+    bucket files of one map output."""
 
     def __init__(self, folder: str, n: int, compress: bool) -> None:
         self.folder = folder
         self.compress = compress
         self.bufs: list[list] = [[] for _ in range(n)]
+        self.ones: list[list] = [[] for _ in range(n)]
         self.files: dict[int, Any] = {}
         self.packer = serialize.Packer("a shuffle record")
 
     def flush(self) -> None:
-        for r, buf in enumerate(self.bufs):
-            if buf:
-                f = self.files.get(r)
-                if f is None:
-                    f = self.files[r] = open(os.path.join(self.folder, str(r)), "ab")
-                _write_chunk(f, buf, self.packer, self.compress)
-                buf.clear()           # in place: a loop filling the buffers holds their ``append``
+        # keys first: they are only ever written by a scatter, before the pairs of the spill that follows it
+        for keys, bufs in ((True, self.ones), (False, self.bufs)):
+            for r, buf in enumerate(bufs):
+                if buf:
+                    f = self.files.get(r)
+                    if f is None:
+                        f = self.files[r] = open(os.path.join(self.folder, str(r)), "ab")
+                    _write_chunk(f, buf, self.packer, self.compress, keys)
+                    buf.clear()           # in place: a loop filling the buffers holds their ``append``
 
     def close(self) -> None:
         for f in self.files.values():
@@ -266,12 +288,18 @@ def _scatter(records: Iterable[Any], ops: Sequence[tuple[str, Callable[..., Any]
             budget.reset()
             size.restart()
 
-    pipeline.scatter(records, ops, buckets.bufs, create, partitioner, check, not_a_pair)
+    pipeline.scatter(records, ops, buckets.bufs, create, partitioner, check, not_a_pair, ones=buckets.ones)
 
 
 def read_shuffle(shuffle_id: int, locations: list[dict], reduce_id: int,
                  here: str | None = None) -> Iterator[tuple[Any, Any]]:
-    """The pairs every map output holds for one reducer; FetchFailed naming every output found gone.
+    """The pairs every map output holds for one reducer (see :func:`shuffle_chunks`)."""
+    return _pairs_of(shuffle_chunks(shuffle_id, locations, reduce_id, here))
+
+
+def shuffle_chunks(shuffle_id: int, locations: list[dict], reduce_id: int,
+                   here: str | None = None) -> Iterator[list]:
+    """The chunks every map output holds for one reducer; FetchFailed naming every output found gone.
 
     An output with a ``url`` that is not served from ``here`` (the file server
     of this process's executor) is fetched over HTTP; the others are read from
@@ -295,8 +323,8 @@ def _is_local(location: dict, here: str | None) -> bool:
     return url is None or (here is not None and url.startswith(here + "/"))
 
 
-def read_bucket(location: dict, shuffle_id: int, map_id: int, reduce_id: int) -> Iterator[tuple[Any, Any]]:
-    """The (key, value) pairs one map output holds for one reducer; FetchFailed if it is gone."""
+def read_bucket(location: dict, shuffle_id: int, map_id: int, reduce_id: int) -> Iterator[list]:
+    """The chunks one map output holds for one reducer; FetchFailed if it is gone."""
     folder = location["path"]
     host = location.get("host", "?")
     if not os.path.isdir(folder):
@@ -311,12 +339,11 @@ def read_bucket(location: dict, shuffle_id: int, map_id: int, reduce_id: int) ->
         except OSError as exc:
             raise FetchFailed(shuffle_id, map_id, reduce_id, host, str(exc), [(map_id, folder)]) from exc
 
-    return _pairs_of(chunks())
+    return chunks()
 
 
-def fetch_bucket(locations: list[dict], shuffle_id: int, map_id: int,
-                 reduce_id: int) -> Iterator[tuple[Any, Any]]:
-    """One map output's pairs for one reducer, from the file server of the executor that wrote it.
+def fetch_bucket(locations: list[dict], shuffle_id: int, map_id: int, reduce_id: int) -> Iterator[list]:
+    """One map output's chunks for one reducer, from the file server of the executor that wrote it.
 
     404: that output is gone. A server that cannot be reached: every output it
     held is gone (its executor or machine is), and FetchFailed names them all.
@@ -342,16 +369,18 @@ def fetch_bucket(locations: list[dict], shuffle_id: int, map_id: int,
         except OSError as exc:
             raise FetchFailed(shuffle_id, map_id, reduce_id, host, str(exc), [(map_id, loc["path"])]) from exc
 
-    return _pairs_of(chunks())
+    return chunks()
 
 
 def _pairs(flat: list) -> Iterator[tuple[Any, Any]]:
+    if type(flat) is Keys:
+        return zip(flat, itertools.repeat(1))
     it = iter(flat)
     return zip(it, it)
 
 
 def _pairs_of(chunks: Iterable[list]) -> Iterator[tuple[Any, Any]]:
-    """The pairs of flat ``[k, v, ...]`` chunks, one after another."""
+    """The pairs of chunks (flat ``[k, v, ...]`` lists, or :class:`Keys`), one after another."""
     return itertools.chain.from_iterable(map(_pairs, chunks))
 
 
@@ -406,9 +435,18 @@ class Merger:
                 self._check(k, v)
                 count = 0
 
-    def add_combiners(self, pairs: Iterable[tuple[Any, Any]]) -> None:
-        """Fold combiners (in a generated loop, as the map side does); each new key counts against the budget."""
-        pipeline.combine(pairs, (), self.data, None, self.merge_combiners, self._check, not_a_pair, pairs=True)
+    def add_combiners(self, chunks: Iterable[list]) -> None:
+        """Fold the combiners of a shuffle's chunks (in a generated loop, as the map side does); each new
+        key counts against the budget. When combiners add (``a + b``), a chunk of :class:`Keys` is counted
+        in C (:func:`pipeline.count`)."""
+        counting = pipeline.adds(self.merge_combiners)
+        for keys, run in itertools.groupby(chunks, lambda chunk: counting and type(chunk) is Keys):
+            if keys:
+                for chunk in run:
+                    pipeline.count(chunk, self.data, self._check)
+            else:
+                pipeline.combine(_pairs_of(run), (), self.data, None, self.merge_combiners, self._check,
+                                 not_a_pair, pairs=True)
 
     def _check(self, k: Any, v: Any) -> None:
         """After ``_CHECK_EVERY`` more entries (the last one ``k, v``): spill if over budget.

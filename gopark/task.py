@@ -22,7 +22,7 @@ from gopark.errors import FetchFailed, Terminated
 from gopark.partitioner import KeyedPartitioner
 from gopark.partitioner import from_wire as partitioner_from_wire
 from gopark.rdd import RDD, lineage_from_wire
-from gopark.shuffle import Merger, read_shuffle, write_map_output
+from gopark.shuffle import Merger, read_shuffle, shuffle_chunks, write_map_output
 
 
 class WorkerEnv:
@@ -95,6 +95,10 @@ class TaskContext:
     def read_shuffle(self, shuffle_id: int, locations: list[dict], reduce_id: int) -> Iterator[tuple[Any, Any]]:
         """This reducer's pairs of a shuffle: from local disk, or fetched from other executors."""
         return read_shuffle(shuffle_id, locations, reduce_id, self.env.files_url)
+
+    def shuffle_chunks(self, shuffle_id: int, locations: list[dict], reduce_id: int) -> Iterator[list]:
+        """This reducer's chunks of a shuffle (see :func:`gopark.shuffle.shuffle_chunks`)."""
+        return shuffle_chunks(shuffle_id, locations, reduce_id, self.env.files_url)
 
     def merger(self, agg: list | None, merge_combiners: Any = None) -> Merger:
         """A reduce-side merger for an aggregator ``[create, merge_value, merge_combiners]``."""

@@ -16,7 +16,8 @@ import pytest
 from gopark import http, serialize, shared
 from gopark.errors import FetchFailed
 from gopark.partitioner import HashPartitioner
-from gopark.shuffle import read_shuffle, write_map_output
+from gopark.registry import register_func
+from gopark.shuffle import Keys, read_chunks, read_shuffle, write_map_output
 from launcher.fileserver import FileServer, local_address
 
 
@@ -162,3 +163,26 @@ def test_nothing_is_served_without_the_secret_in_the_url(tmp_path, server: FileS
     for wrong in (f"{address}/root/f", f"{address}/{secret[:-1]}x/root/f", f"{address}/%C3%A9/root/f"):
         with pytest.raises(http.NotFound):
             http.fetch(wrong)
+
+
+def test_chunks_of_keys_alone_read_over_http_and_locally(tmp_path, server: FileServer) -> None:
+    """A map task of (key, 1) pairs writes their keys alone, compressed or not: both reads give the pairs."""
+    work = tmp_path / "work"
+    base = server.add_root("work", str(work))
+    locations = []
+    for m in range(2):
+        path = write_map_output(range(m * 1000, (m + 1) * 1000), str(work / "shuffle"), 8, m, 0, HashPartitioner(3),
+                                None, None, 1 << 26, compress=(m == 0), ops=[("map", key_and_one)])
+        locations.append({"host": "h", "path": path, "url": f"{base}/{os.path.relpath(path, work)}"})
+    kinds = {type(chunk) for loc in locations for name in os.listdir(loc["path"])
+             for chunk in read_chunks(os.path.join(loc["path"], name))}
+    assert kinds == {Keys}
+    expected = sorted(key_and_one(i) for i in range(2000))
+    for here in ("http://elsewhere:1/work", server.url + "/work"):
+        got = sorted(p for r in range(3) for p in read_shuffle(8, locations, r, here=here))
+        assert got == expected and {type(v) for _, v in got} == {int}
+
+
+@register_func
+def key_and_one(i: int) -> tuple[str, int]:
+    return ("k" + str(i % 700), 1)

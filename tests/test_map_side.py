@@ -113,7 +113,7 @@ def _pairs_written(tmp_path, records, ops=(), shuffle_id=0):
     """How many pairs one map task writes for ``records`` through ``ops``, combining with ``add``."""
     folder = shuffle.write_map_output(records, str(tmp_path), shuffle_id, 0, 0, HashPartitioner(3), None,
                                       operator.add, 1 << 30, False, list(ops))
-    return sum(len(chunk) // 2 for name in os.listdir(folder)
+    return sum(shuffle.pairs_in(chunk) for name in os.listdir(folder)
                for chunk in shuffle.read_chunks(os.path.join(folder, name)))
 
 
@@ -175,9 +175,9 @@ def test_a_shuffle_without_combining_writes_in_the_loop_of_its_maps(monkeypatch)
     seen: list[list[str]] = []
     real = pipeline.scatter
 
-    def spying(records, ops, *args):  # noqa: ANN001, ANN002
+    def spying(records, ops, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003
         seen.append([op for op, _ in ops])
-        return real(records, ops, *args)
+        return real(records, ops, *args, **kwargs)
 
     monkeypatch.setattr(pipeline, "scatter", spying)
     with Context("local", quiet=True) as c:
@@ -199,3 +199,66 @@ def test_map_value_takes_only_pairs_too(ctx, op):
             assert f"{op} needs (key, value) pairs, got {type(bad).__name__}" in str(info.value), info.value
     assert getattr(ctx.parallelize([(1, 2), [3, 4]], 2), op)(one_list).collect() == \
         ([(1, [2]), (3, [4])] if op == "mapValue" else [(1, 2), (3, 4)])
+
+
+@register_func
+def spread_true(i):
+    return (i * 7919 % 1_000_003, True)
+
+
+@register_func
+def spread_float(i):
+    return (i * 7919 % 1_000_003, 1.0)
+
+
+@register_func
+def plus_hundred(a, b):
+    return a + b + 100       # not ``a + b``: the reducer folds each (key, 1) pair one at a time
+
+
+def test_pairs_of_the_int_one_travel_as_their_keys(monkeypatch):
+    """A map task whose records are (key, 1) by construction writes only their keys; the sums are exact."""
+    kinds: list[bool] = []
+    real = shuffle._write_chunk
+
+    def spying(f, flat, packer, compress=False, keys=False):  # noqa: ANN001
+        kinds.append(keys)
+        return real(f, flat, packer, compress, keys)
+
+    monkeypatch.setattr(shuffle, "_write_chunk", spying)
+    with Context("local", quiet=True) as c:
+        got = c.parallelize(range(2 * PER_PART), 2).map(spread).reduceByKey(operator.add).collectAsMap()
+        assert got == expected_sums(spread(i) for i in range(2 * PER_PART))
+        assert True in kinds and False in kinds    # the probe's combined pairs, then the scattered keys
+        kinds.clear()
+        got = c.parallelize(range(2 * PER_PART), 2).map(spread_true).reduceByKey(operator.add).collectAsMap()
+        assert got == expected_sums(spread_true(i) for i in range(2 * PER_PART))
+        assert kinds and True not in kinds         # True is not the int 1: its pairs are written whole
+
+
+def test_keys_written_alone_read_back_as_pairs_of_the_int_one(ctx):
+    rows = ctx.parallelize(range(2 * PER_PART), 2).map(spread)
+    expected = [spread(i) for i in range(2 * PER_PART)]
+    counts = collections.Counter(k for k, _ in expected)
+    assert sorted(rows.partitionByKey(3).collect()) == sorted(expected)
+    grouped = rows.groupByKey(3).collectAsMap()
+    assert {k: len(vs) for k, vs in grouped.items()} == counts
+    values = [v for vs in grouped.values() for v in vs]
+    assert {type(v) for v in values} == {int} and set(values) == {1}
+    # a merge that is not a + b folds each pair: every key's value is its count's, each pair taken once
+    assert rows.reduceByKey(plus_hundred, 3).collectAsMap() == {k: 101 * n - 100 for k, n in counts.items()}
+
+
+def test_values_equal_to_one_but_not_the_int_keep_their_type(ctx):
+    for fn, kind in ((spread_true, bool), (spread_float, float)):
+        grouped = ctx.parallelize(range(PER_PART), 2).map(fn).groupByKey(2).collect()
+        assert {type(v) for _, vs in grouped for v in vs} == {kind}
+        assert sum(len(vs) for _, vs in grouped) == PER_PART
+
+
+def test_counted_keys_spill_on_the_reduce_side_under_a_small_budget():
+    n = 6 * PER_PART
+    with Context("local", mem=8, quiet=True) as c:
+        got = c.parallelize(range(n), 3).map(spread).union(c.parallelize(range(n), 3).map(spread)) \
+            .reduceByKey(operator.add, 2).collectAsMap()
+    assert got == {k: 2 * v for k, v in expected_sums(spread(i) for i in range(n)).items()}
