@@ -94,15 +94,17 @@ class Expr:
         return self.template.format(*args, c=prefix)
 
 
-#: set to ``0`` in the environment of the driver (which passes it on to its workers and executors):
-#: nothing is inlined, every function is called (its own frame in tracebacks, its calls seen by tools)
+#: set to ``0`` (``off``, ``false``, ``no``) in the environment of the driver (which passes it on to
+#: its workers and executors): nothing is inlined, every function is called (its own frame in
+#: tracebacks, its calls seen by tools)
 SWITCH = "GOPARK_INLINE"
+_OFF = frozenset({"0", "false", "no", "off"})     # values of SWITCH that turn inlining off
 
 
 def enabled() -> bool:
     """Inlining is on: a supported CPython, no tracer or profiler to miss the calls, not switched off."""
     return (sys.version_info[:2] == SUPPORTED and sys.gettrace() is None and sys.getprofile() is None
-            and os.environ.get(SWITCH) != "0")
+            and os.environ.get(SWITCH, "").strip().lower() not in _OFF)
 
 
 def expression(fn: Any, nargs: int, name: str) -> Expr | None:

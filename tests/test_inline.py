@@ -484,6 +484,18 @@ def test_the_traceback_says_the_function_ran_inline(ctx):
     assert "test_inline.halve, which gopark ran inline" in info.value.remote_traceback
 
 
+@pytest.mark.parametrize("value", ["0", "off", "False", " no "])
+def test_gopark_inline_off_values(monkeypatch, value):
+    monkeypatch.setenv(inline.SWITCH, value)
+    assert not inline.enabled()
+
+
+@pytest.mark.parametrize("value", ["1", "on", "", "yes"])
+def test_gopark_inline_other_values_leave_it_on(monkeypatch, value):
+    monkeypatch.setenv(inline.SWITCH, value)
+    assert inline.enabled()
+
+
 @pytest.mark.parametrize("master", ["local", "process:2"])
 def test_gopark_inline_0_calls_every_function(monkeypatch, master):
     """The switch in the driver's environment: its workers call the function too (its own frame)."""
