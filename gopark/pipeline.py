@@ -518,7 +518,7 @@ def scatter(records: Iterable[Any], ops: Sequence[tuple[str, Callable[..., Any]]
     its reducer ``r`` (see :func:`scatter_loop`). ``pairs``: ``records`` are (key, value) 2-tuples and
     there are no ``ops``. ``ones``: buffers for keys alone, used instead of ``bufs`` when the ``ops``
     make only ``(key, 1)`` pairs (and there is no ``create``): half the data to write and read, and
-    a reducer that adds counts them in C (:func:`count`)."""
+    a reducer that adds counts them in C (:class:`KeyCount`)."""
     if pairs and ops:
         raise ValueError("known pairs are scattered with no per-record operations")
     records, ops = _shallow(records, ops)
@@ -539,15 +539,26 @@ def adds(merge: Callable[[Any, Any], Any]) -> bool:
     return slot.template == "({0} + {1})" and not slot.statements
 
 
-def count(keys: list, combined: dict, check: Callable[[Any, Any], None]) -> None:
-    """Fold pairs ``(k, 1)``, given by their keys, into ``combined`` by ``a + b``, in C: ``combined[k] + 1``
-    for a key it holds, else 1; ``check(k, combined[k])`` after every ``CHECK_EVERY`` new keys (it may
-    empty ``combined``, a spill)."""
-    budget = _CountBudget(check, combined)
-    for i in range(0, len(keys), CHECK_EVERY):
-        _count_elements(combined, keys[i:i + CHECK_EVERY])
-        if len(combined) >= budget.due:
-            budget.settle(combined)
+class KeyCount:
+    """Folds pairs ``(k, 1)``, given by their keys, into ``combined`` by ``a + b``, in C: ``combined[k] + 1``
+    for a key it holds, else 1. After every ``CHECK_EVERY`` keys it added, counted across calls (a reducer
+    counts many small chunks), ``check(k, combined[k])``, which may empty ``combined`` (a spill)."""
+
+    def __init__(self, combined: dict, check: Callable[[Any, Any], None]) -> None:
+        self.combined = combined
+        self.check = check
+        self.fresh = 0        # keys added since the last check
+
+    def add(self, keys: list) -> None:
+        combined = self.combined
+        for i in range(0, len(keys), CHECK_EVERY):       # at most CHECK_EVERY new keys between two looks
+            before = len(combined)
+            _count_elements(combined, keys[i:i + CHECK_EVERY])
+            self.fresh += len(combined) - before
+            if self.fresh >= CHECK_EVERY:
+                self.fresh -= CHECK_EVERY
+                k = next(reversed(combined))
+                self.check(k, combined[k])
 
 
 def fold(records: Iterable[Any], ops: Sequence[tuple[str, Callable[..., Any]]], acc: Any,

@@ -384,6 +384,15 @@ def _pairs_of(chunks: Iterable[list]) -> Iterator[tuple[Any, Any]]:
     return itertools.chain.from_iterable(map(_pairs, chunks))
 
 
+def _pairs_counting_keys(chunks: Iterable[list], count: Callable[[list], None]) -> Iterator[Iterator[tuple]]:
+    """The pairs of each chunk of pairs; a chunk of :class:`Keys` is given to ``count`` when its turn comes."""
+    for chunk in chunks:
+        if type(chunk) is Keys:
+            count(chunk)
+        else:
+            yield _pairs(chunk)
+
+
 def _no_check(k: Any, c: Any) -> None:
     """No budget to check: a sub-partition read back is merged whole, a spill writes what is held."""
 
@@ -438,15 +447,13 @@ class Merger:
     def add_combiners(self, chunks: Iterable[list]) -> None:
         """Fold the combiners of a shuffle's chunks (in a generated loop, as the map side does); each new
         key counts against the budget. When combiners add (``a + b``), a chunk of :class:`Keys` is counted
-        in C (:func:`pipeline.count`)."""
-        counting = pipeline.adds(self.merge_combiners)
-        for keys, run in itertools.groupby(chunks, lambda chunk: counting and type(chunk) is Keys):
-            if keys:
-                for chunk in run:
-                    pipeline.count(chunk, self.data, self._check)
-            else:
-                pipeline.combine(_pairs_of(run), (), self.data, None, self.merge_combiners, self._check,
-                                 not_a_pair, pairs=True)
+        in C (:class:`pipeline.KeyCount`), in its turn between the chunks of pairs."""
+        if pipeline.adds(self.merge_combiners):
+            counted = pipeline.KeyCount(self.data, self._check)
+            pairs = itertools.chain.from_iterable(_pairs_counting_keys(chunks, counted.add))
+        else:
+            pairs = _pairs_of(chunks)
+        pipeline.combine(pairs, (), self.data, None, self.merge_combiners, self._check, not_a_pair, pairs=True)
 
     def _check(self, k: Any, v: Any) -> None:
         """After ``_CHECK_EVERY`` more entries (the last one ``k, v``): spill if over budget.

@@ -256,9 +256,35 @@ def test_values_equal_to_one_but_not_the_int_keep_their_type(ctx):
         assert sum(len(vs) for _, vs in grouped) == PER_PART
 
 
-def test_counted_keys_spill_on_the_reduce_side_under_a_small_budget():
-    n = 6 * PER_PART
+@register_func
+def unique_key(i):
+    return (i * 7919 % 10_000_019, 1)
+
+
+def test_counted_keys_spill_on_the_reduce_side_under_a_small_budget(monkeypatch):
+    """Many small chunks of keys (20 reducers, 8 MB): the reducers count them against their budget across
+    chunks, and spill, as they do pairs."""
+    written, spills, held = [], [], []
+    real_write, real_spill, real_items = shuffle._write_chunk, shuffle.Merger._spill, shuffle.Merger.items
+
+    def write(f, flat, packer, compress=False, keys=False):  # noqa: ANN001
+        written.append(keys)
+        return real_write(f, flat, packer, compress, keys)
+
+    def spill(self):  # noqa: ANN001
+        spills.append(len(self.data))
+        return real_spill(self)
+
+    def items(self):  # noqa: ANN001
+        held.append(len(self.data))
+        return real_items(self)
+
+    monkeypatch.setattr(shuffle, "_write_chunk", write)
+    monkeypatch.setattr(shuffle.Merger, "_spill", spill)
+    monkeypatch.setattr(shuffle.Merger, "items", items)
+    n = 1_000_000
     with Context("local", mem=8, quiet=True) as c:
-        got = c.parallelize(range(n), 3).map(spread).union(c.parallelize(range(n), 3).map(spread)) \
-            .reduceByKey(operator.add, 2).collectAsMap()
-    assert got == {k: 2 * v for k, v in expected_sums(spread(i) for i in range(n)).items()}
+        got = c.parallelize(range(n), 1).map(unique_key).reduceByKey(operator.add, 20).collectAsMap()
+    assert got == collections.Counter(unique_key(i)[0] for i in range(n))
+    assert written.count(True) > 100            # the records went as keys, in many small chunks
+    assert len(spills) >= 20 and max(held) < n // 40, (len(spills), max(held))
