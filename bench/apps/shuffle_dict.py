@@ -1,6 +1,6 @@
 """Baseline: the records of shuffle_gopark.py, aggregated with a plain dict in one process.
 
-    python bench/apps/shuffle_dict.py rbk|join
+    python bench/apps/shuffle_dict.py rbk|sums|join
 
 The record functions are copies of shuffle_gopark.py's; the aggregation is
 what one writes without a framework (``dict.get`` to sum, a dict of lists to
@@ -23,6 +23,10 @@ def rbk_pair(i: int) -> tuple[int, int]:
     return (i * 7919 % RBK_KEYS, 1)
 
 
+def sums_pair(i: int) -> tuple[int, int]:
+    return (i * 7919 % RBK_KEYS, i % 7)
+
+
 def left_row(i: int) -> tuple[int, int]:
     return (i * 7919 % JOIN_RIGHT, i)
 
@@ -36,10 +40,10 @@ def join_digest(row: tuple[int, tuple[int, int]]) -> tuple[int, int]:
     return (1, (k * 1_000_003 + a * 31 + b) % 1_000_000_007)
 
 
-def reduce_by_key(lo: int, hi: int) -> dict[int, int]:
+def reduce_by_key(lo: int, hi: int, pair=rbk_pair) -> dict[int, int]:  # noqa: ANN001
     counts: dict[int, int] = {}
     for i in range(lo, hi):
-        k, v = rbk_pair(i)
+        k, v = pair(i)
         counts[k] = counts.get(k, 0) + v
     return counts
 
@@ -65,8 +69,8 @@ def probe(right: dict[int, list[int]], lo: int, hi: int) -> tuple[int, int]:
 
 def main() -> None:
     op = sys.argv[1]
-    if op == "rbk":
-        counts = reduce_by_key(0, RBK_PAIRS)
+    if op in ("rbk", "sums"):
+        counts = reduce_by_key(0, RBK_PAIRS, rbk_pair if op == "rbk" else sums_pair)
         result = {"keys": len(counts), "total": sum(counts.values())}
         out = os.environ.get("BENCH_OUT")
         if out:
@@ -76,7 +80,7 @@ def main() -> None:
         rows, checksum = probe(build_right(), 0, JOIN_LEFT)
         result = {"rows": rows, "checksum": checksum}
     else:
-        raise SystemExit(f"unknown operation {op!r}: use rbk or join")
+        raise SystemExit(f"unknown operation {op!r}: use rbk, sums or join")
     print("BENCH_RESULT " + json.dumps(result))
 
 
