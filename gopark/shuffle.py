@@ -86,10 +86,13 @@ class Budget:
 _ZLIB, _KEYS = 1, 2      # chunk flags
 
 
-class Keys(list):
-    """A chunk of a bucket file that holds only keys, each of a pair ``(key, 1)``."""
+class Keys:
+    """A chunk of a bucket file that holds only keys (the list ``keys``), each of a pair ``(key, 1)``."""
 
-    __slots__ = ()
+    __slots__ = ("keys",)
+
+    def __init__(self, keys: list) -> None:
+        self.keys = keys
 
 
 def _write_chunk(f: Any, flat: list, packer: serialize.Packer, compress: bool = False, keys: bool = False) -> None:
@@ -101,15 +104,15 @@ def _write_chunk(f: Any, flat: list, packer: serialize.Packer, compress: bool = 
     f.write(payload)
 
 
-def read_chunks(path: str) -> Iterator[list]:
+def read_chunks(path: str) -> Iterator[list | Keys]:
     """The chunks of a bucket file, one at a time: flat ``[k, v, ...]`` lists, or :class:`Keys`."""
     with open(path, "rb") as f:
         yield from _read_chunks_from(f, path)
 
 
-def pairs_in(chunk: list) -> int:
+def pairs_in(chunk: list | Keys) -> int:
     """How many (key, value) pairs a chunk holds."""
-    return len(chunk) if type(chunk) is Keys else len(chunk) // 2
+    return len(chunk.keys) if type(chunk) is Keys else len(chunk) // 2
 
 
 def _read_exact(f: Any, n: int) -> bytes:
@@ -122,7 +125,7 @@ def _read_exact(f: Any, n: int) -> bytes:
     return data
 
 
-def _read_chunks_from(f: Any, name: str) -> Iterator[list]:
+def _read_chunks_from(f: Any, name: str) -> Iterator[list | Keys]:
     while True:
         head = _read_exact(f, _HEADER.size)
         if not head:
@@ -298,7 +301,7 @@ def read_shuffle(shuffle_id: int, locations: list[dict], reduce_id: int,
 
 
 def shuffle_chunks(shuffle_id: int, locations: list[dict], reduce_id: int,
-                   here: str | None = None) -> Iterator[list]:
+                   here: str | None = None) -> Iterator[list | Keys]:
     """The chunks every map output holds for one reducer; FetchFailed naming every output found gone.
 
     An output with a ``url`` that is not served from ``here`` (the file server
@@ -323,7 +326,7 @@ def _is_local(location: dict, here: str | None) -> bool:
     return url is None or (here is not None and url.startswith(here + "/"))
 
 
-def read_bucket(location: dict, shuffle_id: int, map_id: int, reduce_id: int) -> Iterator[list]:
+def read_bucket(location: dict, shuffle_id: int, map_id: int, reduce_id: int) -> Iterator[list | Keys]:
     """The chunks one map output holds for one reducer; FetchFailed if it is gone."""
     folder = location["path"]
     host = location.get("host", "?")
@@ -333,7 +336,7 @@ def read_bucket(location: dict, shuffle_id: int, map_id: int, reduce_id: int) ->
     if not os.path.exists(path):
         return iter(())      # this map sent nothing to this reducer
 
-    def chunks() -> Iterator[list]:
+    def chunks() -> Iterator[list | Keys]:
         try:
             yield from read_chunks(path)
         except OSError as exc:
@@ -342,7 +345,7 @@ def read_bucket(location: dict, shuffle_id: int, map_id: int, reduce_id: int) ->
     return chunks()
 
 
-def fetch_bucket(locations: list[dict], shuffle_id: int, map_id: int, reduce_id: int) -> Iterator[list]:
+def fetch_bucket(locations: list[dict], shuffle_id: int, map_id: int, reduce_id: int) -> Iterator[list | Keys]:
     """One map output's chunks for one reducer, from the file server of the executor that wrote it.
 
     404: that output is gone. A server that cannot be reached: every output it
@@ -351,7 +354,7 @@ def fetch_bucket(locations: list[dict], shuffle_id: int, map_id: int, reduce_id:
     loc = locations[map_id]
     url, host = f"{loc['url']}/{reduce_id}", loc.get("host", "?")
 
-    def chunks() -> Iterator[list]:
+    def chunks() -> Iterator[list | Keys]:
         from gopark import http
         try:
             with http.get(url) as resp:
@@ -372,23 +375,24 @@ def fetch_bucket(locations: list[dict], shuffle_id: int, map_id: int, reduce_id:
     return chunks()
 
 
-def _pairs(flat: list) -> Iterator[tuple[Any, Any]]:
-    if type(flat) is Keys:
-        return zip(flat, itertools.repeat(1))
-    it = iter(flat)
+def _pairs(chunk: list | Keys) -> Iterator[tuple[Any, Any]]:
+    if type(chunk) is Keys:
+        return zip(chunk.keys, itertools.repeat(1))
+    it = iter(chunk)
     return zip(it, it)
 
 
-def _pairs_of(chunks: Iterable[list]) -> Iterator[tuple[Any, Any]]:
+def _pairs_of(chunks: Iterable[list | Keys]) -> Iterator[tuple[Any, Any]]:
     """The pairs of chunks (flat ``[k, v, ...]`` lists, or :class:`Keys`), one after another."""
     return itertools.chain.from_iterable(map(_pairs, chunks))
 
 
-def _pairs_counting_keys(chunks: Iterable[list], count: Callable[[list], None]) -> Iterator[Iterator[tuple]]:
-    """The pairs of each chunk of pairs; a chunk of :class:`Keys` is given to ``count`` when its turn comes."""
+def _pairs_counting_keys(chunks: Iterable[list | Keys],
+                         count: Callable[[list], None]) -> Iterator[Iterator[tuple]]:
+    """The pairs of each chunk of pairs; the keys of a chunk of :class:`Keys` go to ``count`` when its turn comes."""
     for chunk in chunks:
         if type(chunk) is Keys:
-            count(chunk)
+            count(chunk.keys)
         else:
             yield _pairs(chunk)
 
@@ -444,7 +448,7 @@ class Merger:
                 self._check(k, v)
                 count = 0
 
-    def add_combiners(self, chunks: Iterable[list]) -> None:
+    def add_combiners(self, chunks: Iterable[list | Keys]) -> None:
         """Fold the combiners of a shuffle's chunks (in a generated loop, as the map side does); each new
         key counts against the budget. When combiners add (``a + b``), a chunk of :class:`Keys` is counted
         in C (:class:`pipeline.KeyCount`), in its turn between the chunks of pairs."""

@@ -96,7 +96,7 @@ class TaskContext:
         """This reducer's pairs of a shuffle: from local disk, or fetched from other executors."""
         return read_shuffle(shuffle_id, locations, reduce_id, self.env.files_url)
 
-    def shuffle_chunks(self, shuffle_id: int, locations: list[dict], reduce_id: int) -> Iterator[list]:
+    def shuffle_chunks(self, shuffle_id: int, locations: list[dict], reduce_id: int) -> Iterator[Any]:
         """This reducer's chunks of a shuffle (see :func:`gopark.shuffle.shuffle_chunks`)."""
         return shuffle_chunks(shuffle_id, locations, reduce_id, self.env.files_url)
 
