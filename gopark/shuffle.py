@@ -55,31 +55,49 @@ def rss_bytes() -> int:
         return 0
 
 
-class Budget:
-    """How much data a task may hold before it spills, estimated as records are added.
+_CHECK_EVERY = pipeline.CHECK_EVERY   # entries (records or new keys) between two looks at the memory budget
 
-    The estimate (sizes sampled from the first records of each fill) decides;
-    the process' real RSS, read every few thousand records, is the safety net.
+
+class Budget:
+    """How much data a task may hold before it spills, estimated as entries are added.
+
+    Every ``CHECK_EVERY`` entries, the holder samples one entry's size and
+    adds that many entries of the average sampled size (the first 64 samples
+    after each reset count): over the limit, it spills (or flushes) and
+    resets. The process' real RSS, read every few thousand checks, is the
+    safety net.
     """
 
     def __init__(self, mem_bytes: int) -> None:
         self.mem = mem_bytes
         self.limit = max(mem_bytes - rss_bytes(), mem_bytes // 4, 1 << 20)
         self.held = 0
+        self.avg = 128          # bytes an entry, on average, of the samples since the last reset
+        self._samples = 0
         self._ticks = 0
 
-    def over(self, added: int) -> bool:
-        self.held += added
-        self._ticks += 1
+    def full(self, size: int) -> bool:
+        """``CHECK_EVERY`` more entries, one of them sampled at ``size`` bytes: is the budget spent?"""
+        if self._samples < 64:
+            self._samples += 1
+            self.avg += (size - self.avg) // self._samples
+        self.held += _CHECK_EVERY * self.avg
         if self.held > self.limit:
             return True
+        self._ticks += 1
         if self._ticks >= 8192:
             self._ticks = 0
             return rss_bytes() > self.mem * 1.2
         return False
 
+    def full_of_pairs(self, k: Any, v: Any) -> bool:
+        """:meth:`full`, the sample being a (key, value) entry of a dict or of flat buffers."""
+        return self.full(sys.getsizeof(k) + sys.getsizeof(v) + 96)
+
     def reset(self) -> None:
+        """What was held is written out: count afresh, and sample sizes afresh."""
         self.held = 0
+        self._samples = 0
         gc.collect(0)
 
 
@@ -201,31 +219,9 @@ def write_map_output(records: Iterable[Any], root: str, shuffle_id: int, map_id:
     return folder
 
 
-_CHECK_EVERY = pipeline.CHECK_EVERY   # records (or new keys) between two looks at the memory budget
-
-
 def not_a_pair(record: Any) -> TypeError:
     """The error for a record a shuffle got that is not a (key, value) pair."""
     return TypeError(f"a shuffle needs (key, value) pairs, got {type(record).__name__}: {record!r:.80}")
-
-
-class _SizeEstimate:
-    """The average size of an entry, sampled from the first ones after each spill."""
-
-    def __init__(self) -> None:
-        self.n, self.avg = 0, 128
-
-    def sample(self, k: Any, v: Any) -> None:
-        self.add(sys.getsizeof(k) + sys.getsizeof(v) + 96)
-
-    def add(self, size: int) -> None:
-        """One more sampled entry of ``size`` bytes (only the first 64 after a restart count)."""
-        if self.n < 64:
-            self.n += 1
-            self.avg += (size - self.avg) // self.n
-
-    def restart(self) -> None:
-        self.n = 0
 
 
 #: the first records of a map task (before its per-record operations) tell whether combining pays
@@ -251,18 +247,15 @@ def _combine(records: Iterable[Any], ops: Sequence[tuple[str, Callable[..., Any]
     (:func:`pipeline.counts`) always combines.
     """
     combined: dict[Any, Any] = {}
-    size = _SizeEstimate()
 
     def spill() -> None:
         pipeline.scatter(combined.items(), (), buckets.bufs, None, partitioner, _no_check, not_a_pair, pairs=True)
         combined.clear()
         buckets.flush()
         budget.reset()
-        size.restart()
 
     def check(k: Any, c: Any) -> None:
-        size.sample(k, c)
-        if budget.over(_CHECK_EVERY * size.avg):
+        if budget.full_of_pairs(k, c):
             spill()
 
     records = iter(records)
@@ -282,14 +275,10 @@ def _scatter(records: Iterable[Any], ops: Sequence[tuple[str, Callable[..., Any]
              budget: Budget, partitioner: Any, create: Callable[[Any], Any] | None) -> None:
     """Each (k, v) of ``records`` (through ``ops``) to its reducer's buffer as ``k, v`` (``k, create(v)``
     with ``create``), flushed to the bucket files whenever the budget is spent."""
-    size = _SizeEstimate()
-
     def check(k: Any, v: Any) -> None:
-        size.sample(k, v)
-        if budget.over(_CHECK_EVERY * size.avg):
+        if budget.full_of_pairs(k, v):
             buckets.flush()
             budget.reset()
-            size.restart()
 
     pipeline.scatter(records, ops, buckets.bufs, create, partitioner, check, not_a_pair, ones=buckets.ones)
 
@@ -420,7 +409,6 @@ class Merger:
         self.spill_dir: str | None = None
         self._files: list[Any] = []
         self._packer = serialize.Packer("a shuffle record")
-        self._size = _SizeEstimate()
 
     def add_values(self, pairs: Iterable[tuple[Any, Any]]) -> None:
         """Fold raw values; every value counts against the budget (grouped lists grow with each)."""
@@ -464,8 +452,7 @@ class Merger:
 
         A spill empties ``self.data`` in place, so a loop filling it goes on with the same dict.
         """
-        self._size.sample(k, v)
-        if self.budget.over(_CHECK_EVERY * self._size.avg):
+        if self.budget.full_of_pairs(k, v):
             self._spill()
 
     def _spill(self) -> None:
@@ -483,7 +470,6 @@ class Merger:
             if buf:
                 _write_chunk(f, buf, self._packer)
         self.budget.reset()
-        self._size.restart()
 
     def items(self) -> Iterator[tuple[Any, Any]]:
         """Every (key, combiner): an iterator of the dict's own items when nothing spilled (a consumer
@@ -528,12 +514,10 @@ def external_sort(records: Iterable[Any], key: Callable[[Any], Any], reverse: bo
     runs: list[str] = []
     folder: str | None = None
     packer = serialize.Packer("a record being sorted")
-    size = _SizeEstimate()
     try:
         for record in records:
             run.append(record)
-            size.add(sys.getsizeof(record) + 64)
-            if len(run) % _CHECK_EVERY == 0 and budget.over(_CHECK_EVERY * size.avg):
+            if len(run) % _CHECK_EVERY == 0 and budget.full(sys.getsizeof(record) + 64):
                 if folder is None:
                     os.makedirs(spill_root, exist_ok=True)
                     folder = tempfile.mkdtemp(prefix="sort-", dir=spill_root)
@@ -545,7 +529,6 @@ def external_sort(records: Iterable[Any], key: Callable[[Any], Any], reverse: bo
                 runs.append(path)
                 run = []
                 budget.reset()
-                size.restart()
         run.sort(key=key, reverse=reverse)
         if not runs:
             yield from run
