@@ -11,6 +11,7 @@ from __future__ import annotations
 import collections
 import heapq
 import itertools
+import operator
 import random
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
@@ -100,6 +101,13 @@ def _sample_keys(n: int, key: Any, it: Iterable[Any]) -> list:
     return sample
 
 
+def _count(it: Iterable[Any]) -> int:
+    """How many records ``it`` gives, counted in C (``zip`` with a counter, drained by a ``deque``)."""
+    counter = itertools.count()
+    collections.deque(zip(it, counter), maxlen=0)      # zip asks ``it`` first: the counter stops with it
+    return next(counter)
+
+
 def _count_by(it: Iterable[Any]) -> dict:
     return dict(collections.Counter(it))
 
@@ -124,7 +132,7 @@ def run(action: list, it: Iterator[Any], split: int, attempt: int,
     if name in ("collect", "collectAsMap"):
         return _collect(it, name)
     if name == "count":
-        return sum(1 for _ in it)
+        return _count(it)
     if name == "take":
         return list(itertools.islice(it, action[1]))
     if name == "top":
@@ -153,7 +161,7 @@ def run(action: list, it: Iterator[Any], split: int, attempt: int,
         f(it)
         return None
     if name == "countByKey":
-        return _count_by(kv[0] for kv in it)
+        return _count_by(map(operator.itemgetter(0), it))
     if name == "countByValue":
         return _count_by(it)
     if name == "save":
