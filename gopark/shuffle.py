@@ -506,6 +506,17 @@ class Merger:
             self.spill_dir = None
 
 
+_RUN_CHUNK = 16 << 10      # bytes (estimated) of a chunk of a sorted run on disk
+
+
+def _record_size(record: Any) -> int:
+    """A record's size in memory, estimated: a tuple (a (key, value) pair) with its items' own sizes."""
+    size = sys.getsizeof(record) + 64
+    if type(record) is tuple:
+        size += sum(map(sys.getsizeof, record))
+    return size
+
+
 def external_sort(records: Iterable[Any], key: Callable[[Any], Any], reverse: bool, mem_bytes: int,
                   spill_root: str) -> Iterator[Any]:
     """``sorted(records, key, reverse)`` within a memory budget: sorted runs spilled, then merged."""
@@ -517,15 +528,17 @@ def external_sort(records: Iterable[Any], key: Callable[[Any], Any], reverse: bo
     try:
         for record in records:
             run.append(record)
-            if len(run) % _CHECK_EVERY == 0 and budget.full(sys.getsizeof(record) + 64):
+            if len(run) % _CHECK_EVERY == 0 and budget.full(_record_size(record)):
                 if folder is None:
                     os.makedirs(spill_root, exist_ok=True)
                     folder = tempfile.mkdtemp(prefix="sort-", dir=spill_root)
                 run.sort(key=key, reverse=reverse)
                 path = os.path.join(folder, str(len(runs)))
+                # chunks of about _RUN_CHUNK bytes: the merge holds one chunk of every run at once
+                step = max(16, min(4096, _RUN_CHUNK // budget.avg))
                 with open(path, "wb") as f:
-                    for i in range(0, len(run), 4096):
-                        _write_chunk(f, run[i:i + 4096], packer)
+                    for i in range(0, len(run), step):
+                        _write_chunk(f, run[i:i + step], packer)
                 runs.append(path)
                 run = []
                 budget.reset()
