@@ -13,6 +13,7 @@ import heapq
 import itertools
 import operator
 import random
+from collections import _count_elements  # type: ignore[attr-defined]  # Counter's C loop
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
@@ -108,8 +109,23 @@ def _count(it: Iterable[Any]) -> int:
     return next(counter)
 
 
-def _count_by(it: Iterable[Any]) -> dict:
-    return dict(collections.Counter(it))
+def _count_by(it: Iterable[Any], what: str, needs: str) -> dict:
+    """{item: times} of ``it``, counted in C. An item the counting itself cannot take (not a pair for
+    countByKey, an unhashable key or record) fails with a TypeError that says what ``what`` ``needs``,
+    marked as the action's own (``gopark_action``): no function of the app is blamed."""
+    counts: dict = {}
+    try:
+        _count_elements(counts, it)
+    except Exception as exc:
+        tb = exc.__traceback__
+        while tb is not None and tb.tb_next is not None:
+            tb = tb.tb_next
+        if tb is None or tb.tb_frame.f_code is not _count_by.__code__:   # raised by the records' own source
+            raise
+        error = TypeError(f"{what} needs {needs}: {exc}")
+        error.gopark_action = what       # type: ignore[attr-defined]
+        raise error from exc
+    return counts
 
 
 #: actions that take their partition as an iterator and the per-record operations still to apply
@@ -161,9 +177,9 @@ def run(action: list, it: Iterator[Any], split: int, attempt: int,
         f(it)
         return None
     if name == "countByKey":
-        return _count_by(map(operator.itemgetter(0), it))
+        return _count_by(map(operator.itemgetter(0), it), name, "(key, value) pairs with hashable keys")
     if name == "countByValue":
-        return _count_by(it)
+        return _count_by(it, name, "hashable records")
     if name == "save":
         from gopark.io import text
         return text.write_partition(action[1], split, attempt, it)

@@ -7,7 +7,8 @@ result; nothing in between is pickled and no code is received.
 
 Result: ``{"ok": True, "v": packed value, "stream": bool, "acc": {key: delta},
 "cached": [[rdd, split], ...]}`` or ``{"ok": False, "type", "msg", "tb",
-"func", "input": path of an unreadable input split | None, "fetch": [shuffle, [[map, path], ...]] | None}``.
+"func", "input": path of an unreadable input split | None, "action": the action that refused a record
+(countByKey...) | None, "fetch": [shuffle, [[map, path], ...]] | None}``.
 """
 from __future__ import annotations
 
@@ -175,9 +176,10 @@ def run_task(payload: bytes, env: WorkerEnv) -> bytes:
         except (Exception, SystemExit) as exc:  # the task's own failure: reported, never raised here
             fetch = [exc.shuffle_id, [list(m) for m in exc.missing]] if isinstance(exc, FetchFailed) else None
             source = getattr(exc, "gopark_input", None)       # the input split could not be read
-            func = None if source else _failing_func(exc)
+            action = getattr(exc, "gopark_action", None)      # the action refused a record: its own error
+            func = None if source or action else _failing_func(exc)
             return serialize.packb({
                 "ok": False, "type": type(exc).__name__,
                 "msg": f"{exc} (reading {source})" if source else str(exc),
                 "tb": "".join(traceback.format_exception(exc)), "func": func,
-                "input": source, "fetch": fetch})
+                "input": source, "action": action, "fetch": fetch})

@@ -137,6 +137,37 @@ def test_task_that_raises_in_an_action(ctx):
     check_job_error(info.value, "ValueError", "bad record", "errors.always_fails")
 
 
+@register_func(name="errors.ident")
+def ident(x):
+    return x
+
+
+@register_func(name="errors.type_error_on_3")
+def type_error_on_3(x):
+    if x == 3:
+        raise TypeError("three is not welcome")
+    return (x, x)
+
+
+def test_counting_actions_refuse_records_they_cannot_count(ctx):
+    """countByKey of records that are not pairs, countByValue of unhashable records: the action's own
+    TypeError, no function of the app blamed; an error of the app's function upstream is still its own."""
+    with pytest.raises(JobError) as info:
+        ctx.parallelize(range(3), 1).map(ident).countByKey()
+    err = info.value
+    assert err.remote_type == "TypeError" and err.func_name is None
+    assert "countByKey needs (key, value) pairs with hashable keys: 'int' object is not subscriptable" \
+        in err.remote_message
+    with pytest.raises(JobError) as info:
+        ctx.parallelize([[1], [2]], 1).map(ident).countByValue()
+    assert info.value.func_name is None
+    assert "countByValue needs hashable records: unhashable type: 'list'" in info.value.remote_message
+    with pytest.raises(JobError) as info:
+        ctx.parallelize(range(5), 1).map(type_error_on_3).countByKey()
+    check_job_error(info.value, "TypeError", "three is not welcome", "errors.type_error_on_3")
+    assert ctx.parallelize([("a", 1), ("b", 2), ("a", 3)], 2).map(ident).countByKey() == {"a": 2, "b": 1}
+
+
 def test_task_that_raises_an_exception_of_the_app(ctx):
     with pytest.raises(JobError) as info:
         ctx.parallelize([7], 1).map(raises_app_error).collect()

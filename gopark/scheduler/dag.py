@@ -384,8 +384,9 @@ class DAGScheduler:
                 self._launch(stage, task.split)
             return
         # no frame of a registered function: blame the stage's last one (a builtin raised), unless
-        # the input itself could not be read
-        func = result["func"] or (None if result.get("input") else _stage_func(stage, job.action))
+        # the input itself could not be read, or the action refused a record
+        func = result["func"] or (None if result.get("input") or result.get("action")
+                                  else _stage_func(stage, job.action))
         job.error = job_error(
             f"task {task.split} of stage {stage.id} ({stage.name}) failed {job.attempts[key]} times; "
             f"last error: {result['type']}: {result['msg']}" + (f" (in {func})" if func else ""),
