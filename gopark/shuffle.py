@@ -507,6 +507,35 @@ class Merger:
 
 
 _RUN_CHUNK = 16 << 10      # bytes (estimated) of a chunk of a sorted run on disk
+_FAN_IN = 64               # sorted runs merged at once (the merge holds a chunk of each)
+
+
+def _run_records(path: str) -> Iterator[Any]:
+    return itertools.chain.from_iterable(read_chunks(path))    # type: ignore[arg-type]
+
+
+def _merge_runs(runs: list[str], folder: str, key: Callable[[Any], Any], reverse: bool, step: int,
+                packer: serialize.Packer) -> list[str]:
+    """At most ``_FAN_IN`` sorted runs: consecutive runs merged into one, a group at a time, in passes
+    (a merge of runs in their order keeps the sort stable)."""
+    names = itertools.count()
+    while len(runs) > _FAN_IN:
+        merged = []
+        for i in range(0, len(runs), _FAN_IN):
+            group = runs[i:i + _FAN_IN]
+            if len(group) == 1:
+                merged.append(group[0])
+                continue
+            path = os.path.join(folder, f"merged-{next(names)}")
+            with open(path, "wb") as f:
+                records = heapq.merge(*map(_run_records, group), key=key, reverse=reverse)
+                while chunk := list(itertools.islice(records, step)):
+                    _write_chunk(f, chunk, packer)
+            for done in group:
+                os.remove(done)
+            merged.append(path)
+        runs = merged
+    return runs
 
 
 def _record_size(record: Any) -> int:
@@ -546,8 +575,8 @@ def external_sort(records: Iterable[Any], key: Callable[[Any], Any], reverse: bo
         if not runs:
             yield from run
             return
-        streams = [(x for chunk in read_chunks(path) for x in chunk) for path in runs]
-        yield from heapq.merge(*streams, iter(run), key=key, reverse=reverse)
+        runs = _merge_runs(runs, folder, key, reverse, step, packer)   # type: ignore[arg-type]
+        yield from heapq.merge(*map(_run_records, runs), iter(run), key=key, reverse=reverse)
     finally:
         if folder:
             shutil.rmtree(folder, ignore_errors=True)

@@ -87,3 +87,24 @@ def test_shuffle_buckets_compressed_when_asked(master: str, compress: bool) -> N
         expected.setdefault(k, []).append(v)
     assert got == expected
     assert flags == ({1} if compress else {0})
+
+
+@pytest.mark.parametrize("ascending", [True, False])
+def test_sort_merges_many_runs_in_passes(monkeypatch: pytest.MonkeyPatch, ascending: bool) -> None:
+    """More sorted runs than are merged at once (2 here): they are merged in passes, and the sort stays
+    exact and stable (equal keys keep the order of their records)."""
+    from gopark import shuffle
+    merged: list[int] = []
+    real = shuffle._merge_runs
+
+    def counting(runs, *args):  # noqa: ANN001, ANN002
+        merged.append(len(runs))
+        return real(runs, *args)
+
+    monkeypatch.setattr(shuffle, "_FAN_IN", 2)
+    monkeypatch.setattr(shuffle, "_merge_runs", counting)
+    data = [(k % 5_000, f"{i:08d}" + v[8:]) for i, (k, v) in enumerate(DATA)]   # ~24 records a key, in order
+    with Context("local", mem=8, quiet=True) as ctx:
+        got = ctx.parallelize(data, 4).sortByKey(ascending, numSplits=2).collect()
+    assert got == sorted(data, key=lambda kv: kv[0], reverse=not ascending)
+    assert merged and max(merged) > 2, merged
