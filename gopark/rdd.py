@@ -902,8 +902,8 @@ class PipedRDD(RDD):
         chain: list[PipedRDD] = [self]
         while isinstance(chain[-1].parent, PipedRDD) and not chain[-1].parent.is_cached:
             chain.append(chain[-1].parent)
-        it = chain[-1].parent.iterator(split, task)
-        run: list[tuple[str, Any]] = []        # per-record operations not applied yet
+        # per-record operations not applied yet: those the chain's first parent leaves (a union's part)
+        it, run = chain[-1].parent.per_record_tail(split, task)
         for node in reversed(chain):
             if node.op in PER_RECORD:
                 f = node.fn()
@@ -949,6 +949,13 @@ class UnionRDD(RDD):
     def compute(self, split: int, task: Any) -> Iterator[Any]:
         r, s = self._locate(split)
         return r.iterator(s, task)
+
+    def per_record_tail(self, split: int, task: Any) -> tuple[Iterator[Any], list[tuple[str, Any]]]:
+        """As :meth:`RDD.per_record_tail`: a partition of a union is its parent's, trailing operations included."""
+        if self.is_cached:
+            return self.iterator(split, task), []
+        r, s = self._locate(split)
+        return r.per_record_tail(s, task)
 
     def _locate(self, split: int) -> tuple[RDD, int]:
         for r, n in zip(self.rdds, self.counts):

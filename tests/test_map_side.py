@@ -288,3 +288,22 @@ def test_counted_keys_spill_on_the_reduce_side_under_a_small_budget(monkeypatch)
     assert got == collections.Counter(unique_key(i)[0] for i in range(n))
     assert written.count(True) > 100            # the records went as keys, in many small chunks
     assert len(spills) >= 20 and max(held) < n // 40, (len(spills), max(held))
+
+
+def test_a_union_of_maps_writes_in_the_loop_of_its_parents_maps(monkeypatch):
+    """A map task of a union runs its parent's per-record operations in the scatter loop: the (key, 1)
+    pairs of ``map(spread)`` travel as keys through the union too."""
+    kinds: list[bool] = []
+    real = shuffle._write_chunk
+
+    def spying(f, flat, packer, compress=False, keys=False):  # noqa: ANN001
+        kinds.append(keys)
+        return real(f, flat, packer, compress, keys)
+
+    monkeypatch.setattr(shuffle, "_write_chunk", spying)
+    n = 2 * PER_PART
+    with Context("local", quiet=True) as c:
+        both = c.parallelize(range(n), 2).map(spread).union(c.parallelize(range(n, 2 * n), 2).map(spread))
+        got = both.reduceByKey(operator.add, 3).collectAsMap()
+    assert got == expected_sums(spread(i) for i in range(2 * n))
+    assert True in kinds

@@ -243,6 +243,32 @@ def test_union(ctx):
     assert ra.union([rb, rc]).count() == len(a + b + c)
 
 
+def test_operations_around_a_union(ctx):
+    """The per-record operations of a union's parents and those after it (one loop per task, through the
+    union), with an operation by partition index on either side."""
+    a = ctx.parallelize(NUMS[:12], 3).map(double).filter(is_even)
+    b = ctx.parallelize(NUMS[12:20], 2).mapPartitionsWithIndex(with_index).map(neg_pair)
+    both = a.map(neg).union(b)
+    expected = [-2 * x for x in NUMS[:12]] + [(-i, -x) for i, x in enumerate_parts(NUMS[12:20], 2)]
+    assert both.collect() == expected
+    assert both.map(repr).collect() == [repr(x) for x in expected]
+    tagged = both.mapPartitionsWithIndex(with_index).collect()
+    assert [x for _, x in tagged] == expected and [i for i, _ in tagged] == sorted(i for i, _ in tagged)
+    assert both.filter(bool).count() == sum(1 for x in expected if x)
+
+
+def enumerate_parts(xs, n):
+    """(partition index, record) of ``xs`` parallelized in ``n`` slices."""
+    size = len(xs) // n
+    return [(i, x) for i in range(n) for x in xs[i * size:(i + 1) * size]]
+
+
+@register_func
+def neg_pair(ix):
+    i, x = ix
+    return (-i, -x)
+
+
 def test_ctx_union(ctx):
     a, b, c = NUMS[:10], WORDS[:7], [(1, 2)]
     both = ctx.union([ctx.parallelize(a, 2), ctx.parallelize(b, 3), ctx.parallelize(c, 1)])
