@@ -3,8 +3,8 @@
 - ``ctx``: a Context for each master of ``MASTERS`` (one per test module and
   master, quiet); a test that takes it runs once per master.
 - ``contexts``: the same Contexts by master, for tests that compare modes.
-- ``written_chunks``: the files shuffle chunks are written to in this process
-  (local mode), one entry per chunk.
+- ``written_chunks``: each shuffle chunk written in this process (local
+  mode): the name of its file, and whether it holds keys alone.
 - At the end of the session no child process of pytest (a worker) and no
   ``gopark-<our pid>-*`` work folder may be left.
 """
@@ -38,15 +38,16 @@ def nothing_left_behind():
 
 
 @pytest.fixture
-def written_chunks(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """The name of the file of each shuffle chunk written in this process from now on (local mode runs tasks here)."""
+def written_chunks(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, bool]]:
+    """(the name of its file, whether it holds keys alone) of each shuffle chunk written in this process from
+    now on (local mode runs tasks here)."""
     from gopark import shuffle
-    chunks: list[str] = []
+    chunks: list[tuple[str, bool]] = []
     real = shuffle._write_chunk
 
-    def counting(f, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003
-        chunks.append(f.name)
-        return real(f, *args, **kwargs)
+    def counting(f, flat, packer, compress=False, keys=False):  # noqa: ANN001
+        chunks.append((f.name, keys))
+        return real(f, flat, packer, compress, keys)
 
     monkeypatch.setattr(shuffle, "_write_chunk", counting)
     return chunks

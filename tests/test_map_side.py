@@ -105,7 +105,7 @@ def test_scattering_spills_under_a_small_budget(written_chunks):
     with Context("local", mem=8, quiet=True) as c:       # 8 MB: the buffers are flushed many times
         got = c.parallelize(range(6 * PER_PART), 2).map(spread).reduceByKey(operator.add).collectAsMap()
     assert got == expected_sums(spread(i) for i in range(6 * PER_PART))
-    per_file = collections.Counter(written_chunks)
+    per_file = collections.Counter(name for name, _ in written_chunks)
     assert max(per_file.values()) > 3, per_file
 
 
@@ -216,24 +216,18 @@ def plus_hundred(a, b):
     return a + b + 100       # not ``a + b``: the reducer folds each (key, 1) pair one at a time
 
 
-def test_pairs_of_the_int_one_travel_as_their_keys(monkeypatch):
+def test_pairs_of_the_int_one_travel_as_their_keys(written_chunks):
     """A map task whose records are (key, 1) by construction writes only their keys; the sums are exact."""
-    kinds: list[bool] = []
-    real = shuffle._write_chunk
-
-    def spying(f, flat, packer, compress=False, keys=False):  # noqa: ANN001
-        kinds.append(keys)
-        return real(f, flat, packer, compress, keys)
-
-    monkeypatch.setattr(shuffle, "_write_chunk", spying)
     with Context("local", quiet=True) as c:
         got = c.parallelize(range(2 * PER_PART), 2).map(spread).reduceByKey(operator.add).collectAsMap()
         assert got == expected_sums(spread(i) for i in range(2 * PER_PART))
-        assert True in kinds and False in kinds    # the probe's combined pairs, then the scattered keys
-        kinds.clear()
+        kinds = {keys for _, keys in written_chunks}
+        assert kinds == {True, False}              # the probe's combined pairs, then the scattered keys
+        written_chunks.clear()
         got = c.parallelize(range(2 * PER_PART), 2).map(spread_true).reduceByKey(operator.add).collectAsMap()
         assert got == expected_sums(spread_true(i) for i in range(2 * PER_PART))
-        assert kinds and True not in kinds         # True is not the int 1: its pairs are written whole
+        kinds = {keys for _, keys in written_chunks}
+        assert kinds == {False}                    # True is not the int 1: its pairs are written whole
 
 
 def test_keys_written_alone_read_back_as_pairs_of_the_int_one(ctx):
@@ -261,15 +255,11 @@ def unique_key(i):
     return (i * 7919 % 10_000_019, 1)
 
 
-def test_counted_keys_spill_on_the_reduce_side_under_a_small_budget(monkeypatch):
+def test_counted_keys_spill_on_the_reduce_side_under_a_small_budget(monkeypatch, written_chunks):
     """Many small chunks of keys (20 reducers, 8 MB): the reducers count them against their budget across
     chunks, and spill, as they do pairs."""
-    written, spills, held = [], [], []
-    real_write, real_spill, real_items = shuffle._write_chunk, shuffle.Merger._spill, shuffle.Merger.items
-
-    def write(f, flat, packer, compress=False, keys=False):  # noqa: ANN001
-        written.append(keys)
-        return real_write(f, flat, packer, compress, keys)
+    spills, held = [], []
+    real_spill, real_items = shuffle.Merger._spill, shuffle.Merger.items
 
     def spill(self):  # noqa: ANN001
         spills.append(len(self.data))
@@ -279,31 +269,22 @@ def test_counted_keys_spill_on_the_reduce_side_under_a_small_budget(monkeypatch)
         held.append(len(self.data))
         return real_items(self)
 
-    monkeypatch.setattr(shuffle, "_write_chunk", write)
     monkeypatch.setattr(shuffle.Merger, "_spill", spill)
     monkeypatch.setattr(shuffle.Merger, "items", items)
     n = 1_000_000
     with Context("local", mem=8, quiet=True) as c:
         got = c.parallelize(range(n), 1).map(unique_key).reduceByKey(operator.add, 20).collectAsMap()
     assert got == collections.Counter(unique_key(i)[0] for i in range(n))
-    assert written.count(True) > 100            # the records went as keys, in many small chunks
+    assert sum(keys for _, keys in written_chunks) > 100      # the records went as keys, in many small chunks
     assert len(spills) >= 20 and max(held) < n // 40, (len(spills), max(held))
 
 
-def test_a_union_of_maps_writes_in_the_loop_of_its_parents_maps(monkeypatch):
+def test_a_union_of_maps_writes_in_the_loop_of_its_parents_maps(written_chunks):
     """A map task of a union runs its parent's per-record operations in the scatter loop: the (key, 1)
     pairs of ``map(spread)`` travel as keys through the union too."""
-    kinds: list[bool] = []
-    real = shuffle._write_chunk
-
-    def spying(f, flat, packer, compress=False, keys=False):  # noqa: ANN001
-        kinds.append(keys)
-        return real(f, flat, packer, compress, keys)
-
-    monkeypatch.setattr(shuffle, "_write_chunk", spying)
     n = 2 * PER_PART
     with Context("local", quiet=True) as c:
         both = c.parallelize(range(n), 2).map(spread).union(c.parallelize(range(n, 2 * n), 2).map(spread))
         got = both.reduceByKey(operator.add, 3).collectAsMap()
     assert got == expected_sums(spread(i) for i in range(2 * n))
-    assert True in kinds
+    assert any(keys for _, keys in written_chunks)

@@ -167,7 +167,7 @@ def test_spill_inside_the_fused_loop(written_chunks):
     with Context("local", mem=8, quiet=True) as c:   # 8 MB: the map side spills
         got = dict(c.parallelize(many, 2).flatMap(words).map(pair).reduceByKey(add).collect())
     assert got == reference_counts((w, 1) for line in many for w in line.split())
-    spilled = [name for name, n in collections.Counter(written_chunks).items() if n > 1]
+    spilled = [name for name, n in collections.Counter(name for name, _ in written_chunks).items() if n > 1]
     assert any("shuffle-" in name for name in spilled), "no map output was written in more than one chunk"
 
 
