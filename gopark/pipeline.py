@@ -174,11 +174,16 @@ def _step(op: str, f: _Slot, x: str, depth: int) -> tuple[list[Line], str, int]:
 Pair = tuple[str, str, "str | None"]     # a record known to be a pair: its key's and value's source, blamed function
 
 
-def _split_pair(pad: str, x: str, k: str, v: str, op: str) -> list[Line]:
-    """``k, v = x`` for ``op`` (mapValue, flatMapValue), as a shuffle takes a pair: a sequence of two
-    (a tuple or list), never a str, bytes, dict, set or iterator of two (see :func:`_unpack`)."""
+def _match_pair(pad: str, x: str, k: str, v: str, error: str) -> list[Line]:
+    """``k, v = x`` where ``x`` is a pair, else ``raise error``: a pair is a sequence of two (a tuple or
+    list; a sequence pattern), never a str, bytes, dict, set or iterator of two."""
     return [(f"{pad}match {x}:", None), (f"{pad}    case ({k}, {v}):", None), (f"{pad}        pass", None),
-            (f"{pad}    case _:", None), (f"{pad}        raise pair_needed({op!r}, {x})", None)]
+            (f"{pad}    case _:", None), (f"{pad}        raise {error}", None)]
+
+
+def _split_pair(pad: str, x: str, k: str, v: str, op: str) -> list[Line]:
+    """``k, v = x`` for ``op`` (mapValue, flatMapValue), as a shuffle takes a pair (see :func:`_match_pair`)."""
+    return _match_pair(pad, x, k, v, f"pair_needed({op!r}, {x})")
 
 
 def pair_needed(op: str, record: Any) -> TypeError:
@@ -305,9 +310,8 @@ def iterate(records: Iterable[Any], ops: list[tuple[str, Callable[..., Any]]]) -
 def _unpack(x: str, pair: Pair | None) -> list[Line]:
     """``k, v`` of the record ``x``: from a pair display's parts, else unpacked (``not_a_pair`` if it is not one:
     a 2-tuple or a 2-list; a str, bytes, dict or set of two items is not)."""
-    if pair is None:     # a sequence pattern: a tuple or list of two, never a str, bytes, dict, set or iterator
-        return [(f"match {x}:", None), ("    case (k, v):", None), ("        pass", None),
-                ("    case _:", None), (f"        raise not_a_pair({x})", None)]
+    if pair is None:
+        return _match_pair("", x, "k", "v", f"not_a_pair({x})")
     if pair is KNOWN_PAIR:
         return []
     return [(f"k, v = {pair[0]}, {pair[1]}", pair[2])]

@@ -1087,16 +1087,14 @@ class ShuffledRDD(RDD):
                 "agg": agg.to_wire() if agg else None, "combined": self.dep.map_side_combine}
 
     def compute(self, split: int, task: Any) -> Iterator[Any]:
-        agg = self.params["agg"]
-        if agg is None or not self.params["combined"]:
-            pairs = task.read_shuffle(self.params["sid"], self.params["locs"], split)
-            if agg is None:
-                return pairs
-            merger = task.merger(agg)
-            merger.add_values(pairs)
+        sid, locs, agg = self.params["sid"], self.params["locs"], self.params["agg"]
+        if agg is None:
+            return task.read_shuffle(sid, locs, split)
+        merger = task.merger(agg)
+        if self.params["combined"]:
+            merger.add_combiners(task.shuffle_chunks(sid, locs, split))
         else:
-            merger = task.merger(agg)
-            merger.add_combiners(task.shuffle_chunks(self.params["sid"], self.params["locs"], split))
+            merger.add_values(task.read_shuffle(sid, locs, split))
         return merger.items()
 
     @classmethod

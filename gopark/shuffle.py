@@ -510,6 +510,14 @@ _RUN_CHUNK = 16 << 10      # bytes (estimated) of a chunk of a sorted run on dis
 _FAN_IN = 64               # sorted runs merged at once (the merge holds a chunk of each)
 
 
+def _write_run(path: str, records: Iterable[Any], step: int, packer: serialize.Packer) -> None:
+    """A sorted run to the file ``path``, in chunks of ``step`` records."""
+    it = iter(records)
+    with open(path, "wb") as f:
+        while chunk := list(itertools.islice(it, step)):
+            _write_chunk(f, chunk, packer)
+
+
 def _run_records(path: str) -> Iterator[Any]:
     return itertools.chain.from_iterable(read_chunks(path))    # type: ignore[arg-type]
 
@@ -527,10 +535,7 @@ def _merge_runs(runs: list[str], folder: str, key: Callable[[Any], Any], reverse
                 merged.append(group[0])
                 continue
             path = os.path.join(folder, f"merged-{next(names)}")
-            with open(path, "wb") as f:
-                records = heapq.merge(*map(_run_records, group), key=key, reverse=reverse)
-                while chunk := list(itertools.islice(records, step)):
-                    _write_chunk(f, chunk, packer)
+            _write_run(path, heapq.merge(*map(_run_records, group), key=key, reverse=reverse), step, packer)
             for done in group:
                 os.remove(done)
             merged.append(path)
@@ -565,9 +570,7 @@ def external_sort(records: Iterable[Any], key: Callable[[Any], Any], reverse: bo
                 path = os.path.join(folder, str(len(runs)))
                 # chunks of about _RUN_CHUNK bytes: the merge holds one chunk of every run at once
                 step = max(16, min(4096, _RUN_CHUNK // budget.avg))
-                with open(path, "wb") as f:
-                    for i in range(0, len(run), step):
-                        _write_chunk(f, run[i:i + step], packer)
+                _write_run(path, run, step, packer)
                 runs.append(path)
                 run = []
                 budget.reset()
