@@ -11,9 +11,10 @@ qualify too); nothing travels, the function is the one the registry found.
 What qualifies: a plain function (or a ``functools.partial`` of one), no
 closure, no ``*args``/``**kwargs``, not a generator, made of straight-line
 code (assignments and unpacking of local variables, then one ``return``)
-whose bytecode is only: its parameters and locals, constants, globals (looked
-up in its module's dict, then the builtins, at each evaluation, as the
-function does), operators (in-place ones as the ``operator.i*`` function
+whose bytecode is only: its parameters and locals, constants, globals (read
+at each evaluation, as the function does: by their bare names when the loop
+runs with the function's module dict as its globals, else looked up in that
+dict, then the builtins; see :func:`global_read`), operators (in-place ones as the ``operator.i*`` function
 that they are), comparisons, ``in``/``is``, subscripts and slices,
 attributes, tuples and lists, and calls with positional arguments. Every
 parameter it does not get from the loop must have a value (a default, or
@@ -29,7 +30,8 @@ once. What differs: no frame is made, so a tracer or profiler would not see
 the call (loops are not inlined while ``sys.settrace`` or ``sys.setprofile``
 is active when a partition starts); the function's defaults, code and
 partial arguments are read once per partition; a global deleted during a
-partition is a KeyError rather than a NameError. A failure inside an inlined
+partition is a NameError as in the function, but a KeyError in a function of
+a second module inlined into the same loop. A failure inside an inlined
 expression is blamed on the function by the loop's line
 (:func:`gopark.pipeline.inlined_name`).
 """
@@ -89,6 +91,9 @@ class Expr:
     name: str
     items: tuple[str, ...] | None = None    # the templates of the items, when the expression is a tuple display
     statements: tuple[str, ...] = ()        # assignments to run first (``{c}lN``: the function's locals)
+    #: the indexes in ``consts`` of the function's module dict and builtins, if it reads globals
+    spaces: tuple[int, int] | None = None
+    reads: tuple[str, ...] = ()             # the globals it reads, each as :func:`global_read` writes it
 
     def render(self, args: tuple[str, ...] | list[str], prefix: str) -> str:
         return self.template.format(*args, c=prefix)
@@ -135,10 +140,10 @@ def expression(fn: Any, nargs: int, name: str) -> Expr | None:
     for j, i in enumerate(sorted(bound)):
         params[i] = ("const", len(pre) + j)
     try:
-        template, items, statements = _decompile(fn, code, params, consts)
+        template, items, statements, spaces, reads = _decompile(fn, code, params, consts)
     except _NotInlinable:
         return None
-    return Expr(template, tuple(consts), name, items, tuple(statements))
+    return Expr(template, tuple(consts), name, items, tuple(statements), spaces, reads)
 
 
 def _hashable(fn: Any) -> bool:
@@ -173,6 +178,14 @@ def _bind(fn: types.FunctionType, code: types.CodeType, npositional: int, kw: di
     return values
 
 
+def global_read(prefix: str, spaces: tuple[int, int], name: str) -> str:
+    """The source reading global ``name`` as LOAD_GLOBAL does, at each evaluation: the module's dict
+    (constant ``spaces[0]``), then the builtins (constant ``spaces[1]``). A generated loop that runs with
+    the module's dict as its globals reads it by its bare name instead (:mod:`gopark.pipeline`)."""
+    module, builtin = f"{prefix}{spaces[0]}", f"{prefix}{spaces[1]}"
+    return f"({module}[{name!r}] if {name!r} in {module} else {builtin}[{name!r}])"
+
+
 class _NotInlinable(Exception):
     pass
 
@@ -203,9 +216,11 @@ def _depth(src: str) -> int:
 
 
 def _decompile(fn: types.FunctionType, code: types.CodeType, params: dict[int, tuple[str, int]],
-               consts: list[Any]) -> tuple[str, tuple[str, ...] | None, list[str]]:
+               consts: list[Any]) -> tuple[str, tuple[str, ...] | None, list[str], tuple[int, int] | None,
+                                           tuple[str, ...]]:
     """The source of the expression ``fn`` returns, in the template form of :class:`Expr`, its
-    items' when it is a tuple display, and the assignments to its locals before it.
+    items' when it is a tuple display, the assignments to its locals before it, and where its
+    globals are read (:attr:`Expr.spaces`, :attr:`Expr.reads`).
 
     Locals (assigned, or unpacked, from straight-line code) become fresh names
     ``{c}lN``, one per assignment, so an expression never changes meaning once
@@ -237,6 +252,8 @@ def _decompile(fn: types.FunctionType, code: types.CodeType, params: dict[int, t
     known: dict[str, Any] = {}           # the sources of globals: their values now
     statements: list[str] = []
     temps: set[str] = set()
+    spaces: tuple[int, int] | None = None    # the constants holding the module's dict and the builtins
+    reads: set[str] = set()                  # the globals read
     # what each of the function's variables holds now: its parameters' sources to start with
     bindings = {i: (f"{{{n}}}" if kind == "arg" else f"{{c}}{n}") for i, (kind, n) in params.items()}
     names = set(bindings.values())       # sources that are plain names: reading one has no effect
@@ -282,9 +299,12 @@ def _decompile(fn: types.FunctionType, code: types.CodeType, params: dict[int, t
             if value is _UNDEFINED:
                 raise _NotInlinable("an undefined global")
             _check_frameless(value)
-            # looked up as LOAD_GLOBAL does, at each evaluation: the module's dict, then the builtins
-            module, builtin = const(space), const(builtins)
-            src = f"({module}[{g!r}] if {g!r} in {module} else {builtin}[{g!r}])"
+            if spaces is None:           # the module's dict and the builtins, one constant each
+                const(space)
+                const(builtins)
+                spaces = (len(consts) - 2, len(consts) - 1)
+            src = global_read("{c}", spaces, g)
+            reads.add(g)
             known[src] = value
             stack.append(("f" if arg & 1 else "v", src))
         elif op == "LOAD_ATTR" or op == "LOAD_METHOD":
@@ -338,7 +358,7 @@ def _decompile(fn: types.FunctionType, code: types.CodeType, params: dict[int, t
             (src,) = pop()
             if max(map(_depth, [src, *statements])) > _MAX_DEPTH:
                 raise _NotInlinable("too deeply nested for the parser")
-            return src, displays.get(src), statements
+            return src, displays.get(src), statements, spaces, tuple(sorted(reads))
         else:
             raise _NotInlinable(op)
     raise _NotInlinable("no return")

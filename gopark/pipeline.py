@@ -25,6 +25,9 @@ glom, sample, ...).
 """
 from __future__ import annotations
 
+import builtins
+import dataclasses
+import dis
 import functools
 import itertools
 import re
@@ -42,6 +45,7 @@ from gopark.partitioner import HashPartitioner
 
 #: operations that turn one record into zero, one or more records, with no state
 PER_RECORD = frozenset({"map", "flatMap", "filter", "mapValue", "flatMapValue", "keys", "values", "keyBy"})
+_ONE_TO_ONE = frozenset({"map", "mapValue", "keys", "values", "keyBy", "keyBySelf"})   # one record each
 
 CHECK_EVERY = 1024   # new keys between two calls of ``check``
 
@@ -74,6 +78,9 @@ class _Slot:
     statements: tuple[str, ...] = ()         # the inlined function's assignments, before its expression
     ones: bool = False                       # inlined as ``(x, 1)``: the pair of its argument and the int 1
     one: bool = False                        # inlined as ``(..., 1)``: a pair whose value is the int 1
+    spaces: tuple[int, int] | None = None    # inlined, reading globals: see :attr:`inline.Expr.spaces`
+    reads: tuple[str, ...] = ()              # the globals the inlined expression reads
+    home: bool = False                       # its module's dict is the loop's globals (see :func:`_slots`)
 
     def prelude(self, pad: str, *args: str) -> list[Line]:
         """The lines to run before :meth:`call` (or :meth:`call_items`) with the same ``args``."""
@@ -87,6 +94,13 @@ class _Slot:
     def call_items(self, *args: str) -> list[str]:
         """The items of the tuple the inlined expression builds, each as source."""
         return [item.format(*args, c=f"{self.var}_") for item in self.items or ()]
+
+    def bare_reads(self) -> dict[str, str]:
+        """{the source reading a global as the expression does: the global's name}, when the loop runs with
+        the function's module dict as its globals: a bare name is read by LOAD_GLOBAL, cached by CPython."""
+        if not self.home or self.spaces is None:
+            return {}
+        return {inline.global_read(f"{self.var}_", self.spaces, name): name for name in self.reads}
 
     def bind(self) -> list[str]:
         """The loop's first lines: the constants of an inlined expression as local names."""
@@ -116,22 +130,46 @@ def _slot(var: str, fn: Any, nargs: int, inlining: bool) -> tuple[_Slot, Any]:
     second = re.fullmatch(r"\{c\}(\d+)", expr.items[1]) if expr.items is not None and len(expr.items) == 2 else None
     one = second is not None and _is_int_one(expr.consts[int(second[1])])
     ones = one and not expr.statements and expr.items[0] == "{0}"  # type: ignore[index]
-    return (_Slot(var, expr.template, len(expr.consts), expr.name, expr.items, expr.statements, ones, one),
-            expr.consts)
+    return (_Slot(var, expr.template, len(expr.consts), expr.name, expr.items, expr.statements, ones, one,
+                  expr.spaces, expr.reads), expr.consts)
 
 
 def _is_int_one(value: Any) -> bool:
     return type(value) is int and value == 1
 
 
-def _slots(ops: Sequence[tuple[str, Any]], inlining: bool) -> tuple[tuple[tuple[str, _Slot], ...], list[Any]]:
-    """Each operation's slot (``f0``, ``f1``...) and the list ``fns`` the loop receives."""
-    steps, fns = [], []
-    for i, (op, fn) in enumerate(ops):
+def _slots(ops: Sequence[tuple[str, Any]], inlining: bool, *others: tuple[str, Any, int]) \
+        -> tuple[tuple[tuple[str, _Slot], ...], list[Any], list[_Slot | None], list[Any], dict[str, Any]]:
+    """Each operation's slot (``f0``, ``f1``...) and the list ``fns`` the loop receives; the slots and
+    values of the ``others`` (``(var, fn, nargs)``, the merge of a combine...; None for no function);
+    and the globals the loop runs with.
+
+    These are the module dict of the first inlined function that reads globals: its loop reads
+    them by their bare names (:meth:`_Slot.bare_reads`), as the function does, at the speed of a
+    LOAD_GLOBAL, which CPython caches, instead of two dict lookups. The generated code's own
+    names are all local, so a module's names never change what it means.
+    """
+    slots: list[_Slot | None] = []
+    values: list[Any] = []
+    for i, (_, fn) in enumerate(ops):
         slot, value = _slot(f"f{i}", fn, 1, inlining)      # every per-record function takes one argument
-        steps.append((op, slot))
-        fns.append(value)
-    return tuple(steps), fns
+        slots.append(slot)
+        values.append(value)
+    for var, fn, nargs in others:
+        slot, value = _slot(var, fn, nargs, inlining) if fn is not None else (None, None)
+        slots.append(slot)
+        values.append(value)
+    home = next((values[i][s.spaces[0]] for i, s in enumerate(slots) if s is not None and s.spaces), None)
+    if home is None:
+        home = _NO_GLOBALS
+    else:
+        slots = [dataclasses.replace(s, home=True) if s is not None and s.spaces and values[i][s.spaces[0]] is home
+                 else s for i, s in enumerate(slots)]
+    steps = tuple((op, slot) for (op, _), slot in zip(ops, slots))
+    return steps, values[:len(ops)], slots[len(ops):], values[len(ops):], home   # type: ignore[return-value]
+
+
+_NO_GLOBALS: dict[str, Any] = {"__builtins__": {}}     # a loop that reads no global of the app's
 
 
 Line = tuple[str, "str | None"]      # a line of source, and the function blamed for a failure on it
@@ -216,6 +254,8 @@ class StopIterationInTask(RuntimeError):
     """
 
 
+_END = object()      # a block of records that gave none (see _compile's ``every``)
+
 _STOPPED = ("a function raised StopIteration, which would have silently ended this partition early; "
             "the task fails instead (raise another exception to stop on purpose)")
 
@@ -235,9 +275,27 @@ def inlined_name(code: Any, line: int) -> str | None:
     return lines.get(line) if lines else None
 
 
+class _Loop:
+    """A compiled loop: ``loop(globals)`` is the loop function that runs with those globals (the last
+    value of :func:`_slots`)."""
+
+    def __init__(self, code: types.CodeType, helpers: tuple) -> None:
+        self.__code__ = code
+        self.helpers = helpers
+
+    def __call__(self, globals_: dict[str, Any]) -> Callable:
+        return types.FunctionType(self.__code__, globals_, "loop", (self.helpers,))
+
+
+#: what the generated source names, besides builtins and its parameters (see :func:`_compile`)
+_HELPERS = {"StopIterationInTask": StopIterationInTask, "STOPPED": _STOPPED, "count": _count_elements,
+            "crc32": zlib.crc32, "pair_needed": pair_needed, "islice": itertools.islice, "END": _END}
+_UNBOUND = "    pass  # its helpers, bound here"
+
+
 def _compile(kind: str, params: str, steps: tuple[tuple[str, _Slot], ...], sinks: Sequence[_Slot],
              sink: Callable[[str, Pair | None], list[Line]], tail: list[str], run: int | None = None,
-             head: Sequence[str] = (), pairs: bool = False) -> Callable:
+             head: Sequence[str] = (), pairs: bool = False, every: Sequence[str] = ()) -> _Loop:
     """``def loop(params)``: ``records`` through ``steps``, ``sink(x)`` on each result ``x``, then ``tail``.
 
     ``sink`` gets the record's name, and for a consumer of pairs whose last
@@ -245,18 +303,29 @@ def _compile(kind: str, params: str, steps: tuple[tuple[str, _Slot], ...], sinks
     With ``pairs`` (and no steps), the records are known to be (key, value)
     2-tuples: the loop unpacks them as it takes them, and the sink gets the
     pair ``k, v``. ``head`` lines run before the loop. With ``run``, only the
-    first ``run`` steps are written out, the sink does the others. A
-    StopIteration raised in the loop's body (by a function of the app: the
-    loop's own end is not raised) becomes :class:`StopIterationInTask`.
+    first ``run`` steps are written out, the sink does the others. With
+    ``every``, the records are taken in blocks of ``CHECK_EVERY`` (``islice``),
+    and the ``every`` lines run after each block: counting records costs
+    nothing per record. A StopIteration raised in the loop's body (by a
+    function of the app: the loop's own end is not raised) becomes
+    :class:`StopIterationInTask`.
     """
-    lines: list[Line] = [(f"def loop({params}):", None)]
+    lines: list[Line] = [(f"def loop({params}, _helpers=None):", None), (_UNBOUND, None)]
     if steps:
         lines.append((f"    {', '.join(slot.var for _, slot in steps)}, = fns", None))
     for slot in [slot for _, slot in steps] + list(sinks):
         lines += [(text, None) for text in slot.bind()]
     lines += [(f"    {text}", None) for text in head]
-    lines += [("    try:", None), (f"        for {'k, v' if pairs else 'x0'} in records:", None)]
-    x, depth = "x0", 3
+    target = "k, v" if pairs else "x0"
+    if every:
+        first = target.split(",")[0]       # END until the block gives a record: the sink never assigns it
+        lines += [("    records = iter(records)", None), ("    try:", None), ("        while True:", None),
+                  (f"            {first} = END", None),
+                  (f"            for {target} in islice(records, {CHECK_EVERY}):", None)]
+        x, depth = "x0", 4
+    else:
+        lines += [("    try:", None), (f"        for {target} in records:", None)]
+        x, depth = "x0", 3
     last = _pair_step(*steps[-1], "", 0) if kind in _PAIR_SINKS and steps else None
     for op, slot in steps[:run] if run is not None else steps[:-1] if last else steps:
         more, x, depth = _step(op, slot, x, depth)
@@ -266,6 +335,9 @@ def _compile(kind: str, params: str, steps: tuple[tuple[str, _Slot], ...], sinks
         more, pair = _pair_step(*steps[-1], x, depth)  # type: ignore[misc]
         lines += more
     lines += [(("    " * depth) + text, name) for text, name in sink(x, pair)]
+    if every:
+        lines += [(f"            if {first} is END:", None), ("                break", None),
+                  *((f"            {text}", None) for text in every)]
     lines += [("    except StopIteration as exc:", None),
               ("        raise StopIterationInTask(STOPPED) from exc", None)]
     lines += [(text, None) for text in tail]
@@ -275,17 +347,36 @@ def _compile(kind: str, params: str, steps: tuple[tuple[str, _Slot], ...], sinks
     inlined = sorted({name for _, name in lines if name})
     if inlined:
         lines.insert(1, (f"    {'inlines ' + ', '.join(inlined)!r}", None))
-    with warnings.catch_warnings():    # an inlined function's own SyntaxWarning was said when it was defined
-        warnings.simplefilter("ignore")
-        code = compile("\n".join(text for text, _ in lines) + "\n", f"<gopark {kind} loop {shape}>", "exec")
-    namespace: dict[str, Any] = {"StopIterationInTask": StopIterationInTask, "STOPPED": _STOPPED,
-                                 "count": _count_elements, "crc32": zlib.crc32, "pair_needed": pair_needed}
-    exec(code, namespace)
-    loop = namespace["loop"]
+    source = "\n".join(text for text, _ in lines) + "\n"
+    filename = f"<gopark {kind} loop {shape}>"
+    # every name the source reads besides its own (helpers and builtins) is bound as a local from
+    # the start: no global of the app (the loop may run with its module's dict) changes what they mean
+    helpers = sorted(_globals_read(_loop_code(source, filename)))
+    values = tuple(_HELPERS[name] if name in _HELPERS else getattr(builtins, name) for name in helpers)
+    source = source.replace(_UNBOUND, f"    {', '.join(helpers)}, = _helpers" if helpers else "    pass", 1)
+    code = _loop_code(source, filename)
+    bare = {read: name for slot in [slot for _, slot in steps] + list(sinks) for read, name in slot.bare_reads().items()
+            if name not in code.co_varnames}      # a global the loop's own local would hide stays a lookup
+    for read, name in bare.items():
+        source = source.replace(read, name)
+    if bare:
+        code = _loop_code(source, filename)
     blamed = {n: name for n, (_, name) in enumerate(lines, 1) if name}
     if blamed:
-        _INLINED_LINES[loop.__code__] = blamed
-    return loop
+        _INLINED_LINES[code] = blamed
+    return _Loop(code, values)
+
+
+def _globals_read(code: types.CodeType) -> set[str]:
+    return {ins.argval for ins in dis.get_instructions(code) if ins.opname == "LOAD_GLOBAL"}
+
+
+def _loop_code(source: str, filename: str) -> types.CodeType:
+    """The code of the function ``loop`` that ``source`` defines."""
+    with warnings.catch_warnings():    # an inlined function's own SyntaxWarning was said when it was defined
+        warnings.simplefilter("ignore")
+        module = compile(source, filename, "exec")
+    return next(c for c in module.co_consts if isinstance(c, types.CodeType) and c.co_name == "loop")
 
 
 def _iterate_sink(x: str, pair: Pair | None) -> list[Line]:
@@ -293,7 +384,7 @@ def _iterate_sink(x: str, pair: Pair | None) -> list[Line]:
 
 
 @functools.lru_cache(maxsize=256)
-def iterate_loop(steps: tuple[tuple[str, _Slot], ...]) -> Callable[..., Iterator[Any]]:
+def iterate_loop(steps: tuple[tuple[str, _Slot], ...]) -> _Loop:
     """The compiled generator ``loop(records, fns)``: the records of ``records`` run through ``steps``."""
     return _compile("iterate", "records, fns", steps, (), _iterate_sink, [])
 
@@ -303,8 +394,8 @@ def iterate(records: Iterable[Any], ops: list[tuple[str, Callable[..., Any]]]) -
     if not ops:
         return iter(records)
     records, ops = _shallow(records, ops)
-    steps, fns = _slots(ops, inline.enabled())
-    return iterate_loop(steps)(records, fns)
+    steps, fns, _, _, home = _slots(ops, inline.enabled())
+    return iterate_loop(steps)(home)(records, fns)
 
 
 def _unpack(x: str, pair: Pair | None) -> list[Line]:
@@ -319,7 +410,7 @@ def _unpack(x: str, pair: Pair | None) -> list[Line]:
 
 @functools.lru_cache(maxsize=256)
 def combine_loop(steps: tuple[tuple[str, _Slot], ...], merge: _Slot, create: _Slot | None,
-                 pairs: bool = False, probe: bool = False) -> Callable[..., Any]:
+                 pairs: bool = False, probe: bool = False) -> _Loop:
     """The compiled loop ``loop(records, fns, combined, create, merge, check, not_a_pair)``.
 
     For each record of ``records``, run through ``steps`` (``fns[i]`` is what
@@ -372,7 +463,7 @@ def _counts(steps: tuple[tuple[str, _Slot], ...], merge: _Slot, create: _Slot | 
     return op == "flatMap" and last == "map" and g.ones
 
 
-def _count_loop(steps: tuple[tuple[str, _Slot], ...]) -> Callable[..., None]:
+def _count_loop(steps: tuple[tuple[str, _Slot], ...]) -> _Loop:
     """The combine of :func:`combine_loop` when it counts: each record's flatMap output goes to
     ``collections``' C counting loop (``combined[w] = combined.get(w, 0) + 1`` for each ``w``:
     for int counts, what the generated ``(w, 1)`` and ``a + b`` do), then the budget is checked."""
@@ -418,7 +509,7 @@ class _CountBudget:
 
 
 @functools.lru_cache(maxsize=256)
-def fold_loop(steps: tuple[tuple[str, _Slot], ...], f: _Slot) -> Callable[..., Any]:
+def fold_loop(steps: tuple[tuple[str, _Slot], ...], f: _Slot) -> _Loop:
     """The compiled loop ``loop(records, fns, acc, f, empty) -> acc``.
 
     Folds each record of ``records``, run through ``steps``, into ``acc`` with
@@ -443,22 +534,19 @@ def combine(records: Iterable[Any], ops: Sequence[tuple[str, Callable[..., Any]]
     if pairs and ops:
         raise ValueError("known pairs are combined with no per-record operations")
     records, ops = _shallow(records, ops)
-    inlining = inline.enabled()
-    steps, fns = _slots(ops, inlining)
-    merge_slot, merge_value = _slot("merge", merge, 2, inlining)
-    create_slot, create_value = _slot("create", create, 1, inlining) if create is not None else (None, None)
-    if not probe and _counts(steps, merge_slot, create_slot):
+    steps, fns, (merge_slot, create_slot), (merge_value, create_value), home = _slots(
+        ops, inline.enabled(), ("merge", merge, 2), ("create", create, 1))
+    if not probe and _counts(steps, merge_slot, create_slot):    # type: ignore[arg-type]
         check = _CountBudget(check, combined)      # type: ignore[assignment]
-    return combine_loop(steps, merge_slot, create_slot, pairs, probe)(records, fns, combined, create_value,
-                                                                      merge_value, check, not_a_pair)
+    loop = combine_loop(steps, merge_slot, create_slot, pairs, probe)(home)     # type: ignore[arg-type]
+    return loop(records, fns, combined, create_value, merge_value, check, not_a_pair)
 
 
 def counts(ops: Sequence[tuple[str, Callable[..., Any]]], create: Callable[[Any], Any] | None,
            merge: Callable[[Any, Any], Any]) -> bool:
     """:func:`combine` of these would count words in C (see :func:`_counts`)."""
-    inlining = inline.enabled()
-    steps, _ = _slots(ops, inlining)
-    return (create is None and _counts(steps, _slot("merge", merge, 2, inlining)[0], None))
+    steps, _, (merge_slot,), _, _ = _slots(ops, inline.enabled(), ("merge", merge, 2))
+    return create is None and _counts(steps, merge_slot, None)      # type: ignore[arg-type]
 
 
 def _gives_ones(steps: tuple[tuple[str, _Slot], ...]) -> bool:
@@ -468,7 +556,7 @@ def _gives_ones(steps: tuple[tuple[str, _Slot], ...]) -> bool:
 
 @functools.lru_cache(maxsize=256)
 def scatter_loop(steps: tuple[tuple[str, _Slot], ...], create: _Slot | None, by: str,
-                 pairs: bool = False, keys_only: bool = False) -> Callable[..., None]:
+                 pairs: bool = False, keys_only: bool = False) -> _Loop:
     """The compiled loop ``loop(records, fns, appends, create, part, check, not_a_pair)``.
 
     Appends the key and value of each (key, value) record of ``records`` (run
@@ -483,6 +571,8 @@ def scatter_loop(steps: tuple[tuple[str, _Slot], ...], create: _Slot | None, by:
     to be a (key, value) 2-tuple. With ``keys_only`` (the steps give only
     ``(key, 1)`` pairs, see :func:`_gives_ones`; no ``create``), only the
     keys are appended: the buffers hold keys, each of a pair whose value is 1.
+    When each record gives one pair (:data:`_ONE_TO_ONE` steps), the records are
+    taken in blocks of ``CHECK_EVERY`` and ``check`` is called after each block.
     """
     if by == "one":
         where = [("a = a0", None)]
@@ -493,10 +583,14 @@ def scatter_loop(steps: tuple[tuple[str, _Slot], ...], create: _Slot | None, by:
     else:
         where = [("a = appends[part(k)]", None)]
 
+    blocks = all(op in _ONE_TO_ONE for op, _ in steps)
+    checked = "check(k, 1)" if keys_only else "check(k, v)"
+    counted = [] if blocks else [("held += 1", None), (f"if held == {CHECK_EVERY}:", None), ("    held = 0", None),
+                                 (f"    {checked}", None)]
+
     def sink(x: str, pair: Pair | None) -> list[Line]:
         if keys_only:        # the pair display's value, the constant 1, is not evaluated: it has no effect
-            return [(f"k = {pair[0]}", pair[2]), *where, ("a(k)", None), ("held += 1", None),  # type: ignore[index]
-                    (f"if held == {CHECK_EVERY}:", None), ("    held = 0", None), ("    check(k, 1)", None)]
+            return [(f"k = {pair[0]}", pair[2]), *where, ("a(k)", None), *counted]  # type: ignore[index]
         return [
             *_unpack(x, pair),
             *(create.prelude("", "v") if create else []),
@@ -504,14 +598,12 @@ def scatter_loop(steps: tuple[tuple[str, _Slot], ...], create: _Slot | None, by:
             *where,
             ("a(k)", None),
             ("a(v)", None),
-            ("held += 1", None),
-            (f"if held == {CHECK_EVERY}:", None),
-            ("    held = 0", None),
-            ("    check(k, v)", None),
+            *counted,
         ]
     return _compile("scatter", "records, fns, appends, create, part, check, not_a_pair", steps,
                     [create] if create else [], sink, [],
-                    head=["held = 0", "a0 = appends[0]" if by == "one" else "n = len(appends)"], pairs=pairs)
+                    head=[*([] if blocks else ["held = 0"]), "a0 = appends[0]" if by == "one" else "n = len(appends)"],
+                    pairs=pairs, every=[checked] if blocks else [])
 
 
 def scatter(records: Iterable[Any], ops: Sequence[tuple[str, Callable[..., Any]]], bufs: list[list],
@@ -526,15 +618,13 @@ def scatter(records: Iterable[Any], ops: Sequence[tuple[str, Callable[..., Any]]
     if pairs and ops:
         raise ValueError("known pairs are scattered with no per-record operations")
     records, ops = _shallow(records, ops)
-    inlining = inline.enabled()
-    steps, fns = _slots(ops, inlining)
-    create_slot, create_value = _slot("create", create, 1, inlining) if create is not None else (None, None)
+    steps, fns, (create_slot,), (create_value,), home = _slots(ops, inline.enabled(), ("create", create, 1))
     keys_only = ones is not None and create is None and _gives_ones(steps)
     if keys_only:
         bufs = ones           # type: ignore[assignment]
     by = "one" if len(bufs) == 1 else "hash" if type(partitioner) is HashPartitioner else "part"
-    scatter_loop(steps, create_slot, by, pairs, keys_only)(records, fns, [b.append for b in bufs], create_value,
-                                                    partitioner.get_partition, check, not_a_pair)
+    loop = scatter_loop(steps, create_slot, by, pairs, keys_only)(home)
+    loop(records, fns, [b.append for b in bufs], create_value, partitioner.get_partition, check, not_a_pair)
 
 
 def adds(merge: Callable[[Any, Any], Any]) -> bool:
@@ -569,7 +659,5 @@ def fold(records: Iterable[Any], ops: Sequence[tuple[str, Callable[..., Any]]], 
          f: Callable[[Any, Any], Any], empty: Any) -> Any:
     """``records`` passed through the per-record ``ops`` and folded by ``f`` into ``acc`` (see :func:`fold_loop`)."""
     records, ops = _shallow(records, ops)
-    inlining = inline.enabled()
-    steps, fns = _slots(ops, inlining)
-    f_slot, f_value = _slot("f", f, 2, inlining)
-    return fold_loop(steps, f_slot)(records, fns, acc, f_value, empty)
+    steps, fns, (f_slot,), (f_value,), home = _slots(ops, inline.enabled(), ("f", f, 2))
+    return fold_loop(steps, f_slot)(home)(records, fns, acc, f_value, empty)    # type: ignore[arg-type]

@@ -13,6 +13,7 @@ import warnings
 from functools import partial
 
 import pytest
+from apps import shadow_app
 from apps.wc_app import add, pair, words
 from test_pipeline import as_list, by_first, extend, not_a  # helpers the fused-loop tests use too
 
@@ -538,7 +539,7 @@ def words_then_stop(line):
 
 
 def loop_kind(ops, merge, create=None):
-    steps, _ = pipeline._slots(ops, inline.enabled())
+    steps = pipeline._slots(ops, inline.enabled())[0]
     merge_slot, _ = pipeline._slot("merge", merge, 2, inline.enabled())
     create_slot = pipeline._slot("create", create, 1, inline.enabled())[0] if create else None
     return pipeline.combine_loop(steps, merge_slot, create_slot).__code__.co_filename.split()[1]
@@ -650,3 +651,51 @@ def test_counting_checks_the_budget_as_often_as_combining(inlining, sizes):
         for k, v in part.items():
             merged[k] = merged.get(k, 0) + v
     assert merged == {w: 1 for line in lines for w in line.split()}
+
+
+# --- a loop runs with the module dict of the functions it inlines as its globals -------------------
+
+def test_an_inlined_global_is_read_by_its_bare_name():
+    steps, fns, _, _, home = pipeline._slots([("map", uses_global)], True)
+    assert home is globals()
+    loop = pipeline.iterate_loop(steps)
+    assert "STEP" in pipeline._globals_read(loop.__code__)
+    assert list(loop(home)(iter([4, 10]), fns)) == [uses_global(4), uses_global(10)]
+
+
+def test_globals_named_like_the_loops_own_keep_their_meaning(ctx):
+    """``n``, ``k``, ``a``, ``hash``, ``type``, ``count``, ``END``... of the app's module, read by inlined
+    functions, are the module's; the loop's own names are its own (a hash partitioner's ``hash``)."""
+    nums = ctx.parallelize(range(100), 3)
+    expected: dict = {}
+    for x in range(100):
+        key, value = shadow_app.plus_n(x)
+        expected[key] = expected.get(key, 0) + value
+    assert nums.map(shadow_app.plus_n).reduceByKey(add).collectAsMap() == expected
+    assert dict(nums.map(shadow_app.module_k).groupByKey().mapValue(len).collect()) == {0: 34, 1: 33, 2: 33}
+    assert set(nums.map(shadow_app.module_k).values().collect()) == {("the module's k", -1, "not the loop's end", None)}
+    parts = nums.map(shadow_app.hashed).partitionByKey(4).glom().collect()
+    assert [sorted(set(part)) for part in parts] == [[(r, len("shadowed"))] for r in range(4)]
+
+
+def test_a_global_is_read_for_each_record(ctx):
+    got = ctx.parallelize(range(100), 2).filter(shadow_app.set_step).map(shadow_app.add_step).reduceByKey(add)
+    assert got.collectAsMap() == {r: sum(x + x // 10 for x in range(100) if x % 2 == r) for r in (0, 1)}
+
+
+def test_functions_of_two_modules_in_one_loop(ctx):
+    nums = ctx.parallelize(range(1, 60), 2)
+    got = nums.map(uses_global).map(shadow_app.plus_n_of_key).collect()
+    assert got == [shadow_app.plus_n_of_key(uses_global(x)) for x in range(1, 60)]
+
+
+def test_a_global_deleted_while_records_flow_is_a_name_error():
+    shadow_app.MISSING = 5                  # deleted by the filter at the second record
+    try:
+        loop = pipeline.iterate(iter([1, 2, 3]), [("filter", shadow_app.delete_missing_at_2),
+                                                  ("map", shadow_app.gone)])
+        assert next(loop) == (1, 5)
+        with pytest.raises(NameError, match="MISSING"):
+            next(loop)
+    finally:
+        vars(shadow_app).pop("MISSING", None)

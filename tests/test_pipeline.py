@@ -17,6 +17,7 @@ import pytest
 from apps.wc_app import add, pair, words  # the SPEC section 2 word count's functions
 
 from gopark import JobError, pipeline, register_func
+from gopark.partitioner import HashPartitioner
 
 LINES = ["the cat sat", "", "on the mat the end", "a b c a b a", "x"] * 7
 
@@ -172,7 +173,7 @@ def test_spill_inside_the_fused_loop(written_chunks):
 
 
 def test_the_loop_is_generated_once_per_shape():
-    steps, _ = pipeline._slots([("flatMap", words), ("map", pair)], inlining=False)
+    steps = pipeline._slots([("flatMap", words), ("map", pair)], inlining=False)[0]
     merge = pipeline._Slot("merge")
     a = pipeline.combine_loop(steps, merge, None)
     assert pipeline.combine_loop(pipeline._slots([("flatMap", str.split), ("map", tuple)], False)[0], merge, None) is a
@@ -275,7 +276,8 @@ def keep_unless(n, x):
 
 
 @pytest.mark.parametrize("how", ["map", "filter", "flatMap", "map then collect", "map then reduceByKey",
-                                 "map then reduce", "mapValue", "map then count", "sort by key function"])
+                                 "map then reduce", "mapValue", "map then count", "sort by key function",
+                                 "map then groupByKey"])
 def test_a_stop_iteration_from_the_app_fails_the_task(ctx, how):
     """Never a silently shorter partition (SPARK-23754): the job fails, naming the function."""
     nums = ctx.parallelize(range(10), 2)
@@ -290,6 +292,7 @@ def test_a_stop_iteration_from_the_app_fails_the_task(ctx, how):
         "mapValue": lambda: nums.map(twice).map(tuple).mapValue(stop).collect(),
         "map then count": lambda: nums.map(stop).count(),
         "sort by key function": lambda: nums.sort(key=stop).collect(),
+        "map then groupByKey": lambda: nums.map(stop).map(pair).groupByKey().collect(),
     }[how]
     with pytest.raises(JobError) as info:
         run()
@@ -336,3 +339,27 @@ def test_a_stop_iteration_in_the_fold_function_fails_the_same_way_fused_or_not(c
     with pytest.raises(JobError) as info:
         run()
     assert info.value.remote_type == "StopIterationInTask" and info.value.func_name.endswith("add_until")
+
+
+@pytest.mark.parametrize("ops, every", [
+    ([("map", by_first)], "record"),                           # one pair per record: taken in blocks
+    ([("map", swap)], "record"),
+    ([("filter", not_a), ("map", by_first)], "pair"),          # counted as it scatters
+    ([("flatMap", letters), ("map", partial(pair, n=1))], "pair"),
+])
+def test_a_scatter_checks_its_budget_after_every_check_every_records(ops, every):
+    n = pipeline.CHECK_EVERY
+    records = [f"w{i}" for i in range(2 * n + 500)] if ops[0][1] is not swap else [(i, i) for i in range(2 * n + 1)]
+    checked: list = []
+    bufs: list[list] = [[], [], []]
+    pipeline.scatter(iter(records), ops, bufs, None, HashPartitioner(3), lambda k, v: checked.append((k, v)),
+                     TypeError, ones=[[], [], []])
+    pairs = list(pipeline.iterate(iter(records), ops))
+    if every == "record":     # after each block of n records, the last one's pair; and after the last block
+        expected = [pairs[i] for i in range(n - 1, len(pairs), n)] + ([pairs[-1]] if len(pairs) % n else [])
+    else:
+        expected = [pairs[i] for i in range(n - 1, len(pairs), n)]
+    assert checked == expected
+    checked.clear()
+    pipeline.scatter(iter([]), ops, bufs, None, HashPartitioner(3), lambda k, v: checked.append((k, v)), TypeError)
+    assert checked == []
