@@ -565,7 +565,8 @@ def scatter_loop(steps: tuple[tuple[str, _Slot], ...], create: _Slot | None, by:
     buffer's ``append``; ``r`` is ``part(k)``, or by ``by``: ``"one"`` (one
     reducer) or ``"hash"``: what the hash partitioner gives, computed in the
     loop for an int key (``hash(k) % len(appends)``) and an ASCII str key
-    (``crc32(k.encode()) % len(appends)``), by ``part(k)`` for others. After
+    (``crc32(k.encode()) % len(appends)``), by ``part(k)`` for others; or
+    ``"mask"``: the same, with ``& (len(appends) - 1)``, for a power of two. After
     every ``CHECK_EVERY`` records it calls ``check(k, v)``, which may empty
     the buffers (in place). With ``pairs`` (no steps), every record is known
     to be a (key, value) 2-tuple. With ``keys_only`` (the steps give only
@@ -574,14 +575,17 @@ def scatter_loop(steps: tuple[tuple[str, _Slot], ...], create: _Slot | None, by:
     When each record gives one pair (:data:`_ONE_TO_ONE` steps), the records are
     taken in blocks of ``CHECK_EVERY`` and ``check`` is called after each block.
     """
-    if by == "one":
-        where = [("a = a0", None)]
-    elif by == "hash":
-        where = [("if type(k) is int:", None), ("    a = appends[hash(k) % n]", None),
-                 ("elif type(k) is str and k.isascii():", None), ("    a = appends[crc32(k.encode()) % n]", None),
-                 ("else:", None), ("    a = appends[part(k)]", None)]
-    else:
-        where = [("a = appends[part(k)]", None)]
+    def where(then: str) -> list[Line]:
+        """The line ``then`` with ``{a}``, the key's buffer's append, found by ``by``."""
+        if by == "one":
+            return [(then.format(a="a0"), None)]
+        if by == "part":
+            return [(then.format(a="appends[part(k)]"), None)]
+        r = "% n" if by == "hash" else "& mask"       # mask: n is a power of two, and h & (n - 1) == h % n
+        return [("if type(k) is int:", None), ("    " + then.format(a=f"appends[hash(k) {r}]"), None),
+                ("elif type(k) is str and k.isascii():", None),
+                ("    " + then.format(a=f"appends[crc32(k.encode()) {r}]"), None),
+                ("else:", None), ("    " + then.format(a="appends[part(k)]"), None)]
 
     blocks = all(op in _ONE_TO_ONE for op, _ in steps)
     checked = "check(k, 1)" if keys_only else "check(k, v)"
@@ -590,19 +594,20 @@ def scatter_loop(steps: tuple[tuple[str, _Slot], ...], create: _Slot | None, by:
 
     def sink(x: str, pair: Pair | None) -> list[Line]:
         if keys_only:        # the pair display's value, the constant 1, is not evaluated: it has no effect
-            return [(f"k = {pair[0]}", pair[2]), *where, ("a(k)", None), *counted]  # type: ignore[index]
+            return [(f"k = {pair[0]}", pair[2]), *where("{a}(k)"), *counted]  # type: ignore[index]
         return [
             *_unpack(x, pair),
             *(create.prelude("", "v") if create else []),
             *([(f"v = {create.call('v')}", create.name)] if create else []),
-            *where,
+            *where("a = {a}"),
             ("a(k)", None),
             ("a(v)", None),
             *counted,
         ]
     return _compile("scatter", "records, fns, appends, create, part, check, not_a_pair", steps,
                     [create] if create else [], sink, [],
-                    head=[*([] if blocks else ["held = 0"]), "a0 = appends[0]" if by == "one" else "n = len(appends)"],
+                    head=[*([] if blocks else ["held = 0"]),
+                          {"one": "a0 = appends[0]", "mask": "mask = len(appends) - 1"}.get(by, "n = len(appends)")],
                     pairs=pairs, every=[checked] if blocks else [])
 
 
@@ -622,7 +627,9 @@ def scatter(records: Iterable[Any], ops: Sequence[tuple[str, Callable[..., Any]]
     keys_only = ones is not None and create is None and _gives_ones(steps)
     if keys_only:
         bufs = ones           # type: ignore[assignment]
-    by = "one" if len(bufs) == 1 else "hash" if type(partitioner) is HashPartitioner else "part"
+    n = len(bufs)
+    by = ("one" if n == 1 else "part" if type(partitioner) is not HashPartitioner
+          else "mask" if n & (n - 1) == 0 else "hash")
     loop = scatter_loop(steps, create_slot, by, pairs, keys_only)(home)
     loop(records, fns, [b.append for b in bufs], create_value, partitioner.get_partition, check, not_a_pair)
 

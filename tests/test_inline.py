@@ -368,7 +368,7 @@ def test_the_loops_give_the_same_records_inlined_or_called(inlining, chain):
     assert pipeline.combine(iter(LINES), ops, probed, None, add, lambda k, c: None, TypeError, probe=True) \
         == (len(expected), len(counts))
     assert probed == counts
-    partitioners = [(HashPartitioner(3), 3), (HashPartitioner(1), 1)]
+    partitioners = [(HashPartitioner(3), 3), (HashPartitioner(4), 4), (HashPartitioner(1), 1)]
     if all(type(k) is str for k, _ in expected):
         partitioners.append((RangePartitioner(["b", "t"]), 3))
     for partitioner, n in partitioners:

@@ -363,3 +363,29 @@ def test_a_scatter_checks_its_budget_after_every_check_every_records(ops, every)
     checked.clear()
     pipeline.scatter(iter([]), ops, bufs, None, HashPartitioner(3), lambda k, v: checked.append((k, v)), TypeError)
     assert checked == []
+
+
+@register_func
+def key_of(x):
+    return (x, 1)
+
+
+@register_func
+def key_and_value_of(x):
+    return (x, "v")
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 4, 8])
+def test_a_scatter_puts_each_key_where_the_hash_partitioner_says(n):
+    """Computed in the loop for int and ASCII str keys (``% n``, or ``& (n - 1)`` for a power of two)."""
+    keys = [0, 1, -1, -2, 7, 2**61 - 1, 2**61, -(2**64) - 3, 10**30, True, False, 2.5, -0.0, "a", "é", "", "zz" * 30,
+            b"b", (1, "x"), None, frozenset({3})]
+    part = HashPartitioner(n)
+    for fn in (key_of, key_and_value_of):
+        bufs: list[list] = [[] for _ in range(n)]
+        ones: list[list] = [[] for _ in range(n)]
+        pipeline.scatter(iter(keys), [("map", fn)], bufs, None, part, lambda k, v: None, TypeError, ones=ones)
+        held = ones if fn is key_of else [b[::2] for b in bufs]
+        assert sorted(map(repr, (k for b in held for k in b))) == sorted(map(repr, keys))
+        for r, b in enumerate(held):
+            assert all(part.get_partition(k) == r for k in b), (fn, r, b)
