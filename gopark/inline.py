@@ -30,8 +30,9 @@ once. What differs: no frame is made, so a tracer or profiler would not see
 the call (loops are not inlined while ``sys.settrace`` or ``sys.setprofile``
 is active when a partition starts); the function's defaults, code and
 partial arguments are read once per partition; a global deleted during a
-partition is a NameError as in the function, but a KeyError in a function of
-a second module inlined into the same loop. A failure inside an inlined
+partition is a NameError as in the function, but a KeyError where the loop
+looks it up (a function of a second module inlined into the same loop, a
+global named like one of the loop's own variables). A failure inside an inlined
 expression is blamed on the function by the loop's line
 (:func:`gopark.pipeline.inlined_name`).
 """

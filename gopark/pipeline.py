@@ -32,6 +32,7 @@ import functools
 import itertools
 import re
 import types
+import unicodedata
 import warnings
 import weakref
 import zlib
@@ -159,17 +160,27 @@ def _slots(ops: Sequence[tuple[str, Any]], inlining: bool, *others: tuple[str, A
         slot, value = _slot(var, fn, nargs, inlining) if fn is not None else (None, None)
         slots.append(slot)
         values.append(value)
-    home = next((values[i][s.spaces[0]] for i, s in enumerate(slots) if s is not None and s.spaces), None)
-    if home is None:
+    # a module whose functions' builtins are those a function running in it gets (not so after its
+    # __builtins__ was replaced, or for a function made with other builtins than its globals')
+    homes = [values[i][s.spaces[0]] for i, s in enumerate(slots)
+             if s is not None and s.spaces and _builtins_of(values[i][s.spaces[0]]) is values[i][s.spaces[1]]]
+    if not homes:
         home = _NO_GLOBALS
     else:
+        home = homes[0]
         slots = [dataclasses.replace(s, home=True) if s is not None and s.spaces and values[i][s.spaces[0]] is home
-                 else s for i, s in enumerate(slots)]
+                 and values[i][s.spaces[1]] is _builtins_of(home) else s for i, s in enumerate(slots)]
     steps = tuple((op, slot) for (op, _), slot in zip(ops, slots))
     return steps, values[:len(ops)], slots[len(ops):], values[len(ops):], home   # type: ignore[return-value]
 
 
 _NO_GLOBALS: dict[str, Any] = {"__builtins__": {}}     # a loop that reads no global of the app's
+
+
+def _builtins_of(space: dict[str, Any]) -> Any:
+    """The builtins a function made with globals ``space`` reads (as ``types.FunctionType`` finds them)."""
+    found = space.get("__builtins__", builtins)
+    return found.__dict__ if isinstance(found, types.ModuleType) else found
 
 
 Line = tuple[str, "str | None"]      # a line of source, and the function blamed for a failure on it
@@ -289,7 +300,8 @@ class _Loop:
 
 #: what the generated source names, besides builtins and its parameters (see :func:`_compile`)
 _HELPERS = {"StopIterationInTask": StopIterationInTask, "STOPPED": _STOPPED, "count": _count_elements,
-            "crc32": zlib.crc32, "pair_needed": pair_needed, "islice": itertools.islice, "END": _END}
+            "crc32": zlib.crc32, "pair_needed": pair_needed, "islice": itertools.islice, "chain": itertools.chain,
+            "END": _END}
 _UNBOUND = "    pass  # its helpers, bound here"
 
 
@@ -319,7 +331,9 @@ def _compile(kind: str, params: str, steps: tuple[tuple[str, _Slot], ...], sinks
     target = "k, v" if pairs else "x0"
     if every:
         first = target.split(",")[0]       # END until the block gives a record: the sink never assigns it
-        lines += [("    records = iter(records)", None), ("    try:", None), ("        while True:", None),
+        # chain: once the records end, they stay ended (a C map over a function raising StopIteration would
+        # go on giving records if asked again by the next block)
+        lines += [("    records = chain(records)", None), ("    try:", None), ("        while True:", None),
                   (f"            {first} = END", None),
                   (f"            for {target} in islice(records, {CHECK_EVERY}):", None)]
         x, depth = "x0", 4
@@ -355,8 +369,10 @@ def _compile(kind: str, params: str, steps: tuple[tuple[str, _Slot], ...], sinks
     values = tuple(_HELPERS[name] if name in _HELPERS else getattr(builtins, name) for name in helpers)
     source = source.replace(_UNBOUND, f"    {', '.join(helpers)}, = _helpers" if helpers else "    pass", 1)
     code = _loop_code(source, filename)
+    # a global that a local of the loop's would hide, or that the parser would read as another name
+    # (not NFKC-normal: only made by hand), stays a lookup
     bare = {read: name for slot in [slot for _, slot in steps] + list(sinks) for read, name in slot.bare_reads().items()
-            if name not in code.co_varnames}      # a global the loop's own local would hide stays a lookup
+            if name not in code.co_varnames and (name.isascii() or unicodedata.normalize("NFKC", name) == name)}
     for read, name in bare.items():
         source = source.replace(read, name)
     if bare:

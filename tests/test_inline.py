@@ -7,8 +7,10 @@ fails is named in the JobError as a called one is.
 """
 from __future__ import annotations
 
+import builtins
 import operator
 import sys
+import types
 import warnings
 from functools import partial
 
@@ -699,3 +701,30 @@ def test_a_global_deleted_while_records_flow_is_a_name_error():
             next(loop)
     finally:
         vars(shadow_app).pop("MISSING", None)
+
+
+def test_a_loop_runs_with_the_builtins_its_functions_read(monkeypatch):
+    """A module whose ``__builtins__`` was replaced after its function was made: the function still reads
+    the builtins it was made with, and so does the loop that inlines it (the module is not its globals)."""
+    module = types.ModuleType("swapped_builtins")
+    exec("def size(x):\n    return len(x) + K\n", module.__dict__)
+    module.K = 1
+    module.__builtins__ = dict(vars(builtins), len=lambda x: 99)
+    custom = dict(vars(builtins), len=lambda x: -1)
+    made = {"__builtins__": custom}
+    exec("def size(x):\n    return len(x) + K\nK = 2\n", made)
+    for fn, expected in ((module.size, [3, 4]), (made["size"], [1, 1])):
+        assert [fn("ab"), fn("xyz")] == expected
+        assert list(pipeline.iterate(iter(["ab", "xyz"]), [("map", fn)])) == expected
+        monkeypatch.setattr(inline, "SUPPORTED", (0, 0))
+        assert list(pipeline.iterate(iter(["ab", "xyz"]), [("map", fn)])) == expected
+        monkeypatch.undo()
+
+
+def test_a_global_whose_name_is_not_nfkc_normal_is_the_one_read():
+    space: dict = {"__builtins__": builtins, "\ufb01": "ligature", "fi": "plain fi"}
+    exec("def f(x):\n    return (x, XX)\n", space)
+    f = space["f"]
+    f.__code__ = f.__code__.replace(co_names=("\ufb01",))   # made by hand: source would read 'fi'
+    assert f(1) == (1, "ligature")
+    assert list(pipeline.iterate(iter([1]), [("map", f)])) == [(1, "ligature")]

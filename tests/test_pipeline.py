@@ -389,3 +389,28 @@ def test_a_scatter_puts_each_key_where_the_hash_partitioner_says(n):
         assert sorted(map(repr, (k for b in held for k in b))) == sorted(map(repr, keys))
         for r, b in enumerate(held):
             assert all(part.get_partition(k) == r for k in b), (fn, r, b)
+
+
+def raise_at_1500(x):
+    if x == 1500:
+        raise StopIteration
+    return x
+
+
+@register_func
+def c_map_stopping_at_1500(it):
+    return map(raise_at_1500, it)     # a C iterator: Python takes the StopIteration for its end
+
+
+@register_func
+def mod_7_pair(x):
+    return (x % 7, x)
+
+
+def test_records_that_ended_stay_ended_in_a_scatter(ctx):
+    """The scatter takes records in blocks; an iterator asked again after its end (a C ``map`` whose
+    function raised StopIteration goes on) gives no more records to it than to ``collect``."""
+    parts = ctx.parallelize(range(3000), 1).mapPartitions(c_map_stopping_at_1500)
+    assert parts.count() == 1500
+    grouped = parts.map(mod_7_pair).groupByKey().mapValue(sorted).collectAsMap()
+    assert grouped == {r: list(range(r, 1500, 7)) for r in range(7)}
