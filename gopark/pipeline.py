@@ -19,9 +19,11 @@ C's ``map`` it would have passed for the end of the partition.
 A loop is generated from fixed templates per *shape* (the consumer and the
 sequence of operation names), compiled once per process and cached. No user
 code is in the generated source: the app's functions are arguments of the
-compiled loop, as they would be of ``map``. This module is where these
-operations mean what they mean; ``rdd._pipe`` runs the others (mapPartitions,
-glom, sample, ...).
+compiled loop, as they would be of ``map``; the loop runs with the module
+dict of the functions it inlines as its globals, so that it reads their
+globals as they do (:func:`_slots`), and binds its own names as locals.
+This module is where these operations mean what they mean; ``rdd._pipe``
+runs the others (mapPartitions, glom, sample, ...).
 """
 from __future__ import annotations
 
