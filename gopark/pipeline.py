@@ -575,7 +575,7 @@ def _gives_ones(steps: tuple[tuple[str, _Slot], ...]) -> bool:
 @functools.lru_cache(maxsize=256)
 def scatter_loop(steps: tuple[tuple[str, _Slot], ...], create: _Slot | None, by: str,
                  pairs: bool = False, keys_only: bool = False) -> _Loop:
-    """The compiled loop ``loop(records, fns, appends, create, part, check, not_a_pair)``.
+    """The compiled loop ``loop(records, fns, appends, create, part, check, not_a_pair, mixed)``.
 
     Appends the key and value of each (key, value) record of ``records`` (run
     through ``steps``; the value through ``create``, if given) to the flat
@@ -589,21 +589,35 @@ def scatter_loop(steps: tuple[tuple[str, _Slot], ...], create: _Slot | None, by:
     the buffers (in place). With ``pairs`` (no steps), every record is known
     to be a (key, value) 2-tuple. With ``keys_only`` (the steps give only
     ``(key, 1)`` pairs, see :func:`_gives_ones`; no ``create``), only the
-    keys are appended: the buffers hold keys, each of a pair whose value is 1.
+    keys are appended: the buffers hold keys, each of a pair whose value is 1;
+    ``mixed[r]`` is set when a key that is not exactly an int goes to ``r``.
     When each record gives one pair (:data:`_ONE_TO_ONE` steps), the records are
     taken in blocks of ``CHECK_EVERY`` and ``check`` is called after each block.
     """
+    mod = "% n" if by == "hash" else "& mask"       # mask: n is a power of two, and h & (n - 1) == h % n
+
     def where(then: str) -> list[Line]:
         """The line ``then`` with ``{a}``, the key's buffer's append, found by ``by``."""
         if by == "one":
             return [(then.format(a="a0"), None)]
         if by == "part":
             return [(then.format(a="appends[part(k)]"), None)]
-        r = "% n" if by == "hash" else "& mask"       # mask: n is a power of two, and h & (n - 1) == h % n
-        return [("if type(k) is int:", None), ("    " + then.format(a=f"appends[hash(k) {r}]"), None),
+        return [("if type(k) is int:", None), ("    " + then.format(a=f"appends[hash(k) {mod}]"), None),
                 ("elif type(k) is str and k.isascii():", None),
-                ("    " + then.format(a=f"appends[crc32(k.encode()) {r}]"), None),
+                ("    " + then.format(a=f"appends[crc32(k.encode()) {mod}]"), None),
                 ("else:", None), ("    " + then.format(a="appends[part(k)]"), None)]
+
+    def append_key() -> list[Line]:
+        """``k`` to its buffer; its reducer marked ``mixed`` unless ``k`` is exactly an int."""
+        if by == "one":
+            return [("a0(k)", None), ("if type(k) is not int:", None), ("    mixed[0] = True", None)]
+        if by == "part":
+            return [("r = part(k)", None), ("appends[r](k)", None), ("if type(k) is not int:", None),
+                    ("    mixed[r] = True", None)]
+        return [("if type(k) is int:", None), (f"    appends[hash(k) {mod}](k)", None), ("else:", None),
+                ("    if type(k) is str and k.isascii():", None), (f"        r = crc32(k.encode()) {mod}", None),
+                ("    else:", None), ("        r = part(k)", None),
+                ("    appends[r](k)", None), ("    mixed[r] = True", None)]
 
     blocks = all(op in _ONE_TO_ONE for op, _ in steps)
     checked = "check(k, 1)" if keys_only else "check(k, v)"
@@ -612,7 +626,7 @@ def scatter_loop(steps: tuple[tuple[str, _Slot], ...], create: _Slot | None, by:
 
     def sink(x: str, pair: Pair | None) -> list[Line]:
         if keys_only:        # the pair display's value, the constant 1, is not evaluated: it has no effect
-            return [(f"k = {pair[0]}", pair[2]), *where("{a}(k)"), *counted]  # type: ignore[index]
+            return [(f"k = {pair[0]}", pair[2]), *append_key(), *counted]  # type: ignore[index]
         return [
             *_unpack(x, pair),
             *(create.prelude("", "v") if create else []),
@@ -622,7 +636,7 @@ def scatter_loop(steps: tuple[tuple[str, _Slot], ...], create: _Slot | None, by:
             ("a(v)", None),
             *counted,
         ]
-    return _compile("scatter", "records, fns, appends, create, part, check, not_a_pair", steps,
+    return _compile("scatter", "records, fns, appends, create, part, check, not_a_pair, mixed", steps,
                     [create] if create else [], sink, [],
                     head=[*([] if blocks else ["held = 0"]),
                           {"one": "a0 = appends[0]", "mask": "mask = len(appends) - 1"}.get(by, "n = len(appends)")],
@@ -632,12 +646,13 @@ def scatter_loop(steps: tuple[tuple[str, _Slot], ...], create: _Slot | None, by:
 def scatter(records: Iterable[Any], ops: Sequence[tuple[str, Callable[..., Any]]], bufs: list[list],
             create: Callable[[Any], Any] | None, partitioner: Any, check: Callable[[Any, Any], None],
             not_a_pair: Callable[[Any], Exception], *, pairs: bool = False,
-            ones: list[list] | None = None) -> None:
+            ones: list[list] | None = None, mixed: list[bool] | None = None) -> None:
     """Append each (key, value) of ``records``, passed through ``ops``, to the flat buffer ``bufs[r]`` of
     its reducer ``r`` (see :func:`scatter_loop`). ``pairs``: ``records`` are (key, value) 2-tuples and
     there are no ``ops``. ``ones``: buffers for keys alone, used instead of ``bufs`` when the ``ops``
     make only ``(key, 1)`` pairs (and there is no ``create``): half the data to write and read, and
-    a reducer that adds counts them in C (:class:`KeyCount`)."""
+    a reducer that adds counts them in C (:class:`KeyCount`); ``mixed[r]`` is then set when ``ones[r]``
+    gets a key that is not exactly an int (the others are written as int64s)."""
     if pairs and ops:
         raise ValueError("known pairs are scattered with no per-record operations")
     records, ops = _shallow(records, ops)
@@ -649,7 +664,8 @@ def scatter(records: Iterable[Any], ops: Sequence[tuple[str, Callable[..., Any]]
     by = ("one" if n == 1 else "part" if type(partitioner) is not HashPartitioner
           else "mask" if n & (n - 1) == 0 else "hash")
     loop = scatter_loop(steps, create_slot, by, pairs, keys_only)(home)
-    loop(records, fns, [b.append for b in bufs], create_value, partitioner.get_partition, check, not_a_pair)
+    loop(records, fns, [b.append for b in bufs], create_value, partitioner.get_partition, check, not_a_pair,
+         mixed if mixed is not None else [False] * n)
 
 
 def adds(merge: Callable[[Any, Any], Any]) -> bool:

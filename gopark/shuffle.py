@@ -15,8 +15,10 @@ Bucket file: chunks of ``length:u32 flags:u8 payload``; the payload is a
 msgpack array ``[k1, v1, k2, v2, ...]``, or ``[k1, k2, ...]`` when flag 2 is
 set: the keys of pairs whose value is the int 1 (a map task whose records are
 ``(key, 1)`` by construction, the counting idiom, writes them so: half the
-data, and a reducer that adds counts them in C). Flag 1: zlib-compressed
-(chosen per Context: by default only in Mesos mode, where buckets travel).
+data, and a reducer that adds counts them in C). With flag 4 besides, those
+keys are all ints and the payload is them as little-endian int64s (flag 8:
+int32s; no msgpack object a key to write or to read). Flag 1: zlib-compressed (chosen
+per Context: by default only in Mesos mode, where buckets travel).
 
 Reduce side (:class:`Merger`): merges values per key in a dict; past the
 budget it spills the dict into hash sub-partitions on disk and merges them one
@@ -25,6 +27,7 @@ completes.
 """
 from __future__ import annotations
 
+import array
 import gc
 import heapq
 import itertools
@@ -101,21 +104,44 @@ class Budget:
         gc.collect(0)
 
 
-_ZLIB, _KEYS = 1, 2      # chunk flags
+_ZLIB, _KEYS, _INT64, _INT32 = 1, 2, 4, 8     # chunk flags: compressed; keys alone; those keys as ints
+#: the array typecodes of the int widths a chunk of keys may have, by flag
+_INT_CODES = {_INT32: next(code for code in "ilh" if array.array(code).itemsize == 4), _INT64: "q"}
 
 
 class Keys:
-    """A chunk of a bucket file that holds only keys (the list ``keys``), each of a pair ``(key, 1)``."""
+    """A chunk of a bucket file that holds only keys (``keys``: a list, or an ``array`` of ints when they
+    are all ints), each of a pair ``(key, 1)``."""
 
     __slots__ = ("keys",)
 
-    def __init__(self, keys: list) -> None:
+    def __init__(self, keys: list | array.array) -> None:
         self.keys = keys
 
 
-def _write_chunk(f: Any, flat: list, packer: serialize.Packer, compress: bool = False, keys: bool = False) -> None:
-    payload = packer.pack(flat)
-    flags = _KEYS if keys else 0
+def _ints(keys: list) -> tuple[bytes, int] | None:
+    """Keys that are all ints (exactly ``int``, known to the caller) as little-endian int32s, or int64s,
+    and the flag that says which; None if one does not fit. Packed in C and read back with
+    ``frombytes``, with no msgpack object a key (an int object is made only as the key is counted)."""
+    for flag, code in _INT_CODES.items():
+        try:
+            packed = array.array(code, keys)
+        except OverflowError:
+            continue
+        if sys.byteorder != "little":
+            packed.byteswap()
+        return packed.tobytes(), flag
+    return None
+
+
+def _write_chunk(f: Any, flat: list, packer: serialize.Packer, compress: bool = False, keys: bool = False,
+                 ints: bool = False) -> None:
+    """``flat`` (``[k, v, ...]``, or with ``keys`` the keys alone, all exactly ints with ``ints``) as a chunk."""
+    packed = _ints(flat) if ints else None
+    if packed is not None:
+        payload, flags = packed[0], _KEYS | packed[1]
+    else:
+        payload, flags = packer.pack(flat), _KEYS if keys else 0
     if compress and len(payload) >= _COMPRESS_MIN:
         payload, flags = zlib.compress(payload, 1), flags | _ZLIB
     f.write(_HEADER.pack(len(payload), flags))
@@ -154,7 +180,16 @@ def _read_chunks_from(f: Any, name: str) -> Iterator[list | Keys]:
         payload = _read_exact(f, n)
         if len(payload) < n:
             raise OSError(f"truncated shuffle bucket {name}")
-        flat = serialize.unpackb(zlib.decompress(payload) if flags & _ZLIB else payload)
+        if flags & _ZLIB:
+            payload = zlib.decompress(payload)
+        if flags & (_INT32 | _INT64):
+            ints = array.array(_INT_CODES[flags & (_INT32 | _INT64)])
+            ints.frombytes(payload)
+            if sys.byteorder != "little":
+                ints.byteswap()
+            yield Keys(ints)
+            continue
+        flat = serialize.unpackb(payload)
         yield Keys(flat) if flags & _KEYS else flat
 
 
@@ -167,6 +202,7 @@ class _Buckets:
         self.compress = compress
         self.bufs: list[list] = [[] for _ in range(n)]
         self.ones: list[list] = [[] for _ in range(n)]
+        self.mixed: list[bool] = [False] * n    # ones[r] holds a key that is not exactly an int
         self.files: dict[int, Any] = {}
         self.packer = serialize.Packer("a shuffle record")
 
@@ -178,8 +214,10 @@ class _Buckets:
                     f = self.files.get(r)
                     if f is None:
                         f = self.files[r] = open(os.path.join(self.folder, str(r)), "ab")
-                    _write_chunk(f, buf, self.packer, self.compress, keys)
+                    _write_chunk(f, buf, self.packer, self.compress, keys, ints=keys and not self.mixed[r])
                     buf.clear()           # in place: a loop filling the buffers holds their ``append``
+                    if keys:
+                        self.mixed[r] = False
 
     def close(self) -> None:
         for f in self.files.values():
@@ -280,7 +318,8 @@ def _scatter(records: Iterable[Any], ops: Sequence[tuple[str, Callable[..., Any]
             buckets.flush()
             budget.reset()
 
-    pipeline.scatter(records, ops, buckets.bufs, create, partitioner, check, not_a_pair, ones=buckets.ones)
+    pipeline.scatter(records, ops, buckets.bufs, create, partitioner, check, not_a_pair, ones=buckets.ones,
+                     mixed=buckets.mixed)
 
 
 def read_shuffle(shuffle_id: int, locations: list[dict], reduce_id: int,

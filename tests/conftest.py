@@ -37,17 +37,28 @@ def nothing_left_behind():
     assert not dirs, f"work folders left at the end of the session: {dirs}"
 
 
+class _Chunks(list):
+    ints: list
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ints = []
+
+
 @pytest.fixture
 def written_chunks(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, bool]]:
     """(the name of its file, whether it holds keys alone) of each shuffle chunk written in this process from
-    now on (local mode runs tasks here)."""
+    now on (local mode runs tasks here). ``written_chunks.ints``: the same for chunks of keys that the
+    writer was told are all ints (written as int64s when they fit)."""
     from gopark import shuffle
-    chunks: list[tuple[str, bool]] = []
+    chunks = _Chunks()
     real = shuffle._write_chunk
 
-    def counting(f, flat, packer, compress=False, keys=False):  # noqa: ANN001
+    def counting(f, flat, packer, compress=False, keys=False, ints=False):  # noqa: ANN001
         chunks.append((f.name, keys))
-        return real(f, flat, packer, compress, keys)
+        if ints:
+            chunks.ints.append((f.name, keys))
+        return real(f, flat, packer, compress, keys, ints)
 
     monkeypatch.setattr(shuffle, "_write_chunk", counting)
     return chunks

@@ -7,6 +7,7 @@ gone is a FetchFailed naming every output lost with it.
 """
 from __future__ import annotations
 
+import array
 import os
 import time
 import urllib.request
@@ -165,8 +166,11 @@ def test_nothing_is_served_without_the_secret_in_the_url(tmp_path, server: FileS
             http.fetch(wrong)
 
 
-def test_chunks_of_keys_alone_read_over_http_and_locally(tmp_path, server: FileServer) -> None:
-    """A map task of (key, 1) pairs writes their keys alone, compressed or not: both reads give the pairs."""
+@pytest.mark.parametrize("pair", ["str keys", "int keys"])
+def test_chunks_of_keys_alone_read_over_http_and_locally(tmp_path, server: FileServer, pair: str) -> None:
+    """A map task of (key, 1) pairs writes their keys alone (ints as int32s), compressed or not: both reads
+    give the pairs."""
+    key_and_one = {"str keys": str_key_and_one, "int keys": int_key_and_one}[pair]
     work = tmp_path / "work"
     base = server.add_root("work", str(work))
     locations = []
@@ -174,15 +178,22 @@ def test_chunks_of_keys_alone_read_over_http_and_locally(tmp_path, server: FileS
         path = write_map_output(range(m * 1000, (m + 1) * 1000), str(work / "shuffle"), 8, m, 0, HashPartitioner(3),
                                 None, None, 1 << 26, compress=(m == 0), ops=[("map", key_and_one)])
         locations.append({"host": "h", "path": path, "url": f"{base}/{os.path.relpath(path, work)}"})
-    kinds = {type(chunk) for loc in locations for name in os.listdir(loc["path"])
-             for chunk in read_chunks(os.path.join(loc["path"], name))}
-    assert kinds == {Keys}
+    chunks = [chunk for loc in locations for name in os.listdir(loc["path"])
+              for chunk in read_chunks(os.path.join(loc["path"], name))]
+    assert {type(chunk) for chunk in chunks} == {Keys}
+    assert {type(chunk.keys) for chunk in chunks} == ({array.array} if pair == "int keys" else {list})
     expected = sorted(key_and_one(i) for i in range(2000))
     for here in ("http://elsewhere:1/work", server.url + "/work"):
         got = sorted(p for r in range(3) for p in read_shuffle(8, locations, r, here=here))
-        assert got == expected and {type(v) for _, v in got} == {int}
+        assert got == expected and {type(k) for k, _ in got} == {type(expected[0][0])}
+        assert {type(v) for _, v in got} == {int}
 
 
 @register_func
-def key_and_one(i: int) -> tuple[str, int]:
+def str_key_and_one(i: int) -> tuple[str, int]:
     return ("k" + str(i % 700), 1)
+
+
+@register_func
+def int_key_and_one(i: int) -> tuple[int, int]:
+    return (i % 700 - 300, 1)

@@ -288,3 +288,60 @@ def test_a_union_of_maps_writes_in_the_loop_of_its_parents_maps(written_chunks):
         got = both.reduceByKey(operator.add, 3).collectAsMap()
     assert got == expected_sums(spread(i) for i in range(2 * n))
     assert any(keys for _, keys in written_chunks)
+
+
+@register_func
+def keyed(k):
+    return (k, 1)
+
+
+def _ints_in_files(folder):
+    """{flag of int width: chunks} over the bucket files under ``folder``."""
+    found: collections.Counter = collections.Counter()
+    for root, _, names in os.walk(folder):
+        for name in names:
+            with open(os.path.join(root, name), "rb") as f:
+                while head := f.read(shuffle._HEADER.size):
+                    size, flags = shuffle._HEADER.unpack(head)
+                    f.seek(size, 1)
+                    found[flags & (shuffle._INT32 | shuffle._INT64)] += 1
+    return found
+
+
+@pytest.mark.parametrize("keys, width", [
+    ([i * 7919 % 100_003 - 50_000 for i in range(3 * PER_PART)], "_INT32"),      # negative ints too
+    ([2**40 + i % 5000 for i in range(3 * PER_PART)], "_INT64"),
+    ([2**70 + i % 5000 for i in range(3 * PER_PART)], None),                   # too big: msgpack
+    ([i % 5000 for i in range(3 * PER_PART)] + ["s", 2.5, None], None),        # not all ints: msgpack
+])
+@pytest.mark.parametrize("compress", [False, True])
+def test_chunks_of_int_keys_are_written_as_ints(tmp_path, keys, width, compress):
+    """Keys that are all ints travel as little-endian int32s or int64s, per chunk; any other key, or an int
+    too big, keeps its chunk msgpack. Read back, every kind gives the (key, 1) pairs."""
+    folder = tmp_path / "shuffle"
+    out = shuffle.write_map_output(iter(keys), str(folder), 1, 0, 0, HashPartitioner(4), None, None, 1 << 26,
+                                   compress, ops=[("map", keyed)])
+    found = _ints_in_files(out)
+    if width is None:
+        assert set(found) <= {0} or keys[-1] is None and found[0] > 0
+    else:
+        assert found[getattr(shuffle, width)] > 0
+    got = [p for r in range(4) for p in shuffle.read_bucket({"host": None, "path": out}, 1, 0, r)
+           for p in shuffle._pairs(p)]
+    assert sorted(map(repr, got)) == sorted(repr((k, 1)) for k in keys)
+
+
+@register_func
+def first_is_key(x):
+    return (x[0], 1)
+
+
+def test_equal_keys_of_other_types_keep_the_first_seen_type(ctx):
+    """1, 1.0 and True are one key: the result keeps the type a dict would (the first seen), whatever
+    chunks the keys travel in."""
+    for order in ([1.0, 1, True], [1, True, 1.0], [True, 1.0, 1]):
+        # new keys first: the map task stops combining, and scatters the rest as keys alone
+        rows = [(i + 2, 0) for i in range(PER_PART)] + [(k, i) for i in range(PER_PART) for k in order]
+        got = ctx.parallelize(rows, 1).map(first_is_key).reduceByKey(operator.add, 2).collect()
+        one = [(k, n) for k, n in got if k == 1]
+        assert one == [(order[0], 3 * PER_PART)] and type(one[0][0]) is type(order[0])
