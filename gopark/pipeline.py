@@ -652,7 +652,7 @@ def scatter(records: Iterable[Any], ops: Sequence[tuple[str, Callable[..., Any]]
     there are no ``ops``. ``ones``: buffers for keys alone, used instead of ``bufs`` when the ``ops``
     make only ``(key, 1)`` pairs (and there is no ``create``): half the data to write and read, and
     a reducer that adds counts them in C (:class:`KeyCount`); ``mixed[r]`` is then set when ``ones[r]``
-    gets a key that is not exactly an int (the others are written as int64s)."""
+    gets a key that is not exactly an int (the others are written as int32s, or int64s)."""
     if pairs and ops:
         raise ValueError("known pairs are scattered with no per-record operations")
     records, ops = _shallow(records, ops)

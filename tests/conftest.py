@@ -49,7 +49,7 @@ class _Chunks(list):
 def written_chunks(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, bool]]:
     """(the name of its file, whether it holds keys alone) of each shuffle chunk written in this process from
     now on (local mode runs tasks here). ``written_chunks.ints``: the same for chunks of keys that the
-    writer was told are all ints (written as int64s when they fit)."""
+    writer was told are all ints (written as int32s, or int64s, when they fit)."""
     from gopark import shuffle
     chunks = _Chunks()
     real = shuffle._write_chunk
