@@ -450,30 +450,35 @@ class Merger:
         self._packer = serialize.Packer("a shuffle record")
 
     def add_values(self, pairs: Iterable[tuple[Any, Any]]) -> None:
-        """Fold raw values; every value counts against the budget (grouped lists grow with each)."""
+        """Fold raw values; every value counts against the budget (grouped lists grow with each): the
+        pairs are taken in blocks of ``_CHECK_EVERY``, the budget checked after each."""
         data, create, merge = self.data, self.create, self.merge_value
-        n = 0
-        for k, v in pairs:
-            c = data.get(k, _MISSING)
-            data[k] = (v if create is None else create(v)) if c is _MISSING else merge(c, v)
-            n += 1
-            if n == _CHECK_EVERY:
-                self._check(k, v)
-                n = 0
+        get = data.get
+        pairs = itertools.chain(pairs)       # once ended, ended (see pipeline's blocks)
+        while True:
+            k = v = _MISSING
+            for k, v in itertools.islice(pairs, _CHECK_EVERY):
+                c = get(k, _MISSING)
+                data[k] = (v if create is None else create(v)) if c is _MISSING else merge(c, v)
+            if k is _MISSING:
+                return
+            self._check(k, v)
 
     def add_to_groups(self, pairs: Iterable[tuple[Any, Any]], i: int, n: int) -> None:
-        """cogroup: append each value to list ``i`` of its key's ``n`` lists."""
+        """cogroup: append each value to list ``i`` of its key's ``n`` lists (in blocks, as :meth:`add_values`)."""
         data = self.data
-        count = 0
-        for k, v in pairs:
-            groups = data.get(k)
-            if groups is None:
-                groups = data[k] = [[], []] if n == 2 else [[] for _ in range(n)]
-            groups[i].append(v)
-            count += 1
-            if count == _CHECK_EVERY:
-                self._check(k, v)
-                count = 0
+        get = data.get
+        pairs = itertools.chain(pairs)
+        while True:
+            k = v = _MISSING
+            for k, v in itertools.islice(pairs, _CHECK_EVERY):
+                groups = get(k)
+                if groups is None:
+                    groups = data[k] = [[], []] if n == 2 else [[] for _ in range(n)]
+                groups[i].append(v)
+            if k is _MISSING:
+                return
+            self._check(k, v)
 
     def add_combiners(self, chunks: Iterable[list | Keys]) -> None:
         """Fold the combiners of a shuffle's chunks (in a generated loop, as the map side does); each new

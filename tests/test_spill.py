@@ -108,3 +108,26 @@ def test_sort_merges_many_runs_in_passes(monkeypatch: pytest.MonkeyPatch, ascend
         got = ctx.parallelize(data, 4).sortByKey(ascending, numSplits=2).collect()
     assert got == sorted(data, key=lambda kv: kv[0], reverse=not ascending)
     assert merged and max(merged) > 2, merged
+
+
+@pytest.mark.parametrize("how", ["values", "groups"])
+def test_a_reducer_checks_its_budget_after_every_check_every_pairs(tmp_path, how: str) -> None:
+    """Raw values (groupByKey without a map-side combine) and cogroup's groups are taken in blocks:
+    the budget is looked at after each block of CHECK_EVERY pairs, and after the last one."""
+    from gopark import ops, pipeline, shuffle
+    n = pipeline.CHECK_EVERY
+    pairs = [(i % 300, i) for i in range(2 * n + 7)]
+    merger = shuffle.Merger(ops.one_list, ops.append, ops.extend, 1 << 30, str(tmp_path))
+    checked: list = []
+    merger._check = lambda k, v: checked.append((k, v))     # type: ignore[method-assign]
+    if how == "values":
+        merger.add_values(iter(pairs))
+        expected = {k: [v for kk, v in pairs if kk == k] for k in range(300)}
+    else:
+        merger.add_to_groups(iter(pairs), 1, 3)
+        expected = {k: [[], [v for kk, v in pairs if kk == k], []] for k in range(300)}
+    assert merger.data == expected
+    assert checked == [pairs[n - 1], pairs[2 * n - 1], pairs[-1]]
+    checked.clear()
+    merger.add_values(iter([])) if how == "values" else merger.add_to_groups(iter([]), 0, 3)
+    assert checked == []
