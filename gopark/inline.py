@@ -14,9 +14,10 @@ code (assignments and unpacking of local variables, then one ``return``)
 whose bytecode is only: its parameters and locals, constants, globals (read
 at each evaluation, as the function does: by their bare names when the loop
 runs with the function's module dict as its globals, else looked up in that
-dict, then the builtins; see :func:`global_read`), operators (in-place ones as the ``operator.i*`` function
-that they are), comparisons, ``in``/``is``, subscripts and slices,
-attributes, tuples and lists, and calls with positional arguments. Every
+dict, then the builtins; see :func:`global_read`), operators (in-place ones
+as the ``operator.i*`` function that they are), comparisons, ``in``/``is``, subscripts and slices,
+attributes, tuples and lists, and calls with positional arguments (of a
+module's function too: ``math.sqrt(x)``, ``os.path.join(a, b)``). Every
 parameter it does not get from the loop must have a value (a default, or
 bound by the partial). Anything else (a branch, a loop, a keyword argument in
 a call, a call of ``eval``, ``globals``, ``locals``, ``warnings.warn`` or
@@ -309,11 +310,21 @@ def _decompile(fn: types.FunctionType, code: types.CodeType, params: dict[int, t
             known[src] = value
             stack.append(("f" if arg & 1 else "v", src))
         elif op == "LOAD_ATTR" or op == "LOAD_METHOD":
-            (obj,) = pop()
+            if op == "LOAD_ATTR" and stack and stack[-1][0] == "f":
+                # ``module.function(...)``: CPython 3.11 loads an imported module as a global with a NULL
+                # (the callable's slot), then the function as its attribute; that is what is called
+                _, obj = stack.pop()
+                kind = "f"
+            else:
+                (obj,) = pop()
+                kind = "v" if op == "LOAD_ATTR" else "f"
             attr = name_ok(ins.argval)
+            src = f"{obj}.{attr}"
             if obj in known:             # a module's function, say: refused if it needs the caller's frame
-                _check_frameless(getattr(known[obj], attr, None))
-            stack.append(("v" if op == "LOAD_ATTR" else "f", f"{obj}.{attr}"))
+                value = getattr(known[obj], attr, None)
+                _check_frameless(value)
+                known[src] = value       # and so are those of its attributes (``os.path.join``)
+            stack.append((kind, src))
         elif op == "CALL":
             args = pop(arg) if arg else []
             if not stack or stack[-1][0] != "f":

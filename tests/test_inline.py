@@ -8,7 +8,10 @@ fails is named in the JobError as a called one is.
 from __future__ import annotations
 
 import builtins
+import itertools
+import math
 import operator
+import os.path
 import sys
 import types
 import warnings
@@ -106,6 +109,20 @@ def swap_twice(kv):
     return (a, b, kv)
 
 
+@register_func
+def hypot(p):
+    return math.sqrt(p[0] * p[0] + p[1] * p[1])     # a module's function: the module, then its attribute
+
+
+def joined(name):
+    return os.path.join(name, "x")                  # an attribute of a module's attribute
+
+
+def products(groups):
+    vs, ws = groups
+    return list(itertools.product(vs, ws))
+
+
 QUALIFY = [
     (words, 1, ["a b  c", ""]),
     (partial(pair, n=1), 1, ["w"]),
@@ -127,6 +144,9 @@ QUALIFY = [
     (local, 1, [1, 2.5]),
     (in_place, 1, [3, 2.5, "ab", (1,)]),
     (swap_twice, 1, [(1, 2), "xy"]),
+    (hypot, 1, [(3, 4), (0.5, 1.5)]),
+    (joined, 1, ["a", "/b"]),
+    (products, 1, [([1, 2], "ab"), ([], [3])]),
     (operator.add, 2, [(1, 2)]),
     (operator.getitem, 2, [((5, 6), 1)]),
     (operator.not_, 1, [0, 1]),
@@ -463,6 +483,8 @@ def test_jobs_of_inlined_functions_equal_plain_python(ctx):
     nums = ctx.parallelize(range(1, 200), 4)
     assert nums.map(arith).collect() == [arith(x) for x in range(1, 200)]
     assert nums.map(partial(weighted, 2, 3)).reduce(operator.add) == sum(3 * 2 + b for b in range(1, 200))
+    points = [(x, x + 1) for x in range(1, 200)]
+    assert ctx.parallelize(points, 3).map(hypot).collect() == [hypot(p) for p in points]
     assert nums.map(uses_global).reduceByKey(operator.add).collectAsMap() == \
         {k: sum(len(str(x)) for x in range(1, 200) if x % STEP == k) for k in range(STEP)}
 
