@@ -15,9 +15,10 @@ whose bytecode is only: its parameters and locals, constants, globals (read
 at each evaluation, as the function does: by their bare names when the loop
 runs with the function's module dict as its globals, else looked up in that
 dict, then the builtins; see :func:`global_read`), operators (in-place ones
-as the ``operator.i*`` function that they are), comparisons, ``in``/``is``, subscripts and slices,
-attributes, tuples and lists, and calls with positional arguments (of a
-module's function too: ``math.sqrt(x)``, ``os.path.join(a, b)``). Every
+as the ``operator.i*`` function that they are), comparisons, ``in``/``is``,
+subscripts and slices, attributes, tuples and lists, and calls with
+positional arguments (of a module's function too: ``math.sqrt(x)``,
+``os.path.join(a, b)``). Every
 parameter it does not get from the loop must have a value (a default, or
 bound by the partial). Anything else (a branch, a loop, a keyword argument in
 a call, a call of ``eval``, ``globals``, ``locals``, ``warnings.warn`` or
@@ -33,8 +34,8 @@ is active when a partition starts); the function's defaults, code and
 partial arguments are read once per partition; a global deleted during a
 partition is a NameError as in the function, but a KeyError where the loop
 looks it up (a function of a second module inlined into the same loop, a
-global named like one of the loop's own variables). A failure inside an inlined
-expression is blamed on the function by the loop's line
+global named like one of the loop's own variables). A failure inside an
+inlined expression is blamed on the function by the loop's line
 (:func:`gopark.pipeline.inlined_name`).
 """
 from __future__ import annotations

@@ -162,16 +162,13 @@ def _slots(ops: Sequence[tuple[str, Any]], inlining: bool, *others: tuple[str, A
         slot, value = _slot(var, fn, nargs, inlining) if fn is not None else (None, None)
         slots.append(slot)
         values.append(value)
-    # a module whose functions' builtins are those a function running in it gets (not so after its
-    # __builtins__ was replaced, or for a function made with other builtins than its globals')
-    homes = [values[i][s.spaces[0]] for i, s in enumerate(slots)
-             if s is not None and s.spaces and _builtins_of(values[i][s.spaces[0]]) is values[i][s.spaces[1]]]
-    if not homes:
-        home = _NO_GLOBALS
-    else:
-        home = homes[0]
-        slots = [dataclasses.replace(s, home=True) if s is not None and s.spaces and values[i][s.spaces[0]] is home
-                 and values[i][s.spaces[1]] is _builtins_of(home) else s for i, s in enumerate(slots)]
+    # each slot's module dict, where a loop running with it would read the builtins its function reads
+    # (not so after the module's __builtins__ was replaced, or for a function made with other builtins)
+    modules = [values[i][s.spaces[0]] if s is not None and s.spaces
+               and _builtins_of(values[i][s.spaces[0]]) is values[i][s.spaces[1]] else None
+               for i, s in enumerate(slots)]
+    home = next((m for m in modules if m is not None), _NO_GLOBALS)
+    slots = [dataclasses.replace(s, home=True) if m is home else s for s, m in zip(slots, modules)]
     steps = tuple((op, slot) for (op, _), slot in zip(ops, slots))
     return steps, values[:len(ops)], slots[len(ops):], values[len(ops):], home   # type: ignore[return-value]
 
@@ -596,28 +593,21 @@ def scatter_loop(steps: tuple[tuple[str, _Slot], ...], create: _Slot | None, by:
     """
     mod = "% n" if by == "hash" else "& mask"       # mask: n is a power of two, and h & (n - 1) == h % n
 
-    def where(then: str) -> list[Line]:
-        """The line ``then`` with ``{a}``, the key's buffer's append, found by ``by``."""
+    def to_reducer(then: str, mark: bool) -> list[Line]:
+        """The line ``then``, with ``{a}`` the ``append`` of key ``k``'s reducer's buffer, found by ``by``
+        (the reducer in ``r`` for a key that is not an int); with ``mark``, a key that is not exactly an
+        int marks its reducer in ``mixed``."""
         if by == "one":
-            return [(then.format(a="a0"), None)]
-        if by == "part":
-            return [(then.format(a="appends[part(k)]"), None)]
-        return [("if type(k) is int:", None), ("    " + then.format(a=f"appends[hash(k) {mod}]"), None),
-                ("elif type(k) is str and k.isascii():", None),
-                ("    " + then.format(a=f"appends[crc32(k.encode()) {mod}]"), None),
-                ("else:", None), ("    " + then.format(a="appends[part(k)]"), None)]
-
-    def append_key() -> list[Line]:
-        """``k`` to its buffer; its reducer marked ``mixed`` unless ``k`` is exactly an int."""
-        if by == "one":
-            return [("a0(k)", None), ("if type(k) is not int:", None), ("    mixed[0] = True", None)]
-        if by == "part":
-            return [("r = part(k)", None), ("appends[r](k)", None), ("if type(k) is not int:", None),
-                    ("    mixed[r] = True", None)]
-        return [("if type(k) is int:", None), (f"    appends[hash(k) {mod}](k)", None), ("else:", None),
-                ("    if type(k) is str and k.isascii():", None), (f"        r = crc32(k.encode()) {mod}", None),
-                ("    else:", None), ("        r = part(k)", None),
-                ("    appends[r](k)", None), ("    mixed[r] = True", None)]
+            found = [then.format(a="a0"), *(["if type(k) is not int:", "    mixed[0] = True"] if mark else [])]
+        elif by == "part":
+            found = ["r = part(k)", then.format(a="appends[r]"),
+                     *(["if type(k) is not int:", "    mixed[r] = True"] if mark else [])]
+        else:
+            found = ["if type(k) is int:", "    " + then.format(a=f"appends[hash(k) {mod}]"), "else:",
+                     "    if type(k) is str and k.isascii():", f"        r = crc32(k.encode()) {mod}",
+                     "    else:", "        r = part(k)", "    " + then.format(a="appends[r]"),
+                     *(["    mixed[r] = True"] if mark else [])]
+        return [(line, None) for line in found]
 
     blocks = all(op in _ONE_TO_ONE for op, _ in steps)
     checked = "check(k, 1)" if keys_only else "check(k, v)"
@@ -626,12 +616,12 @@ def scatter_loop(steps: tuple[tuple[str, _Slot], ...], create: _Slot | None, by:
 
     def sink(x: str, pair: Pair | None) -> list[Line]:
         if keys_only:        # the pair display's value, the constant 1, is not evaluated: it has no effect
-            return [(f"k = {pair[0]}", pair[2]), *append_key(), *counted]  # type: ignore[index]
+            return [(f"k = {pair[0]}", pair[2]), *to_reducer("{a}(k)", mark=True), *counted]  # type: ignore[index]
         return [
             *_unpack(x, pair),
             *(create.prelude("", "v") if create else []),
             *([(f"v = {create.call('v')}", create.name)] if create else []),
-            *where("a = {a}"),
+            *to_reducer("a = {a}", mark=False),
             ("a(k)", None),
             ("a(v)", None),
             *counted,
@@ -684,7 +674,7 @@ class KeyCount:
         self.check = check
         self.fresh = 0        # keys added since the last check
 
-    def add(self, keys: list) -> None:
+    def add(self, keys: Sequence[Any]) -> None:
         combined = self.combined
         for i in range(0, len(keys), CHECK_EVERY):       # at most CHECK_EVERY new keys between two looks
             before = len(combined)

@@ -17,8 +17,9 @@ set: the keys of pairs whose value is the int 1 (a map task whose records are
 ``(key, 1)`` by construction, the counting idiom, writes them so: half the
 data, and a reducer that adds counts them in C). With flag 4 besides, those
 keys are all ints and the payload is them as little-endian int64s (flag 8:
-int32s; no msgpack object a key to write or to read). Flag 1: zlib-compressed (chosen
-per Context: by default only in Mesos mode, where buckets travel).
+int32s; no msgpack object a key to write or to read). Flag 1:
+zlib-compressed (chosen per Context: by default only in Mesos mode, where
+buckets travel).
 
 Reduce side (:class:`Merger`): merges values per key in a dict; past the
 budget it spills the dict into hash sub-partitions on disk and merges them one

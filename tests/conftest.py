@@ -37,27 +37,16 @@ def nothing_left_behind():
     assert not dirs, f"work folders left at the end of the session: {dirs}"
 
 
-class _Chunks(list):
-    ints: list
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.ints = []
-
-
 @pytest.fixture
 def written_chunks(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, bool]]:
     """(the name of its file, whether it holds keys alone) of each shuffle chunk written in this process from
-    now on (local mode runs tasks here). ``written_chunks.ints``: the same for chunks of keys that the
-    writer was told are all ints (written as int32s, or int64s, when they fit)."""
+    now on (local mode runs tasks here)."""
     from gopark import shuffle
-    chunks = _Chunks()
+    chunks: list[tuple[str, bool]] = []
     real = shuffle._write_chunk
 
     def counting(f, flat, packer, compress=False, keys=False, ints=False):  # noqa: ANN001
         chunks.append((f.name, keys))
-        if ints:
-            chunks.ints.append((f.name, keys))
         return real(f, flat, packer, compress, keys, ints)
 
     monkeypatch.setattr(shuffle, "_write_chunk", counting)
