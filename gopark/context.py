@@ -190,11 +190,13 @@ class Context:
         return acc
 
     # -- jobs -------------------------------------------------------------------------
-    def runJob(self, rdd: RDD, action: list, partitions: list[int] | None = None) -> list[Any]:
-        """Run an action (as data) on partitions of ``rdd``; one result per partition."""
+    def runJob(self, rdd: RDD, action: list, partitions: list[int] | None = None,
+               on_result: Callable[[Any], None] | None = None) -> list[Any]:
+        """Run an action (as data) on partitions of ``rdd``; one result per partition (with ``on_result``:
+        each handed to it as soon as those before it have been, see ``DAGScheduler.run_job``)."""
         self._check_running()
         parts = list(range(rdd.num_partitions)) if partitions is None else list(partitions)
-        return self.scheduler.run_job(rdd, action, parts)
+        return self.scheduler.run_job(rdd, action, parts, on_result)
 
     def _check_running(self) -> None:
         if self._stopped:

@@ -524,11 +524,18 @@ class RDD:
         >>> ctx.parallelize([('a', 1), ('b', 2)]).collectAsMap()
         {'a': 1, 'b': 2}
         """
-        parts = self.ctx.runJob(self, ["collectAsMap"])     # each: dicts of its pairs, lists of other records
-        pieces = list(itertools.chain.from_iterable(parts))
-        result: dict = pieces.pop(0) if pieces and type(pieces[0]) is dict else {}
-        for piece in pieces:
-            result.update(piece)
+        result: dict = {}
+
+        def merge(pieces: list) -> None:      # a partition's dicts of pairs, lists of other records
+            nonlocal result
+            for piece in pieces:
+                if not result and type(piece) is dict:
+                    result = piece
+                else:
+                    result.update(piece)
+
+        # merged in partition order as the results come, while later tasks still run
+        self.ctx.runJob(self, ["collectAsMap"], on_result=merge)
         return result
 
     def count(self) -> int:

@@ -96,6 +96,29 @@ def test_a_failed_job_does_not_leave_its_tasks_running() -> None:
         assert len(workers) == 2
 
 
+@register_func
+def late_if_zero(x):
+    if x[1] == 0:
+        time.sleep(0.5)
+    return x
+
+
+def test_results_that_come_out_of_order_are_handed_over_in_partition_order() -> None:
+    """collectAsMap merges each partition as it comes, yet in partition order: the last value of a key
+    wins and the keys keep their order, as in ``dict(collect())``, though partition 0 ends last."""
+    records = [("k", i) if i % 10 == 0 else (f"key{i}", i) for i in range(300)]
+    with Context("process:2", quiet=True) as ctx:
+        rdd = ctx.parallelize(records, 3).map(late_if_zero)
+        got = rdd.collectAsMap()
+        assert list(got.items()) == list(dict(records).items())
+        seen = []
+        assert ctx.runJob(rdd, ["count"], [2, 0, 1], on_result=seen.append) == [None] * 3
+        assert seen == [100, 100, 100]
+        order = []
+        ctx.runJob(rdd, ["take", 1], [2, 0, 1], on_result=order.append)
+        assert order == [[records[200]], [records[0]], [records[100]]]
+
+
 def test_every_lost_map_output_is_recomputed_in_one_round(ctx: Context) -> None:
     calls = ctx.accumulator(0)
     reduced = ctx.parallelize(range(120), 12).map(partial(keyed, calls)).reduceByKey(add, 3)

@@ -34,6 +34,7 @@ State. One thread owns it: the one running the job (``run_job`` blocks on
       attempts: {(stage_id, partition): failures}
       fetch_failures: {stage_id: rounds of lost map outputs}
       results:  {partition: value}         of the final stage
+      passed:   results handed to ``on_result`` so far, in partition order
 """
 from __future__ import annotations
 
@@ -42,6 +43,7 @@ import itertools
 import logging
 import queue
 import threading
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from gopark import actions, registry, serialize, shared
@@ -99,6 +101,8 @@ class Job:
     attempts: dict[tuple[int, int], int] = dataclasses.field(default_factory=dict)
     fetch_failures: dict[int, int] = dataclasses.field(default_factory=dict)
     results: dict[int, Any] = dataclasses.field(default_factory=dict)
+    on_result: Callable[[Any], None] | None = None
+    passed: int = 0
     error: BaseException | None = None
 
     @property
@@ -178,12 +182,15 @@ class DAGScheduler:
         return [p for p in stage.partitions if outputs[p] is None]
 
     # -- running a job ----------------------------------------------------------------
-    def run_job(self, rdd: RDD, action: list, partitions: list[int]) -> list[Any]:
-        """Run ``action`` on ``partitions`` of ``rdd``; their results in order."""
+    def run_job(self, rdd: RDD, action: list, partitions: list[int],
+                on_result: Callable[[Any], None] | None = None) -> list[Any]:
+        """Run ``action`` on ``partitions`` of ``rdd``; their results in order. With ``on_result``, each
+        result is handed to it instead (then None in the list), in the order of ``partitions``, as soon as
+        it and those before it have come: the caller folds them while later tasks still run."""
         with self._job_lock:
             final = Stage(next(self._ids), rdd, self._parent_stages(rdd), None, partitions,
                           f"{action[0]} at {rdd.site.partition(' at ')[2] or rdd.kind}")
-            self.job = job = Job(final, action)
+            self.job = job = Job(final, action, on_result=on_result)
             self.progress.job_started()
             log.debug("job: %s on %d partitions, final stage %d, parent stages %s", final.name,
                       len(partitions), final.id, [p.id for p in final.parents])
@@ -315,9 +322,22 @@ class DAGScheduler:
             value = result["v"]
             job.results[task.split] = (actions.decode_stream(job.action[0], value) if result["stream"]
                                        else serialize.unpackb(value))
+            self._pass_results(job)
         self.progress.task_done(stage.id)
         if not job.pending[stage.id] and not job.launched.get(stage.id):
             self._stage_done(stage)
+
+    @staticmethod
+    def _pass_results(job: Job) -> None:
+        """Mutates: results, passed. Hand ``on_result`` the results now next in partition order."""
+        if job.on_result is None:
+            return
+        order = job.final.partitions
+        while job.passed < len(order) and order[job.passed] in job.results:
+            split = order[job.passed]
+            value, job.results[split] = job.results[split], None
+            job.passed += 1
+            job.on_result(value)
 
     def _merge_accumulators(self, updates: dict[str, Any]) -> None:
         for key, delta in updates.items():

@@ -218,6 +218,18 @@ class ProcessBackend:
         poller.register(pidfd, zmq.POLLIN)
 
     def _receive(self) -> None:
+        ended: list[tuple] = []
+        try:
+            self._receive_into(ended)
+        finally:
+            # a worker that answered gets its next task before the scheduler thread, woken by the answer,
+            # holds the GIL to unpack it (a big result takes milliseconds in C, with no switch)
+            if ended:
+                self._dispatch()
+            for event in ended:
+                self._post(event)
+
+    def _receive_into(self, ended: list[tuple]) -> None:
         while True:
             try:
                 frames = self._router.recv_multipart(zmq.NOBLOCK)
@@ -237,7 +249,7 @@ class ProcessBackend:
                 tid = int(frames[2])
                 if tid == w.task:
                     w.task = None
-                    self._post(("end", tid, frames[3], wid))
+                    ended.append(("end", tid, frames[3], wid))
 
     def _handle_exit(self, poller: zmq.Poller, w: _Worker) -> None:
         poller.unregister(w.pidfd)
@@ -269,8 +281,12 @@ class ProcessBackend:
             self._queue.clear()
             return
         idle = [w for w in self._workers.values() if w.ready and w.task is None]
+        with self._lock:
+            cancelled = set(self._cancelled)    # not yet taken by the loop (see _receive)
         while idle and self._queue:
             tid, payload, preferred = task = self._queue.popleft()
+            if tid in cancelled:
+                continue
             w = next((w for w in idle if w.wid in preferred), idle[0])
             idle.remove(w)
             try:
