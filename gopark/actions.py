@@ -18,7 +18,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from gopark import pipeline, registry, serialize
-from gopark.shuffle import not_a_pair
+from gopark.shuffle import MergedItems, not_a_pair
 
 
 class Stream(bytes):
@@ -26,7 +26,8 @@ class Stream(bytes):
 
     A batch is ``["p", [k1, v1, k2, v2, ...]]`` when all its records are
     pairs (they are rebuilt with ``zip``, no Python call per record), else
-    ``["r", [record, ...]]``.
+    ``["r", [record, ...]]``; a reducer's whole merged dict is one ``["m", dict]``
+    (a msgpack map, rebuilt as a dict in C).
     """
 
 
@@ -43,7 +44,13 @@ _DICT_ITEM_ITERATOR = type(iter({}.items()))
 
 def _collect(it: Iterable[Any], what: str) -> Stream:
     packer = serialize.Packer(what)
-    if type(it) is _DICT_ITEM_ITERATOR:    # a reduce side's merged dict: (what is left of) its pairs, in C
+    if type(it) is MergedItems:            # a reduce side's merged dict
+        whole = it.whole()
+        if whole is not None:      # its keys came out of the shuffle: data already; its values were made here
+            serialize.check_flat(whole.values(), what)
+            return Stream(packer.pack(["m", whole]) if whole else b"")
+        it = iter(it)                      # what is left of its pairs, taken in C below
+    if type(it) is _DICT_ITEM_ITERATOR:    # a dict's items: (what is left of) its pairs, in C
         flat = list(itertools.chain.from_iterable(it))
         serialize.check_flat(flat, what)
         return Stream(packer.pack(["p", flat]) if flat else b"")
@@ -66,7 +73,12 @@ def decode_stream(action: str, data: bytes) -> list:
     records: list = []
     pieces: list = []
     for kind, items in serialize.unpack_stream([data]):
-        if kind == "p":
+        if kind == "m":
+            if action == "collectAsMap":
+                pieces.append(items)
+            else:
+                records.extend(items.items())
+        elif kind == "p":
             pairs = iter(items)
             if action == "collectAsMap":
                 pieces.append(dict(zip(pairs, pairs)))

@@ -131,7 +131,7 @@ def _reject_buffers(obj: Any, what: str) -> None:
 _BUFFERS = frozenset({bytearray, memoryview})
 
 
-def check_flat(items: list, what: str) -> None:
+def check_flat(items: Iterable[Any], what: str) -> None:
     """The cheap part of the check for records a task produced: buffers among ``items`` themselves.
 
     (msgpack would pass them off as bytes; a full walk of every record costs too much there.)

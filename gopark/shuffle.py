@@ -430,6 +430,28 @@ def _no_check(k: Any, c: Any) -> None:
     """No budget to check: a sub-partition read back is merged whole, a spill writes what is held."""
 
 
+class MergedItems:
+    """The (key, combiner) pairs of a reducer's merged dict ``data``, as an iterator whose ``iter()`` is the
+    dict's own C iterator (a loop over it runs in C), and which gives the dict itself while none of
+    its pairs has been taken (:meth:`whole`: ``collect`` packs it as one msgpack map)."""
+
+    __slots__ = ("data", "_items")
+
+    def __init__(self, data: dict) -> None:
+        self.data = data
+        self._items = iter(data.items())
+
+    def __iter__(self) -> Iterator[tuple[Any, Any]]:
+        return self._items
+
+    def __next__(self) -> tuple[Any, Any]:
+        return next(self._items)
+
+    def whole(self) -> dict | None:
+        """``data`` if no pair has been taken yet (the items iterator still holds them all), else None."""
+        return self.data if self._items.__length_hint__() == len(self.data) else None
+
+
 class Merger:
     """Reduce side: merge values by key within a memory budget, spilling to disk past it.
 
@@ -517,10 +539,11 @@ class Merger:
         self.budget.reset()
 
     def items(self) -> Iterator[tuple[Any, Any]]:
-        """Every (key, combiner): an iterator of the dict's own items when nothing spilled (a consumer
-        may take them in C), else merged back one sub-partition at a time. The merger is spent afterwards."""
+        """Every (key, combiner): the dict's own items when nothing spilled (:class:`MergedItems`: a
+        consumer may take them in C), else merged back one sub-partition at a time. The merger is spent
+        afterwards."""
         if self.spill_dir is None:
-            return iter(self.data.items())
+            return MergedItems(self.data)
         return self._merged_spills()
 
     def items_as(self, convert: Callable[[Any], Any]) -> Iterator[tuple[Any, Any]]:

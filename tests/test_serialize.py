@@ -267,6 +267,9 @@ def test_a_reduce_side_result_that_is_not_data(ctx):
     with pytest.raises(SerializationError) as info:
         rdd.collect()
     check_task_error(info, "bytearray", "collect")
+    with pytest.raises(SerializationError) as info:      # the merged dict, sent whole
+        rdd.collectAsMap()
+    check_task_error(info, "bytearray", "collectAsMap")
     ok = ctx.parallelize([("k", b"a"), ("k", b"b"), ("j", b"c")], 2).reduceByKey(add, 2)
     assert sorted(ok.collect()) == [("j", b"c"), ("k", b"ab")] or sorted(ok.collect()) == [("j", b"c"), ("k", b"ba")]
 

@@ -6,7 +6,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gopark import Context
+from gopark import Context, register_func
 from gopark.serialize import packb, unpackb
 
 hashable = st.recursive(
@@ -48,3 +48,23 @@ def test_round_trip_through_a_shuffle(pairs: list) -> None:
         assert match is not None, (p, got)
         left.pop(match)
     assert left == []
+
+
+@register_func
+def keep_first(a: Any, b: Any) -> Any:
+    return a
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.tuples(hashable, data), max_size=20))
+def test_round_trip_of_a_reduce_sides_merged_dict(pairs: list) -> None:
+    """A reducer's merged dict travels to the driver whole (one msgpack map): keys, values and their
+    order come back as a dict built in one process would have them."""
+    expected: dict = {}
+    for k, v in pairs:
+        expected.setdefault(k, v)
+    with Context("local", quiet=True) as ctx:
+        merged = ctx.parallelize(pairs, 1).reduceByKey(keep_first, 1)
+        as_map, as_list = merged.collectAsMap(), merged.collect()
+    assert same(as_map, expected) and same(list(as_map), list(expected))
+    assert len(as_list) == len(expected) and all(same(g, e) for g, e in zip(as_list, expected.items()))

@@ -131,3 +131,14 @@ def test_a_reducer_checks_its_budget_after_every_check_every_pairs(tmp_path, how
     checked.clear()
     merger.add_values(iter([])) if how == "values" else merger.add_to_groups(iter([]), 0, 3)
     assert checked == []
+
+
+def test_a_merged_dict_is_sent_whole_only_while_none_of_its_pairs_was_taken():
+    from gopark import actions
+    from gopark.shuffle import MergedItems
+    merged = MergedItems({1: "a", (2, 3): {4}})
+    assert merged.whole() == {1: "a", (2, 3): {4}}
+    assert actions.decode_stream("collectAsMap", actions._collect(merged, "collectAsMap")) == [merged.data]
+    assert next(merged) == (1, "a")
+    assert merged.whole() is None
+    assert actions.decode_stream("collect", actions._collect(merged, "collect")) == [((2, 3), {4})]
