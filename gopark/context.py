@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from gopark import options as options_mod
-from gopark import shared
+from gopark import registry, shared
 from gopark.errors import ConfigError, GoparkError, JobError, Terminated
 from gopark.progress import Progress
 from gopark.rdd import RDD, ParallelCollection, TextFileRDD, UnionRDD, _check_rdds, _num, slice_collection
@@ -69,6 +69,7 @@ class Context:
     """
 
     def __init__(self, master: str | None = None, parallel: int | None = None, **options: Any) -> None:
+        registry.check_may_start_context()
         if master is None:
             sys.excepthook = _one_line_errors
             self.options = options_mod.from_argv(parallel=parallel, **options)
@@ -109,7 +110,6 @@ class Context:
             from gopark.scheduler.process import ProcessBackend
             return ProcessBackend(self.master.workers, self.scheduler.post, self.work_dir, mem_bytes, compress)
         if self.master.kind == "mesos":
-            from gopark import registry
             from gopark.scheduler.mesos import MesosBackend
             return MesosBackend(self.master.address, self.scheduler.post, self.work_dir, self.options.cpus,
                                 self.options.mem, compress, registry.main_module_name() or "app")

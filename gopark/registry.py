@@ -19,6 +19,7 @@ can only run what its own program registered.
 from __future__ import annotations
 
 import builtins
+import contextlib
 import functools
 import importlib
 import importlib.util
@@ -27,7 +28,7 @@ import os
 import sys
 import threading
 import types
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, TypeVar, overload
 
 from gopark import serialize
@@ -37,6 +38,39 @@ F = TypeVar("F", bound=Callable[..., Any])
 _registry: dict[str, Callable[..., Any]] = {}
 _code_names: dict[types.CodeType, str] = {}
 _import_lock = threading.RLock()
+_importing: list[str] = []                # app modules this process is importing for their functions, innermost last
+_stopped_at_context: set[str] = set()     # of them, those whose import ended at their driver code (a Context)
+_task = threading.local()                 # .running: this thread runs a task (see running_task)
+
+
+class DriverCodeReached(BaseException):
+    """A Context made while a worker imports the app (driver code outside ``if __name__ == "__main__":``):
+    ends the import there, keeping the functions registered above it. Never seen by the app."""
+
+
+@contextlib.contextmanager
+def running_task() -> Iterator[None]:
+    """While a task runs in this thread: a Context made there is refused (see :func:`check_may_start_context`)."""
+    outer = getattr(_task, "running", False)
+    _task.running = True
+    try:
+        yield
+    finally:
+        _task.running = outer
+
+
+def check_may_start_context() -> None:
+    """Called by ``Context()``: raises where a Context must not start.
+
+    While a worker imports the app, :class:`DriverCodeReached` ends that import
+    (the worker needs only the functions registered above the driver code, and
+    would otherwise run the whole app, starting workers of its own). Inside a
+    task, in every mode, a RuntimeError: a Context belongs to the driver.
+    """
+    if _importing:
+        raise DriverCodeReached(_importing[-1])
+    if getattr(_task, "running", False):
+        raise RuntimeError("a Context cannot be made inside a task: only the driver runs jobs")
 
 # The driver's main script, which workers import under MAIN_NAME (never as __main__).
 MAIN_FILE_ENV = "GOPARK_MAIN_FILE"
@@ -197,23 +231,37 @@ def encode_func(fn: Any, what: str) -> list:
 
 
 def _import_module_for(module: str) -> None:
+    """Import the app's ``module`` (its main script under its own name, never as ``__main__``) for the
+    functions it registers. Its driver code, if not under ``if __name__ == "__main__":``, ends the import
+    where it makes a Context (:class:`DriverCodeReached`): the module stays, as far as it ran."""
     with _import_lock:
         if module in sys.modules:
             return
         main_file = main_module_file()
         if module == main_module_name() and main_file and os.path.isfile(main_file):
             spec = importlib.util.spec_from_file_location(module, main_file)
-            if spec is None or spec.loader is None:
-                raise ImportError(f"cannot import the app {main_file}")
-            mod = importlib.util.module_from_spec(spec)
-            sys.modules[module] = mod
-            try:
-                spec.loader.exec_module(mod)
-            except BaseException:
-                sys.modules.pop(module, None)
-                raise
         else:
-            importlib.import_module(module)
+            parent = module.rpartition(".")[0]
+            if parent:
+                importlib.import_module(parent)
+            spec = importlib.util.find_spec(module)
+        if spec is None or spec.loader is None:
+            raise ModuleNotFoundError(f"no module named {module!r}", name=module)
+        mod = importlib.util.module_from_spec(spec)
+        sys.modules[module] = mod
+        _importing.append(module)
+        try:
+            spec.loader.exec_module(mod)
+        except DriverCodeReached:
+            _stopped_at_context.add(module)
+        except BaseException:
+            sys.modules.pop(module, None)
+            raise
+        finally:
+            _importing.pop()
+        parent, _, child = module.rpartition(".")
+        if parent:
+            setattr(sys.modules[parent], child, mod)
 
 
 def lookup(name: str, module: str | None = None) -> Callable[..., Any]:
@@ -225,6 +273,10 @@ def lookup(name: str, module: str | None = None) -> Callable[..., Any]:
     if fn is None and module:
         _import_module_for(module)
         fn = _registry.get(name)
+    if fn is None and module in _stopped_at_context:
+        raise LookupError(f"{name!r} is registered below the driver code of {module!r}, which is not under "
+                          "`if __name__ == \"__main__\":`; a worker imports the app up to its Context only: "
+                          "define the functions above it, or put the driver code under that `if`")
     if fn is None:
         raise LookupError(f"no function is registered as {name!r} in this program "
                           f"(module {module!r} was imported and did not register it)")

@@ -162,7 +162,7 @@ def run_task(payload: bytes, env: WorkerEnv) -> bytes:
     """Run one packed task; the packed result (never raises for the task's own errors)."""
     task = serialize.unpackb(payload)
     tc = TaskContext(env)
-    with shared.task_updates() as updates:
+    with registry.running_task(), shared.task_updates() as updates:
         try:
             value, stream = _run(task, tc)
             what = f"the result of {task['action'][0]}" if task["kind"] == "result" else "a shuffle"

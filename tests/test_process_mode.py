@@ -230,6 +230,26 @@ def test_app_script_gives_the_same_output_in_every_mode(tmp_path):
     assert "lines 300\n" in local.stdout
 
 
+@pytest.mark.parametrize("master", ["local", "process:2"])
+def test_an_app_without_a_main_guard_runs_its_driver_code_once(master):
+    """Workers import the app up to its Context: they neither run its job again nor start workers."""
+    done = run_script("unguarded_app.py", "-m", master, "-q", timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == ("[0, 2, 4, 6, 8, 10]\n"
+                           "in a task: RuntimeError a Context cannot be made inside a task: only the driver runs jobs\n")
+    assert done.stderr.count("module level") == (1 if master == "local" else 3)   # the driver, each worker once
+
+
+def test_a_function_registered_below_unguarded_driver_code_is_missing_on_workers_and_says_why():
+    done = subprocess.run([sys.executable, os.path.join(APPS, "unguarded_app.py"), "-m", "process:2", "-q",
+                           "--max-failures", "1"], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "UNGUARDED_LATE": "1"})
+    assert done.returncode == 1
+    assert "'unguarded_app.double' is registered below the driver code of 'unguarded_app'" in done.stderr
+    assert 'if __name__ == "__main__":' in done.stderr
+    assert done.stderr.count("module level") == 3
+
+
 # --- a driver that is interrupted or killed ------------------------------------------------------
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
