@@ -3,7 +3,8 @@
 msgpack has one array type, so a tuple, a set and a frozenset travel as an
 array whose first item is a one-byte-free ext marker; ``_list_hook`` turns them
 back on the way in. Integers beyond 64 bits travel as an ext holding their
-decimal text. Broadcast and accumulator handles register their own ext codes
+two's complement bytes, little-endian (any size: no limit of decimal digits).
+Broadcast and accumulator handles register their own ext codes
 (``register_ext``) so they can ride inside a ``functools.partial``.
 
 Anything else raises :class:`SerializationError` naming the type and the
@@ -52,7 +53,7 @@ def _default(obj: Any) -> Any:
     if t is frozenset:
         return [_EXT_MARKS[_FROZENSET], *obj]
     if t is int:              # beyond 64 bits (bool is msgpack's own)
-        return msgpack.ExtType(_BIGINT, str(obj).encode())
+        return msgpack.ExtType(_BIGINT, obj.to_bytes(obj.bit_length() // 8 + 1, "little", signed=True))
     code = _EXT_BY_CLASS.get(t)
     if code is not None:
         return msgpack.ExtType(code, packb(_EXT_TYPES[code][1](obj), "a shared variable"))
@@ -65,7 +66,7 @@ def _ext_hook(code: int, data: bytes) -> Any:
     if code in _MARKS:
         return _MARKS[code]
     if code == _BIGINT:
-        return int(data)
+        return int.from_bytes(data, "little", signed=True)
     ext = _EXT_TYPES.get(code)
     if ext is None:
         raise SerializationError(f"unknown msgpack ext type {code} in received data")

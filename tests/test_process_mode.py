@@ -235,8 +235,8 @@ def test_an_app_without_a_main_guard_runs_its_driver_code_once(master):
     """Workers import the app up to its Context: they neither run its job again nor start workers."""
     done = run_script("unguarded_app.py", "-m", master, "-q", timeout=120)
     assert done.returncode == 0, done.stderr
-    assert done.stdout == ("[0, 2, 4, 6, 8, 10]\n"
-                           "in a task: RuntimeError a Context cannot be made inside a task: only the driver runs jobs\n")
+    assert done.stdout == ("[0, 2, 4, 6, 8, 10]\n" "in a task: RuntimeError a Context cannot be made inside "
+                           "a task: only the driver runs jobs\n")
     assert done.stderr.count("module level") == (1 if master == "local" else 3)   # the driver, each worker once
 
 

@@ -153,6 +153,16 @@ def test_big_ints_in_shuffles(ctx):
     assert ctx.parallelize([2 ** 64 - 1] * 4, 2).reduce(add) == 4 * (2 ** 64 - 1)
 
 
+def test_ints_of_any_size(ctx):
+    """Beyond Python's limit of 4300 decimal digits for str(int): as a record, a key, a result, a bound argument."""
+    huge = [2 ** 20_000 + 1, -(3 ** 30_000), 2 ** 64, -(2 ** 63) - 1, 2 ** 63]
+    assert_same(ctx.parallelize(huge, 2).collect(), huge)
+    assert_same(ctx.parallelize([(k, 1) for k in huge] * 2, 2).reduceByKey(add, 3).collectAsMap(),
+                {k: 2 for k in huge})
+    assert ctx.parallelize(huge, 3).reduce(add) == sum(huge)
+    assert_same(ctx.parallelize([0, 1], 2).map(partial(pick, huge)).collect(), huge[:2])
+
+
 def test_floats_and_none_in_shuffles(ctx):
     pairs = [(None, 0.1), (True, 0.2), (None, float("-inf")), (1.25, None)]
     got = ctx.parallelize(pairs, 2).groupByKey(2).collectAsMap()
