@@ -48,7 +48,7 @@ def _remove_stale_work_dirs() -> None:
 
 
 def _one_line_errors(exc_type: type, exc: BaseException, tb: Any) -> None:
-    """Script mode: gopark's input errors print as one line, not a traceback."""
+    """gopark's input errors, not caught by the app, print as one line, not a traceback."""
     if isinstance(exc, GoparkError) and not isinstance(exc, JobError):
         print(f"gopark: error: {exc}", file=sys.stderr)
         return
@@ -70,8 +70,9 @@ class Context:
 
     def __init__(self, master: str | None = None, parallel: int | None = None, **options: Any) -> None:
         registry.check_may_start_context()
-        if master is None:
+        if sys.excepthook is sys.__excepthook__:    # not an app's (or IPython's) own
             sys.excepthook = _one_line_errors
+        if master is None:
             self.options = options_mod.from_argv(parallel=parallel, **options)
         else:
             self.options = options_mod.make_options(master, parallel, **options)

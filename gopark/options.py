@@ -11,7 +11,7 @@ import os
 import re
 import sys
 import tomllib
-from typing import Any
+from typing import Any, NoReturn
 
 from gopark.errors import ConfigError, InputNotFound
 
@@ -115,8 +115,15 @@ def parse_master(master: str) -> Master:
     raise ConfigError(f"bad master {master!r}: expected {MASTER_FORMS}")
 
 
+class _Parser(argparse.ArgumentParser):
+    """Bad gopark options are a ConfigError (one line), not argparse's usage block and exit."""
+
+    def error(self, message: str) -> NoReturn:
+        raise ConfigError(f"{message} (see --help)")
+
+
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="gopark options", add_help=False, allow_abbrev=False)
+    p = _Parser(prog="gopark options", add_help=False, allow_abbrev=False)
     p.add_argument("-m", "--master", help=f"where tasks run: {MASTER_FORMS} (default local)")
     p.add_argument("-p", "--parallel", type=int, help="default number of partitions")
     p.add_argument("--cpus", type=float, help="CPUs per task (default 1)")
@@ -207,5 +214,6 @@ def from_argv(argv: list[str] | None = None, **given: Any) -> Options:
     values = {k: v for k, v in vars(parsed).items() if v is not None and k != "conf"}
     if isinstance(values.get("mem"), float) and values["mem"].is_integer():
         values["mem"] = int(values["mem"])
+    conf = given.pop("conf", None)
     merged = {**given, **values}
-    return make_options(conf=parsed.conf, **merged)
+    return make_options(conf=parsed.conf or conf, **merged)

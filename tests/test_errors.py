@@ -12,6 +12,7 @@ import pytest
 from apps.procs import alive, children, wait_until
 
 from gopark import ConfigError, Context, JobError, register_func
+from gopark.options import from_argv
 
 APPS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "apps")
 
@@ -407,6 +408,22 @@ def test_help_lists_gopark_options(monkeypatch, capsys):
         assert option in out, out
 
 
+def test_a_conf_file_given_to_a_context_that_reads_argv(tmp_path):
+    conf = tmp_path / "c.toml"
+    conf.write_text('master = "process:3"\nmem = 64\n')
+    opts = from_argv(["app.py", "-q"], conf=str(conf))
+    assert (opts.master, opts.mem, opts.quiet) == ("process:3", 64, True)
+    other = tmp_path / "d.toml"
+    other.write_text('master = "local"\n')
+    assert from_argv(["app.py", "--conf", str(other)], conf=str(conf)).master == "local"   # argv's wins
+
+
+@pytest.mark.parametrize("argv", [["-p", "abc"], ["--mem", "x"], ["-m"], ["--cpus"]])
+def test_bad_option_values_are_a_config_error(argv):
+    with pytest.raises(ConfigError, match="see --help"):
+        from_argv(["app.py", *argv])
+
+
 # --- bad input to an app gives one line ---------------------------------------------------------
 
 def run_app(*args):
@@ -414,10 +431,23 @@ def run_app(*args):
                           capture_output=True, text=True, timeout=120)
 
 
-@pytest.mark.parametrize("case", ["master", "missing", "conf", "conf folder", "mem inf"])
+@pytest.mark.parametrize("case", ["master", "missing", "conf", "conf folder", "mem inf", "parallel abc", "bare -m",
+                                  "master in code", "missing, master in code"])
 def test_an_app_with_bad_input_prints_one_error_line(tmp_path, case):
     data = write(tmp_path / "words.txt", "a b c\n")
-    if case == "master":
+    if case == "parallel abc":
+        proc = run_app(data, "-p", "abc", "-q")
+        token = "'abc'"
+    elif case == "bare -m":
+        proc = run_app(data, "-q", "-m")
+        token = "-m/--master"
+    elif case.endswith("master in code"):
+        path = data if case == "master in code" else str(tmp_path / "missing.txt")
+        proc = subprocess.run([sys.executable, os.path.join(APPS, "explicit_master_app.py"),
+                               "bogus" if case == "master in code" else "local", path],
+                              capture_output=True, text=True, timeout=120)
+        token = "bogus" if case == "master in code" else "missing.txt"
+    elif case == "master":
         proc = run_app(data, "-m", "nowhere:land", "-q")
         token = "nowhere:land"
     elif case == "missing":
