@@ -184,7 +184,7 @@ def _not_allowed(fn: Any, what: str) -> TypeError:
         "a closure" if "<locals>" in getattr(fn, "__qualname__", "") else
         "a bound method" if isinstance(fn, types.MethodType) else
         f"an unregistered function {getattr(fn, '__qualname__', '')!r}" if isinstance(fn, types.FunctionType)
-        else f"a {type(fn).__name__}")
+        else "None" if fn is None else f"a {type(fn).__name__}")
     return TypeError(f"{what} got {kind}: gopark sends functions by name, so pass a module-level "
                      "function decorated with @register_func (or a functools.partial of one)")
 
@@ -201,8 +201,9 @@ def _encode(fn: Any, what: str) -> list:
         return ["b", fn.__name__]
     if isinstance(fn, type) and _builtin_type(fn.__name__) is fn:     # int, range, reversed, zip...
         return ["b", fn.__name__]
-    if getattr(operator, getattr(fn, "__name__", ""), None) is fn:
-        return ["o", fn.__name__]
+    name = getattr(fn, "__name__", None)
+    if isinstance(name, str) and name and getattr(operator, name, None) is fn:
+        return ["o", name]
     if isinstance(fn, (types.MethodDescriptorType, types.WrapperDescriptorType,
                        types.ClassMethodDescriptorType)):
         owner = fn.__objclass__

@@ -158,6 +158,19 @@ def test_save_then_read_back(ctx, tmp_path):
     assert ctx.textFile(out).collect() == records
 
 
+def test_file_urls_name_local_paths(ctx, tmp_path):
+    """As Spark takes them: file:///path, file://localhost/path, file:/path, with %-escapes."""
+    out = tmp_path / "out dir"
+    lines = [f"line {i}" for i in range(50)]
+    ctx.parallelize(lines, 3).saveAsTextFile("file://" + str(out).replace(" ", "%20"))
+    assert sorted(os.listdir(out)) == ["_SUCCESS", "part-00000", "part-00001", "part-00002"]
+    for url in ("file://" + str(out), "file://localhost" + str(out), "file:" + str(out) + "/part-*"):
+        assert ctx.textFile(url).collect() == lines
+    assert not os.path.exists("file:")          # never a folder called file: under the current one
+    with pytest.raises(FileNotFoundError, match="host 'elsewhere'"):
+        ctx.textFile("file://elsewhere/tmp/x")
+
+
 def test_retried_save_task_leaves_no_partial_file(ctx, tmp_path):
     markers = tmp_path / "markers"
     markers.mkdir()

@@ -163,6 +163,15 @@ def test_non_registered_functions_are_refused_at_the_call(ctx, call, kind):
     assert "register_func" in str(info.value)
 
 
+@pytest.mark.parametrize("call", [c for c in CALLS if c not in ("sort-key", "top-key", "accumulator-merge")])
+@pytest.mark.parametrize("bad", [None, 3, "add"], ids=["None", "int", "str"])
+def test_what_is_not_a_function_is_refused_at_the_call(ctx, call, bad):
+    """(None means "no function" only where the function is optional: sort and top's key, a merge.)"""
+    with pytest.raises(TypeError, match="register_func") as info:
+        CALLS[call](ctx, ctx.parallelize([(1, 2), (3, 4)], 2), bad)
+    assert not isinstance(info.value, JobError)
+
+
 # --- builtins, operator, partials -----------------------------------------------------------
 
 WORDS = ["alpha", "Beta", "gamma-ray", "delta", "x-y-z"]

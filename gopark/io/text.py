@@ -18,6 +18,7 @@ import glob
 import gzip
 import os
 import shutil
+import urllib.parse
 import zlib
 from collections.abc import Iterable, Iterator
 from typing import Any, BinaryIO
@@ -28,6 +29,20 @@ DEFAULT_SPLIT_SIZE = 64 << 20     # the largest split textFile makes of a plain 
 MIN_SPLIT_SIZE = 16 << 20         # ... and the smallest it makes to have TASKS_PER_SLOT of them
 TASKS_PER_SLOT = 6                # splits per unit of parallelism, when the data is large enough
 _BLOCK = 1 << 20
+
+
+def local_path(path: str) -> str:
+    """``path`` with ``~`` expanded; a ``file:`` URL (``file:///tmp/x``, ``file://localhost/tmp/x``,
+    ``file:/tmp/x``, as Spark takes them) as the path it names."""
+    if path.startswith("file:"):
+        rest = path[len("file:"):]
+        if rest.startswith("//"):
+            host, _, rest = rest[2:].partition("/")
+            if host not in ("", "localhost"):
+                raise InputNotFound(f"{path!r} names a file on host {host!r}: file: URLs name files of this host")
+            rest = "/" + rest
+        path = urllib.parse.unquote(rest)
+    return os.path.expanduser(path)
 
 
 def _is_moosefs(path: str) -> bool:
@@ -88,9 +103,10 @@ def plan_splits(path: str, split_size: int | None = None, num_splits: int | None
         raise ValueError(f"textFile: splitSize must be a positive number of bytes, not {split_size!r}")
     if num_splits is not None and (not isinstance(num_splits, int) or num_splits < 1):
         raise ValueError(f"textFile: numSplits must be a positive integer, not {num_splits!r}")
+    path = local_path(path)
     if _is_moosefs(path):
         return _plan_moosefs(path, split_size, num_splits)
-    files = _list_files(os.path.expanduser(path))
+    files = _list_files(path)
     plain = [(f, os.path.getsize(f)) for f in files if not f.endswith((".gz", ".bz2"))]
     equal = split_size is None and not num_splits      # the default: each file in equal parts
     if split_size is None:
@@ -196,7 +212,7 @@ def prepare_output(path: str, overwrite: bool) -> str:
     """Driver side of saveAsTextFile: refuse a non-empty folder unless ``overwrite``."""
     if not isinstance(path, str) or not path:
         raise TypeError(f"saveAsTextFile takes a folder path, not {path!r}")
-    path = os.path.abspath(os.path.expanduser(path))
+    path = os.path.abspath(local_path(path))
     if os.path.exists(path):
         if not os.path.isdir(path):
             raise OutputExists(f"saveAsTextFile: {path!r} exists and is not a folder")
