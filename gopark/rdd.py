@@ -257,7 +257,8 @@ class RDD:
 
         ``seed=None``: a random one, drawn now (the RDD is the same sample each time it is computed).
         """
-        if isinstance(fraction, bool) and isinstance(withReplacement, float):   # PySpark's order
+        if (isinstance(fraction, bool) and isinstance(withReplacement, (int, float))
+                and not isinstance(withReplacement, bool)):    # PySpark's order: sample(False, 0.5), sample(True, 2)
             fraction, withReplacement = withReplacement, fraction
         if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or fraction < 0 or (
                 fraction > 1 and not withReplacement):

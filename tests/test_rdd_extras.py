@@ -48,6 +48,10 @@ def test_key_by_and_sort_by(ctx: Context) -> None:
 def test_sample_takes_pysparks_argument_order_too(ctx: Context) -> None:
     rdd = ctx.parallelize(range(1000), 4)
     assert rdd.sample(False, 0.3, 7).collect() == rdd.sample(0.3, False, 7).collect()
+    assert rdd.sample(False, 1).collect() == list(range(1000))        # an int fraction, too
+    assert rdd.sample(False, 0).collect() == []
+    assert rdd.sample(True, 2, 1).collect() == rdd.sample(2, True, 1).collect()
+    assert len(rdd.sample(True, 2, 1).collect()) > 1000
 
 
 def test_repartition_coalesce_zip_with_index_take_ordered_lookup(ctx: Context) -> None:
