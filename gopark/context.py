@@ -70,6 +70,7 @@ class Context:
 
     def __init__(self, master: str | None = None, parallel: int | None = None, **options: Any) -> None:
         registry.check_may_start_context()
+        registry.warn_of_globals_set_in_driver_code()
         if sys.excepthook is sys.__excepthook__:    # not an app's (or IPython's) own
             sys.excepthook = _one_line_errors
         if master is None:

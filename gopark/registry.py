@@ -28,6 +28,7 @@ import os
 import sys
 import threading
 import types
+import warnings
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar, overload
 
@@ -374,3 +375,101 @@ def func_label(ref: Any) -> str | None:
     if tag == "m":
         return f"{ref[1]}.{ref[2]}"
     return {"ig": "operator.itemgetter", "ag": "operator.attrgetter", "mc": "operator.methodcaller"}[tag]
+
+
+class MainBlockGlobalWarning(UserWarning):
+    """A registered function reads a global that the main script sets only in its driver code."""
+
+
+def _global_reads(fn: types.FunctionType) -> set[str]:
+    """The globals ``fn`` reads (LOAD_GLOBAL, in its code and the code nested in it), and those read by the
+    functions of its module that it calls by a global name, and so on."""
+    import dis
+    names: set[str] = set()
+    seen: set[types.CodeType] = set()
+    todo = [fn.__code__]
+    module_globals = fn.__globals__
+    while todo:
+        code = todo.pop()
+        if code in seen:
+            continue
+        seen.add(code)
+        todo.extend(c for c in code.co_consts if isinstance(c, types.CodeType))
+        for ins in dis.get_instructions(code):
+            if ins.opname in ("LOAD_GLOBAL", "LOAD_NAME") and isinstance(ins.argval, str):
+                names.add(ins.argval)
+                called = module_globals.get(ins.argval)
+                if isinstance(called, types.FunctionType) and called.__globals__ is module_globals:
+                    todo.append(called.__code__)
+    return names
+
+
+def _set_in_driver_code(source: str) -> tuple[dict[str, int], set[str]]:
+    """({name: line} of the globals a script binds in its driver code, the names it binds elsewhere at
+    module level). Driver code: the body of ``if __name__ == "__main__":``, and functions' assignments to
+    names they declare ``global``."""
+    import ast
+    tree = ast.parse(source)
+
+    def bound(nodes: list[Any], into: dict[str, int]) -> None:
+        for node in nodes:
+            for sub in ast.walk(node):
+                if isinstance(sub, ast.Name) and isinstance(sub.ctx, ast.Store):
+                    into.setdefault(sub.id, sub.lineno)
+                elif isinstance(sub, (ast.Import, ast.ImportFrom)):
+                    for alias in sub.names:
+                        into.setdefault((alias.asname or alias.name).split(".")[0], sub.lineno)
+                elif isinstance(sub, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                    into.setdefault(sub.name, sub.lineno)
+
+    driver: dict[str, int] = {}
+    top: dict[str, int] = {}
+    for node in tree.body:
+        if isinstance(node, ast.If) and _is_main_test(node.test):
+            bound(node.body, driver)
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            top.setdefault(node.name, node.lineno)
+        else:
+            bound([node], top)
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            declared = {n for g in ast.walk(node) if isinstance(g, ast.Global) for n in g.names}
+            for sub in ast.walk(node):
+                if isinstance(sub, ast.Name) and isinstance(sub.ctx, ast.Store) and sub.id in declared:
+                    driver.setdefault(sub.id, sub.lineno)
+    return driver, set(top)
+
+
+def _is_main_test(test: Any) -> bool:
+    import ast
+    if not (isinstance(test, ast.Compare) and len(test.ops) == 1 and isinstance(test.ops[0], ast.Eq)):
+        return False
+    sides = [test.left, test.comparators[0]]
+    return (any(isinstance(s, ast.Name) and s.id == "__name__" for s in sides)
+            and any(isinstance(s, ast.Constant) and s.value == "__main__" for s in sides))
+
+
+def warn_of_globals_set_in_driver_code() -> None:
+    """Warn (:class:`MainBlockGlobalWarning`) of each registered function of the running script
+    (``__main__``) that reads a global the script sets only in its driver code: a worker imports the
+    script, so it never runs that code and sees the module-level value (or none). Silent where the
+    script's source cannot be read (a frozen app)."""
+    mine = [fn for fn in _registry.values()
+            if isinstance(fn, types.FunctionType) and fn.__module__ == "__main__"]
+    path = main_module_file()
+    if not mine or not path:
+        return
+    try:
+        with open(path, encoding="utf-8") as f:
+            set_there, top = _set_in_driver_code(f.read())
+    except (OSError, SyntaxError, ValueError):
+        return
+    code = (types.ModuleType, types.FunctionType, types.BuiltinFunctionType, type)
+    for fn in mine:
+        for name in sorted(_global_reads(fn) & set_there.keys()):
+            if name in top and isinstance(fn.__globals__.get(name), code):    # code: the same in a worker
+                continue
+            warnings.warn(f"{fn.__gopark_name__} reads the global {name!r}, which {os.path.basename(path)} "  # type: ignore[attr-defined]
+                          f"sets in its driver code (line {set_there[name]}); a worker imports the script without "
+                          "running that code, so it sees the module-level value, or none: pass the value with "
+                          "functools.partial or a broadcast", MainBlockGlobalWarning, stacklevel=3)

@@ -250,6 +250,23 @@ def test_a_function_registered_below_unguarded_driver_code_is_missing_on_workers
     assert done.stderr.count("module level") == 3
 
 
+@pytest.mark.parametrize("master", ["local", "process:2"])
+def test_globals_set_in_the_driver_code_are_warned_of(master):
+    """A worker imports the script without running its driver code: a function reading a global set
+    there sees another value in process mode. Both modes warn of it, naming the function and the global."""
+    done = run_script("main_globals_app.py", "-m", master)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == ("[4, 7] [2]\n" if master == "local" else "[2, 4] [2]\n")
+    warned = [line for line in done.stderr.splitlines() if "MainBlockGlobalWarning" in line]
+    assert len(warned) == 2, done.stderr
+    with open(os.path.join(APPS, "main_globals_app.py")) as f:
+        source = f.read().splitlines()
+    line = {name: source.index(f"    {name} = {value}") + 1 for name, value in (("CONFIG", '{"bias": 1}'),
+                                                                                ("FACTOR", "3"))}
+    assert "main_globals_app.scale reads the global 'CONFIG'" in warned[0] and f"(line {line['CONFIG']})" in warned[0]
+    assert "main_globals_app.scale reads the global 'FACTOR'" in warned[1] and f"(line {line['FACTOR']})" in warned[1]
+
+
 # --- a driver that is interrupted or killed ------------------------------------------------------
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
