@@ -237,7 +237,8 @@ def test_an_app_without_a_main_guard_runs_its_driver_code_once(master):
     assert done.returncode == 0, done.stderr
     assert done.stdout == ("[0, 2, 4, 6, 8, 10]\n" "in a task: RuntimeError a Context cannot be made inside "
                            "a task: only the driver runs jobs\n")
-    assert done.stderr.count("module level") == (1 if master == "local" else 3)   # the driver, each worker once
+    # the driver, and each worker that ran a task, once
+    assert done.stderr.count("module level") in ((1,) if master == "local" else (2, 3))
 
 
 def test_a_function_registered_below_unguarded_driver_code_is_missing_on_workers_and_says_why():
@@ -247,7 +248,7 @@ def test_a_function_registered_below_unguarded_driver_code_is_missing_on_workers
     assert done.returncode == 1
     assert "'unguarded_app.double' is registered below the driver code of 'unguarded_app'" in done.stderr
     assert 'if __name__ == "__main__":' in done.stderr
-    assert done.stderr.count("module level") == 3
+    assert done.stderr.count("module level") in (2, 3)
 
 
 @pytest.mark.parametrize("master", ["local", "process:2"])
