@@ -78,3 +78,25 @@ def right_outer_pairs(groups: tuple) -> Iterator[tuple]:
 def full_outer_pairs(groups: tuple) -> Iterator[tuple]:
     vs, ws = groups
     return itertools.product(vs or [None], ws or [None])
+
+
+@register_func(name="gopark.left_only_keys")
+def left_only_keys(row: tuple) -> list:
+    """subtract: a cogrouped (record, ([None...], [None...])) gives the record once for each time it is in
+    the left RDD, when the right has none."""
+    k, (vs, ws) = row
+    return [] if ws else [k] * len(vs)
+
+
+@register_func(name="gopark.left_only_pairs")
+def left_only_pairs(row: tuple) -> list:
+    """subtractByKey: the left pairs of a key the right RDD does not have."""
+    k, (vs, ws) = row
+    return [] if ws else [(k, v) for v in vs]
+
+
+@register_func(name="gopark.in_both")
+def in_both(row: tuple) -> bool:
+    """intersection: a cogrouped record found on both sides."""
+    _, (vs, ws) = row
+    return bool(vs) and bool(ws)

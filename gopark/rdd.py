@@ -502,6 +502,49 @@ class RDD:
         """
         return self.sort(keyfunc, not ascending, numSplits)
 
+    def partitionBy(self, numPartitions: int | None = None, partitionFunc: None = None) -> RDD:
+        """PySpark's name of :meth:`partitionByKey` (hash partitioning only: no ``partitionFunc``)."""
+        if partitionFunc is not None:
+            raise TypeError("partitionBy: gopark partitions by a hash of the key; partitionFunc is not supported")
+        return self.partitionByKey(numPartitions)
+
+    def groupBy(self, f: Callable[[Any], Any], numSplits: int | None = None) -> RDD:
+        """(f(x), [records x with that f(x)]) for each value of ``f``.
+
+        >>> sorted(ctx.parallelize(['a', 'bb', 'cc']).groupBy(len).collect())
+        [(1, ['a']), (2, ['bb', 'cc'])]
+        """
+        return self.keyBy(f).groupByKey(numSplits)
+
+    def subtract(self, other: RDD, numSplits: int | None = None) -> RDD:
+        """The records of this RDD that ``other`` does not hold, each as many times as it is here.
+
+        >>> sorted(ctx.parallelize([1, 2, 2, 3]).subtract(ctx.parallelize([3])).collect())
+        [1, 2, 2]
+        """
+        mark = registry.encode_func(ops.with_none, "")
+        left, right = PipedRDD(self, "map", mark), PipedRDD(_check_rdds([self, other], "subtract")[1], "map", mark)
+        return left.groupWith(right, numSplits=numSplits).flatMap(ops.left_only_keys)
+
+    def subtractByKey(self, other: RDD, numSplits: int | None = None) -> RDD:
+        """The (key, value) pairs of this RDD whose key ``other`` does not have.
+
+        >>> ctx.parallelize([('a', 1), ('b', 2)]).subtractByKey(ctx.parallelize([('b', 0)])).collect()
+        [('a', 1)]
+        """
+        return self.groupWith(_check_rdds([self, other], "subtractByKey")[1], numSplits=numSplits).flatMap(
+            ops.left_only_pairs)
+
+    def intersection(self, other: RDD, numSplits: int | None = None) -> RDD:
+        """Each record found in both RDDs, once.
+
+        >>> sorted(ctx.parallelize([1, 2, 2, 3]).intersection(ctx.parallelize([2, 3, 4])).collect())
+        [2, 3]
+        """
+        mark = registry.encode_func(ops.with_none, "")
+        left, right = PipedRDD(self, "map", mark), PipedRDD(_check_rdds([self, other], "intersection")[1], "map", mark)
+        return left.groupWith(right, numSplits=numSplits).filter(ops.in_both).keys()
+
     def keyBy(self, f: Callable[[Any], Any]) -> RDD:
         """(f(x), x) for each record x.
 

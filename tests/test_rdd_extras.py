@@ -93,3 +93,26 @@ def test_a_task_producing_a_bytearray_fails_instead_of_changing_its_type(ctx: Co
     with pytest.raises(SerializationError, match="bytearray"):
         records.map(bytearray).first()
     assert records.map(bytes).collect() == [b"ab", b"cd"]
+
+
+def test_spark_set_operations_and_groupBy(ctx: Context) -> None:
+    """subtract keeps this RDD's repeats, intersection gives each common record once, as Spark's do."""
+    left = [1, 2, 2, 3, (4, 5), "x", None, 2 ** 70]
+    right = [3, "x", 9, (4, 5), 3]
+    a, b = ctx.parallelize(left, 3), ctx.parallelize(right, 2)
+    assert sorted(map(repr, a.subtract(b).collect())) == sorted(map(repr, [1, 2, 2, None, 2 ** 70]))
+    assert sorted(map(repr, a.intersection(b, 4).collect())) == sorted(map(repr, [3, (4, 5), "x"]))
+    assert a.subtract(ctx.parallelize([], 1)).count() == len(left)
+    pairs = ctx.parallelize([("a", 1), ("b", 2), ("a", 3), ("c", 4)], 2)
+    assert sorted(pairs.subtractByKey(ctx.parallelize([("b", 0), ("z", 1)], 1)).collect()) == [
+        ("a", 1), ("a", 3), ("c", 4)]
+    words = ctx.parallelize(["a", "bb", "cc", "d", "eee"], 2)
+    assert sorted((k, sorted(v)) for k, v in words.groupBy(len, 3).collect()) == [
+        (1, ["a", "d"]), (2, ["bb", "cc"]), (3, ["eee"])]
+    assert pairs.partitionBy(2).glom().collect() == pairs.partitionByKey(2).glom().collect()
+    with pytest.raises(TypeError, match="partitionFunc"):
+        pairs.partitionBy(2, hash)
+    with pytest.raises(TypeError, match="register_func"):
+        words.groupBy(lambda w: w[0])
+    with pytest.raises(TypeError, match="subtract takes RDDs"):
+        a.subtract([1, 2])
