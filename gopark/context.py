@@ -198,6 +198,8 @@ class Context:
         each handed to it as soon as those before it have been, see ``DAGScheduler.run_job``)."""
         self._check_running()
         parts = list(range(rdd.num_partitions)) if partitions is None else list(partitions)
+        if len(set(parts)) != len(parts) or not all(type(p) is int and 0 <= p < rdd.num_partitions for p in parts):
+            raise ValueError(f"runJob: partitions must be distinct indexes below {rdd.num_partitions}, not {parts}")
         return self.scheduler.run_job(rdd, action, parts, on_result)
 
     def _check_running(self) -> None:

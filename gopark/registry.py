@@ -246,6 +246,8 @@ def _import_module_for(module: str) -> None:
             parent = module.rpartition(".")[0]
             if parent:
                 importlib.import_module(parent)
+                if module in sys.modules:       # the package imported it
+                    return
             spec = importlib.util.find_spec(module)
         if spec is None or spec.loader is None:
             raise ModuleNotFoundError(f"no module named {module!r}", name=module)
@@ -422,17 +424,27 @@ def _set_in_driver_code(source: str) -> tuple[dict[str, int], set[str]]:
                 elif isinstance(sub, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
                     into.setdefault(sub.name, sub.lineno)
 
+    def called(nodes: list[Any]) -> set[str]:
+        return {c.func.id for n in nodes for c in ast.walk(n)
+                if isinstance(c, ast.Call) and isinstance(c.func, ast.Name)}
+
     driver: dict[str, int] = {}
     top: dict[str, int] = {}
+    main_blocks = [node for node in tree.body if isinstance(node, ast.If) and _is_main_test(node.test)]
+    for node in main_blocks:
+        bound(node.body, driver)
     for node in tree.body:
-        if isinstance(node, ast.If) and _is_main_test(node.test):
-            bound(node.body, driver)
-        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
             top.setdefault(node.name, node.lineno)
-        else:
+        elif node not in main_blocks:
             bound([node], top)
-    for node in ast.walk(tree):
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+    # a function's ``global`` stores are driver code when only the main block calls it (not the module's
+    # own top level, nor a task: a registered function's lazy set-up runs on workers too)
+    defs = (ast.FunctionDef, ast.AsyncFunctionDef)
+    drivers_only = (called([stmt for n in main_blocks for stmt in n.body])
+                    - called([n for n in tree.body if n not in main_blocks and not isinstance(n, defs)]))
+    for node in tree.body:
+        if isinstance(node, defs) and node.name in drivers_only:
             declared = {n for g in ast.walk(node) if isinstance(g, ast.Global) for n in g.names}
             for sub in ast.walk(node):
                 if isinstance(sub, ast.Name) and isinstance(sub.ctx, ast.Store) and sub.id in declared:

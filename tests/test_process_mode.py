@@ -268,6 +268,33 @@ def test_globals_set_in_the_driver_code_are_warned_of(master):
     assert "main_globals_app.scale reads the global 'FACTOR'" in warned[1] and f"(line {line['FACTOR']})" in warned[1]
 
 
+_buffered: dict = {}
+
+
+@register_func
+def write_buffered(folder, x):
+    """Appends to a file this process keeps open, never flushed by the task: a worker's exit must flush it."""
+    if folder not in _buffered:
+        _buffered[folder] = open(os.path.join(folder, f"{os.getpid()}.txt"), "a")
+    _buffered[folder].write(f"{x}\n")
+    return x
+
+
+def test_a_stopped_worker_exits_normally_flushing_what_its_tasks_buffered(tmp_path):
+    with Context("process:2", quiet=True) as ctx:
+        ctx.parallelize(range(20), 4).map(partial(write_buffered, str(tmp_path))).count()
+    lines = [line for name in os.listdir(tmp_path) for line in (tmp_path / name).read_text().split()]
+    assert sorted(map(int, lines)) == list(range(20))
+
+
+def test_runJob_refuses_repeated_or_unknown_partitions(ctx):
+    rdd = ctx.parallelize(range(6), 3)
+    for parts in ([0, 0, 1], [3], [-1]):
+        with pytest.raises(ValueError, match="distinct indexes below 3"):
+            ctx.runJob(rdd, ["count"], parts)
+    assert ctx.runJob(rdd, ["count"], [2, 0]) == [2, 2]
+
+
 # --- a driver that is interrupted or killed ------------------------------------------------------
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])

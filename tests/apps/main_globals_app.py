@@ -19,7 +19,28 @@ def helper(x):
 
 @register_func
 def fine(x):
-    return x + 1
+    return x + 1 + lazy_table()[0] * 0 + len(TABLE) * 0
+
+
+_table = None
+TABLE = []
+
+
+def lazy_table():
+    """Set up on first use, in whichever process runs the task: not driver code."""
+    global _table
+    if _table is None:
+        _table = [0]
+    return _table
+
+
+def load_table():
+    """Called at module level: workers run it too."""
+    global TABLE
+    TABLE = [1, 2]
+
+
+load_table()
 
 
 def main():
