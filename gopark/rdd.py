@@ -405,9 +405,16 @@ class RDD:
         [1, 2, 3]
         """
         first = registry.encode_func(ops.keep_first, "")
-        return ShuffledRDD(PipedRDD(self, "map", registry.encode_func(ops.with_none, "")),
-                           HashPartitioner(self._shuffle_parts(numSplits)),
+        return ShuffledRDD(self._as_keys(), HashPartitioner(self._shuffle_parts(numSplits)),
                            Aggregator(None, first, first), True).keys()
+
+    def _as_keys(self) -> RDD:
+        """Each record as the key of a pair ``(record, None)``: distinct, subtract and intersection shuffle these."""
+        return PipedRDD(self, "map", registry.encode_func(ops.with_none, ""))
+
+    def _records_cogrouped(self, other: RDD, numSplits: int | None, what: str) -> RDD:
+        """(record, ([None for each time here], [None for each time in ``other``])) of every record of either."""
+        return self._as_keys().groupWith(_check_rdds([self, other], what)[1]._as_keys(), numSplits=numSplits)
 
     def groupWith(self, *others: RDD | list[RDD], numSplits: int | None = None) -> RDD:
         """(key, ([values of self], [values of other], ...)) for each key of any of them.
@@ -522,9 +529,7 @@ class RDD:
         >>> sorted(ctx.parallelize([1, 2, 2, 3]).subtract(ctx.parallelize([3])).collect())
         [1, 2, 2]
         """
-        mark = registry.encode_func(ops.with_none, "")
-        left, right = PipedRDD(self, "map", mark), PipedRDD(_check_rdds([self, other], "subtract")[1], "map", mark)
-        return left.groupWith(right, numSplits=numSplits).flatMap(ops.left_only_keys)
+        return self._records_cogrouped(other, numSplits, "subtract").flatMap(ops.left_only_keys)
 
     def subtractByKey(self, other: RDD, numSplits: int | None = None) -> RDD:
         """The (key, value) pairs of this RDD whose key ``other`` does not have.
@@ -541,9 +546,7 @@ class RDD:
         >>> sorted(ctx.parallelize([1, 2, 2, 3]).intersection(ctx.parallelize([2, 3, 4])).collect())
         [2, 3]
         """
-        mark = registry.encode_func(ops.with_none, "")
-        left, right = PipedRDD(self, "map", mark), PipedRDD(_check_rdds([self, other], "intersection")[1], "map", mark)
-        return left.groupWith(right, numSplits=numSplits).filter(ops.in_both).keys()
+        return self._records_cogrouped(other, numSplits, "intersection").filter(ops.in_both).keys()
 
     def keyBy(self, f: Callable[[Any], Any]) -> RDD:
         """(f(x), x) for each record x.

@@ -239,11 +239,11 @@ def _import_module_for(module: str) -> None:
     with _import_lock:
         if module in sys.modules:
             return
+        parent, _, child = module.rpartition(".")
         main_file = main_module_file()
         if module == main_module_name() and main_file and os.path.isfile(main_file):
             spec = importlib.util.spec_from_file_location(module, main_file)
         else:
-            parent = module.rpartition(".")[0]
             if parent:
                 importlib.import_module(parent)
                 if module in sys.modules:       # the package imported it
@@ -263,7 +263,6 @@ def _import_module_for(module: str) -> None:
             raise
         finally:
             _importing.pop()
-        parent, _, child = module.rpartition(".")
         if parent:
             setattr(sys.modules[parent], child, mod)
 

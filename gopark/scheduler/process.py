@@ -175,9 +175,7 @@ class ProcessBackend:
                     with self._lock:
                         while self._submitted:
                             self._queue.append(self._submitted.popleft())
-                        cancelled, self._cancelled = self._cancelled, set()
-                    if cancelled:
-                        self._cancel(cancelled)
+                    self._take_cancellations()
                     while spawned_for < self._size and not self._broken:   # grow()
                         spawned_for += 1
                         self._spawn(poller)
@@ -225,6 +223,7 @@ class ProcessBackend:
             # a worker that answered gets its next task before the scheduler thread, woken by the answer,
             # holds the GIL to unpack it (a big result takes milliseconds in C, with no switch)
             if ended:
+                self._take_cancellations()
                 self._dispatch()
             for event in ended:
                 self._post(event)
@@ -268,6 +267,13 @@ class ProcessBackend:
         if not self._stopping and not self._broken:
             self._spawn(poller)
 
+    def _take_cancellations(self) -> None:
+        """The tasks ``cancel`` was given since the last look: dropped from the queue, their workers ended."""
+        with self._lock:
+            cancelled, self._cancelled = self._cancelled, set()
+        if cancelled:
+            self._cancel(cancelled)
+
     def _cancel(self, tids: set[int]) -> None:
         self._queue = collections.deque(t for t in self._queue if t[0] not in tids)
         for w in self._workers.values():
@@ -281,12 +287,8 @@ class ProcessBackend:
             self._queue.clear()
             return
         idle = [w for w in self._workers.values() if w.ready and w.task is None]
-        with self._lock:
-            cancelled = set(self._cancelled)    # not yet taken by the loop (see _receive)
         while idle and self._queue:
             tid, payload, preferred = task = self._queue.popleft()
-            if tid in cancelled:
-                continue
             w = next((w for w in idle if w.wid in preferred), idle[0])
             idle.remove(w)
             try:
