@@ -44,12 +44,13 @@ _DICT_ITEM_ITERATOR = type(iter({}.items()))
 
 def _collect(it: Iterable[Any], what: str) -> Stream:
     packer = serialize.Packer(what)
-    if type(it) is MergedItems:            # a reduce side's merged dict
+    if type(it) is MergedItems:            # a reduce side's merged dicts
         whole = it.whole()
-        if whole is not None:      # its keys came out of the shuffle: data already; its values were made here
-            serialize.check_flat(whole.values(), what)
-            return Stream(packer.pack(["m", whole]) if whole else b"")
-        it = iter(it)                      # what is left of its pairs, taken in C below
+        if whole is not None:      # their keys came out of the shuffle: data already; their values were made here
+            for part in whole:
+                serialize.check_flat(part.values(), what)
+            return Stream(b"".join(packer.pack(["m", part]) for part in whole if part))
+        it = iter(it)                      # what is left of their pairs, taken in C below
     if type(it) is _DICT_ITEM_ITERATOR:    # a dict's items: (what is left of) its pairs, in C
         flat = list(itertools.chain.from_iterable(it))
         serialize.check_flat(flat, what)

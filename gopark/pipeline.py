@@ -564,6 +564,14 @@ def counts(ops: Sequence[tuple[str, Callable[..., Any]]], create: Callable[[Any]
     return create is None and _counts(steps, merge_slot, None)      # type: ignore[arg-type]
 
 
+def keys_counted(ops: Sequence[tuple[str, Callable[..., Any]]], create: Callable[[Any], Any] | None,
+                 merge: Callable[[Any, Any], Any]) -> bool:
+    """:func:`scatter` of these sends keys alone (``ops`` make only ``(key, 1)`` pairs, no ``create``), and
+    combining them adds (``merge`` is ``a + b``): a key scattered can be counted back instead, in C."""
+    steps, _, _, _, _ = _slots(ops, inline.enabled())
+    return create is None and _gives_ones(steps) and adds(merge)
+
+
 def _gives_ones(steps: tuple[tuple[str, _Slot], ...]) -> bool:
     """Every record the steps give is a pair display whose value is the int 1: ``map`` inlined as ``(..., 1)``."""
     return bool(steps) and steps[-1][0] == "map" and steps[-1][1].one
@@ -664,18 +672,25 @@ def adds(merge: Callable[[Any, Any], Any]) -> bool:
     return slot.template == "({0} + {1})" and not slot.statements
 
 
+def count_keys(combined: dict, keys: Iterable[Any]) -> None:
+    """Each key of ``keys``, of a pair ``(key, 1)``, folded into ``combined`` by ``a + b``, in C."""
+    _count_elements(combined, keys)
+
+
 class KeyCount:
-    """Folds pairs ``(k, 1)``, given by their keys, into ``combined`` by ``a + b``, in C: ``combined[k] + 1``
-    for a key it holds, else 1. After every ``CHECK_EVERY`` keys it added, counted across calls (a reducer
-    counts many small chunks), ``check(k, combined[k])``, which may empty ``combined`` (a spill)."""
+    """Folds pairs ``(k, 1)``, given by their keys, into ``combined`` (or the dict given to :meth:`add`) by
+    ``a + b``, in C: ``combined[k] + 1`` for a key it holds, else 1. After every ``CHECK_EVERY`` keys it
+    added, counted across calls and dicts (a reducer counts many small chunks),
+    ``check(k, combined[k])``, which may empty the dicts (a spill)."""
 
     def __init__(self, combined: dict, check: Callable[[Any, Any], None]) -> None:
         self.combined = combined
         self.check = check
         self.fresh = 0        # keys added since the last check
 
-    def add(self, keys: Sequence[Any]) -> None:
-        combined = self.combined
+    def add(self, keys: Sequence[Any], combined: dict | None = None) -> None:
+        if combined is None:
+            combined = self.combined
         for i in range(0, len(keys), CHECK_EVERY):       # at most CHECK_EVERY new keys between two looks
             before = len(combined)
             _count_elements(combined, keys[i:i + CHECK_EVERY])

@@ -43,13 +43,13 @@ def written_chunks(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, bool]]:
     now on (local mode runs tasks here)."""
     from gopark import shuffle
     chunks: list[tuple[str, bool]] = []
-    real = shuffle._write_chunk
+    real = shuffle._write_payload
 
-    def counting(f, flat, packer, compress=False, keys=False, ints=False):  # noqa: ANN001
-        chunks.append((f.name, keys))
-        return real(f, flat, packer, compress, keys, ints)
+    def counting(f, payload, flags, compress):  # noqa: ANN001
+        chunks.append((f.name, bool(flags & shuffle._KEYS)))
+        return real(f, payload, flags, compress)
 
-    monkeypatch.setattr(shuffle, "_write_chunk", counting)
+    monkeypatch.setattr(shuffle, "_write_payload", counting)
     return chunks
 
 

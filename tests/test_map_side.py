@@ -18,6 +18,7 @@ from test_pipeline import concat  # registered helpers the other suites use too
 from test_rdd import append, one_list
 
 from gopark import Context, JobError, register_func, shuffle
+from gopark.errors import FetchFailed
 from gopark.partitioner import HashPartitioner
 
 PER_PART = 100_000      # records per partition: more than the probe takes
@@ -142,6 +143,35 @@ def test_keys_that_start_repeating_later_are_combined_again(tmp_path):
     assert _pairs_written(tmp_path, [(i, 1) for i in range(3 * scattered)], shuffle_id=5) == 3 * scattered
 
 
+@register_func
+def thousand(i):
+    return (i % 1000, 1)
+
+
+@register_func
+def new_then_ten(i):
+    return (i if i < 1 << 16 else i % 10, 1)
+
+
+def test_the_probe_of_keys_sent_alone_counts_them_back_when_they_repeat(tmp_path):
+    """Records made as (key, 1): the probe scatters them as keys; when keys repeat, it counts them back and
+    the map task combines, so what it writes is the same as the pairs' probe would."""
+    probed, scattered = shuffle._PROBE_RECORDS, shuffle._SCATTER_RECORDS
+    assert _pairs_written(tmp_path, range(2 * PER_PART), [("map", thousand)], shuffle_id=11) == 1000
+    assert _pairs_written(tmp_path, range(5000), [("map", thousand)], shuffle_id=12) == 1000   # too few to tell
+    assert _pairs_written(tmp_path, range(2 * PER_PART), [("map", spread)], shuffle_id=13) == 2 * PER_PART
+    assert probed == 1 << 16
+    records = range(probed + 2 * scattered)
+    assert _pairs_written(tmp_path, records, [("map", new_then_ten)], shuffle_id=14) == probed + scattered + 10
+
+
+def test_keys_sent_alone_or_counted_back_sum_as_plain_python(ctx):
+    for fn in (thousand, new_then_ten, spread):
+        n = 3 * PER_PART if fn is not new_then_ten else (1 << 16) + 2 * shuffle._SCATTER_RECORDS
+        got = ctx.parallelize(range(n), 2).map(fn).reduceByKey(operator.add).collectAsMap()
+        assert got == expected_sums(fn(i) for i in range(n)), fn
+
+
 NOT_PAIRS = ["ab", b"ab", {1: "x", 2: "y"}, {5, 6}, frozenset({7, 8}), (1, 2, 3), [1], 12, None]
 
 
@@ -222,7 +252,7 @@ def test_pairs_of_the_int_one_travel_as_their_keys(written_chunks):
         got = c.parallelize(range(2 * PER_PART), 2).map(spread).reduceByKey(operator.add).collectAsMap()
         assert got == expected_sums(spread(i) for i in range(2 * PER_PART))
         kinds = {keys for _, keys in written_chunks}
-        assert kinds == {True, False}              # the probe's combined pairs, then the scattered keys
+        assert kinds == {True}                     # the probe's records too: its keys were nearly all new
         written_chunks.clear()
         got = c.parallelize(range(2 * PER_PART), 2).map(spread_true).reduceByKey(operator.add).collectAsMap()
         assert got == expected_sums(spread_true(i) for i in range(2 * PER_PART))
@@ -345,3 +375,100 @@ def test_equal_keys_of_other_types_keep_the_first_seen_type(ctx):
         got = ctx.parallelize(rows, 1).map(first_is_key).reduceByKey(operator.add, 2).collect()
         one = [(k, n) for k, n in got if k == 1]
         assert one == [(order[0], 3 * PER_PART)] and type(one[0][0]) is type(order[0])
+
+
+def test_int_keys_are_written_by_sub_partition_of_their_reducer(tmp_path):
+    """A reducer's int keys travel split by hash into ``key_subs`` sub-partitions, which it counts in a
+    dict each: key k is in sub-partition ``(hash(k) % (n * subs)) // n`` of reducer ``hash(k) % n``."""
+    keys = [i * 7919 % 100_003 - 50_000 for i in range(3 * PER_PART)]
+    for n in (1, 3, 4, 16):
+        subs = shuffle.key_subs(HashPartitioner(n))
+        assert subs == {1: 16, 3: 4, 4: 4, 16: 1}[n]
+        out = shuffle.write_map_output(iter(keys), str(tmp_path / f"s{n}"), 1, 0, 0, HashPartitioner(n), None,
+                                       None, 1 << 26, False, ops=[("map", keyed)])
+        got = []
+        for r in range(n):
+            for chunk in shuffle.read_bucket({"host": None, "path": out}, 1, 0, r):
+                assert type(chunk) is shuffle.Keys and (chunk.subs is None) == (subs == 1)
+                for s, part in enumerate(chunk.sub_slices() if subs > 1 else [chunk.keys]):
+                    assert all(hash(k) % (n * subs) == s * n + r for k in part), (n, r, s)
+                    got += part
+        assert sorted(got) == sorted(keys)
+
+
+@register_func
+def as_float(i):
+    return (float(i % 5000), 1)
+
+
+@register_func
+def repeating(i):
+    return (i % 50, 1)
+
+
+def _sub_partitions_then_others(c):
+    n = PER_PART
+    ints = c.parallelize(range(n), 2).map(spread)                  # new keys: scattered as ints
+    floats = c.parallelize(range(n), 1).map(as_float)              # repeating: combined, as pairs
+    few = c.parallelize(range(n), 1).map(repeating)
+    return ints.union(floats), floats.union(ints), ints.union(few).union(floats), ints
+
+
+def test_a_reducer_counting_sub_partitions_takes_other_chunks_too(ctx):
+    """A reducer counts int keys by sub-partition until a chunk of other keys (here floats equal to some
+    of the ints) or of combined pairs comes: it then counts everything in one dict, and equal keys meet."""
+    for rdd in _sub_partitions_then_others(ctx):
+        got = rdd.reduceByKey(operator.add, 2).collect()
+        sums = collections.Counter()
+        for k, v in rdd.collect():
+            sums[k] += v
+        assert len(got) == len(sums) and dict(got) == dict(sums)
+        assert {type(k) for k, _ in got} == {type(k) for k in sums}
+
+
+def test_a_reducer_merges_its_sub_partitions_when_other_chunks_come(monkeypatch):
+    merged = []
+    real = shuffle.Merger._unsplit
+
+    def unsplit(self):  # noqa: ANN001
+        if self.parts is not None:
+            merged.append(sum(map(len, self.parts)))
+        return real(self)
+
+    monkeypatch.setattr(shuffle.Merger, "_unsplit", unsplit)
+    with Context("local", quiet=True) as c:
+        rdds = _sub_partitions_then_others(c)
+        for i, rdd in enumerate(rdds):
+            merged.clear()
+            rdd.reduceByKey(operator.add, 2).count()
+            assert (len(merged) == 2) == (i in (0, 2)) and all(merged), (i, merged)
+
+
+def test_sub_partitions_spill_and_merge_back_under_a_small_budget(monkeypatch):
+    spills = []
+    real_spill = shuffle.Merger._spill
+
+    def spill(self):  # noqa: ANN001
+        spills.append(self.parts is not None)
+        return real_spill(self)
+
+    monkeypatch.setattr(shuffle.Merger, "_spill", spill)
+    n = 1_000_000
+    with Context("local", mem=8, quiet=True) as c:
+        got = c.parallelize(range(n), 4).map(unique_key).reduceByKey(operator.add, 2).collectAsMap()
+    assert got == collections.Counter(unique_key(i)[0] for i in range(n))
+    assert any(spills), spills
+
+
+def test_a_bucket_whose_sub_partitions_do_not_add_up_is_corrupt(tmp_path):
+    out = shuffle.write_map_output(iter(range(5000)), str(tmp_path), 1, 0, 0, HashPartitioner(2), None, None,
+                                   1 << 26, False, ops=[("map", keyed)])
+    path = os.path.join(out, "0")
+    data = bytearray(open(path, "rb").read())
+    size, flags = shuffle._HEADER.unpack_from(data)
+    assert flags & shuffle._SUBS
+    data[shuffle._HEADER.size + 1] ^= 1          # the first sub-partition's count
+    with open(path, "wb") as f:
+        f.write(data)
+    with pytest.raises(FetchFailed, match="corrupt shuffle bucket"):
+        list(shuffle.read_bucket({"host": None, "path": out}, 1, 0, 0))

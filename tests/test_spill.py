@@ -136,9 +136,25 @@ def test_a_reducer_checks_its_budget_after_every_check_every_pairs(tmp_path, how
 def test_a_merged_dict_is_sent_whole_only_while_none_of_its_pairs_was_taken():
     from gopark import actions
     from gopark.shuffle import MergedItems
-    merged = MergedItems({1: "a", (2, 3): {4}})
-    assert merged.whole() == {1: "a", (2, 3): {4}}
-    assert actions.decode_stream("collectAsMap", actions._collect(merged, "collectAsMap")) == [merged.data]
+    merged = MergedItems([{1: "a", (2, 3): {4}}])
+    assert merged.whole() == [{1: "a", (2, 3): {4}}]
+    assert actions.decode_stream("collectAsMap", actions._collect(merged, "collectAsMap")) == merged.parts
     assert next(merged) == (1, "a")
     assert merged.whole() is None
     assert actions.decode_stream("collect", actions._collect(merged, "collect")) == [((2, 3), {4})]
+
+
+def test_a_reducers_sub_partitions_are_sent_as_a_dict_each():
+    from gopark import actions
+    from gopark.shuffle import MergedItems
+    parts = [{1: 2, 5: 1}, {}, {2: 7}, {(3, 4): "x"}]
+    merged = MergedItems(parts)
+    assert merged.whole() is parts
+    assert actions.decode_stream("collectAsMap", actions._collect(merged, "collectAsMap")) == [p for p in parts if p]
+    assert actions.decode_stream("collect", actions._collect(merged, "collect")) == [(1, 2), (5, 1), (2, 7),
+                                                                                     ((3, 4), "x")]
+    taken = MergedItems(parts)
+    it = iter(taken)
+    assert next(it) == (1, 2)
+    assert taken.whole() is None
+    assert actions.decode_stream("collect", actions._collect(taken, "collect")) == [(5, 1), (2, 7), ((3, 4), "x")]
