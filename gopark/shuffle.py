@@ -17,11 +17,14 @@ set: the keys of pairs whose value is the int 1 (a map task whose records are
 ``(key, 1)`` by construction, the counting idiom, writes them so: half the
 data, and a reducer that adds counts them in C). With flag 4 besides, those
 keys are all ints and the payload is them as little-endian int64s (flag 8:
-int32s; no msgpack object a key to write or to read). Flag 1:
+int32s; no msgpack object a key to write or to read); with flag 16 besides,
+they are in sub-partitions of the reducer (:func:`key_subs`): the payload
+starts with their number (u8) and each one's count of keys (u32 LE). Flag 1:
 zlib-compressed (chosen per Context: by default only in Mesos mode, where
 buckets travel).
 
-Reduce side (:class:`Merger`): merges values per key in a dict; past the
+Reduce side (:class:`Merger`): merges values per key in a dict (int keys
+counted by sub-partition: a dict each, while only such chunks come); past the
 budget it spills the dict into hash sub-partitions on disk and merges them one
 at a time at the end (external merge), so a shuffle larger than memory
 completes.
