@@ -350,6 +350,9 @@ _PROBE_RECORDS = 1 << 16
 _PROBE_MIN_PAIRS = 1 << 14      # fewer pairs than this from them: too few to tell, keep combining
 _UNIQUE = 0.8                   # combining stops when more than this share of the probed pairs had new keys
 _SCATTER_RECORDS = 1 << 20      # records sent on uncombined before the next probe
+#: blocks of CHECK_EVERY records a scatter takes between two flushes of its buffers: a buffer is packed
+#: while the keys it points to are still in the cache (a map task of reduceByKey: 0.20 -> 0.17 s)
+_FLUSH_BLOCKS = 64
 
 
 def _combine(records: Iterable[Any], ops: Sequence[tuple[str, Callable[..., Any]]], buckets: _Buckets,
@@ -409,7 +412,8 @@ def _probe_scattering(records: Iterator[Any], ops: Sequence[tuple[str, Callable[
     while True:
         marks = [len(buf) for buf in buckets.ones]
         flushes = buckets.flushes
-        _scatter(itertools.islice(records, _PROBE_RECORDS), ops, buckets, budget, partitioner, None)
+        _scatter(itertools.islice(records, _PROBE_RECORDS), ops, buckets, budget, partitioner, None,
+                 flush_blocks=None)   # its keys are taken back if they repeat
         if buckets.flushes != flushes:      # the budget wrote them out: they cannot be taken back, nor tell
             continue
         probed = [buf[m:] for buf, m in zip(buckets.ones, marks)]
@@ -425,11 +429,19 @@ def _probe_scattering(records: Iterator[Any], ops: Sequence[tuple[str, Callable[
 
 
 def _scatter(records: Iterable[Any], ops: Sequence[tuple[str, Callable[..., Any]]], buckets: _Buckets,
-             budget: Budget, partitioner: Any, create: Callable[[Any], Any] | None) -> None:
+             budget: Budget, partitioner: Any, create: Callable[[Any], Any] | None,
+             flush_blocks: int | None = _FLUSH_BLOCKS) -> None:
     """Each (k, v) of ``records`` (through ``ops``) to its reducer's buffer as ``k, v`` (``k, create(v)``
-    with ``create``), flushed to the bucket files whenever the budget is spent."""
+    with ``create``), flushed to the bucket files whenever the budget is spent, and after every
+    ``flush_blocks`` blocks of records (None: only when the budget is spent)."""
+    blocks = 0
+    every = flush_blocks or 1 << 62
+
     def check(k: Any, v: Any) -> None:
-        if budget.full_of_pairs(k, v):
+        nonlocal blocks
+        blocks += 1
+        if budget.full_of_pairs(k, v) or blocks >= every:
+            blocks = 0
             buckets.flush()
             budget.reset()
 
@@ -573,6 +585,38 @@ class MergedItems:
         return None if self._taken else self.parts
 
 
+_PENDING_KEYS = 1 << 20     # keys of chunks held back to be counted a sub-partition at a time (4 MB of int32s)
+
+
+class _SubPartitionCount:
+    """A reducer's count of int keys by sub-partition (:func:`key_subs`): a dict each (``parts``).
+
+    Chunks are held until they have ``_PENDING_KEYS`` keys between them, then
+    counted one sub-partition at a time across them all, so that one dict is in
+    the cache while its keys are counted (the map tasks flush their buffers
+    often, and a chunk has a few thousand keys of each sub-partition).
+    """
+
+    def __init__(self, counted: pipeline.KeyCount, n: int) -> None:
+        self.parts: list[dict] = [{} for _ in range(n)]
+        self.counted = counted
+        self.pending: list[list] = []       # the keys of each held chunk, by sub-partition
+        self.held = 0
+
+    def add(self, chunk: Keys) -> None:
+        self.pending.append(list(chunk.sub_slices()))
+        self.held += len(chunk.keys)
+        if self.held >= _PENDING_KEYS:
+            self.settle()
+
+    def settle(self) -> None:
+        """Count the held chunks."""
+        pending, self.pending, self.held = self.pending, [], 0
+        for s, part in enumerate(self.parts):
+            for keys in pending:
+                self.counted.add(keys[s], part)
+
+
 class Merger:
     """Reduce side: merge values by key within a memory budget, spilling to disk past it.
 
@@ -592,6 +636,7 @@ class Merger:
         #: while every chunk added was of int keys in sub-partitions: a dict each (see :func:`key_subs`);
         #: ``data`` is empty then
         self.parts: list[dict] | None = None
+        self._subs: _SubPartitionCount | None = None
         self.spill_dir: str | None = None
         self._files: list[Any] = []
         self._packer = serialize.Packer("a shuffle record")
@@ -636,11 +681,11 @@ class Merger:
 
             def count(chunk: Keys) -> None:
                 if chunk.subs is not None and not self.data and \
-                        (self.parts is None or len(self.parts) == len(chunk.subs)):
-                    if self.parts is None:
-                        self.parts = [{} for _ in chunk.subs]
-                    for part, keys in zip(self.parts, chunk.sub_slices()):
-                        counted.add(keys, part)
+                        (self._subs is None or len(self._subs.parts) == len(chunk.subs)):
+                    if self._subs is None:
+                        self._subs = _SubPartitionCount(counted, len(chunk.subs))
+                        self.parts = self._subs.parts
+                    self._subs.add(chunk)
                 else:
                     self._unsplit()
                     counted.add(chunk.keys)
@@ -648,13 +693,16 @@ class Merger:
         else:
             pairs = _pairs_of(chunks)
         pipeline.combine(pairs, (), self.data, None, self.merge_combiners, self._check, not_a_pair, pairs=True)
+        if self._subs is not None:
+            self._subs.settle()
 
     def _unsplit(self) -> None:
         """The sub-partitions' dicts merged into ``data``, which holds every key from now on."""
-        if self.parts is not None:
-            for part in self.parts:
+        if self._subs is not None:
+            self._subs.settle()
+            for part in self._subs.parts:
                 self.data.update(part)
-            self.parts = None
+            self._subs = self.parts = None
 
     def _dicts(self) -> list[dict]:
         return self.parts if self.parts is not None else [self.data]
