@@ -19,12 +19,9 @@ import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from gopark import options as options_mod
 from gopark import registry, shared
 from gopark.errors import ConfigError, GoparkError, JobError, Terminated
-from gopark.progress import Progress
 from gopark.rdd import RDD, ParallelCollection, TextFileRDD, UnionRDD, _check_rdds, _num, slice_collection
-from gopark.scheduler.dag import DAGScheduler
 
 log = logging.getLogger("gopark")
 _WORK_PREFIX = "gopark-"
@@ -69,6 +66,10 @@ class Context:
     """
 
     def __init__(self, master: str | None = None, parallel: int | None = None, **options: Any) -> None:
+        # imported here: a worker imports the app, and with it this module, but makes no Context
+        from gopark import options as options_mod
+        from gopark.progress import Progress
+        from gopark.scheduler.dag import DAGScheduler
         registry.check_may_start_context()
         registry.warn_of_globals_set_in_driver_code()
         if sys.excepthook is sys.__excepthook__:    # not an app's (or IPython's) own

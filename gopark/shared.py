@@ -14,9 +14,9 @@ are found by name on workers, which import the module that made them.
 from __future__ import annotations
 
 import contextlib
-import inspect
 import operator
 import os
+import sys
 import threading
 import uuid
 import weakref
@@ -186,11 +186,11 @@ def accumulator(init: Any = 0, merge: Callable[[Any, Any], Any] | None = None,
     """
     serialize.packb_checked(init, "accumulator")
     if name is None:
-        caller = inspect.stack()[1]
-        module = caller.frame.f_globals.get("__name__", "__main__")
+        caller = sys._getframe(1)
+        module = caller.f_globals.get("__name__", "__main__")
         if module == "__main__":
             module = registry.main_module_name() or module
-        name = f"{module}:{caller.lineno}"
+        name = f"{module}:{caller.f_lineno}"
     key = "n:" + name
     if key in _named:
         return _named[key]

@@ -13,7 +13,6 @@ Result: ``{"ok": True, "v": packed value, "stream": bool, "acc": {key: delta},
 from __future__ import annotations
 
 import os
-import socket
 import traceback
 from collections.abc import Iterator
 from typing import Any
@@ -42,7 +41,7 @@ class WorkerEnv:
         self.compress = compress       # shuffle buckets
         self.mem_bytes = mem_bytes
         self.worker_id = worker_id
-        self.host = socket.gethostname()
+        self.host = os.uname().nodename       # socket.gethostname(), without importing socket
         self.cache_on_disk = cache_on_disk
         self.cache: dict[tuple[int, int], bytes] = {}   # packed partitions this process computed
 
