@@ -12,6 +12,7 @@ Result: ``{"ok": True, "v": packed value, "stream": bool, "acc": {key: delta},
 """
 from __future__ import annotations
 
+import fcntl
 import os
 import traceback
 from collections.abc import Iterator
@@ -62,22 +63,58 @@ class TaskContext:
     def __init__(self, env: WorkerEnv) -> None:
         self.env = env
         self.computed: dict[tuple[int, int], bytes] = {}
+        self.locks: dict[tuple[int, int], int] = {}      # cached partitions this task computes: their lock's fd
 
     def cached(self, rdd: RDD, split: int) -> Iterator[Any]:
-        """A cached RDD's partition: from this worker's memory, the shared disk copy, or computed once now."""
+        """A cached RDD's partition: from this worker's memory, the shared disk copy, or computed once now.
+
+        With a shared disk copy, a task that computes a partition holds its lock
+        (a file lock) until it ends: a task of another worker that needs it then
+        waits, and reads what the first one cached (``c.union(c)`` runs two such
+        tasks at once). A task that already holds a lock does not wait for
+        another (two tasks could wait for each other): if that one is taken, it
+        computes the partition too.
+        """
         env, key = self.env, (rdd.id, split)
         packed = env.cache.get(key) or self.computed.get(key)
         if packed is None and env.cache_on_disk:
-            try:
-                with open(env.cache_path(*key), "rb") as f:
-                    packed = f.read()      # another worker's: read again next time, not kept here
-            except FileNotFoundError:
-                pass
+            packed = self._shared(key)
+            if packed is None and self._lock(key):
+                packed = self._shared(key)       # cached by the task whose end this one waited for
+                if packed is not None:
+                    os.close(self.locks.pop(key))
         if packed is not None:
             return iter(serialize.unpackb(packed))
         data = list(rdd.compute(split, self))
         self.computed[key] = serialize.packb(data, "cache")
         return iter(data)
+
+    def _shared(self, key: tuple[int, int]) -> bytes | None:
+        """The disk copy of a cached partition, if a task of any worker here committed it."""
+        try:
+            with open(self.env.cache_path(*key), "rb") as f:
+                return f.read()       # another worker's: read again next time, not kept here
+        except FileNotFoundError:
+            return None
+
+    def _lock(self, key: tuple[int, int]) -> bool:
+        """Take the lock of a cached partition (waiting for it only while holding none); False if not taken."""
+        path = self.env.cache_path(*key) + ".lock"
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | (fcntl.LOCK_NB if self.locks else 0))
+        except OSError:       # taken (LOCK_NB), or locks unsupported here: compute it without one
+            os.close(fd)
+            return False
+        self.locks[key] = fd
+        return True
+
+    def release(self) -> None:
+        """The task ended: let tasks waiting for its partitions read them (committed) or compute them."""
+        for fd in self.locks.values():
+            os.close(fd)
+        self.locks.clear()
 
     def commit(self) -> None:
         """The task succeeded: keep what it cached."""
@@ -182,3 +219,5 @@ def run_task(payload: bytes, env: WorkerEnv) -> bytes:
                 "msg": f"{exc} (reading {source})" if source else str(exc),
                 "tb": "".join(traceback.format_exception(exc)), "func": func,
                 "input": source, "action": action, "fetch": fetch})
+        finally:
+            tc.release()

@@ -8,6 +8,7 @@ from __future__ import annotations
 import collections
 import os
 import random
+import time
 from functools import partial
 from operator import itemgetter
 
@@ -566,6 +567,34 @@ def test_cache_computes_once(ctx):
     assert rdd.map(double).collect() == [2 * x for x in NUMS]
     assert rdd.reduce(add) == sum(NUMS)
     assert acc.value == len(NUMS)
+
+
+@register_func
+def slowly_counted(acc, x):
+    time.sleep(0.002)
+    acc.add(1)
+    return x
+
+
+def test_a_cached_partition_two_tasks_need_at_once_is_computed_once(ctx):
+    """``c.union(c)``: two tasks of one job read the same partition of ``c``; in process mode they run at
+    once on two workers: one computes it, the other waits for that task's end and reads it."""
+    acc = ctx.accumulator(0)
+    c = ctx.parallelize(range(200), 1).map(partial(slowly_counted, acc)).cache()
+    assert sorted(c.union(c).collect()) == sorted(list(range(200)) * 2)
+    assert acc.value == 200
+    assert c.count() == 200 and acc.value == 200
+
+
+def test_tasks_that_need_each_others_cached_partitions_do_not_wait_for_each_other(ctx):
+    """``a.zip(b).union(b.zip(a))``: one task computes a's partition, then needs b's, which the other task
+    computes while it will need a's: neither waits while it holds a partition, so the job ends."""
+    acc = ctx.accumulator(0)
+    a = ctx.parallelize(range(100), 1).map(partial(slowly_counted, acc)).cache()
+    b = ctx.parallelize(range(100, 200), 1).map(partial(slowly_counted, acc)).cache()
+    got = a.zip(b).union(b.zip(a)).collect()
+    assert got == [(i, 100 + i) for i in range(100)] + [(100 + i, i) for i in range(100)]
+    assert 200 <= acc.value <= 400
 
 
 def test_persist_computes_once(ctx):
