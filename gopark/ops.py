@@ -9,6 +9,7 @@ import itertools
 from collections.abc import Iterator
 from typing import Any
 
+from gopark import registry, serialize
 from gopark.registry import register_func
 
 
@@ -100,3 +101,10 @@ def in_both(row: tuple) -> bool:
     """intersection: a cogrouped record found on both sides."""
     _, (vs, ws) = row
     return bool(vs) and bool(ws)
+
+
+@register_func(name="gopark.fold_into_zero")
+def fold_into_zero(zero: bytes, seq: list, v: Any) -> Any:
+    """aggregateByKey, foldByKey: a key's first value (in a map task) folded by the function ``seq``
+    references into a fresh copy of the zero value (kept packed: no two keys share a mutable zero)."""
+    return registry.decode_func(seq)(serialize.unpackb(zero), v)

@@ -371,6 +371,33 @@ class RDD:
                          self._f(mergeCombiners, "combineByKey"))
         return ShuffledRDD(self, HashPartitioner(self._shuffle_parts(numSplits)), agg, True)
 
+    def aggregateByKey(self, zeroValue: Any, seqFunc: Callable[[Any, Any], Any], combFunc: Callable[[Any, Any], Any],
+                       numSplits: int | None = None) -> RDD:
+        """Fold each key's values into a copy of ``zeroValue`` with ``seqFunc(acc, v)``, then merge those
+        accumulators with ``combFunc(acc, acc)`` (Spark's: each map task starts each key from its own copy).
+
+        >>> sorted(ctx.parallelize([('a', 1), ('a', 2), ('b', 3)]).aggregateByKey(0, operator.add, operator.add)
+        ...        .collect())
+        [('a', 3), ('b', 3)]
+        """
+        return self._aggregate_by_key(zeroValue, seqFunc, combFunc, numSplits, "aggregateByKey")
+
+    def foldByKey(self, zeroValue: Any, func: Callable[[Any, Any], Any], numSplits: int | None = None) -> RDD:
+        """Merge the values of each key with ``func``, starting from a copy of ``zeroValue`` in each map task.
+
+        >>> sorted(ctx.parallelize([('a', 1), ('a', 2), ('b', 3)]).foldByKey(0, operator.add).collect())
+        [('a', 3), ('b', 3)]
+        """
+        return self._aggregate_by_key(zeroValue, func, func, numSplits, "foldByKey")
+
+    def _aggregate_by_key(self, zero: Any, seq: Callable[[Any, Any], Any], comb: Callable[[Any, Any], Any],
+                          numSplits: int | None, what: str) -> RDD:
+        seq_ref = self._f(seq, what)
+        create = ["p", registry.encode_func(ops.fold_into_zero, ""),
+                  [serialize.packb_checked(zero, f"the zeroValue of RDD.{what}"), seq_ref], {}]
+        agg = Aggregator(create, seq_ref, self._f(comb, what))
+        return ShuffledRDD(self, HashPartitioner(self._shuffle_parts(numSplits)), agg, True)
+
     def reduceByKey(self, func: Callable[[Any, Any], Any], numSplits: int | None = None) -> RDD:
         """Merge the values of each key with ``func``, combining map-side first.
 

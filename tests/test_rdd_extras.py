@@ -1,4 +1,5 @@
-"""What Spark users reach for beyond SPEC's list: sum, max, min, mean, isEmpty, keyBy, sortBy.
+"""What Spark users reach for beyond SPEC's list: sum, max, min, mean, isEmpty, keyBy, sortBy,
+aggregateByKey, foldByKey.
 
 Each against plain Python, in every mode (the ``ctx`` fixture).
 """
@@ -116,3 +117,61 @@ def test_spark_set_operations_and_groupBy(ctx: Context) -> None:
         words.groupBy(lambda w: w[0])
     with pytest.raises(TypeError, match="subtract takes RDDs"):
         a.subtract([1, 2])
+
+
+@register_func
+def add_to_set(acc: set, v: object) -> set:
+    acc.add(v)
+    return acc
+
+
+@register_func
+def union_sets(a: set, b: set) -> set:
+    return a | b
+
+
+@register_func
+def append_value(acc: list, v: object) -> list:
+    acc.append(v)          # in place: every key must start from its own copy of the zero value
+    return acc
+
+
+@register_func
+def concat_lists(a: list, b: list) -> list:
+    return a + b
+
+
+PAIRS = [(i % 7, i % 5) for i in range(200)] + [("s", (1, 2)), ("s", (1, 2)), ("t", b"x")]
+
+
+def test_aggregate_by_key_and_fold_by_key(ctx: Context) -> None:
+    import operator
+    rdd = ctx.parallelize(PAIRS, 4)
+    expected: dict = {}
+    for k, v in PAIRS:
+        expected.setdefault(k, set()).add(v)
+    got = dict(rdd.aggregateByKey(set(), add_to_set, union_sets, 3).collect())
+    assert got == expected and all(type(s) is set for s in got.values())
+    lists = dict(rdd.aggregateByKey([], append_value, concat_lists).collect())
+    assert {k: sorted(map(repr, vs)) for k, vs in lists.items()} == \
+        {k: sorted(repr(v) for kk, v in PAIRS if kk == k) for k in expected}
+    ints = ctx.parallelize([p for p in PAIRS if type(p[0]) is int], 4)
+    sums: dict = {}
+    for k, v in PAIRS:
+        if type(k) is int:
+            sums[k] = sums.get(k, 0) + v
+    assert dict(ints.foldByKey(0, operator.add).collect()) == sums
+    assert ints.foldByKey(0, operator.add, 2).getNumPartitions() == 2
+
+
+def test_aggregate_by_key_refuses_bad_input_at_the_call(ctx: Context) -> None:
+    import operator
+
+    from gopark import SerializationError
+    rdd = ctx.parallelize(PAIRS, 2)
+    with pytest.raises(TypeError, match="register_func"):
+        rdd.aggregateByKey(0, lambda a, v: a, operator.add)
+    with pytest.raises(TypeError, match="RDD.foldByKey"):
+        rdd.foldByKey(0, lambda a, b: a)
+    with pytest.raises(SerializationError, match="zeroValue of RDD.aggregateByKey"):
+        rdd.aggregateByKey(object(), operator.add, operator.add)
