@@ -17,7 +17,7 @@ from collections import _count_elements  # type: ignore[attr-defined]  # Counter
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
-from gopark import pipeline, registry, serialize
+from gopark import pipeline, registry, serialize, stats
 from gopark.shuffle import MergedItems, not_a_pair
 
 
@@ -176,6 +176,8 @@ def run(action: list, it: Iterator[Any], split: int, attempt: int,
         return [pick(itertools.chain([first], it), key=f)]
     if name == "sum":
         return sum(it)
+    if name == "stats":
+        return stats.of_partition(it)
     if name == "sum_count":
         total, n = 0, 0
         for x in it:

@@ -163,6 +163,15 @@ class Context:
 
     makeRDD = parallelize
 
+    def range(self, start: int, end: int | None = None, step: int = 1, numSlices: int | None = None) -> RDD:
+        """The ints of ``range(start, end, step)`` (``range(start)`` without ``end``), as Spark's ``range``.
+
+        >>> with Context("local") as ctx:
+        ...     ctx.range(1, 7, 2).collect()
+        [1, 3, 5]
+        """
+        return self.parallelize(range(start) if end is None else range(start, end, step), numSlices)
+
     def textFile(self, path: str, splitSize: int | None = None, numSplits: int | None = None) -> RDD:
         """The lines of a file, a folder's files or a glob (``.gz``/``.bz2`` decompressed; ``mfs://``)."""
         self._check_running()

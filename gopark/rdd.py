@@ -20,6 +20,7 @@ from __future__ import annotations
 import functools
 import heapq
 import itertools
+import math
 import operator
 import os
 import random
@@ -32,6 +33,7 @@ from gopark import actions, ops, pipeline, registry, serialize
 from gopark.errors import job_error
 from gopark.partitioner import HashPartitioner, RangePartitioner, range_bounds
 from gopark.pipeline import PER_RECORD
+from gopark.stats import StatCounter
 
 
 def _in_gopark(frame: Any) -> bool:
@@ -620,6 +622,15 @@ class RDD:
         """
         return sum(self.ctx.runJob(self, ["count"]))
 
+    def treeReduce(self, f: Callable[[Any, Any], Any], depth: int = 2) -> Any:
+        """:meth:`reduce` (the partitions' results are few and merged in the driver: ``depth`` is not needed)."""
+        return self.reduce(f)
+
+    def treeAggregate(self, zeroValue: Any, seqOp: Callable[[Any, Any], Any], combOp: Callable[[Any, Any], Any],
+                      depth: int = 2) -> Any:
+        """:meth:`aggregate` (see :meth:`treeReduce`)."""
+        return self.aggregate(zeroValue, seqOp, combOp)
+
     def reduce(self, f: Callable[[Any, Any], Any]) -> Any:
         """Fold all records with ``f``; ValueError on an empty RDD.
 
@@ -760,6 +771,59 @@ class RDD:
             raise ValueError("mean of an empty RDD")
         return total / n
 
+    def stats(self) -> StatCounter:
+        """Count, mean, variance, max and min of the records, in one job (a :class:`StatCounter`).
+
+        >>> ctx.parallelize([1, 2, 3, 4], 2).stats()
+        (count: 4, mean: 2.5, stdev: 1.118033988749895, max: 4, min: 1)
+        """
+        total = StatCounter()
+        for part in self.ctx.runJob(self, ["stats"]):
+            total.mergeStats(StatCounter._of(part))
+        return total
+
+    def variance(self) -> float:
+        """The population variance of the records (nan for an empty RDD)."""
+        return self.stats().variance()
+
+    def stdev(self) -> float:
+        """The population standard deviation of the records."""
+        return self.stats().stdev()
+
+    def sampleVariance(self) -> float:
+        """The sample variance of the records (divided by ``count - 1``)."""
+        return self.stats().sampleVariance()
+
+    def sampleStdev(self) -> float:
+        """The sample standard deviation of the records."""
+        return self.stats().sampleStdev()
+
+    def takeSample(self, withReplacement: bool, num: int, seed: int | None = None) -> list:
+        """``num`` records drawn at random (as Spark does: a sample large enough with high probability,
+        drawn again in the rare case it is not, then shuffled), all of them if ``num`` is more than the
+        RDD holds and ``withReplacement`` is False.
+
+        >>> len(ctx.parallelize(range(100), 4).takeSample(False, 10, seed=1))
+        10
+        """
+        _count(num, "takeSample")
+        rng = random.Random(seed)
+        if num == 0:
+            return []
+        total = self.count()
+        if total == 0:
+            return []
+        if not withReplacement and num >= total:
+            records = self.collect()
+            rng.shuffle(records)
+            return records
+        fraction = _sample_fraction(num, total, withReplacement)
+        while True:
+            records = self.sample(fraction, withReplacement, rng.randrange(1 << 63)).collect()
+            if len(records) >= num:
+                rng.shuffle(records)
+                return records[:num]
+
     def isEmpty(self) -> bool:
         """True when the RDD has no record (reads as few partitions as it can).
 
@@ -805,6 +869,16 @@ class RDD:
             text.abort_output(path)      # a failed job leaves the folder empty, as Spark's committer does
             raise
         text.finish_output(path)
+
+
+def _sample_fraction(num: int, total: int, with_replacement: bool) -> float:
+    """The fraction a sample of ``total`` records needs to hold ``num`` of them with high probability
+    (Spark's ``SamplingUtils.computeFractionForSampleSize``)."""
+    if with_replacement:
+        spread = 9 if num < 12 else 5
+        return max(num + spread * math.sqrt(num), 1e-10) / total
+    fraction, gamma = num / total, -math.log(1e-4) / total
+    return min(1.0, max(1e-10, fraction + gamma + math.sqrt(gamma * gamma + 2 * gamma * fraction)))
 
 
 def _in_driver(ref: list | None, what: str, run: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:

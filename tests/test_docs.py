@@ -9,7 +9,7 @@ import pytest
 
 from gopark import Context
 
-MODULES = ["gopark.rdd", "gopark.context", "gopark.registry", "gopark.shared"]
+MODULES = ["gopark.rdd", "gopark.context", "gopark.registry", "gopark.shared", "gopark.stats"]
 
 
 @pytest.mark.parametrize("name", MODULES)

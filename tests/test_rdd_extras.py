@@ -175,3 +175,61 @@ def test_aggregate_by_key_refuses_bad_input_at_the_call(ctx: Context) -> None:
         rdd.foldByKey(0, lambda a, b: a)
     with pytest.raises(SerializationError, match="zeroValue of RDD.aggregateByKey"):
         rdd.aggregateByKey(object(), operator.add, operator.add)
+
+
+def test_stats_and_variances(ctx: Context) -> None:
+    import math
+    import statistics
+    data = [3.5, -2, 7, 7, 0, 12.25, 1, -9, 4]
+    rdd = ctx.parallelize(data, 4)
+    s = rdd.stats()
+    assert s.count() == len(data) and s.max() == max(data) and s.min() == min(data)
+    assert math.isclose(s.mean(), statistics.fmean(data)) and math.isclose(s.sum(), sum(data))
+    assert math.isclose(s.variance(), statistics.pvariance(data))
+    assert math.isclose(s.sampleVariance(), statistics.variance(data))
+    assert math.isclose(rdd.stdev(), statistics.pstdev(data))
+    assert math.isclose(rdd.sampleStdev(), statistics.stdev(data))
+    assert math.isclose(rdd.variance(), statistics.pvariance(data))
+    assert math.isclose(rdd.sampleVariance(), statistics.variance(data))
+    # partitions with no record merge as nothing
+    assert ctx.parallelize([5], 3).stats().asDict() == {"count": 1, "mean": 5.0, "sum": 5.0, "min": 5, "max": 5,
+                                                         "stdev": 0.0, "variance": 0.0}
+    empty = ctx.parallelize([], 2).stats()
+    assert empty.count() == 0 and math.isnan(empty.variance()) and math.isnan(empty.sampleStdev())
+    assert repr(ctx.parallelize([1, 2, 3, 4], 2).stats()) == \
+        "(count: 4, mean: 2.5, stdev: 1.118033988749895, max: 4, min: 1)"
+
+
+def test_stat_counter_merges() -> None:
+    import statistics
+
+    from gopark.stats import StatCounter
+    a, b = StatCounter([1, 2, 3]), StatCounter([10, 20])
+    both = a.copy().mergeStats(b).merge(5)
+    assert both.count() == 6 and both.max() == 20 and both.min() == 1
+    assert abs(both.variance() - statistics.pvariance([1, 2, 3, 10, 20, 5])) < 1e-9
+    assert a.count() == 3          # copy() kept it apart
+
+
+def test_take_sample(ctx: Context) -> None:
+    rdd = ctx.parallelize(range(1000), 4)
+    got = rdd.takeSample(False, 50, seed=7)
+    assert len(got) == 50 == len(set(got)) and set(got) <= set(range(1000))
+    assert got == rdd.takeSample(False, 50, seed=7)          # a seed gives the same sample
+    with_rep = rdd.takeSample(True, 2000, seed=3)
+    assert len(with_rep) == 2000 and set(with_rep) <= set(range(1000)) and len(set(with_rep)) < 2000
+    small = ctx.parallelize(range(10), 3)
+    everything = small.takeSample(False, 25, seed=1)
+    assert sorted(everything) == list(range(10))
+    assert small.takeSample(False, 0) == [] and ctx.parallelize([], 2).takeSample(True, 5) == []
+    with pytest.raises(ValueError, match="takeSample"):
+        small.takeSample(False, -1)
+
+
+def test_tree_reduce_tree_aggregate_and_range(ctx: Context) -> None:
+    import operator
+    assert ctx.range(10).collect() == list(range(10))
+    assert ctx.range(3, 20, 4, numSlices=3).glom().collect() == [[3], [7, 11], [15, 19]]
+    rdd = ctx.range(1, 101, numSlices=4)
+    assert rdd.treeReduce(operator.add) == 5050 and rdd.treeReduce(operator.add, depth=3) == 5050
+    assert rdd.treeAggregate(0, operator.add, operator.add) == 5050

@@ -1,0 +1,107 @@
+"""Summary statistics of numeric records: ``RDD.stats()`` and what it returns (Spark's StatCounter).
+
+Each task sums up its partition in one pass (count, mean and the sum of
+squared deviations, Welford's update); the driver merges the partitions'
+summaries (Chan et al.'s pairwise formula), so no record leaves its task.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from typing import Any
+
+
+def of_partition(records: Iterable[Any]) -> list:
+    """``[count, mean, sum of squared deviations, max, min]`` of one partition's numbers."""
+    n, mean, m2 = 0, 0.0, 0.0
+    hi, lo = -math.inf, math.inf
+    for x in records:
+        n += 1
+        delta = x - mean
+        mean += delta / n
+        m2 += delta * (x - mean)
+        if x > hi:
+            hi = x
+        if x < lo:
+            lo = x
+    return [n, mean, m2, hi, lo]
+
+
+class StatCounter:
+    """Count, mean, variance, max and min of numbers, mergeable (as PySpark's ``StatCounter``).
+
+    >>> s = StatCounter([1, 2, 3, 4])
+    >>> s.count(), s.mean(), s.variance(), s.sampleVariance(), s.max(), s.min()
+    (4, 2.5, 1.25, 1.6666666666666667, 4, 1)
+    """
+
+    def __init__(self, values: Iterable[Any] = ()) -> None:
+        self.n, self.mu, self.m2, self.maxValue, self.minValue = of_partition(values)
+
+    @classmethod
+    def _of(cls, summary: list) -> StatCounter:
+        counter = cls()
+        counter.n, counter.mu, counter.m2, counter.maxValue, counter.minValue = summary
+        return counter
+
+    def merge(self, value: Any) -> StatCounter:
+        """Add one number."""
+        return self.mergeStats(StatCounter([value]))
+
+    def mergeStats(self, other: StatCounter) -> StatCounter:
+        """Add another counter's numbers (in place; returns this counter)."""
+        if other.n == 0:
+            return self
+        if self.n == 0:
+            self.n, self.mu, self.m2, self.maxValue, self.minValue = \
+                other.n, other.mu, other.m2, other.maxValue, other.minValue
+            return self
+        n = self.n + other.n
+        delta = other.mu - self.mu
+        self.mu += delta * other.n / n
+        self.m2 += other.m2 + delta * delta * self.n * other.n / n
+        self.n = n
+        self.maxValue = max(self.maxValue, other.maxValue)
+        self.minValue = min(self.minValue, other.minValue)
+        return self
+
+    def copy(self) -> StatCounter:
+        return StatCounter._of([self.n, self.mu, self.m2, self.maxValue, self.minValue])
+
+    def count(self) -> int:
+        return self.n
+
+    def mean(self) -> float:
+        return self.mu
+
+    def sum(self) -> float:
+        return self.n * self.mu
+
+    def max(self) -> Any:
+        return self.maxValue
+
+    def min(self) -> Any:
+        return self.minValue
+
+    def variance(self) -> float:
+        """The population variance (nan with no number)."""
+        return self.m2 / self.n if self.n else math.nan
+
+    def sampleVariance(self) -> float:
+        """The sample variance, divided by ``count - 1`` (nan with fewer than two numbers)."""
+        return self.m2 / (self.n - 1) if self.n > 1 else math.nan
+
+    def stdev(self) -> float:
+        return math.sqrt(self.variance())
+
+    def sampleStdev(self) -> float:
+        return math.sqrt(self.sampleVariance())
+
+    def asDict(self, sample: bool = False) -> dict:
+        return {"count": self.count(), "mean": self.mean(), "sum": self.sum(), "min": self.min(),
+                "max": self.max(), "stdev": self.sampleStdev() if sample else self.stdev(),
+                "variance": self.sampleVariance() if sample else self.variance()}
+
+    def __repr__(self) -> str:
+        return (f"(count: {self.count()}, mean: {self.mean()}, stdev: {self.stdev()}, "
+                f"max: {self.max()}, min: {self.min()})")
