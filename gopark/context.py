@@ -185,8 +185,17 @@ class Context:
             rdds = [rdds]
         rdds = list(rdds)
         if not rdds:      # as Spark's and DPark's: the union of nothing is empty
-            return self.parallelize([], 1)
+            return self.emptyRDD()
         return UnionRDD(self, _check_rdds(rdds, "union"))
+
+    def emptyRDD(self) -> RDD:
+        """An RDD with no record (one empty partition).
+
+        >>> with Context("local") as ctx:
+        ...     ctx.emptyRDD().collect()
+        []
+        """
+        return self.parallelize([], 1)
 
     def broadcast(self, value: Any) -> shared.Broadcast:
         """A read-only value every task can read as ``b.value`` (pass ``b`` through ``partial``)."""

@@ -226,9 +226,10 @@ def test_take_sample(ctx: Context) -> None:
         small.takeSample(False, -1)
 
 
-def test_tree_reduce_tree_aggregate_and_range(ctx: Context) -> None:
+def test_tree_reduce_tree_aggregate_range_and_empty_rdd(ctx: Context) -> None:
     import operator
     assert ctx.range(10).collect() == list(range(10))
+    assert ctx.emptyRDD().collect() == [] and ctx.emptyRDD().isEmpty() and ctx.emptyRDD().count() == 0
     assert ctx.range(3, 20, 4, numSlices=3).glom().collect() == [[3], [7, 11], [15, 19]]
     rdd = ctx.range(1, 101, numSlices=4)
     assert rdd.treeReduce(operator.add) == 5050 and rdd.treeReduce(operator.add, depth=3) == 5050
