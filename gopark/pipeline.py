@@ -661,8 +661,12 @@ def scatter(records: Iterable[Any], ops: Sequence[tuple[str, Callable[..., Any]]
     n = len(bufs)
     by = ("one" if n == 1 else "part" if type(partitioner) is not HashPartitioner
           else "mask" if n & (n - 1) == 0 else "hash")
+    # by hash, the buffers may be more than the reducers (sub-partitions of keys, see shuffle.key_subs):
+    # a key the loop does not place itself goes to the buffer its hash gives among them all, where the
+    # equal keys of other types the loop places (5 for 5.0) go too
+    part = HashPartitioner(n).get_partition if by in ("mask", "hash") else partitioner.get_partition
     loop = scatter_loop(steps, create_slot, by, pairs, keys_only)(home)
-    loop(records, fns, [b.append for b in bufs], create_value, partitioner.get_partition, check, not_a_pair,
+    loop(records, fns, [b.append for b in bufs], create_value, part, check, not_a_pair,
          mixed if mixed is not None else [False] * n)
 
 

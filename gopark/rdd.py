@@ -69,10 +69,13 @@ def _count(n: Any, what: str) -> int:
 
 
 class Aggregator:
-    """How a shuffle folds values per key: three function references (``create`` None = identity)."""
+    """How a shuffle folds values per key: three function references (``create`` None = identity).
+    ``probe`` False: the map tasks combine all along (see ``shuffle._combine``), never stopping when
+    keys hardly repeat."""
 
-    def __init__(self, create: list | None, merge_value: list, merge_combiners: list) -> None:
+    def __init__(self, create: list | None, merge_value: list, merge_combiners: list, probe: bool = True) -> None:
         self.create, self.merge_value, self.merge_combiners = create, merge_value, merge_combiners
+        self.probe = probe
 
     def to_wire(self) -> list:
         return [self.create, self.merge_value, self.merge_combiners]
@@ -96,7 +99,8 @@ class ShuffleDependency:
         agg = self.aggregator
         return {"sid": self.shuffle_id, "part": self.partitioner.to_wire(),
                 "create": agg.create if (agg and self.map_side_combine) else None,
-                "merge": agg.merge_value if (agg and self.map_side_combine) else None, "key": self.key_ref}
+                "merge": agg.merge_value if (agg and self.map_side_combine) else None, "key": self.key_ref,
+                **({} if agg is None or agg.probe else {"probe": False})}
 
 
 class RDD:
@@ -397,7 +401,8 @@ class RDD:
         seq_ref = self._f(seq, what)
         create = ["p", registry.encode_func(ops.fold_into_zero, ""),
                   [serialize.packb_checked(zero, f"the zeroValue of RDD.{what}"), seq_ref], {}]
-        agg = Aggregator(create, seq_ref, self._f(comb, what))
+        # combined all along: each key of each map task takes the zero value once, as Spark's does
+        agg = Aggregator(create, seq_ref, self._f(comb, what), probe=False)
         return ShuffledRDD(self, HashPartitioner(self._shuffle_parts(numSplits)), agg, True)
 
     def reduceByKey(self, func: Callable[[Any, Any], Any], numSplits: int | None = None) -> RDD:
@@ -624,11 +629,13 @@ class RDD:
 
     def treeReduce(self, f: Callable[[Any, Any], Any], depth: int = 2) -> Any:
         """:meth:`reduce` (the partitions' results are few and merged in the driver: ``depth`` is not needed)."""
+        _depth(depth, "treeReduce")
         return self.reduce(f)
 
     def treeAggregate(self, zeroValue: Any, seqOp: Callable[[Any, Any], Any], combOp: Callable[[Any, Any], Any],
                       depth: int = 2) -> Any:
         """:meth:`aggregate` (see :meth:`treeReduce`)."""
+        _depth(depth, "treeAggregate")
         return self.aggregate(zeroValue, seqOp, combOp)
 
     def reduce(self, f: Callable[[Any, Any], Any]) -> Any:
@@ -869,6 +876,11 @@ class RDD:
             text.abort_output(path)      # a failed job leaves the folder empty, as Spark's committer does
             raise
         text.finish_output(path)
+
+
+def _depth(depth: Any, what: str) -> None:
+    if isinstance(depth, bool) or not isinstance(depth, int) or depth < 1:
+        raise ValueError(f"{what}: depth must be an integer of at least 1, not {depth!r}")
 
 
 def _sample_fraction(num: int, total: int, with_replacement: bool) -> float:

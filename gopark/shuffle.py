@@ -246,10 +246,14 @@ def _read_chunks_from(f: Any, name: str) -> Iterator[list | Keys]:
         if flags & (_INT32 | _INT64):
             subs = None
             if flags & _SUBS:
-                start = 1 + payload[0] * _SUB_COUNT.size
+                start = 1 + payload[0] * _SUB_COUNT.size if payload else 1
+                if len(payload) < start:
+                    raise OSError(f"corrupt shuffle bucket {name}: truncated sub-partition counts")
                 subs = [n for n, in _SUB_COUNT.iter_unpack(payload[1:start])]
                 payload = payload[start:]
             ints = array.array(_INT_CODES[flags & (_INT32 | _INT64)])
+            if len(payload) % ints.itemsize:
+                raise OSError(f"corrupt shuffle bucket {name}: {len(payload)} bytes of {ints.itemsize}-byte ints")
             ints.frombytes(payload)
             if sys.byteorder != "little":
                 ints.byteswap()
@@ -310,12 +314,13 @@ class _Buckets:
 def write_map_output(records: Iterable[Any], root: str, shuffle_id: int, map_id: int, attempt: int,
                      partitioner: Any, create: Callable[[Any], Any] | None,
                      merge_value: Callable[[Any, Any], Any] | None, mem_bytes: int, compress: bool,
-                     ops: Sequence[tuple[str, Callable[..., Any]]] = ()) -> str:
+                     ops: Sequence[tuple[str, Callable[..., Any]]] = (), probe: bool = True) -> str:
     """Write one map task's buckets; returns the output folder.
 
     The records of ``records`` pass through the per-record ``ops`` in the
     loop that writes them (see :mod:`gopark.pipeline`). ``merge_value`` set:
-    combine map-side (while that makes fewer pairs, see :func:`_combine`).
+    combine map-side (while that makes fewer pairs, see :func:`_combine`; with ``probe`` False,
+    always: aggregateByKey's zero value is taken once per key of each map task, as in Spark).
     ``compress``: zlib the chunks (about 2x smaller, about 80 MB/s of CPU),
     worth it when buckets cross the network, not when every reader is on this host.
     """
@@ -324,11 +329,13 @@ def write_map_output(records: Iterable[Any], root: str, shuffle_id: int, map_id:
     # a folder of its own per attempt: the driver registers it only once the task has succeeded,
     # and a re-run never has to replace (or trust) an earlier attempt's files
     folder = tempfile.mkdtemp(prefix=f"{map_id}-{attempt}-", dir=base)
-    buckets = _Buckets(folder, partitioner.num_partitions, compress, key_subs(partitioner))
+    # keys in sub-partitions only for a reducer that counts them, to which their order does not matter
+    counted = merge_value is not None and pipeline.adds(merge_value)
+    buckets = _Buckets(folder, partitioner.num_partitions, compress, key_subs(partitioner) if counted else 1)
     budget = Budget(mem_bytes)
     try:
         if merge_value is not None:
-            _combine(records, ops, buckets, budget, partitioner, create, merge_value)
+            _combine(records, ops, buckets, budget, partitioner, create, merge_value, probe)
         else:
             _scatter(records, ops, buckets, budget, partitioner, None)
         buckets.flush()
@@ -357,8 +364,8 @@ _FLUSH_BLOCKS = 64
 
 def _combine(records: Iterable[Any], ops: Sequence[tuple[str, Callable[..., Any]]], buckets: _Buckets,
              budget: Budget, partitioner: Any, create: Callable[[Any], Any] | None,
-             merge_value: Callable[[Any, Any], Any]) -> None:
-    """Combine map-side, unless the first records show it would hardly make fewer pairs.
+             merge_value: Callable[[Any, Any], Any], probe: bool = True) -> None:
+    """Combine map-side, unless the first records show it would hardly make fewer pairs (and ``probe``).
 
     Combining costs a dict insert per pair; when nearly every key is new, it
     saves the shuffle almost nothing, and the reducers merge those pairs
@@ -383,7 +390,7 @@ def _combine(records: Iterable[Any], ops: Sequence[tuple[str, Callable[..., Any]
             spill()
 
     records = iter(records)
-    probing = not pipeline.counts(ops, create, merge_value)
+    probing = probe and not pipeline.counts(ops, create, merge_value)
     if probing and pipeline.keys_counted(ops, create, merge_value):
         _probe_scattering(records, ops, buckets, budget, partitioner, combined)
         probing = False
@@ -591,22 +598,25 @@ _PENDING_KEYS = 1 << 20     # keys of chunks held back to be counted a sub-parti
 class _SubPartitionCount:
     """A reducer's count of int keys by sub-partition (:func:`key_subs`): a dict each (``parts``).
 
-    Chunks are held until they have ``_PENDING_KEYS`` keys between them, then
+    Chunks are held until they have ``_PENDING_KEYS`` keys between them (fewer
+    under a small memory budget), then
     counted one sub-partition at a time across them all, so that one dict is in
     the cache while its keys are counted (the map tasks flush their buffers
     often, and a chunk has a few thousand keys of each sub-partition).
     """
 
-    def __init__(self, counted: pipeline.KeyCount, n: int) -> None:
+    def __init__(self, counted: pipeline.KeyCount, n: int, mem_bytes: int) -> None:
         self.parts: list[dict] = [{} for _ in range(n)]
         self.counted = counted
         self.pending: list[list] = []       # the keys of each held chunk, by sub-partition
         self.held = 0
+        # held keys cost up to 8 bytes each (4 read, 4 sliced): a 64th of the budget at most
+        self.hold = max(_CHECK_EVERY, min(_PENDING_KEYS, mem_bytes // 64))
 
     def add(self, chunk: Keys) -> None:
         self.pending.append(list(chunk.sub_slices()))
         self.held += len(chunk.keys)
-        if self.held >= _PENDING_KEYS:
+        if self.held >= self.hold:
             self.settle()
 
     def settle(self) -> None:
@@ -683,7 +693,7 @@ class Merger:
                 if chunk.subs is not None and not self.data and \
                         (self._subs is None or len(self._subs.parts) == len(chunk.subs)):
                     if self._subs is None:
-                        self._subs = _SubPartitionCount(counted, len(chunk.subs))
+                        self._subs = _SubPartitionCount(counted, len(chunk.subs), self.budget.mem)
                         self.parts = self._subs.parts
                     self._subs.add(chunk)
                 else:

@@ -50,6 +50,9 @@ class WorkerEnv:
         return os.path.join(self.work_dir, "cache", f"{rdd_id}-{split}")
 
 
+_MAX_LOCKS = 64        # cached partitions a task computes under a lock (each holds a file open to the task's end)
+
+
 class TaskContext:
     """One running task: its env, and the partitions it cached.
 
@@ -98,15 +101,23 @@ class TaskContext:
             return None
 
     def _lock(self, key: tuple[int, int]) -> bool:
-        """Take the lock of a cached partition (waiting for it only while holding none); False if not taken."""
+        """Take the lock of a cached partition (waiting for it only while holding none); False if not taken:
+        taken by another task, or this task holds ``_MAX_LOCKS`` already (a file each)."""
+        if len(self.locks) >= _MAX_LOCKS:
+            return False
         path = self.env.cache_path(*key) + ".lock"
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except OSError:       # e.g. out of file descriptors: compute it without a lock
+            return False
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | (fcntl.LOCK_NB if self.locks else 0))
-        except OSError:       # taken (LOCK_NB), or locks unsupported here: compute it without one
+        except BaseException as exc:    # taken (LOCK_NB), locks unsupported here; or the wait was ended
             os.close(fd)
-            return False
+            if isinstance(exc, OSError):
+                return False          # compute it without one
+            raise
         self.locks[key] = fd
         return True
 
@@ -182,7 +193,8 @@ def _run(task: dict, tc: TaskContext) -> tuple[Any, bool]:
         # the per-record operations run in one loop with the writing of the buckets
         it, ops = root.per_record_tail(split, tc)
         path = write_map_output(it, os.path.join(tc.env.work_dir, "shuffle"), dep["sid"], split,
-                                task["attempt"], part, create, merge, tc.env.mem_bytes, tc.env.compress, ops)
+                                task["attempt"], part, create, merge, tc.env.mem_bytes, tc.env.compress, ops,
+                                probe=dep.get("probe", True))
         location = {"host": tc.env.host, "path": path}
         if tc.env.files_url:
             location["url"] = f"{tc.env.files_url}/{os.path.relpath(path, tc.env.work_dir)}"

@@ -597,6 +597,21 @@ def test_tasks_that_need_each_others_cached_partitions_do_not_wait_for_each_othe
     assert 200 <= acc.value <= 400
 
 
+def test_a_task_computing_many_cached_partitions_holds_few_files_open():
+    """coalesce(1) of 1100 cached partitions: one task computes them all, under a limit of 256 open files
+    (a lock file held for each until the task's end would exceed it)."""
+    import resource
+
+    from gopark import Context
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))      # the workers inherit it
+    try:
+        with Context("process:2", quiet=True) as c:
+            assert c.parallelize(range(2200), 1100).cache().coalesce(1).count() == 2200
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
 def test_persist_computes_once(ctx):
     acc = ctx.accumulator(0)
     rdd = ctx.parallelize(PAIRS, 3).map(partial(count_call, acc)).persist()

@@ -234,3 +234,8 @@ def test_tree_reduce_tree_aggregate_range_and_empty_rdd(ctx: Context) -> None:
     rdd = ctx.range(1, 101, numSlices=4)
     assert rdd.treeReduce(operator.add) == 5050 and rdd.treeReduce(operator.add, depth=3) == 5050
     assert rdd.treeAggregate(0, operator.add, operator.add) == 5050
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(ValueError, match="depth"):
+            rdd.treeReduce(operator.add, depth=bad)
+        with pytest.raises(ValueError, match="depth"):
+            rdd.treeAggregate(0, operator.add, operator.add, depth=bad)
