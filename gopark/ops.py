@@ -6,6 +6,7 @@ that use them travel by name like the user's own functions.
 from __future__ import annotations
 
 import itertools
+import random
 from collections.abc import Iterator
 from typing import Any
 
@@ -108,3 +109,17 @@ def fold_into_zero(zero: bytes, seq: list, v: Any) -> Any:
     """aggregateByKey, foldByKey: a key's first value (in a map task) folded by the function ``seq``
     references into a fresh copy of the zero value (kept packed: no two keys share a mutable zero)."""
     return registry.decode_func(seq)(serialize.unpackb(zero), v)
+
+
+@register_func(name="gopark.unique_ids")
+def unique_ids(n: int, split: int, it: Any) -> Iterator[tuple]:
+    """zipWithUniqueId: (record, k * n + split) for the k-th record of partition ``split`` of ``n``."""
+    return zip(it, itertools.count(split, n))
+
+
+@register_func(name="gopark.in_random_split")
+def in_random_split(low: float, high: float, seed: int, split: int, it: Any) -> Iterator[Any]:
+    """randomSplit: the records whose draw (one per record, the same for every split of one seed) falls in
+    ``[low, high)``."""
+    draw = random.Random(seed * 1_000_003 + split).random
+    return (x for x in it if low <= draw() < high)

@@ -293,6 +293,35 @@ class RDD:
         """
         return self.enumerate().map(ops.swap)
 
+    def zipWithUniqueId(self) -> RDD:
+        """(record, a unique id): ids ``k * n + i`` for the k-th record of partition ``i`` of ``n`` (no job
+        runs, unlike :meth:`zipWithIndex`; the ids are not consecutive).
+
+        >>> ctx.parallelize(['a', 'b', 'c'], 2).zipWithUniqueId().collect()
+        [('a', 0), ('b', 1), ('c', 3)]
+        """
+        return self.mapPartitionsWithIndex(functools.partial(ops.unique_ids, self.num_partitions))
+
+    def randomSplit(self, weights: list[float], seed: int | None = None) -> list[RDD]:
+        """This RDD's records split at random into RDDs of about these relative ``weights``: each record
+        in exactly one of them (each is computed from this RDD again, with the same draws).
+
+        >>> [len(part.collect()) for part in ctx.parallelize(range(1000), 4).randomSplit([1, 3], seed=5)]
+        [258, 742]
+        """
+        if not weights or any(isinstance(w, bool) or not isinstance(w, (int, float)) or w < 0 for w in weights) \
+                or not sum(weights) > 0:
+            raise ValueError(f"randomSplit: weights must be non-negative numbers, not all 0: {weights!r}")
+        if seed is None:
+            seed = random.randrange(1 << 62)
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise ValueError(f"randomSplit: seed must be an integer or None, not {seed!r}")
+        total = sum(weights)
+        bounds = [0.0, *itertools.accumulate(w / total for w in weights)]
+        bounds[-1] = 1.0
+        return [self.mapPartitionsWithIndex(functools.partial(ops.in_random_split, low, high, seed))
+                for low, high in zip(bounds, bounds[1:])]
+
     def repartition(self, numSplits: int) -> RDD:
         """The same records in ``numSplits`` partitions of about equal size (a shuffle).
 

@@ -1,5 +1,5 @@
 """What Spark users reach for beyond SPEC's list: sum, max, min, mean, isEmpty, keyBy, sortBy,
-aggregateByKey, foldByKey.
+aggregateByKey, foldByKey, stats, takeSample, zipWithUniqueId, randomSplit...
 
 Each against plain Python, in every mode (the ``ctx`` fixture).
 """
@@ -239,3 +239,26 @@ def test_tree_reduce_tree_aggregate_range_and_empty_rdd(ctx: Context) -> None:
             rdd.treeReduce(operator.add, depth=bad)
         with pytest.raises(ValueError, match="depth"):
             rdd.treeAggregate(0, operator.add, operator.add, depth=bad)
+
+
+def test_zip_with_unique_id(ctx: Context) -> None:
+    rdd = ctx.parallelize(WORDS * 3, 4)
+    got = rdd.zipWithUniqueId().collect()
+    assert [w for w, _ in got] == WORDS * 3
+    ids = [i for _, i in got]
+    assert len(set(ids)) == len(ids)
+    parts = rdd.glom().collect()
+    assert ids == [k * 4 + p for p, part in enumerate(parts) for k in range(len(part))]
+
+
+def test_random_split(ctx: Context) -> None:
+    rdd = ctx.parallelize(range(4000), 4)
+    parts = rdd.randomSplit([1, 2, 1], seed=11)
+    got = [p.collect() for p in parts]
+    assert sorted(x for g in got for x in g) == list(range(4000))        # each record in exactly one
+    assert 800 < len(got[0]) < 1200 and 1800 < len(got[1]) < 2200 and 800 < len(got[2]) < 1200
+    assert [p.collect() for p in rdd.randomSplit([1, 2, 1], seed=11)] == got     # a seed, the same split
+    assert [p.count() for p in rdd.randomSplit([0, 1], seed=3)] == [0, 4000]
+    for bad in ([], [0, 0], [-1, 2], ["a"]):
+        with pytest.raises(ValueError, match="randomSplit"):
+            rdd.randomSplit(bad)
