@@ -304,14 +304,16 @@ class RDD:
 
     def randomSplit(self, weights: list[float], seed: int | None = None) -> list[RDD]:
         """This RDD's records split at random into RDDs of about these relative ``weights``: each record
-        in exactly one of them (each is computed from this RDD again, with the same draws).
+        in exactly one of them. Each split computes this RDD again and draws one number a record, by
+        its place in its partition, as Spark's does: an RDD whose partitions may come in another order
+        when computed again (an aggregation that spilled under ``--mem``) should be cached first.
 
         >>> [len(part.collect()) for part in ctx.parallelize(range(1000), 4).randomSplit([1, 3], seed=5)]
         [258, 742]
         """
-        if not weights or any(isinstance(w, bool) or not isinstance(w, (int, float)) or w < 0 for w in weights) \
-                or not sum(weights) > 0:
-            raise ValueError(f"randomSplit: weights must be non-negative numbers, not all 0: {weights!r}")
+        if not weights or any(isinstance(w, bool) or not isinstance(w, (int, float)) or not 0 <= w < math.inf
+                              for w in weights) or not 0 < sum(weights) < math.inf:
+            raise ValueError(f"randomSplit: weights must be finite non-negative numbers, not all 0: {weights!r}")
         if seed is None:
             seed = random.randrange(1 << 62)
         if isinstance(seed, bool) or not isinstance(seed, int):
@@ -430,7 +432,8 @@ class RDD:
         seq_ref = self._f(seq, what)
         create = ["p", registry.encode_func(ops.fold_into_zero, ""),
                   [serialize.packb_checked(zero, f"the zeroValue of RDD.{what}"), seq_ref], {}]
-        # combined all along: each key of each map task takes the zero value once, as Spark's does
+        # combined all along: each key of each map task takes the zero value once (again after the task
+        # spilled what it combined, under a small --mem), as Spark's does
         agg = Aggregator(create, seq_ref, self._f(comb, what), probe=False)
         return ShuffledRDD(self, HashPartitioner(self._shuffle_parts(numSplits)), agg, True)
 

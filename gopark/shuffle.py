@@ -46,7 +46,7 @@ from typing import Any
 
 from gopark import pipeline, serialize
 from gopark.errors import FetchFailed
-from gopark.partitioner import HashPartitioner
+from gopark.partitioner import HashPartitioner, portable_hash
 
 _HEADER = struct.Struct(">IB")
 _COMPRESS_MIN = 4096
@@ -241,28 +241,39 @@ def _read_chunks_from(f: Any, name: str) -> Iterator[list | Keys]:
         payload = _read_exact(f, n)
         if len(payload) < n:
             raise OSError(f"truncated shuffle bucket {name}")
-        if flags & _ZLIB:
-            payload = zlib.decompress(payload)
-        if flags & (_INT32 | _INT64):
-            subs = None
-            if flags & _SUBS:
-                start = 1 + payload[0] * _SUB_COUNT.size if payload else 1
-                if len(payload) < start:
-                    raise OSError(f"corrupt shuffle bucket {name}: truncated sub-partition counts")
-                subs = [n for n, in _SUB_COUNT.iter_unpack(payload[1:start])]
-                payload = payload[start:]
-            ints = array.array(_INT_CODES[flags & (_INT32 | _INT64)])
-            if len(payload) % ints.itemsize:
-                raise OSError(f"corrupt shuffle bucket {name}: {len(payload)} bytes of {ints.itemsize}-byte ints")
-            ints.frombytes(payload)
-            if sys.byteorder != "little":
-                ints.byteswap()
-            if subs is not None and sum(subs) != len(ints):
-                raise OSError(f"corrupt shuffle bucket {name}: sub-partitions of {sum(subs)} keys, {len(ints)} read")
-            yield Keys(ints, subs)
-            continue
+        try:
+            chunk = _chunk(payload, flags)
+        except (ValueError, TypeError, KeyError, zlib.error) as exc:     # not what was written
+            raise OSError(f"corrupt shuffle bucket {name}: {exc}") from exc
+        yield chunk
+
+
+def _chunk(payload: bytes, flags: int) -> list | Keys:
+    """One chunk, from its payload and flags (see the module's description); ValueError if they do not
+    make one."""
+    if flags & _ZLIB:
+        payload = zlib.decompress(payload)
+    if not flags & (_INT32 | _INT64):
         flat = serialize.unpackb(payload)
-        yield Keys(flat) if flags & _KEYS else flat
+        return Keys(flat) if flags & _KEYS else flat
+    if flags & _INT32 and flags & _INT64:
+        raise ValueError("both int widths flagged")
+    subs = None
+    if flags & _SUBS:
+        start = 1 + payload[0] * _SUB_COUNT.size if payload else 1
+        if len(payload) < start:
+            raise ValueError("truncated sub-partition counts")
+        subs = [n for n, in _SUB_COUNT.iter_unpack(payload[1:start])]
+        payload = payload[start:]
+    ints = array.array(_INT_CODES[flags & (_INT32 | _INT64)])
+    if len(payload) % ints.itemsize:
+        raise ValueError(f"{len(payload)} bytes of {ints.itemsize}-byte ints")
+    ints.frombytes(payload)
+    if sys.byteorder != "little":
+        ints.byteswap()
+    if subs is not None and sum(subs) != len(ints):
+        raise ValueError(f"sub-partitions of {sum(subs)} keys, {len(ints)} read")
+    return Keys(ints, subs)
 
 
 class _Buckets:
@@ -733,7 +744,7 @@ class Merger:
         bufs: list[list] = [[] for _ in range(_SUB_PARTITIONS)]
         for data in self._dicts():
             for k, c in data.items():
-                b = bufs[hash(k) % _SUB_PARTITIONS]
+                b = bufs[portable_hash(k) % _SUB_PARTITIONS]   # the same order in every process
                 b.append(k)
                 b.append(c)
             data.clear()

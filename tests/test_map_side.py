@@ -491,6 +491,47 @@ def test_a_bucket_whose_sub_partitions_do_not_add_up_is_corrupt(tmp_path, base):
             list(shuffle.read_bucket({"host": None, "path": out}, 1, 0, 0))
 
 
+@pytest.mark.parametrize("compress", [False, True])
+def test_any_chunk_that_does_not_decode_is_a_corrupt_bucket(tmp_path, compress):
+    """Flipped bytes, impossible flags: the read fails with FetchFailed (the map output is redone), never
+    with a decoder's own error."""
+    out = shuffle.write_map_output(iter([(f"k{i % 300}", i) for i in range(5000)]), str(tmp_path), 1, 0, 0,
+                                   HashPartitioner(1), None, None, 1 << 26, compress)
+    path = os.path.join(out, "0")
+    good = open(path, "rb").read()
+    size, flags = shuffle._HEADER.unpack_from(good)
+    for corrupt in ("bytes", "flags"):
+        data = bytearray(good)
+        if corrupt == "bytes":
+            for i in range(shuffle._HEADER.size + 2, shuffle._HEADER.size + size, 7):
+                data[i] ^= 0x5A
+        else:
+            data[:shuffle._HEADER.size] = shuffle._HEADER.pack(size, flags | shuffle._INT32 | shuffle._INT64)
+        with open(path, "wb") as f:
+            f.write(data)
+        with pytest.raises(FetchFailed, match="corrupt shuffle bucket"):
+            list(shuffle.read_bucket({"host": None, "path": out}, 1, 0, 0))
+
+
+@register_func
+def str_key(i):
+    return (f"w{i % 300_000}", 1)
+
+
+def test_a_spilled_reducer_gives_its_keys_in_the_same_order_in_every_process():
+    """A reducer that spilled merges its sub-partitions by a hash that does not change with the process
+    (Python's hash of a str does): the driver (local) and the workers give its partitions in the same
+    order, as randomSplit and zipWithIndex need when they compute them again."""
+    glommed = []
+    for master in ("local", "process:2"):
+        with Context(master, mem=8, quiet=True) as c:
+            agg = c.parallelize(range(600_000), 4).map(str_key).reduceByKey(operator.add, 2)
+            glommed.append(agg.glom().collect())
+            a, b = agg.randomSplit([1, 1], seed=3)
+            assert sorted(a.collect() + b.collect()) == sorted(x for part in glommed[-1] for x in part)
+    assert glommed[0] == glommed[1]
+
+
 def test_keys_of_a_shuffle_that_does_not_count_them_keep_their_order(ctx):
     """partitionBy of (key, 1) pairs made by a map: the keys travel alone, but in the order they came."""
     keys = [i * 7919 % 1009 for i in range(3000)]

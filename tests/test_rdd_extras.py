@@ -259,6 +259,6 @@ def test_random_split(ctx: Context) -> None:
     assert 800 < len(got[0]) < 1200 and 1800 < len(got[1]) < 2200 and 800 < len(got[2]) < 1200
     assert [p.collect() for p in rdd.randomSplit([1, 2, 1], seed=11)] == got     # a seed, the same split
     assert [p.count() for p in rdd.randomSplit([0, 1], seed=3)] == [0, 4000]
-    for bad in ([], [0, 0], [-1, 2], ["a"]):
+    for bad in ([], [0, 0], [-1, 2], ["a"], [float("inf"), 1], [float("nan"), 1], [1e308, 1e308]):
         with pytest.raises(ValueError, match="randomSplit"):
             rdd.randomSplit(bad)
