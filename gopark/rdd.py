@@ -62,6 +62,16 @@ def _num(value: Any, what: str) -> int | None:
     return value
 
 
+def _seed(seed: Any, what: str) -> int:
+    """A random seed given to ``what``: an int, or a random one drawn now for None (the RDD then draws the
+    same numbers each time it is computed)."""
+    if seed is None:
+        return random.randrange(1 << 63)
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise ValueError(f"{what}: seed must be an integer or None, not {seed!r}")
+    return seed
+
+
 def _count(n: Any, what: str) -> int:
     if isinstance(n, bool) or not isinstance(n, int) or n < 0:
         raise ValueError(f"{what} needs a non-negative integer, not {n!r}")
@@ -269,11 +279,7 @@ class RDD:
         if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or fraction < 0 or (
                 fraction > 1 and not withReplacement):
             raise ValueError(f"sample: fraction must be in [0, 1] (any >= 0 with replacement), not {fraction!r}")
-        if seed is None:
-            seed = random.randrange(1 << 63)
-        if isinstance(seed, bool) or not isinstance(seed, int):
-            raise ValueError(f"sample: seed must be an integer or None, not {seed!r}")
-        return PipedRDD(self, "sample", None, [float(fraction), bool(withReplacement), seed])
+        return PipedRDD(self, "sample", None, [float(fraction), bool(withReplacement), _seed(seed, "sample")])
 
     def enumerate(self) -> RDD:
         """(index, record) with indexes 0, 1, ... in partition order (runs a job to count partitions).
@@ -314,10 +320,7 @@ class RDD:
         if not weights or any(isinstance(w, bool) or not isinstance(w, (int, float)) or not 0 <= w < math.inf
                               for w in weights) or not 0 < sum(weights) < math.inf:
             raise ValueError(f"randomSplit: weights must be finite non-negative numbers, not all 0: {weights!r}")
-        if seed is None:
-            seed = random.randrange(1 << 62)
-        if isinstance(seed, bool) or not isinstance(seed, int):
-            raise ValueError(f"randomSplit: seed must be an integer or None, not {seed!r}")
+        seed = _seed(seed, "randomSplit")
         total = sum(weights)
         bounds = [0.0, *itertools.accumulate(w / total for w in weights)]
         bounds[-1] = 1.0
@@ -661,13 +664,13 @@ class RDD:
 
     def treeReduce(self, f: Callable[[Any, Any], Any], depth: int = 2) -> Any:
         """:meth:`reduce` (the partitions' results are few and merged in the driver: ``depth`` is not needed)."""
-        _depth(depth, "treeReduce")
+        _num(depth, "treeReduce: depth")
         return self.reduce(f)
 
     def treeAggregate(self, zeroValue: Any, seqOp: Callable[[Any, Any], Any], combOp: Callable[[Any, Any], Any],
                       depth: int = 2) -> Any:
         """:meth:`aggregate` (see :meth:`treeReduce`)."""
-        _depth(depth, "treeAggregate")
+        _num(depth, "treeAggregate: depth")
         return self.aggregate(zeroValue, seqOp, combOp)
 
     def reduce(self, f: Callable[[Any, Any], Any]) -> Any:
@@ -908,11 +911,6 @@ class RDD:
             text.abort_output(path)      # a failed job leaves the folder empty, as Spark's committer does
             raise
         text.finish_output(path)
-
-
-def _depth(depth: Any, what: str) -> None:
-    if isinstance(depth, bool) or not isinstance(depth, int) or depth < 1:
-        raise ValueError(f"{what}: depth must be an integer of at least 1, not {depth!r}")
 
 
 def _sample_fraction(num: int, total: int, with_replacement: bool) -> float:

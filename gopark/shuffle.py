@@ -158,44 +158,38 @@ def key_subs(partitioner: Any) -> int:
     return 1 if n >= _KEY_BUFFERS else min(_MAX_SUBS, 1 << ((_KEY_BUFFERS // n).bit_length() - 1))
 
 
-def _ints(keys: list) -> tuple[bytes, int] | None:
-    """Keys that are all ints (exactly ``int``, known to the caller) as little-endian int32s, or int64s,
-    and the flag that says which; None if one does not fit. Packed in C and read back with
-    ``frombytes``, with no msgpack object a key (an int object is made only as the key is counted)."""
+def _ints(lists: Sequence[list]) -> tuple[list[bytes], int] | None:
+    """Lists of keys that are all ints (exactly ``int``, known to the caller), each as little-endian int32s,
+    or all as int64s, and the flag that says which; None if one does not fit. Packed in C and read back
+    with ``frombytes``, with no msgpack object a key (an int object is made only as the key is counted)."""
     for flag, code in _INT_CODES.items():
         try:
-            packed = array.array(code, keys)
-        except OverflowError:
-            continue
-        if sys.byteorder != "little":
-            packed.byteswap()
-        return packed.tobytes(), flag
-    return None
-
-
-def _write_sub_chunk(f: Any, subs: list[list], compress: bool) -> bool:
-    """Keys that are all ints, by sub-partition, as one chunk; False if one does not fit an int64."""
-    for flag, code in _INT_CODES.items():
-        try:
-            packed = [array.array(code, sub) for sub in subs]
+            packed = [array.array(code, keys) for keys in lists]
         except OverflowError:
             continue
         if sys.byteorder != "little":
             for a in packed:
                 a.byteswap()
-        payload = b"".join([len(subs).to_bytes(1, "little"), *(_SUB_COUNT.pack(len(sub)) for sub in subs),
-                            *(a.tobytes() for a in packed)])
-        _write_payload(f, payload, _KEYS | _SUBS | flag, compress)
-        return True
-    return False
+        return [a.tobytes() for a in packed], flag
+    return None
+
+
+def _write_sub_chunk(f: Any, subs: list[list], compress: bool) -> bool:
+    """Keys that are all ints, by sub-partition, as one chunk; False if one does not fit an int64."""
+    packed = _ints(subs)
+    if packed is None:
+        return False
+    payload = b"".join([len(subs).to_bytes(1, "little"), *(_SUB_COUNT.pack(len(sub)) for sub in subs), *packed[0]])
+    _write_payload(f, payload, _KEYS | _SUBS | packed[1], compress)
+    return True
 
 
 def _write_chunk(f: Any, flat: list, packer: serialize.Packer, compress: bool = False, keys: bool = False,
                  ints: bool = False) -> None:
     """``flat`` (``[k, v, ...]``, or with ``keys`` the keys alone, all exactly ints with ``ints``) as a chunk."""
-    packed = _ints(flat) if ints else None
+    packed = _ints([flat]) if ints else None
     if packed is not None:
-        payload, flags = packed[0], _KEYS | packed[1]
+        payload, flags = packed[0][0], _KEYS | packed[1]
     else:
         payload, flags = packer.pack(flat), _KEYS if keys else 0
     _write_payload(f, payload, flags, compress)
@@ -654,9 +648,8 @@ class Merger:
         self.budget = Budget(mem_bytes)
         self.spill_root = spill_root
         self.data: dict[Any, Any] = {}
-        #: while every chunk added was of int keys in sub-partitions: a dict each (see :func:`key_subs`);
+        #: while every chunk added was of int keys in sub-partitions: their count (see :func:`key_subs`);
         #: ``data`` is empty then
-        self.parts: list[dict] | None = None
         self._subs: _SubPartitionCount | None = None
         self.spill_dir: str | None = None
         self._files: list[Any] = []
@@ -705,7 +698,6 @@ class Merger:
                         (self._subs is None or len(self._subs.parts) == len(chunk.subs)):
                     if self._subs is None:
                         self._subs = _SubPartitionCount(counted, len(chunk.subs), self.budget.mem)
-                        self.parts = self._subs.parts
                     self._subs.add(chunk)
                 else:
                     self._unsplit()
@@ -723,10 +715,15 @@ class Merger:
             self._subs.settle()
             for part in self._subs.parts:
                 self.data.update(part)
-            self._subs = self.parts = None
+            self._subs = None
+
+    @property
+    def parts(self) -> list[dict] | None:
+        """The sub-partitions' dicts, while keys are counted by sub-partition; else None."""
+        return self._subs.parts if self._subs is not None else None
 
     def _dicts(self) -> list[dict]:
-        return self.parts if self.parts is not None else [self.data]
+        return self._subs.parts if self._subs is not None else [self.data]
 
     def _check(self, k: Any, v: Any) -> None:
         """After ``_CHECK_EVERY`` more entries (the last one ``k, v``): spill if over budget.
