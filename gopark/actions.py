@@ -17,7 +17,7 @@ from collections import _count_elements  # type: ignore[attr-defined]  # Counter
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
-from gopark import pipeline, registry, serialize, stats
+from gopark import pipeline, registry, serialize, shuffle, stats
 from gopark.shuffle import MergedItems, not_a_pair
 
 
@@ -27,7 +27,8 @@ class Stream(bytes):
     A batch is ``["p", [k1, v1, k2, v2, ...]]`` when all its records are
     pairs (they are rebuilt with ``zip``, no Python call per record), else
     ``["r", [record, ...]]``; a reducer's whole merged dict is one ``["m", dict]``
-    (a msgpack map, rebuilt as a dict in C).
+    (a msgpack map, rebuilt as a dict in C), or ``["i", [width, keys, values]]``
+    when its keys and values are all ints (two arrays of ints, see :func:`_pack_dict`).
     """
 
 
@@ -47,9 +48,7 @@ def _collect(it: Iterable[Any], what: str) -> Stream:
     if type(it) is MergedItems:            # a reduce side's merged dicts
         whole = it.whole()
         if whole is not None:      # their keys came out of the shuffle: data already; their values were made here
-            for part in whole:
-                serialize.check_flat(part.values(), what)
-            return Stream(b"".join(packer.pack(["m", part]) for part in whole if part))
+            return Stream(b"".join(_pack_dict(part, packer, what, it.ints) for part in whole if part))
         it = iter(it)                      # what is left of their pairs, taken in C below
     if type(it) is _DICT_ITEM_ITERATOR:    # a dict's items: (what is left of) its pairs, in C
         flat = list(itertools.chain.from_iterable(it))
@@ -68,6 +67,21 @@ def _collect(it: Iterable[Any], what: str) -> Stream:
     return Stream(b"".join(out))
 
 
+def _pack_dict(part: dict, packer: serialize.Packer, what: str, ints: bool) -> bytes:
+    """One merged dict as one batch: ``["i", [width, keys, values]]`` when its keys and values are all exactly
+    ints (``ints``: known to be) that fit one width (packed in C, and read back into the driver's dict
+    with no dict in between; counts by int key, typically), else ``["m", dict]``."""
+    if ints or (set(map(type, part)) == _INT and set(map(type, part.values())) == _INT):
+        packed = shuffle.pack_ints([list(part), list(part.values())])
+        if packed is not None:
+            return packer.pack(["i", [packed[1], *packed[0]]])
+    serialize.check_flat(part.values(), what)     # its keys came out of the shuffle: data already
+    return packer.pack(["m", part])
+
+
+_INT = {int}
+
+
 def decode_stream(action: str, data: bytes) -> list:
     """Driver: the records of a ``collect`` result; of a ``collectAsMap`` result, its runs of pairs as dicts
     (made in C, as each task ends) among lists of the other records (for the caller to turn into a dict)."""
@@ -79,6 +93,13 @@ def decode_stream(action: str, data: bytes) -> list:
                 pieces.append(items)
             else:
                 records.extend(items.items())
+        elif kind == "i":          # [width, keys, values]
+            flag, keys, values = items
+            pairs = zip(shuffle.ints_from(keys, flag).tolist(), shuffle.ints_from(values, flag).tolist())
+            if action == "collectAsMap":
+                pieces.append(pairs)
+            else:
+                records.extend(pairs)
         elif kind == "p":
             pairs = iter(items)
             if action == "collectAsMap":

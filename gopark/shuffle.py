@@ -158,10 +158,10 @@ def key_subs(partitioner: Any) -> int:
     return 1 if n >= _KEY_BUFFERS else min(_MAX_SUBS, 1 << ((_KEY_BUFFERS // n).bit_length() - 1))
 
 
-def _ints(lists: Sequence[list]) -> tuple[list[bytes], int] | None:
-    """Lists of keys that are all ints (exactly ``int``, known to the caller), each as little-endian int32s,
-    or all as int64s, and the flag that says which; None if one does not fit. Packed in C and read back
-    with ``frombytes``, with no msgpack object a key (an int object is made only as the key is counted)."""
+def pack_ints(lists: Sequence[Iterable[int]]) -> tuple[list[bytes], int] | None:
+    """Lists of ints (exactly ``int``, known to the caller), each as little-endian int32s, or all as int64s,
+    and the flag that says which; None if one does not fit. Packed in C and read back with
+    :func:`ints_from`, with no msgpack object an int (an int object is made only as it is used)."""
     for flag, code in _INT_CODES.items():
         try:
             packed = [array.array(code, keys) for keys in lists]
@@ -174,9 +174,20 @@ def _ints(lists: Sequence[list]) -> tuple[list[bytes], int] | None:
     return None
 
 
+def ints_from(payload: bytes, flag: int) -> array.array:
+    """The ints that :func:`pack_ints` packed with ``flag``; ValueError if ``payload`` is not a whole number of them."""
+    ints = array.array(_INT_CODES[flag])
+    if len(payload) % ints.itemsize:
+        raise ValueError(f"{len(payload)} bytes of {ints.itemsize}-byte ints")
+    ints.frombytes(payload)
+    if sys.byteorder != "little":
+        ints.byteswap()
+    return ints
+
+
 def _write_sub_chunk(f: Any, subs: list[list], compress: bool) -> bool:
     """Keys that are all ints, by sub-partition, as one chunk; False if one does not fit an int64."""
-    packed = _ints(subs)
+    packed = pack_ints(subs)
     if packed is None:
         return False
     payload = b"".join([len(subs).to_bytes(1, "little"), *(_SUB_COUNT.pack(len(sub)) for sub in subs), *packed[0]])
@@ -187,7 +198,7 @@ def _write_sub_chunk(f: Any, subs: list[list], compress: bool) -> bool:
 def _write_chunk(f: Any, flat: list, packer: serialize.Packer, compress: bool = False, keys: bool = False,
                  ints: bool = False) -> None:
     """``flat`` (``[k, v, ...]``, or with ``keys`` the keys alone, all exactly ints with ``ints``) as a chunk."""
-    packed = _ints([flat]) if ints else None
+    packed = pack_ints([flat]) if ints else None
     if packed is not None:
         payload, flags = packed[0][0], _KEYS | packed[1]
     else:
@@ -259,12 +270,7 @@ def _chunk(payload: bytes, flags: int) -> list | Keys:
             raise ValueError("truncated sub-partition counts")
         subs = [n for n, in _SUB_COUNT.iter_unpack(payload[1:start])]
         payload = payload[start:]
-    ints = array.array(_INT_CODES[flags & (_INT32 | _INT64)])
-    if len(payload) % ints.itemsize:
-        raise ValueError(f"{len(payload)} bytes of {ints.itemsize}-byte ints")
-    ints.frombytes(payload)
-    if sys.byteorder != "little":
-        ints.byteswap()
+    ints = ints_from(payload, flags & (_INT32 | _INT64))
     if subs is not None and sum(subs) != len(ints):
         raise ValueError(f"sub-partitions of {sum(subs)} keys, {len(ints)} read")
     return Keys(ints, subs)
@@ -574,12 +580,14 @@ class MergedItems:
     """The (key, combiner) pairs of a reducer's merged dicts ``parts`` (its sub-partitions, or one dict), as
     an iterator whose ``iter()`` is a C iterator over the dicts' items (a loop over it runs in C), and
     which gives the dicts themselves while none of their pairs has been taken (:meth:`whole`: ``collect``
-    packs each as one msgpack map)."""
+    packs each as one batch). ``ints``: their keys and values are known to be all exactly ints (counts of
+    int keys)."""
 
-    __slots__ = ("parts", "_items", "_taken")
+    __slots__ = ("parts", "ints", "_items", "_taken")
 
-    def __init__(self, parts: list[dict]) -> None:
+    def __init__(self, parts: list[dict], ints: bool = False) -> None:
         self.parts = parts
+        self.ints = ints
         self._items = iter(parts[0].items()) if len(parts) == 1 else \
             itertools.chain.from_iterable(map(dict.items, parts))
         self._taken = False
@@ -755,7 +763,7 @@ class Merger:
         consumer may take them in C), else merged back one sub-partition at a time. The merger is spent
         afterwards."""
         if self.spill_dir is None:
-            return MergedItems(self._dicts())
+            return MergedItems(self._dicts(), ints=self._subs is not None)
         return self._merged_spills()
 
     def items_as(self, convert: Callable[[Any], Any]) -> Iterator[tuple[Any, Any]]:

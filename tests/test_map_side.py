@@ -281,6 +281,44 @@ def test_values_equal_to_one_but_not_the_int_keep_their_type(ctx):
 
 
 @register_func
+def int_key_value(i):
+    return (i % 1000 - 500, [True, 2**40, -3, 2**62][i % 4])
+
+
+@register_func
+def below_int64(kv):
+    return kv[1] != 2**62
+
+
+@register_func
+def int_key_flag(i):
+    return (i % 1000, i % 3 == 0)
+
+
+def _sums(records):
+    sums: dict = {}
+    for k, v in records:
+        sums[k] = sums.get(k, 0) + v
+    return sums
+
+
+def test_reduced_int_keys_and_values_come_back_as_they_were_whatever_their_width(ctx):
+    """A reducer's merged dict of int keys and int values travels as arrays of ints (int32, or int64 when
+    one does not fit), else as a msgpack map: sums beyond 64 bits, and bool values, come back exact."""
+    records = [int_key_value(i) for i in range(40_000)]
+    rows = ctx.parallelize(range(40_000), 4).map(int_key_value)
+    everything = _sums(records)
+    assert max(everything.values()) > 2**63
+    assert rows.reduceByKey(operator.add, 3).collectAsMap() == everything
+    fitting = _sums(r for r in records if below_int64(r))
+    assert 2**31 < max(fitting.values()) < 2**63 and min(fitting.values()) < 0
+    assert rows.filter(below_int64).reduceByKey(operator.add, 3).collectAsMap() == fitting
+    assert sorted(rows.filter(below_int64).reduceByKey(operator.add, 3).collect()) == sorted(fitting.items())
+    flags = ctx.parallelize(range(9_000), 3).map(int_key_flag).reduceByKey(operator.or_, 2).collectAsMap()
+    assert flags == dict.fromkeys(range(1000), True) and {type(v) for v in flags.values()} == {bool}
+
+
+@register_func
 def unique_key(i):
     return (i * 7919 % 10_000_019, 1)
 

@@ -230,6 +230,42 @@ def test_app_script_gives_the_same_output_in_every_mode(tmp_path):
     assert "lines 300\n" in local.stdout
 
 
+APP_WITH_HELPER = """
+import sys
+from gopark import Context
+import gp_helper
+
+if __name__ == "__main__":
+    with Context() as ctx:
+        print(ctx.parallelize(range(4), 2).map(gp_helper.which).collect())
+"""
+
+HELPER = """
+from gopark import register_func
+
+@register_func
+def which(x):
+    return ({where!r}, x)
+"""
+
+
+@pytest.mark.parametrize("master", ["local", "process:2"])
+def test_workers_import_the_apps_modules_the_driver_imported_not_those_of_the_current_folder(tmp_path, master):
+    """The app's folder comes first on a worker's path, as on the driver's: a module of the same name in the
+    folder the app was started from (its current folder) is not the one the driver imported."""
+    app_dir, here = tmp_path / "app", tmp_path / "here"
+    app_dir.mkdir()
+    here.mkdir()
+    (app_dir / "gp_app.py").write_text(APP_WITH_HELPER)
+    (app_dir / "gp_helper.py").write_text(HELPER.format(where="the app's"))
+    (here / "gp_helper.py").write_text(HELPER.format(where="the current folder's"))
+    (here / "launcher.py").write_text("raise SystemExit('not the launcher')\n")
+    done = subprocess.run([sys.executable, str(app_dir / "gp_app.py"), "-m", master, "-q"], cwd=here,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "[(\"the app's\", 0), (\"the app's\", 1), (\"the app's\", 2), (\"the app's\", 3)]\n"
+
+
 @pytest.mark.parametrize("master", ["local", "process:2"])
 def test_an_app_without_a_main_guard_runs_its_driver_code_once(master):
     """Workers import the app up to its Context: they neither run its job again nor start workers."""

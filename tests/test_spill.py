@@ -1,14 +1,16 @@
 """Sorting and merging past the memory budget: the spill paths run, and results stay exact."""
 from __future__ import annotations
 
+import array
 import glob
+import operator
 import os
 import random
 import tempfile
 
 import pytest
 
-from gopark import Context
+from gopark import Context, SerializationError
 
 _RANDOM = random.Random(3)
 DATA = [(_RANDOM.randint(0, 10**6) * 7 % 1_000_003, "v" * 60) for _ in range(120_000)]   # ~113k distinct keys
@@ -150,7 +152,8 @@ def test_a_reducers_sub_partitions_are_sent_as_a_dict_each():
     parts = [{1: 2, 5: 1}, {}, {2: 7}, {(3, 4): "x"}]
     merged = MergedItems(parts)
     assert merged.whole() is parts
-    assert actions.decode_stream("collectAsMap", actions._collect(merged, "collectAsMap")) == [p for p in parts if p]
+    pieces = actions.decode_stream("collectAsMap", actions._collect(merged, "collectAsMap"))
+    assert [dict(p) for p in pieces] == [p for p in parts if p]
     assert actions.decode_stream("collect", actions._collect(merged, "collect")) == [(1, 2), (5, 1), (2, 7),
                                                                                      ((3, 4), "x")]
     taken = MergedItems(parts)
@@ -158,3 +161,51 @@ def test_a_reducers_sub_partitions_are_sent_as_a_dict_each():
     assert next(it) == (1, 2)
     assert taken.whole() is None
     assert actions.decode_stream("collect", actions._collect(taken, "collect")) == [(5, 1), (2, 7), ((3, 4), "x")]
+
+
+def _batch_kinds(stream):
+    from gopark import serialize
+    return [kind for kind, _ in serialize.unpack_stream([stream])]
+
+
+def test_a_merged_dict_of_ints_travels_as_two_arrays_of_ints_and_keeps_its_types():
+    """A dict whose keys and values are all exactly ints goes as ``["i", [width, keys, values]]`` (no msgpack
+    object an int, and no dict in between in the driver); a dict with any other type of key or value, an
+    int subclass included, or an int beyond 64 bits, goes as a msgpack map, and every type comes back."""
+    import enum
+
+    from gopark import actions
+    from gopark.shuffle import MergedItems
+
+    class Colour(enum.IntEnum):
+        RED = 1
+
+    parts = [{1: 2, -5: 1, 7: 0}, {2**40: 3, 4: -2**63}, {True: 1}, {8: False}, {1.0: 2}, {9: 2**64}, {10: 2.5}]
+    stream = actions._collect(MergedItems(parts), "collectAsMap")
+    assert _batch_kinds(stream) == ["i", "i", "m", "m", "m", "m", "m"]
+    pieces = [dict(p) for p in actions.decode_stream("collectAsMap", stream)]
+    assert pieces == parts
+    for got, want in zip(pieces, parts):
+        assert [(type(k), type(v)) for k, v in got.items()] == [(type(k), type(v)) for k, v in want.items()]
+    assert actions.decode_stream("collect", actions._collect(MergedItems(parts[:2]), "collect")) == \
+        [(1, 2), (-5, 1), (7, 0), (2**40, 3), (4, -2**63)]
+    for part in ({Colour.RED: 4}, {4: Colour.RED}):      # not passed off as an int: refused, as anywhere
+        with pytest.raises(SerializationError, match="subclass of int"):
+            actions._collect(MergedItems([{1: 1}, part]), "collectAsMap")
+
+
+def test_counts_of_int_keys_travel_as_ints_known_without_a_look():
+    """A reducer counting int keys by sub-partition knows its dicts hold ints alone (``MergedItems.ints``)."""
+    from gopark import actions, shuffle
+    from gopark.shuffle import MergedItems
+
+    merger = shuffle.Merger(None, operator.add, operator.add, 1 << 30, "/nonexistent")
+    merger.add_combiners(iter([shuffle.Keys(array.array("q", [3, 3, 7, 2**40]), [2, 1, 1])]))
+    merged = merger.items()
+    assert type(merged) is MergedItems and merged.ints
+    stream = actions._collect(merged, "collectAsMap")
+    assert set(_batch_kinds(stream)) == {"i"}
+    result = {}
+    for piece in actions.decode_stream("collectAsMap", stream):
+        result.update(piece)
+    assert result == {3: 2, 7: 1, 2**40: 1}

@@ -43,7 +43,9 @@ def worker_command() -> list[str]:
     """The command that starts a worker: this same program in the worker role."""
     if getattr(sys, "frozen", False):
         return [sys.executable]
-    return [sys.executable, "-m", "launcher.worker"]
+    # -P: not the current folder first on its path (as -m would put it), but the driver's path (PYTHONPATH,
+    # see worker_environment): a module of the folder the app was started from never shadows the app's
+    return [sys.executable, "-P", "-m", "launcher.worker"]
 
 
 def worker_environment(endpoint: str, token: str, worker_id: str, work_dir: str, mem_bytes: int,
