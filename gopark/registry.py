@@ -86,17 +86,24 @@ def main_module_name() -> str | None:
     spec = getattr(main, "__spec__", None)
     if spec is not None and spec.name and spec.name != "__main__":
         return spec.name.removesuffix(".__main__")
-    path = getattr(main, "__file__", None)
+    path = _main_file(main)
     if path:
         return os.path.splitext(os.path.basename(path))[0]
     return None
+
+
+def _main_file(main: Any) -> str | None:
+    """The script ``__main__`` was run from; None for an interactive session, ``python -c``, or a script
+    piped to ``python -`` (whose ``__file__`` is ``<stdin>``: no file another process could import)."""
+    path = getattr(main, "__file__", None)
+    return None if not path or (path.startswith("<") and path.endswith(">")) else path
 
 
 def main_module_file() -> str | None:
     """The file of the running app's main script, if it has one."""
     if os.environ.get(MAIN_FILE_ENV):
         return os.environ[MAIN_FILE_ENV]
-    path = getattr(sys.modules.get("__main__"), "__file__", None)
+    path = _main_file(sys.modules.get("__main__"))
     return os.path.abspath(path) if path else None
 
 

@@ -5,6 +5,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 INNER_TEST = '''
@@ -46,8 +48,11 @@ with Context("process:2", quiet=True, max_failures=1) as ctx:
 '''
 
 
-def test_functions_of_an_interactive_session_run_locally_and_say_why_not_elsewhere() -> None:
-    result = subprocess.run([sys.executable, "-c", INTERACTIVE], capture_output=True, text=True, timeout=120,
+@pytest.mark.parametrize("how", ["-c", "stdin"])
+def test_functions_of_an_interactive_session_run_locally_and_say_why_not_elsewhere(how) -> None:
+    """``python -c``, and a script piped to ``python -`` (whose ``__file__`` is ``<stdin>``, not a file)."""
+    args, given = ([sys.executable, "-c", INTERACTIVE], None) if how == "-c" else ([sys.executable, "-"], INTERACTIVE)
+    result = subprocess.run(args, input=given, capture_output=True, text=True, timeout=120,
                             env=dict(os.environ, PYTHONPATH=ROOT))
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == ["[2, 3]", "JobError LookupError True"]
