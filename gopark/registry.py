@@ -76,6 +76,9 @@ def check_may_start_context() -> None:
 # The driver's main script, which workers import under MAIN_NAME (never as __main__).
 MAIN_FILE_ENV = "GOPARK_MAIN_FILE"
 MAIN_NAME_ENV = "GOPARK_MAIN_NAME"
+#: the driver's ``sys.argv`` (the app's own arguments, gopark's removed), which a worker takes as its own
+#: before it imports the app, as JSON
+ARGV_ENV = "GOPARK_ARGV"
 
 
 def main_module_name() -> str | None:

@@ -78,7 +78,8 @@ class GoparkExecutor:
         self.files = FileServer(local_address(os.environ["MESOS_AGENT_ENDPOINT"]))
         self.files_url = self.files.add_root("work", self.work_dir)
         self.pool = ProcessBackend(config["workers"], self._on_event, self.work_dir, config["mem"],
-                                   config["compress"], extra_env={"GOPARK_FILES_URL": self.files_url})
+                                   config["compress"], extra_env={"GOPARK_FILES_URL": self.files_url},
+                                   argv=config.get("argv"))
         log.info("executor of %s ready: %d workers, files at %s", agent_info.get("hostname"),
                  config["workers"], self.files_url)
 

@@ -121,6 +121,7 @@ def test_tasks_run_in_workers_of_the_fetched_binary(app: str, cluster: MesosClus
     assert {w[2] for w in where} == {"mesos_app"}            # the binary itself, in the worker role
     assert {w[3] for w in where} == {driver_sha}             # the hash the driver announced
     assert all(w[4] for w in where)                          # workers of an executor (its file server)
+    assert all(w[5] == ("where",) for w in where)            # the driver's arguments, gopark's removed
     executor_parents = {w[1] for w in where}
     assert len({w[0] for w in where}) >= 2 and len(executor_parents) <= 2
 

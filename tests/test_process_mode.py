@@ -266,6 +266,35 @@ def test_workers_import_the_apps_modules_the_driver_imported_not_those_of_the_cu
     assert done.stdout == "[(\"the app's\", 0), (\"the app's\", 1), (\"the app's\", 2), (\"the app's\", 3)]\n"
 
 
+ARGV_APP = """
+import sys
+from gopark import Context, register_func
+
+LIMIT = int(sys.argv[1]) if len(sys.argv) > 1 else -1     # the app's own argument, read at import
+
+@register_func
+def seen(x):
+    return (x, LIMIT, sys.argv[1:])
+
+if __name__ == "__main__":
+    with Context() as ctx:
+        print(ctx.parallelize(range(3), 3).map(seen).collect())
+"""
+
+
+@pytest.mark.parametrize("master", ["local", "process:2"])
+def test_the_apps_functions_see_its_arguments_in_every_mode(tmp_path, master):
+    """A worker takes the driver's ``sys.argv`` (gopark's options removed) before it imports the app: a global
+    computed from the app's arguments at import, and a function reading them, give what they give in the
+    driver."""
+    app = tmp_path / "argv_app.py"
+    app.write_text(ARGV_APP)
+    done = subprocess.run([sys.executable, str(app), "7", "-m", master, "--extra", "-q"], capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "[(0, 7, ['7', '--extra']), (1, 7, ['7', '--extra']), (2, 7, ['7', '--extra'])]\n"
+
+
 @pytest.mark.parametrize("master", ["local", "process:2"])
 def test_an_app_without_a_main_guard_runs_its_driver_code_once(master):
     """Workers import the app up to its Context: they neither run its job again nor start workers."""

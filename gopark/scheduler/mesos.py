@@ -41,6 +41,7 @@ import json
 import logging
 import os
 import socket
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -316,7 +317,7 @@ class MesosBackend:
 
     def _executor_info(self, slots: int) -> dict:
         config = {"workers": slots, "mem": int(self._mem_mb * (1 << 20)), "compress": self._compress,
-                  "sha256": self.sha256}
+                  "sha256": self.sha256, "argv": sys.argv}
         env = {"GOPARK_ROLE": "executor", "GOPARK_SHA256": self.sha256,
                "MESOS_EXECUTOR_SHUTDOWN_GRACE_PERIOD": "10secs"}
         if inline.SWITCH in os.environ:       # the executors' workers inline as the driver does

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import json
 import logging
 import os
 import secrets
@@ -49,7 +50,7 @@ def worker_command() -> list[str]:
 
 
 def worker_environment(endpoint: str, token: str, worker_id: str, work_dir: str, mem_bytes: int,
-                       compress: bool) -> dict[str, str]:
+                       compress: bool, argv: list[str]) -> dict[str, str]:
     """What a worker needs to know, passed in its environment."""
     env = dict(os.environ)
     paths = [os.path.abspath(p or os.curdir) for p in sys.path]
@@ -63,6 +64,7 @@ def worker_environment(endpoint: str, token: str, worker_id: str, work_dir: str,
         "GOPARK_COMPRESS": "1" if compress else "",
         "GOPARK_DRIVER_PID": str(os.getpid()),
         "PYTHONPATH": os.pathsep.join(dict.fromkeys(paths)),
+        registry.ARGV_ENV: json.dumps(argv),
     })
     main_name, main_file = registry.main_module_name(), registry.main_module_file()
     if main_name and main_name != "__main__":
@@ -85,8 +87,11 @@ class ProcessBackend:
     """A pool of ``n`` worker processes fed by one I/O thread."""
 
     def __init__(self, n: int, post: Callable[[tuple], None], work_dir: str, mem_bytes: int,
-                 compress: bool, extra_env: dict[str, str] | None = None) -> None:
+                 compress: bool, extra_env: dict[str, str] | None = None, argv: list[str] | None = None) -> None:
+        """``argv``: what the workers take as ``sys.argv`` (this process's, as it is now, by default), so
+        that the app's module-level code and its functions see the arguments they see in the driver."""
         self.default_parallelism = n
+        self._argv = list(sys.argv if argv is None else argv)
         self._extra_env = extra_env or {}
         self._compress = compress
         self._post = post
@@ -200,7 +205,8 @@ class ProcessBackend:
     def _spawn(self, poller: zmq.Poller) -> None:
         self._seq += 1
         wid = f"w{self._seq}"
-        env = worker_environment(self._endpoint, self._token, wid, self._work_dir, self._mem, self._compress)
+        env = worker_environment(self._endpoint, self._token, wid, self._work_dir, self._mem, self._compress,
+                                 self._argv)
         env.update(self._extra_env)
         try:
             proc = subprocess.Popen(worker_command(), env=env, stdin=subprocess.DEVNULL, close_fds=True)

@@ -46,7 +46,7 @@ def weigh(table, acc, word):
 def where(_x):
     time.sleep(0.1)
     return (os.getpid(), os.getppid(), os.path.basename(sys.executable), binary.sha256(),
-            bool(os.environ.get("GOPARK_FILES_URL")))
+            bool(os.environ.get("GOPARK_FILES_URL")), tuple(sys.argv[1:]))
 
 
 @register_func
