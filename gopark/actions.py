@@ -71,7 +71,8 @@ def _pack_dict(part: dict, packer: serialize.Packer, what: str, ints: bool) -> b
     """One merged dict as one batch: ``["i", [width, keys, values]]`` when its keys and values are all exactly
     ints (``ints``: known to be) that fit one width (packed in C, and read back into the driver's dict
     with no dict in between; counts by int key, typically), else ``["m", dict]``."""
-    if ints or (set(map(type, part)) == _INT and set(map(type, part.values())) == _INT):
+    if ints or (type(next(iter(part))) is int and set(map(type, part)) == _INT
+                and set(map(type, part.values())) == _INT):
         packed = shuffle.pack_ints([list(part), list(part.values())])
         if packed is not None:
             return packer.pack(["i", [packed[1], *packed[0]]])
