@@ -5,7 +5,9 @@ that use them travel by name like the user's own functions.
 """
 from __future__ import annotations
 
+import bisect
 import itertools
+import math
 import random
 from collections.abc import Iterator
 from typing import Any
@@ -117,9 +119,76 @@ def unique_ids(n: int, split: int, it: Any) -> Iterator[tuple]:
     return zip(it, itertools.count(split, n))
 
 
+def partition_rng(seed: int, split: int) -> random.Random:
+    """The random numbers of partition ``split`` of an RDD sampled with ``seed`` (the same each time it is
+    computed, in every mode)."""
+    return random.Random(seed * 1_000_003 + split)
+
+
+def poisson_count(rng: random.Random, mean: float) -> int:
+    """A draw of a Poisson variable of mean ``mean``: how many times a record is taken, with replacement."""
+    limit = math.exp(-mean)
+    k, p = 0, rng.random()
+    while p > limit:
+        k += 1
+        p *= rng.random()
+    return k
+
+
 @register_func(name="gopark.in_random_split")
 def in_random_split(low: float, high: float, seed: int, split: int, it: Any) -> Iterator[Any]:
     """randomSplit: the records whose draw (one per record, the same for every split of one seed) falls in
     ``[low, high)``."""
-    draw = random.Random(seed * 1_000_003 + split).random
+    draw = partition_rng(seed, split).random
     return (x for x in it if low <= draw() < high)
+
+
+@register_func(name="gopark.sample_by_key")
+def sample_by_key(fractions: dict, with_replacement: bool, seed: int, split: int, it: Any) -> Iterator[Any]:
+    """sampleByKey: each (key, value) pair kept with its key's probability (or taken a Poisson number of
+    times of that mean); a key without a fraction fails the task, as in Spark."""
+    rng = partition_rng(seed, split)
+    for pair in it:
+        key = pair[0]
+        if key not in fractions:
+            raise KeyError(f"sampleByKey: no fraction given for the key {key!r}")
+        if with_replacement:
+            for _ in range(poisson_count(rng, fractions[key])):
+                yield pair
+        elif rng.random() < fractions[key]:
+            yield pair
+
+
+@register_func(name="gopark.comparable")
+def comparable(x: Any) -> bool:
+    """histogram: a record that is neither None nor NaN."""
+    return x is not None and x == x
+
+
+@register_func(name="gopark.histogram_counts")
+def histogram_counts(buckets: list, it: Any) -> list:
+    """histogram: how many records of a partition fall in each bucket ``[buckets[i], buckets[i + 1])``, the
+    last one closed; None, NaN, and records outside the buckets are not counted."""
+    low, high, last = buckets[0], buckets[-1], len(buckets) - 2
+    counts = [0] * (last + 1)
+    find = bisect.bisect_right
+    for x in it:
+        if x is None or x != x or x < low or x > high:     # x != x: NaN
+            continue
+        counts[min(find(buckets, x) - 1, last)] += 1
+    return [counts]
+
+
+@register_func(name="gopark.reduce_partition_by_key")
+def reduce_partition_by_key(f: list, it: Any) -> list:
+    """reduceByKeyLocally: a partition's pairs folded by key with the function ``f`` references, as one dict."""
+    from gopark.shuffle import not_a_pair
+    fn = registry.decode_func(f)
+    merged: dict = {}
+    for pair in it:
+        match pair:        # what a shuffle takes for a pair (see pipeline._unpack)
+            case (k, v):
+                merged[k] = fn(merged[k], v) if k in merged else v
+            case _:
+                raise not_a_pair(pair)
+    return [merged]

@@ -281,6 +281,24 @@ class RDD:
             raise ValueError(f"sample: fraction must be in [0, 1] (any >= 0 with replacement), not {fraction!r}")
         return PipedRDD(self, "sample", None, [float(fraction), bool(withReplacement), _seed(seed, "sample")])
 
+    def sampleByKey(self, withReplacement: bool, fractions: dict, seed: int | None = None) -> RDD:
+        """(key, value) pairs sampled by key: each kept with its key's probability ``fractions[key]`` (with
+        replacement: taken a Poisson number of times of that mean), as Spark's. A key missing from
+        ``fractions`` fails the job.
+
+        >>> pairs = ctx.parallelize([('a', i) for i in range(100)] + [('b', i) for i in range(100)], 4)
+        >>> sorted({k for k, _ in pairs.sampleByKey(False, {'a': 0.5, 'b': 0.0}, seed=3).collect()})
+        ['a']
+        """
+        if not isinstance(fractions, dict) or not all(
+                not isinstance(f, bool) and isinstance(f, (int, float)) and 0 <= f < math.inf
+                and (withReplacement or f <= 1) for f in fractions.values()):
+            raise ValueError("sampleByKey: fractions must be a dict of each key's probability, in [0, 1] (any "
+                             f"finite number >= 0 with replacement), not {fractions!r}")
+        return self.mapPartitionsWithIndex(functools.partial(
+            ops.sample_by_key, {k: float(f) for k, f in fractions.items()}, bool(withReplacement),
+            _seed(seed, "sampleByKey")))
+
     def enumerate(self) -> RDD:
         """(index, record) with indexes 0, 1, ... in partition order (runs a job to count partitions).
 
@@ -866,6 +884,71 @@ class RDD:
                 rng.shuffle(records)
                 return records[:num]
 
+    def histogram(self, buckets: int | list | tuple) -> tuple[list, list[int]]:
+        """How many records fall in each bucket, as Spark's: ``buckets`` is a number of evenly spaced buckets
+        from the smallest record to the largest (their bounds are returned), or the sorted bounds themselves
+        ``[b0, b1, ..., bn]``: bucket ``i`` counts ``b[i] <= x < b[i + 1]``, the last one ``x <= bn`` too.
+        None and NaN records, and records outside the bounds, are not counted. Returns (bounds, counts).
+
+        >>> ctx.parallelize([1, 2, 2, 3, 5, 9], 2).histogram(2)
+        ([1, 5, 9], [4, 2])
+        >>> ctx.parallelize([1, 2, 2, 3, 5, 9], 2).histogram([0, 5, 10])
+        ([0, 5, 10], [4, 2])
+        """
+        if isinstance(buckets, int) and not isinstance(buckets, bool):
+            if buckets < 1:
+                raise ValueError(f"histogram: the number of buckets must be at least 1, not {buckets}")
+            summary = self.filter(ops.comparable).stats()
+            if not summary.count():
+                raise ValueError("histogram: cannot make buckets for an empty RDD (or one of None and NaN only)")
+            low, high = summary.min(), summary.max()
+            if low == high or buckets == 1:
+                return [low, high], [summary.count()]
+            step = (high - low) / buckets
+            if math.isinf(step):
+                raise ValueError("histogram: cannot make buckets with an infinite bound")
+            if int(step) * buckets == high - low:     # ints stay ints when they divide evenly, as in Spark
+                step = int(step)
+            bounds = [low + i * step for i in range(buckets)] + [high]
+        elif isinstance(buckets, (list, tuple)):
+            bounds = list(buckets)
+            if len(bounds) < 2:
+                raise ValueError("histogram: buckets needs at least two bounds")
+            if any(b is None or b != b for b in bounds):
+                raise ValueError("histogram: buckets cannot hold None or NaN")
+            if sorted(bounds) != bounds or len(set(bounds)) != len(bounds):
+                raise ValueError(f"histogram: bucket bounds must be sorted and distinct: {bounds!r}")
+        else:
+            raise TypeError(f"histogram: buckets is a number of buckets or a list of bounds, not {buckets!r}")
+        counts = [0] * (len(bounds) - 1)
+        for part in self.mapPartitions(functools.partial(ops.histogram_counts, bounds)).collect():
+            counts = [a + b for a, b in zip(counts, part)]
+        return bounds, counts
+
+    def countApproxDistinct(self, relativeSD: float = 0.05) -> int:
+        """The number of distinct records: exactly (Spark's estimate is within ``relativeSD`` of it).
+
+        >>> ctx.parallelize([1, 2, 1, 3, 2]).countApproxDistinct()
+        3
+        """
+        if isinstance(relativeSD, bool) or not isinstance(relativeSD, (int, float)) or not relativeSD > 0.000017:
+            raise ValueError(f"countApproxDistinct: relativeSD must be more than 0.000017, not {relativeSD!r}")
+        return self.distinct().count()
+
+    def reduceByKeyLocally(self, f: Callable[[Any, Any], Any]) -> dict:
+        """The values of each key folded by ``f``, as a dict in the driver, without a shuffle: each partition
+        folds its own pairs, the driver merges the partitions' dicts (in partition order).
+
+        >>> ctx.parallelize([('a', 1), ('b', 2), ('a', 3)], 2).reduceByKeyLocally(operator.add)
+        {'a': 4, 'b': 2}
+        """
+        ref = self._f(f, "reduceByKeyLocally")
+        result: dict = {}
+        for part in self.mapPartitions(functools.partial(ops.reduce_partition_by_key, ref)).collect():
+            for k, v in part.items():
+                result[k] = f(result[k], v) if k in result else v
+        return result
+
     def isEmpty(self) -> bool:
         """True when the RDD has no record (reads as few partitions as it can).
 
@@ -1012,21 +1095,15 @@ class TextFileRDD(RDD):
 
 
 def _sample(fraction: float, with_replacement: bool, seed: int, split: int, it: Iterator[Any]) -> Iterator[Any]:
-    rng = random.Random(seed * 1000003 + split)
+    rng = ops.partition_rng(seed, split)
     if not with_replacement:
         return (x for x in it if rng.random() < fraction)
     return _poisson_sample(rng, fraction, it)
 
 
 def _poisson_sample(rng: random.Random, fraction: float, it: Iterator[Any]) -> Iterator[Any]:
-    import math
-    limit = math.exp(-fraction)
     for x in it:
-        k, p = 0, rng.random()
-        while p > limit:
-            k += 1
-            p *= rng.random()
-        for _ in range(k):
+        for _ in range(ops.poisson_count(rng, fraction)):
             yield x
 
 

@@ -1,5 +1,6 @@
 """What Spark users reach for beyond SPEC's list: sum, max, min, mean, isEmpty, keyBy, sortBy,
-aggregateByKey, foldByKey, stats, takeSample, zipWithUniqueId, randomSplit...
+aggregateByKey, foldByKey, stats, takeSample, zipWithUniqueId, randomSplit, histogram, sampleByKey,
+reduceByKeyLocally, countApproxDistinct...
 
 Each against plain Python, in every mode (the ``ctx`` fixture).
 """
@@ -262,3 +263,84 @@ def test_random_split(ctx: Context) -> None:
     for bad in ([], [0, 0], [-1, 2], ["a"], [float("inf"), 1], [float("nan"), 1], [1e308, 1e308]):
         with pytest.raises(ValueError, match="randomSplit"):
             rdd.randomSplit(bad)
+
+
+def _histogram(records: list, bounds: list) -> list[int]:
+    """The reference: each record's bucket found by a plain scan."""
+    counts = [0] * (len(bounds) - 1)
+    for x in records:
+        if x is None or x != x:
+            continue
+        for i in range(len(counts)):
+            last = i == len(counts) - 1
+            if bounds[i] <= x < bounds[i + 1] or (last and x == bounds[-1]):
+                counts[i] += 1
+                break
+    return counts
+
+
+def test_histogram(ctx: Context) -> None:
+    records = [x * 7 % 101 - 20 for x in range(500)] + [None, float("nan")]
+    rdd = ctx.parallelize(records, 4)
+    numbers = [x for x in records if x is not None and x == x]
+    for n in (1, 2, 7, 10):
+        bounds, counts = rdd.histogram(n)
+        assert bounds[0] == min(numbers) and bounds[-1] == max(numbers) and len(bounds) == n + 1
+        assert counts == _histogram(records, bounds) and sum(counts) == len(numbers)
+    assert rdd.histogram(4) == ([-20, 5, 30, 55, 80], _histogram(records, [-20, 5, 30, 55, 80]))  # ints stay ints
+    for given in ([0, 10, 50], (-100, 0.5, 200), [0.0, 0.1, 0.2, 0.3]):
+        assert rdd.histogram(given) == (list(given), _histogram(records, list(given)))
+    floats = ctx.parallelize([0.0, 0.1, 0.2, 0.3, 0.25, 0.31], 2)
+    assert floats.histogram([0, 0.1, 0.2, 0.3]) == ([0, 0.1, 0.2, 0.3], [1, 1, 3])
+    assert ctx.parallelize([3, 3, 3], 2).histogram(5) == ([3, 3], [3])
+    for bad, kind in ((0, ValueError), ([1], ValueError), ([2, 1], ValueError), ([1, 1, 2], ValueError),
+                      ([0, None], ValueError), ([0, float("nan")], ValueError), ("ab", TypeError)):
+        with pytest.raises(kind, match="histogram"):
+            rdd.histogram(bad)
+    with pytest.raises(ValueError, match="empty"):
+        ctx.parallelize([None], 2).histogram(3)
+
+
+def test_count_approx_distinct(ctx: Context) -> None:
+    records = [x % 37 for x in range(1000)] + ["a", "a", (1, 2)]
+    assert ctx.parallelize(records, 4).countApproxDistinct() == len(set(records))
+    assert ctx.parallelize(records, 4).countApproxDistinct(0.01) == len(set(records))
+    with pytest.raises(ValueError, match="relativeSD"):
+        ctx.parallelize(records, 4).countApproxDistinct(0)
+
+
+@register_func
+def longer(a: str, b: str) -> str:
+    return a if len(a) >= len(b) else b
+
+
+def test_reduce_by_key_locally(ctx: Context) -> None:
+    pairs = [(w[0], w) for w in WORDS * 3] + [(1, "x"), (1.0, "yy")]
+    expected: dict = {}
+    for k, v in pairs:
+        expected[k] = longer(expected[k], v) if k in expected else v
+    got = ctx.parallelize(pairs, 3).reduceByKeyLocally(longer)
+    assert got == expected and [type(k) for k in got] == [type(k) for k in expected]
+    assert ctx.parallelize([], 3).reduceByKeyLocally(longer) == {}
+    with pytest.raises(TypeError, match="register_func"):
+        ctx.parallelize(pairs).reduceByKeyLocally(lambda a, b: a)
+    with pytest.raises(Exception, match="pairs"):
+        ctx.parallelize([1, 2], 2).reduceByKeyLocally(longer)
+
+
+def test_sample_by_key(ctx: Context) -> None:
+    pairs = ctx.parallelize([(k, i) for k in "abc" for i in range(3000)], 4)
+    fractions = {"a": 0.1, "b": 0.5, "c": 0.0}
+    got = pairs.sampleByKey(False, fractions, seed=7).collect()
+    assert got == pairs.sampleByKey(False, fractions, seed=7).collect()        # a seed, the same sample
+    by_key = {k: [v for kk, v in got if kk == k] for k in "abc"}
+    assert 200 < len(by_key["a"]) < 400 and 1350 < len(by_key["b"]) < 1650 and by_key["c"] == []
+    assert all(len(set(vs)) == len(vs) for vs in by_key.values())             # without replacement: once each
+    again = pairs.sampleByKey(True, {"a": 2.0, "b": 0.5, "c": 1.0}, seed=7).collect()
+    counts = {k: sum(1 for kk, _ in again if kk == k) for k in "abc"}
+    assert 5400 < counts["a"] < 6600 and 1300 < counts["b"] < 1700 and 2700 < counts["c"] < 3300
+    for bad in ({"a": 1.5}, {"a": -0.1}, {"a": "x"}, [("a", 0.5)]):
+        with pytest.raises(ValueError, match="sampleByKey"):
+            pairs.sampleByKey(False, bad)
+    with pytest.raises(Exception, match="no fraction given for the key 'c'"):
+        pairs.sampleByKey(False, {"a": 0.5, "b": 0.5}).collect()
