@@ -190,6 +190,12 @@ def _builtin_type(name: str) -> type | None:
 
 
 def _not_allowed(fn: Any, what: str) -> TypeError:
+    if isinstance(fn, types.BuiltinFunctionType) and getattr(fn, "__self__", None) is not None \
+            and isinstance(fn.__self__, types.ModuleType):       # math.sqrt, zlib.crc32...
+        name = f"{fn.__self__.__name__}.{fn.__name__}"
+        return TypeError(f"{what} got the C function {name}, which gopark cannot send by name (only the "
+                         f"builtins and the operator module's travel so): call it from a registered function, "
+                         f"e.g. @register_func def {fn.__name__}(x): return {name}(x)")
     kind = "a lambda" if getattr(fn, "__name__", "") == "<lambda>" else (
         f"the class {getattr(fn, '__qualname__', '')!r}" if isinstance(fn, type) else
         "a closure" if "<locals>" in getattr(fn, "__qualname__", "") else

@@ -1,6 +1,7 @@
 """SPEC section 2: what may be given to an RDD method as a function, and register_func itself."""
 from __future__ import annotations
 
+import math
 import operator
 import os
 from functools import partial
@@ -126,6 +127,7 @@ BAD_FUNCTIONS = {
     "bound builtin method": "text".upper,
     "partial of a lambda": partial(lambda x, y: x, 1),
     "partial of an unregistered function": partial(unregistered),
+    "C function of a module": math.sqrt,
 }
 
 CALLS = {
@@ -161,6 +163,12 @@ def test_non_registered_functions_are_refused_at_the_call(ctx, call, kind):
         CALLS[call](ctx, rdd, BAD_FUNCTIONS[kind])
     assert not isinstance(info.value, JobError)      # refused in the driver, no task ran
     assert "register_func" in str(info.value)
+
+
+def test_a_c_function_of_a_module_is_refused_with_the_wrapper_to_write(ctx):
+    with pytest.raises(TypeError, match=r"the C function math\.sqrt.*@register_func def sqrt\(x\): "
+                                        r"return math\.sqrt\(x\)"):
+        ctx.parallelize([4.0]).map(math.sqrt)
 
 
 @pytest.mark.parametrize("call", [c for c in CALLS if c not in ("sort-key", "top-key", "accumulator-merge")])
