@@ -74,10 +74,12 @@ class Context:
         registry.warn_of_globals_set_in_driver_code()
         if sys.excepthook is sys.__excepthook__:    # not an app's (or IPython's) own
             sys.excepthook = _one_line_errors
+        import_argv = list(sys.argv)      # as the app's module-level code saw it: workers import the app with it
         if master is None:
             self.options = options_mod.from_argv(parallel=parallel, **options)
         else:
             self.options = options_mod.make_options(master, parallel, **options)
+        self._argvs = (list(sys.argv), import_argv)     # gopark's options taken out, and before
         self.master = options_mod.parse_master(self.options.master)
         if self.master.kind == "mesos" and not getattr(sys, "frozen", False):
             raise ConfigError("-m mesos runs a frozen app: build it first with `gopark build "
@@ -111,11 +113,12 @@ class Context:
         compress = self.options.compress if self.options.compress is not None else self.master.kind == "mesos"
         if self.master.kind == "process":
             from gopark.scheduler.process import ProcessBackend
-            return ProcessBackend(self.master.workers, self.scheduler.post, self.work_dir, mem_bytes, compress)
+            return ProcessBackend(self.master.workers, self.scheduler.post, self.work_dir, mem_bytes, compress,
+                                  argvs=self._argvs)
         if self.master.kind == "mesos":
             from gopark.scheduler.mesos import MesosBackend
             return MesosBackend(self.master.address, self.scheduler.post, self.work_dir, self.options.cpus,
-                                self.options.mem, compress, registry.main_module_name() or "app")
+                                self.options.mem, compress, registry.main_module_name() or "app", self._argvs)
         from gopark.scheduler.local import LocalBackend
         from gopark.task import WorkerEnv
         return LocalBackend(self.scheduler.post,

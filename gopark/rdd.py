@@ -174,6 +174,48 @@ class RDD:
     def __len__(self) -> int:
         return self.num_partitions
 
+    @property
+    def context(self) -> Any:
+        """The Context this RDD belongs to (Spark's ``rdd.context``)."""
+        return self.ctx
+
+    def name(self) -> str | None:
+        """The name :meth:`setName` gave this RDD, if any."""
+        return getattr(self, "_name", None)
+
+    def setName(self, name: str) -> RDD:
+        """Name this RDD (shown by :meth:`toDebugString`); returns it."""
+        self._name = str(name)
+        return self
+
+    def toDebugString(self) -> str:
+        """The lineage, one RDD a line: ``(partitions) Kind[id] where it was made``; a parent read across a
+        shuffle starts a deeper ``+-`` level (a stage of its own), a narrow one stays at its child's (``|``).
+
+        >>> print(ctx.parallelize(range(4), 2).map(abs).reduceByKey(operator.add).toDebugString())
+        (2) ShuffledRDD[...] ...
+         +-(2) PipedRDD[...] ...
+            |  ParallelCollection[...] ...
+        """
+        lines: list[str] = []
+        stack: list[tuple[RDD, int, bool]] = [(self, 0, True)]      # (rdd, stage depth, first of its stage)
+        seen: set[int] = set()
+        while stack:
+            rdd, depth, first = stack.pop()
+            label = f"{type(rdd).__name__}[{rdd.id}] {rdd.site}" + (f" ({rdd.name()})" if rdd.name() else "") \
+                + (" [cached]" if rdd.is_cached else "") + (" (shown above)" if rdd.id in seen else "")
+            lines.append(("   " * (depth - 1) + " +-" if depth else "") + f"({rdd.num_partitions}) {label}" if first
+                         else "   " * depth + " |  " + label)
+            if rdd.id in seen:
+                continue
+            seen.add(rdd.id)
+            for dep in reversed(rdd._deps()):
+                if isinstance(dep, ShuffleDependency):
+                    stack.append((dep.rdd, depth + 1, True))
+                else:
+                    stack.append((dep, depth, False))
+        return "\n".join(lines)
+
     def getNumPartitions(self) -> int:
         """The number of partitions."""
         return self.num_partitions

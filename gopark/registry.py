@@ -76,9 +76,10 @@ def check_may_start_context() -> None:
 # The driver's main script, which workers import under MAIN_NAME (never as __main__).
 MAIN_FILE_ENV = "GOPARK_MAIN_FILE"
 MAIN_NAME_ENV = "GOPARK_MAIN_NAME"
-#: the driver's ``sys.argv`` (the app's own arguments, gopark's removed), which a worker takes as its own
-#: before it imports the app, as JSON
-ARGV_ENV = "GOPARK_ARGV"
+#: a JSON file of the driver's arguments: ``argv``, its ``sys.argv`` once its Context took gopark's options
+#: out (a worker's own ``sys.argv``), and ``import_argv``, what it was before, when the app's modules were
+#: imported (a worker imports them with it, so their module-level code sees what it saw in the driver)
+ARGV_FILE_ENV = "GOPARK_ARGV_FILE"
 
 
 def main_module_name() -> str | None:
@@ -248,6 +249,32 @@ def encode_func(fn: Any, what: str) -> list:
     return ref
 
 
+@functools.lru_cache(maxsize=1)
+def _driver_argvs(path: str) -> dict[str, list[str]]:
+    import json  # only workers read it
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def driver_argv(which: str) -> list[str] | None:
+    """The driver's ``argv`` or ``import_argv`` (see :data:`ARGV_FILE_ENV`), in a worker; None elsewhere."""
+    path = os.environ.get(ARGV_FILE_ENV)
+    return list(_driver_argvs(path)[which]) if path else None
+
+
+@contextlib.contextmanager
+def _argv(argv: list[str] | None) -> Iterator[None]:
+    """``sys.argv`` is ``argv`` (if given) inside the block."""
+    if argv is None:
+        yield
+        return
+    saved, sys.argv = sys.argv, argv
+    try:
+        yield
+    finally:
+        sys.argv = saved
+
+
 def _import_module_for(module: str) -> None:
     """Import the app's ``module`` (its main script under its own name, never as ``__main__``) for the
     functions it registers. Its driver code, if not under ``if __name__ == "__main__":``, ends the import
@@ -271,7 +298,8 @@ def _import_module_for(module: str) -> None:
         sys.modules[module] = mod
         _importing.append(module)
         try:
-            spec.loader.exec_module(mod)
+            with _argv(driver_argv("import_argv")):   # the arguments its module-level code saw in the driver
+                spec.loader.exec_module(mod)
         except DriverCodeReached:
             _stopped_at_context.add(module)
         except BaseException:

@@ -79,7 +79,7 @@ class GoparkExecutor:
         self.files_url = self.files.add_root("work", self.work_dir)
         self.pool = ProcessBackend(config["workers"], self._on_event, self.work_dir, config["mem"],
                                    config["compress"], extra_env={"GOPARK_FILES_URL": self.files_url},
-                                   argv=config.get("argv"))
+                                   argvs=config.get("argvs"))
         log.info("executor of %s ready: %d workers, files at %s", agent_info.get("hostname"),
                  config["workers"], self.files_url)
 

@@ -10,14 +10,13 @@ under their own names (the main script never as ``__main__``).
 from __future__ import annotations
 
 import ctypes
-import json
 import os
 import signal
 import sys
 
 import zmq
 
-from gopark.registry import ARGV_ENV
+from gopark.registry import driver_argv
 from gopark.task import WorkerEnv, run_task
 
 _PR_SET_PDEATHSIG = 1
@@ -57,8 +56,9 @@ def serve(endpoint: str, token: str, worker_id: str, env: WorkerEnv) -> None:
 
 def main() -> int:
     die_with_parent(int(os.environ["GOPARK_DRIVER_PID"]))
-    if os.environ.get(ARGV_ENV):      # before the app is imported: its module-level code reads them too
-        sys.argv = json.loads(os.environ[ARGV_ENV])
+    argv = driver_argv("argv")      # the driver's, as its functions see them there
+    if argv is not None:
+        sys.argv = argv
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})  # the spawning thread blocks them
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     env = WorkerEnv(os.environ["GOPARK_WORK_DIR"], int(os.environ["GOPARK_MEM"]),

@@ -260,6 +260,8 @@ def test_workers_import_the_apps_modules_the_driver_imported_not_those_of_the_cu
     (app_dir / "gp_helper.py").write_text(HELPER.format(where="the app's"))
     (here / "gp_helper.py").write_text(HELPER.format(where="the current folder's"))
     (here / "launcher.py").write_text("raise SystemExit('not the launcher')\n")
+    (app_dir / "launcher.py").write_text("raise SystemExit('not the launcher either')\n")
+    (app_dir / "worker.py").write_text("raise SystemExit('not the worker')\n")
     done = subprocess.run([sys.executable, str(app_dir / "gp_app.py"), "-m", master, "-q"], cwd=here,
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
@@ -270,11 +272,11 @@ ARGV_APP = """
 import sys
 from gopark import Context, register_func
 
-LIMIT = int(sys.argv[1]) if len(sys.argv) > 1 else -1     # the app's own argument, read at import
+AT_IMPORT = sys.argv[1:]      # read as the module is imported: gopark's options are still there
 
 @register_func
 def seen(x):
-    return (x, LIMIT, sys.argv[1:])
+    return (x, len(AT_IMPORT), AT_IMPORT[:5], len(sys.argv), sys.argv[1:3])
 
 if __name__ == "__main__":
     with Context() as ctx:
@@ -284,15 +286,18 @@ if __name__ == "__main__":
 
 @pytest.mark.parametrize("master", ["local", "process:2"])
 def test_the_apps_functions_see_its_arguments_in_every_mode(tmp_path, master):
-    """A worker takes the driver's ``sys.argv`` (gopark's options removed) before it imports the app: a global
-    computed from the app's arguments at import, and a function reading them, give what they give in the
-    driver."""
+    """A worker imports the app with the driver's ``sys.argv`` as it was then, and runs tasks with it as the
+    driver's Context left it (gopark's options taken out), so module-level code and functions reading the
+    app's arguments give what they give in the driver; however long the command line (more than the
+    128 KiB one environment variable may hold)."""
     app = tmp_path / "argv_app.py"
     app.write_text(ARGV_APP)
-    done = subprocess.run([sys.executable, str(app), "7", "-m", master, "--extra", "-q"], capture_output=True,
-                          text=True, timeout=120)
+    files = [f"/data/{'x' * 90}/part-{i:05d}.txt" for i in range(2000)]
+    done = subprocess.run([sys.executable, str(app), "7", "-m", master, "--extra", "-q", *files],
+                          capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
-    assert done.stdout == "[(0, 7, ['7', '--extra']), (1, 7, ['7', '--extra']), (2, 7, ['7', '--extra'])]\n"
+    at_import = ["7", "-m", master, "--extra", "-q"]
+    assert done.stdout == str([(x, 2005, at_import, 2003, ["7", "--extra"]) for x in range(3)]) + "\n"
 
 
 @pytest.mark.parametrize("master", ["local", "process:2"])
@@ -410,3 +415,19 @@ def test_driver_stopped_mid_job_leaves_no_worker(tmp_path, sig):
                 os.kill(pid, signal.SIGKILL)
         for d in work_dirs(driver.pid):               # a killed driver could not remove its own
             shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.mark.parametrize("n", [1, 2])
+def test_a_pool_whose_workers_cannot_be_started_fails_its_jobs_with_the_reason(monkeypatch, n):
+    """A worker that cannot even be started (fork or exec fails: no memory, too many processes, an argument
+    list too long) is tried again only when another one dies: with none alive, a job says why instead of
+    waiting for ever."""
+    from gopark.scheduler import process
+
+    def refuse(*args, **kwargs):
+        raise OSError(7, "Argument list too long")
+
+    monkeypatch.setattr(process.subprocess, "Popen", refuse)
+    with Context(f"process:{n}", quiet=True) as ctx:
+        with pytest.raises(JobError, match="workers cannot be started: .*Argument list too long"):
+            ctx.parallelize(range(4), 2).count()

@@ -344,3 +344,16 @@ def test_sample_by_key(ctx: Context) -> None:
             pairs.sampleByKey(False, bad)
     with pytest.raises(Exception, match="no fraction given for the key 'c'"):
         pairs.sampleByKey(False, {"a": 0.5, "b": 0.5}).collect()
+
+
+def test_context_name_and_debug_string(ctx: Context) -> None:
+    base = ctx.parallelize(range(10), 2)
+    assert base.context is ctx
+    assert base.name() is None and base.setName("numbers") is base and base.name() == "numbers"
+    counted = base.map(neg).cache().keyBy(neg).reduceByKey(longer, 3)
+    lines = counted.toDebugString().splitlines()
+    assert lines[0].startswith("(3) ShuffledRDD[") and "reduceByKey at " in lines[0]
+    assert lines[1].startswith(" +-(2) PipedRDD[") and "keyBy at " in lines[1]
+    assert lines[2].startswith("    |  PipedRDD[") and "map at " in lines[2] and lines[2].endswith("[cached]")
+    assert lines[3].startswith("    |  ParallelCollection[") and lines[3].endswith("(numbers)")
+    assert len(lines) == 4

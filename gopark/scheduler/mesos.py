@@ -140,7 +140,8 @@ class MesosBackend:
     """Runs tasks on a Mesos cluster (see the module's docstring)."""
 
     def __init__(self, address: str, post: Callable[[tuple], None], work_dir: str, cpus: float,
-                 mem_mb: float, compress: bool, app_name: str) -> None:
+                 mem_mb: float, compress: bool, app_name: str,
+                 argvs: tuple[list[str], list[str]] | None = None) -> None:
         if not binary.is_frozen():
             raise ConfigError("-m mesos runs a frozen app: build it first with `gopark build app.py`")
         if not binary.is_onefile():
@@ -151,6 +152,8 @@ class MesosBackend:
         from launcher.fileserver import FileServer, local_address
         pymesos = import_pymesos()
         self._post = post
+        # the driver's arguments, after and before gopark's options were taken out, for the executors' workers
+        self._argvs = [list(a) for a in argvs or (sys.argv, sys.argv)]
         self._cpus, self._mem_mb = cpus, mem_mb
         self._compress = compress
         self._lock = threading.Lock()
@@ -317,7 +320,7 @@ class MesosBackend:
 
     def _executor_info(self, slots: int) -> dict:
         config = {"workers": slots, "mem": int(self._mem_mb * (1 << 20)), "compress": self._compress,
-                  "sha256": self.sha256, "argv": sys.argv}
+                  "sha256": self.sha256, "argvs": self._argvs}
         env = {"GOPARK_ROLE": "executor", "GOPARK_SHA256": self.sha256,
                "MESOS_EXECUTOR_SHUTDOWN_GRACE_PERIOD": "10secs"}
         if inline.SWITCH in os.environ:       # the executors' workers inline as the driver does

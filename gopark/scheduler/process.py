@@ -44,13 +44,19 @@ def worker_command() -> list[str]:
     """The command that starts a worker: this same program in the worker role."""
     if getattr(sys, "frozen", False):
         return [sys.executable]
-    # -P: not the current folder first on its path (as -m would put it), but the driver's path (PYTHONPATH,
-    # see worker_environment): a module of the folder the app was started from never shadows the app's
-    return [sys.executable, "-P", "-m", "launcher.worker"]
+    # -P: nothing first on its path (-m would put the current folder there, a script its own folder), but
+    # the driver's path (PYTHONPATH, see worker_environment): a module of the folder the app was started
+    # from never shadows the app's. Its loop by its file, installed beside gopark: a module ``launcher`` of
+    # the app's own folder (first on that path) does not shadow it
+    script = os.path.join(_INSTALLED, "launcher", "worker.py")
+    return [sys.executable, "-P", script] if os.path.isfile(script) else [sys.executable, "-P", "-m", "launcher.worker"]
+
+
+_INSTALLED = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))   # holds gopark/
 
 
 def worker_environment(endpoint: str, token: str, worker_id: str, work_dir: str, mem_bytes: int,
-                       compress: bool, argv: list[str]) -> dict[str, str]:
+                       compress: bool, argv_file: str) -> dict[str, str]:
     """What a worker needs to know, passed in its environment."""
     env = dict(os.environ)
     paths = [os.path.abspath(p or os.curdir) for p in sys.path]
@@ -64,14 +70,24 @@ def worker_environment(endpoint: str, token: str, worker_id: str, work_dir: str,
         "GOPARK_COMPRESS": "1" if compress else "",
         "GOPARK_DRIVER_PID": str(os.getpid()),
         "PYTHONPATH": os.pathsep.join(dict.fromkeys(paths)),
-        registry.ARGV_ENV: json.dumps(argv),
+        registry.ARGV_FILE_ENV: argv_file,
     })
     main_name, main_file = registry.main_module_name(), registry.main_module_file()
-    if main_name and main_name != "__main__":
-        env[registry.MAIN_NAME_ENV] = main_name
-        if main_file and os.path.isfile(main_file):   # frozen, the app is a module inside the binary
-            env[registry.MAIN_FILE_ENV] = main_file
+    # "__main__" when the driver's has no name to import (python -c): not the worker's own script's
+    env[registry.MAIN_NAME_ENV] = main_name or "__main__"
+    if main_name and main_name != "__main__" and main_file and os.path.isfile(main_file):
+        env[registry.MAIN_FILE_ENV] = main_file    # (frozen, the app is a module inside the binary)
     return env
+
+
+def _write_argvs(work_dir: str, argvs: tuple[list[str], list[str]]) -> str:
+    """The driver's arguments (see ``registry.ARGV_FILE_ENV``) in a file of the work folder: its path. (Not in
+    the environment, where one variable holds at most 128 KiB: a command line of many input files is more.)"""
+    path = os.path.join(work_dir, "argv.json")
+    argv, import_argv = ([a if isinstance(a, str) else str(a) for a in args] for args in argvs)
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump({"argv": argv, "import_argv": import_argv}, f)
+    return path
 
 
 @dataclasses.dataclass
@@ -87,11 +103,12 @@ class ProcessBackend:
     """A pool of ``n`` worker processes fed by one I/O thread."""
 
     def __init__(self, n: int, post: Callable[[tuple], None], work_dir: str, mem_bytes: int,
-                 compress: bool, extra_env: dict[str, str] | None = None, argv: list[str] | None = None) -> None:
-        """``argv``: what the workers take as ``sys.argv`` (this process's, as it is now, by default), so
-        that the app's module-level code and its functions see the arguments they see in the driver."""
+                 compress: bool, extra_env: dict[str, str] | None = None,
+                 argvs: tuple[list[str], list[str]] | None = None) -> None:
+        """``argvs``: the driver's ``sys.argv`` after and before its Context took gopark's options out (this
+        process's, as it is now, by default), for the workers (see ``registry.ARGV_FILE_ENV``)."""
         self.default_parallelism = n
-        self._argv = list(sys.argv if argv is None else argv)
+        self._argv_file = _write_argvs(work_dir, argvs or (sys.argv, sys.argv))
         self._extra_env = extra_env or {}
         self._compress = compress
         self._post = post
@@ -206,14 +223,15 @@ class ProcessBackend:
         self._seq += 1
         wid = f"w{self._seq}"
         env = worker_environment(self._endpoint, self._token, wid, self._work_dir, self._mem, self._compress,
-                                 self._argv)
+                                 self._argv_file)
         env.update(self._extra_env)
         try:
             proc = subprocess.Popen(worker_command(), env=env, stdin=subprocess.DEVNULL, close_fds=True)
         except OSError as exc:      # e.g. no more processes or files: as if it died at once
             log.warning("cannot start a worker: %s", exc)
             self._early_deaths += 1
-            if self._early_deaths >= _MAX_EARLY_DEATHS:
+            # nothing starts one again unless a worker dies: with none left, the tasks would wait for ever
+            if self._early_deaths >= _MAX_EARLY_DEATHS or not self._workers:
                 self._broken = f"workers cannot be started: {exc}"
             return
         pidfd = os.pidfd_open(proc.pid)
