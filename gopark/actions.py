@@ -26,9 +26,11 @@ class Stream(bytes):
 
     A batch is ``["p", [k1, v1, k2, v2, ...]]`` when all its records are
     pairs (they are rebuilt with ``zip``, no Python call per record), else
-    ``["r", [record, ...]]``; a reducer's whole merged dict is one ``["m", dict]``
-    (a msgpack map, rebuilt as a dict in C), or ``["i", [width, keys, values]]``
-    when its keys and values are all ints (two arrays of ints, see :func:`_pack_dict`).
+    ``["r", [record, ...]]``; a reducer's whole merged dict is one ``["p", ...]``
+    batch, or ``["i", [width, keys, values]]`` when its keys and values are all
+    ints (two arrays of ints, see :func:`_pack_dict`). (Not a msgpack map: msgpack
+    interns the str keys of a map it reads, one at a time, which takes longer
+    than the rest of reading it.)
     """
 
 
@@ -70,14 +72,14 @@ def _collect(it: Iterable[Any], what: str) -> Stream:
 def _pack_dict(part: dict, packer: serialize.Packer, what: str, ints: bool) -> bytes:
     """One merged dict as one batch: ``["i", [width, keys, values]]`` when its keys and values are all exactly
     ints (``ints``: known to be) that fit one width (packed in C, and read back into the driver's dict
-    with no dict in between; counts by int key, typically), else ``["m", dict]``."""
+    with no dict in between; counts by int key, typically), else its pairs as one ``["p", ...]`` batch."""
     if ints or (type(next(iter(part))) is int and set(map(type, part)) == _INT
                 and set(map(type, part.values())) == _INT):
         packed = shuffle.pack_ints([list(part), list(part.values())])
         if packed is not None:
             return packer.pack(["i", [packed[1], *packed[0]]])
     serialize.check_flat(part.values(), what)     # its keys came out of the shuffle: data already
-    return packer.pack(["m", part])
+    return packer.pack(["p", list(itertools.chain.from_iterable(part.items()))])
 
 
 _INT = {int}
@@ -89,12 +91,7 @@ def decode_stream(action: str, data: bytes) -> list:
     records: list = []
     pieces: list = []
     for kind, items in serialize.unpack_stream([data]):
-        if kind == "m":
-            if action == "collectAsMap":
-                pieces.append(items)
-            else:
-                records.extend(items.items())
-        elif kind == "i":          # [width, keys, values]
+        if kind == "i":          # [width, keys, values]
             flag, keys, values = items
             pairs = zip(shuffle.ints_from(keys, flag).tolist(), shuffle.ints_from(values, flag).tolist())
             if action == "collectAsMap":
