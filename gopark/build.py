@@ -64,11 +64,26 @@ def check_app(script: str) -> str:
     module = os.path.splitext(os.path.basename(script))[0]
     if not module.isidentifier():
         raise BuildError(f"{script}: the app's file name must be a Python module name")
+    _check_no_shadows(script)
     spec = importlib.util.find_spec(module) if module not in sys.modules else sys.modules[module].__spec__
     origin = getattr(spec, "origin", None)
     if spec is not None and origin and os.path.abspath(origin) != os.path.abspath(script):
         raise BuildError(f"{script}: an installed module is already named {module!r}; rename the app")
     return module
+
+
+def _check_no_shadows(script: str) -> None:
+    """BuildError if the app's folder holds a module or package named ``gopark`` or ``launcher`` that is not
+    gopark's own: the app's folder comes first where the build looks for modules, so the binary would
+    carry it instead (and run it as its own entry)."""
+    import gopark
+    installed = os.path.dirname(os.path.dirname(os.path.realpath(gopark.__file__)))
+    folder = os.path.dirname(os.path.abspath(script))
+    for name in ("gopark", "launcher"):
+        for found in (os.path.join(folder, name + ".py"), os.path.join(folder, name)):
+            if os.path.exists(found) and os.path.realpath(found) != os.path.join(installed, name):
+                raise BuildError(f"{script}: the app's folder holds {found}, which would replace gopark's own "
+                                 f"{name!r} in the binary; rename it, or move the app to another folder")
 
 
 def _cache_dir(script: str, name: str, onedir: bool) -> str:

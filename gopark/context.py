@@ -74,12 +74,12 @@ class Context:
         registry.warn_of_globals_set_in_driver_code()
         if sys.excepthook is sys.__excepthook__:    # not an app's (or IPython's) own
             sys.excepthook = _one_line_errors
-        import_argv = list(sys.argv)      # as the app's module-level code saw it: workers import the app with it
         if master is None:
             self.options = options_mod.from_argv(parallel=parallel, **options)
         else:
             self.options = options_mod.make_options(master, parallel, **options)
-        self._argvs = (list(sys.argv), import_argv)     # gopark's options taken out, and before
+        # for workers: gopark's options taken out, and as the app's module-level code saw it
+        self._argvs = (registry.argv_strings(sys.argv), registry.argv_strings(registry.ARGV_AT_IMPORT))
         self.master = options_mod.parse_master(self.options.master)
         if self.master.kind == "mesos" and not getattr(sys, "frozen", False):
             raise ConfigError("-m mesos runs a frozen app: build it first with `gopark build "

@@ -159,10 +159,22 @@ def sample_by_key(fractions: dict, with_replacement: bool, seed: int, split: int
             yield pair
 
 
-@register_func(name="gopark.comparable")
-def comparable(x: Any) -> bool:
-    """histogram: a record that is neither None nor NaN."""
-    return x is not None and x == x
+@register_func(name="gopark.extent")
+def extent(it: Any) -> list:
+    """histogram: ``[(min, max, count)]`` of a partition's records that are neither None nor NaN; ``[]`` if none."""
+    low = high = None
+    n = 0
+    for x in it:
+        if x is None or x != x:
+            continue
+        if n == 0:
+            low = high = x
+        elif x < low:
+            low = x
+        elif x > high:
+            high = x
+        n += 1
+    return [(low, high, n)] if n else []
 
 
 @register_func(name="gopark.histogram_counts")

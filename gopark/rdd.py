@@ -940,13 +940,17 @@ class RDD:
         if isinstance(buckets, int) and not isinstance(buckets, bool):
             if buckets < 1:
                 raise ValueError(f"histogram: the number of buckets must be at least 1, not {buckets}")
-            summary = self.filter(ops.comparable).stats()
-            if not summary.count():
+            extents = [e for e in self.mapPartitions(ops.extent).collect() if e]     # (min, max, count) each
+            if not extents:
                 raise ValueError("histogram: cannot make buckets for an empty RDD (or one of None and NaN only)")
-            low, high = summary.min(), summary.max()
+            low, high = min(e[0] for e in extents), max(e[1] for e in extents)
             if low == high or buckets == 1:
-                return [low, high], [summary.count()]
-            step = (high - low) / buckets
+                return [low, high], [sum(e[2] for e in extents)]
+            try:
+                step = (high - low) / buckets
+            except (TypeError, OverflowError) as exc:
+                raise TypeError(f"histogram: cannot make {buckets} evenly spaced buckets from {low!r:.40} to "
+                                f"{high!r:.40}: {exc}") from None
             if math.isinf(step):
                 raise ValueError("histogram: cannot make buckets with an infinite bound")
             if int(step) * buckets == high - low:     # ints stay ints when they divide evenly, as in Spark
@@ -965,7 +969,7 @@ class RDD:
         counts = [0] * (len(bounds) - 1)
         for part in self.mapPartitions(functools.partial(ops.histogram_counts, bounds)).collect():
             counts = [a + b for a, b in zip(counts, part)]
-        return bounds, counts
+        return (buckets if isinstance(buckets, (list, tuple)) else bounds), counts     # bounds given: as given
 
     def countApproxDistinct(self, relativeSD: float = 0.05) -> int:
         """The number of distinct records: exactly (Spark's estimate is within ``relativeSD`` of it).

@@ -81,6 +81,19 @@ MAIN_NAME_ENV = "GOPARK_MAIN_NAME"
 #: imported (a worker imports them with it, so their module-level code sees what it saw in the driver)
 ARGV_FILE_ENV = "GOPARK_ARGV_FILE"
 
+#: this process's ``sys.argv`` and folder when gopark was first imported: what the app's module-level code
+#: saw (an app may change ``sys.argv``, or change folder, before it makes its Context)
+ARGV_AT_IMPORT = list(sys.argv)
+try:
+    FOLDER_AT_IMPORT: str | None = os.getcwd()
+except OSError:        # the folder was removed
+    FOLDER_AT_IMPORT = None
+
+
+def argv_strings(argv: list) -> list[str]:
+    """``argv`` as strings (an app may put a ``pathlib.Path`` in ``sys.argv``)."""
+    return [a if isinstance(a, str) else str(a) for a in argv]
+
 
 def main_module_name() -> str | None:
     """The name under which the running app's ``__main__`` is importable elsewhere."""
@@ -279,7 +292,8 @@ def _import_module_for(module: str) -> None:
     """Import the app's ``module`` (its main script under its own name, never as ``__main__``) for the
     functions it registers. Its driver code, if not under ``if __name__ == "__main__":``, ends the import
     where it makes a Context (:class:`DriverCodeReached`): the module stays, as far as it ran."""
-    with _import_lock:
+    # the arguments its module-level code saw in the driver, for its package's too
+    with _import_lock, _argv(driver_argv("import_argv")):
         if module in sys.modules:
             return
         parent, _, child = module.rpartition(".")
@@ -298,8 +312,7 @@ def _import_module_for(module: str) -> None:
         sys.modules[module] = mod
         _importing.append(module)
         try:
-            with _argv(driver_argv("import_argv")):   # the arguments its module-level code saw in the driver
-                spec.loader.exec_module(mod)
+            spec.loader.exec_module(mod)
         except DriverCodeReached:
             _stopped_at_context.add(module)
         except BaseException:

@@ -105,6 +105,24 @@ def test_build_errors_are_one_line(tmp_path: str, content: str | None, message: 
     assert os.listdir(tmp_path) == ([] if content is None else ["badapp.py"])
 
 
+@pytest.mark.parametrize("shadow", ["launcher.py", "gopark.py", "launcher/__init__.py"])
+def test_an_app_whose_folder_would_replace_gopark_or_its_launcher_in_the_binary_is_refused(tmp_path, shadow) -> None:
+    """The app's folder comes first where the build looks for modules: a ``launcher`` there would be bundled
+    instead of gopark's and run as the binary's entry. One line, and nothing built."""
+    script = tmp_path / "shadowed_app.py"
+    script.write_text("from gopark import register_func\n\n@register_func\ndef f(x):\n    return x\n")
+    (tmp_path / shadow).parent.mkdir(exist_ok=True)
+    (tmp_path / shadow).write_text("raise SystemExit('not gopark')\n")
+    elsewhere = tmp_path / "elsewhere"      # (not in the app's folder: there python itself imports that gopark.py)
+    elsewhere.mkdir()
+    result = gopark_build(str(script), cwd=str(elsewhere))
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "would replace gopark's own" in lines[0] and shadow.split("/")[0].removesuffix(".py") \
+        in lines[0], result.stderr
+    assert os.listdir(elsewhere) == []
+
+
 def test_build_never_replaces_a_folder_that_is_not_an_earlier_build(builds: dict[str, str], tmp_path) -> None:
     """``gopark build wc/wc.py`` next to the app's own folder ``wc/``, or -o at a data folder: refused."""
     precious = tmp_path / "wordcount"

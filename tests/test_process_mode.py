@@ -431,3 +431,69 @@ def test_a_pool_whose_workers_cannot_be_started_fails_its_jobs_with_the_reason(m
     with Context(f"process:{n}", quiet=True) as ctx:
         with pytest.raises(JobError, match="workers cannot be started: .*Argument list too long"):
             ctx.parallelize(range(4), 2).count()
+
+
+def test_a_worker_that_cannot_be_started_once_leaves_the_others_to_run_the_job(monkeypatch):
+    from gopark.scheduler import process
+
+    real, refused = process.subprocess.Popen, []
+
+    def refuse_first(*args, **kwargs):
+        if not refused:
+            refused.append(True)
+            raise OSError(11, "Resource temporarily unavailable")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(process.subprocess, "Popen", refuse_first)
+    with Context("process:2", quiet=True) as ctx:
+        assert ctx.parallelize(range(4), 2).map(abs).collect() == [0, 1, 2, 3]
+    assert refused
+
+
+ARGS_APP = """
+import argparse, sys
+import argpkg.fns
+from gopark import Context, register_func
+
+parser = argparse.ArgumentParser()
+parser.add_argument("--factor", type=int, required=True)
+OPTS, REST = parser.parse_known_args()      # the app's own options, read as it is imported
+sys.argv = [sys.argv[0], *REST]             # ... and taken out before its Context, as some apps do
+
+@register_func
+def scaled(x):
+    return x * OPTS.factor
+
+if __name__ == "__main__":
+    with Context() as ctx:
+        print(ctx.parallelize(range(2), 2).map(scaled).collect())
+        print(ctx.parallelize(range(2), 2).map(argpkg.fns.seen).collect())
+"""
+
+
+@pytest.mark.parametrize("master", ["local", "process:2"])
+def test_workers_import_the_apps_modules_with_the_arguments_they_saw_in_the_driver(tmp_path, master):
+    """What ``sys.argv`` was when gopark was first imported, for the main module and for a package's
+    ``__init__`` too, even after the app changed ``sys.argv`` before its Context."""
+    (tmp_path / "argpkg").mkdir()
+    (tmp_path / "argpkg" / "__init__.py").write_text("import sys\nSEEN = sys.argv[1:]\n")
+    (tmp_path / "argpkg" / "fns.py").write_text(
+        "import sys\nimport argpkg\nfrom gopark import register_func\nFNS_SEEN = sys.argv[1:]\n\n"
+        "@register_func\ndef seen(x):\n    return (x, argpkg.SEEN, FNS_SEEN)\n")
+    (tmp_path / "args_app.py").write_text(ARGS_APP)
+    done = subprocess.run([sys.executable, str(tmp_path / "args_app.py"), "--factor", "3", "-m", master, "-q"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    given = ["--factor", "3", "-m", master, "-q"]
+    assert done.stdout.splitlines() == ["[0, 3]", str([(x, given, given) for x in range(2)])]
+
+
+def test_a_python_c_driver_that_changes_folder_before_its_context_finds_its_modules(tmp_path):
+    (tmp_path / "gp_c_helper.py").write_text("from gopark import register_func\n\n"
+                                             "@register_func\ndef inc(x):\n    return x + 1\n")
+    script = ("import os\nfrom gopark import Context\nimport gp_c_helper\nos.chdir('/')\n"
+              "with Context('process:2', quiet=True) as ctx:\n"
+              "    print(ctx.parallelize(range(3), 3).map(gp_c_helper.inc).collect())\n")
+    done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "[1, 2, 3]\n"

@@ -289,7 +289,7 @@ def test_histogram(ctx: Context) -> None:
         assert counts == _histogram(records, bounds) and sum(counts) == len(numbers)
     assert rdd.histogram(4) == ([-20, 5, 30, 55, 80], _histogram(records, [-20, 5, 30, 55, 80]))  # ints stay ints
     for given in ([0, 10, 50], (-100, 0.5, 200), [0.0, 0.1, 0.2, 0.3]):
-        assert rdd.histogram(given) == (list(given), _histogram(records, list(given)))
+        assert rdd.histogram(given) == (given, _histogram(records, list(given)))      # the bounds as given
     floats = ctx.parallelize([0.0, 0.1, 0.2, 0.3, 0.25, 0.31], 2)
     assert floats.histogram([0, 0.1, 0.2, 0.3]) == ([0, 0.1, 0.2, 0.3], [1, 1, 3])
     assert ctx.parallelize([3, 3, 3], 2).histogram(5) == ([3, 3], [3])
@@ -299,6 +299,13 @@ def test_histogram(ctx: Context) -> None:
             rdd.histogram(bad)
     with pytest.raises(ValueError, match="empty"):
         ctx.parallelize([None], 2).histogram(3)
+    # as PySpark: one bucket, or all records equal, needs no arithmetic (strings, ints beyond floats)
+    assert ctx.parallelize([0, 2**1100], 2).histogram(1) == ([0, 2**1100], [2])
+    assert ctx.parallelize(["b", "a"], 2).histogram(1) == (["a", "b"], [2])
+    assert ctx.parallelize(["a", "a"], 2).histogram(3) == (["a", "a"], [2])
+    for values in (["a", "b"], [0, 2**1100]):          # else: said in the driver, no task fails
+        with pytest.raises(TypeError, match="histogram: cannot make 2 evenly spaced buckets"):
+            ctx.parallelize(values, 2).histogram(2)
 
 
 def test_count_approx_distinct(ctx: Context) -> None:

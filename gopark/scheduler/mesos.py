@@ -47,7 +47,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from gopark import binary, inline
+from gopark import binary, inline, registry
 from gopark.errors import ConfigError, InputUnavailable
 
 log = logging.getLogger("gopark.mesos")
@@ -153,7 +153,7 @@ class MesosBackend:
         pymesos = import_pymesos()
         self._post = post
         # the driver's arguments, after and before gopark's options were taken out, for the executors' workers
-        self._argvs = [list(a) for a in argvs or (sys.argv, sys.argv)]
+        self._argvs = [registry.argv_strings(a) for a in argvs or (sys.argv, registry.ARGV_AT_IMPORT)]
         self._cpus, self._mem_mb = cpus, mem_mb
         self._compress = compress
         self._lock = threading.Lock()

@@ -59,7 +59,8 @@ def worker_environment(endpoint: str, token: str, worker_id: str, work_dir: str,
                        compress: bool, argv_file: str) -> dict[str, str]:
     """What a worker needs to know, passed in its environment."""
     env = dict(os.environ)
-    paths = [os.path.abspath(p or os.curdir) for p in sys.path]
+    # a relative entry ('' for python -c) is the folder the driver was in when it imported the app's modules
+    paths = [os.path.abspath(os.path.join(registry.FOLDER_AT_IMPORT or os.getcwd(), p)) for p in sys.path]
     env.update({
         "GOPARK_ROLE": "worker",
         "GOPARK_DRIVER": endpoint,
@@ -84,7 +85,7 @@ def _write_argvs(work_dir: str, argvs: tuple[list[str], list[str]]) -> str:
     """The driver's arguments (see ``registry.ARGV_FILE_ENV``) in a file of the work folder: its path. (Not in
     the environment, where one variable holds at most 128 KiB: a command line of many input files is more.)"""
     path = os.path.join(work_dir, "argv.json")
-    argv, import_argv = ([a if isinstance(a, str) else str(a) for a in args] for args in argvs)
+    argv, import_argv = (registry.argv_strings(args) for args in argvs)
     with open(path, "w", encoding="utf-8") as f:
         json.dump({"argv": argv, "import_argv": import_argv}, f)
     return path
@@ -108,7 +109,7 @@ class ProcessBackend:
         """``argvs``: the driver's ``sys.argv`` after and before its Context took gopark's options out (this
         process's, as it is now, by default), for the workers (see ``registry.ARGV_FILE_ENV``)."""
         self.default_parallelism = n
-        self._argv_file = _write_argvs(work_dir, argvs or (sys.argv, sys.argv))
+        self._argv_file = _write_argvs(work_dir, argvs or (sys.argv, registry.ARGV_AT_IMPORT))
         self._extra_env = extra_env or {}
         self._compress = compress
         self._post = post
@@ -137,6 +138,7 @@ class ProcessBackend:
         self._seq = 0
         self._size = n              # workers to keep (grow() raises it); a dead one is replaced
         self._early_deaths = 0
+        self._spawn_error: OSError | None = None     # the last failure to start a worker
         self._broken: str | None = None
         self._stopping = False
         self._thread = threading.Thread(target=self._loop, name="gopark-process-backend", daemon=True)
@@ -190,6 +192,7 @@ class ProcessBackend:
             while spawned_for < self._size and not self._broken:
                 spawned_for += 1
                 self._spawn(poller)
+            self._check_alive()
             while not self._stopping:
                 ready = dict(poller.poll())
                 if self._router in ready:
@@ -203,6 +206,7 @@ class ProcessBackend:
                     while spawned_for < self._size and not self._broken:   # grow()
                         spawned_for += 1
                         self._spawn(poller)
+                    self._check_alive()
                 for fd in [fd for fd in ready if fd in self._by_fd]:
                     self._handle_exit(poller, self._by_fd[fd])
                 self._dispatch()
@@ -219,6 +223,12 @@ class ProcessBackend:
         finally:
             self._shutdown()
 
+    def _check_alive(self) -> None:
+        """After spawning: with no worker alive since starting one failed, nothing would start one again
+        (only a death does): the pool is broken, and its tasks say why instead of waiting for ever."""
+        if not self._workers and self._spawn_error is not None and not self._broken:
+            self._broken = f"workers cannot be started: {self._spawn_error}"
+
     def _spawn(self, poller: zmq.Poller) -> None:
         self._seq += 1
         wid = f"w{self._seq}"
@@ -230,8 +240,8 @@ class ProcessBackend:
         except OSError as exc:      # e.g. no more processes or files: as if it died at once
             log.warning("cannot start a worker: %s", exc)
             self._early_deaths += 1
-            # nothing starts one again unless a worker dies: with none left, the tasks would wait for ever
-            if self._early_deaths >= _MAX_EARLY_DEATHS or not self._workers:
+            self._spawn_error = exc
+            if self._early_deaths >= _MAX_EARLY_DEATHS:
                 self._broken = f"workers cannot be started: {exc}"
             return
         pidfd = os.pidfd_open(proc.pid)
@@ -292,6 +302,7 @@ class ProcessBackend:
                 self._broken = f"workers die before they start ({reason}); see their error above"
         if not self._stopping and not self._broken:
             self._spawn(poller)
+            self._check_alive()
 
     def _take_cancellations(self) -> None:
         """The tasks ``cancel`` was given since the last look: dropped from the queue, their workers ended."""
