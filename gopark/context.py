@@ -7,9 +7,7 @@ backend that runs tasks. Two Contexts never share any of it.
 from __future__ import annotations
 
 import atexit
-import glob
 import itertools
-import logging
 import os
 import shutil
 import signal
@@ -23,12 +21,12 @@ from gopark import registry, shared
 from gopark.errors import ConfigError, GoparkError, JobError, Terminated
 from gopark.rdd import RDD, ParallelCollection, TextFileRDD, UnionRDD, _check_rdds, _num, slice_collection
 
-log = logging.getLogger("gopark")
 _WORK_PREFIX = "gopark-"
 
 
 def _remove_stale_work_dirs() -> None:
     """Work folders of drivers that were killed before they could clean up."""
+    import glob  # the driver's only
     for path in glob.glob(os.path.join(tempfile.gettempdir(), _WORK_PREFIX + "*")):
         pid = os.path.basename(path)[len(_WORK_PREFIX):].split("-")[0]
         try:
@@ -85,8 +83,9 @@ class Context:
             raise ConfigError("-m mesos runs a frozen app: build it first with `gopark build "
                               f"{os.path.basename(sys.argv[0]) or 'app.py'}` and run the executable it makes")
         if self.options.verbose:
+            import logging  # here: a worker imports this module with the app, and logs nothing
             logging.basicConfig(format="%(asctime)s %(name)s %(message)s")
-            log.setLevel(logging.DEBUG)
+            logging.getLogger("gopark").setLevel(logging.DEBUG)
         _remove_stale_work_dirs()
         self.work_dir = tempfile.mkdtemp(prefix=f"{_WORK_PREFIX}{os.getpid()}-")
         self._rdd_ids = itertools.count()

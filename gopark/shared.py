@@ -18,7 +18,6 @@ import operator
 import os
 import sys
 import threading
-import uuid
 import weakref
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -63,7 +62,7 @@ def new_broadcast(value: Any, folder: str, url: str | None = None) -> Broadcast:
     ``url``: where ``folder`` is served to other machines; workers fetch the value from there.
     """
     data = serialize.packb_checked(value, "broadcast")
-    bid = uuid.uuid4().hex
+    bid = os.urandom(16).hex()
     path = os.path.join(folder, f"broadcast-{bid}")
     with open(path + ".tmp", "wb") as f:
         f.write(data)
@@ -171,7 +170,7 @@ _named: dict[str, Accumulator] = {}
 def new_accumulator(init: Any = 0, merge: Callable[[Any, Any], Any] | None = None) -> Accumulator:
     """A Context's accumulator (``ctx.accumulator``)."""
     serialize.packb_checked(init, "accumulator")
-    acc = Accumulator("u:" + uuid.uuid4().hex, init, merge)
+    acc = Accumulator("u:" + os.urandom(16).hex(), init, merge)
     _accumulators[acc.key] = acc
     return acc
 
