@@ -33,6 +33,7 @@ def run_driver(app_module: str) -> int:
         print(options.help_text())
         os.environ[options.HELP_SHOWN_ENV] = "1"
     sys.argv[0] = binary.executable()
+    registry.ARGV_AT_IMPORT[0] = sys.argv[0]     # what the app's module-level code sees (so on workers too)
     try:
         _run_as_main(app_module)
     except SystemExit:

@@ -113,7 +113,9 @@ def test_second_run_uses_the_fetcher_cache(app: str, cluster: MesosCluster, tmp_
 
 def test_tasks_run_in_workers_of_the_fetched_binary(app: str, cluster: MesosCluster,
                                                     tmp_env: dict[str, str]) -> None:
-    got = mesos(app, cluster, tmp_env, "where")
+    # started by a relative path: the driver's argv[0] is the binary's real path, its workers' too
+    got = subprocess.run(["./" + os.path.basename(app), "where", "-m", cluster.master, "--mem", "256", "-q"],
+                         capture_output=True, text=True, timeout=180, env=tmp_env, cwd=os.path.dirname(app))
     assert got.returncode == 0, got.stderr
     lines = dict(line.split(" ", 1) for line in got.stdout.splitlines())
     driver_sha = lines["DRIVER"]
@@ -122,6 +124,7 @@ def test_tasks_run_in_workers_of_the_fetched_binary(app: str, cluster: MesosClus
     assert {w[3] for w in where} == {driver_sha}             # the hash the driver announced
     assert all(w[4] for w in where)                          # workers of an executor (its file server)
     assert all(w[5] == ("where",) for w in where)            # the driver's arguments, gopark's removed
+    assert {w[6] for w in where} == {lines["ARG0"]} and os.path.isabs(lines["ARG0"])   # argv[0] at import too
     executor_parents = {w[1] for w in where}
     assert len({w[0] for w in where}) >= 2 and len(executor_parents) <= 2
 

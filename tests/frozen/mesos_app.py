@@ -18,6 +18,7 @@ import gopark
 from gopark import Context, binary, register_func
 
 seen = gopark.accumulator(0, name="mesos_app.seen")
+ARG0 = sys.argv[0]       # as the module-level code of the app sees it: the same in the driver and its workers
 
 
 @register_func
@@ -46,7 +47,7 @@ def weigh(table, acc, word):
 def where(_x):
     time.sleep(0.1)
     return (os.getpid(), os.getppid(), os.path.basename(sys.executable), binary.sha256(),
-            bool(os.environ.get("GOPARK_FILES_URL")), tuple(sys.argv[1:]))
+            bool(os.environ.get("GOPARK_FILES_URL")), tuple(sys.argv[1:]), ARG0)
 
 
 @register_func
@@ -93,6 +94,7 @@ def main():
         elif args.job == "where":
             print("WHERE", sorted(set(ctx.parallelize(range(8), 8).map(where).collect())))
             print("DRIVER", binary.sha256())
+            print("ARG0", ARG0)
         elif args.job == "fail":
             ctx.parallelize(range(4), 2).map(boom).collect()
         elif args.job == "failinline":
