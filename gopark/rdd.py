@@ -989,11 +989,10 @@ class RDD:
         {'a': 4, 'b': 2}
         """
         ref = self._f(f, "reduceByKeyLocally")
-        result: dict = {}
-        for part in self.mapPartitions(functools.partial(ops.reduce_partition_by_key, ref)).collect():
-            for k, v in part.items():
-                result[k] = f(result[k], v) if k in result else v
-        return result
+        parts = self.mapPartitions(functools.partial(ops.reduce_partition_by_key, ref)).collect()
+        # the same fold over the partitions' dicts, in the driver
+        return _in_driver(ref, "reduceByKeyLocally", ops.reduce_partition_by_key, ref,
+                          itertools.chain.from_iterable(map(dict.items, parts)))[0]
 
     def isEmpty(self) -> bool:
         """True when the RDD has no record (reads as few partitions as it can).

@@ -364,3 +364,15 @@ def test_context_name_and_debug_string(ctx: Context) -> None:
     assert lines[2].startswith("    |  PipedRDD[") and "map at " in lines[2] and lines[2].endswith("[cached]")
     assert lines[3].startswith("    |  ParallelCollection[") and lines[3].endswith("(numbers)")
     assert len(lines) == 4
+
+
+@register_func
+def refuse_to_merge(a: int, b: int) -> int:
+    raise ValueError(f"no merge of {a} and {b}")
+
+
+def test_reduce_by_key_locally_a_failing_merge_in_the_driver_is_a_job_error(ctx: Context) -> None:
+    """One value of the key a partition: only the driver merges, and its failure is a JobError, as reduce's."""
+    from gopark import JobError
+    with pytest.raises(JobError, match="reduceByKeyLocally: merging the partitions' results in the driver failed"):
+        ctx.parallelize([("a", 1), ("a", 2)], 2).reduceByKeyLocally(refuse_to_merge)
