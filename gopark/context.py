@@ -76,8 +76,6 @@ class Context:
             self.options = options_mod.from_argv(parallel=parallel, **options)
         else:
             self.options = options_mod.make_options(master, parallel, **options)
-        # for workers: gopark's options taken out, and as the app's module-level code saw it
-        self._argvs = (registry.argv_strings(sys.argv), registry.argv_strings(registry.ARGV_AT_IMPORT))
         self.master = options_mod.parse_master(self.options.master)
         if self.master.kind == "mesos" and not getattr(sys, "frozen", False):
             raise ConfigError("-m mesos runs a frozen app: build it first with `gopark build "
@@ -112,12 +110,12 @@ class Context:
         compress = self.options.compress if self.options.compress is not None else self.master.kind == "mesos"
         if self.master.kind == "process":
             from gopark.scheduler.process import ProcessBackend
-            return ProcessBackend(self.master.workers, self.scheduler.post, self.work_dir, mem_bytes, compress,
-                                  argvs=self._argvs)
+            # (its workers get sys.argv as this Context left it, and as gopark's import found it: its default)
+            return ProcessBackend(self.master.workers, self.scheduler.post, self.work_dir, mem_bytes, compress)
         if self.master.kind == "mesos":
             from gopark.scheduler.mesos import MesosBackend
             return MesosBackend(self.master.address, self.scheduler.post, self.work_dir, self.options.cpus,
-                                self.options.mem, compress, registry.main_module_name() or "app", self._argvs)
+                                self.options.mem, compress, registry.main_module_name() or "app")
         from gopark.scheduler.local import LocalBackend
         from gopark.task import WorkerEnv
         return LocalBackend(self.scheduler.post,
