@@ -22,12 +22,14 @@ import json
 import logging
 import os
 import secrets
+import select
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Callable
 
 import zmq
@@ -38,6 +40,7 @@ log = logging.getLogger("gopark.process")
 
 _MAX_EARLY_DEATHS = 3
 _MAX_IPC_PATH = 100   # sockaddr_un holds 107 bytes
+_LEAVE_SECONDS = 2.0   # how long stop() waits for an idle worker to leave before it kills it
 
 
 def worker_command() -> list[str]:
@@ -346,12 +349,12 @@ class ProcessBackend:
             except zmq.ZMQError:
                 pass
             w.proc.kill()
+        # their pidfds say when they have exited (Popen.wait with a timeout polls with sleeps of up to 50 ms)
+        deadline = time.monotonic() + _LEAVE_SECONDS
         for w in self._workers.values():
-            try:
-                w.proc.wait(timeout=2)
-            except subprocess.TimeoutExpired:
+            if not select.select([w.pidfd], [], [], max(0.0, deadline - time.monotonic()))[0]:
                 w.proc.kill()
-                w.proc.wait()
+            w.proc.wait()
             os.close(w.pidfd)
         self._workers.clear()
         self._by_fd.clear()
