@@ -1167,10 +1167,11 @@ def _pipe(op: str, f: Callable[..., Any] | None, extra: Any, split: int, it: Ite
     The per-record operations (map, filter, ...) are not here: they run as
     generated loops, see :mod:`gopark.pipeline`.
     """
-    if op == "mapPartitions":
-        return iter(f(it) or ())
-    if op == "mapPartitionsWithIndex":
-        return iter(f(split, it) or ())
+    if op in ("mapPartitions", "mapPartitionsWithIndex"):
+        records = f(it) if op == "mapPartitions" else f(split, it)
+        if records is None:         # as iter(None) would, with what to look for: a function that forgot to return
+            raise TypeError(f"{op}: the function returned None, not an iterable of records (a missing return?)")
+        return iter(records)
     if op == "glom":
         return iter([list(it)])
     if op == "sample":

@@ -135,11 +135,19 @@ class Accumulator:
 
     @property
     def value(self) -> Any:
+        """The driver's value; a task may only add (it would see another value in each mode: Spark refuses too)."""
+        self._not_in_task()
         return self._value
 
     @value.setter
     def value(self, v: Any) -> None:
+        self._not_in_task()
         self._value = v
+
+    def _not_in_task(self) -> None:
+        if getattr(_task_local, "updates", None) is not None:
+            raise RuntimeError(f"{self!r:.200}: a task can only add to an accumulator; its value is read in the "
+                               "driver, after an action")
 
     def add(self, x: Any) -> None:
         table = getattr(_task_local, "updates", None)

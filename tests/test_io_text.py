@@ -9,6 +9,7 @@ from functools import partial
 import pytest
 
 from gopark import register_func
+from gopark.errors import InputNotFound
 from gopark.io import text
 
 
@@ -117,6 +118,22 @@ def test_textFile_of_a_glob(ctx, tmp_path):
     folder = make_folder(tmp_path)
     assert ctx.textFile(str(folder / "*.txt")).collect() == ["a1", "a2", "a3", "b1", "b2", "d1"]
     assert ctx.textFile(str(folder / "[bc].*")).collect() == ["b1", "b2", "c1"]
+
+
+def test_textFile_of_a_glob_of_folders_reads_their_files_as_hadoop_does(ctx, tmp_path):
+    out = tmp_path / "out"
+    for day in ("day=1", "day=2"):
+        ctx.parallelize([f"{day} a", f"{day} b"], 2).saveAsTextFile(str(out / day))
+    (out / "_tmp").mkdir()
+    (out / "_tmp" / "part-00000").write_text("half written\n")      # hidden: skipped
+    (out / "day=3").mkdir()                                           # empty: nothing
+    assert ctx.textFile(str(out / "day=*")).collect() == ["day=1 a", "day=1 b", "day=2 a", "day=2 b"]
+    assert ctx.textFile(str(out / "*")).collect() == ["day=1 a", "day=1 b", "day=2 a", "day=2 b"]
+    assert ctx.textFile(str(out / "day=*" / "part-*")).count() == 4
+    assert ctx.textFile(str(out / "day=1" / "*")).collect() == ["day=1 a", "day=1 b"]   # not its _SUCCESS
+    assert ctx.textFile(str(out / "_*")).collect() == ["half written"]         # asked for by name
+    with pytest.raises(InputNotFound, match="no file matches"):
+        ctx.textFile(str(out / "day=3*"))
 
 
 def test_compressed_files(ctx, tmp_path):

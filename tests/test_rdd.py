@@ -198,6 +198,22 @@ def test_mapPartitionsWithIndex(ctx):
     assert rdd.mapPartitionsWithIndex(with_index).collect() == [(i, x) for i, p in enumerate(parts) for x in p]
 
 
+@register_func
+def forgets_to_return(*args):
+    for _ in args[-1]:
+        pass
+
+
+@pytest.mark.parametrize("method", ["mapPartitions", "mapPartitionsWithIndex"])
+def test_a_partition_function_returning_None_fails_the_job(ctx, method):
+    """As iterating None does in Spark and DPark; not an empty partition that hides a missing return."""
+    with pytest.raises(JobError, match=f"{method}: the function returned None") as failed:
+        getattr(ctx.parallelize(NUMS, 2), method)(forgets_to_return).collect()
+    assert failed.value.remote_type == "TypeError"
+    assert getattr(ctx.parallelize([], 2), method)(with_index if "Index" in method else sum_partition).collect() \
+        == ([] if "Index" in method else [0, 0])
+
+
 @pytest.mark.parametrize("method", ["mapValue", "mapValues"])
 def test_mapValue(ctx, method):
     out = getattr(ctx.parallelize(INT_PAIRS, 3), method)(double).collect()

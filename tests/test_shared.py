@@ -6,10 +6,11 @@ import hashlib
 import os
 from functools import partial
 
+import pytest
 from apps import shared_app
 from apps.funcs import add_to, count_call
 
-from gopark import register_func
+from gopark import JobError, register_func
 
 # --- registered functions ------------------------------------------------------------------
 
@@ -37,6 +38,16 @@ def add_as_list(acc, x):
 @register_func
 def concat(a, b):
     return a + b
+
+
+@register_func
+def read_value(acc, x):
+    return acc.value
+
+
+@register_func
+def set_value(acc, x):
+    acc.value = x
 
 
 @register_func
@@ -204,6 +215,17 @@ def test_module_level_accumulator_found_by_name(ctx):
     total_before = shared_app.TOTAL.value
     assert ctx.parallelize(range(10), 3).map(shared_app.add_half).collect() == list(range(10))
     assert shared_app.TOTAL.value == total_before + 5.0
+
+
+@pytest.mark.parametrize("use", [read_value, set_value], ids=["read", "set"])
+def test_a_task_may_not_read_or_set_an_accumulators_value(ctx, use):
+    """In local mode a task would see the driver's value, in a worker its own: refused in every mode, as Spark does."""
+    for acc in (ctx.accumulator(5), shared_app.HITS):
+        before = acc.value
+        with pytest.raises(JobError, match="a task can only add to an accumulator") as failed:
+            ctx.parallelize([1, 2], 2).map(partial(use, acc)).collect()
+        assert failed.value.remote_type == "RuntimeError"
+        assert acc.value == before
 
 
 def test_retried_task_counts_once(ctx, tmp_path):

@@ -72,14 +72,28 @@ def _plan_moosefs(path: str, split_size: int | None, num_splits: int | None) -> 
         raise InputUnavailable(f"textFile {path}: {exc}") from None
 
 
+def _folder_files(path: str) -> list[str]:
+    """A folder's files, sorted, not hidden ones (names starting with '.' or '_', as _SUCCESS), not recursive."""
+    names = sorted(n for n in os.listdir(path) if not n.startswith((".", "_")))
+    return [os.path.join(path, n) for n in names if os.path.isfile(os.path.join(path, n))]
+
+
 def _list_files(path: str) -> list[str]:
+    """The files ``path`` names: itself, a folder's files, or the files and folders' files a glob matches
+    (as Hadoop's input formats do: ``out/day=*`` reads every day's part files); a match that is hidden
+    is skipped, unless the pattern's last part starts with the same character ('_*' names _SUCCESS)."""
     if os.path.isdir(path):
-        names = sorted(n for n in os.listdir(path) if not n.startswith((".", "_")))
-        return [os.path.join(path, n) for n in names if os.path.isfile(os.path.join(path, n))]
+        return _folder_files(path)
     if os.path.isfile(path):
         return [path]
     if glob.has_magic(path):
-        files = sorted(p for p in glob.glob(path) if os.path.isfile(p))
+        last = os.path.basename(path.rstrip(os.sep))
+        files = []
+        for match in sorted(glob.glob(path)):
+            name = os.path.basename(match.rstrip(os.sep))
+            if name[:1] in "._" and last[:1] != name[:1]:
+                continue
+            files += _folder_files(match) if os.path.isdir(match) else [match] if os.path.isfile(match) else []
         if files:
             return files
         raise InputNotFound(f"textFile: no file matches {path!r}")
