@@ -694,6 +694,16 @@ class RDD:
         """
         return list(itertools.chain.from_iterable(self.ctx.runJob(self, ["collect"])))
 
+    def toLocalIterator(self) -> Iterator[Any]:
+        """The records, in partition order, a partition's job at a time: the driver holds one partition.
+
+        >>> list(ctx.parallelize(range(4), 2).toLocalIterator())
+        [0, 1, 2, 3]
+        """
+        for split in range(self.num_partitions):
+            (part,) = self.ctx.runJob(self, ["collect"], [split])
+            yield from part
+
     def collectAsMap(self) -> dict:
         """The (key, value) pairs as a dict.
 

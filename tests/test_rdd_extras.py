@@ -376,3 +376,22 @@ def test_reduce_by_key_locally_a_failing_merge_in_the_driver_is_a_job_error(ctx:
     from gopark import JobError
     with pytest.raises(JobError, match="reduceByKeyLocally: merging the partitions' results in the driver failed"):
         ctx.parallelize([("a", 1), ("a", 2)], 2).reduceByKeyLocally(refuse_to_merge)
+
+
+def test_to_local_iterator_runs_a_job_a_partition_as_it_is_read(ctx: Context) -> None:
+    rdd = ctx.parallelize(range(10), 4)
+    assert list(rdd.toLocalIterator()) == list(range(10))
+    assert list(ctx.parallelize([], 3).toLocalIterator()) == []
+    jobs = []
+    it = rdd.map(str).toLocalIterator()
+    real = ctx.runJob
+
+    def counted(*args, **kwargs):
+        jobs.append(args[2] if len(args) > 2 else kwargs.get("partitions"))
+        return real(*args, **kwargs)
+    ctx.runJob = counted
+    try:
+        assert next(it) == "0" and jobs == [[0]]
+        assert list(it) == [str(i) for i in range(1, 10)] and jobs == [[0], [1], [2], [3]]
+    finally:
+        del ctx.runJob
