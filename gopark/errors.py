@@ -18,6 +18,10 @@ class OutputExists(GoparkError, FileExistsError):
     """saveAsTextFile into a folder that is not empty, without overwrite=True."""
 
 
+class OutputNotWritable(GoparkError, OSError):
+    """saveAsTextFile into a path where no folder can be made or emptied (under a file, no permission)."""
+
+
 class InputUnavailable(GoparkError, OSError):
     """Something gopark was pointed at that cannot be reached (a MooseFS or Mesos master that is down)."""
 

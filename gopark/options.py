@@ -74,6 +74,11 @@ class Master:
 _HOSTPORT = re.compile(r"^[A-Za-z0-9_.\-]+:\d{1,5}$|^\[[0-9A-Fa-f:]+\]:\d{1,5}$")
 
 
+def _host_port(text: str) -> bool:
+    """``text`` is host:port, with a port from 1 to 65535."""
+    return bool(_HOSTPORT.match(text)) and 0 < int(text.rpartition(":")[2]) < 65536
+
+
 def parse_master(master: str) -> Master:
     """The master of SPEC section 4, or ConfigError with the forms it may take."""
     if not isinstance(master, str) or not master.strip():
@@ -102,15 +107,15 @@ def parse_master(master: str) -> Master:
         return parse_master(env if env.startswith(("zk://", "mesos://")) else f"mesos://{env}")
     if m.startswith("mesos://"):
         address = m[len("mesos://"):].rstrip("/")
-        if not _HOSTPORT.match(address):
+        if not _host_port(address):
             raise ConfigError(f"bad master {master!r}: mesos://host:port")
         return Master("mesos", address=address)
     if m.startswith("zk://"):
         hosts, _, path = m[len("zk://"):].partition("/")
-        if not path or not all(_HOSTPORT.match(h) for h in hosts.split(",")):
+        if not path or not all(_host_port(h) for h in hosts.split(",")):
             raise ConfigError(f"bad master {master!r}: zk://host:port[,host:port...]/path")
         return Master("mesos", address=m)
-    if _HOSTPORT.match(m):
+    if _host_port(m):
         return Master("mesos", address=m)
     raise ConfigError(f"bad master {master!r}: expected {MASTER_FORMS}")
 
@@ -153,6 +158,8 @@ def read_conf(path: str) -> dict[str, Any]:
         raise InputNotFound(f"--conf file {path!r} does not exist") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"--conf file {path!r} is not valid TOML: {exc}") from None
+    except UnicodeDecodeError as exc:    # TOML is UTF-8
+        raise ConfigError(f"--conf file {path!r} is not valid TOML: not UTF-8 text (byte {exc.start})") from None
     except OSError as exc:               # a folder, no permission...
         raise ConfigError(f"--conf file {path!r} cannot be read: {exc.strerror or exc}") from None
     data = {k.replace("-", "_"): v for k, v in data.items()}
@@ -209,7 +216,8 @@ def from_argv(argv: list[str] | None = None, **given: Any) -> Options:
     if parsed.help:
         if not os.environ.get(HELP_SHOWN_ENV):
             print(help_text())
-        rest.append("--help")
+        # where the app had it, among its own arguments
+        rest.insert(len(_parser().parse_known_args(args[1:args.index("--help", 1)])[1]), "--help")
     args[1:] = rest
     values = {k: v for k, v in vars(parsed).items() if v is not None and k != "conf"}
     if isinstance(values.get("mem"), float) and values["mem"].is_integer():

@@ -9,7 +9,7 @@ from functools import partial
 import pytest
 
 from gopark import register_func
-from gopark.errors import InputNotFound
+from gopark.errors import InputNotFound, OutputExists, OutputNotWritable
 from gopark.io import text
 
 
@@ -134,6 +134,18 @@ def test_textFile_of_a_glob_of_folders_reads_their_files_as_hadoop_does(ctx, tmp
     assert ctx.textFile(str(out / "_*")).collect() == ["half written"]         # asked for by name
     with pytest.raises(InputNotFound, match="no file matches"):
         ctx.textFile(str(out / "day=3*"))
+
+
+def test_saving_where_no_folder_can_be_made_is_one_clear_error_in_the_driver(ctx, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x\n")
+    for path in (blocker / "out", blocker):
+        with pytest.raises((OutputNotWritable, OutputExists), match="saveAsTextFile") as failed:
+            ctx.parallelize(range(4), 2).saveAsTextFile(str(path))
+        assert str(path) in str(failed.value)
+    with pytest.raises(OutputNotWritable, match="cannot write into .*a-file/out.*Not a directory"):
+        ctx.parallelize(range(4), 2).saveAsTextFile(str(blocker / "out"))
+    assert blocker.read_text() == "x\n"
 
 
 def test_compressed_files(ctx, tmp_path):

@@ -217,7 +217,7 @@ def test_unreachable_master_is_one_line(app: str, tmp_env: dict[str, str]) -> No
         f"gopark: error: cannot reach the Mesos master at 127.0.0.1:{port}: [Errno 111] Connection refused"]
 
 
-@pytest.mark.parametrize("server", ["silent", "not mesos"])
+@pytest.mark.parametrize("server", ["silent", "not mesos", "not http"])
 def test_a_master_address_that_is_not_a_mesos_master_is_one_line(app: str, tmp_env: dict[str, str],
                                                                   server: str) -> None:
     """A port that accepts and never answers, or an HTTP server that is not Mesos: one line, no hang."""
@@ -228,6 +228,20 @@ def test_a_master_address_that_is_not_a_mesos_master_is_one_line(app: str, tmp_e
         listener = socket.socket()
         listener.bind(("127.0.0.1", 0))
         listener.listen(4)
+        port, stop = listener.getsockname()[1], listener.close
+    elif server == "not http":       # its reply's line breaks must not reach the error line
+        listener = socket.socket()
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(4)
+
+        def answer() -> None:
+            with contextlib.suppress(OSError):
+                while True:
+                    conn, _ = listener.accept()
+                    with conn:
+                        conn.recv(4096)
+                        conn.sendall(b"HELLO NOT HTTP\r\n\r\n")
+        threading.Thread(target=answer, daemon=True).start()
         port, stop = listener.getsockname()[1], listener.close
     else:
         httpd = http.server.HTTPServer(("127.0.0.1", 0), http.server.SimpleHTTPRequestHandler)

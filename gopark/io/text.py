@@ -23,7 +23,7 @@ import zlib
 from collections.abc import Iterable, Iterator
 from typing import Any, BinaryIO
 
-from gopark.errors import InputNotFound, InputUnavailable, OutputExists
+from gopark.errors import InputNotFound, InputUnavailable, OutputExists, OutputNotWritable
 
 DEFAULT_SPLIT_SIZE = 64 << 20     # the largest split textFile makes of a plain file by default
 MIN_SPLIT_SIZE = 16 << 20         # ... and the smallest it makes to have TASKS_PER_SLOT of them
@@ -227,14 +227,20 @@ def prepare_output(path: str, overwrite: bool) -> str:
     if not isinstance(path, str) or not path:
         raise TypeError(f"saveAsTextFile takes a folder path, not {path!r}")
     path = os.path.abspath(local_path(path))
-    if os.path.exists(path):
-        if not os.path.isdir(path):
-            raise OutputExists(f"saveAsTextFile: {path!r} exists and is not a folder")
-        if os.listdir(path):
-            if not overwrite:
-                raise OutputExists(f"saveAsTextFile: {path!r} is not empty (pass overwrite=True to replace it)")
-            shutil.rmtree(path)
-    os.makedirs(os.path.join(path, "_temporary"), exist_ok=True)
+    try:
+        if os.path.exists(path):
+            if not os.path.isdir(path):
+                raise OutputExists(f"saveAsTextFile: {path!r} exists and is not a folder")
+            if os.listdir(path):
+                if not overwrite:
+                    raise OutputExists(f"saveAsTextFile: {path!r} is not empty (pass overwrite=True to replace it)")
+                shutil.rmtree(path)
+        os.makedirs(os.path.join(path, "_temporary"), exist_ok=True)
+    except OutputExists:
+        raise
+    except OSError as exc:        # under a file, no permission, a read-only file system...
+        where = f" ({exc.filename!r})" if exc.filename and exc.filename != path else ""
+        raise OutputNotWritable(f"saveAsTextFile: cannot write into {path!r}: {exc.strerror or exc}{where}") from None
     return path
 
 

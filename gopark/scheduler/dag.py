@@ -368,7 +368,9 @@ class DAGScheduler:
         if task is None:
             return
         job.launched.get(task.stage.id, set()).discard(task.split)
-        self._handle_failure(task, {"type": "TaskLost", "msg": reason, "tb": "", "func": None, "fetch": None})
+        # where in the task its worker died is not known: no function is blamed
+        self._handle_failure(task, {"type": "TaskLost", "msg": reason, "tb": "", "func": None, "fetch": None,
+                                    "lost": True})
 
     def _handle_worker_lost(self, worker: str, files_url: str | None) -> None:
         """Mutates: shuffle_outputs, cache_locs. Forget what ``worker`` held.
@@ -405,10 +407,11 @@ class DAGScheduler:
             return
         # no frame of a registered function: blame the stage's last one (a builtin raised), unless
         # the input itself could not be read, or the action refused a record
-        func = result["func"] or (None if result.get("input") or result.get("action")
+        func = result["func"] or (None if result.get("input") or result.get("action") or result.get("lost")
                                   else _stage_func(stage, job.action))
+        times = "once" if job.attempts[key] == 1 else f"{job.attempts[key]} times"
         job.error = job_error(
-            f"task {task.split} of stage {stage.id} ({stage.name}) failed {job.attempts[key]} times; "
+            f"task {task.split} of stage {stage.id} ({stage.name}) failed {times}; "
             f"last error: {result['type']}: {result['msg']}" + (f" (in {func})" if func else ""),
             result["type"], result["msg"], result["tb"], func)
 

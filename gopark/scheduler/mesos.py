@@ -128,7 +128,8 @@ def _check_is_a_master(host: str, port: int, target: str) -> None:
         body = resp.read(1 << 16)
         version = json.loads(body).get("version") if resp.status == 200 else None
     except (OSError, http.client.HTTPException, ValueError, AttributeError) as exc:
-        raise InputUnavailable(f"{target} does not answer as a Mesos master (GET /version: {exc})") from exc
+        said = " ".join(str(exc).split())     # one line, whatever the other side sent
+        raise InputUnavailable(f"{target} does not answer as a Mesos master (GET /version: {said:.200})") from exc
     finally:
         conn.close()
     if not version:
