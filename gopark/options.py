@@ -163,7 +163,7 @@ def read_conf(path: str) -> dict[str, Any]:
     except OSError as exc:               # a folder, no permission...
         raise ConfigError(f"--conf file {path!r} cannot be read: {exc.strerror or exc}") from None
     data = {k.replace("-", "_"): v for k, v in data.items()}
-    known = {f.name for f in dataclasses.fields(Options)}
+    known = {f.name for f in dataclasses.fields(Options)} - {"help"}     # a command's flag, not a setting
     unknown = sorted(set(data) - known)
     if unknown:
         raise ConfigError(f"--conf file {path!r} has unknown options {', '.join(unknown)}; "

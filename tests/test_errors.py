@@ -322,6 +322,11 @@ def test_malformed_conf_file(tmp_path, monkeypatch):
     with pytest.raises(ConfigError) as info:
         Context()
     assert "frobnicate" in str(info.value)
+    helped = write(tmp_path / "help.conf", "help = true\n")
+    monkeypatch.setattr(sys, "argv", ["app.py", "--conf", helped])
+    with pytest.raises(ConfigError, match="unknown options help; known: ") as info:
+        Context()
+    assert "help," not in str(info.value) and not str(info.value).endswith("help")
     wrong_type = write(tmp_path / "wrong.conf", 'parallel = "many"\n')
     monkeypatch.setattr(sys, "argv", ["app.py", "--conf", wrong_type])
     with pytest.raises(ConfigError):

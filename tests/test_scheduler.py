@@ -75,6 +75,8 @@ def test_progress_lines_one_per_stage_after_a_second(master: str) -> None:
     assert len(lines) == 2, lines
     assert all(line.startswith("[gopark] stage ") and " 4/4 tasks " in line for line in lines), lines
     assert "test_scheduler.py" in lines[0] and "collect at test_scheduler.py" in lines[1], lines
+    first, second = (int(line.split()[2]) for line in lines)      # numbered as they run, as in Spark
+    assert second == first + 1, lines
 
 
 @register_func

@@ -188,7 +188,8 @@ class DAGScheduler:
         result is handed to it instead (then None in the list), in the order of ``partitions``, as soon as
         it and those before it have come: the caller folds them while later tasks still run."""
         with self._job_lock:
-            final = Stage(next(self._ids), rdd, self._parent_stages(rdd), None, partitions,
+            parents = self._parent_stages(rdd)       # numbered first, as in Spark: stage 0 runs first
+            final = Stage(next(self._ids), rdd, parents, None, partitions,
                           f"{action[0]} at {rdd.site.partition(' at ')[2] or rdd.kind}")
             self.job = job = Job(final, action, on_result=on_result)
             self.progress.job_started()
