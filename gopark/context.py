@@ -172,10 +172,16 @@ class Context:
         """
         return self.parallelize(range(start) if end is None else range(start, end, step), numSlices)
 
-    def textFile(self, path: str, splitSize: int | None = None, numSplits: int | None = None) -> RDD:
-        """The lines of a file, a folder's files or a glob (``.gz``/``.bz2`` decompressed; ``mfs://``)."""
+    def textFile(self, path: str, splitSize: int | None = None, numSplits: int | None = None, *,
+                 minPartitions: int | None = None) -> RDD:  # noqa: N803
+        """The lines of a file, a folder's files or a glob (``.gz``/``.bz2`` decompressed; ``mfs://``), in
+        splits of at most ``splitSize`` bytes, at least ``numSplits`` of them (``minPartitions``: Spark's name)."""
         self._check_running()
         from gopark.io import text
+        if minPartitions is not None:
+            if numSplits is not None:
+                raise TypeError("textFile: numSplits and minPartitions are one argument: give one")
+            numSplits = minPartitions
         return TextFileRDD(self, path, text.plan_splits(path, splitSize, numSplits, self.defaultParallelism))
 
     def union(self, rdds: list[RDD]) -> RDD:

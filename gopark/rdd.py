@@ -78,6 +78,25 @@ def _count(n: Any, what: str) -> int:
     return n
 
 
+def _flag(value: Any, what: str) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"{what}: preservesPartitioning is True or False, not {value!r}")
+    return value
+
+
+def _numPartitions_too(method: Callable[..., RDD]) -> Callable[..., RDD]:  # noqa: N802
+    """A method of ``numSplits`` (SPEC's, DPark's name) that takes Spark's ``numPartitions=`` for it too,
+    so that an app written for PySpark runs as it is."""
+    @functools.wraps(method)
+    def _taking(self: RDD, *args: Any, numPartitions: int | None = None, **kwargs: Any) -> RDD:  # noqa: N803
+        if numPartitions is not None:
+            if "numSplits" in kwargs:
+                raise TypeError(f"{method.__name__}: numSplits and numPartitions are one argument: give one")
+            kwargs["numSplits"] = numPartitions
+        return method(self, *args, **kwargs)
+    return _taking  # named _...: a call site names the method it wraps (see _callsite)
+
+
 class Aggregator:
     """How a shuffle folds values per key: three function references (``create`` None = identity).
     ``probe`` False: the map tasks combine all along (see ``shuffle._combine``), never stopping when
@@ -230,21 +249,24 @@ class RDD:
         return _num(numSplits, "numSplits") or max(self.num_partitions, *(o.num_partitions for o in others), 1)
 
     # -- narrow transformations ----------------------------------------------------
-    def map(self, f: Callable[[Any], Any]) -> RDD:
-        """Apply ``f`` to each record.
+    def map(self, f: Callable[[Any], Any], preservesPartitioning: bool = False) -> RDD:  # noqa: N803
+        """Apply ``f`` to each record. ``preservesPartitioning`` (Spark's): ``f`` keeps each pair's key, so
+        the result keeps this RDD's partitioner (a join with an RDD partitioned alike then shuffles neither).
 
         >>> ctx.parallelize([1, 2, 3]).map(str).collect()
         ['1', '2', '3']
         """
-        return PipedRDD(self, "map", self._f(f, "map"))
+        return PipedRDD(self, "map", self._f(f, "map"), keeps_partitioner=_flag(preservesPartitioning, "map"))
 
-    def flatMap(self, f: Callable[[Any], Iterable[Any]]) -> RDD:
-        """Apply ``f`` to each record and flatten the iterables it returns.
+    def flatMap(self, f: Callable[[Any], Iterable[Any]], preservesPartitioning: bool = False) -> RDD:  # noqa: N803
+        """Apply ``f`` to each record and flatten the iterables it returns (``preservesPartitioning``: see
+        :meth:`map`).
 
         >>> ctx.parallelize(['a b', 'c']).flatMap(str.split).collect()
         ['a', 'b', 'c']
         """
-        return PipedRDD(self, "flatMap", self._f(f, "flatMap"))
+        return PipedRDD(self, "flatMap", self._f(f, "flatMap"),
+                        keeps_partitioner=_flag(preservesPartitioning, "flatMap"))
 
     def filter(self, f: Callable[[Any], bool]) -> RDD:
         """Keep the records for which ``f`` is true.
@@ -254,17 +276,21 @@ class RDD:
         """
         return PipedRDD(self, "filter", self._f(f, "filter"), keeps_partitioner=True)
 
-    def mapPartitions(self, f: Callable[[Iterator[Any]], Iterable[Any]]) -> RDD:
-        """Apply ``f`` to each partition's iterator.
+    def mapPartitions(self, f: Callable[[Iterator[Any]], Iterable[Any]],
+                      preservesPartitioning: bool = False) -> RDD:  # noqa: N803
+        """Apply ``f`` to each partition's iterator (``preservesPartitioning``: see :meth:`map`).
 
         >>> ctx.parallelize([3, 1, 2, 0], 2).mapPartitions(sorted).glom().collect()
         [[1, 3], [0, 2]]
         """
-        return PipedRDD(self, "mapPartitions", self._f(f, "mapPartitions"))
+        return PipedRDD(self, "mapPartitions", self._f(f, "mapPartitions"),
+                        keeps_partitioner=_flag(preservesPartitioning, "mapPartitions"))
 
-    def mapPartitionsWithIndex(self, f: Callable[[int, Iterator[Any]], Iterable[Any]]) -> RDD:
-        """Apply ``f(split_index, iterator)`` to each partition."""
-        return PipedRDD(self, "mapPartitionsWithIndex", self._f(f, "mapPartitionsWithIndex"))
+    def mapPartitionsWithIndex(self, f: Callable[[int, Iterator[Any]], Iterable[Any]],
+                               preservesPartitioning: bool = False) -> RDD:  # noqa: N803
+        """Apply ``f(split_index, iterator)`` to each partition (``preservesPartitioning``: see :meth:`map`)."""
+        return PipedRDD(self, "mapPartitionsWithIndex", self._f(f, "mapPartitionsWithIndex"),
+                        keeps_partitioner=_flag(preservesPartitioning, "mapPartitionsWithIndex"))
 
     def mapValue(self, f: Callable[[Any], Any]) -> RDD:
         """Apply ``f`` to the value of each (key, value) pair.
@@ -387,6 +413,7 @@ class RDD:
         return [self.mapPartitionsWithIndex(functools.partial(ops.in_random_split, low, high, seed))
                 for low, high in zip(bounds, bounds[1:])]
 
+    @_numPartitions_too
     def repartition(self, numSplits: int) -> RDD:
         """The same records in ``numSplits`` partitions of about equal size (a shuffle).
 
@@ -397,6 +424,7 @@ class RDD:
         spread = self.mapPartitionsWithIndex(ops.spread)
         return ShuffledRDD(spread, HashPartitioner(n), None, False).values()
 
+    @_numPartitions_too
     def coalesce(self, numSplits: int, shuffle: bool = False) -> RDD:
         """Fewer partitions, each the union of neighbouring ones, without a shuffle (unless ``shuffle``).
 
@@ -460,6 +488,7 @@ class RDD:
         return ZippedRDD(self, other)
 
     # -- shuffles -------------------------------------------------------------------
+    @_numPartitions_too
     def combineByKey(self, createCombiner: Callable[[Any], Any], mergeValue: Callable[[Any, Any], Any],
                      mergeCombiners: Callable[[Any, Any], Any], numSplits: int | None = None) -> RDD:
         """Fold the values of each key: ``createCombiner(v)``, ``mergeValue(c, v)``, ``mergeCombiners(c, c)``.
@@ -471,6 +500,7 @@ class RDD:
                          self._f(mergeCombiners, "combineByKey"))
         return ShuffledRDD(self, HashPartitioner(self._shuffle_parts(numSplits)), agg, True)
 
+    @_numPartitions_too
     def aggregateByKey(self, zeroValue: Any, seqFunc: Callable[[Any, Any], Any], combFunc: Callable[[Any, Any], Any],
                        numSplits: int | None = None) -> RDD:
         """Fold each key's values into a copy of ``zeroValue`` with ``seqFunc(acc, v)``, then merge those
@@ -482,6 +512,7 @@ class RDD:
         """
         return self._aggregate_by_key(zeroValue, seqFunc, combFunc, numSplits, "aggregateByKey")
 
+    @_numPartitions_too
     def foldByKey(self, zeroValue: Any, func: Callable[[Any, Any], Any], numSplits: int | None = None) -> RDD:
         """Merge the values of each key with ``func``, starting from a copy of ``zeroValue`` in each map task.
 
@@ -500,6 +531,7 @@ class RDD:
         agg = Aggregator(create, seq_ref, self._f(comb, what), probe=False)
         return ShuffledRDD(self, HashPartitioner(self._shuffle_parts(numSplits)), agg, True)
 
+    @_numPartitions_too
     def reduceByKey(self, func: Callable[[Any, Any], Any], numSplits: int | None = None) -> RDD:
         """Merge the values of each key with ``func``, combining map-side first.
 
@@ -509,6 +541,7 @@ class RDD:
         f = self._f(func, "reduceByKey")
         return ShuffledRDD(self, HashPartitioner(self._shuffle_parts(numSplits)), Aggregator(None, f, f), True)
 
+    @_numPartitions_too
     def groupByKey(self, numSplits: int | None = None) -> RDD:
         """(key, [values]) for each key.
 
@@ -519,6 +552,7 @@ class RDD:
                          registry.encode_func(ops.extend, ""))
         return ShuffledRDD(self, HashPartitioner(self._shuffle_parts(numSplits)), agg, False)
 
+    @_numPartitions_too
     def partitionByKey(self, numSplits: int | None = None) -> RDD:
         """The same (key, value) pairs, hash-partitioned by key.
 
@@ -527,6 +561,7 @@ class RDD:
         """
         return ShuffledRDD(self, HashPartitioner(self._shuffle_parts(numSplits)), None, False)
 
+    @_numPartitions_too
     def distinct(self, numSplits: int | None = None) -> RDD:
         """Each distinct record once.
 
@@ -545,6 +580,7 @@ class RDD:
         """(record, ([None for each time here], [None for each time in ``other``])) of every record of either."""
         return self._as_keys().groupWith(_check_rdds([self, other], what)[1]._as_keys(), numSplits=numSplits)
 
+    @_numPartitions_too
     def groupWith(self, *others: RDD | list[RDD], numSplits: int | None = None) -> RDD:
         """(key, ([values of self], [values of other], ...)) for each key of any of them.
 
@@ -571,6 +607,7 @@ class RDD:
         grouped = CoGroupedRDD([self, other], HashPartitioner(self._shuffle_parts(numSplits, other)))
         return PipedRDD(grouped, "flatMapValue", registry.encode_func(how, ""), keeps_partitioner=True)
 
+    @_numPartitions_too
     def join(self, other: RDD, numSplits: int | None = None) -> RDD:
         """(k, (v, w)) for each pair of values of a key present in both.
 
@@ -579,6 +616,7 @@ class RDD:
         """
         return self._join(other, numSplits, ops.join_pairs, "join")
 
+    @_numPartitions_too
     def leftOuterJoin(self, other: RDD, numSplits: int | None = None) -> RDD:
         """Like join; keys only in this RDD give (k, (v, None)).
 
@@ -587,6 +625,7 @@ class RDD:
         """
         return self._join(other, numSplits, ops.left_outer_pairs, "leftOuterJoin")
 
+    @_numPartitions_too
     def rightOuterJoin(self, other: RDD, numSplits: int | None = None) -> RDD:
         """Like join; keys only in ``other`` give (k, (None, w)).
 
@@ -595,6 +634,7 @@ class RDD:
         """
         return self._join(other, numSplits, ops.right_outer_pairs, "rightOuterJoin")
 
+    @_numPartitions_too
     def outerJoin(self, other: RDD, numSplits: int | None = None) -> RDD:
         """Like join, keeping keys of either side with None for the missing value.
 
@@ -605,6 +645,7 @@ class RDD:
 
     fullOuterJoin = outerJoin
 
+    @_numPartitions_too
     def sortByKey(self, ascending: bool = True, numSplits: int | None = None,
                   keyfunc: Callable[[Any], Any] | None = None) -> RDD:
         """(key, value) pairs sorted by key across partitions (samples keys to balance ranges).
@@ -620,6 +661,7 @@ class RDD:
         shuffled = ShuffledRDD(self, RangePartitioner(bounds, bool(ascending), n), None, False, key_ref)
         return PipedRDD(shuffled, "sortPartition", key_ref, [not ascending], keeps_partitioner=True)
 
+    @_numPartitions_too
     def sort(self, key: Callable[[Any], Any] | None = None, reverse: bool = False,
              numSplits: int | None = None) -> RDD:
         """The records sorted by ``key`` (default: the records themselves).
@@ -630,6 +672,7 @@ class RDD:
         keyed = PipedRDD(self, "keyBy", self._f(key, "sort") if key is not None else None)
         return keyed.sortByKey(not reverse, numSplits).values()
 
+    @_numPartitions_too
     def sortBy(self, keyfunc: Callable[[Any], Any], ascending: bool = True, numSplits: int | None = None) -> RDD:
         """Spark's name for :meth:`sort` by ``keyfunc``.
 
@@ -644,6 +687,7 @@ class RDD:
             raise TypeError("partitionBy: gopark partitions by a hash of the key; partitionFunc is not supported")
         return self.partitionByKey(numPartitions)
 
+    @_numPartitions_too
     def groupBy(self, f: Callable[[Any], Any], numSplits: int | None = None) -> RDD:
         """(f(x), [records x with that f(x)]) for each value of ``f``.
 
@@ -652,6 +696,7 @@ class RDD:
         """
         return self.keyBy(f).groupByKey(numSplits)
 
+    @_numPartitions_too
     def subtract(self, other: RDD, numSplits: int | None = None) -> RDD:
         """The records of this RDD that ``other`` does not hold, each as many times as it is here.
 
@@ -660,6 +705,7 @@ class RDD:
         """
         return self._records_cogrouped(other, numSplits, "subtract").flatMap(ops.left_only_keys)
 
+    @_numPartitions_too
     def subtractByKey(self, other: RDD, numSplits: int | None = None) -> RDD:
         """The (key, value) pairs of this RDD whose key ``other`` does not have.
 
@@ -669,6 +715,7 @@ class RDD:
         return self.groupWith(_check_rdds([self, other], "subtractByKey")[1], numSplits=numSplits).flatMap(
             ops.left_only_pairs)
 
+    @_numPartitions_too
     def intersection(self, other: RDD, numSplits: int | None = None) -> RDD:
         """Each record found in both RDDs, once.
 
@@ -807,8 +854,8 @@ class RDD:
             raise ValueError("first of an empty RDD")
         return got[0]
 
-    def top(self, n: int, key: Callable[[Any], Any] | None = None) -> list:
-        """The ``n`` largest records (by ``key``), largest first.
+    def top(self, n: int = 10, key: Callable[[Any], Any] | None = None) -> list:
+        """The ``n`` largest records (by ``key``), largest first (10 by default, as DPark's).
 
         >>> ctx.parallelize([5, 1, 4]).top(2)
         [5, 4]

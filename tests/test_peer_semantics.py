@@ -111,3 +111,72 @@ def test_sort_by_key_gives_equally_frequent_keys_a_partition_each(ctx: Context) 
     pairs = [(i % 10, 0) for i in range(1000)]
     assert ctx.parallelize(pairs, 4).sortByKey(numSplits=10).glom().map(len).collect() == [100] * 10
     assert ctx.parallelize(pairs, 4).sortByKey(False, 10).glom().map(len).collect() == [100] * 10
+
+
+# --- PySpark's argument names, for an app ported as it is ----------------------------------
+
+@register_func
+def same_pairs(it):
+    return it
+
+
+def test_every_shuffle_takes_sparks_numPartitions_for_numSplits(ctx: Context) -> None:
+    pairs = ctx.parallelize([(i % 5, i) for i in range(40)], 4)
+    other = ctx.parallelize([(i, -i) for i in range(5)], 2)
+    shuffled = {
+        "reduceByKey": pairs.reduceByKey(max, numPartitions=3),
+        "groupByKey": pairs.groupByKey(numPartitions=3),
+        "foldByKey": pairs.foldByKey(0, max, numPartitions=3),
+        "sortByKey": pairs.sortByKey(False, numPartitions=3),
+        "sortBy": pairs.values().sortBy(abs, numPartitions=3),
+        "join": pairs.join(other, numPartitions=3),
+        "cogroup": pairs.cogroup(other, numPartitions=3),
+        "distinct": pairs.distinct(numPartitions=3),
+        "subtractByKey": pairs.subtractByKey(other, numPartitions=3),
+        "repartition": pairs.repartition(numPartitions=3),
+    }
+    for name, rdd in shuffled.items():
+        assert rdd.getNumPartitions() == 3, name
+        method = {"cogroup": "groupWith"}.get(name, name)       # an alias: the call site names the method
+        assert f"{method} at test_peer_semantics.py" in rdd.toDebugString().splitlines()[0], name
+    assert sorted(shuffled["reduceByKey"].collect()) == [(k, max(range(k, 40, 5))) for k in range(5)]
+    assert [k for k, _ in shuffled["sortByKey"].collect()] == sorted((i % 5 for i in range(40)), reverse=True)
+    with pytest.raises(TypeError, match="numSplits and numPartitions are one argument"):
+        pairs.reduceByKey(max, numSplits=2, numPartitions=3)
+
+
+def test_preservesPartitioning_keeps_the_partitioner_so_a_join_shuffles_neither_side(ctx: Context) -> None:
+    left = ctx.parallelize([(i, i) for i in range(20)], 2).partitionBy(3)
+    right = ctx.parallelize([(i, -i) for i in range(0, 20, 2)], 2).partitionBy(3)
+    kept = left.mapPartitions(same_pairs, preservesPartitioning=True)
+    assert kept.partitioner == left.partitioner
+    assert left.mapPartitions(same_pairs).partitioner is None          # by default, as Spark's
+    assert left.map(tuple, True).partitioner == left.partitioner
+    assert left.flatMap(same_pairs_of, preservesPartitioning=True).partitioner == left.partitioner
+    assert left.mapPartitionsWithIndex(index_and_pairs, True).partitioner == left.partitioner
+    lineage = kept.join(right).toDebugString()
+    assert lineage.count("+-") == 2, lineage        # the two partitionBy shuffles; none for the join
+    assert "+-" in left.mapPartitions(same_pairs).join(right).toDebugString().splitlines()[2]
+    assert sorted(kept.join(right).collect()) == [(i, (i, -i)) for i in range(0, 20, 2)]
+    with pytest.raises(TypeError, match="preservesPartitioning is True or False"):
+        left.map(tuple, "yes")
+
+
+@register_func
+def same_pairs_of(pair):
+    return [pair]
+
+
+@register_func
+def index_and_pairs(i, it):
+    return it
+
+
+def test_textFile_takes_sparks_minPartitions_and_top_dparks_default_of_ten(ctx: Context, tmp_path) -> None:
+    path = tmp_path / "lines.txt"
+    path.write_text("".join(f"line {i}\n" for i in range(100)))
+    rdd = ctx.textFile(str(path), minPartitions=4)
+    assert rdd.getNumPartitions() >= 4 and rdd.count() == 100
+    with pytest.raises(TypeError, match="numSplits and minPartitions are one argument"):
+        ctx.textFile(str(path), numSplits=2, minPartitions=4)
+    assert ctx.parallelize(range(30), 3).top() == list(range(29, 19, -1))
