@@ -81,9 +81,7 @@ class Context:
             raise ConfigError("-m mesos runs a frozen app: build it first with `gopark build "
                               f"{os.path.basename(sys.argv[0]) or 'app.py'}` and run the executable it makes")
         if self.options.verbose:
-            import logging  # here: a worker imports this module with the app, and logs nothing
-            logging.basicConfig(format="%(asctime)s %(name)s %(message)s")
-            logging.getLogger("gopark").setLevel(logging.DEBUG)
+            self.setLogLevel("DEBUG")
         _remove_stale_work_dirs()
         self.work_dir = tempfile.mkdtemp(prefix=f"{_WORK_PREFIX}{os.getpid()}-")
         self._rdd_ids = itertools.count()
@@ -120,6 +118,21 @@ class Context:
         from gopark.task import WorkerEnv
         return LocalBackend(self.scheduler.post,
                             WorkerEnv(self.work_dir, mem_bytes, "driver", cache_on_disk=False, compress=compress))
+
+    def setLogLevel(self, logLevel: str) -> None:  # noqa: N802, N803
+        """What gopark logs on stderr (its logger ``gopark``), by Spark's level names: ALL, TRACE, DEBUG
+        (what ``-v`` sets: the scheduler's events), INFO, WARN, ERROR, FATAL, OFF. Progress lines are not
+        logs: ``-q`` silences them."""
+        import logging  # here: a worker imports this module with the app, and logs nothing
+        levels = {"ALL": logging.DEBUG, "TRACE": logging.DEBUG, "DEBUG": logging.DEBUG, "INFO": logging.INFO,
+                  "WARN": logging.WARNING, "WARNING": logging.WARNING, "ERROR": logging.ERROR,
+                  "FATAL": logging.CRITICAL, "OFF": logging.CRITICAL + 1}
+        level = levels.get(logLevel.upper()) if isinstance(logLevel, str) else None
+        if level is None:
+            raise ConfigError(f"setLogLevel: {logLevel!r} is not a log level: {', '.join(levels)}")
+        if not logging.getLogger().handlers:     # the app's own logging set-up, if any, gets the records
+            logging.basicConfig(format="%(asctime)s %(name)s %(message)s")
+        logging.getLogger("gopark").setLevel(level)
 
     # -- lifecycle ----------------------------------------------------------------------
     def stop(self) -> None:

@@ -180,3 +180,23 @@ def test_textFile_takes_sparks_minPartitions_and_top_dparks_default_of_ten(ctx: 
     with pytest.raises(TypeError, match="numSplits and minPartitions are one argument"):
         ctx.textFile(str(path), numSplits=2, minPartitions=4)
     assert ctx.parallelize(range(30), 3).top() == list(range(29, 19, -1))
+
+
+def test_setLogLevel_sets_what_gopark_logs_by_sparks_level_names(ctx: Context, caplog) -> None:
+    import logging
+    logger = logging.getLogger("gopark")
+    before = logger.level
+    try:
+        ctx.setLogLevel("WARN")
+        ctx.parallelize(range(4), 2).count()
+        assert not [r for r in caplog.records if r.name.startswith("gopark")]
+        ctx.setLogLevel("DEBUG")
+        ctx.parallelize(range(4), 2).count()
+        assert any(r.name.startswith("gopark.scheduler") for r in caplog.records)
+        for name, level in (("WARN", logging.WARNING), ("error", logging.ERROR), ("OFF", logging.CRITICAL + 1)):
+            ctx.setLogLevel(name)
+            assert logger.level == level
+        with pytest.raises(ConfigError, match="'LOUD' is not a log level: ALL, TRACE, DEBUG"):
+            ctx.setLogLevel("LOUD")
+    finally:
+        logger.setLevel(before)
