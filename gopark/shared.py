@@ -128,7 +128,7 @@ class Accumulator:
     def __init__(self, key: str, init: Any = 0, merge: Callable[[Any, Any], Any] | None = None,
                  merge_ref: list | None = None) -> None:
         self.key = key
-        self._value = init
+        self._value = self._init = init
         self._merge_ref = merge_ref if merge_ref is not None else (
             registry.encode_func(merge, "accumulator(merge=...)") if merge is not None else ["o", "add"])
         self._merge = merge or (registry.decode_func(self._merge_ref) if merge_ref else operator.add)
@@ -199,9 +199,16 @@ def accumulator(init: Any = 0, merge: Callable[[Any, Any], Any] | None = None,
             module = registry.main_module_name() or module
         name = f"{module}:{caller.f_lineno}"
     key = "n:" + name
-    if key in _named:
-        return _named[key]
     acc = Accumulator(key, init, merge)
+    known = _named.get(key)
+    if known is not None:
+        # the same module run again (as __main__, then imported by its name) finds its accumulator;
+        # another accumulator under the name is a mistake, as two functions under one name are
+        proxy = key in _decoded      # a worker decoded it from a task before its module made it here
+        if not proxy and (repr(known._init) != repr(init) or known._merge_ref != acc._merge_ref):
+            raise ValueError(f"accumulator name {name!r} is taken by {known!r} (made with init={known._init!r}); "
+                             "give this one another name")
+        return known
     _named[key] = acc
     _accumulators[key] = acc
     return acc
@@ -220,11 +227,13 @@ def _decode_accumulator(data: list) -> Accumulator:
         _accumulators[key] = acc
         if key.startswith("n:"):
             _named.setdefault(key, acc)
+            _decoded.add(key)
         else:
             _proxies.append(acc)
     return acc
 
 
+_decoded: set[str] = set()   # named accumulators a worker knew from a task first (made with init None)
 _proxies: list[Accumulator] = []   # keep workers' proxies of Context accumulators alive
 
 serialize.register_ext(_ACCUMULATOR_EXT, Accumulator, lambda a: [a.key, a._merge_ref], _decode_accumulator)

@@ -282,3 +282,14 @@ def test_broadcast_copies_loaded_in_the_driver_go_with_their_handle_and_context(
         assert c.parallelize([1], 1).map(partial(length_of, kept)).collect() == [1000]
         assert kept.id in shared._loaded and not set(dropped_ids) & set(shared._loaded)
     assert kept.id not in shared._loaded
+
+
+def test_a_named_accumulator_made_again_is_the_same_and_another_one_under_its_name_is_refused():
+    import gopark
+    first = gopark.accumulator(0, name="tests.shared.dup")
+    assert gopark.accumulator(0, name="tests.shared.dup") is first       # its module run again
+    for init, merge in ((5, None), (0.0, None), (0, concat)):
+        with pytest.raises(ValueError, match="accumulator name 'tests.shared.dup' is taken"):
+            gopark.accumulator(init, merge, name="tests.shared.dup")
+    nan = gopark.accumulator(float("nan"), name="tests.shared.nan")
+    assert gopark.accumulator(float("nan"), name="tests.shared.nan") is nan
