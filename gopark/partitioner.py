@@ -86,6 +86,32 @@ class RangePartitioner:
         return hash(("range", len(self.bounds), self.ascending))
 
 
+class FuncPartitioner:
+    """Key ``k`` goes to partition ``f(k) % n``, ``f`` a registered function (PySpark's ``partitionFunc``);
+    ``ref`` is ``f`` as data (see ``registry.encode_func``), how it travels and is compared."""
+
+    def __init__(self, n: int, ref: list, f: Any = None) -> None:
+        self.num_partitions = n
+        self.ref = ref
+        self._f = f
+
+    def get_partition(self, key: Any) -> int:
+        if self._f is None:
+            from gopark import registry
+            self._f = registry.decode_func(self.ref)
+        return self._f(key) % self.num_partitions
+
+    def to_wire(self) -> list:
+        return ["func", self.num_partitions, self.ref]
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, FuncPartitioner) and (other.num_partitions, other.ref) == (self.num_partitions,
+                                                                                             self.ref)
+
+    def __hash__(self) -> int:
+        return hash(("func", self.num_partitions))
+
+
 class KeyedPartitioner:
     """Partitions by ``key(k)`` instead of ``k`` (sortByKey's keyfunc)."""
 
@@ -117,8 +143,10 @@ def range_bounds(sample: list, n: int) -> list:
     return [keys[max(0, (i * len(keys)) // n - 1)] for i in range(1, n)]
 
 
-def from_wire(wire: list) -> HashPartitioner | RangePartitioner:
+def from_wire(wire: list) -> HashPartitioner | RangePartitioner | FuncPartitioner:
     """The partitioner ``to_wire`` described."""
     if wire[0] == "hash":
         return HashPartitioner(wire[1])
+    if wire[0] == "func":
+        return FuncPartitioner(wire[1], wire[2])
     return RangePartitioner(wire[1], wire[2], wire[3])

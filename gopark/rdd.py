@@ -31,7 +31,7 @@ from typing import Any
 
 from gopark import actions, ops, pipeline, registry, serialize
 from gopark.errors import job_error
-from gopark.partitioner import HashPartitioner, RangePartitioner, range_bounds
+from gopark.partitioner import FuncPartitioner, HashPartitioner, RangePartitioner, portable_hash, range_bounds
 from gopark.pipeline import PER_RECORD
 from gopark.stats import StatCounter
 
@@ -113,7 +113,7 @@ class Aggregator:
 class ShuffleDependency:
     """A wide dependency: ``rdd``'s records are redistributed by ``partitioner``."""
 
-    def __init__(self, rdd: RDD, partitioner: HashPartitioner | RangePartitioner,
+    def __init__(self, rdd: RDD, partitioner: HashPartitioner | RangePartitioner | FuncPartitioner,
                  aggregator: Aggregator | None, map_side_combine: bool, key_ref: list | None = None,
                  site: str = "") -> None:
         self.rdd = rdd
@@ -147,7 +147,7 @@ class RDD:
         self.ctx = ctx
         self.id: int = ctx._new_rdd_id() if ctx is not None else -1
         self.num_partitions = num_partitions
-        self.partitioner: HashPartitioner | RangePartitioner | None = None
+        self.partitioner: HashPartitioner | RangePartitioner | FuncPartitioner | None = None
         self.is_cached = False
         self.site = _callsite() if ctx is not None else ""
 
@@ -247,6 +247,19 @@ class RDD:
 
     def _shuffle_parts(self, numSplits: int | None, *others: RDD) -> int:
         return _num(numSplits, "numSplits") or max(self.num_partitions, *(o.num_partitions for o in others), 1)
+
+    def _cogroup_partitioner(self, numSplits: int | None, others: list[RDD]) \
+            -> HashPartitioner | RangePartitioner | FuncPartitioner:
+        """A join's or cogroup's partitioner, as Spark's defaultPartitioner chooses it: with no ``numSplits``,
+        the partitioner of the input that has the most partitions among those that have one, if it has as
+        many as any input: that input (and any partitioned alike) is then not shuffled again."""
+        n = self._shuffle_parts(numSplits, *others)
+        if numSplits is None:
+            partitioned = [r.partitioner for r in (self, *others) if r.partitioner is not None]
+            best = max(partitioned, key=lambda p: p.num_partitions, default=None)
+            if best is not None and best.num_partitions >= n:
+                return best
+        return HashPartitioner(n)
 
     # -- narrow transformations ----------------------------------------------------
     def map(self, f: Callable[[Any], Any], preservesPartitioning: bool = False) -> RDD:  # noqa: N803
@@ -598,13 +611,13 @@ class RDD:
         if not rdds:
             raise TypeError("groupWith takes at least one other RDD")
         rdds = _check_rdds(rdds, "groupWith")
-        return CoGroupedRDD([self, *rdds], HashPartitioner(self._shuffle_parts(numSplits, *rdds)))
+        return CoGroupedRDD([self, *rdds], self._cogroup_partitioner(numSplits, rdds))
 
     cogroup = groupWith
 
     def _join(self, other: RDD, numSplits: int | None, how: Callable[..., Any], what: str) -> RDD:
         other = _check_rdds([other], what)[0]
-        grouped = CoGroupedRDD([self, other], HashPartitioner(self._shuffle_parts(numSplits, other)))
+        grouped = CoGroupedRDD([self, other], self._cogroup_partitioner(numSplits, [other]))
         return PipedRDD(grouped, "flatMapValue", registry.encode_func(how, ""), keeps_partitioner=True)
 
     @_numPartitions_too
@@ -681,11 +694,23 @@ class RDD:
         """
         return self.sort(keyfunc, not ascending, numSplits)
 
-    def partitionBy(self, numPartitions: int | None = None, partitionFunc: None = None) -> RDD:
-        """PySpark's name of :meth:`partitionByKey` (hash partitioning only: no ``partitionFunc``)."""
-        if partitionFunc is not None:
-            raise TypeError("partitionBy: gopark partitions by a hash of the key; partitionFunc is not supported")
-        return self.partitionByKey(numPartitions)
+    def partitionBy(self, numPartitions: int | None = None,  # noqa: N803
+                    partitionFunc: Callable[[Any], int] | None = None) -> RDD:
+        """PySpark's: :meth:`partitionByKey`, or with ``partitionFunc`` (a registered function of the key
+        giving an int), each pair into partition ``partitionFunc(key) % numPartitions``.
+
+        >>> ctx.parallelize([(1, 'x'), (2, 'y'), (3, 'z')]).partitionBy(2, abs).glom().collect()
+        [[(2, 'y')], [(1, 'x'), (3, 'z')]]
+        """
+        if partitionFunc is None or partitionFunc is portable_hash:
+            return self.partitionByKey(numPartitions)
+        if partitionFunc is hash:       # PySpark asks for PYTHONHASHSEED for the same reason
+            raise TypeError("partitionBy: the builtin hash of a str or bytes differs from process to process, so "
+                            "equal keys could land in different partitions; leave partitionFunc out to partition "
+                            "by gopark's portable hash")
+        ref = self._f(partitionFunc, "partitionBy")
+        n = self._shuffle_parts(numPartitions)
+        return ShuffledRDD(self, FuncPartitioner(n, ref, registry.decode_func(ref)), None, False)
 
     @_numPartitions_too
     def groupBy(self, f: Callable[[Any], Any], numSplits: int | None = None) -> RDD:
@@ -1448,7 +1473,7 @@ class ShuffledRDD(RDD):
 
     kind = "shuffled"
 
-    def __init__(self, parent: RDD, partitioner: HashPartitioner | RangePartitioner,
+    def __init__(self, parent: RDD, partitioner: HashPartitioner | RangePartitioner | FuncPartitioner,
                  aggregator: Aggregator | None, map_side_combine: bool, key_ref: list | None = None) -> None:
         super().__init__(parent.ctx, partitioner.num_partitions)
         self.partitioner = partitioner

@@ -200,3 +200,26 @@ def test_setLogLevel_sets_what_gopark_logs_by_sparks_level_names(ctx: Context, c
             ctx.setLogLevel("LOUD")
     finally:
         logger.setLevel(before)
+
+
+@register_func
+def by_remainder(k):
+    return k % 7
+
+
+def test_partitionBy_takes_a_registered_partitionFunc_as_pyspark_does(ctx: Context) -> None:
+    pairs = ctx.parallelize([(k, str(k)) for k in range(30)], 4)
+    parted = pairs.partitionBy(3, by_remainder)
+    assert parted.getNumPartitions() == 3
+    assert parted.glom().collect() == [[(k, str(k)) for k in range(30) if k % 7 % 3 == p] for p in range(3)]
+    assert parted.partitioner == pairs.partitionBy(3, by_remainder).partitioner != pairs.partitionBy(3).partitioner
+    kept = parted.mapValues(len)
+    lineage = kept.join(pairs.partitionBy(3, by_remainder)).toDebugString()
+    assert lineage.count("+-") == 2, lineage        # partitioned alike: the join shuffles neither side
+    assert sorted(kept.join(pairs.partitionBy(numPartitions=3, partitionFunc=by_remainder)).collect()) == \
+        [(k, (len(str(k)), str(k))) for k in range(30)]
+    assert sorted(parted.reduceByKey(max).collect()) == [(k, str(k)) for k in range(30)]
+    with pytest.raises(TypeError, match="register_func"):
+        pairs.partitionBy(3, lambda k: k)
+    with pytest.raises(JobError, match="TypeError"):
+        ctx.parallelize([("a", 1)], 1).partitionBy(2, by_remainder).collect()   # 'a' % 7
