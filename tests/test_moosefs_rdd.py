@@ -155,3 +155,33 @@ def test_num_splits_cuts_chunks_into_smaller_splits(env: Env, expected: dict[str
             assert rdd.preferredLocations(i) == sorted(c.split(":")[0] for c in info[chunk]["copies"])
         counts = rdd.flatMap(words).map(partial(pair, n=1)).reduceByKey(add).collectAsMap()
     assert counts == expected
+
+
+@pytest.mark.parametrize("master", ["local", "process:2"])
+def test_names_globs_links_and_gzip_padding_read_as_the_local_reader_reads_them(env: Env, tmp_path: Path,
+                                                                                master: str) -> None:
+    """The MooseFS reader finds and reads what textFile of the same tree on a local disk gives."""
+    import gzip
+    tree = {"t/data[1].txt": b"literal brackets\n", "t/data1.txt": b"data one\n",
+            "t/day=1/part-0": b"day1\n", "t/_tmp/part-0": b"under an underscore folder\n",
+            "t/.hid/part-0": b"under a dot folder\n", "t/day=1/_SUCCESS": b"",
+            "t/z.gz": gzip.compress(b"zipped\nlines\n") + b"\0" * 512}
+    for base in (env.mnt / f"cmp-{master}", tmp_path / "local"):
+        for rel, data in tree.items():
+            (base / rel).parent.mkdir(parents=True, exist_ok=True)
+            (base / rel).write_bytes(data)
+    asked = ["t/data[1].txt", "t/data[12].txt", "t/*/part-*", "t/_*/part-*", "t/.*/part-*", "t/day=*", "t/z.gz"]
+    with Context(master, quiet=True) as ctx:
+        for rel in asked:
+            local = ctx.textFile(str(tmp_path / "local" / rel)).collect()
+            assert ctx.textFile(env.url(f"cmp-{master}/{rel}")).collect() == local, rel
+            assert ctx.textFile(str(env.mnt / f"cmp-{master}" / rel)).collect() == local, rel
+        assert ctx.textFile(env.url(f"cmp-{master}/t/data[1].txt")).collect() == ["literal brackets"]
+        assert ctx.textFile(env.url(f"cmp-{master}/t/*/part-*")).count() == 2      # not .hid's
+        assert ctx.textFile(env.url(f"cmp-{master}/t/z.gz")).collect() == ["zipped", "lines"]
+        outside = tmp_path / "outside.txt"
+        outside.write_text("a local file\n")
+        (env.mnt / f"cmp-{master}" / "links").mkdir()
+        (env.mnt / f"cmp-{master}" / "links" / "l.txt").symlink_to(outside)
+        with pytest.raises(OSError, match="outside the MooseFS mount"):      # not another file's inode
+            ctx.textFile(str(env.mnt / f"cmp-{master}" / "links"))

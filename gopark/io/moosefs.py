@@ -1150,9 +1150,19 @@ def _visible(name: str, pattern: str | None = None) -> bool:
 
 def _walk(tree: _MasterTree | _MountTree, path: str) -> list[tuple[str, _Node]]:
     """The regular files that ``path`` names: itself, a directory's files (sorted,
-    not recursive), or the files and directories' files a glob matches (sorted)."""
-    if not _has_magic(path):
+    not recursive), or the files and directories' files a glob matches (sorted), as the
+    local reader (``gopark.io.text``) finds them: a name with glob characters that exists is
+    itself; a glob's last part skips hidden names ('.', '_'), the parts before it only
+    names starting with '.' (as ``glob``), unless the pattern starts with that character."""
+    node: _Node | None = None
+    if _has_magic(path):
+        try:
+            node = tree.stat(path)
+        except (FileNotFoundError, NotADirectoryError):
+            pass
+    else:
         node = tree.stat(path)
+    if node is not None:
         if node.is_file:
             return [(path, node)]
         if node.is_dir:
@@ -1163,7 +1173,8 @@ def _walk(tree: _MasterTree | _MountTree, path: str) -> list[tuple[str, _Node]]:
     first = next(i for i, p in enumerate(parts) if _has_magic(p))
     base = "/".join(parts[:first]) or "/"
     current = [(base, tree.stat(base))]
-    for part in parts[first:]:
+    last = max(i for i, p in enumerate(parts) if p)
+    for i, part in enumerate(parts[first:], first):
         if not part:
             continue
         nxt = []
@@ -1172,7 +1183,8 @@ def _walk(tree: _MasterTree | _MountTree, path: str) -> list[tuple[str, _Node]]:
                 continue
             if _has_magic(part):
                 nxt.extend((posixpath.join(dirpath, name), n) for name, n in tree.listdir(dirpath)
-                           if fnmatch.fnmatchcase(name, part) and _visible(name, part))
+                           if fnmatch.fnmatchcase(name, part)
+                           and (_visible(name, part) if i == last else name[:1] != "." or part[:1] == "."))
             else:
                 child = posixpath.join(dirpath, part)
                 try:
@@ -1216,8 +1228,11 @@ def _expand(path: str) -> tuple[list[tuple[int, str, int]], MasterClient]:
                                 f"({mount.host}:{mount.port}): {path}") from e
     files = []
     for fpath, node in found:
-        attr = client.getattr(node.inode, what=fpath)
         rel = os.path.relpath(os.path.realpath(fpath), os.path.realpath(mount.mountpoint))
+        if rel == ".." or rel.startswith("../"):     # its inode number is not MooseFS's
+            raise OSError(errno.EXDEV, f"{fpath} links to {os.path.realpath(fpath)}, outside the MooseFS mount "
+                                       f"{mount.mountpoint}: give that path to a textFile of its own")
+        attr = client.getattr(node.inode, what=fpath)
         files.append((node.inode, _mfs_path_of(client, node.inode, rel, fpath), attr.length))
     return files, client
 
@@ -1408,6 +1423,10 @@ def _gunzip(blocks: Iterable[bytes | bytearray], what: str, limit: int) -> Itera
         for block in blocks:
             data = bytes(block)
             while data:
+                if not in_member:         # zeros padding a member out, skipped as gzip and Python's gzip do
+                    data = data.lstrip(b"\0")
+                    if not data:
+                        break
                 in_member = True
                 out = d.decompress(data, limit)
                 while len(out) == limit and not d.unconsumed_tail and not d.eof:
