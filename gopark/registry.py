@@ -152,10 +152,50 @@ def _register(fn: F, name: str | None) -> F:
     if old is not None and not _same_function(old, fn):
         raise ValueError(f"two different functions are registered under the name {key!r}: "
                          f"{_where(old)} and {_where(fn)}")
+    line = _registering_in_main_block()
+    if line is not None:
+        raise TypeError(f"register_func: {key!r} is registered inside `if __name__ == \"__main__\":` (line {line} "
+                        f"of {os.path.basename(main_module_file() or '')}): a worker imports the script without "
+                        "running that block, so it would not know the function; register it at module level")
     _registry[key] = fn
-    _code_names[fn.__code__] = key
-    fn.__gopark_name__ = key  # type: ignore[attr-defined]
+    first = getattr(fn, "__gopark_name__", None)
+    if first is None or _registry.get(first) is not fn:
+        # a second name is an alias: the function travels under its first, which workers know too (the
+        # second may be given in driver code alone)
+        _code_names[fn.__code__] = key
+        fn.__gopark_name__ = key  # type: ignore[attr-defined]
     return fn
+
+
+def _registering_in_main_block() -> int | None:
+    """The line of the running script's ``if __name__ == "__main__":`` block that is registering a function
+    (``@register_func`` or ``register_func(f)`` there), if that is where the registration comes from."""
+    frame: Any = sys._getframe(1)
+    while frame is not None and frame.f_globals.get("__name__") == __name__:
+        frame = frame.f_back
+    if frame is None or frame.f_code.co_name != "<module>" or frame.f_globals.get("__name__") != "__main__":
+        return None
+    path = main_module_file()
+    if not path:
+        return None
+    import linecache
+    if not linecache.getline(path, frame.f_lineno)[:1].isspace():    # at the top level: not in a block
+        return None
+    line = frame.f_lineno
+    return line if any(start <= line <= end for start, end in _main_blocks(path)) else None
+
+
+@functools.lru_cache(maxsize=8)
+def _main_blocks(path: str) -> list[tuple[int, int]]:
+    """(first line, last line) of each ``if __name__ == "__main__":`` block of a script; none if unreadable."""
+    import ast
+    try:
+        with open(path, encoding="utf-8") as f:
+            tree = ast.parse(f.read())
+    except (OSError, SyntaxError, ValueError):
+        return []
+    return [(node.lineno, node.end_lineno or node.lineno) for node in tree.body
+            if isinstance(node, ast.If) and _is_main_test(node.test)]
 
 
 def _where(fn: Callable[..., Any]) -> str:

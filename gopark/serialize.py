@@ -89,6 +89,8 @@ def _describe(exc: Exception) -> str:
     if isinstance(exc, UnicodeEncodeError):
         return f"str holding {exc.object[exc.start:exc.end]!r}, which is not Unicode (a lone surrogate)"
     arg = exc.args[0] if exc.args else None
+    if isinstance(arg, str) and arg.startswith("recursion limit exceeded"):     # msgpack's
+        return _TOO_DEEP
     if isinstance(arg, type):
         name = arg.__qualname__ if arg.__module__ == "builtins" else f"{arg.__module__}.{arg.__qualname__}"
         base = next((b for b in _DATA_TYPES if issubclass(arg, b)), None)
@@ -111,22 +113,33 @@ def packb(obj: Any, what: str = "sending data") -> bytes:
 _PLAIN = frozenset({int, float, str, bytes, bool, type(None)})
 
 
+#: how deep data may nest: msgpack's own limit (a value that contains itself goes no deeper)
+_MAX_DEPTH = 511
+_TOO_DEEP = f"list, tuple, dict or set nested more than {_MAX_DEPTH} deep (one that contains itself?)"
+
+
 def _reject_buffers(obj: Any, what: str) -> None:
-    """msgpack packs bytearray and memoryview as bytes without asking: refuse them here."""
-    stack = [obj]
+    """msgpack packs bytearray and memoryview as bytes without asking: refuse them here; and a value
+    nested deeper than msgpack packs (one that contains itself would be walked for ever)."""
+    stack = [(obj, 0)]
     while stack:
-        o = stack.pop()
+        o, depth = stack.pop()
         t = type(o)
         if t in _PLAIN:
             continue
         if isinstance(o, (bytearray, memoryview)):
             raise SerializationError(f"cannot serialize a value of type {t.__name__} in {what}: "
                                      "use bytes (gopark data keeps its types, and bytes is the one for binary)")
+        inner = depth + 1
         if isinstance(o, dict):
-            stack.extend(o.keys())
-            stack.extend(o.values())
+            if inner > _MAX_DEPTH:
+                raise SerializationError(f"cannot serialize a value of type {_TOO_DEEP} in {what}")
+            stack.extend((k, inner) for k in o.keys())
+            stack.extend((v, inner) for v in o.values())
         elif isinstance(o, (list, tuple, set, frozenset)) and not set(map(type, o)) <= _PLAIN:
-            stack.extend(o)
+            if inner > _MAX_DEPTH:
+                raise SerializationError(f"cannot serialize a value of type {_TOO_DEEP} in {what}")
+            stack.extend((x, inner) for x in o)
 
 
 _BUFFERS = frozenset({bytearray, memoryview})

@@ -4,12 +4,14 @@ from __future__ import annotations
 import math
 import operator
 import os
+import subprocess
+import sys
 from functools import partial
 
 import pytest
 from apps import funcs
 
-from gopark import JobError, register_func
+from gopark import JobError, SerializationError, register_func
 
 # --- the three forms of register_func ------------------------------------------------------
 
@@ -285,3 +287,48 @@ def test_decoded_partial_keeps_the_registered_function_identity() -> None:
     fast = _bind(_kw_target, [], {"n": 2})
     assert fast.__code__ is _kw_target.__code__ and fast.__qualname__ == _kw_target.__qualname__
     assert _kw_target("w") == ("w", 1)            # the original keeps its own defaults
+
+
+
+@pytest.mark.parametrize("master", ["local", "process:2"])
+@pytest.mark.parametrize("how", ["decorator", "call"])
+def test_a_function_registered_inside_the_main_block_is_refused_at_its_registration(master, how):
+    """A worker imports the script without running the main block: never registered there, the function
+    would fail every task (in process mode only); refused at once, in every mode."""
+    app = os.path.join(os.path.dirname(os.path.abspath(__file__)), "apps", "main_block_registration_app.py")
+    done = subprocess.run([sys.executable, app, how, "-m", master], capture_output=True, text=True, timeout=120)
+    assert done.returncode != 0
+    assert done.stdout == "[11, 21]\n"                  # module level and an always-run block: fine
+    assert "TypeError: register_func: 'main_block_registration_app.in_main_block' is registered inside " \
+           "`if __name__ == \"__main__\":` (line " in done.stderr, done.stderr
+    assert "register it at module level" in done.stderr
+
+
+def test_a_second_name_is_an_alias_the_function_travels_under_its_first(ctx):
+    from apps.funcs import add_to
+
+    from gopark import registry
+    first = add_to.__gopark_name__
+    register_func(name="tests.registry.alias")(add_to)       # in driver code alone: no worker knows it
+    assert add_to.__gopark_name__ == first and registry.lookup("tests.registry.alias") is add_to
+    acc = ctx.accumulator(0)
+    ctx.parallelize([1, 2, 3], 2).foreach(partial(add_to, acc))
+    assert acc.value == 6
+
+
+def test_a_value_that_contains_itself_is_refused_at_the_call_not_walked_for_ever(ctx):
+    looped = [1]
+    looped.append(looped)
+    selfish: dict = {}
+    selfish["me"] = selfish
+    for value in (looped, selfish, (looped,)):
+        with pytest.raises(SerializationError, match="nested more than 511 deep .*contains itself.* parallelize"):
+            ctx.parallelize([value], 1)
+        with pytest.raises(SerializationError, match="contains itself"):
+            ctx.broadcast(value)
+    deep: list = []
+    tip = deep
+    for _ in range(400):
+        tip.append([])
+        tip = tip[0]
+    assert ctx.parallelize([deep], 1).count() == 1       # deep, not looped: fine
