@@ -12,6 +12,7 @@ operation (``what``) that tried to send it.
 """
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -130,16 +131,15 @@ def _reject_buffers(obj: Any, what: str) -> None:
         if isinstance(o, (bytearray, memoryview)):
             raise SerializationError(f"cannot serialize a value of type {t.__name__} in {what}: "
                                      "use bytes (gopark data keeps its types, and bytes is the one for binary)")
-        inner = depth + 1
         if isinstance(o, dict):
-            if inner > _MAX_DEPTH:
-                raise SerializationError(f"cannot serialize a value of type {_TOO_DEEP} in {what}")
-            stack.extend((k, inner) for k in o.keys())
-            stack.extend((v, inner) for v in o.values())
+            inside: Iterable[Any] = itertools.chain(o.keys(), o.values())
         elif isinstance(o, (list, tuple, set, frozenset)) and not set(map(type, o)) <= _PLAIN:
-            if inner > _MAX_DEPTH:
-                raise SerializationError(f"cannot serialize a value of type {_TOO_DEEP} in {what}")
-            stack.extend((x, inner) for x in o)
+            inside = o
+        else:
+            continue
+        if depth == _MAX_DEPTH:
+            raise SerializationError(f"cannot serialize a value of type {_TOO_DEEP} in {what}")
+        stack.extend((x, depth + 1) for x in inside)
 
 
 _BUFFERS = frozenset({bytearray, memoryview})
