@@ -93,6 +93,8 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Self
 
+from gopark.io.text import visible
+
 __all__ = [
     "BLOCK_SIZE",
     "CHUNK_SIZE",
@@ -1140,14 +1142,6 @@ class _MountTree:
         return out
 
 
-def _visible(name: str, pattern: str | None = None) -> bool:
-    """Directory listings and glob matches skip names starting with '.' or '_'
-    (e.g. _SUCCESS), unless the glob pattern itself starts with that character."""
-    if name[:1] in "._":
-        return pattern is not None and pattern[:1] == name[:1]
-    return True
-
-
 def _walk(tree: _MasterTree | _MountTree, path: str) -> list[tuple[str, _Node]]:
     """The regular files that ``path`` names: itself, a directory's files (sorted,
     not recursive), or the files and directories' files a glob matches (sorted), as the
@@ -1167,7 +1161,7 @@ def _walk(tree: _MasterTree | _MountTree, path: str) -> list[tuple[str, _Node]]:
             return [(path, node)]
         if node.is_dir:
             return [(posixpath.join(path, name), n) for name, n in sorted(tree.listdir(path))
-                    if n.is_file and _visible(name)]
+                    if n.is_file and visible(name)]
         raise OSError(errno.EINVAL, f"not a regular file or directory: {tree.describe(path)}")
     parts = path.split("/")
     first = next(i for i, p in enumerate(parts) if _has_magic(p))
@@ -1184,7 +1178,7 @@ def _walk(tree: _MasterTree | _MountTree, path: str) -> list[tuple[str, _Node]]:
             if _has_magic(part):
                 nxt.extend((posixpath.join(dirpath, name), n) for name, n in tree.listdir(dirpath)
                            if fnmatch.fnmatchcase(name, part)
-                           and (_visible(name, part) if i == last else name[:1] != "." or part[:1] == "."))
+                           and (visible(name, part) if i == last else name[:1] != "." or part[:1] == "."))
             else:
                 child = posixpath.join(dirpath, part)
                 try:
@@ -1200,7 +1194,7 @@ def _walk(tree: _MasterTree | _MountTree, path: str) -> list[tuple[str, _Node]]:
             files.append((match, node))
         elif node.is_dir:
             files.extend((posixpath.join(match, name), n) for name, n in sorted(tree.listdir(match))
-                         if n.is_file and _visible(name))
+                         if n.is_file and visible(name))
     return files
 
 

@@ -72,9 +72,17 @@ def _plan_moosefs(path: str, split_size: int | None, num_splits: int | None) -> 
         raise InputUnavailable(f"textFile {path}: {exc}") from None
 
 
+def visible(name: str, pattern: str | None = None) -> bool:
+    """A folder's listing and a glob's matches skip hidden names, starting with '.' or '_' (as _SUCCESS),
+    unless the glob ``pattern`` itself starts with that character (the MooseFS reader's rule too)."""
+    if name[:1] in "._":
+        return pattern is not None and pattern[:1] == name[:1]
+    return True
+
+
 def _folder_files(path: str) -> list[str]:
-    """A folder's files, sorted, not hidden ones (names starting with '.' or '_', as _SUCCESS), not recursive."""
-    names = sorted(n for n in os.listdir(path) if not n.startswith((".", "_")))
+    """A folder's files, sorted, not hidden ones, not recursive."""
+    names = sorted(n for n in os.listdir(path) if visible(n))
     return [os.path.join(path, n) for n in names if os.path.isfile(os.path.join(path, n))]
 
 
@@ -90,8 +98,7 @@ def _list_files(path: str) -> list[str]:
         last = os.path.basename(path.rstrip(os.sep))
         files = []
         for match in sorted(glob.glob(path)):
-            name = os.path.basename(match.rstrip(os.sep))
-            if name[:1] in "._" and last[:1] != name[:1]:
+            if not visible(os.path.basename(match.rstrip(os.sep)), last):
                 continue
             files += _folder_files(match) if os.path.isdir(match) else [match] if os.path.isfile(match) else []
         if files:
