@@ -10,7 +10,6 @@ import dataclasses
 import os
 import re
 import sys
-import tomllib
 from typing import Any, NoReturn
 
 from gopark.errors import ConfigError, InputNotFound
@@ -151,6 +150,7 @@ def help_text() -> str:
 
 def read_conf(path: str) -> dict[str, Any]:
     """The options of a TOML ``--conf`` file."""
+    import tomllib  # here: most runs have no --conf, and its import takes longer than the rest of the options'
     try:
         with open(path, "rb") as f:
             data = tomllib.load(f)

@@ -38,6 +38,7 @@ def serve(endpoint: str, token: str, worker_id: str, env: WorkerEnv) -> None:
     sock = zctx.socket(zmq.DEALER)
     sock.setsockopt(zmq.LINGER, 1000)
     sock.setsockopt(zmq.IDENTITY, worker_id.encode())
+    sock.setsockopt(zmq.RECONNECT_IVL, 10)    # the driver binds as its workers start: try again soon
     sock.connect(endpoint)
     sock.send_multipart([b"hello", token.encode()])
     try:

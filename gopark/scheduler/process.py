@@ -13,6 +13,10 @@ again) and a new worker takes its place.
 
 Workers die with the driver (PR_SET_PDEATHSIG, set in the worker), and
 ``stop()`` asks them to leave, then kills those that do not.
+
+The workers are started first thing, before the driver imports ZeroMQ
+(and ``hmac``) and binds its socket: a worker takes a good 100 ms to start,
+and those imports (25 ms) are done meanwhile rather than before it.
 """
 from __future__ import annotations
 
@@ -21,7 +25,6 @@ import dataclasses
 import json
 import logging
 import os
-import secrets
 import select
 import shutil
 import signal
@@ -31,10 +34,12 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
-
-import zmq
+from typing import TYPE_CHECKING
 
 from gopark import registry
+
+if TYPE_CHECKING:
+    import zmq
 
 log = logging.getLogger("gopark.process")
 
@@ -118,7 +123,7 @@ class ProcessBackend:
         self._post = post
         self._work_dir = work_dir
         self._mem = mem_bytes
-        self._token = secrets.token_hex(16)
+        self._token = os.urandom(16).hex()
         sock = os.path.join(work_dir, "driver.sock")
         self._sock_dir = None
         if len(sock) > _MAX_IPC_PATH:    # e.g. deep in a Mesos sandbox: a short private folder of its own
@@ -126,11 +131,6 @@ class ProcessBackend:
             self._sock_dir = sock = tempfile.mkdtemp(prefix=f"gopark-{os.getpid()}-sock-")
             sock = os.path.join(sock, "driver.sock")
         self._endpoint = f"ipc://{sock}"
-        self._zctx = zmq.Context()
-        self._router = self._zctx.socket(zmq.ROUTER)
-        self._router.setsockopt(zmq.LINGER, 0)
-        self._router.setsockopt(zmq.ROUTER_MANDATORY, 1)
-        self._router.bind(self._endpoint)
         self._wake = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
         self._lock = threading.Lock()
         self._submitted: collections.deque = collections.deque()
@@ -144,6 +144,24 @@ class ProcessBackend:
         self._spawn_error: OSError | None = None     # the last failure to start a worker
         self._broken: str | None = None
         self._stopping = False
+        self._spawned_for = 0       # worker slots started (deaths are replaced in _handle_exit)
+        self._spawn_missing()       # first: see the module's description
+        import zmq
+        self._zctx = zmq.Context()
+        self._router = self._zctx.socket(zmq.ROUTER)
+        self._router.setsockopt(zmq.LINGER, 0)
+        self._router.setsockopt(zmq.ROUTER_MANDATORY, 1)
+        try:
+            self._router.bind(self._endpoint)
+        except zmq.ZMQError:
+            self._router.close(0)
+            self._zctx.term()
+            for w in self._workers.values():
+                w.proc.kill()
+                w.proc.wait()
+                os.close(w.pidfd)
+            os.close(self._wake)
+            raise
         self._thread = threading.Thread(target=self._loop, name="gopark-process-backend", daemon=True)
         self._thread.start()
 
@@ -185,16 +203,15 @@ class ProcessBackend:
 
     # -- the I/O thread ---------------------------------------------------------------
     def _loop(self) -> None:
+        import zmq
         # signals go to the main thread, whose wait for scheduler events they must interrupt (Ctrl-C)
         signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
         poller = zmq.Poller()
         poller.register(self._router, zmq.POLLIN)
         poller.register(self._wake, zmq.POLLIN)
+        for fd in self._by_fd:          # the workers __init__ started
+            poller.register(fd, zmq.POLLIN)
         try:
-            spawned_for = 0           # worker slots started (deaths are replaced in _handle_exit)
-            while spawned_for < self._size and not self._broken:
-                spawned_for += 1
-                self._spawn(poller)
             self._check_alive()
             while not self._stopping:
                 ready = dict(poller.poll())
@@ -206,9 +223,8 @@ class ProcessBackend:
                         while self._submitted:
                             self._queue.append(self._submitted.popleft())
                     self._take_cancellations()
-                    while spawned_for < self._size and not self._broken:   # grow()
-                        spawned_for += 1
-                        self._spawn(poller)
+                    for fd in self._spawn_missing():     # grow()
+                        poller.register(fd, zmq.POLLIN)
                     self._check_alive()
                 for fd in [fd for fd in ready if fd in self._by_fd]:
                     self._handle_exit(poller, self._by_fd[fd])
@@ -232,7 +248,17 @@ class ProcessBackend:
         if not self._workers and self._spawn_error is not None and not self._broken:
             self._broken = f"workers cannot be started: {self._spawn_error}"
 
-    def _spawn(self, poller: zmq.Poller) -> None:
+    def _spawn_missing(self) -> list[int]:
+        """Start the workers of slots not started yet (all of them at first; then those ``grow`` added);
+        their pidfds (for the poller)."""
+        fds = []
+        while self._spawned_for < self._size and not self._broken:
+            self._spawned_for += 1
+            fds += self._spawn()
+        return fds
+
+    def _spawn(self) -> list[int]:
+        """Start one worker; its pidfd, or none if it could not be started."""
         self._seq += 1
         wid = f"w{self._seq}"
         env = worker_environment(self._endpoint, self._token, wid, self._work_dir, self._mem, self._compress,
@@ -246,13 +272,13 @@ class ProcessBackend:
             self._spawn_error = exc
             if self._early_deaths >= _MAX_EARLY_DEATHS:
                 self._broken = f"workers cannot be started: {exc}"
-            return
+            return []
         pidfd = os.pidfd_open(proc.pid)
         log.debug("worker %s started (pid %d)", wid, proc.pid)
         w = _Worker(wid, proc, pidfd)
         self._workers[wid] = w
         self._by_fd[pidfd] = w
-        poller.register(pidfd, zmq.POLLIN)
+        return [pidfd]
 
     def _receive(self) -> None:
         ended: list[tuple] = []
@@ -268,6 +294,9 @@ class ProcessBackend:
                 self._post(event)
 
     def _receive_into(self, ended: list[tuple]) -> None:
+        import hmac
+
+        import zmq
         while True:
             try:
                 frames = self._router.recv_multipart(zmq.NOBLOCK)
@@ -278,7 +307,7 @@ class ProcessBackend:
             if w is None:
                 continue
             if frames[1] == b"hello":
-                if len(frames) == 3 and secrets.compare_digest(frames[2], self._token.encode()):
+                if len(frames) == 3 and hmac.compare_digest(frames[2], self._token.encode()):
                     w.ready = True
                     self._early_deaths = 0
                 else:
@@ -290,6 +319,7 @@ class ProcessBackend:
                     ended.append(("end", tid, frames[3], wid))
 
     def _handle_exit(self, poller: zmq.Poller, w: _Worker) -> None:
+        import zmq
         poller.unregister(w.pidfd)
         os.close(w.pidfd)
         del self._by_fd[w.pidfd]
@@ -304,7 +334,8 @@ class ProcessBackend:
             if self._early_deaths >= _MAX_EARLY_DEATHS:
                 self._broken = f"workers die before they start ({reason}); see their error above"
         if not self._stopping and not self._broken:
-            self._spawn(poller)
+            for fd in self._spawn():
+                poller.register(fd, zmq.POLLIN)
             self._check_alive()
 
     def _take_cancellations(self) -> None:
@@ -321,6 +352,7 @@ class ProcessBackend:
                 w.proc.kill()   # its exit is seen through its pidfd; a new worker takes its place
 
     def _dispatch(self) -> None:
+        import zmq
         if self._broken:
             for tid, _, _ in self._queue:
                 self._post(("lost", tid, self._broken, "driver"))
@@ -341,6 +373,7 @@ class ProcessBackend:
 
     def _shutdown(self) -> None:
         """Idle workers are asked to leave; busy or unstarted ones are ended at once."""
+        import zmq
         for w in self._workers.values():
             try:
                 if w.ready and w.task is None:
