@@ -208,13 +208,14 @@ class Context:
         return UnionRDD(self, _check_rdds(rdds, "union"))
 
     def emptyRDD(self) -> RDD:
-        """An RDD with no record (one empty partition).
+        """An RDD with no record and no partition, as Spark's.
 
         >>> with Context("local") as ctx:
-        ...     ctx.emptyRDD().collect()
-        []
+        ...     ctx.emptyRDD().collect(), ctx.emptyRDD().getNumPartitions()
+        ([], 0)
         """
-        return self.parallelize([], 1)
+        self._check_running()
+        return ParallelCollection(self, [])
 
     def broadcast(self, value: Any) -> shared.Broadcast:
         """A read-only value every task can read as ``b.value`` (pass ``b`` through ``partial``)."""

@@ -1,4 +1,4 @@
-"""Registered helpers behind the RDD methods (joins, distinct, groupByKey, sorting).
+"""Registered helpers behind the RDD methods (joins, distinct, groupByKey, sorting, pipe).
 
 They are ordinary registered functions under ``gopark.*`` names, so the plans
 that use them travel by name like the user's own functions.
@@ -8,7 +8,11 @@ from __future__ import annotations
 import bisect
 import itertools
 import math
+import os
 import random
+import selectors
+import shlex
+import subprocess
 from collections.abc import Iterator
 from typing import Any
 
@@ -204,3 +208,74 @@ def reduce_partition_by_key(f: list, it: Any) -> list:
             case _:
                 raise not_a_pair(pair)
     return [merged]
+
+
+_PIPE_CHUNK = 1 << 16      # bytes of records written to a piped command before its output is looked at again
+
+
+@register_func(name="gopark.pipe_lines")
+def pipe_lines(argv: list[str], env: dict[str, str] | None, check: bool, quiet: bool, it: Any) -> Iterator[str]:
+    """:meth:`RDD.pipe`: a partition's records, one a line, through the command ``argv``; its output's lines.
+
+    One thread writes and reads (a non-blocking loop over both pipes): the
+    records are computed in the task's own thread, where their functions'
+    accumulator updates count. A command that exits before it has read
+    everything (``head``) ends the writing, not the task.
+    """
+    proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL if quiet else None,
+                            env=None if env is None else {**os.environ, **env})
+    try:
+        stdin, stdout = proc.stdin.fileno(), proc.stdout.fileno()    # type: ignore[union-attr]
+        os.set_blocking(stdin, False)
+        records, pending, partial = iter(it), bytearray(), b""
+        with selectors.DefaultSelector() as sel:
+            sel.register(stdout, selectors.EVENT_READ)
+            sel.register(stdin, selectors.EVENT_WRITE)
+            writing = True
+            while sel.get_map():
+                for key, _ in sel.select():
+                    if key.fd == stdout:
+                        data = os.read(stdout, _PIPE_CHUNK)
+                        if not data:
+                            sel.unregister(stdout)
+                            continue
+                        *lines, partial = (partial + data).split(b"\n")
+                        yield from (line.decode("utf-8") for line in lines)
+                        continue
+                    while writing and len(pending) < _PIPE_CHUNK:
+                        record = next(records, _END)
+                        if record is _END:
+                            writing = False
+                        else:
+                            pending += _pipe_line(record)
+                    try:
+                        pending = pending[os.write(stdin, pending):] if pending else pending
+                    except BrokenPipeError:        # it stopped reading: the rest is not wanted
+                        writing, pending = False, bytearray()
+                    if not writing and not pending:
+                        sel.unregister(stdin)
+                        proc.stdin.close()         # type: ignore[union-attr]
+        if partial:
+            yield partial.decode("utf-8")
+        code = proc.wait()
+        if check and code:
+            raise RuntimeError(f"pipe: {shlex.join(argv)!r:.200} exited with code {code}")
+    finally:
+        if proc.poll() is None:     # the consumer stopped early (take), or a record failed
+            proc.kill()
+        for f in (proc.stdin, proc.stdout):
+            if f is not None and not f.closed:
+                f.close()
+        proc.wait()
+
+
+_END = object()
+
+
+def _pipe_line(record: Any) -> bytes:
+    """A record as a line for a piped command: bytes as they are, a str as UTF-8, anything else as ``str()``;
+    its own trailing line breaks are not doubled."""
+    if type(record) is bytes:
+        return record.rstrip(b"\n") + b"\n"
+    return (record if type(record) is str else str(record)).rstrip("\n").encode("utf-8") + b"\n"

@@ -80,7 +80,7 @@ def _count(n: Any, what: str) -> int:
 
 def _flag(value: Any, what: str) -> bool:
     if not isinstance(value, bool):
-        raise TypeError(f"{what}: preservesPartitioning is True or False, not {value!r}")
+        raise TypeError(f"{what} is True or False, not {value!r:.100}")
     return value
 
 
@@ -132,6 +132,15 @@ class ShuffleDependency:
                 **({} if agg is None or agg.probe else {"probe": False})}
 
 
+class RDDId(int):
+    """An RDD's id: an int, as DPark's ``rdd.id``, that can be called, as PySpark's ``rdd.id()``."""
+
+    __slots__ = ()
+
+    def __call__(self) -> int:
+        return int(self)
+
+
 class RDD:
     """A resilient distributed dataset: a lazy, partitioned collection of records.
 
@@ -145,7 +154,7 @@ class RDD:
 
     def __init__(self, ctx: Any, num_partitions: int) -> None:
         self.ctx = ctx
-        self.id: int = ctx._new_rdd_id() if ctx is not None else -1
+        self.id = RDDId(ctx._new_rdd_id() if ctx is not None else -1)
         self.num_partitions = num_partitions
         self.partitioner: HashPartitioner | RangePartitioner | FuncPartitioner | None = None
         self.is_cached = False
@@ -269,7 +278,8 @@ class RDD:
         >>> ctx.parallelize([1, 2, 3]).map(str).collect()
         ['1', '2', '3']
         """
-        return PipedRDD(self, "map", self._f(f, "map"), keeps_partitioner=_flag(preservesPartitioning, "map"))
+        return PipedRDD(self, "map", self._f(f, "map"),
+                        keeps_partitioner=_flag(preservesPartitioning, "map: preservesPartitioning"))
 
     def flatMap(self, f: Callable[[Any], Iterable[Any]], preservesPartitioning: bool = False) -> RDD:  # noqa: N803
         """Apply ``f`` to each record and flatten the iterables it returns (``preservesPartitioning``: see
@@ -279,7 +289,7 @@ class RDD:
         ['a', 'b', 'c']
         """
         return PipedRDD(self, "flatMap", self._f(f, "flatMap"),
-                        keeps_partitioner=_flag(preservesPartitioning, "flatMap"))
+                        keeps_partitioner=_flag(preservesPartitioning, "flatMap: preservesPartitioning"))
 
     def filter(self, f: Callable[[Any], bool]) -> RDD:
         """Keep the records for which ``f`` is true.
@@ -297,13 +307,13 @@ class RDD:
         [[1, 3], [0, 2]]
         """
         return PipedRDD(self, "mapPartitions", self._f(f, "mapPartitions"),
-                        keeps_partitioner=_flag(preservesPartitioning, "mapPartitions"))
+                        keeps_partitioner=_flag(preservesPartitioning, "mapPartitions: preservesPartitioning"))
 
     def mapPartitionsWithIndex(self, f: Callable[[int, Iterator[Any]], Iterable[Any]],
                                preservesPartitioning: bool = False) -> RDD:  # noqa: N803
         """Apply ``f(split_index, iterator)`` to each partition (``preservesPartitioning``: see :meth:`map`)."""
         return PipedRDD(self, "mapPartitionsWithIndex", self._f(f, "mapPartitionsWithIndex"),
-                        keeps_partitioner=_flag(preservesPartitioning, "mapPartitionsWithIndex"))
+                        keeps_partitioner=_flag(preservesPartitioning, "mapPartitionsWithIndex: preservesPartitioning"))
 
     def mapValue(self, f: Callable[[Any], Any]) -> RDD:
         """Apply ``f`` to the value of each (key, value) pair.
@@ -340,6 +350,33 @@ class RDD:
         [1, 2]
         """
         return PipedRDD(self, "values", None)
+
+    def pipe(self, command: str | list[str], env: dict[str, str] | None = None, checkCode: bool = False,  # noqa: N803
+             quiet: bool = False) -> RDD:
+        """Each partition's records through an external command, one a line (a str as UTF-8, bytes as they
+        are, anything else as ``str(record)``); the records are the lines it prints, as str.
+
+        ``command``: a str (split as a shell would, with no shell run) or a list of arguments. ``env``: variables
+        added to the worker's environment for it. ``checkCode``: a non-zero exit code fails the task (else it
+        is ignored, as in Spark). ``quiet``: its stderr is dropped (DPark's option), else it is the worker's.
+
+        >>> ctx.parallelize(['b', 'a'], 1).pipe('sort').collect()
+        ['a', 'b']
+        """
+        import shlex
+        if isinstance(command, str):
+            argv = shlex.split(command)
+        elif isinstance(command, (list, tuple)) and all(isinstance(a, str) for a in command):
+            argv = list(command)
+        else:
+            raise TypeError(f"pipe: command is a str or a list of str, not {command!r:.100}")
+        if not argv:
+            raise ValueError("pipe: command is empty")
+        if env is not None and not (isinstance(env, dict) and all(
+                isinstance(k, str) and isinstance(v, str) for k, v in env.items())):
+            raise TypeError(f"pipe: env is a dict of str to str, not {env!r:.100}")
+        return self.mapPartitions(functools.partial(ops.pipe_lines, argv, env, _flag(checkCode, "pipe: checkCode"),
+                                                    _flag(quiet, "pipe: quiet")))
 
     def glom(self) -> RDD:
         """Each partition as one list.
@@ -1582,17 +1619,17 @@ def lineage_to_wire(root: RDD, split: int, outputs: dict[int, list]) -> dict:
     stack = [(root, split)]
     while stack:
         r, s = stack.pop()
-        seen = needed.setdefault(r.id, set())
+        seen = needed.setdefault(int(r.id), set())
         if s in seen:
             continue
         seen.add(s)
-        rdds[r.id] = r
+        rdds[int(r.id)] = r
         stack.extend(r._parent_splits(s))
     nodes = {}
     for rid, r in rdds.items():
         nodes[rid] = {"k": r.kind, "n": r.num_partitions, "c": r.is_cached,
-                      "p": [p.id for p in narrow_parents(r)], "a": r._params(needed[rid], outputs)}
-    return {"root": root.id, "nodes": nodes}
+                      "p": [int(p.id) for p in narrow_parents(r)], "a": r._params(needed[rid], outputs)}
+    return {"root": int(root.id), "nodes": nodes}
 
 
 def lineage_from_wire(wire: dict) -> RDD:

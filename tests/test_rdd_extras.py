@@ -1,14 +1,16 @@
 """What Spark users reach for beyond SPEC's list: sum, max, min, mean, isEmpty, keyBy, sortBy,
 aggregateByKey, foldByKey, stats, takeSample, zipWithUniqueId, randomSplit, histogram, sampleByKey,
-reduceByKeyLocally, countApproxDistinct...
+reduceByKeyLocally, countApproxDistinct, pipe...
 
 Each against plain Python, in every mode (the ``ctx`` fixture).
 """
 from __future__ import annotations
 
+from functools import partial
+
 import pytest
 
-from gopark import Context, register_func
+from gopark import Context, JobError, register_func
 
 DATA = [7, -3, 12, 0, 5, 12, -8, 4]
 WORDS = ["pear", "fig", "banana", "kiwi", "apple"]
@@ -231,6 +233,9 @@ def test_tree_reduce_tree_aggregate_range_and_empty_rdd(ctx: Context) -> None:
     import operator
     assert ctx.range(10).collect() == list(range(10))
     assert ctx.emptyRDD().collect() == [] and ctx.emptyRDD().isEmpty() and ctx.emptyRDD().count() == 0
+    assert ctx.emptyRDD().getNumPartitions() == 0 and ctx.union([]).getNumPartitions() == 0     # as Spark's
+    assert ctx.emptyRDD().reduceByKey(operator.add).collect() == [] and ctx.emptyRDD().fold(0, operator.add) == 0
+    assert ctx.emptyRDD().union(ctx.range(3)).collect() == [0, 1, 2] and ctx.emptyRDD().take(2) == []
     assert ctx.range(3, 20, 4, numSlices=3).glom().collect() == [[3], [7, 11], [15, 19]]
     rdd = ctx.range(1, 101, numSlices=4)
     assert rdd.treeReduce(operator.add) == 5050 and rdd.treeReduce(operator.add, depth=3) == 5050
@@ -395,3 +400,58 @@ def test_to_local_iterator_runs_a_job_a_partition_as_it_is_read(ctx: Context) ->
         assert list(it) == [str(i) for i in range(1, 10)] and jobs == [[0], [1], [2], [3]]
     finally:
         del ctx.runJob
+
+
+@register_func
+def count_into(acc: object, x: object) -> object:
+    acc.add(1)      # type: ignore[attr-defined]
+    return x
+
+
+def test_pipe_sends_each_record_as_a_line_and_gives_the_lines_printed(ctx: Context) -> None:
+    records = ["b", "a", 3, b"raw\n", "with\n", ("t", 1), "é"]
+    assert ctx.parallelize(records, 1).pipe("cat").collect() == ["b", "a", "3", "raw", "with", "('t', 1)", "é"]
+    # a partition at a time: each partition's lines sorted on their own
+    assert ctx.parallelize(["d", "c", "b", "a"], 2).pipe(["sort"]).glom().collect() == [["c", "d"], ["a", "b"]]
+    assert ctx.parallelize(range(5), 2).pipe("wc -l").map(int).collect() == [2, 3]
+    assert ctx.parallelize([], 2).pipe("cat").collect() == []
+    many = ctx.parallelize(range(200_000), 3)            # more than a pipe's buffer each way
+    assert many.pipe("cat").map(int).collect() == list(range(200_000))
+
+
+def test_pipe_env_exit_codes_and_commands_that_stop_reading(ctx: Context) -> None:
+    one = ctx.parallelize([1], 1)
+    assert one.pipe(["sh", "-c", "echo $GOPARK_PIPE_TEST; exit 3"], env={"GOPARK_PIPE_TEST": "x y"}).collect() \
+        == ["x y"]                                        # an exit code is ignored unless checkCode
+    with pytest.raises(JobError, match="RuntimeError: pipe: .*exited with code 3"):
+        one.pipe("sh -c 'exit 3'", checkCode=True).collect()
+    # head stops reading after 2 lines: the rest of the partition is not wanted, the task does not fail
+    assert ctx.parallelize(range(300_000), 2).pipe("head -n 2", checkCode=True).collect() == \
+        ["0", "1", "150000", "150001"]
+    assert ctx.parallelize(range(10), 2).pipe("cat").take(3) == ["0", "1", "2"]
+
+
+def test_pipe_records_are_computed_in_the_task_so_their_accumulator_updates_count(ctx: Context) -> None:
+    acc = ctx.accumulator(0)
+    assert ctx.parallelize(range(1000), 4).map(partial(count_into, acc)).pipe("cat").count() == 1000
+    assert acc.value == 1000
+
+
+def test_pipe_refuses_bad_arguments_at_the_call(ctx: Context) -> None:
+    rdd = ctx.parallelize([1], 1)
+    for bad in (3, ["ls", 3], None):
+        with pytest.raises(TypeError, match="pipe: command"):
+            rdd.pipe(bad)
+    with pytest.raises(ValueError, match="pipe: command is empty"):
+        rdd.pipe("  ")
+    with pytest.raises(TypeError, match="pipe: env"):
+        rdd.pipe("cat", env={"A": 1})
+    with pytest.raises(TypeError, match="pipe: checkCode is True or False"):
+        rdd.pipe("cat", checkCode="yes")
+
+
+def test_an_rdd_id_is_an_int_as_in_dpark_and_can_be_called_as_in_pyspark(ctx: Context) -> None:
+    a, b = ctx.parallelize([1], 1), ctx.parallelize([1], 1).map(neg)
+    assert isinstance(a.id, int) and a.id() == a.id and type(a.id()) is int
+    assert b.id() != a.id() and len({a.id, b.id}) == 2
+    assert b.cache().count() == 1 and b.count() == 1      # ids travel as plain ints (cached partitions too)
