@@ -115,9 +115,9 @@ class Context:
             return MesosBackend(self.master.address, self.scheduler.post, self.work_dir, self.options.cpus,
                                 self.options.mem, compress, registry.main_module_name() or "app")
         from gopark.scheduler.local import LocalBackend
-        from gopark.task import WorkerEnv
+        from gopark.task import DRIVER, WorkerEnv
         return LocalBackend(self.scheduler.post,
-                            WorkerEnv(self.work_dir, mem_bytes, "driver", cache_on_disk=False, compress=compress))
+                            WorkerEnv(self.work_dir, mem_bytes, DRIVER, cache_on_disk=False, compress=compress))
 
     def setLogLevel(self, logLevel: str) -> None:  # noqa: N802, N803
         """What gopark logs on stderr (its logger ``gopark``), by Spark's level names: ALL, TRACE, DEBUG
@@ -205,7 +205,10 @@ class Context:
         rdds = list(rdds)
         if not rdds:      # as Spark's and DPark's: the union of nothing is empty
             return self.emptyRDD()
-        return UnionRDD(self, _check_rdds(rdds, "union"))
+        rdds = _check_rdds(rdds, "union")
+        if rdds[0].ctx is not self:
+            raise ValueError("union: the RDDs belong to another Context")
+        return UnionRDD(self, rdds)
 
     def emptyRDD(self) -> RDD:
         """An RDD with no record and no partition, as Spark's.

@@ -99,7 +99,19 @@ class FuncPartitioner:
         if self._f is None:
             from gopark import registry
             self._f = registry.decode_func(self.ref)
-        return self._f(key) % self.num_partitions
+        p = self._f(key)
+        if not isinstance(p, int):
+            raise self._not_a_partition(key, p)
+        return p % self.num_partitions
+
+    def _not_a_partition(self, key: Any, p: Any) -> TypeError:
+        """The error for a partition function that returned ``p``, not an int: its own failure (it names it)."""
+        from gopark import registry
+        name = registry.func_label(self.ref)
+        exc = TypeError(f"partitionBy: the partition function {name} returned {type(p).__name__} {p!r:.80} for "
+                        f"key {key!r:.80}: it must return an int")
+        exc.gopark_func = name        # type: ignore[attr-defined]  # blamed, not the stage's last function
+        return exc
 
     def to_wire(self) -> list:
         return ["func", self.num_partitions, self.ref]

@@ -394,9 +394,10 @@ class RDD:
         if (isinstance(fraction, bool) and isinstance(withReplacement, (int, float))
                 and not isinstance(withReplacement, bool)):    # PySpark's order: sample(False, 0.5), sample(True, 2)
             fraction, withReplacement = withReplacement, fraction
-        if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or fraction < 0 or (
+        if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 <= fraction < math.inf or (
                 fraction > 1 and not withReplacement):
-            raise ValueError(f"sample: fraction must be in [0, 1] (any >= 0 with replacement), not {fraction!r}")
+            raise ValueError(f"sample: fraction must be in [0, 1] (any finite one >= 0 with replacement), "
+                             f"not {fraction!r}")
         return PipedRDD(self, "sample", None, [float(fraction), bool(withReplacement), _seed(seed, "sample")])
 
     def sampleByKey(self, withReplacement: bool, fractions: dict, seed: int | None = None) -> RDD:
@@ -523,7 +524,7 @@ class RDD:
         >>> ctx.parallelize([1, 2]).cartesian(ctx.parallelize(['a', 'b'])).collect()
         [(1, 'a'), (1, 'b'), (2, 'a'), (2, 'b')]
         """
-        return CartesianRDD(self, _check_rdds([other], "cartesian")[0])
+        return CartesianRDD(self, _check_rdds([self, other], "cartesian")[1])
 
     def zip(self, other: RDD) -> RDD:
         """(a, b) pairs of records at the same position; both RDDs need the same partitioning.
@@ -531,7 +532,7 @@ class RDD:
         >>> ctx.parallelize([1, 2], 1).zip(ctx.parallelize(['a', 'b'], 1)).collect()
         [(1, 'a'), (2, 'b')]
         """
-        other = _check_rdds([other], "zip")[0]
+        other = _check_rdds([self, other], "zip")[1]
         if other.num_partitions != self.num_partitions:
             raise ValueError(f"zip needs RDDs with the same number of partitions, "
                              f"not {self.num_partitions} and {other.num_partitions}")
@@ -647,13 +648,13 @@ class RDD:
             rdds.extend(o if isinstance(o, (list, tuple)) else [o])
         if not rdds:
             raise TypeError("groupWith takes at least one other RDD")
-        rdds = _check_rdds(rdds, "groupWith")
+        rdds = _check_rdds([self, *rdds], "groupWith")[1:]
         return CoGroupedRDD([self, *rdds], self._cogroup_partitioner(numSplits, rdds))
 
     cogroup = groupWith
 
     def _join(self, other: RDD, numSplits: int | None, how: Callable[..., Any], what: str) -> RDD:
-        other = _check_rdds([other], what)[0]
+        other = _check_rdds([self, other], what)[1]
         grouped = CoGroupedRDD([self, other], self._cogroup_partitioner(numSplits, [other]))
         return PipedRDD(grouped, "flatMapValue", registry.encode_func(how, ""), keeps_partitioner=True)
 
@@ -1151,6 +1152,8 @@ class RDD:
         A job that fails leaves the folder empty (no part file of the partitions that were written).
         """
         from gopark.io import text
+        if not isinstance(overwrite, bool):     # a truthy "no" would remove what is there
+            raise TypeError(f"saveAsTextFile: overwrite is True or False, not {overwrite!r:.100}")
         path = text.prepare_output(path, overwrite)
         try:
             self.ctx.runJob(self, ["save", path])

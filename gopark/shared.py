@@ -162,6 +162,11 @@ class Accumulator:
         self.add(x)
         return self
 
+    @property
+    def merge_ref(self) -> list:
+        """The merge function, as data (how it travels)."""
+        return self._merge_ref
+
     def merge_update(self, delta: Any) -> None:
         """Driver: fold one successful task's update into the value."""
         self._value = self._merge(self._value, delta)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import sys
 import traceback
 from collections.abc import Iterator
 from typing import Any
@@ -206,6 +207,33 @@ def _run(task: dict, tc: TaskContext) -> tuple[Any, bool]:
     return value, isinstance(value, actions.Stream)
 
 
+DRIVER = "driver"      # the worker id of local mode's tasks, which run in the driver
+
+
+def _failure(exc: BaseException) -> bytes:
+    """A task's failure as its packed result: the exception's type, message and traceback, the registered
+    function that raised it; every text made printable (a message may hold undecodable bytes of a file name,
+    ``str()`` of an app's exception may itself fail)."""
+    fetch = [exc.shuffle_id, [list(m) for m in exc.missing]] if isinstance(exc, FetchFailed) else None
+    source = getattr(exc, "gopark_input", None)       # the input split could not be read
+    action = getattr(exc, "gopark_action", None)      # the action refused a record: its own error
+    func = getattr(exc, "gopark_func", None) or (None if source or action else _failing_func(exc))
+    try:
+        msg = str(exc)
+    except BaseException as str_failed:  # noqa: BLE001  # the app's __str__: the failure is still reported
+        msg = f"<str() of the exception failed: {type(str_failed).__name__}: {str_failed!r:.200}>"
+    return serialize.packb({
+        "ok": False, "type": type(exc).__name__,
+        "msg": _printable(f"{msg} (reading {source})" if source else msg),
+        "tb": _printable("".join(traceback.format_exception(exc))), "func": func,
+        "input": _printable(source) if source else source, "action": action, "fetch": fetch})
+
+
+def _printable(text: str) -> str:
+    """``text`` with what UTF-8 cannot carry (lone surrogates: undecodable bytes of a file name) escaped."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def run_task(payload: bytes, env: WorkerEnv) -> bytes:
     """Run one packed task; the packed result (never raises for the task's own errors)."""
     task = serialize.unpackb(payload)
@@ -221,15 +249,11 @@ def run_task(payload: bytes, env: WorkerEnv) -> bytes:
             return result
         except Terminated:                      # the driver (local mode) is being stopped: not the task's
             raise
-        except (Exception, SystemExit) as exc:  # the task's own failure: reported, never raised here
-            fetch = [exc.shuffle_id, [list(m) for m in exc.missing]] if isinstance(exc, FetchFailed) else None
-            source = getattr(exc, "gopark_input", None)       # the input split could not be read
-            action = getattr(exc, "gopark_action", None)      # the action refused a record: its own error
-            func = None if source or action else _failing_func(exc)
-            return serialize.packb({
-                "ok": False, "type": type(exc).__name__,
-                "msg": f"{exc} (reading {source})" if source else str(exc),
-                "tb": "".join(traceback.format_exception(exc)), "func": func,
-                "input": source, "action": action, "fetch": fetch})
+        except KeyboardInterrupt:
+            if env.worker_id == DRIVER:        # Ctrl-C in local mode, where tasks run in the driver: it stops
+                raise
+            return _failure(sys.exc_info()[1])  # a worker ignores SIGINT: the app's own code raised it
+        except BaseException as exc:            # the task's own failure (any kind): reported, never raised here
+            return _failure(exc)
         finally:
             tc.release()

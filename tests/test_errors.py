@@ -175,6 +175,50 @@ def test_task_that_raises_an_exception_of_the_app(ctx):
     check_job_error(info.value, "AppError", "app-specific 7", "errors.raises_app_error")
 
 
+class BrokenStr(Exception):
+    def __str__(self):
+        return self.detail       # never set: str() of this exception fails
+
+
+class Cancelled(BaseException):
+    """Not an Exception (as asyncio.CancelledError)."""
+
+
+@register_func(name="errors.raises_broken_str")
+def raises_broken_str(x):
+    raise BrokenStr()
+
+
+@register_func(name="errors.raises_undecodable")
+def raises_undecodable(x):
+    raise ValueError("cannot parse " + os.fsdecode(b"caf\xe9.txt"))     # a file name that is not UTF-8
+
+
+@register_func(name="errors.raises_base_exception")
+def raises_base_exception(x):
+    raise Cancelled(f"gave up on record {x}")
+
+
+def test_exceptions_whose_text_is_not_plain_are_still_reported_whole(ctx):
+    """str() of the exception fails, or its message holds undecodable bytes of a file name: still a JobError
+    with the type, a message, the traceback and the function, in every mode (not a lost worker)."""
+    with pytest.raises(JobError) as info:
+        ctx.parallelize([1, 2], 2).map(raises_broken_str).collect()
+    check_job_error(info.value, "BrokenStr", "str() of the exception failed: AttributeError",
+                    "errors.raises_broken_str")
+    with pytest.raises(JobError) as info:
+        ctx.parallelize([1, 2], 2).map(raises_undecodable).collect()
+    check_job_error(info.value, "ValueError", "cannot parse caf\\udce9.txt", "errors.raises_undecodable")
+    assert ctx.parallelize(range(4), 2).count() == 4
+
+
+def test_a_task_raising_a_base_exception_fails_as_any_other(ctx):
+    with pytest.raises(JobError) as info:
+        ctx.parallelize([7], 1).map(raises_base_exception).collect()
+    check_job_error(info.value, "Cancelled", "gave up on record 7", "errors.raises_base_exception")
+    assert "failed 4 times" in str(info.value)
+
+
 def test_task_that_calls_sys_exit(ctx):
     """A task that exits is a failed task in every mode: the action raises JobError, the driver goes on."""
     with pytest.raises(JobError):
@@ -455,7 +499,7 @@ def run_app(*args):
 
 
 @pytest.mark.parametrize("case", ["master", "missing", "conf", "conf latin-1", "conf folder", "mem inf", "parallel abc",
-                                  "bare -m",
+                                  "bare -m", "unlistable folder", "unsearchable folder", "unreadable file", "device",
                                   "master in code", "missing, master in code"])
 def test_an_app_with_bad_input_prints_one_error_line(tmp_path, case):
     data = write(tmp_path / "words.txt", "a b c\n")
@@ -488,6 +532,22 @@ def test_an_app_with_bad_input_prints_one_error_line(tmp_path, case):
     elif case == "conf folder":
         proc = run_app(data, "--conf", str(tmp_path), "-q")
         token = str(tmp_path)
+    elif case in ("unlistable folder", "unsearchable folder", "unreadable file"):
+        (tmp_path / "d").mkdir()
+        inside = write(tmp_path / "d" / "words.txt", "a b c\n")
+        os.chmod(inside if case == "unreadable file" else tmp_path / "d", 0o300 if case == "unlistable folder" else 0)
+        try:     # without the capabilities that let root read anything
+            proc = subprocess.run(["setpriv", "--inh-caps=-all", "--bounding-set=-dac_override,-dac_read_search",
+                                   sys.executable, os.path.join(APPS, "wc_app.py"),
+                                   str(tmp_path / "d") if case == "unlistable folder" else inside, "-q"],
+                                  capture_output=True, text=True, timeout=120)
+        finally:
+            os.chmod(tmp_path / "d", 0o700)
+        token = {"unlistable folder": "cannot list the folder", "unsearchable folder": "cannot be read",
+                 "unreadable file": "cannot be read: permission denied"}[case]
+    elif case == "device":
+        proc = run_app("/dev/null", "-q")
+        token = "neither a file nor a folder"
     else:
         proc = run_app(data, "--mem", "inf", "-q")
         token = "inf"

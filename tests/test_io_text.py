@@ -185,6 +185,13 @@ def test_save_then_read_back(ctx, tmp_path):
     out = str(tmp_path / "out")
     ctx.parallelize(records, 4).saveAsTextFile(out)
     assert ctx.textFile(out).collect() == records
+    with pytest.raises(OutputExists):
+        ctx.parallelize(records, 4).saveAsTextFile(out)
+    with pytest.raises(TypeError, match="overwrite is True or False"):      # a truthy "no" removes nothing
+        ctx.parallelize(["other"], 1).saveAsTextFile(out, overwrite="no")
+    assert ctx.textFile(out).collect() == records
+    ctx.parallelize(["other"], 1).saveAsTextFile(out, overwrite=True)
+    assert ctx.textFile(out).collect() == ["other"]
 
 
 def test_file_urls_name_local_paths(ctx, tmp_path):

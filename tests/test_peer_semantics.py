@@ -1,6 +1,8 @@
 """Semantics that DPark's and Spark's own tests rely on, found by porting them (each in every mode)."""
 from __future__ import annotations
 
+from functools import partial
+
 import pytest
 
 from gopark import ConfigError, Context, JobError, register_func
@@ -223,3 +225,33 @@ def test_partitionBy_takes_a_registered_partitionFunc_as_pyspark_does(ctx: Conte
         pairs.partitionBy(3, lambda k: k)
     with pytest.raises(JobError, match="TypeError"):
         ctx.parallelize([("a", 1)], 1).partitionBy(2, by_remainder).collect()   # 'a' % 7
+
+
+def test_rdds_of_two_contexts_are_refused_by_every_method_that_takes_another_rdd() -> None:
+    """Each Context numbers its own RDDs and shuffles: mixed in one job, one side's data would stand for
+    the other's. Every method that takes another RDD refuses it at the call, as union does."""
+    with Context("local", quiet=True) as c1, Context("local", quiet=True) as c2:
+        a, b = c1.parallelize([(1, "a")], 1), c2.parallelize([(1, "b")], 1)
+        calls = [a.join, a.leftOuterJoin, a.rightOuterJoin, a.outerJoin, a.cartesian, a.zip, a.groupWith,
+                 a.cogroup, a.union, a.subtract, a.subtractByKey, a.intersection, lambda o: a.groupWith([a, o]),
+                 lambda o: c1.union([o]), lambda o: c1.union([a, o])]
+        for call in calls:
+            with pytest.raises(ValueError, match="Context"):
+                call(b)
+        assert a.join(c1.parallelize([(1, "c")], 1)).collect() == [(1, ("a", "c"))]
+
+
+@register_func
+def add_six(acc, x):
+    acc.add(6)
+    return x
+
+
+def test_an_accumulator_whose_merge_fails_in_the_driver_fails_the_job(ctx: Context) -> None:
+    """Each task adds 6 once (no merge there); the driver's second merge goes over 10 and raises: a JobError
+    naming the merge function (not a bare exception from the scheduler, nor an update dropped)."""
+    acc = ctx.accumulator(0, picky_add)
+    with pytest.raises(JobError, match="accumulator .* failed in the driver: ArithmeticError") as info:
+        ctx.parallelize(range(4), 4).map(partial(add_six, acc)).count()
+    assert info.value.func_name.endswith("picky_add") and info.value.remote_type == "ArithmeticError"
+    assert ctx.parallelize(range(4), 2).count() == 4

@@ -312,6 +312,10 @@ def test_sample_fraction_bounds(ctx):
         rdd.sample(-0.1)
     with pytest.raises(ValueError):
         rdd.sample(1.5)
+    for bad in (float("nan"), float("inf")):        # refused as Spark's require(fraction >= 0) does nan
+        for with_replacement in (False, True):
+            with pytest.raises(ValueError, match="fraction"):
+                rdd.sample(bad, with_replacement)
     assert rdd.sample(0.0, seed=1).collect() == []
     assert rdd.sample(1.0, seed=1).collect() == NUMS
 

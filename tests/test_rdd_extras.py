@@ -455,3 +455,21 @@ def test_an_rdd_id_is_an_int_as_in_dpark_and_can_be_called_as_in_pyspark(ctx: Co
     assert isinstance(a.id, int) and a.id() == a.id and type(a.id()) is int
     assert b.id() != a.id() and len({a.id, b.id}) == 2
     assert b.cache().count() == 1 and b.count() == 1      # ids travel as plain ints (cached partitions too)
+
+
+@register_func
+def pair_with_itself(x: int) -> tuple:
+    return (x, x)
+
+
+@register_func
+def partition_name(key: int) -> str:
+    return f"p{key}"          # an app's bug: not a partition number
+
+
+def test_a_partition_function_that_returns_no_int_is_blamed_for_it(ctx: Context) -> None:
+    """Not the map function before it (whose loop the partition function's result failed in)."""
+    with pytest.raises(JobError) as info:
+        ctx.parallelize(range(6), 2).map(pair_with_itself).partitionBy(3, partition_name).collect()
+    assert info.value.func_name.endswith("partition_name")
+    assert "the partition function" in info.value.remote_message and "returned str 'p" in info.value.remote_message

@@ -18,6 +18,7 @@ import glob
 import gzip
 import os
 import shutil
+import stat
 import urllib.parse
 import zlib
 from collections.abc import Iterable, Iterator
@@ -82,18 +83,37 @@ def visible(name: str, pattern: str | None = None) -> bool:
 
 def _folder_files(path: str) -> list[str]:
     """A folder's files, sorted, not hidden ones, not recursive."""
-    names = sorted(n for n in os.listdir(path) if visible(n))
+    try:
+        names = sorted(n for n in os.listdir(path) if visible(n))
+    except OSError as exc:            # no permission to read it
+        raise InputUnavailable(f"textFile: cannot list the folder {path!r}: {exc.strerror or exc}") from None
     return [os.path.join(path, n) for n in names if os.path.isfile(os.path.join(path, n))]
+
+
+def _readable(files: list[str]) -> list[str]:
+    """``files``, each one this process may read (else InputUnavailable now, not a failed task later)."""
+    for f in files:
+        if not os.access(f, os.R_OK):
+            raise InputUnavailable(f"textFile: {f!r} cannot be read: permission denied")
+    return files
 
 
 def _list_files(path: str) -> list[str]:
     """The files ``path`` names: itself, a folder's files, or the files and folders' files a glob matches
     (as Hadoop's input formats do: ``out/day=*`` reads every day's part files); a match that is hidden
     is skipped, unless the pattern's last part starts with the same character ('_*' names _SUCCESS)."""
-    if os.path.isdir(path):
-        return _folder_files(path)
-    if os.path.isfile(path):
-        return [path]
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        mode = None
+    except OSError as exc:            # a folder on its way that may not be searched, a loop of links...
+        raise InputUnavailable(f"textFile: {path!r} cannot be read: {exc.strerror or exc}") from None
+    if mode is not None and stat.S_ISDIR(mode):
+        return _readable(_folder_files(path))
+    if mode is not None and stat.S_ISREG(mode):
+        return _readable([path])
+    if mode is not None:
+        raise InputUnavailable(f"textFile: {path!r} is neither a file nor a folder")
     if glob.has_magic(path):
         last = os.path.basename(path.rstrip(os.sep))
         files = []
@@ -102,7 +122,7 @@ def _list_files(path: str) -> list[str]:
                 continue
             files += _folder_files(match) if os.path.isdir(match) else [match] if os.path.isfile(match) else []
         if files:
-            return files
+            return _readable(files)
         raise InputNotFound(f"textFile: no file matches {path!r}")
     raise InputNotFound(f"textFile: {path!r} does not exist")
 

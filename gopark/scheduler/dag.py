@@ -43,6 +43,7 @@ import itertools
 import logging
 import queue
 import threading
+import traceback
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -341,12 +342,22 @@ class DAGScheduler:
             job.on_result(value)
 
     def _merge_accumulators(self, updates: dict[str, Any]) -> None:
+        """Mutates: the accumulators; job.error if one's merge function fails on an update (the job fails,
+        as a task would: an update is never dropped silently)."""
         for key, delta in updates.items():
             acc = shared.find_accumulator(key)
-            if acc is not None:
-                acc.merge_update(delta)
-            else:
+            if acc is None:
                 log.warning("an update of accumulator %s that this driver does not know", key)
+                continue
+            try:
+                acc.merge_update(delta)
+            except Exception as exc:  # noqa: BLE001  # the app's merge function, run here
+                func = registry.func_label(acc.merge_ref)
+                if self.job is not None and self.job.error is None:
+                    self.job.error = job_error(
+                        f"accumulator {key}: merging a task's update failed in the driver: "
+                        f"{type(exc).__name__}: {exc}" + (f" (in {func})" if func else ""),
+                        type(exc).__name__, str(exc), "".join(traceback.format_exception(exc)), func)
 
     def _stage_done(self, stage: Stage) -> None:
         """Mutates: running, waiting. Start the waiting stages whose parents are now ready."""
