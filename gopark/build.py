@@ -17,6 +17,7 @@ import importlib.util
 import os
 import shutil
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -61,6 +62,12 @@ def check_app(script: str) -> str:
     attrs = {n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute)}
     if not {"register_func", "Context"} & (names | attrs):   # an app of builtins alone registers nothing
         raise BuildError(f"{script} does not use gopark (no Context, no @register_func): nothing to build")
+    from gopark import registry
+    inside = registry.registrations_in_main_block(tree)
+    if inside:
+        raise BuildError(f"{script}:{inside[0]}: a function is registered inside `if __name__ == \"__main__\":`: "
+                         "a worker imports the app without running that block, so it would not know it; "
+                         "register it at module level")
     module = os.path.splitext(os.path.basename(script))[0]
     if not module.isidentifier():
         raise BuildError(f"{script}: the app's file name must be a Python module name")
@@ -126,6 +133,44 @@ def _check_output(output: str, script: str) -> None:
             and not os.path.isfile(os.path.join(output, _ONEDIR_MARK)):
         raise BuildError(f"the output {output} is a folder that is not an earlier --onedir build: "
                          "give -o a path for the executable (e.g. -o build/NAME)")
+    folder = os.path.dirname(output)        # (absolute) made if missing: its first existing ancestor decides
+    while not os.path.lexists(folder):
+        folder = os.path.dirname(folder)
+    if not os.path.isdir(folder):
+        raise BuildError(f"the output {output} cannot be written: {folder} is not a folder")
+    try:                 # (a try, not os.access: root may write anywhere but in /proc, a read-only mount...)
+        fd, probe = tempfile.mkstemp(prefix=".gopark-probe-", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise BuildError(f"the output {output} cannot be written: {folder} is a folder this user may not "
+                         f"write to ({exc.strerror or exc})") from None
+
+
+def _install(built: str, output: str, name: str, onedir: bool) -> None:
+    """The build's result at ``output`` (checked), through a temporary copy beside it, so that ``output`` is
+    either the old build or the new one whole."""
+    tmp = f"{output}.gopark-tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    os.makedirs(os.path.dirname(output), exist_ok=True)
+    try:
+        if onedir:
+            shutil.copytree(built, tmp, symlinks=True)
+            with open(os.path.join(tmp, _ONEDIR_MARK), "w") as f:
+                f.write(f"{name}\n")
+        else:
+            shutil.copy2(built, tmp)
+    except BaseException:
+        if os.path.isdir(tmp):
+            shutil.rmtree(tmp, ignore_errors=True)
+        elif os.path.lexists(tmp):
+            os.unlink(tmp)
+        raise
+    if os.path.isdir(output) and not os.path.islink(output):
+        shutil.rmtree(output)              # an earlier --onedir build (checked)
+    elif onedir and os.path.lexists(output):
+        os.unlink(output)                  # a file or a link, where the folder goes
+    os.replace(tmp, output)
 
 
 def build(script: str, output: str | None = None, name: str | None = None, onedir: bool = False,
@@ -149,7 +194,9 @@ def build(script: str, output: str | None = None, name: str | None = None, onedi
     threading.Thread(target=_ticker, args=(say, done, started), daemon=True).start()
     args = [_spec_path(), "--noconfirm", "--log-level", "WARN",
             "--workpath", os.path.join(cache, "work"), "--distpath", os.path.join(cache, "dist"),
-            "--", "--entry", entry, "--app", module, "--app-dir", os.path.dirname(os.path.abspath(script)),
+            "--", "--entry", entry, "--app", module,
+            # the folder the script really is in, through links: where `python app.py` finds its modules
+            "--app-dir", os.path.dirname(os.path.realpath(script)),
             "--name", name, "--build-id", build_id] + (["--onedir"] if onedir else [])
     try:
         PyInstaller.__main__.run(args)
@@ -158,22 +205,11 @@ def build(script: str, output: str | None = None, name: str | None = None, onedi
             raise BuildError(f"PyInstaller failed (exit {exc.code}); see its messages above") from None
     finally:
         done.set()
-    built = os.path.join(cache, "dist", name)
-    tmp = f"{output}.gopark-tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    os.makedirs(os.path.dirname(output), exist_ok=True)
-    if onedir:
-        shutil.copytree(built, tmp, symlinks=True)
-        with open(os.path.join(tmp, _ONEDIR_MARK), "w") as f:
-            f.write(f"{name}\n")
-    else:
-        shutil.copy2(built, tmp)
     _check_output(output, script)          # again: the build took a while
-    if os.path.isdir(output) and not os.path.islink(output):
-        shutil.rmtree(output)              # an earlier --onedir build (checked)
-    elif onedir and os.path.lexists(output):
-        os.unlink(output)                  # a file or a link, where the folder goes
-    os.replace(tmp, output)
+    try:
+        _install(os.path.join(cache, "dist", name), output, name, onedir)
+    except OSError as exc:                 # a full disk, a folder made read-only meanwhile...
+        raise BuildError(f"the output {output} cannot be written: {exc.strerror or exc}") from None
     exe = os.path.join(output, name) if onedir else output
     size = _folder_size(output) if onedir else os.path.getsize(output)
     return BuildResult(exe, size, binary.digest(output), time.monotonic() - started)

@@ -198,6 +198,29 @@ def _main_blocks(path: str) -> list[tuple[int, int]]:
             if isinstance(node, ast.If) and _is_main_test(node.test)]
 
 
+def registrations_in_main_block(tree: Any) -> list[int]:
+    """The lines where a script's parsed source (``tree``) registers a function inside its
+    ``if __name__ == "__main__":`` blocks (``@register_func``, ``@gopark.register_func(name=...)``,
+    ``register_func(f)``): what :func:`_register` refuses as it runs, found without running it (``gopark
+    build``: a frozen app holds no source to look at)."""
+    import ast
+
+    def is_register(node: Any) -> bool:
+        node = node.func if isinstance(node, ast.Call) else node
+        return (isinstance(node, ast.Name) and node.id == "register_func") or (
+            isinstance(node, ast.Attribute) and node.attr == "register_func")
+
+    lines = []
+    for block in tree.body:
+        if isinstance(block, ast.If) and _is_main_test(block.test):
+            for node in ast.walk(block):
+                if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                    lines += [d.lineno for d in node.decorator_list if is_register(d)]
+                elif isinstance(node, ast.Call) and is_register(node.func) and node.args:
+                    lines.append(node.lineno)
+    return sorted(lines)
+
+
 def _where(fn: Callable[..., Any]) -> str:
     code = getattr(fn, "__code__", None)
     return f"{fn.__qualname__} ({code.co_filename}:{code.co_firstlineno})" if code else repr(fn)

@@ -10,7 +10,11 @@ Routes are ``/<secret>/<name>/<relative path>`` for each ``name -> folder``
 root, plus single files published under a fixed path; ``url`` includes the
 secret (random per server), so only the holders of a URL the driver handed
 out can read anything, as only the driver's own workers can talk to it in
-process mode. A file published as *one-shot* is
+process mode. A file published by its content's hash (the driver's
+executable) is served at ``/<route>`` instead, with no secret: its URL,
+the same in every run (on the port that :class:`FileServer` tries first), is
+what the agents' fetchers cache it under, and the hash in it is a secret as
+long as the binary is (64 hex digits). A file published as *one-shot* is
 deleted once it has been sent whole (a large task result, fetched once).
 Under a root, a file absent from a folder that exists answers 204 (a map task
 that sent nothing to a reducer writes no bucket), and a path whose folder is
@@ -46,11 +50,13 @@ def local_address(peer: str) -> str:
 
 
 class FileServer:
-    """Serves folders and files over HTTP on ``host`` (an ephemeral port) from a thread."""
+    """Serves folders and files over HTTP on ``host`` from a thread: on ``port`` if it is free, else on an
+    ephemeral one."""
 
-    def __init__(self, host: str) -> None:
+    def __init__(self, host: str, port: int = 0) -> None:
         self._roots: dict[str, str] = {}
         self._files: dict[str, tuple[str, bool]] = {}
+        self._by_content: dict[str, str] = {}       # route -> file, served without the secret
         self._lock = threading.Lock()
         server = self
 
@@ -72,11 +78,17 @@ class FileServer:
 
         server_class = type("Server", (http.server.ThreadingHTTPServer,), {
             "address_family": socket.AF_INET6 if ":" in host else socket.AF_INET, "daemon_threads": True})
-        self._httpd = server_class((host, 0), Handler)
+        try:
+            self._httpd = server_class((host, port), Handler)
+        except OSError:          # taken (another driver of the same binary, another service): any port
+            if not port:
+                raise
+            self._httpd = server_class((host, 0), Handler)
         bound_host, port = self._httpd.server_address[:2]
         # every URL starts with a secret: only those the driver handed a URL to can read anything
         self._secret = secrets.token_urlsafe(16)
         address = f"http://[{bound_host}]:{port}" if ":" in bound_host else f"http://{bound_host}:{port}"
+        self.address = address
         self.url = f"{address}/{self._secret}"
         self._thread = threading.Thread(target=self._httpd.serve_forever, name="gopark-fileserver",
                                         kwargs={"poll_interval": 0.2}, daemon=True)
@@ -93,7 +105,15 @@ class FileServer:
         route = route.strip("/")
         with self._lock:
             self._files[route] = (os.path.abspath(path), one_shot)
-        return f"{self.url}/{route}"
+        return f"{self.url}/{urllib.parse.quote(route)}"     # a name may hold a space (unquoted as served)
+
+    def publish_by_content(self, route: str, path: str) -> str:
+        """Serve one file at ``<address>/<route>``, no secret in it: ``route`` holds the hash of its content
+        (see the module's description)."""
+        route = route.strip("/")
+        with self._lock:
+            self._by_content[route] = os.path.abspath(path)
+        return f"{self.address}/{urllib.parse.quote(route)}"
 
     def stop(self) -> None:
         self._httpd.shutdown()
@@ -102,7 +122,11 @@ class FileServer:
 
     # -- serving ---------------------------------------------------------------------
     def _resolve(self, url_path: str) -> tuple[str | None, bool]:
-        secret, _, route = urllib.parse.unquote(urllib.parse.urlsplit(url_path).path).strip("/").partition("/")
+        full = urllib.parse.unquote(urllib.parse.urlsplit(url_path).path).strip("/")
+        with self._lock:
+            if full in self._by_content:
+                return self._by_content[full], False
+        secret, _, route = full.partition("/")
         if not hmac.compare_digest(secret.encode(), self._secret.encode()):
             return None, False
         with self._lock:

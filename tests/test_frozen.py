@@ -92,6 +92,10 @@ def test_build_prints_path_size_sha256_and_leaves_the_source_folder_clean(builds
     (None, "does not exist"),
     ("def broken(:\n    pass\n", "syntax error"),
     ("import gopark\nprint('hello')\n", "does not use gopark"),
+    ("from gopark import register_func\nif __name__ == '__main__':\n    @register_func\n    def f(x):\n"
+     "        return x\n", "badapp.py:3: a function is registered inside `if __name__"),
+    ("import gopark\ndef g(x):\n    return x\nif __name__ == '__main__':\n    if True:\n"
+     "        gopark.register_func(g)\n", "badapp.py:6: a function is registered inside"),
 ])
 def test_build_errors_are_one_line(tmp_path: str, content: str | None, message: str) -> None:
     script = os.path.join(tmp_path, "badapp.py")
@@ -121,6 +125,39 @@ def test_an_app_whose_folder_would_replace_gopark_or_its_launcher_in_the_binary_
     assert len(lines) == 1 and "would replace gopark's own" in lines[0] and shadow.split("/")[0].removesuffix(".py") \
         in lines[0], result.stderr
     assert os.listdir(elsewhere) == []
+
+
+def test_an_output_path_that_cannot_be_written_is_one_line_before_building(tmp_path) -> None:
+    (tmp_path / "afile").write_text("")
+    for output, why in ((tmp_path / "afile" / "app", "is not a folder"), (tmp_path / "afile" / "sub" / "app",
+                                                                        "is not a folder"),
+                        ("/proc/gopark-app", "may not write to")):
+        started = time.monotonic()
+        result = gopark_build(WORDCOUNT, "-o", str(output), cwd=str(tmp_path))
+        lines = result.stderr.strip().splitlines()
+        assert result.returncode == 1 and len(lines) == 1 and "cannot be written" in lines[0] and why in lines[0], \
+            result.stderr
+        assert time.monotonic() - started < 30            # refused before PyInstaller runs
+
+
+def test_an_app_reached_through_a_link_is_built_from_its_real_folder(tmp_path) -> None:
+    """``python link.py`` puts the real script's folder first on sys.path, where its sibling modules are:
+    the binary bundles those."""
+    real = tmp_path / "real"
+    real.mkdir()
+    (real / "sibling_helpers.py").write_text("def triple(x):\n    return 3 * x\n")
+    (real / "linked_app.py").write_text(
+        "from gopark import Context, register_func\nimport sibling_helpers\n\n@register_func\ndef f(x):\n"
+        "    return sibling_helpers.triple(x)\n\nif __name__ == '__main__':\n    with Context() as ctx:\n"
+        "        print(ctx.parallelize(range(4), 2).map(f).collect())\n")
+    links = tmp_path / "links"
+    links.mkdir()
+    (links / "linked_app.py").symlink_to(real / "linked_app.py")
+    built = gopark_build(str(links / "linked_app.py"), "-o", str(tmp_path / "bin" / "linked_app"), cwd=str(links))
+    assert built.returncode == 0, built.stderr
+    ran = subprocess.run([str(tmp_path / "bin" / "linked_app"), "-m", "process:2", "-q"], capture_output=True,
+                         text=True, timeout=300, cwd=str(tmp_path))
+    assert ran.returncode == 0 and ran.stdout.strip() == "[0, 3, 6, 9]", ran.stderr
 
 
 def test_build_never_replaces_a_folder_that_is_not_an_earlier_build(builds: dict[str, str], tmp_path) -> None:

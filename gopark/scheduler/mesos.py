@@ -40,6 +40,7 @@ import getpass
 import json
 import logging
 import os
+import shlex
 import socket
 import sys
 import threading
@@ -59,6 +60,9 @@ EXECUTOR_CPUS, EXECUTOR_MEM = 0.05, 64.0
 STARVED_WARNING = 15.0       # seconds of offers too small for any task before a warning
 REFUSE_BUSY, REFUSE_IDLE = 0.0, 5.0   # filters on what an ACCEPT leaves and on declines: with tasks waiting, short
 INLINE_RESULT = 256 << 10    # results above this size wait on the executor's file server
+#: the driver's file server listens first on a port of these (first, count) picked by the binary's hash (below
+#: Linux's ephemeral ports, where outgoing connections take theirs), and elsewhere if that one is taken
+_BINARY_PORTS = (20000, 10000)
 _FINAL_OK = "TASK_FINISHED"
 _NOT_FINAL = {"TASK_STAGING", "TASK_STARTING", "TASK_RUNNING", "TASK_KILLING"}
 
@@ -173,10 +177,12 @@ class MesosBackend:
         self.sha256 = binary.sha256()
         _check_reachable(address)
         host = local_address(_master_host(address))
-        self.files = FileServer(host)
+        # the same URL in every run of this binary (a port of its own, its hash), so that the agents' fetchers,
+        # which cache by URL, fetch it once
+        self.files = FileServer(host, _BINARY_PORTS[0] + int(self.sha256[:8], 16) % _BINARY_PORTS[1])
         name = os.path.basename(binary.executable())
         self._binary_name = name
-        self._binary_url = self.files.publish(f"bin/{self.sha256}/{name}", binary.executable())
+        self._binary_url = self.files.publish_by_content(f"bin/{self.sha256}/{name}", binary.executable())
         self.files_url = self.files.add_root("files", work_dir)   # broadcasts
         framework = {"user": getpass.getuser() or "nobody", "name": f"gopark: {app_name}",
                      "hostname": socket.gethostname(), "failover_timeout": FAILOVER_TIMEOUT, "checkpoint": False}
@@ -330,7 +336,7 @@ class MesosBackend:
             "executor_id": {"value": f"gopark-{self.sha256[:16]}"},
             "name": f"gopark executor ({self._binary_name})",
             "command": {
-                "value": f"./{self._binary_name}",
+                "value": shlex.quote(f"./{self._binary_name}"),     # run by a shell: a name may hold a space
                 "shell": True,
                 "uris": [{"value": self._binary_url, "executable": True, "extract": False,
                           "cache": True, "output_file": self._binary_name}],
