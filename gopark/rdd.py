@@ -710,7 +710,9 @@ class RDD:
         sample = self.ctx.runJob(self, ["sample_keys", max(100, 100 * n // max(1, self.num_partitions)), key_ref])
         bounds = range_bounds([k for part in sample for k in part], n)
         shuffled = ShuffledRDD(self, RangePartitioner(bounds, bool(ascending), n), None, False, key_ref)
-        return PipedRDD(shuffled, "sortPartition", key_ref, [not ascending], keeps_partitioner=True)
+        # by keyfunc's ranges, the result is not partitioned by its keys: no partitioner (a join with it
+        # shuffles it), as Spark's sortBy gives none
+        return PipedRDD(shuffled, "sortPartition", key_ref, [not ascending], keeps_partitioner=key_ref is None)
 
     @_numPartitions_too
     def sort(self, key: Callable[[Any], Any] | None = None, reverse: bool = False,
@@ -872,9 +874,9 @@ class RDD:
         6
         """
         ref = self._f(f, "fold")
-        serialize.packb_checked(zero, "RDD.fold")
-        parts = self.ctx.runJob(self, ["fold", zero, ref])
-        return _in_driver(ref, "fold", functools.reduce, registry.decode_func(ref), parts, zero)
+        zero_copy = serialize.unpackb(serialize.packb_checked(zero, "RDD.fold"))   # f may change it, as Spark's
+        parts = self.ctx.runJob(self, ["fold", zero, ref])                        # clone of it may be
+        return _in_driver(ref, "fold", functools.reduce, registry.decode_func(ref), parts, zero_copy)
 
     def aggregate(self, zero: Any, seqOp: Callable[[Any, Any], Any], combOp: Callable[[Any, Any], Any]) -> Any:
         """``seqOp`` over each partition from ``zero``; ``combOp`` over the partition results.

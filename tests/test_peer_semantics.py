@@ -255,3 +255,36 @@ def test_an_accumulator_whose_merge_fails_in_the_driver_fails_the_job(ctx: Conte
         ctx.parallelize(range(4), 4).map(partial(add_six, acc)).count()
     assert info.value.func_name.endswith("picky_add") and info.value.remote_type == "ArithmeticError"
     assert ctx.parallelize(range(4), 2).count() == 4
+
+
+@register_func
+def negated(k):
+    return -k
+
+
+@register_func
+def extend_in_place(acc, more):
+    acc.extend(more)          # allowed by Spark's docs: op may change its first argument and return it
+    return acc
+
+
+@register_func
+def as_list(x):
+    return [x]
+
+
+def test_a_join_with_an_rdd_sorted_by_a_keyfunc_finds_every_key(ctx: Context) -> None:
+    """sortByKey(keyfunc=) ranges the keys by keyfunc(key): its result is not partitioned by its keys, and a
+    join with it must shuffle it (it took its partitioner as its keys' own and missed 3 keys in 4)."""
+    a = ctx.parallelize([(i, "a") for i in range(100)], 4).sortByKey(keyfunc=negated, numSplits=4)
+    b = ctx.parallelize([(i, "b") for i in range(100)], 2)
+    assert a.collect() == [(i, "a") for i in reversed(range(100))]
+    assert a.join(b).count() == 100 and sorted(a.join(b).keys().collect()) == list(range(100))
+    assert a.cogroup(b).count() == 100
+
+
+def test_fold_leaves_the_drivers_zero_value_as_it_was(ctx: Context) -> None:
+    """As aggregate does, and Spark's fold, which merges the partitions' results into a clone of zero."""
+    zero: list = []
+    assert ctx.parallelize([1, 2, 3, 4], 2).map(as_list).fold(zero, extend_in_place) == [1, 2, 3, 4]
+    assert zero == []
