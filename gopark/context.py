@@ -7,6 +7,7 @@ backend that runs tasks. Two Contexts never share any of it.
 from __future__ import annotations
 
 import atexit
+import functools
 import itertools
 import os
 import shutil
@@ -196,6 +197,32 @@ class Context:
                 raise TypeError("textFile: numSplits and minPartitions are one argument: give one")
             numSplits = minPartitions
         return TextFileRDD(self, path, text.plan_splits(path, splitSize, numSplits, self.defaultParallelism))
+
+    def wholeTextFiles(self, path: str, minPartitions: int | None = None,  # noqa: N802, N803
+                       use_unicode: bool = True) -> RDD:
+        """``(path, content)`` for each file a path, a folder or a glob names (as :meth:`textFile` finds them;
+        ``.gz``/``.bz2`` decompressed), ``path`` absolute, content as str (UTF-8; bytes with ``use_unicode``
+        False), in ``minPartitions`` partitions (default: the default parallelism), at most one per file.
+        A file is read whole by one task: for many small files. Local paths (a mounted MooseFS too)."""
+        return self._whole_files(path, minPartitions, "wholeTextFiles", True, bool(use_unicode))
+
+    def binaryFiles(self, path: str, minPartitions: int | None = None) -> RDD:  # noqa: N802, N803
+        """``(path, bytes)`` for each file, as :meth:`wholeTextFiles` finds them, not decompressed."""
+        return self._whole_files(path, minPartitions, "binaryFiles", False, False)
+
+    def _whole_files(self, path: str, min_partitions: int | None, what: str, decompress: bool,
+                     unicode: bool) -> RDD:
+        self._check_running()
+        from gopark import ops
+        from gopark.errors import InputUnavailable
+        from gopark.io import text
+        if not isinstance(path, str):
+            raise TypeError(f"{what} takes a path (str), not {type(path).__name__}")
+        if path.startswith("mfs://"):
+            raise InputUnavailable(f"{what} reads local paths (and a mounted MooseFS), not mfs:// URLs: {path}")
+        files = [os.path.abspath(f) for f in text.list_files(text.local_path(path), what)]
+        n = min(len(files), _num(min_partitions, f"{what}: minPartitions") or self.defaultParallelism)
+        return self.parallelize(files, n).map(functools.partial(ops.whole_file, decompress, unicode))
 
     def union(self, rdds: list[RDD]) -> RDD:
         """The records of all ``rdds`` (none: an empty RDD)."""

@@ -13,6 +13,7 @@ import random
 import selectors
 import shlex
 import subprocess
+import zlib
 from collections.abc import Iterator
 from typing import Any
 
@@ -279,3 +280,17 @@ def _pipe_line(record: Any) -> bytes:
     if type(record) is bytes:
         return record.rstrip(b"\n") + b"\n"
     return (record if type(record) is str else str(record)).rstrip("\n").encode("utf-8") + b"\n"
+
+
+@register_func(name="gopark.whole_file")
+def whole_file(decompress: bool, unicode: bool, path: str) -> tuple[str, str | bytes]:
+    """:meth:`Context.wholeTextFiles` and ``binaryFiles``: ``(path, its content)``; ``.gz``/``.bz2``
+    decompressed with ``decompress``; decoded from UTF-8 (undecodable bytes replaced, as textFile's lines)
+    with ``unicode``. A failure to read names the file, not a function of the app."""
+    from gopark.io import text
+    try:
+        data = text.read_whole(path, decompress)
+    except (OSError, EOFError, zlib.error) as exc:
+        exc.gopark_input = path          # type: ignore[union-attr]
+        raise
+    return (path, data.decode("utf-8", "replace") if unicode else data)

@@ -296,3 +296,40 @@ def test_default_splits_of_a_folder_cut_each_file_in_equal_parts(tmp_path):
         assert max(parts) - min(parts) <= 1, (path, parts)            # equal parts
         assert min(parts) >= text.MIN_SPLIT_SIZE or len(parts) == 1, (path, parts)
         assert sum(parts) == os.path.getsize(path)
+
+
+def test_whole_text_files_gives_each_file_whole_with_its_path(ctx, tmp_path):
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    write(folder / "a.txt", "first\nline é\n".encode())
+    write(folder / "b.json", b'{"x": 1}')
+    write(folder / "c.txt.gz", gzip.compress(b"zipped\n"))
+    write(folder / "d.bin", b"\xff\xfe")
+    write(folder / "_SUCCESS", b"")                        # hidden, as textFile skips it
+    rdd = ctx.wholeTextFiles(str(folder))
+    assert rdd.collect() == [(str(folder / "a.txt"), "first\nline é\n"), (str(folder / "b.json"), '{"x": 1}'),
+                             (str(folder / "c.txt.gz"), "zipped\n"), (str(folder / "d.bin"), "\ufffd\ufffd")]
+    assert ctx.wholeTextFiles(str(folder / "*.txt"), minPartitions=3).getNumPartitions() == 1   # one per file at most
+    assert ctx.wholeTextFiles(str(folder), 3).getNumPartitions() == 3
+    assert ctx.wholeTextFiles("file://" + str(folder / "a.txt"), use_unicode=False).collect() == [
+        (str(folder / "a.txt"), "first\nline é\n".encode())]
+    assert dict(ctx.binaryFiles(str(folder)).collect())[str(folder / "c.txt.gz")] == (folder / "c.txt.gz").read_bytes()
+    assert ctx.wholeTextFiles(str(folder)).mapValues(len).collectAsMap()[str(folder / "b.json")] == 8
+
+
+def test_whole_text_files_bad_input_is_one_error_at_the_call(ctx, tmp_path):
+    from gopark import JobError
+    from gopark.errors import InputUnavailable
+    with pytest.raises(InputNotFound, match="wholeTextFiles: .*does not exist"):
+        ctx.wholeTextFiles(str(tmp_path / "missing"))
+    with pytest.raises(InputNotFound, match="binaryFiles: no file matches"):
+        ctx.binaryFiles(str(tmp_path / "*.none"))
+    with pytest.raises(InputUnavailable, match="not mfs:// URLs"):
+        ctx.wholeTextFiles("mfs://master/x")
+    with pytest.raises(ValueError, match="minPartitions"):
+        ctx.wholeTextFiles(str(tmp_path), minPartitions=0)
+    gone = write(tmp_path / "gone.txt", b"x")
+    rdd = ctx.wholeTextFiles(gone)
+    os.remove(gone)                                         # after the call: the task fails, naming the file
+    with pytest.raises(JobError, match="gone.txt"):
+        rdd.collect()

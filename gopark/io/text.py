@@ -81,50 +81,51 @@ def visible(name: str, pattern: str | None = None) -> bool:
     return True
 
 
-def _folder_files(path: str) -> list[str]:
+def _folder_files(path: str, what: str = "textFile") -> list[str]:
     """A folder's files, sorted, not hidden ones, not recursive."""
     try:
         names = sorted(n for n in os.listdir(path) if visible(n))
     except OSError as exc:            # no permission to read it
-        raise InputUnavailable(f"textFile: cannot list the folder {path!r}: {exc.strerror or exc}") from None
+        raise InputUnavailable(f"{what}: cannot list the folder {path!r}: {exc.strerror or exc}") from None
     return [os.path.join(path, n) for n in names if os.path.isfile(os.path.join(path, n))]
 
 
-def _readable(files: list[str]) -> list[str]:
+def _readable(files: list[str], what: str = "textFile") -> list[str]:
     """``files``, each one this process may read (else InputUnavailable now, not a failed task later)."""
     for f in files:
         if not os.access(f, os.R_OK):
-            raise InputUnavailable(f"textFile: {f!r} cannot be read: permission denied")
+            raise InputUnavailable(f"{what}: {f!r} cannot be read: permission denied")
     return files
 
 
-def _list_files(path: str) -> list[str]:
+def list_files(path: str, what: str = "textFile") -> list[str]:
     """The files ``path`` names: itself, a folder's files, or the files and folders' files a glob matches
     (as Hadoop's input formats do: ``out/day=*`` reads every day's part files); a match that is hidden
-    is skipped, unless the pattern's last part starts with the same character ('_*' names _SUCCESS)."""
+    is skipped, unless the pattern's last part starts with the same character ('_*' names _SUCCESS).
+    InputNotFound or InputUnavailable (saying ``what`` read it) if there is none, or one cannot be read."""
     try:
         mode = os.stat(path).st_mode
     except FileNotFoundError:
         mode = None
     except OSError as exc:            # a folder on its way that may not be searched, a loop of links...
-        raise InputUnavailable(f"textFile: {path!r} cannot be read: {exc.strerror or exc}") from None
+        raise InputUnavailable(f"{what}: {path!r} cannot be read: {exc.strerror or exc}") from None
     if mode is not None and stat.S_ISDIR(mode):
-        return _readable(_folder_files(path))
+        return _readable(_folder_files(path, what), what)
     if mode is not None and stat.S_ISREG(mode):
-        return _readable([path])
+        return _readable([path], what)
     if mode is not None:
-        raise InputUnavailable(f"textFile: {path!r} is neither a file nor a folder")
+        raise InputUnavailable(f"{what}: {path!r} is neither a file nor a folder")
     if glob.has_magic(path):
         last = os.path.basename(path.rstrip(os.sep))
         files = []
         for match in sorted(glob.glob(path)):
             if not visible(os.path.basename(match.rstrip(os.sep)), last):
                 continue
-            files += _folder_files(match) if os.path.isdir(match) else [match] if os.path.isfile(match) else []
+            files += _folder_files(match, what) if os.path.isdir(match) else [match] if os.path.isfile(match) else []
         if files:
-            return _readable(files)
-        raise InputNotFound(f"textFile: no file matches {path!r}")
-    raise InputNotFound(f"textFile: {path!r} does not exist")
+            return _readable(files, what)
+        raise InputNotFound(f"{what}: no file matches {path!r}")
+    raise InputNotFound(f"{what}: {path!r} does not exist")
 
 
 def plan_splits(path: str, split_size: int | None = None, num_splits: int | None = None,
@@ -147,7 +148,7 @@ def plan_splits(path: str, split_size: int | None = None, num_splits: int | None
     path = local_path(path)
     if _is_moosefs(path):
         return _plan_moosefs(path, split_size, num_splits)
-    files = _list_files(path)
+    files = list_files(path)
     plain = [(f, os.path.getsize(f)) for f in files if not f.endswith((".gz", ".bz2"))]
     equal = split_size is None and not num_splits      # the default: each file in equal parts
     if split_size is None:
@@ -209,6 +210,14 @@ def _read_split(split: dict) -> Iterator[str]:
         yield from moosefs.read_split(split)
     else:
         raise ValueError(f"unknown split kind {kind!r}")
+
+
+def read_whole(path: str, decompress: bool) -> bytes:
+    """A file's bytes (a ``.gz`` or ``.bz2`` one decompressed, with ``decompress``)."""
+    kind = path.rsplit(".", 1)[-1] if decompress else ""
+    opener = gzip.open if kind == "gz" else bz2.open if kind == "bz2" else open
+    with opener(path, "rb") as f:
+        return f.read()
 
 
 def _decode(block: bytes) -> list[str]:
