@@ -223,9 +223,11 @@ def pipe_lines(argv: list[str], env: dict[str, str] | None, check: bool, quiet: 
     accumulator updates count. A command that exits before it has read
     everything (``head``) ends the writing, not the task.
     """
+    # the worker's environment, less what makes a process a gopark worker (its role, the driver's address and
+    # token): a gopark app started by the command runs as an app of its own
+    base = {k: v for k, v in os.environ.items() if not k.startswith("GOPARK_")}
     proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            stderr=subprocess.DEVNULL if quiet else None,
-                            env=None if env is None else {**os.environ, **env})
+                            stderr=subprocess.DEVNULL if quiet else None, env={**base, **(env or {})})
     try:
         stdin, stdout = proc.stdin.fileno(), proc.stdout.fileno()    # type: ignore[union-attr]
         os.set_blocking(stdin, False)

@@ -421,8 +421,10 @@ def test_pipe_sends_each_record_as_a_line_and_gives_the_lines_printed(ctx: Conte
 
 def test_pipe_env_exit_codes_and_commands_that_stop_reading(ctx: Context) -> None:
     one = ctx.parallelize([1], 1)
-    assert one.pipe(["sh", "-c", "echo $GOPARK_PIPE_TEST; exit 3"], env={"GOPARK_PIPE_TEST": "x y"}).collect() \
+    assert one.pipe(["sh", "-c", "echo $PIPE_TEST; exit 3"], env={"PIPE_TEST": "x y"}).collect() \
         == ["x y"]                                        # an exit code is ignored unless checkCode
+    # the worker's own variables (its role, the driver's token) are not the command's
+    assert one.pipe(["sh", "-c", "env | grep -c '^GOPARK_' || true"]).collect() == ["0"]
     with pytest.raises(JobError, match="RuntimeError: pipe: .*exited with code 3"):
         one.pipe("sh -c 'exit 3'", checkCode=True).collect()
     # head stops reading after 2 lines: the rest of the partition is not wanted, the task does not fail
