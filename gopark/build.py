@@ -177,6 +177,9 @@ def build(script: str, output: str | None = None, name: str | None = None, onedi
           say: Callable[[str], None] = print) -> BuildResult:
     """Freeze ``script`` into ``output`` (default ``./NAME``); BuildError for a bad app or a failed build."""
     started = time.monotonic()
+    # the file itself, through links: its folder holds its sibling modules, its name is the module the binary
+    # bundles (`python link.py` runs the file of the link's name as __main__; the binary its own, alike)
+    script = os.path.realpath(script)
     module = check_app(script)
     name = name or module
     output = os.path.abspath(output or name)
@@ -195,8 +198,7 @@ def build(script: str, output: str | None = None, name: str | None = None, onedi
     args = [_spec_path(), "--noconfirm", "--log-level", "WARN",
             "--workpath", os.path.join(cache, "work"), "--distpath", os.path.join(cache, "dist"),
             "--", "--entry", entry, "--app", module,
-            # the folder the script really is in, through links: where `python app.py` finds its modules
-            "--app-dir", os.path.dirname(os.path.realpath(script)),
+            "--app-dir", os.path.dirname(script),
             "--name", name, "--build-id", build_id] + (["--onedir"] if onedir else [])
     try:
         PyInstaller.__main__.run(args)

@@ -221,6 +221,8 @@ class Context:
         if path.startswith("mfs://"):
             raise InputUnavailable(f"{what} reads local paths (and a mounted MooseFS), not mfs:// URLs: {path}")
         files = [os.path.abspath(f) for f in text.list_files(text.local_path(path), what)]
+        if not files:           # an empty folder, as textFile's
+            return self.emptyRDD()
         n = min(len(files), _num(min_partitions, f"{what}: minPartitions") or self.defaultParallelism)
         return self.parallelize(files, n).map(functools.partial(ops.whole_file, decompress, unicode))
 

@@ -13,6 +13,7 @@ import random
 import selectors
 import shlex
 import subprocess
+import sys
 import zlib
 from collections.abc import Iterator
 from typing import Any
@@ -223,11 +224,8 @@ def pipe_lines(argv: list[str], env: dict[str, str] | None, check: bool, quiet: 
     accumulator updates count. A command that exits before it has read
     everything (``head``) ends the writing, not the task.
     """
-    # the worker's environment, less what makes a process a gopark worker (its role, the driver's address and
-    # token): a gopark app started by the command runs as an app of its own
-    base = {k: v for k, v in os.environ.items() if not k.startswith("GOPARK_")}
     proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            stderr=subprocess.DEVNULL if quiet else None, env={**base, **(env or {})})
+                            stderr=subprocess.DEVNULL if quiet else None, env={**command_environment(), **(env or {})})
     try:
         stdin, stdout = proc.stdin.fileno(), proc.stdout.fileno()    # type: ignore[union-attr]
         os.set_blocking(stdin, False)
@@ -274,6 +272,23 @@ def pipe_lines(argv: list[str], env: dict[str, str] | None, check: bool, quiet: 
 
 
 _END = object()
+
+def command_environment() -> dict[str, str]:
+    """The environment of a command a task starts, the same in every mode: the app's, without what gopark
+    and PyInstaller set for themselves (a worker's role, the driver's address and token, the driver's
+    sys.path as PYTHONPATH, a frozen app's bundle as LD_LIBRARY_PATH and its ``_PYI_*`` markers)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GOPARK_", "_PYI_", "_MEI"))}
+    user_path = os.environ.get(registry.USER_PYTHONPATH_ENV)
+    if user_path is not None:                   # a worker: its PYTHONPATH is gopark's
+        env.pop("PYTHONPATH", None)
+        if user_path:
+            env["PYTHONPATH"] = user_path[1:]
+    if getattr(sys, "frozen", False):
+        original = env.pop("LD_LIBRARY_PATH_ORIG", None)
+        env.pop("LD_LIBRARY_PATH", None)
+        if original is not None:
+            env["LD_LIBRARY_PATH"] = original
+    return env
 
 
 def _pipe_line(record: Any) -> bytes:

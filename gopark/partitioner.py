@@ -24,8 +24,10 @@ def portable_hash(x: Any) -> int:
     t = type(x)
     if t is str:
         return zlib.crc32(_ENCODE(x))
-    if t is int or t is float or t is bool:
+    if t is int or t is bool:
         return hash(x)
+    if t is float:        # hash(nan) is its address since Python 3.10: every NaN alike, as in Spark
+        return hash(x) if x == x else 0
     if t is bytes:
         return zlib.crc32(x)
     if t is tuple:

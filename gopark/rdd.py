@@ -141,6 +141,9 @@ class RDDId(int):
         return int(self)
 
 
+serialize.register_as_base(RDDId, int)     # as data (``partial(f, rdd.id)``), an id is an int
+
+
 class RDD:
     """A resilient distributed dataset: a lazy, partitioned collection of records.
 
@@ -261,10 +264,13 @@ class RDD:
             -> HashPartitioner | RangePartitioner | FuncPartitioner:
         """A join's or cogroup's partitioner, as Spark's defaultPartitioner chooses it: with no ``numSplits``,
         the partitioner of the input that has the most partitions among those that have one, if it has as
-        many as any input: that input (and any partitioned alike) is then not shuffled again."""
+        many as any input: that input (and any partitioned alike) is then not shuffled again. Not a range
+        partitioner (sortByKey's), as PySpark's joins never take one: it compares each key of the other inputs
+        with its bounds, and a key of another type there (None, a str among ints) would fail the join."""
         n = self._shuffle_parts(numSplits, *others)
         if numSplits is None:
-            partitioned = [r.partitioner for r in (self, *others) if r.partitioner is not None]
+            partitioned = [r.partitioner for r in (self, *others)
+                           if r.partitioner is not None and not isinstance(r.partitioner, RangePartitioner)]
             best = max(partitioned, key=lambda p: p.num_partitions, default=None)
             if best is not None and best.num_partitions >= n:
                 return best

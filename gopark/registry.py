@@ -80,6 +80,9 @@ MAIN_NAME_ENV = "GOPARK_MAIN_NAME"
 #: out (a worker's own ``sys.argv``), and ``import_argv``, what it was before, when the app's modules were
 #: imported (a worker imports them with it, so their module-level code sees what it saw in the driver)
 ARGV_FILE_ENV = "GOPARK_ARGV_FILE"
+#: a worker's environment: the app's own PYTHONPATH ("=value", "" for none), for the commands its tasks start
+#: (``ops.command_environment``: the worker's PYTHONPATH is the driver's sys.path)
+USER_PYTHONPATH_ENV = "GOPARK_USER_PYTHONPATH"
 
 #: this process's ``sys.argv`` and folder when gopark was first imported: what the app's module-level code
 #: saw (an app may change ``sys.argv``, or change folder, before it makes its Context)

@@ -45,6 +45,15 @@ def register_ext(code: int, cls: type, encode: Callable[[Any], Any], decode: Cal
     _EXT_BY_CLASS[cls] = code
 
 
+_AS_BASE: dict[type, type] = {}
+
+
+def register_as_base(cls: type, base: type) -> None:
+    """Let objects of ``cls``, a subclass of the data type ``base``, travel as ``base`` (they come back as a
+    ``base``: gopark's own int-like ids)."""
+    _AS_BASE[cls] = base
+
+
 def _default(obj: Any) -> Any:
     t = type(obj)
     if t is tuple:
@@ -55,6 +64,8 @@ def _default(obj: Any) -> Any:
         return [_EXT_MARKS[_FROZENSET], *obj]
     if t is int:              # beyond 64 bits (bool is msgpack's own)
         return msgpack.ExtType(_BIGINT, obj.to_bytes(obj.bit_length() // 8 + 1, "little", signed=True))
+    if t in _AS_BASE:
+        return _AS_BASE[t](obj)
     code = _EXT_BY_CLASS.get(t)
     if code is not None:
         return msgpack.ExtType(code, packb(_EXT_TYPES[code][1](obj), "a shared variable"))

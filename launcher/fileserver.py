@@ -13,8 +13,11 @@ out can read anything, as only the driver's own workers can talk to it in
 process mode. A file published by its content's hash (the driver's
 executable) is served at ``/<route>`` instead, with no secret: its URL,
 the same in every run (on the port that :class:`FileServer` tries first), is
-what the agents' fetchers cache it under, and the hash in it is a secret as
-long as the binary is (64 hex digits). A file published as *one-shot* is
+what the agents' fetchers cache it under. So whoever can reach that port and
+knows the hash (it is in the executor's description, which the Mesos master
+shows, and `gopark build` prints it) can fetch the binary while a driver of
+it runs: as whoever could read that description could with the secret URL
+before, now in later runs too. A file published as *one-shot* is
 deleted once it has been sent whole (a large task result, fetched once).
 Under a root, a file absent from a folder that exists answers 204 (a map task
 that sent nothing to a reducer writes no bucket), and a path whose folder is

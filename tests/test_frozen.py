@@ -152,8 +152,8 @@ def test_an_app_reached_through_a_link_is_built_from_its_real_folder(tmp_path) -
         "        print(ctx.parallelize(range(4), 2).map(f).collect())\n")
     links = tmp_path / "links"
     links.mkdir()
-    (links / "linked_app.py").symlink_to(real / "linked_app.py")
-    built = gopark_build(str(links / "linked_app.py"), "-o", str(tmp_path / "bin" / "linked_app"), cwd=str(links))
+    (links / "other_name.py").symlink_to(real / "linked_app.py")         # a link of another name, too
+    built = gopark_build(str(links / "other_name.py"), "-o", str(tmp_path / "bin" / "linked_app"), cwd=str(links))
     assert built.returncode == 0, built.stderr
     ran = subprocess.run([str(tmp_path / "bin" / "linked_app"), "-m", "process:2", "-q"], capture_output=True,
                          text=True, timeout=300, cwd=str(tmp_path))
@@ -215,6 +215,17 @@ def test_frozen_workers_run_small_functions_inline(builds: dict[str, str], tmpdi
     result = run([builds["app"], "--fail-inline", "-m", "process:2", "-q"], env=tmpdir_env)
     assert result.returncode == 0, result.stderr
     assert "FAILED frozen_app.tenth_of ZeroDivisionError True" in result.stdout.splitlines(), result.stdout
+
+
+@pytest.mark.parametrize("master", ["local", "process:2"])
+def test_a_command_piped_by_a_frozen_app_gets_the_apps_environment(builds: dict[str, str], tmpdir_env: dict[str, str],
+                                                                   master: str) -> None:
+    """Not the bundle's LD_LIBRARY_PATH (a system binary would load the bundle's libraries), nor PyInstaller's
+    or gopark's own markers."""
+    env = {k: v for k, v in tmpdir_env.items() if k != "LD_LIBRARY_PATH"}
+    result = run([builds["app"], "--pipe-env", "-m", master, "-q"], env=env)
+    assert result.returncode == 0, result.stderr
+    assert "PIPE_ENV ['0', 'unset']" in result.stdout.splitlines(), result.stdout
 
 
 def test_workers_are_the_same_binary_started_once(builds: dict[str, str], tmpdir_env: dict[str, str]) -> None:

@@ -56,3 +56,9 @@ def test_keys_with_non_ascii_characters_reduce_by_key(ctx):
 def test_a_lone_surrogate_is_not_gopark_data(ctx):
     with pytest.raises(SerializationError, match="'\\\\ud800', which is not Unicode"):
         ctx.parallelize([("\ud800a", 1)], 1).collect()
+
+
+def test_nan_keys_go_to_the_same_partition_in_every_mode_and_run(ctx):
+    """hash(nan) is the object's address since Python 3.10, and every NaN read back is a new object."""
+    data = [(float("nan"), i) for i in range(40)]
+    assert ctx.parallelize(data, 2).partitionByKey(3).glom().map(len).collect() == [40, 0, 0]

@@ -251,7 +251,8 @@ def test_an_accumulator_whose_merge_fails_in_the_driver_fails_the_job(ctx: Conte
     """Each task adds 6 once (no merge there); the driver's second merge goes over 10 and raises: a JobError
     naming the merge function (not a bare exception from the scheduler, nor an update dropped)."""
     acc = ctx.accumulator(0, picky_add)
-    with pytest.raises(JobError, match="accumulator .* failed in the driver: ArithmeticError") as info:
+    with pytest.raises(JobError, match="^an accumulator: merging a task's update failed in the driver: "
+                       "ArithmeticError") as info:
         ctx.parallelize(range(4), 4).map(partial(add_six, acc)).count()
     assert info.value.func_name.endswith("picky_add") and info.value.remote_type == "ArithmeticError"
     assert ctx.parallelize(range(4), 2).count() == 4
@@ -288,3 +289,14 @@ def test_fold_leaves_the_drivers_zero_value_as_it_was(ctx: Context) -> None:
     zero: list = []
     assert ctx.parallelize([1, 2, 3, 4], 2).map(as_list).fold(zero, extend_in_place) == [1, 2, 3, 4]
     assert zero == []
+
+
+def test_a_join_with_a_sorted_rdd_takes_keys_that_cannot_be_ordered_with_its_own(ctx: Context) -> None:
+    """Keys of another type on the other side (None, a str among ints) only do not match, as in PySpark,
+    whose joins hash: the sorted side's range partitioner is not reused to place them."""
+    a = ctx.parallelize([(1, "a"), (2, "b"), (3, "c")], 2).sortByKey()
+    b = ctx.parallelize([(None, "x"), (1, "y"), ("s", "z")], 2)
+    assert a.join(b).collect() == [(1, ("a", "y"))]
+    assert sorted(map(repr, a.cogroup(b).collect())) == sorted(map(repr, [
+        (1, (["a"], ["y"])), (2, (["b"], [])), (3, (["c"], [])), (None, ([], ["x"])), ("s", ([], ["z"]))]))
+    assert sorted(a.leftOuterJoin(b).collect()) == [(1, ("a", "y")), (2, ("b", None)), (3, ("c", None))]

@@ -497,3 +497,21 @@ def test_a_python_c_driver_that_changes_folder_before_its_context_finds_its_modu
     done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout == "[1, 2, 3]\n"
+
+
+def test_a_pool_that_fails_to_start_leaves_no_worker_behind(monkeypatch):
+    """The workers are started before ZeroMQ is set up: if that fails (here its Context), they are ended, and
+    the Context's error is raised."""
+    import zmq
+    before = children(zombies=True)
+
+    def refuse(*args, **kwargs):
+        raise zmq.ZMQError(24, "Too many open files")
+
+    monkeypatch.setattr(zmq, "Context", refuse)
+    with pytest.raises(zmq.ZMQError, match="Too many open files"):
+        Context("process:2", quiet=True)
+    monkeypatch.undo()
+    assert children(zombies=True) - before == set()
+    with Context("process:2", quiet=True) as ctx:
+        assert ctx.parallelize(range(4), 2).count() == 4

@@ -6,6 +6,7 @@ Each against plain Python, in every mode (the ``ctx`` fixture).
 """
 from __future__ import annotations
 
+import os
 from functools import partial
 
 import pytest
@@ -423,8 +424,10 @@ def test_pipe_env_exit_codes_and_commands_that_stop_reading(ctx: Context) -> Non
     one = ctx.parallelize([1], 1)
     assert one.pipe(["sh", "-c", "echo $PIPE_TEST; exit 3"], env={"PIPE_TEST": "x y"}).collect() \
         == ["x y"]                                        # an exit code is ignored unless checkCode
-    # the worker's own variables (its role, the driver's token) are not the command's
-    assert one.pipe(["sh", "-c", "env | grep -c '^GOPARK_' || true"]).collect() == ["0"]
+    # the app's environment, the same in every mode: not a worker's own variables (its role, the driver's
+    # token, the driver's sys.path as PYTHONPATH)
+    shown = one.pipe(["sh", "-c", "env | grep -c '^GOPARK_' || true; echo \"${PYTHONPATH-unset}\""]).collect()
+    assert shown == ["0", os.environ.get("PYTHONPATH", "unset")]
     with pytest.raises(JobError, match="RuntimeError: pipe: .*exited with code 3"):
         one.pipe("sh -c 'exit 3'", checkCode=True).collect()
     # head stops reading after 2 lines: the rest of the partition is not wanted, the task does not fail
@@ -457,6 +460,9 @@ def test_an_rdd_id_is_an_int_as_in_dpark_and_can_be_called_as_in_pyspark(ctx: Co
     assert isinstance(a.id, int) and a.id() == a.id and type(a.id()) is int
     assert b.id() != a.id() and len({a.id, b.id}) == 2
     assert b.cache().count() == 1 and b.count() == 1      # ids travel as plain ints (cached partitions too)
+    # as data too, as the plain int it was
+    assert ctx.parallelize([a.id], 1).map(neg).collect() == [-a.id] and ctx.broadcast({"id": b.id}).value["id"] == b.id
+    assert type(ctx.parallelize([a.id], 1).collect()[0]) is int
 
 
 @register_func

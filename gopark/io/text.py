@@ -91,8 +91,13 @@ def _folder_files(path: str, what: str = "textFile") -> list[str]:
 
 
 def _readable(files: list[str], what: str = "textFile") -> list[str]:
-    """``files``, each one this process may read (else InputUnavailable now, not a failed task later)."""
+    """``files``, each one this process may read, each named in UTF-8 (else InputUnavailable now, not a failed
+    task later: a path is a str, and gopark's strs are Unicode)."""
     for f in files:
+        try:
+            f.encode("utf-8")
+        except UnicodeEncodeError:
+            raise InputUnavailable(f"{what}: the file name {os.fsencode(f)!r} is not UTF-8: rename it") from None
         if not os.access(f, os.R_OK):
             raise InputUnavailable(f"{what}: {f!r} cannot be read: permission denied")
     return files
@@ -105,7 +110,7 @@ def list_files(path: str, what: str = "textFile") -> list[str]:
     InputNotFound or InputUnavailable (saying ``what`` read it) if there is none, or one cannot be read."""
     try:
         mode = os.stat(path).st_mode
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):   # (a/b where a is a file: b does not exist either)
         mode = None
     except OSError as exc:            # a folder on its way that may not be searched, a loop of links...
         raise InputUnavailable(f"{what}: {path!r} cannot be read: {exc.strerror or exc}") from None

@@ -353,10 +353,11 @@ class DAGScheduler:
                 acc.merge_update(delta)
             except Exception as exc:  # noqa: BLE001  # the app's merge function, run here
                 func = registry.func_label(acc.merge_ref)
+                which = f"accumulator {key[2:]!r}" if key.startswith("n:") else "an accumulator"   # named, or not
                 if self.job is not None and self.job.error is None:
                     self.job.error = job_error(
-                        f"accumulator {key}: merging a task's update failed in the driver: "
-                        f"{type(exc).__name__}: {exc}" + (f" (in {func})" if func else ""),
+                        f"{which}: merging a task's update failed in the driver: {type(exc).__name__}: {exc}"
+                        + (f" (in {func})" if func else ""),
                         type(exc).__name__, str(exc), "".join(traceback.format_exception(exc)), func)
 
     def _stage_done(self, stage: Stage) -> None:

@@ -79,6 +79,7 @@ def worker_environment(endpoint: str, token: str, worker_id: str, work_dir: str,
         "GOPARK_COMPRESS": "1" if compress else "",
         "GOPARK_DRIVER_PID": str(os.getpid()),
         "PYTHONPATH": os.pathsep.join(dict.fromkeys(paths)),
+        registry.USER_PYTHONPATH_ENV: "=" + os.environ["PYTHONPATH"] if "PYTHONPATH" in os.environ else "",
         registry.ARGV_FILE_ENV: argv_file,
     })
     main_name, main_file = registry.main_module_name(), registry.main_module_file()
@@ -145,25 +146,35 @@ class ProcessBackend:
         self._broken: str | None = None
         self._stopping = False
         self._spawned_for = 0       # worker slots started (deaths are replaced in _handle_exit)
-        self._spawn_missing()       # first: see the module's description
-        import zmq
-        self._zctx = zmq.Context()
-        self._router = self._zctx.socket(zmq.ROUTER)
-        self._router.setsockopt(zmq.LINGER, 0)
-        self._router.setsockopt(zmq.ROUTER_MANDATORY, 1)
         try:
+            self._spawn_missing()   # first: see the module's description
+            import zmq
+            self._zctx = zmq.Context()
+            self._router = self._zctx.socket(zmq.ROUTER)
+            self._router.setsockopt(zmq.LINGER, 0)
+            self._router.setsockopt(zmq.ROUTER_MANDATORY, 1)
             self._router.bind(self._endpoint)
-        except zmq.ZMQError:
-            self._router.close(0)
-            self._zctx.term()
-            for w in self._workers.values():
-                w.proc.kill()
-                w.proc.wait()
-                os.close(w.pidfd)
-            os.close(self._wake)
+        except BaseException:       # (a bind that fails, Ctrl-C...): nothing started is left behind
+            self._abandon()
             raise
         self._thread = threading.Thread(target=self._loop, name="gopark-process-backend", daemon=True)
         self._thread.start()
+
+    def _abandon(self) -> None:
+        """``__init__`` failed: end the workers it started, close what it opened."""
+        for w in self._workers.values():
+            w.proc.kill()
+            w.proc.wait()
+            os.close(w.pidfd)
+        self._workers.clear()
+        self._by_fd.clear()
+        if getattr(self, "_router", None) is not None:
+            self._router.close(0)
+        if getattr(self, "_zctx", None) is not None:
+            self._zctx.term()
+        os.close(self._wake)
+        if self._sock_dir:
+            shutil.rmtree(self._sock_dir, ignore_errors=True)
 
     # -- called by the scheduler thread ---------------------------------------------
     def submit(self, tid: int, payload: bytes, preferred: list[str]) -> None:
@@ -273,7 +284,12 @@ class ProcessBackend:
             if self._early_deaths >= _MAX_EARLY_DEATHS:
                 self._broken = f"workers cannot be started: {exc}"
             return []
-        pidfd = os.pidfd_open(proc.pid)
+        try:
+            pidfd = os.pidfd_open(proc.pid)
+        except BaseException:       # no file left (EMFILE): it could not be watched, so it does not run
+            proc.kill()
+            proc.wait()
+            raise
         log.debug("worker %s started (pid %d)", wid, proc.pid)
         w = _Worker(wid, proc, pidfd)
         self._workers[wid] = w

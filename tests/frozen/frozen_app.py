@@ -50,6 +50,7 @@ def main():
     parser.add_argument("--where", action="store_true")
     parser.add_argument("--sleep", type=float)
     parser.add_argument("--fail-inline", action="store_true")
+    parser.add_argument("--pipe-env", action="store_true")
     with Context() as ctx:
         args = parser.parse_args()
         if args.where:
@@ -66,6 +67,10 @@ def main():
                 ctx.parallelize([1, 0], 2).map(tenth_of).collect()
             except JobError as exc:
                 print("FAILED", exc.func_name, exc.remote_type, "ran inline" in exc.remote_traceback)
+        if args.pipe_env:      # what a piped command sees of the frozen app's own environment
+            shown = ctx.parallelize([1], 1).pipe(["sh", "-c", "env | grep -c '^_PYI_\\|^GOPARK_' || true; "
+                                                 "echo \"${LD_LIBRARY_PATH-unset}\""]).collect()
+            print("PIPE_ENV", shown)
         if args.sleep:
             print("READY", flush=True)
             ctx.parallelize(range(int(args.sleep / 0.05) * 2), 2).map(nap).count()
