@@ -220,10 +220,11 @@ class Context:
             raise TypeError(f"{what} takes a path (str), not {type(path).__name__}")
         if path.startswith("mfs://"):
             raise InputUnavailable(f"{what} reads local paths (and a mounted MooseFS), not mfs:// URLs: {path}")
+        wanted = _num(min_partitions, f"{what}: minPartitions") or self.defaultParallelism
         files = [os.path.abspath(f) for f in text.list_files(text.local_path(path), what)]
         if not files:           # an empty folder, as textFile's
             return self.emptyRDD()
-        n = min(len(files), _num(min_partitions, f"{what}: minPartitions") or self.defaultParallelism)
+        n = min(len(files), wanted)
         return self.parallelize(files, n).map(functools.partial(ops.whole_file, decompress, unicode))
 
     def union(self, rdds: list[RDD]) -> RDD:

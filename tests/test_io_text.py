@@ -328,6 +328,15 @@ def test_whole_text_files_bad_input_is_one_error_at_the_call(ctx, tmp_path):
         ctx.wholeTextFiles("mfs://master/x")
     with pytest.raises(ValueError, match="minPartitions"):
         ctx.wholeTextFiles(str(tmp_path), minPartitions=0)
+    (tmp_path / "empty").mkdir()
+    empty = str(tmp_path / "empty")
+    assert ctx.wholeTextFiles(empty).collect() == [] == ctx.textFile(empty).collect()
+    odd = tmp_path / "odd"
+    odd.mkdir()
+    write(os.path.join(os.fsencode(odd), b"caf\xe9.txt"), b"x")            # a name that is not UTF-8
+    for read in (ctx.wholeTextFiles, ctx.binaryFiles, ctx.textFile):
+        with pytest.raises(InputUnavailable, match="is not UTF-8: rename it"):
+            read(str(odd))
     gone = write(tmp_path / "gone.txt", b"x")
     rdd = ctx.wholeTextFiles(gone)
     os.remove(gone)                                         # after the call: the task fails, naming the file
