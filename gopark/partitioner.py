@@ -119,8 +119,14 @@ class FuncPartitioner:
         return ["func", self.num_partitions, self.ref]
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, FuncPartitioner) and (other.num_partitions, other.ref) == (self.num_partitions,
-                                                                                             self.ref)
+        # the references as packed data: ``==`` of the lists would take partial(f, 1) for partial(f, 1.0),
+        # which may place keys otherwise (data are equal only with their types)
+        return isinstance(other, FuncPartitioner) and other.num_partitions == self.num_partitions \
+            and other._packed() == self._packed()
+
+    def _packed(self) -> bytes:
+        from gopark import serialize
+        return serialize.packb(self.ref, "a partition function")
 
     def __hash__(self) -> int:
         return hash(("func", self.num_partitions))

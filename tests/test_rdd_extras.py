@@ -481,3 +481,19 @@ def test_a_partition_function_that_returns_no_int_is_blamed_for_it(ctx: Context)
         ctx.parallelize(range(6), 2).map(pair_with_itself).partitionBy(3, partition_name).collect()
     assert info.value.func_name.endswith("partition_name")
     assert "the partition function" in info.value.remote_message and "returned str 'p" in info.value.remote_message
+
+
+@register_func
+def salted_partition(salt: object, key: int) -> int:
+    import zlib
+    return zlib.crc32(f"{salt}|{key}".encode())      # 1 and 1.0 place keys apart
+
+
+def test_partition_functions_with_arguments_equal_but_of_other_types_are_other_partitioners(ctx: Context) -> None:
+    """partial(f, 1) and partial(f, 1.0) place keys apart: a join of RDDs partitioned by each must shuffle."""
+    keys = range(40)
+    a = ctx.parallelize([(k, "a") for k in keys], 3).partitionBy(4, partial(salted_partition, 1))
+    b = ctx.parallelize([(k, "b") for k in keys], 3).partitionBy(4, partial(salted_partition, 1.0))
+    assert a.partitioner != b.partitioner
+    assert a.partitioner == ctx.parallelize([(0, 0)], 1).partitionBy(4, partial(salted_partition, 1)).partitioner
+    assert a.join(b).count() == 40
