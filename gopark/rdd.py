@@ -750,11 +750,14 @@ class RDD:
         """
         if partitionFunc is None or partitionFunc is portable_hash:
             return self.partitionByKey(numPartitions)
-        if partitionFunc is hash:       # PySpark asks for PYTHONHASHSEED for the same reason
+        ref = self._f(partitionFunc, "partitionBy")
+        inner = ref
+        while inner[0] == "p":          # partial(hash)
+            inner = inner[1]
+        if inner == ["b", "hash"] or inner[:2] == ["mc", "__hash__"]:   # PySpark asks for PYTHONHASHSEED for this
             raise TypeError("partitionBy: the builtin hash of a str or bytes differs from process to process, so "
                             "equal keys could land in different partitions; leave partitionFunc out to partition "
                             "by gopark's portable hash")
-        ref = self._f(partitionFunc, "partitionBy")
         n = self._shuffle_parts(numPartitions)
         return ShuffledRDD(self, FuncPartitioner(n, ref, registry.decode_func(ref)), None, False)
 

@@ -6,6 +6,7 @@ Each against plain Python, in every mode (the ``ctx`` fixture).
 """
 from __future__ import annotations
 
+import operator
 import os
 from functools import partial
 
@@ -115,8 +116,9 @@ def test_spark_set_operations_and_groupBy(ctx: Context) -> None:
     assert sorted((k, sorted(v)) for k, v in words.groupBy(len, 3).collect()) == [
         (1, ["a", "d"]), (2, ["bb", "cc"]), (3, ["eee"])]
     assert pairs.partitionBy(2).glom().collect() == pairs.partitionByKey(2).glom().collect()
-    with pytest.raises(TypeError, match="builtin hash of a str .* leave partitionFunc out"):
-        pairs.partitionBy(2, hash)
+    for builtin_hash in (hash, partial(hash), operator.methodcaller("__hash__")):     # however it is wrapped
+        with pytest.raises(TypeError, match="builtin hash of a str .* leave partitionFunc out"):
+            pairs.partitionBy(2, builtin_hash)
     with pytest.raises(TypeError, match="register_func"):
         words.groupBy(lambda w: w[0])
     with pytest.raises(TypeError, match="subtract takes RDDs"):
