@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from gopark import registry, shared
-from gopark.errors import ConfigError, GoparkError, JobError, Terminated
+from gopark.errors import ConfigError, GoparkError, InputUnavailable, JobError, Terminated
 from gopark.rdd import RDD, ParallelCollection, TextFileRDD, UnionRDD, _check_rdds, _num, slice_collection
 
 _WORK_PREFIX = "gopark-"
@@ -214,7 +214,6 @@ class Context:
                      unicode: bool) -> RDD:
         self._check_running()
         from gopark import ops
-        from gopark.errors import InputUnavailable
         from gopark.io import text
         if not isinstance(path, str):
             raise TypeError(f"{what} takes a path (str), not {type(path).__name__}")

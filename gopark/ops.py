@@ -14,7 +14,6 @@ import selectors
 import shlex
 import subprocess
 import sys
-import zlib
 from collections.abc import Iterator
 from typing import Any
 
@@ -305,9 +304,5 @@ def whole_file(decompress: bool, unicode: bool, path: str) -> tuple[str, str | b
     decompressed with ``decompress``; decoded from UTF-8 (undecodable bytes replaced, as textFile's lines)
     with ``unicode``. A failure to read names the file, not a function of the app."""
     from gopark.io import text
-    try:
-        data = text.read_whole(path, decompress)
-    except (OSError, EOFError, zlib.error) as exc:
-        exc.gopark_input = path          # type: ignore[union-attr]
-        raise
+    data = text.read_whole(path, decompress, "wholeTextFiles" if decompress else "binaryFiles")
     return (path, data.decode("utf-8", "replace") if unicode else data)

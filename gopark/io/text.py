@@ -193,12 +193,20 @@ def read_split(split: dict) -> Iterator[str]:
     """
     try:
         yield from _read_split(split)
-    except (OSError, EOFError, zlib.error) as exc:
-        if getattr(exc, "gopark_input", None) is None:
-            where = split.get("path") or split.get("kind")
-            exc.gopark_input = where            # type: ignore[union-attr]
-            exc.add_note(f"while reading the textFile input {where}")
+    except _READ_ERRORS as exc:
+        _name_input(exc, split.get("path") or split.get("kind"), "textFile")
         raise
+
+
+_READ_ERRORS = (OSError, EOFError, zlib.error)     # an input that cannot be read (gone, corrupt .gz...)
+
+
+def _name_input(exc: BaseException, where: str, what: str) -> None:
+    """Mark ``exc`` with the input it came from (``exc.gopark_input``, and a note): the task's failure names
+    the input rather than a function of the app."""
+    if getattr(exc, "gopark_input", None) is None:
+        exc.gopark_input = where            # type: ignore[attr-defined]
+        exc.add_note(f"while reading the {what} input {where}")
 
 
 def _read_split(split: dict) -> Iterator[str]:
@@ -206,9 +214,8 @@ def _read_split(split: dict) -> Iterator[str]:
     if kind == "file":
         with open(split["path"], "rb") as f:
             yield from read_lines(f, split["start"], split["end"])
-    elif kind in ("gz", "bz2"):
-        opener = gzip.open if kind == "gz" else bz2.open
-        with opener(split["path"], "rb") as f:
+    elif kind in _OPENERS:
+        with _OPENERS[kind](split["path"], "rb") as f:
             yield from read_lines(f, 0, None)
     elif kind == "mfs":
         from gopark.io import moosefs
@@ -217,12 +224,19 @@ def _read_split(split: dict) -> Iterator[str]:
         raise ValueError(f"unknown split kind {kind!r}")
 
 
-def read_whole(path: str, decompress: bool) -> bytes:
-    """A file's bytes (a ``.gz`` or ``.bz2`` one decompressed, with ``decompress``)."""
-    kind = path.rsplit(".", 1)[-1] if decompress else ""
-    opener = gzip.open if kind == "gz" else bz2.open if kind == "bz2" else open
-    with opener(path, "rb") as f:
-        return f.read()
+_OPENERS = {"gz": gzip.open, "bz2": bz2.open}     # a compressed file's split kind (its extension): its reader
+
+
+def read_whole(path: str, decompress: bool, what: str) -> bytes:
+    """A file's bytes (a ``.gz`` or ``.bz2`` one decompressed, with ``decompress``); an error reading it
+    names it (see :func:`read_split`)."""
+    opener = _OPENERS.get(path.rsplit(".", 1)[-1], open) if decompress else open
+    try:
+        with opener(path, "rb") as f:
+            return f.read()
+    except _READ_ERRORS as exc:
+        _name_input(exc, path, what)
+        raise
 
 
 def _decode(block: bytes) -> list[str]:
