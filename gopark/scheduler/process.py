@@ -146,6 +146,8 @@ class ProcessBackend:
         self._broken: str | None = None
         self._stopping = False
         self._spawned_for = 0       # worker slots started (deaths are replaced in _handle_exit)
+        self._zctx: zmq.Context | None = None
+        self._router: zmq.Socket | None = None
         try:
             self._spawn_missing()   # first: see the module's description
             import zmq
@@ -155,26 +157,11 @@ class ProcessBackend:
             self._router.setsockopt(zmq.ROUTER_MANDATORY, 1)
             self._router.bind(self._endpoint)
         except BaseException:       # (a bind that fails, Ctrl-C...): nothing started is left behind
-            self._abandon()
+            self._shutdown()
+            os.close(self._wake)
             raise
         self._thread = threading.Thread(target=self._loop, name="gopark-process-backend", daemon=True)
         self._thread.start()
-
-    def _abandon(self) -> None:
-        """``__init__`` failed: end the workers it started, close what it opened."""
-        for w in self._workers.values():
-            w.proc.kill()
-            w.proc.wait()
-            os.close(w.pidfd)
-        self._workers.clear()
-        self._by_fd.clear()
-        if getattr(self, "_router", None) is not None:
-            self._router.close(0)
-        if getattr(self, "_zctx", None) is not None:
-            self._zctx.term()
-        os.close(self._wake)
-        if self._sock_dir:
-            shutil.rmtree(self._sock_dir, ignore_errors=True)
 
     # -- called by the scheduler thread ---------------------------------------------
     def submit(self, tid: int, payload: bytes, preferred: list[str]) -> None:
@@ -388,16 +375,11 @@ class ProcessBackend:
             w.task = tid
 
     def _shutdown(self) -> None:
-        """Idle workers are asked to leave; busy or unstarted ones are ended at once."""
-        import zmq
+        """Idle workers are asked to leave; busy or unstarted ones are ended at once (all of them when
+        ``__init__`` failed: none had said hello)."""
         for w in self._workers.values():
-            try:
-                if w.ready and w.task is None:
-                    self._router.send_multipart([w.wid.encode(), b"stop"], zmq.NOBLOCK)
-                    continue
-            except zmq.ZMQError:
-                pass
-            w.proc.kill()
+            if not (w.ready and w.task is None and self._ask_to_leave(w)):
+                w.proc.kill()
         # their pidfds say when they have exited (Popen.wait with a timeout polls with sleeps of up to 50 ms)
         deadline = time.monotonic() + _LEAVE_SECONDS
         for w in self._workers.values():
@@ -407,7 +389,18 @@ class ProcessBackend:
             os.close(w.pidfd)
         self._workers.clear()
         self._by_fd.clear()
-        self._router.close(0)
-        self._zctx.term()
+        if self._router is not None:
+            self._router.close(0)
+        if self._zctx is not None:
+            self._zctx.term()
         if self._sock_dir:
             shutil.rmtree(self._sock_dir, ignore_errors=True)
+
+    def _ask_to_leave(self, w: _Worker) -> bool:
+        """Send an idle worker ``stop``; False if it cannot be sent (it died meanwhile)."""
+        import zmq
+        try:
+            self._router.send_multipart([w.wid.encode(), b"stop"], zmq.NOBLOCK)   # type: ignore[union-attr]
+        except zmq.ZMQError:
+            return False
+        return True
