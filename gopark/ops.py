@@ -272,6 +272,7 @@ def pipe_lines(argv: list[str], env: dict[str, str] | None, check: bool, quiet: 
 
 _END = object()
 
+
 def command_environment() -> dict[str, str]:
     """The environment of a command a task starts, the same in every mode: the app's, without what gopark
     and PyInstaller set for themselves (a worker's role, the driver's address and token, the driver's

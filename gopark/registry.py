@@ -197,8 +197,13 @@ def _main_blocks(path: str) -> list[tuple[int, int]]:
             tree = ast.parse(f.read())
     except (OSError, SyntaxError, ValueError):
         return []
-    return [(node.lineno, node.end_lineno or node.lineno) for node in tree.body
-            if isinstance(node, ast.If) and _is_main_test(node.test)]
+    return [(node.lineno, node.end_lineno or node.lineno) for node in _main_block_nodes(tree)]
+
+
+def _main_block_nodes(tree: Any) -> list[Any]:
+    """The ``if __name__ == "__main__":`` statements of a parsed script's top level."""
+    import ast
+    return [node for node in tree.body if isinstance(node, ast.If) and _is_main_test(node.test)]
 
 
 def registrations_in_main_block(tree: Any) -> list[int]:
@@ -214,13 +219,12 @@ def registrations_in_main_block(tree: Any) -> list[int]:
             isinstance(node, ast.Attribute) and node.attr == "register_func")
 
     lines = []
-    for block in tree.body:
-        if isinstance(block, ast.If) and _is_main_test(block.test):
-            for node in ast.walk(block):
-                if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
-                    lines += [d.lineno for d in node.decorator_list if is_register(d)]
-                elif isinstance(node, ast.Call) and is_register(node.func) and node.args:
-                    lines.append(node.lineno)
+    for block in _main_block_nodes(tree):
+        for node in ast.walk(block):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                lines += [d.lineno for d in node.decorator_list if is_register(d)]
+            elif isinstance(node, ast.Call) and is_register(node.func) and node.args:
+                lines.append(node.lineno)
     return sorted(lines)
 
 
