@@ -216,7 +216,7 @@ def run(action: list, it: Iterator[Any], split: int, attempt: int,
         return _count_by(it, name, "hashable records")
     if name == "save":
         from gopark.io import text
-        return text.write_partition(action[1], split, attempt, it)
+        return text.write_partition(action[1], split, attempt, it, action[2])
     if name == "sample_keys":
         return _sample_keys(action[1], f, it)
     raise ValueError(f"unknown action {name!r}")

@@ -928,17 +928,18 @@ class RDD:
             raise ValueError("first of an empty RDD")
         return got[0]
 
-    def top(self, n: int = 10, key: Callable[[Any], Any] | None = None) -> list:
-        """The ``n`` largest records (by ``key``), largest first (10 by default, as DPark's).
+    def top(self, n: int = 10, key: Callable[[Any], Any] | None = None, reverse: bool = False) -> list:
+        """The ``n`` largest records (by ``key``), largest first (10 by default, as DPark's); with
+        ``reverse`` (DPark's), the ``n`` smallest, smallest first.
 
         >>> ctx.parallelize([5, 1, 4]).top(2)
         [5, 4]
         """
-        _count(n, "top")
-        ref = self._f(key, "top") if key is not None else None
-        parts = self.ctx.runJob(self, ["top", n, ref])
-        return _in_driver(ref, "top", heapq.nlargest, n, itertools.chain.from_iterable(parts),
-                          key=registry.decode_func(ref) if ref else None)
+        if not isinstance(reverse, bool):
+            raise TypeError(f"top: reverse is True or False, not {reverse!r:.100}")
+        if reverse:
+            return self._ordered(n, key, "top", "bottom", heapq.nsmallest)
+        return self._ordered(n, key, "top", "top", heapq.nlargest)
 
     def takeOrdered(self, n: int, key: Callable[[Any], Any] | None = None) -> list:
         """The ``n`` smallest records (by ``key``), smallest first.
@@ -946,10 +947,14 @@ class RDD:
         >>> ctx.parallelize([5, 1, 4, 2]).takeOrdered(2)
         [1, 2]
         """
-        _count(n, "takeOrdered")
-        ref = self._f(key, "takeOrdered") if key is not None else None
-        parts = self.ctx.runJob(self, ["bottom", n, ref])
-        return _in_driver(ref, "takeOrdered", heapq.nsmallest, n, itertools.chain.from_iterable(parts),
+        return self._ordered(n, key, "takeOrdered", "bottom", heapq.nsmallest)
+
+    def _ordered(self, n: int, key: Callable[[Any], Any] | None, what: str, action: str,
+                 pick: Callable[..., list]) -> list:
+        _count(n, what)
+        ref = self._f(key, what) if key is not None else None
+        parts = self.ctx.runJob(self, [action, n, ref])
+        return _in_driver(ref, what, pick, n, itertools.chain.from_iterable(parts),
                           key=registry.decode_func(ref) if ref else None)
 
     def lookup(self, key: Any) -> list:
@@ -1157,21 +1162,25 @@ class RDD:
         """
         return actions.merge_counts(self.ctx.runJob(self, ["countByValue"]))
 
-    def saveAsTextFile(self, path: str, overwrite: bool = False) -> None:
-        """One ``part-NNNNN`` file per partition, a line per record, then ``_SUCCESS``.
+    def saveAsTextFile(self, path: str, overwrite: bool = False, compress: bool = False) -> list[str]:
+        """One ``part-NNNNN`` file per partition, a line per record, then ``_SUCCESS``; the paths of
+        the part files (DPark's return). ``compress``: gzip each one, as ``part-NNNNN.gz`` (which
+        textFile reads back).
 
         A job that fails leaves the folder empty (no part file of the partitions that were written).
         """
         from gopark.io import text
-        if not isinstance(overwrite, bool):     # a truthy "no" would remove what is there
-            raise TypeError(f"saveAsTextFile: overwrite is True or False, not {overwrite!r:.100}")
+        for name, flag in (("overwrite", overwrite), ("compress", compress)):
+            if not isinstance(flag, bool):     # a truthy "no" would remove what is there
+                raise TypeError(f"saveAsTextFile: {name} is True or False, not {flag!r:.100}")
         path = text.prepare_output(path, overwrite)
         try:
-            self.ctx.runJob(self, ["save", path])
+            names = self.ctx.runJob(self, ["save", path, compress])
         except BaseException:
             text.abort_output(path)      # a failed job leaves the folder empty, as Spark's committer does
             raise
         text.finish_output(path)
+        return [os.path.join(path, name) for name in names]
 
 
 def _sample_fraction(num: int, total: int, with_replacement: bool) -> float:

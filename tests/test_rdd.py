@@ -6,6 +6,7 @@ mode the workers import this module by name to find them.
 from __future__ import annotations
 
 import collections
+import gzip
 import os
 import random
 import time
@@ -731,6 +732,11 @@ def test_top(ctx):
     assert rdd.top(2000) == sorted(SHUFFLED, reverse=True)
     assert ctx.parallelize(DISTINCT_PAIRS, 3).top(3, key=itemgetter(1)) == sorted(
         DISTINCT_PAIRS, key=itemgetter(1), reverse=True)[:3]
+    # DPark's reverse: the smallest, smallest first
+    assert rdd.top(5, reverse=True) == sorted(SHUFFLED)[:5]
+    assert rdd.top(4, neg, True) == sorted(SHUFFLED, reverse=True)[:4]
+    with pytest.raises(TypeError, match="reverse is True or False"):
+        rdd.top(3, reverse="yes")
 
 
 def test_foreach(ctx):
@@ -766,10 +772,25 @@ def read_parts(folder, n):
 
 def test_saveAsTextFile(ctx, tmp_path):
     out = tmp_path / "out"
-    ctx.parallelize(RECORDS, 3).saveAsTextFile(str(out))
+    written = ctx.parallelize(RECORDS, 3).saveAsTextFile(str(out))
+    assert written == [str(out / f"part-{i:05d}") for i in range(3)]     # DPark returns the paths
     data = read_parts(out, 3)
     assert b"".join(data) == b"".join(line + b"\n" for line in LINES)
     assert os.path.getsize(out / "_SUCCESS") == 0
+
+
+def test_saveAsTextFile_compressed_is_read_back_by_textFile(ctx, tmp_path):
+    out = tmp_path / "out"
+    lines = [f"line {i}" for i in range(20_000)]
+    written = ctx.parallelize(lines, 3).saveAsTextFile(str(out), compress=True)
+    assert written == [str(out / f"part-{i:05d}.gz") for i in range(3)]
+    assert sorted(os.listdir(out)) == ["_SUCCESS", "part-00000.gz", "part-00001.gz", "part-00002.gz"]
+    assert b"".join(gzip.decompress((out / f"part-{i:05d}.gz").read_bytes()) for i in range(3)) == \
+        "".join(line + "\n" for line in lines).encode()
+    assert ctx.textFile(str(out), splitSize=10 << 10).collect() == lines
+    with pytest.raises(TypeError, match="compress is True or False"):
+        ctx.parallelize(lines, 1).saveAsTextFile(str(tmp_path / "other"), compress="yes")
+    assert not (tmp_path / "other").exists()
 
 
 def test_saveAsTextFile_empty_partitions(ctx, tmp_path):

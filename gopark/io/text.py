@@ -307,12 +307,14 @@ def _line(record: Any) -> bytes:
     return str(record).encode("utf-8", "surrogatepass")
 
 
-def write_partition(path: str, split: int, attempt: int, records: Iterable[Any]) -> str:
-    """Write ``part-NNNNN`` atomically: to a temporary name, renamed when whole."""
-    name = f"part-{split:05d}"
+def write_partition(path: str, split: int, attempt: int, records: Iterable[Any], compress: bool = False) -> str:
+    """Write ``part-NNNNN`` (``part-NNNNN.gz``, gzipped, with ``compress``) atomically: to a temporary
+    name, renamed when whole. Returns the name."""
+    name = f"part-{split:05d}" + (".gz" if compress else "")
     tmp = os.path.join(path, "_temporary", f"{name}.attempt-{attempt}-{os.getpid()}")
     try:
-        with open(tmp, "wb") as f:
+        with open(tmp, "wb") as raw, (gzip.GzipFile(filename="", mode="wb", fileobj=raw, compresslevel=6, mtime=0)
+                                      if compress else contextlib.nullcontext(raw)) as f:
             batch: list[bytes] = []
             for record in records:
                 batch.append(_line(record))
