@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from gopark import registry, serialize
+from gopark.errors import SerializationError
 
 _MISSING = object()
 _BROADCAST_EXT, _ACCUMULATOR_EXT = 10, 11
@@ -33,13 +34,17 @@ _BROADCAST_EXT, _ACCUMULATOR_EXT = 10, 11
 class Broadcast:
     """A read-only value shipped once to every worker; read it with ``.value``."""
 
-    def __init__(self, bid: str, path: str, value: Any = _MISSING) -> None:
+    def __init__(self, bid: str, path: str, value: Any = _MISSING, file: str | None = None) -> None:
         self.id = bid
         self.path = path
         self._value = value
+        self._file = file               # the driver's packed copy (the driver's handle only)
+        self.destroyed = False
 
     @property
     def value(self) -> Any:
+        if self.destroyed:
+            raise ValueError(f"{self!r} was destroyed: its value is gone")
         if self._value is _MISSING:
             self._value = _load_broadcast(self.id, self.path)
         return self._value
@@ -47,6 +52,17 @@ class Broadcast:
     def unpersist(self) -> None:
         """Forget the value in this process (it is loaded again if read)."""
         _loaded.pop(self.id, None)
+
+    def destroy(self) -> None:
+        """Remove the value for good, as Spark's ``destroy``: the driver's packed copy and this process'
+        copy; a function given it afterwards is refused at the call (SerializationError), and
+        ``value`` is a ValueError. Workers drop their copies when the Context stops."""
+        self.destroyed = True
+        self._value = _MISSING
+        _loaded.pop(self.id, None)
+        if self._file is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self._file)
 
     def __repr__(self) -> str:
         return f"Broadcast({self.id})"
@@ -67,7 +83,7 @@ def new_broadcast(value: Any, folder: str, url: str | None = None) -> Broadcast:
     with open(path + ".tmp", "wb") as f:
         f.write(data)
     os.replace(path + ".tmp", path)
-    b = Broadcast(bid, f"{url}/{os.path.basename(path)}" if url else path, value)
+    b = Broadcast(bid, f"{url}/{os.path.basename(path)}" if url else path, value, path)
     # the copy tasks load in this process (local mode) goes with the driver's handle
     weakref.finalize(b, forget_broadcasts, [bid])
     return b
@@ -98,7 +114,13 @@ def _decode_broadcast(data: list) -> Broadcast:
     return Broadcast(bid, path)
 
 
-serialize.register_ext(_BROADCAST_EXT, Broadcast, lambda b: [b.id, b.path], _decode_broadcast)
+def _encode_broadcast(b: Broadcast) -> list:
+    if b.destroyed:
+        raise SerializationError(f"{b!r} was destroyed (Broadcast.destroy): no task can use it any more")
+    return [b.id, b.path]
+
+
+serialize.register_ext(_BROADCAST_EXT, Broadcast, _encode_broadcast, _decode_broadcast)
 
 
 # --- accumulators ---------------------------------------------------------------

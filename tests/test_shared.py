@@ -10,7 +10,7 @@ import pytest
 from apps import shared_app
 from apps.funcs import add_to, count_call
 
-from gopark import JobError, register_func
+from gopark import JobError, SerializationError, register_func
 
 # --- registered functions ------------------------------------------------------------------
 
@@ -131,6 +131,25 @@ def test_a_process_loads_a_broadcast_once(ctx):
     for pid, ident in ctx.parallelize(range(16), 16).map(partial(value_identity, b)).collect():
         seen[pid].add(ident)
     assert all(len(ids) == 1 for ids in seen.values()), seen
+
+
+def test_unpersist_keeps_the_value_and_destroy_ends_it(ctx):
+    table = ctx.broadcast(["zero", "one", "two"])
+    looked_up = ctx.parallelize(range(7), 3).map(partial(lookup, table))
+    want = [["zero", "one", "two"][x % 3] for x in range(7)]
+    assert looked_up.collect() == want
+    table.unpersist()                      # copies dropped: read again when needed, as Spark's
+    assert looked_up.collect() == want and table.value == ["zero", "one", "two"]
+    table.destroy()
+    with pytest.raises(SerializationError, match="was destroyed"):
+        looked_up.collect()                # a job that still uses it: refused in the driver
+    with pytest.raises(SerializationError, match="was destroyed"):
+        ctx.parallelize(range(3)).map(partial(lookup, table))
+    with pytest.raises(ValueError, match="was destroyed"):
+        table.value                                     # noqa: B018
+    assert not any(name.endswith(table.id) for name in os.listdir(ctx.work_dir))
+    other = ctx.broadcast([5])             # the others are untouched
+    assert ctx.parallelize(range(2), 2).map(partial(lookup, other)).collect() == [5, 5]
 
 
 @register_func
