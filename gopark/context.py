@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from gopark import registry, shared
-from gopark.errors import ConfigError, GoparkError, InputUnavailable, JobError, Terminated
+from gopark.errors import ConfigError, GoparkError, JobError, Terminated
 from gopark.rdd import RDD, ParallelCollection, TextFileRDD, UnionRDD, _check_rdds, _num, slice_collection
 
 _WORK_PREFIX = "gopark-"
@@ -203,7 +203,8 @@ class Context:
         """``(path, content)`` for each file a path, a folder or a glob names (as :meth:`textFile` finds them;
         ``.gz``/``.bz2`` decompressed), ``path`` absolute, content as str (UTF-8; bytes with ``use_unicode``
         False), in ``minPartitions`` partitions (default: the default parallelism), at most one per file.
-        A file is read whole by one task: for many small files. Local paths (a mounted MooseFS too)."""
+        A file is read whole by one task: for many small files. Local paths, a mounted MooseFS, and ``mfs://``
+        URLs (``(mfs:// URL, content)``, read from the chunkservers, with no preferred hosts)."""
         return self._whole_files(path, minPartitions, "wholeTextFiles", True, bool(use_unicode))
 
     def binaryFiles(self, path: str, minPartitions: int | None = None) -> RDD:  # noqa: N802, N803
@@ -217,10 +218,8 @@ class Context:
         from gopark.io import text
         if not isinstance(path, str):
             raise TypeError(f"{what} takes a path (str), not {type(path).__name__}")
-        if path.startswith("mfs://"):
-            raise InputUnavailable(f"{what} reads local paths (and a mounted MooseFS), not mfs:// URLs: {path}")
         wanted = _num(min_partitions, f"{what}: minPartitions") or self.defaultParallelism
-        files = [os.path.abspath(f) for f in text.list_files(text.local_path(path), what)]
+        files = text.whole_files(path, what)
         if not files:           # an empty folder, as textFile's
             return self.emptyRDD()
         n = min(len(files), wanted)

@@ -324,8 +324,6 @@ def test_whole_text_files_bad_input_is_one_error_at_the_call(ctx, tmp_path):
         ctx.wholeTextFiles(str(tmp_path / "missing"))
     with pytest.raises(InputNotFound, match="binaryFiles: no file matches"):
         ctx.binaryFiles(str(tmp_path / "*.none"))
-    with pytest.raises(InputUnavailable, match="not mfs:// URLs"):
-        ctx.wholeTextFiles("mfs://master/x")
     with pytest.raises(ValueError, match="minPartitions"):
         ctx.wholeTextFiles(str(tmp_path), minPartitions=0)
     (tmp_path / "empty").mkdir()

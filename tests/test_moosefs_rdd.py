@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from mfs_cluster import MfsCluster
 
-from gopark import Context, register_func
+from gopark import Context, JobError, register_func
 from gopark.io import moosefs
 
 MiB = 1 << 20
@@ -155,6 +155,38 @@ def test_num_splits_cuts_chunks_into_smaller_splits(env: Env, expected: dict[str
             assert rdd.preferredLocations(i) == sorted(c.split(":")[0] for c in info[chunk]["copies"])
         counts = rdd.flatMap(words).map(partial(pair, n=1)).reduceByKey(add).collectAsMap()
     assert counts == expected
+
+
+@pytest.mark.parametrize("master", ["local", "process:2"])
+def test_whole_text_files_and_binary_files_of_mfs_urls(env: Env, tmp_path: Path, master: str) -> None:
+    """wholeTextFiles/binaryFiles of an mfs:// URL find the files as textFile does and read each one whole
+    from its chunkservers: what they give for the same tree on a local disk, under mfs:// names."""
+    import gzip
+    big = make_corpus(65 * MiB, seed=5)          # over a chunk border
+    tree = {"w/a.txt": "ä line\nsecond\n".encode(), "w/b.gz": gzip.compress(b"zipped\n"), "w/_SUCCESS": b"",
+            "w/.hid": b"hidden", "w/empty.txt": b""}
+    base = env.mnt / f"whole-{master}"
+    for rel, data in tree.items():
+        (base / rel).parent.mkdir(parents=True, exist_ok=True)
+        (base / rel).write_bytes(data)
+    (base / "w" / "big.txt").write_bytes(big)
+    url = env.url(f"whole-{master}/w")
+    with Context(master, quiet=True) as ctx:
+        texts = ctx.wholeTextFiles(url, minPartitions=3)
+        assert texts.getNumPartitions() == 3
+        assert texts.collectAsMap() == {f"{url}/a.txt": "ä line\nsecond\n", f"{url}/b.gz": "zipped\n",
+                                        f"{url}/big.txt": big.decode(), f"{url}/empty.txt": ""}
+        assert dict(ctx.binaryFiles(url + "/*.gz").collect()) == {f"{url}/b.gz": tree["w/b.gz"]}
+        assert ctx.wholeTextFiles(url + "/a.txt", use_unicode=False).collect() == [(f"{url}/a.txt", tree["w/a.txt"])]
+        # the mounted path reads the same contents, under local names
+        assert ctx.wholeTextFiles(str(base / "w")).values().collect() == texts.values().collect()
+        with pytest.raises(FileNotFoundError, match="nothere"):
+            ctx.wholeTextFiles(env.url("nothere/*.txt"))
+        with pytest.raises(OSError, match="10.77.0.99:9421"):
+            ctx.binaryFiles("mfs://10.77.0.99:9421/x")
+        (base / "w" / "a.txt").unlink()          # gone after the call: the task's failure names it
+        with pytest.raises(JobError, match="a.txt"):
+            texts.count()
 
 
 @pytest.mark.parametrize("master", ["local", "process:2"])

@@ -1231,6 +1231,13 @@ def _expand(path: str) -> tuple[list[tuple[int, str, int]], MasterClient]:
     return files, client
 
 
+def list_files(path: str) -> tuple[list[str], MasterClient]:
+    """The absolute MooseFS paths of the files ``path`` (an mfs:// URL or a mounted path) names, as
+    textFile's splits find them (a folder's visible files, globs), and their master."""
+    files, client = _expand(path)
+    return [mpath for _, mpath, _ in files], client
+
+
 def _mfs_path_of(client: MasterClient, inode: int, rel: str, local: str) -> str:
     """The absolute MooseFS path of a file seen at ``rel`` inside a mount."""
     candidates = client.paths(inode)

@@ -61,16 +61,35 @@ def _plan_moosefs(path: str, split_size: int | None, num_splits: int | None) -> 
     chunks give fewer (down to 64 KiB blocks).
     """
     from gopark.io import moosefs
-    try:
+    with _moosefs_errors("textFile", path):
         splits = moosefs.plan_splits(path, split_size)
         if num_splits and not split_size and len(splits) < num_splits:
             total = sum(s["end"] - s["start"] for s in splits if "compression" not in s)
             splits = moosefs.plan_splits(path, max(moosefs.BLOCK_SIZE, total // num_splits))
         return splits
+
+
+@contextlib.contextmanager
+def _moosefs_errors(what: str, path: str) -> Iterator[None]:
+    """The MooseFS client's errors finding ``path``'s files as gopark's input errors (one line each)."""
+    try:
+        yield
     except FileNotFoundError as exc:
-        raise InputNotFound(f"textFile: {exc}") from None
+        raise InputNotFound(f"{what}: {exc}") from None
     except OSError as exc:
-        raise InputUnavailable(f"textFile {path}: {exc}") from None
+        raise InputUnavailable(f"{what} {path}: {exc}") from None
+
+
+def whole_files(path: str, what: str) -> list[str]:
+    """The files wholeTextFiles/binaryFiles read: absolute local paths, as :func:`list_files` finds them
+    (a mounted MooseFS too), or, for an ``mfs://`` URL, the mfs:// URLs of the files it names (found by
+    the MooseFS master as textFile's)."""
+    if path.startswith("mfs://"):
+        from gopark.io import moosefs
+        with _moosefs_errors(what, path):
+            files, client = moosefs.list_files(path)
+        return [client.url(mpath) for mpath in files]
+    return [os.path.abspath(f) for f in list_files(local_path(path), what)]
 
 
 def visible(name: str, pattern: str | None = None) -> bool:
@@ -228,11 +247,15 @@ _OPENERS = {"gz": gzip.open, "bz2": bz2.open}     # a compressed file's split ki
 
 
 def read_whole(path: str, decompress: bool, what: str) -> bytes:
-    """A file's bytes (a ``.gz`` or ``.bz2`` one decompressed, with ``decompress``); an error reading it
-    names it (see :func:`read_split`)."""
-    opener = _OPENERS.get(path.rsplit(".", 1)[-1], open) if decompress else open
+    """A file's bytes (a ``.gz`` or ``.bz2`` one decompressed, with ``decompress``), from a local path or
+    an ``mfs://`` URL (read from its chunkservers); an error reading it names it (see :func:`read_split`)."""
+    kind = path.rsplit(".", 1)[-1] if decompress else ""
     try:
-        with opener(path, "rb") as f:
+        if path.startswith("mfs://"):
+            from gopark.io import moosefs
+            data = moosefs.open_file(path).read()
+            return gzip.decompress(data) if kind == "gz" else bz2.decompress(data) if kind == "bz2" else data
+        with _OPENERS.get(kind, open)(path, "rb") as f:
             return f.read()
     except _READ_ERRORS as exc:
         _name_input(exc, path, what)
