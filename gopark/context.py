@@ -171,7 +171,8 @@ class Context:
         """
         self._check_running()
         n = _num(numSlices, "numSlices") or self.defaultParallelism
-        if not hasattr(seq, "__iter__"):    # a str gives its characters, a dict its keys: as in Spark
+        # a str gives its characters, a dict its keys: as in Spark; an RDD is not a local sequence
+        if not hasattr(seq, "__iter__") or isinstance(seq, RDD):
             raise TypeError(f"parallelize takes a sequence of records, not {type(seq).__name__}")
         return ParallelCollection(self, slice_collection(seq, n))
 
@@ -186,10 +187,11 @@ class Context:
         """
         return self.parallelize(range(start) if end is None else range(start, end, step), numSlices)
 
-    def textFile(self, path: str, splitSize: int | None = None, numSplits: int | None = None, *,
+    def textFile(self, path: str | list[str], splitSize: int | None = None, numSplits: int | None = None, *,
                  minPartitions: int | None = None) -> RDD:  # noqa: N803
-        """The lines of a file, a folder's files or a glob (``.gz``/``.bz2`` decompressed; ``mfs://``), in
-        splits of at most ``splitSize`` bytes, at least ``numSplits`` of them (``minPartitions``: Spark's name)."""
+        """The lines of a file, a folder's files or a glob (``.gz``/``.bz2`` decompressed; ``mfs://``), or of
+        several (a list, or Spark's comma-separated string), in splits of at most ``splitSize`` bytes, at
+        least ``numSplits`` of them (``minPartitions``: Spark's name)."""
         self._check_running()
         from gopark.io import text
         if minPartitions is not None:
@@ -198,7 +200,7 @@ class Context:
             numSplits = minPartitions
         return TextFileRDD(self, path, text.plan_splits(path, splitSize, numSplits, self.defaultParallelism))
 
-    def wholeTextFiles(self, path: str, minPartitions: int | None = None,  # noqa: N802, N803
+    def wholeTextFiles(self, path: str | list[str], minPartitions: int | None = None,  # noqa: N802, N803
                        use_unicode: bool = True) -> RDD:
         """``(path, content)`` for each file a path, a folder or a glob names (as :meth:`textFile` finds them;
         ``.gz``/``.bz2`` decompressed), ``path`` absolute, content as str (UTF-8; bytes with ``use_unicode``
@@ -207,7 +209,7 @@ class Context:
         URLs (``(mfs:// URL, content)``, read from the chunkservers, with no preferred hosts)."""
         return self._whole_files(path, minPartitions, "wholeTextFiles", True, bool(use_unicode))
 
-    def binaryFiles(self, path: str, minPartitions: int | None = None) -> RDD:  # noqa: N802, N803
+    def binaryFiles(self, path: str | list[str], minPartitions: int | None = None) -> RDD:  # noqa: N802, N803
         """``(path, bytes)`` for each file, as :meth:`wholeTextFiles` finds them, not decompressed."""
         return self._whole_files(path, minPartitions, "binaryFiles", False, False)
 
@@ -216,8 +218,6 @@ class Context:
         self._check_running()
         from gopark import ops
         from gopark.io import text
-        if not isinstance(path, str):
-            raise TypeError(f"{what} takes a path (str), not {type(path).__name__}")
         wanted = _num(min_partitions, f"{what}: minPartitions") or self.defaultParallelism
         files = text.whole_files(path, what)
         if not files:           # an empty folder, as textFile's

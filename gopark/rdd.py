@@ -205,6 +205,11 @@ class RDD:
     def __len__(self) -> int:
         return self.num_partitions
 
+    def __iter__(self) -> Iterator[Any]:
+        """The records, in order, from one job (DPark's ``for x in rdd``; :meth:`toLocalIterator` holds
+        one partition at a time)."""
+        return itertools.chain.from_iterable(self.ctx.runJob(self, ["collect"]))
+
     @property
     def context(self) -> Any:
         """The Context this RDD belongs to (Spark's ``rdd.context``)."""

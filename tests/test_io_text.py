@@ -298,6 +298,27 @@ def test_default_splits_of_a_folder_cut_each_file_in_equal_parts(tmp_path):
         assert sum(parts) == os.path.getsize(path)
 
 
+def test_several_paths_as_a_list_or_a_comma_separated_string(ctx, tmp_path):
+    """DPark's list of paths and Spark's "a,b": the files of each, in order; a path that exists with
+    a comma in its name is that file."""
+    for name in ("a", "b"):
+        write(tmp_path / f"{name}.txt", f"{name}1\n{name}2\n".encode())
+    write(tmp_path / "c,d.txt", b"comma\n")
+    both = ["a1", "a2", "b1", "b2"]
+    a, b = str(tmp_path / "a.txt"), str(tmp_path / "b.txt")
+    assert ctx.textFile([a, b]).collect() == both == ctx.textFile((a, b), numSplits=4).collect()
+    assert ctx.textFile(f"{a},{b}").collect() == both
+    assert ctx.textFile(f"{b},{tmp_path / '[ab].txt'}").collect() == ["b1", "b2"] + both
+    assert ctx.textFile(str(tmp_path / "c,d.txt")).collect() == ["comma"]
+    assert ctx.wholeTextFiles(f"{a},{b}").keys().collect() == [a, b]
+    assert ctx.binaryFiles([b]).collect() == [(b, b"b1\nb2\n")]
+    for bad in ([], [a, 7], ""):
+        with pytest.raises(TypeError, match="a path string"):
+            ctx.textFile(bad)
+    with pytest.raises(InputNotFound, match="zz.txt' does not exist"):
+        ctx.textFile([a, str(tmp_path / "zz.txt")])
+
+
 def test_whole_text_files_gives_each_file_whole_with_its_path(ctx, tmp_path):
     folder = tmp_path / "docs"
     folder.mkdir()

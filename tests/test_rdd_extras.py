@@ -386,6 +386,15 @@ def test_reduce_by_key_locally_a_failing_merge_in_the_driver_is_a_job_error(ctx:
         ctx.parallelize([("a", 1), ("a", 2)], 2).reduceByKeyLocally(refuse_to_merge)
 
 
+def test_iterating_an_rdd_gives_its_records_as_dparks(ctx: Context) -> None:
+    records = list(range(1000))
+    rdd = ctx.parallelize(records, 10)
+    assert [x for x in rdd] == records and 999 in rdd and -1 not in rdd
+    assert list(ctx.parallelize([], 3)) == []
+    with pytest.raises(TypeError, match="parallelize takes a sequence of records, not ParallelCollection"):
+        ctx.parallelize(rdd)          # not collected behind the user's back
+
+
 def test_to_local_iterator_runs_a_job_a_partition_as_it_is_read(ctx: Context) -> None:
     rdd = ctx.parallelize(range(10), 4)
     assert list(rdd.toLocalIterator()) == list(range(10))

@@ -80,16 +80,20 @@ def _moosefs_errors(what: str, path: str) -> Iterator[None]:
         raise InputUnavailable(f"{what} {path}: {exc}") from None
 
 
-def whole_files(path: str, what: str) -> list[str]:
-    """The files wholeTextFiles/binaryFiles read: absolute local paths, as :func:`list_files` finds them
-    (a mounted MooseFS too), or, for an ``mfs://`` URL, the mfs:// URLs of the files it names (found by
-    the MooseFS master as textFile's)."""
-    if path.startswith("mfs://"):
-        from gopark.io import moosefs
-        with _moosefs_errors(what, path):
-            files, client = moosefs.list_files(path)
-        return [client.url(mpath) for mpath in files]
-    return [os.path.abspath(f) for f in list_files(local_path(path), what)]
+def whole_files(path: str | list[str], what: str) -> list[str]:
+    """The files wholeTextFiles/binaryFiles read (of each path, see :func:`input_paths`): absolute local
+    paths, as :func:`list_files` finds them (a mounted MooseFS too), or, for an ``mfs://`` URL, the mfs://
+    URLs of the files it names (found by the MooseFS master as textFile's)."""
+    files = []
+    for p in input_paths(path, what):
+        if p.startswith("mfs://"):
+            from gopark.io import moosefs
+            with _moosefs_errors(what, p):
+                found, client = moosefs.list_files(p)
+            files += [client.url(mpath) for mpath in found]
+        else:
+            files += [os.path.abspath(f) for f in list_files(local_path(p), what)]
+    return files
 
 
 def visible(name: str, pattern: str | None = None) -> bool:
@@ -152,9 +156,10 @@ def list_files(path: str, what: str = "textFile") -> list[str]:
     raise InputNotFound(f"{what}: {path!r} does not exist")
 
 
-def plan_splits(path: str, split_size: int | None = None, num_splits: int | None = None,
+def plan_splits(path: str | list[str], split_size: int | None = None, num_splits: int | None = None,
                 parallelism: int = 1) -> list[dict]:
-    """The splits of a file, a folder (its files, not hidden ones) or a glob.
+    """The splits of a file, a folder (its files, not hidden ones) or a glob, or of several
+    (:func:`input_paths`).
 
     By default splits are at most 64 MiB; there are at least
     ``TASKS_PER_SLOT`` per unit of ``parallelism`` while they stay 16 MiB or
@@ -163,16 +168,17 @@ def plan_splits(path: str, split_size: int | None = None, num_splits: int | None
     splits of one file is a multiple of ``parallelism``; each file is cut
     into equal parts of about that size (no small remainder).
     """
-    if not isinstance(path, str) or not path:
-        raise TypeError(f"textFile takes a path string, not {path!r}")
+    paths = input_paths(path)
     if split_size is not None and (not isinstance(split_size, int) or split_size < 1):
         raise ValueError(f"textFile: splitSize must be a positive number of bytes, not {split_size!r}")
     if num_splits is not None and (not isinstance(num_splits, int) or num_splits < 1):
         raise ValueError(f"textFile: numSplits must be a positive integer, not {num_splits!r}")
-    path = local_path(path)
-    if _is_moosefs(path):
-        return _plan_moosefs(path, split_size, num_splits)
-    files = list_files(path)
+    paths = [local_path(p) for p in paths]
+    if any(_is_moosefs(p) for p in paths):      # each path planned alone: MooseFS ones by their chunks
+        if len(paths) > 1:
+            return [split for p in paths for split in plan_splits(p, split_size, num_splits, parallelism)]
+        return _plan_moosefs(paths[0], split_size, num_splits)
+    files = [f for p in paths for f in list_files(p)]
     plain = [(f, os.path.getsize(f)) for f in files if not f.endswith((".gz", ".bz2"))]
     equal = split_size is None and not num_splits      # the default: each file in equal parts
     if split_size is None:
@@ -193,6 +199,24 @@ def plan_splits(path: str, split_size: int | None = None, num_splits: int | None
             splits.append({"kind": "file", "path": os.path.abspath(f), "start": start,
                            "end": min(size, start + step)})
     return splits
+
+
+def input_paths(path: str | list[str] | tuple[str, ...], what: str = "textFile") -> list[str]:
+    """The paths textFile reads: ``path``, or each of a list (DPark's), or of a comma-separated string
+    (Spark's ``"a.txt,b.txt"``): split so when ``path`` itself does not exist (``mfs://`` ones: when
+    every piece is an ``mfs://`` URL)."""
+    if isinstance(path, (list, tuple)):
+        paths = list(path)
+    elif isinstance(path, str) and "," in path:
+        pieces = [p for p in path.split(",") if p]
+        whole = all(p.startswith("mfs://") for p in pieces) if path.startswith("mfs://") \
+            else not os.path.lexists(local_path(path))
+        paths = pieces if whole else [path]
+    else:
+        paths = [path]
+    if not paths or any(not isinstance(p, str) or not p for p in paths):
+        raise TypeError(f"{what} takes a path string (or a list of them), not {path!r:.200}")
+    return paths
 
 
 def _default_count(total: int, parallelism: int) -> int:
