@@ -178,6 +178,10 @@ def test_whole_text_files_and_binary_files_of_mfs_urls(env: Env, tmp_path: Path,
                                         f"{url}/big.txt": big.decode(), f"{url}/empty.txt": ""}
         assert dict(ctx.binaryFiles(url + "/*.gz").collect()) == {f"{url}/b.gz": tree["w/b.gz"]}
         assert ctx.wholeTextFiles(url + "/a.txt", use_unicode=False).collect() == [(f"{url}/a.txt", tree["w/a.txt"])]
+        # several paths: Spark's comma-separated URLs, DPark's list (a local file among them)
+        assert ctx.textFile(f"{url}/a.txt,{url}/b.gz").collect() == ["ä line", "second", "zipped"]
+        assert ctx.textFile([f"{url}/b.gz", str(env.local)]).count() == 1 + ctx.textFile(str(env.local)).count()
+        assert ctx.wholeTextFiles([f"{url}/b.gz", f"{url}/a.txt"]).keys().collect() == [f"{url}/b.gz", f"{url}/a.txt"]
         # the mounted path reads the same contents, under local names
         assert ctx.wholeTextFiles(str(base / "w")).values().collect() == texts.values().collect()
         with pytest.raises(FileNotFoundError, match="nothere"):
