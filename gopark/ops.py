@@ -6,12 +6,14 @@ that use them travel by name like the user's own functions.
 from __future__ import annotations
 
 import bisect
+import contextlib
 import itertools
 import math
 import os
 import random
 import selectors
 import shlex
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -223,8 +225,10 @@ def pipe_lines(argv: list[str], env: dict[str, str] | None, check: bool, quiet: 
     accumulator updates count. A command that exits before it has read
     everything (``head``) ends the writing, not the task.
     """
+    # a process group of its own: what the command starts ends with it when the task is stopped
     proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            stderr=subprocess.DEVNULL if quiet else None, env={**command_environment(), **(env or {})})
+                            stderr=subprocess.DEVNULL if quiet else None, env={**command_environment(), **(env or {})},
+                            process_group=0)
     try:
         stdin, stdout = proc.stdin.fileno(), proc.stdout.fileno()    # type: ignore[union-attr]
         os.set_blocking(stdin, False)
@@ -262,8 +266,9 @@ def pipe_lines(argv: list[str], env: dict[str, str] | None, check: bool, quiet: 
         if check and code:
             raise RuntimeError(f"pipe: {shlex.join(argv)!r:.200} exited with code {code}")
     finally:
-        if proc.poll() is None:     # the consumer stopped early (take), or a record failed
-            proc.kill()
+        if proc.poll() is None:     # the consumer stopped early (take), a record failed, the worker is stopped
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
         for f in (proc.stdin, proc.stdout):
             if f is not None and not f.closed:
                 f.close()

@@ -2,8 +2,10 @@
 
 Started by the driver with its endpoint, token and work folder in the
 environment (see ``gopark.scheduler.process.worker_environment``). It dies with
-its parent, ignores Ctrl-C (the driver stops it), connects to the one driver
-that started it, proves it with the token, then runs tasks until told to stop.
+its parent, ignores Ctrl-C (the driver stops it), leaves on SIGTERM (the driver's
+stop while it runs a task: the task's ``finally`` blocks run, ending the commands
+its ``pipe`` started), connects to the one driver that started it, proves it
+with the token, then runs tasks until told to stop.
 The app's modules are imported when a task first names one of their functions,
 under their own names (the main script never as ``__main__``).
 """
@@ -16,6 +18,7 @@ import sys
 
 import zmq
 
+from gopark.errors import Terminated
 from gopark.registry import driver_argv
 from gopark.task import WorkerEnv, run_task
 
@@ -55,6 +58,12 @@ def serve(endpoint: str, token: str, worker_id: str, env: WorkerEnv) -> None:
         zctx.term()
 
 
+def _leave(signum: int, frame: object) -> None:
+    """SIGTERM: end the task being run (Terminated is not the task's failure, see run_task), then the
+    process, as an exit (SystemExit) does."""
+    raise Terminated(128 + signum)
+
+
 def main() -> int:
     die_with_parent(int(os.environ["GOPARK_DRIVER_PID"]))
     argv = driver_argv("argv")      # the driver's, as its functions see them there
@@ -62,6 +71,7 @@ def main() -> int:
         sys.argv = argv
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})  # the spawning thread blocks them
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _leave)
     env = WorkerEnv(os.environ["GOPARK_WORK_DIR"], int(os.environ["GOPARK_MEM"]),
                     os.environ["GOPARK_WORKER_ID"], cache_on_disk=True,
                     compress=bool(os.environ.get("GOPARK_COMPRESS")),

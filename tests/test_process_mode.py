@@ -417,6 +417,36 @@ def test_driver_stopped_mid_job_leaves_no_worker(tmp_path, sig):
             shutil.rmtree(d, ignore_errors=True)
 
 
+@pytest.mark.parametrize(("master", "sig"), [("process:2", signal.SIGINT), ("process:2", signal.SIGTERM),
+                                             ("local", signal.SIGINT)], ids=["process-SIGINT", "process-SIGTERM",
+                                                                             "local-SIGINT"])
+def test_driver_stopped_mid_pipe_ends_the_commands_and_what_they_started(tmp_path, master, sig):
+    """A pipe's command runs in a process group of its own, ended with its task: a stopped worker (SIGTERM
+    from the driver's stop) or an interrupted local task ends it and the sleep it started, which would
+    otherwise outlive the app (they ignore the SIGINT a worker ignores)."""
+    driver = subprocess.Popen([sys.executable, os.path.join(APPS, "slow_app.py"), str(tmp_path), "pipe", "-m", master,
+                               "-q"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    started = 2 if master.startswith("process") else 1
+    pids: list[int] = []
+    try:
+        assert wait_until(lambda: len(glob.glob(str(tmp_path / "started-pipe-*"))) == started, timeout=60)
+        pids = [int(pid) for name in glob.glob(str(tmp_path / "started-pipe-*")) for pid in open(name).read().split()]
+        assert len(pids) == 2 * started and all(alive(p) for p in pids)
+        driver.send_signal(sig)
+        driver.wait(timeout=60)
+        assert wait_until(lambda: not any(alive(p) for p in pids), timeout=30), \
+            f"left after {sig.name}: {[p for p in pids if alive(p)]}"
+        assert not pids_with_env("GOPARK_DRIVER_PID", str(driver.pid))
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+            driver.wait()
+        driver.stderr.close()
+        for pid in pids:
+            if alive(pid):
+                os.kill(pid, signal.SIGKILL)
+
+
 @pytest.mark.parametrize("n", [1, 2])
 def test_a_pool_whose_workers_cannot_be_started_fails_its_jobs_with_the_reason(monkeypatch, n):
     """A worker that cannot even be started (fork or exec fails: no memory, too many processes, an argument

@@ -107,6 +107,7 @@ class _Worker:
     pidfd: int
     ready: bool = False
     task: int | None = None
+    ending: float | None = None     # sent SIGTERM (its task cancelled): killed if still there at this time
 
 
 class ProcessBackend:
@@ -212,7 +213,7 @@ class ProcessBackend:
         try:
             self._check_alive()
             while not self._stopping:
-                ready = dict(poller.poll())
+                ready = dict(poller.poll(self._kill_late()))
                 if self._router in ready:
                     self._receive()
                 if self._wake in ready:
@@ -351,8 +352,23 @@ class ProcessBackend:
     def _cancel(self, tids: set[int]) -> None:
         self._queue = collections.deque(t for t in self._queue if t[0] not in tids)
         for w in self._workers.values():
-            if w.task in tids:
-                w.proc.kill()   # its exit is seen through its pidfd; a new worker takes its place
+            if w.task in tids and w.ending is None:
+                # SIGTERM: it ends the task (its finally blocks run: a pipe's command is ended) and leaves;
+                # its exit is seen through its pidfd, and a new worker takes its place
+                w.proc.terminate()
+                w.ending = time.monotonic() + _LEAVE_SECONDS
+
+    def _kill_late(self) -> int | None:
+        """Kill the workers sent SIGTERM that are still there at their deadline; the milliseconds until
+        the next such deadline (None: there is none), for the loop's poll."""
+        now = time.monotonic()
+        endings = [w for w in self._workers.values() if w.ending is not None]
+        for w in endings:
+            if w.ending <= now:         # type: ignore[operator]
+                w.proc.kill()
+                w.ending = None
+        waiting = [w.ending - now for w in endings if w.ending is not None]
+        return max(1, int(min(waiting) * 1000) + 1) if waiting else None
 
     def _dispatch(self) -> None:
         import zmq
@@ -375,11 +391,12 @@ class ProcessBackend:
             w.task = tid
 
     def _shutdown(self) -> None:
-        """Idle workers are asked to leave; busy or unstarted ones are ended at once (all of them when
-        ``__init__`` failed: none had said hello)."""
+        """Idle workers are asked to leave; busy or unstarted ones get SIGTERM (all of them when
+        ``__init__`` failed: none had said hello), on which a worker ends its task (whose ``finally``
+        blocks end the commands a ``pipe`` started) and leaves; any still there by the deadline are killed."""
         for w in self._workers.values():
             if not (w.ready and w.task is None and self._ask_to_leave(w)):
-                w.proc.kill()
+                w.proc.terminate()
         # their pidfds say when they have exited (Popen.wait with a timeout polls with sleeps of up to 50 ms)
         deadline = time.monotonic() + _LEAVE_SECONDS
         for w in self._workers.values():

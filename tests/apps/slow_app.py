@@ -2,6 +2,9 @@
 
 Each task leaves ``started-<x>-<pid>`` in FOLDER, then sleeps. The tests
 interrupt or kill the driver mid-job and look for what it left behind.
+``python slow_app.py FOLDER pipe``: each task pipes its records through a shell
+that starts a ``sleep`` in the background and waits for it, leaving
+``started-pipe-<pid>`` that holds the shell's and the sleep's pids.
 """
 import os
 import sys
@@ -19,10 +22,15 @@ def slow(folder, x):
     return x
 
 
+SHELL = 'sleep 120 & echo $$ $! > "$0/pids-$$" && mv "$0/pids-$$" "$0/started-pipe-$$"; wait'
+
+
 def main():
     with Context() as ctx:
         folder = sys.argv[1]
         print("driver", os.getpid(), flush=True)
+        if sys.argv[2:] == ["pipe"]:
+            ctx.parallelize(range(8), 8).pipe(["sh", "-c", SHELL, folder]).collect()
         ctx.parallelize(range(8), 8).map(partial(slow, folder)).collect()
 
 
