@@ -226,9 +226,9 @@ _TAKES_FUNC = {"reduce", "fold", "aggregate", "top", "bottom", "max", "min", "fo
                "sample_keys"}
 
 
-def merge_counts(parts: list[dict]) -> dict:
-    """Driver: the sum of per-partition counts."""
+def merge_counts(parts: list[dict]) -> collections.defaultdict:
+    """Driver: the sum of per-partition counts, as PySpark's ``defaultdict(int)`` (a key not there counts 0)."""
     total: collections.Counter = collections.Counter()
     for p in parts:
         total.update(p)
-    return dict(total)
+    return collections.defaultdict(int, total)

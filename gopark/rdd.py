@@ -402,8 +402,10 @@ class RDD:
 
         ``seed=None``: a random one, drawn now (the RDD is the same sample each time it is computed).
         """
-        if (isinstance(fraction, bool) and isinstance(withReplacement, (int, float))
-                and not isinstance(withReplacement, bool)):    # PySpark's order: sample(False, 0.5), sample(True, 2)
+        if ((isinstance(fraction, bool) or (type(fraction) is int and fraction in (0, 1)))
+                and isinstance(withReplacement, (int, float)) and not isinstance(withReplacement, bool)):
+            # PySpark's order: sample(False, 0.5), sample(True, 2), sample(0, 0.5) (a fraction of 0 or 1
+            # with a number for withReplacement is not DPark's order)
             fraction, withReplacement = withReplacement, fraction
         if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 <= fraction < math.inf or (
                 fraction > 1 and not withReplacement):
@@ -1050,6 +1052,8 @@ class RDD:
         10
         """
         _count(num, "takeSample")
+        if num > _MAX_SAMPLE:          # PySpark's bound: the sample's fraction would not be computable
+            raise ValueError(f"takeSample: num cannot be greater than {_MAX_SAMPLE}, not {num}")
         rng = random.Random(seed)
         if num == 0:
             return []
@@ -1152,29 +1156,36 @@ class RDD:
         self.ctx.runJob(self, ["foreachPartition", self._f(f, "foreachPartition")])
 
     def countByKey(self) -> dict:
-        """{key: number of pairs with it}.
+        """{key: number of pairs with it}, a ``defaultdict(int)`` as PySpark's (a key not there counts 0).
 
-        >>> ctx.parallelize([('a', 1), ('a', 2), ('b', 3)]).countByKey()
+        >>> dict(ctx.parallelize([('a', 1), ('a', 2), ('b', 3)]).countByKey())
         {'a': 2, 'b': 1}
         """
         return actions.merge_counts(self.ctx.runJob(self, ["countByKey"]))
 
     def countByValue(self) -> dict:
-        """{record: number of times it occurs}.
+        """{record: number of times it occurs}, a ``defaultdict(int)`` as PySpark's.
 
-        >>> ctx.parallelize(['x', 'y', 'x']).countByValue()
+        >>> dict(ctx.parallelize(['x', 'y', 'x']).countByValue())
         {'x': 2, 'y': 1}
         """
         return actions.merge_counts(self.ctx.runJob(self, ["countByValue"]))
 
-    def saveAsTextFile(self, path: str, overwrite: bool = False, compress: bool = False) -> list[str]:
+    def saveAsTextFile(self, path: str, overwrite: bool = False, compress: bool = False, *,
+                       compressionCodecClass: str | None = None) -> list[str]:  # noqa: N803
         """One ``part-NNNNN`` file per partition, a line per record, then ``_SUCCESS``; the paths of
         the part files (DPark's return). ``compress``: gzip each one, as ``part-NNNNN.gz`` (which
-        textFile reads back).
+        textFile reads back); PySpark's ``compressionCodecClass="org.apache.hadoop.io.compress.GzipCodec"``
+        is the same.
 
         A job that fails leaves the folder empty (no part file of the partitions that were written).
         """
         from gopark.io import text
+        if compressionCodecClass is not None:
+            if not isinstance(compressionCodecClass, str) or compressionCodecClass.rsplit(".", 1)[-1] != "GzipCodec":
+                raise ValueError(f"saveAsTextFile: the one codec is org.apache.hadoop.io.compress.GzipCodec, "
+                                 f"not {compressionCodecClass!r:.200}")
+            compress = True
         for name, flag in (("overwrite", overwrite), ("compress", compress)):
             if not isinstance(flag, bool):     # a truthy "no" would remove what is there
                 raise TypeError(f"saveAsTextFile: {name} is True or False, not {flag!r:.100}")
@@ -1186,6 +1197,9 @@ class RDD:
             raise
         text.finish_output(path)
         return [os.path.join(path, name) for name in names]
+
+
+_MAX_SAMPLE = sys.maxsize - int(10 * math.sqrt(sys.maxsize))    # the most records takeSample draws
 
 
 def _sample_fraction(num: int, total: int, with_replacement: bool) -> float:

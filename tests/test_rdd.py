@@ -746,7 +746,9 @@ def test_foreach(ctx):
 
 
 def test_countByKey(ctx):
-    assert ctx.parallelize(PAIRS, 4).countByKey() == dict(collections.Counter(WORDS))
+    counts = ctx.parallelize(PAIRS, 4).countByKey()
+    assert counts == dict(collections.Counter(WORDS))
+    assert counts["not a word"] == 0            # a defaultdict(int), as PySpark's
 
 
 def test_countByValue(ctx):
@@ -790,7 +792,14 @@ def test_saveAsTextFile_compressed_is_read_back_by_textFile(ctx, tmp_path):
     assert ctx.textFile(str(out), splitSize=10 << 10).collect() == lines
     with pytest.raises(TypeError, match="compress is True or False"):
         ctx.parallelize(lines, 1).saveAsTextFile(str(tmp_path / "other"), compress="yes")
+    with pytest.raises(ValueError, match="the one codec is org.apache.hadoop.io.compress.GzipCodec"):
+        ctx.parallelize(lines, 1).saveAsTextFile(str(tmp_path / "other"), compressionCodecClass="x.BZip2Codec")
     assert not (tmp_path / "other").exists()
+    # PySpark's name for it
+    codec = "org.apache.hadoop.io.compress.GzipCodec"
+    assert ctx.parallelize(lines, 2).saveAsTextFile(str(tmp_path / "py"), compressionCodecClass=codec) == [
+        str(tmp_path / "py" / f"part-{i:05d}.gz") for i in range(2)]
+    assert ctx.textFile(str(tmp_path / "py")).collect() == lines
 
 
 def test_saveAsTextFile_empty_partitions(ctx, tmp_path):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import operator
 import os
+import sys
 from functools import partial
 
 import pytest
@@ -58,6 +59,10 @@ def test_sample_takes_pysparks_argument_order_too(ctx: Context) -> None:
     assert rdd.sample(False, 0).collect() == []
     assert rdd.sample(True, 2, 1).collect() == rdd.sample(2, True, 1).collect()
     assert len(rdd.sample(True, 2, 1).collect()) > 1000
+    # PySpark's flag as 0 or 1: a fraction of 0 or 1 with a number after it is PySpark's order
+    assert rdd.sample(0, 0.3, 7).collect() == rdd.sample(0.3, False, 7).collect()
+    assert rdd.sample(1, 0.5, 7).collect() == rdd.sample(0.5, True, 7).collect()
+    assert rdd.sample(1, False, 7).count() == 1000 and rdd.sample(0, True, 7).count() == 0     # DPark's order
 
 
 def test_repartition_coalesce_zip_with_index_take_ordered_lookup(ctx: Context) -> None:
@@ -228,6 +233,8 @@ def test_take_sample(ctx: Context) -> None:
     everything = small.takeSample(False, 25, seed=1)
     assert sorted(everything) == list(range(10))
     assert small.takeSample(False, 0) == [] and ctx.parallelize([], 2).takeSample(True, 5) == []
+    with pytest.raises(ValueError, match="num cannot be greater than"):
+        small.takeSample(False, sys.maxsize)         # PySpark's bound, before any job
     with pytest.raises(ValueError, match="takeSample"):
         small.takeSample(False, -1)
 
