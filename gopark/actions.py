@@ -217,6 +217,9 @@ def run(action: list, it: Iterator[Any], split: int, attempt: int,
     if name == "save":
         from gopark.io import text
         return text.write_partition(action[1], split, attempt, it, action[2])
+    if name == "checkpoint":
+        from gopark.io import checkpoint
+        return checkpoint.write_partition(action[1], split, attempt, it)
     if name == "sample_keys":
         return _sample_keys(action[1], f, it)
     raise ValueError(f"unknown action {name!r}")

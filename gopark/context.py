@@ -19,8 +19,17 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from gopark import registry, shared
-from gopark.errors import ConfigError, GoparkError, JobError, Terminated
-from gopark.rdd import RDD, ParallelCollection, TextFileRDD, UnionRDD, _check_rdds, _num, slice_collection
+from gopark.errors import ConfigError, GoparkError, JobError, OutputNotWritable, Terminated
+from gopark.rdd import (
+    RDD,
+    ParallelCollection,
+    TextFileRDD,
+    UnionRDD,
+    _check_rdds,
+    _num,
+    save_checkpoints,
+    slice_collection,
+)
 
 _WORK_PREFIX = "gopark-"
 
@@ -89,6 +98,8 @@ class Context:
         self._shuffle_ids = itertools.count()
         self._accumulators: list[shared.Accumulator] = []
         self._broadcast_ids: list[str] = []
+        self._checkpoint_dir: str | None = None
+        self._checkpoints_due: set[int] = set()      # the ids of RDDs checkpoint() marked, not saved yet
         self._stopped = False
         self.scheduler = DAGScheduler(self.options.max_failures, Progress(not self.options.quiet))
         mem_bytes = int(self.options.mem * (1 << 20))
@@ -270,7 +281,26 @@ class Context:
         parts = list(range(rdd.num_partitions)) if partitions is None else list(partitions)
         if len(set(parts)) != len(parts) or not all(type(p) is int and 0 <= p < rdd.num_partitions for p in parts):
             raise ValueError(f"runJob: partitions must be distinct indexes below {rdd.num_partitions}, not {parts}")
-        return self.scheduler.run_job(rdd, action, parts, on_result)
+        results = self.scheduler.run_job(rdd, action, parts, on_result)
+        save_checkpoints(self, rdd, self._run_all)
+        return results
+
+    def _run_all(self, rdd: RDD, action: list) -> list[Any]:
+        return self.scheduler.run_job(rdd, action, list(range(rdd.num_partitions)), None)
+
+    def setCheckpointDir(self, dirName: str) -> None:  # noqa: N802, N803
+        """The folder RDD.checkpoint() saves under (Spark's): every worker must see it at this path."""
+        if not isinstance(dirName, str) or not dirName:
+            raise TypeError(f"setCheckpointDir takes a folder path, not {dirName!r:.100}")
+        try:
+            os.makedirs(dirName, exist_ok=True)
+        except OSError as exc:
+            raise OutputNotWritable(f"setCheckpointDir: cannot make {dirName!r}: {exc.strerror or exc}") from None
+        self._checkpoint_dir = dirName
+
+    def getCheckpointDir(self) -> str | None:  # noqa: N802
+        """The folder of :meth:`setCheckpointDir`, or None."""
+        return self._checkpoint_dir
 
     def _check_running(self) -> None:
         if self._stopped:

@@ -19,7 +19,8 @@ class OutputExists(GoparkError, FileExistsError):
 
 
 class OutputNotWritable(GoparkError, OSError):
-    """saveAsTextFile into a path where no folder can be made or emptied (under a file, no permission)."""
+    """saveAsTextFile (or checkpoint) into a path where no folder can be made or emptied (under a file, no
+    permission)."""
 
 
 class InputUnavailable(GoparkError, OSError):

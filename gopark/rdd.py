@@ -154,6 +154,7 @@ class RDD:
     """
 
     kind = "rdd"
+    _checkpoint_to: str | None = None       # checkpoint(): the folder its parts go under, after the next job
 
     def __init__(self, ctx: Any, num_partitions: int) -> None:
         self.ctx = ctx
@@ -518,6 +519,34 @@ class RDD:
         self.is_cached = False
         return self
 
+
+    def checkpoint(self, path: str | None = None) -> RDD:
+        """Save the records to files after the next job that computes this RDD (a job of its own writes
+        them), then read them from there: its lineage is not computed again, nor kept (Spark's and
+        DPark's). ``path``: the folder to save under (DPark's); by default the Context's
+        (:meth:`Context.setCheckpointDir`). Every worker must see that folder (in Mesos mode: a shared
+        file system, such as a mounted MooseFS). Cache the RDD too, or its lineage runs twice for that
+        first job. Returns this RDD.
+        """
+        if self.isCheckpointed():
+            return self
+        folder = path if path is not None else self.ctx.getCheckpointDir()
+        if folder is None:
+            raise ValueError("checkpoint: no folder: call ctx.setCheckpointDir(path) first, or pass one")
+        if not isinstance(folder, str) or not folder:
+            raise TypeError(f"checkpoint takes a folder path, not {folder!r:.100}")
+        from gopark.io import checkpoint
+        self._checkpoint_to = checkpoint.new_folder(folder, int(self.id))     # made now: an error is said here
+        self.ctx._checkpoints_due.add(int(self.id))
+        return self
+
+    def isCheckpointed(self) -> bool:
+        """True once the records are saved and read from there (after the job that followed checkpoint())."""
+        return isinstance(self, CheckpointRDD)
+
+    def getCheckpointFile(self) -> str | None:
+        """The folder of the saved records, once checkpointed; else None."""
+        return self.folder if isinstance(self, CheckpointRDD) else None
     def union(self, *others: RDD | list[RDD]) -> RDD:
         """The records of this RDD and of ``others``.
 
@@ -1633,8 +1662,60 @@ def _merge_groups(a: list[list], b: list[list]) -> list[list]:
     return a
 
 
+class CheckpointRDD(RDD):
+    """A checkpointed RDD (see :meth:`RDD.checkpoint`): the same RDD object (its id, partitioner, cache),
+    whose partitions are read from its part files; its lineage is gone. :func:`save_checkpoints` turns an
+    RDD into one."""
+
+    kind = "checkpoint"
+    folder: str
+    parts: list[str]          # the part file of each partition
+
+    def _params(self, needed: set[int], outputs: dict[int, list]) -> dict:
+        return {"parts": {i: self.parts[i] for i in needed}}
+
+    def compute(self, split: int, task: Any) -> Iterator[Any]:
+        from gopark.io import checkpoint
+        return checkpoint.read_partition(self.parts[split])
+
+    @classmethod
+    def _build(cls, params: dict, parents: list[RDD], n: int) -> RDD:
+        node = _bare(cls, n)
+        node.parts = params["parts"]
+        return node
+
+
+def save_checkpoints(ctx: Any, rdd: RDD, run: Callable[[RDD, list], list]) -> None:
+    """After a job on ``rdd``: save the RDDs of its lineage that ``checkpoint()`` marked (not those below
+    one of them, whose lineage goes) with a job each (``run(rdd, action)``), and turn each into a
+    :class:`CheckpointRDD`, in place: every RDD made from it reads its files from then on."""
+    if not ctx._checkpoints_due:
+        return
+    marked: list[RDD] = []
+    seen: set[int] = set()
+    stack = [rdd]
+    while stack:
+        r = stack.pop()
+        if r.id in seen or isinstance(r, CheckpointRDD):
+            continue
+        seen.add(r.id)
+        if r._checkpoint_to is not None:
+            marked.append(r)
+            continue
+        stack.extend(d.rdd if isinstance(d, ShuffleDependency) else d for d in r._deps())
+    for r in marked:
+        folder = r._checkpoint_to
+        parts = run(r, ["checkpoint", folder])
+        kept = {k: r.__dict__[k] for k in ("ctx", "id", "num_partitions", "partitioner", "is_cached", "site")}
+        r.__dict__.clear()                  # its lineage: parents, splits, functions
+        r.__dict__.update(kept, folder=folder, parts=parts)
+        r.__class__ = CheckpointRDD
+        ctx._checkpoints_due.discard(int(r.id))
+
+
 _KINDS: dict[str, type[RDD]] = {c.kind: c for c in (ParallelCollection, TextFileRDD, PipedRDD, UnionRDD, CoalescedRDD,
-                                                      CartesianRDD, ZippedRDD, ShuffledRDD, CoGroupedRDD)}
+                                                      CartesianRDD, ZippedRDD, ShuffledRDD, CoGroupedRDD,
+                                                      CheckpointRDD)}
 
 
 def _bare(cls: type[RDD], n: int) -> Any:

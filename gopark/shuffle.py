@@ -799,15 +799,16 @@ _RUN_CHUNK = 16 << 10      # bytes (estimated) of a chunk of a sorted run on dis
 _FAN_IN = 64               # sorted runs merged at once (the merge holds a chunk of each)
 
 
-def _write_run(path: str, records: Iterable[Any], step: int, packer: serialize.Packer) -> None:
-    """A sorted run to the file ``path``, in chunks of ``step`` records."""
+def write_records(path: str, records: Iterable[Any], step: int, packer: serialize.Packer) -> None:
+    """``records`` to the file ``path``, in chunks of ``step`` records (a sorted run, a checkpoint's part)."""
     it = iter(records)
     with open(path, "wb") as f:
         while chunk := list(itertools.islice(it, step)):
             _write_chunk(f, chunk, packer)
 
 
-def _run_records(path: str) -> Iterator[Any]:
+def read_records(path: str) -> Iterator[Any]:
+    """The records :func:`write_records` wrote to ``path``."""
     return itertools.chain.from_iterable(read_chunks(path))    # type: ignore[arg-type]
 
 
@@ -824,7 +825,7 @@ def _merge_runs(runs: list[str], folder: str, key: Callable[[Any], Any], reverse
                 merged.append(group[0])
                 continue
             path = os.path.join(folder, f"merged-{next(names)}")
-            _write_run(path, heapq.merge(*map(_run_records, group), key=key, reverse=reverse), step, packer)
+            write_records(path, heapq.merge(*map(read_records, group), key=key, reverse=reverse), step, packer)
             for done in group:
                 os.remove(done)
             merged.append(path)
@@ -859,7 +860,7 @@ def external_sort(records: Iterable[Any], key: Callable[[Any], Any], reverse: bo
                 path = os.path.join(folder, str(len(runs)))
                 # chunks of about _RUN_CHUNK bytes: the merge holds one chunk of every run at once
                 step = max(16, min(4096, _RUN_CHUNK // budget.avg))
-                _write_run(path, run, step, packer)
+                write_records(path, run, step, packer)
                 runs.append(path)
                 run = []
                 budget.reset()
@@ -868,7 +869,7 @@ def external_sort(records: Iterable[Any], key: Callable[[Any], Any], reverse: bo
             yield from run
             return
         runs = _merge_runs(runs, folder, key, reverse, step, packer)   # type: ignore[arg-type]
-        yield from heapq.merge(*map(_run_records, runs), iter(run), key=key, reverse=reverse)
+        yield from heapq.merge(*map(read_records, runs), iter(run), key=key, reverse=reverse)
     finally:
         if folder:
             shutil.rmtree(folder, ignore_errors=True)

@@ -515,3 +515,55 @@ def test_partition_functions_with_arguments_equal_but_of_other_types_are_other_p
     assert a.partitioner != b.partitioner
     assert a.partitioner == ctx.parallelize([(0, 0)], 1).partitionBy(4, partial(salted_partition, 1)).partitioner
     assert a.join(b).count() == 40
+
+
+# --- checkpoint -------------------------------------------------------------------------------
+
+@register_func
+def mod_pair(n: int, x: int) -> tuple[int, int]:
+    return (x % n, x)
+
+
+def test_checkpoint_saves_after_the_next_job_and_cuts_the_lineage(ctx: Context, tmp_path) -> None:
+    from apps.funcs import count_call
+    computed = ctx.accumulator(0)
+    ctx.setCheckpointDir(str(tmp_path / "cp"))
+    assert ctx.getCheckpointDir() == str(tmp_path / "cp")
+    pairs = ctx.parallelize(range(100), 4).map(partial(count_call, computed)).map(partial(mod_pair, 5))
+    assert not pairs.isCheckpointed() and pairs.getCheckpointFile() is None
+    assert pairs.checkpoint() is pairs and not pairs.isCheckpointed()      # marked: saved after the next job
+    assert pairs.count() == 100
+    assert computed.value == 200               # the job, then the checkpoint's own job (nothing cached)
+    assert pairs.isCheckpointed()
+    folder = pairs.getCheckpointFile()
+    assert os.path.dirname(folder) == str(tmp_path / "cp")
+    assert sorted(os.listdir(folder)) == [f"part-{i:05d}" for i in range(4)]
+    want = [(x % 5, x) for x in range(100)]
+    assert pairs.collect() == want and computed.value == 200              # read back, types kept (tuples)
+    assert pairs.glom().map(len).collect() == [25] * 4                    # the same partitions
+    sums = pairs.reduceByKey(operator.add)
+    assert sorted(sums.collect()) == [(k, sum(x for x in range(100) if x % 5 == k)) for k in range(5)]
+    assert computed.value == 200
+    # DPark's form: a folder of its own; a shuffled RDD keeps its partitioner
+    sums.checkpoint(str(tmp_path / "dpark"))
+    assert sorted(sums.collect()) == sorted(sums.collect())
+    assert sums.isCheckpointed() and sums.getCheckpointFile().startswith(str(tmp_path / "dpark"))
+    assert sums.partitioner is not None and sums.join(sums).count() == 5
+
+
+def test_checkpoint_errors_are_said_at_the_call(ctx: Context, tmp_path) -> None:
+    from gopark.errors import OutputNotWritable
+    with Context("local", quiet=True) as fresh:         # (the shared ctx may have a folder set already)
+        with pytest.raises(ValueError, match="setCheckpointDir"):
+            fresh.parallelize(range(3)).checkpoint()
+    rdd = ctx.parallelize(range(3))
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(OutputNotWritable, match="checkpoint: cannot write into"):
+        rdd.checkpoint(str(tmp_path / "file" / "under"))
+    with pytest.raises(OutputNotWritable, match="setCheckpointDir: cannot make"):
+        ctx.setCheckpointDir(str(tmp_path / "file" / "under"))
+    with pytest.raises(TypeError, match="checkpoint takes a folder path"):
+        rdd.checkpoint(3)
+    assert rdd.collect() == [0, 1, 2] and not rdd.isCheckpointed()
+    empty = ctx.emptyRDD().checkpoint(str(tmp_path / "e"))
+    assert empty.count() == 0 and empty.isCheckpointed()
