@@ -141,7 +141,9 @@ def test_shuffle_keeps_key_types(ctx):
         i = HASHABLE_KEYS.index(k)
         assert_same(k, HASHABLE_KEYS[i])
         assert vs == [i, i]
-    assert_same(ctx.parallelize(pairs, 3).countByKey(), {k: 1 for k in HASHABLE_KEYS})
+    counts = ctx.parallelize(pairs, 3).countByKey()
+    assert type(counts) is collections.defaultdict and counts.default_factory is int    # PySpark's
+    assert_same(dict(counts), {k: 1 for k in HASHABLE_KEYS})
     assert {repr(k) for k in ctx.parallelize(HASHABLE_KEYS * 2, 3).distinct(2).collect()} == {
         repr(k) for k in HASHABLE_KEYS}
 
