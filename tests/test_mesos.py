@@ -151,6 +151,15 @@ def test_broadcast_accumulators_and_cache(app: str, cluster: MesosCluster, tmp_e
     assert "ACC 90 90" in got.stdout
 
 
+def test_checkpoint_on_executors(app: str, cluster: MesosCluster, tmp_env: dict[str, str], tmp_path) -> None:
+    """Executors write a checkpoint's parts and read them back (a folder every agent sees: one machine)."""
+    got = mesos(app, cluster, tmp_env, "checkpoint", str(tmp_path / "cp-mesos"))
+    assert got.returncode == 0, got.stderr
+    assert got.stdout == local("checkpoint", str(tmp_path / "cp-local")).stdout
+    assert "COUNTS [('a', 20), ('b', 20), ('c', 20), ('d', 20), ('x', 10)] True" in got.stdout
+    assert "AGAIN [('a', '20'), ('b', '20'), ('c', '20'), ('d', '20'), ('x', '10')] 3" in got.stdout
+
+
 def test_large_results_come_back_whole(app: str, cluster: MesosCluster, tmp_env: dict[str, str]) -> None:
     got = mesos(app, cluster, tmp_env, "big")      # ~1 MB per task: more than a status update carries
     assert got.returncode == 0, got.stderr

@@ -88,6 +88,12 @@ def main():
             print("SUM", rdd.map(lambda_free_second).reduce(add))
             print("GROUPS", sorted((k, len(v)) for k, v in rdd.groupByKey(3).collect()))
             print("ACC", acc.value, seen.value)
+        elif args.job == "checkpoint":       # arg: the folder, which the agents see (one machine here)
+            ctx.setCheckpointDir(args.arg)
+            groups = ctx.parallelize(list("abcdabcdx") * 10, 4).map(one).reduceByKey(add, 3)
+            groups.checkpoint()
+            print("COUNTS", sorted(groups.collect()), groups.isCheckpointed())
+            print("AGAIN", sorted(groups.mapValues(str).collect()), len(os.listdir(groups.getCheckpointFile())))
         elif args.job == "big":
             data = ctx.parallelize(range(2000), 2).map(blob).collect()
             print("BIG", len(data), sum(len(s) for _, s in data), data[0][0], data[-1][0])
