@@ -229,9 +229,10 @@ _TAKES_FUNC = {"reduce", "fold", "aggregate", "top", "bottom", "max", "min", "fo
                "sample_keys"}
 
 
-def merge_counts(parts: list[dict]) -> collections.defaultdict:
-    """Driver: the sum of per-partition counts, as PySpark's ``defaultdict(int)`` (a key not there counts 0)."""
+def merge_counts(parts: list[dict]) -> dict:
+    """Driver: the sum of per-partition counts, a plain dict (data: it can be broadcast, or bound by a
+    partial, where PySpark's ``defaultdict`` could not be)."""
     total: collections.Counter = collections.Counter()
     for p in parts:
         total.update(p)
-    return collections.defaultdict(int, total)
+    return dict(total)

@@ -519,7 +519,6 @@ class RDD:
         self.is_cached = False
         return self
 
-
     def checkpoint(self, path: str | None = None) -> RDD:
         """Save the records to files after the next job that computes this RDD (a job of its own writes
         them), then read them from there: its lineage is not computed again, nor kept (Spark's and
@@ -547,6 +546,7 @@ class RDD:
     def getCheckpointFile(self) -> str | None:
         """The folder of the saved records, once checkpointed; else None."""
         return self.folder if isinstance(self, CheckpointRDD) else None
+
     def union(self, *others: RDD | list[RDD]) -> RDD:
         """The records of this RDD and of ``others``.
 
@@ -1185,17 +1185,17 @@ class RDD:
         self.ctx.runJob(self, ["foreachPartition", self._f(f, "foreachPartition")])
 
     def countByKey(self) -> dict:
-        """{key: number of pairs with it}, a ``defaultdict(int)`` as PySpark's (a key not there counts 0).
+        """{key: number of pairs with it}.
 
-        >>> dict(ctx.parallelize([('a', 1), ('a', 2), ('b', 3)]).countByKey())
+        >>> ctx.parallelize([('a', 1), ('a', 2), ('b', 3)]).countByKey()
         {'a': 2, 'b': 1}
         """
         return actions.merge_counts(self.ctx.runJob(self, ["countByKey"]))
 
     def countByValue(self) -> dict:
-        """{record: number of times it occurs}, a ``defaultdict(int)`` as PySpark's.
+        """{record: number of times it occurs}.
 
-        >>> dict(ctx.parallelize(['x', 'y', 'x']).countByValue())
+        >>> ctx.parallelize(['x', 'y', 'x']).countByValue()
         {'x': 2, 'y': 1}
         """
         return actions.merge_counts(self.ctx.runJob(self, ["countByValue"]))
@@ -1706,7 +1706,8 @@ def save_checkpoints(ctx: Any, rdd: RDD, run: Callable[[RDD, list], list]) -> No
     for r in marked:
         folder = r._checkpoint_to
         parts = run(r, ["checkpoint", folder])
-        kept = {k: r.__dict__[k] for k in ("ctx", "id", "num_partitions", "partitioner", "is_cached", "site")}
+        kept = {k: v for k, v in r.__dict__.items()
+                if k in ("ctx", "id", "num_partitions", "partitioner", "is_cached", "site", "_name")}
         r.__dict__.clear()                  # its lineage: parents, splits, functions
         r.__dict__.update(kept, folder=folder, parts=parts)
         r.__class__ = CheckpointRDD

@@ -60,7 +60,9 @@ def serve(endpoint: str, token: str, worker_id: str, env: WorkerEnv) -> None:
 
 def _leave(signum: int, frame: object) -> None:
     """SIGTERM: end the task being run (Terminated is not the task's failure, see run_task), then the
-    process, as an exit (SystemExit) does."""
+    process, as an exit (SystemExit) does. Once: a second one must not cut short the task's ``finally``
+    blocks (which end what a ``pipe`` started)."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     raise Terminated(128 + signum)
 
 

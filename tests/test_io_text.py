@@ -310,6 +310,10 @@ def test_several_paths_as_a_list_or_a_comma_separated_string(ctx, tmp_path):
     assert ctx.textFile(f"{a},{b}").collect() == both
     assert ctx.textFile(f"{b},{tmp_path / '[ab].txt'}").collect() == ["b1", "b2"] + both
     assert ctx.textFile(str(tmp_path / "c,d.txt")).collect() == ["comma"]
+    assert ctx.textFile(str(tmp_path / "c,*.txt")).collect() == ["comma"]      # a glob that matches, whole
+    (tmp_path / "x,y").mkdir()
+    write(tmp_path / "x,y" / "in.txt", b"inside\n")
+    assert ctx.textFile(str(tmp_path / "x,y" / "*.txt")).collect() == ["inside"]
     assert ctx.wholeTextFiles(f"{a},{b}").keys().collect() == [a, b]
     assert ctx.binaryFiles([b]).collect() == [(b, b"b1\nb2\n")]
     for bad in ([], [a, 7], ""):

@@ -9,6 +9,7 @@ import stat
 import subprocess
 import sys
 import tempfile
+import time
 from functools import partial
 
 import pytest
@@ -445,6 +446,49 @@ def test_driver_stopped_mid_pipe_ends_the_commands_and_what_they_started(tmp_pat
         for pid in pids:
             if alive(pid):
                 os.kill(pid, signal.SIGKILL)
+
+
+def none_alive(pids: list[int]) -> bool:
+    return not any(alive(p) for p in pids)
+
+
+def test_a_job_failing_while_a_pipe_runs_then_the_app_ending_ends_the_pipe(tmp_path):
+    """The failed job cancels the pipe's task (SIGTERM to its worker) and the app's exit stops the pool at
+    once: the worker, sent SIGTERM twice, must still end the pipe's command (three runs: it was a race)."""
+    for run in range(3):
+        folder = tmp_path / str(run)
+        folder.mkdir()
+        driver = subprocess.run([sys.executable, os.path.join(APPS, "slow_app.py"), str(folder), "pipefail",
+                                 "-m", "process:2", "-q", "--max-failures", "1"], capture_output=True, timeout=120)
+        assert driver.returncode == 0, driver.stderr.decode()
+        pids = [int(pid) for name in glob.glob(str(folder / "started-pipe-*")) for pid in open(name).read().split()]
+        assert len(pids) == 2
+        try:
+            assert wait_until(partial(none_alive, pids), timeout=10), f"run {run}: left {[p for p in pids if alive(p)]}"
+        finally:
+            for pid in pids:
+                if alive(pid):
+                    os.kill(pid, signal.SIGKILL)
+
+
+@register_func
+def fail_first_at(deadline, i, records):
+    time.sleep(max(0.0, deadline - time.time()))
+    if i == 0:
+        raise ValueError("partition 0 fails")
+    return [1]
+
+
+def test_a_worker_leaving_after_a_cancelled_task_is_given_no_new_task():
+    """Partition 1's result may come in after its task was cancelled (its worker sent SIGTERM): that worker
+    is leaving, and a task sent to it would be lost (the next job failed about once in 40)."""
+    with Context("process:2", quiet=True, max_failures=1) as ctx:
+        ctx.parallelize(range(4), 4).count()
+        for _ in range(80):
+            with pytest.raises(JobError, match="partition 0 fails"):
+                ctx.parallelize(range(2), 2).mapPartitionsWithIndex(
+                    partial(fail_first_at, time.time() + 0.03)).collect()
+            assert ctx.parallelize(range(8), 8).count() == 8
 
 
 @pytest.mark.parametrize("n", [1, 2])

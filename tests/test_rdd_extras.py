@@ -545,10 +545,11 @@ def test_checkpoint_saves_after_the_next_job_and_cuts_the_lineage(ctx: Context, 
     assert sorted(sums.collect()) == [(k, sum(x for x in range(100) if x % 5 == k)) for k in range(5)]
     assert computed.value == 200
     # DPark's form: a folder of its own; a shuffled RDD keeps its partitioner
-    sums.checkpoint(str(tmp_path / "dpark"))
+    sums.setName("sums").checkpoint(str(tmp_path / "dpark"))
     assert sorted(sums.collect()) == sorted(sums.collect())
     assert sums.isCheckpointed() and sums.getCheckpointFile().startswith(str(tmp_path / "dpark"))
     assert sums.partitioner is not None and sums.join(sums).count() == 5
+    assert sums.name() == "sums"
 
 
 def test_checkpoint_errors_are_said_at_the_call(ctx: Context, tmp_path) -> None:

@@ -203,15 +203,18 @@ def plan_splits(path: str | list[str], split_size: int | None = None, num_splits
 
 def input_paths(path: str | list[str] | tuple[str, ...], what: str = "textFile") -> list[str]:
     """The paths textFile reads: ``path``, or each of a list (DPark's), or of a comma-separated string
-    (Spark's ``"a.txt,b.txt"``): split so when ``path`` itself does not exist (``mfs://`` ones: when
-    every piece is an ``mfs://`` URL)."""
+    (Spark's ``"a.txt,b.txt"``): split so when no file, folder or glob match has the whole name
+    (``mfs://`` ones: when every piece is an ``mfs://`` URL or an absolute path)."""
     if isinstance(path, (list, tuple)):
         paths = list(path)
     elif isinstance(path, str) and "," in path:
         pieces = [p for p in path.split(",") if p]
-        whole = all(p.startswith("mfs://") for p in pieces) if path.startswith("mfs://") \
-            else not os.path.lexists(local_path(path))
-        paths = pieces if whole else [path]
+        if path.startswith("mfs://"):       # the master is not asked: every piece must be a URL or a path
+            split = all(p.startswith(("mfs://", "/", "file:")) for p in pieces)
+        else:                               # no file, folder or glob match has the whole name
+            local = local_path(path)
+            split = not os.path.lexists(local) and not (glob.has_magic(local) and glob.glob(local))
+        paths = pieces if split else [path]
     else:
         paths = [path]
     if not paths or any(not isinstance(p, str) or not p for p in paths):

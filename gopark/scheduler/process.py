@@ -377,7 +377,8 @@ class ProcessBackend:
                 self._post(("lost", tid, self._broken, "driver"))
             self._queue.clear()
             return
-        idle = [w for w in self._workers.values() if w.ready and w.task is None]
+        # (a worker sent SIGTERM is leaving, also when its cancelled task's result came in first)
+        idle = [w for w in self._workers.values() if w.ready and w.task is None and w.ending is None]
         while idle and self._queue:
             tid, payload, preferred = task = self._queue.popleft()
             w = next((w for w in idle if w.wid in preferred), idle[0])
@@ -395,8 +396,8 @@ class ProcessBackend:
         ``__init__`` failed: none had said hello), on which a worker ends its task (whose ``finally``
         blocks end the commands a ``pipe`` started) and leaves; any still there by the deadline are killed."""
         for w in self._workers.values():
-            if not (w.ready and w.task is None and self._ask_to_leave(w)):
-                w.proc.terminate()
+            if w.ending is None and not (w.ready and w.task is None and self._ask_to_leave(w)):
+                w.proc.terminate()       # (one sent SIGTERM already, its task cancelled, is leaving)
         # their pidfds say when they have exited (Popen.wait with a timeout polls with sleeps of up to 50 ms)
         deadline = time.monotonic() + _LEAVE_SECONDS
         for w in self._workers.values():
