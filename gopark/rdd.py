@@ -527,7 +527,7 @@ class RDD:
         file system, such as a mounted MooseFS). Cache the RDD too, or its lineage runs twice for that
         first job. Returns this RDD.
         """
-        if self.isCheckpointed():
+        if self.isCheckpointed() or self._checkpoint_to is not None:
             return self
         folder = path if path is not None else self.ctx.getCheckpointDir()
         if folder is None:

@@ -164,7 +164,7 @@ def test_whole_text_files_and_binary_files_of_mfs_urls(env: Env, tmp_path: Path,
     import gzip
     big = make_corpus(65 * MiB, seed=5)          # over a chunk border
     tree = {"w/a.txt": "ä line\nsecond\n".encode(), "w/b.gz": gzip.compress(b"zipped\n"), "w/_SUCCESS": b"",
-            "w/.hid": b"hidden", "w/empty.txt": b""}
+            "w/.hid": b"hidden", "w/empty.txt": b"", "w/pad.gz": gzip.compress(b"padded\n") + b"\0" * 512}
     base = env.mnt / f"whole-{master}"
     for rel, data in tree.items():
         (base / rel).parent.mkdir(parents=True, exist_ok=True)
@@ -175,8 +175,9 @@ def test_whole_text_files_and_binary_files_of_mfs_urls(env: Env, tmp_path: Path,
         texts = ctx.wholeTextFiles(url, minPartitions=3)
         assert texts.getNumPartitions() == 3
         assert texts.collectAsMap() == {f"{url}/a.txt": "ä line\nsecond\n", f"{url}/b.gz": "zipped\n",
-                                        f"{url}/big.txt": big.decode(), f"{url}/empty.txt": ""}
-        assert dict(ctx.binaryFiles(url + "/*.gz").collect()) == {f"{url}/b.gz": tree["w/b.gz"]}
+                                        f"{url}/big.txt": big.decode(), f"{url}/empty.txt": "",
+                                        f"{url}/pad.gz": "padded\n"}     # zero padding, as gzip tools leave it
+        assert dict(ctx.binaryFiles(url + "/b*.gz").collect()) == {f"{url}/b.gz": tree["w/b.gz"]}
         assert ctx.wholeTextFiles(url + "/a.txt", use_unicode=False).collect() == [(f"{url}/a.txt", tree["w/a.txt"])]
         # several paths: Spark's comma-separated URLs, DPark's list (a local file among them)
         assert ctx.textFile(f"{url}/a.txt,{url}/b.gz").collect() == ["ä line", "second", "zipped"]

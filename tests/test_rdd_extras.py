@@ -532,6 +532,7 @@ def test_checkpoint_saves_after_the_next_job_and_cuts_the_lineage(ctx: Context, 
     pairs = ctx.parallelize(range(100), 4).map(partial(count_call, computed)).map(partial(mod_pair, 5))
     assert not pairs.isCheckpointed() and pairs.getCheckpointFile() is None
     assert pairs.checkpoint() is pairs and not pairs.isCheckpointed()      # marked: saved after the next job
+    assert pairs.checkpoint() is pairs and len(os.listdir(tmp_path / "cp")) == 1     # marked once
     assert pairs.count() == 100
     assert computed.value == 200               # the job, then the checkpoint's own job (nothing cached)
     assert pairs.isCheckpointed()

@@ -16,6 +16,7 @@ import bz2
 import contextlib
 import glob
 import gzip
+import io
 import os
 import shutil
 import stat
@@ -281,8 +282,12 @@ def read_whole(path: str, decompress: bool, what: str) -> bytes:
         if path.startswith("mfs://"):
             from gopark.io import moosefs
             data = moosefs.open_file(path).read()
-            return gzip.decompress(data) if kind == "gz" else bz2.decompress(data) if kind == "bz2" else data
-        with _OPENERS.get(kind, open)(path, "rb") as f:
+            if kind not in _OPENERS:
+                return data
+            source: Any = io.BytesIO(data)      # decompressed as a local file is (zero padding and all)
+        else:
+            source = path
+        with _OPENERS.get(kind, open)(source, "rb") as f:
             return f.read()
     except _READ_ERRORS as exc:
         _name_input(exc, path, what)

@@ -24,6 +24,7 @@ import collections
 import dataclasses
 import json
 import logging
+import math
 import os
 import select
 import shutil
@@ -366,8 +367,8 @@ class ProcessBackend:
         for w in endings:
             if w.ending <= now:         # type: ignore[operator]
                 w.proc.kill()
-                w.ending = None
-        waiting = [w.ending - now for w in endings if w.ending is not None]
+                w.ending = math.inf     # killed: still leaving (never given a task) until its exit is seen
+        waiting = [w.ending - now for w in endings if w.ending < math.inf]     # type: ignore[operator]
         return max(1, int(min(waiting) * 1000) + 1) if waiting else None
 
     def _dispatch(self) -> None:
