@@ -176,9 +176,13 @@ def plan_splits(path: str | list[str], split_size: int | None = None, num_splits
         raise ValueError(f"textFile: numSplits must be a positive integer, not {num_splits!r}")
     paths = [local_path(p) for p in paths]
     if any(_is_moosefs(p) for p in paths):      # each path planned alone: MooseFS ones by their chunks
-        if len(paths) > 1:
-            return [split for p in paths for split in plan_splits(p, split_size, num_splits, parallelism)]
-        return _plan_moosefs(paths[0], split_size, num_splits)
+        return [split for p in paths for split in (_plan_moosefs(p, split_size, num_splits) if _is_moosefs(p)
+                                                   else _plan_local([p], split_size, num_splits, parallelism))]
+    return _plan_local(paths, split_size, num_splits, parallelism)
+
+
+def _plan_local(paths: list[str], split_size: int | None, num_splits: int | None, parallelism: int) -> list[dict]:
+    """:func:`plan_splits` of local paths, their files planned together."""
     files = [f for p in paths for f in list_files(p)]
     plain = [(f, os.path.getsize(f)) for f in files if not f.endswith((".gz", ".bz2"))]
     equal = split_size is None and not num_splits      # the default: each file in equal parts
