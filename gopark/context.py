@@ -292,14 +292,15 @@ class Context:
         """The folder RDD.checkpoint() saves under (Spark's): every worker must see it at this path."""
         if not isinstance(dirName, str) or not dirName:
             raise TypeError(f"setCheckpointDir takes a folder path, not {dirName!r:.100}")
+        folder = os.path.abspath(os.path.expanduser(dirName))     # as checkpoint() takes a folder
         try:
-            os.makedirs(dirName, exist_ok=True)
+            os.makedirs(folder, exist_ok=True)
         except OSError as exc:
             raise OutputNotWritable(f"setCheckpointDir: cannot make {dirName!r}: {exc.strerror or exc}") from None
-        self._checkpoint_dir = dirName
+        self._checkpoint_dir = folder
 
     def getCheckpointDir(self) -> str | None:  # noqa: N802
-        """The folder of :meth:`setCheckpointDir`, or None."""
+        """The folder of :meth:`setCheckpointDir` (absolute, ``~`` expanded), or None."""
         return self._checkpoint_dir
 
     def _check_running(self) -> None:

@@ -553,8 +553,12 @@ def test_checkpoint_saves_after_the_next_job_and_cuts_the_lineage(ctx: Context, 
     assert sums.name() == "sums"
 
 
-def test_checkpoint_errors_are_said_at_the_call(ctx: Context, tmp_path) -> None:
+def test_checkpoint_errors_are_said_at_the_call(ctx: Context, tmp_path, monkeypatch) -> None:
     from gopark.errors import OutputNotWritable
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    with Context("local", quiet=True) as fresh:          # "~" is the home folder, as checkpoint(path)'s
+        fresh.setCheckpointDir("~/cp")
+        assert fresh.getCheckpointDir() == str(tmp_path / "home" / "cp") and (tmp_path / "home" / "cp").is_dir()
     with Context("local", quiet=True) as fresh:         # (the shared ctx may have a folder set already)
         with pytest.raises(ValueError, match="setCheckpointDir"):
             fresh.parallelize(range(3)).checkpoint()
