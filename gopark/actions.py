@@ -75,7 +75,7 @@ def _pack_dict(part: dict, packer: serialize.Packer, what: str, ints: bool) -> b
     with no dict in between; counts by int key, typically), else its pairs as one ``["p", ...]`` batch."""
     if ints or (type(next(iter(part))) is int and set(map(type, part)) == _INT
                 and set(map(type, part.values())) == _INT):
-        packed = shuffle.pack_ints([list(part), list(part.values())])
+        packed = shuffle.pack_ints([part, part.values()])
         if packed is not None:
             return packer.pack(["i", [packed[1], *packed[0]]])
     serialize.check_flat(part.values(), what)     # its keys came out of the shuffle: data already

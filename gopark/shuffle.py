@@ -41,7 +41,7 @@ import struct
 import sys
 import tempfile
 import zlib
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from typing import Any
 
 from gopark import pipeline, serialize
@@ -158,20 +158,33 @@ def key_subs(partitioner: Any) -> int:
     return 1 if n >= _KEY_BUFFERS else min(_MAX_SUBS, 1 << ((_KEY_BUFFERS // n).bit_length() - 1))
 
 
-def pack_ints(lists: Sequence[Iterable[int]]) -> tuple[list[bytes], int] | None:
-    """Lists of ints (exactly ``int``, known to the caller), each as little-endian int32s, or all as int64s,
-    and the flag that says which; None if one does not fit. Packed in C and read back with
+def pack_ints(lists: Sequence[Collection[int]]) -> tuple[list[bytes], int] | None:
+    """Collections of ints (exactly ``int``, known to the caller), each as little-endian int32s, or all as
+    int64s, and the flag that says which; None if one does not fit. Packed in C by :mod:`struct` (a third
+    faster than ``array``'s conversion, which parses each item as a call's argument) and read back with
     :func:`ints_from`, with no msgpack object an int (an int object is made only as it is used)."""
-    for flag, code in _INT_CODES.items():
+    for flag, code in _INT_FORMATS.items():
         try:
-            packed = [array.array(code, keys) for keys in lists]
-        except OverflowError:
+            return [_pack_all(ints, code) for ints in lists], flag
+        except struct.error:        # one out of this width's range
             continue
-        if sys.byteorder != "little":
-            for a in packed:
-                a.byteswap()
-        return [a.tobytes() for a in packed], flag
     return None
+
+
+_INT_FORMATS = {_INT32: "i", _INT64: "q"}   # struct's codes of the widths, standard sizes with "<"
+_PACK_STEP = 1 << 14                        # ints packed by one call: its arguments are a tuple that long
+
+
+def _pack_all(ints: Collection[int], code: str) -> bytes:
+    n = len(ints)
+    if n <= _PACK_STEP:
+        return struct.pack(f"<{n}{code}", *ints)
+    it = iter(ints)
+    step = struct.Struct(f"<{_PACK_STEP}{code}").pack
+    full, rest = divmod(n, _PACK_STEP)
+    packed = [step(*itertools.islice(it, _PACK_STEP)) for _ in range(full)]
+    packed.append(struct.pack(f"<{rest}{code}", *it))
+    return b"".join(packed)
 
 
 def ints_from(payload: bytes, flag: int) -> array.array:

@@ -319,6 +319,49 @@ def test_reduced_int_keys_and_values_come_back_as_they_were_whatever_their_width
 
 
 @register_func
+def late_wide_value(i):
+    return (i, 2**40 if i == 59_999 else 2**70 if i == 59_998 else i)
+
+
+def test_large_reduced_dicts_of_ints_come_back_whole_whatever_the_width_of_their_last_values(ctx):
+    """A reducer's dict of 30,000 int keys is packed in steps (of 16,384 ints): a value too wide for int32s,
+    or for int64s, that comes after the first step still makes the whole dict travel in a width it fits."""
+    rows = ctx.parallelize(range(60_000), 4).map(late_wide_value)
+    expected = dict(late_wide_value(i) for i in range(60_000))
+    assert rows.reduceByKey(operator.add, 2).collectAsMap() == expected
+    fitting = rows.filter(below_2_64)
+    assert fitting.reduceByKey(operator.add, 2).collectAsMap() == {k: v for k, v in expected.items() if v < 2**64}
+    small = rows.filter(below_2_31)
+    assert small.reduceByKey(operator.add, 2).collectAsMap() == {k: v for k, v in expected.items() if v < 2**31}
+
+
+@register_func
+def below_2_64(kv):
+    return kv[1] < 2**64
+
+
+@register_func
+def below_2_31(kv):
+    return kv[1] < 2**31
+
+
+@pytest.mark.parametrize("n", [0, 1, shuffle._PACK_STEP, shuffle._PACK_STEP + 1, 3 * shuffle._PACK_STEP + 7])
+def test_packed_ints_read_back_as_they_were(n):
+    """pack_ints packs long collections in steps: every length reads back whole, in the narrowest width
+    that holds all of them, or not at all."""
+    ints = [i * 7919 % 1_000_003 - 500_000 for i in range(n)]
+    (packed,), flag = shuffle.pack_ints([ints])
+    assert flag == shuffle._INT32 and list(shuffle.ints_from(packed, flag)) == ints
+    counts = dict.fromkeys(ints, 3)
+    (keys, values), flag = shuffle.pack_ints([counts, counts.values()])
+    assert dict(zip(shuffle.ints_from(keys, flag), shuffle.ints_from(values, flag))) == counts
+    if n:
+        (packed,), flag = shuffle.pack_ints([ints[:-1] + [-2**63]])
+        assert flag == shuffle._INT64 and list(shuffle.ints_from(packed, flag)) == ints[:-1] + [-2**63]
+        assert shuffle.pack_ints([ints, ints[:-1] + [2**63]]) is None
+
+
+@register_func
 def unique_key(i):
     return (i * 7919 % 10_000_019, 1)
 
