@@ -266,6 +266,23 @@ class RDD:
     def _shuffle_parts(self, numSplits: int | None, *others: RDD) -> int:
         return _num(numSplits, "numSplits") or max(self.num_partitions, *(o.num_partitions for o in others), 1)
 
+    def _key_partitioner(self, numSplits: int | None, partitionFunc: Callable[[Any], int] | None,  # noqa: N803
+                         what: str) -> HashPartitioner | FuncPartitioner:
+        """A by-key shuffle's partitioner: by gopark's portable hash, or with PySpark's ``partitionFunc`` (a
+        registered function of the key giving an int), ``partitionFunc(key) % numSplits``."""
+        n = self._shuffle_parts(numSplits)
+        if partitionFunc is None or partitionFunc is portable_hash:
+            return HashPartitioner(n)
+        ref = self._f(partitionFunc, what)
+        inner = ref
+        while inner[0] == "p":          # partial(hash)
+            inner = inner[1]
+        if inner == ["b", "hash"] or inner[:2] == ["mc", "__hash__"]:   # PySpark asks for PYTHONHASHSEED for this
+            raise TypeError(f"{what}: the builtin hash of a str or bytes differs from process to process, so "
+                            "equal keys could land in different partitions; leave partitionFunc out to partition "
+                            "by gopark's portable hash")
+        return FuncPartitioner(n, ref, registry.decode_func(ref))
+
     def _cogroup_partitioner(self, numSplits: int | None, others: list[RDD]) \
             -> HashPartitioner | RangePartitioner | FuncPartitioner:
         """A join's or cogroup's partitioner, as Spark's defaultPartitioner chooses it: with no ``numSplits``,
@@ -583,67 +600,75 @@ class RDD:
     # -- shuffles -------------------------------------------------------------------
     @_numPartitions_too
     def combineByKey(self, createCombiner: Callable[[Any], Any], mergeValue: Callable[[Any, Any], Any],
-                     mergeCombiners: Callable[[Any, Any], Any], numSplits: int | None = None) -> RDD:
+                     mergeCombiners: Callable[[Any, Any], Any], numSplits: int | None = None,
+                     partitionFunc: Callable[[Any], int] | None = None) -> RDD:  # noqa: N803
         """Fold the values of each key: ``createCombiner(v)``, ``mergeValue(c, v)``, ``mergeCombiners(c, c)``.
+        ``partitionFunc``: see :meth:`partitionBy`.
 
         >>> sorted(ctx.parallelize([('a', 1), ('a', 2)]).combineByKey(str, operator.add, operator.add).collect())
         [('a', '12')]
         """
         agg = Aggregator(self._f(createCombiner, "combineByKey"), self._f(mergeValue, "combineByKey"),
                          self._f(mergeCombiners, "combineByKey"))
-        return ShuffledRDD(self, HashPartitioner(self._shuffle_parts(numSplits)), agg, True)
+        return ShuffledRDD(self, self._key_partitioner(numSplits, partitionFunc, "combineByKey"), agg, True)
 
     @_numPartitions_too
     def aggregateByKey(self, zeroValue: Any, seqFunc: Callable[[Any, Any], Any], combFunc: Callable[[Any, Any], Any],
-                       numSplits: int | None = None) -> RDD:
+                       numSplits: int | None = None, partitionFunc: Callable[[Any], int] | None = None) -> RDD:  # noqa: N803
         """Fold each key's values into a copy of ``zeroValue`` with ``seqFunc(acc, v)``, then merge those
         accumulators with ``combFunc(acc, acc)`` (Spark's: each map task starts each key from its own copy).
+        ``partitionFunc``: see :meth:`partitionBy`.
 
         >>> sorted(ctx.parallelize([('a', 1), ('a', 2), ('b', 3)]).aggregateByKey(0, operator.add, operator.add)
         ...        .collect())
         [('a', 3), ('b', 3)]
         """
-        return self._aggregate_by_key(zeroValue, seqFunc, combFunc, numSplits, "aggregateByKey")
+        return self._aggregate_by_key(zeroValue, seqFunc, combFunc, numSplits, partitionFunc, "aggregateByKey")
 
     @_numPartitions_too
-    def foldByKey(self, zeroValue: Any, func: Callable[[Any, Any], Any], numSplits: int | None = None) -> RDD:
+    def foldByKey(self, zeroValue: Any, func: Callable[[Any, Any], Any], numSplits: int | None = None,
+                  partitionFunc: Callable[[Any], int] | None = None) -> RDD:  # noqa: N803
         """Merge the values of each key with ``func``, starting from a copy of ``zeroValue`` in each map task.
+        ``partitionFunc``: see :meth:`partitionBy`.
 
         >>> sorted(ctx.parallelize([('a', 1), ('a', 2), ('b', 3)]).foldByKey(0, operator.add).collect())
         [('a', 3), ('b', 3)]
         """
-        return self._aggregate_by_key(zeroValue, func, func, numSplits, "foldByKey")
+        return self._aggregate_by_key(zeroValue, func, func, numSplits, partitionFunc, "foldByKey")
 
     def _aggregate_by_key(self, zero: Any, seq: Callable[[Any, Any], Any], comb: Callable[[Any, Any], Any],
-                          numSplits: int | None, what: str) -> RDD:
+                          numSplits: int | None, partitionFunc: Callable[[Any], int] | None, what: str) -> RDD:
         seq_ref = self._f(seq, what)
         create = ["p", registry.encode_func(ops.fold_into_zero, ""),
                   [serialize.packb_checked(zero, f"the zeroValue of RDD.{what}"), seq_ref], {}]
         # combined all along: each key of each map task takes the zero value once (again after the task
         # spilled what it combined, under a small --mem), as Spark's does
         agg = Aggregator(create, seq_ref, self._f(comb, what), probe=False)
-        return ShuffledRDD(self, HashPartitioner(self._shuffle_parts(numSplits)), agg, True)
+        return ShuffledRDD(self, self._key_partitioner(numSplits, partitionFunc, what), agg, True)
 
     @_numPartitions_too
-    def reduceByKey(self, func: Callable[[Any, Any], Any], numSplits: int | None = None) -> RDD:
-        """Merge the values of each key with ``func``, combining map-side first.
+    def reduceByKey(self, func: Callable[[Any, Any], Any], numSplits: int | None = None,
+                    partitionFunc: Callable[[Any], int] | None = None) -> RDD:  # noqa: N803
+        """Merge the values of each key with ``func``, combining map-side first. ``partitionFunc``: see
+        :meth:`partitionBy`.
 
         >>> sorted(ctx.parallelize([('a', 1), ('b', 2), ('a', 3)]).reduceByKey(operator.add).collect())
         [('a', 4), ('b', 2)]
         """
         f = self._f(func, "reduceByKey")
-        return ShuffledRDD(self, HashPartitioner(self._shuffle_parts(numSplits)), Aggregator(None, f, f), True)
+        return ShuffledRDD(self, self._key_partitioner(numSplits, partitionFunc, "reduceByKey"), Aggregator(None, f, f),
+                           True)
 
     @_numPartitions_too
-    def groupByKey(self, numSplits: int | None = None) -> RDD:
-        """(key, [values]) for each key.
+    def groupByKey(self, numSplits: int | None = None, partitionFunc: Callable[[Any], int] | None = None) -> RDD:  # noqa: N803
+        """(key, [values]) for each key. ``partitionFunc``: see :meth:`partitionBy`.
 
         >>> sorted(ctx.parallelize([('a', 1), ('b', 2), ('a', 3)]).groupByKey().collect())
         [('a', [1, 3]), ('b', [2])]
         """
         agg = Aggregator(registry.encode_func(ops.one_list, ""), registry.encode_func(ops.append, ""),
                          registry.encode_func(ops.extend, ""))
-        return ShuffledRDD(self, HashPartitioner(self._shuffle_parts(numSplits)), agg, False)
+        return ShuffledRDD(self, self._key_partitioner(numSplits, partitionFunc, "groupByKey"), agg, False)
 
     @_numPartitions_too
     def partitionByKey(self, numSplits: int | None = None) -> RDD:
@@ -756,6 +781,24 @@ class RDD:
         # shuffles it), as Spark's sortBy gives none
         return PipedRDD(shuffled, "sortPartition", key_ref, [not ascending], keeps_partitioner=key_ref is None)
 
+    def repartitionAndSortWithinPartitions(self, numPartitions: int | None = None,  # noqa: N802, N803
+                                           partitionFunc: Callable[[Any], int] | None = None,  # noqa: N803
+                                           ascending: bool = True,
+                                           keyfunc: Callable[[Any], Any] | None = None) -> RDD:
+        """PySpark's: the (key, value) pairs partitioned by key as :meth:`partitionBy` does, each partition
+        sorted by key (by ``keyfunc(key)`` with ``keyfunc``), in one shuffle; past the memory budget the
+        sort spills to disk. The result keeps the partitioner: a join with an RDD partitioned alike
+        shuffles neither.
+
+        >>> pairs = ctx.parallelize([(3, 'c'), (1, 'a'), (4, 'd'), (2, 'b')])
+        >>> pairs.repartitionAndSortWithinPartitions(2).glom().collect()
+        [[(2, 'b'), (4, 'd')], [(1, 'a'), (3, 'c')]]
+        """
+        what = "repartitionAndSortWithinPartitions"
+        key_ref = self._f(keyfunc, what) if keyfunc is not None else None
+        shuffled = ShuffledRDD(self, self._key_partitioner(numPartitions, partitionFunc, what), None, False)
+        return PipedRDD(shuffled, "sortPartition", key_ref, [not ascending], keeps_partitioner=True)
+
     @_numPartitions_too
     def sort(self, key: Callable[[Any], Any] | None = None, reverse: bool = False,
              numSplits: int | None = None) -> RDD:
@@ -784,18 +827,7 @@ class RDD:
         >>> ctx.parallelize([(1, 'x'), (2, 'y'), (3, 'z')]).partitionBy(2, abs).glom().collect()
         [[(2, 'y')], [(1, 'x'), (3, 'z')]]
         """
-        if partitionFunc is None or partitionFunc is portable_hash:
-            return self.partitionByKey(numPartitions)
-        ref = self._f(partitionFunc, "partitionBy")
-        inner = ref
-        while inner[0] == "p":          # partial(hash)
-            inner = inner[1]
-        if inner == ["b", "hash"] or inner[:2] == ["mc", "__hash__"]:   # PySpark asks for PYTHONHASHSEED for this
-            raise TypeError("partitionBy: the builtin hash of a str or bytes differs from process to process, so "
-                            "equal keys could land in different partitions; leave partitionFunc out to partition "
-                            "by gopark's portable hash")
-        n = self._shuffle_parts(numPartitions)
-        return ShuffledRDD(self, FuncPartitioner(n, ref, registry.decode_func(ref)), None, False)
+        return ShuffledRDD(self, self._key_partitioner(numPartitions, partitionFunc, "partitionBy"), None, False)
 
     @_numPartitions_too
     def groupBy(self, f: Callable[[Any], Any], numSplits: int | None = None) -> RDD:
@@ -1346,8 +1378,6 @@ def _sort_partition(f: Callable[[Any], Any] | None, reverse: bool, it: Iterator[
     from gopark.shuffle import external_sort
     key = operator.itemgetter(0) if f is None else (lambda kv: f(kv[0]))
     return external_sort(it, key, reverse, task.env.mem_bytes, os.path.join(task.env.work_dir, "spill"))
-
-
 
 
 def _pipe(op: str, f: Callable[..., Any] | None, extra: Any, split: int, it: Iterator[Any],

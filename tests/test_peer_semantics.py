@@ -1,11 +1,13 @@
 """Semantics that DPark's and Spark's own tests rely on, found by porting them (each in every mode)."""
 from __future__ import annotations
 
+import operator
 from functools import partial
 
 import pytest
 
 from gopark import ConfigError, Context, JobError, register_func
+from gopark.partitioner import portable_hash
 
 
 @register_func
@@ -225,6 +227,61 @@ def test_partitionBy_takes_a_registered_partitionFunc_as_pyspark_does(ctx: Conte
         pairs.partitionBy(3, lambda k: k)
     with pytest.raises(JobError, match="TypeError"):
         ctx.parallelize([("a", 1)], 1).partitionBy(2, by_remainder).collect()   # 'a' % 7
+
+
+def test_by_key_shuffles_take_pysparks_partitionFunc(ctx: Context) -> None:
+    """reduceByKey, groupByKey, combineByKey, foldByKey and aggregateByKey take PySpark's partitionFunc (third
+    positional, after numPartitions, or by name): each key in partition partitionFunc(key) % n, and the result
+    partitioned as partitionBy(n, partitionFunc) is (a join with that shuffles neither side)."""
+    pairs = ctx.parallelize([(k % 20, k) for k in range(100)], 4)
+    sums = {k: sum(v for v in range(100) if v % 20 == k) for k in range(20)}
+    expected_parts = [sorted(k for k in range(20) if k % 7 % 3 == p) for p in range(3)]
+    results = {
+        "reduceByKey": pairs.reduceByKey(operator.add, 3, by_remainder),
+        "groupByKey": pairs.groupByKey(numPartitions=3, partitionFunc=by_remainder).mapValues(sum),
+        "combineByKey": pairs.combineByKey(int, operator.add, operator.add, 3, by_remainder),
+        "foldByKey": pairs.foldByKey(0, operator.add, 3, partitionFunc=by_remainder),
+        "aggregateByKey": pairs.aggregateByKey(0, operator.add, operator.add, 3, by_remainder),
+    }
+    other = ctx.parallelize([(k, -k) for k in range(20)], 2).partitionBy(3, by_remainder)
+    for name, rdd in results.items():
+        parts = rdd.glom().collect()
+        assert [sorted(k for k, _ in part) for part in parts] == expected_parts, name
+        assert dict(kv for part in parts for kv in part) == sums, name
+        assert rdd.partitioner == other.partitioner, name
+        joined = rdd.join(other)
+        assert joined.toDebugString().count("+-") == 2, name   # the groupByKey's mapValues keeps it too
+        assert sorted(joined.collect()) == [(k, (sums[k], -k)) for k in range(20)], name
+    with pytest.raises(TypeError, match="register_func"):
+        pairs.reduceByKey(operator.add, 3, lambda k: k)
+    with pytest.raises(TypeError, match="groupByKey: the builtin hash of a str"):
+        pairs.groupByKey(3, hash)
+    by_hash = pairs.reduceByKey(operator.add, 3, portable_hash)
+    assert by_hash.partitioner == pairs.reduceByKey(operator.add, 3).partitioner
+
+
+def test_repartitionAndSortWithinPartitions_sorts_each_partition_of_one_shuffle(ctx: Context) -> None:
+    """PySpark's: partitioned by key (by hash, or partitionFunc), each partition sorted by key, or by
+    keyfunc(key), ascending or not; the partitioner is kept; the sort spills past the memory budget."""
+    records = [((k * 37) % 101, str(k)) for k in range(300)]
+    pairs = ctx.parallelize(records, 5)
+    by_hash = pairs.repartitionAndSortWithinPartitions(4)
+    parts = by_hash.glom().collect()
+    assert len(parts) == 4 and sorted(kv for part in parts for kv in part) == sorted(records)
+    for p, part in enumerate(parts):
+        assert [k for k, _ in part] == sorted(k for k, _ in part) and all(portable_hash(k) % 4 == p for k, _ in part)
+    assert by_hash.partitioner == pairs.partitionBy(4).partitioner
+    descending = pairs.repartitionAndSortWithinPartitions(3, by_remainder, ascending=False).glom().collect()
+    assert [[k for k, _ in part] for part in descending] == \
+        [sorted((k for k, _ in records if k % 7 % 3 == p), reverse=True) for p in range(3)]
+    keyed = pairs.repartitionAndSortWithinPartitions(numPartitions=2, keyfunc=negated).glom().collect()
+    assert [[k for k, _ in part] for part in keyed] == \
+        [sorted((k for k, _ in records if portable_hash(k) % 2 == p), reverse=True) for p in range(2)]
+    assert pairs.repartitionAndSortWithinPartitions().getNumPartitions() == 5
+    with pytest.raises(TypeError, match="register_func"):
+        pairs.repartitionAndSortWithinPartitions(2, keyfunc=lambda k: -k)
+    with pytest.raises(JobError, match="TypeError"):        # keys that do not compare
+        ctx.parallelize([(1, "a"), ("b", 2)], 1).repartitionAndSortWithinPartitions(1).collect()
 
 
 def test_rdds_of_two_contexts_are_refused_by_every_method_that_takes_another_rdd() -> None:

@@ -39,6 +39,14 @@ def test_sort_by_key_larger_than_memory(spills: list[str], ascending: bool) -> N
     assert any(p.startswith("sort-") for p in spills), spills
 
 
+def test_repartition_and_sort_within_partitions_larger_than_memory(spills: list[str]) -> None:
+    with Context("local", mem=8, quiet=True) as ctx:
+        parts = ctx.parallelize(DATA, 4).repartitionAndSortWithinPartitions(2).glom().collect()
+    assert sorted(kv for part in parts for kv in part) == sorted(DATA)
+    assert all([k for k, _ in part] == sorted(k for k, _ in part) for part in parts)
+    assert any(p.startswith("sort-") for p in spills), spills
+
+
 def test_group_by_key_larger_than_memory(spills: list[str]) -> None:
     with Context("local", mem=8, quiet=True) as ctx:
         got = ctx.parallelize(DATA, 4).map(tuple).groupByKey(2).collectAsMap()
