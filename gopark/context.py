@@ -97,11 +97,11 @@ class Context:
         self._rdd_ids = itertools.count()
         self._shuffle_ids = itertools.count()
         self._accumulators: list[shared.Accumulator] = []
-        self._broadcast_ids: list[str] = []
+        self._broadcasts: dict[str, int] = {}        # {id: generation} of the live ones (see shared.py)
         self._checkpoint_dir: str | None = None
         self._checkpoints_due: set[int] = set()      # the ids of RDDs checkpoint() marked, not saved yet
         self._stopped = False
-        self.scheduler = DAGScheduler(self.options.max_failures, Progress(not self.options.quiet))
+        self.scheduler = DAGScheduler(self.options.max_failures, Progress(not self.options.quiet), self._broadcasts)
         mem_bytes = int(self.options.mem * (1 << 20))
         try:
             self.backend = self._make_backend(mem_bytes)
@@ -157,7 +157,7 @@ class Context:
             self.backend.stop()
         finally:
             shutil.rmtree(self.work_dir, ignore_errors=True)
-            shared.forget_broadcasts(self._broadcast_ids)
+            shared.forget_broadcasts(list(self._broadcasts))
             _restore_signals(self._signals)
 
     def __enter__(self) -> Context:
@@ -262,9 +262,7 @@ class Context:
     def broadcast(self, value: Any) -> shared.Broadcast:
         """A read-only value every task can read as ``b.value`` (pass ``b`` through ``partial``)."""
         self._check_running()
-        b = shared.new_broadcast(value, self.work_dir, getattr(self.backend, "files_url", None))
-        self._broadcast_ids.append(b.id)
-        return b
+        return shared.new_broadcast(value, self.work_dir, getattr(self.backend, "files_url", None), self._broadcasts)
 
     def accumulator(self, init: Any = 0, merge: Callable[[Any, Any], Any] | None = None) -> shared.Accumulator:
         """A value tasks ``add`` to and the driver reads (``merge`` default ``+``)."""

@@ -1,9 +1,15 @@
 """Shared variables: broadcasts (read-only values) and accumulators (add-only sums).
 
 Broadcast: the driver packs the value once into the Context's work folder;
-a worker loads it the first time a task reads ``b.value`` and keeps it for the
-life of the process (``_loaded``). It travels as ``[id, path]``, where the
-path is a URL on the driver's file server in Mesos mode.
+a worker loads it the first time a task reads ``b.value`` and keeps it
+(``_loaded``) while its driver wants it: every task carries the driver's
+broadcasts, ``{id: generation}`` (the Context's book, see :func:`new_broadcast`),
+and before it runs, the worker drops the copies of the others, and of those
+unpersisted since they were loaded (a generation later), as Spark's
+ContextCleaner and ``unpersist`` do (:func:`keep_broadcasts`): an iterative
+job that broadcasts a new value each round does not grow its workers. A
+broadcast travels as ``[id, path, generation]``, where the path is a URL on the
+driver's file server in Mesos mode.
 
 Accumulator: inside a task, ``add`` records into the task's own update table
 (``task_updates``); the driver merges a task's table only when that task is the
@@ -34,32 +40,45 @@ _BROADCAST_EXT, _ACCUMULATOR_EXT = 10, 11
 class Broadcast:
     """A read-only value shipped once to every worker; read it with ``.value``."""
 
-    def __init__(self, bid: str, path: str, value: Any = _MISSING, file: str | None = None) -> None:
+    def __init__(self, bid: str, path: str, value: Any = _MISSING, file: str | None = None,
+                 book: dict[str, int] | None = None, generation: int = 0) -> None:
         self.id = bid
         self.path = path
         self._value = value
         self._file = file               # the driver's packed copy (the driver's handle only)
+        self._book = book               # its Context's broadcasts (the driver's handle only)
+        self._generation = generation   # a task's handle: the one it was sent in
         self.destroyed = False
+
+    @property
+    def generation(self) -> int:
+        """How many times it was unpersisted (a worker's copy of an earlier one is dropped)."""
+        return self._book.get(self.id, 0) if self._book is not None else self._generation
 
     @property
     def value(self) -> Any:
         if self.destroyed:
             raise ValueError(f"{self!r} was destroyed: its value is gone")
         if self._value is _MISSING:
-            self._value = _load_broadcast(self.id, self.path)
+            self._value = _load_broadcast(self.id, self.path, self._generation)
         return self._value
 
     def unpersist(self) -> None:
-        """Forget the value in this process (it is loaded again if read)."""
+        """Spark's: the workers drop their copies before their next task (a task that reads it again
+        loads it again); the driver keeps the value."""
         _loaded.pop(self.id, None)
+        if self._book is not None and self.id in self._book:
+            self._book[self.id] += 1
 
     def destroy(self) -> None:
         """Remove the value for good, as Spark's ``destroy``: the driver's packed copy and this process'
-        copy; a function given it afterwards is refused at the call (SerializationError), and
-        ``value`` is a ValueError. Workers drop their copies when the Context stops."""
+        copy, and the workers' copies before their next task; a function given it afterwards is refused
+        at the call (SerializationError), and ``value`` is a ValueError."""
         self.destroyed = True
         self._value = _MISSING
         _loaded.pop(self.id, None)
+        if self._book is not None:
+            self._book.pop(self.id, None)
         if self._file is not None:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self._file)
@@ -68,14 +87,16 @@ class Broadcast:
         return f"Broadcast({self.id})"
 
 
-_loaded: dict[str, Any] = {}
+_loaded: dict[str, tuple[int, Any]] = {}      # this process' copies: {id: (generation, value)}
 _load_lock = threading.Lock()
 
 
-def new_broadcast(value: Any, folder: str, url: str | None = None) -> Broadcast:
+def new_broadcast(value: Any, folder: str, url: str | None = None, book: dict[str, int] | None = None) -> Broadcast:
     """Pack ``value`` into ``folder`` (SerializationError in the driver) and return its handle.
 
     ``url``: where ``folder`` is served to other machines; workers fetch the value from there.
+    ``book``: the Context's broadcasts, ``{id: generation}``, that its tasks carry (see the module's
+    description): this one is in it until it is destroyed or its handle is gone.
     """
     data = serialize.packb_checked(value, "broadcast")
     bid = os.urandom(16).hex()
@@ -83,10 +104,18 @@ def new_broadcast(value: Any, folder: str, url: str | None = None) -> Broadcast:
     with open(path + ".tmp", "wb") as f:
         f.write(data)
     os.replace(path + ".tmp", path)
-    b = Broadcast(bid, f"{url}/{os.path.basename(path)}" if url else path, value, path)
-    # the copy tasks load in this process (local mode) goes with the driver's handle
-    weakref.finalize(b, forget_broadcasts, [bid])
+    if book is not None:
+        book[bid] = 0
+    b = Broadcast(bid, f"{url}/{os.path.basename(path)}" if url else path, value, path, book)
+    # the copy tasks load in this process (local mode) goes with the driver's handle, and the workers'
+    weakref.finalize(b, _forget, book, bid)
     return b
+
+
+def _forget(book: dict[str, int] | None, bid: str) -> None:
+    if book is not None:
+        book.pop(bid, None)
+    _loaded.pop(bid, None)
 
 
 def forget_broadcasts(ids: list[str]) -> None:
@@ -95,29 +124,40 @@ def forget_broadcasts(ids: list[str]) -> None:
         _loaded.pop(bid, None)
 
 
-def _load_broadcast(bid: str, path: str) -> Any:
+def keep_broadcasts(wanted: dict[str, int]) -> None:
+    """Before a task: drop this process' copies of the broadcasts its driver no longer has (destroyed,
+    or their handle gone) or has unpersisted since they were loaded; ``wanted``: the driver's
+    ``{id: generation}``."""
     with _load_lock:
-        if bid not in _loaded:
+        for bid in [bid for bid, (gen, _) in _loaded.items() if wanted.get(bid) != gen]:
+            del _loaded[bid]
+
+
+def _load_broadcast(bid: str, path: str, generation: int) -> Any:
+    with _load_lock:
+        held = _loaded.get(bid)
+        if held is None or held[0] != generation:
             if path.startswith(("http://", "https://")):
                 from gopark import http
-                _loaded[bid] = serialize.unpackb(http.fetch(path))
+                data = http.fetch(path)
             else:
                 with open(path, "rb") as f:
-                    _loaded[bid] = serialize.unpackb(f.read())
-        return _loaded[bid]
+                    data = f.read()
+            held = _loaded[bid] = (generation, serialize.unpackb(data))
+        return held[1]
 
 
 def _decode_broadcast(data: list) -> Broadcast:
     """A task's handle: its value is the packed one, loaded once per process, never the driver's
     own object (in local mode too: a task sees the same value, and changes the same copy, in every mode)."""
-    bid, path = data
-    return Broadcast(bid, path)
+    bid, path, generation = data
+    return Broadcast(bid, path, generation=generation)
 
 
 def _encode_broadcast(b: Broadcast) -> list:
     if b.destroyed:
         raise SerializationError(f"{b!r} was destroyed (Broadcast.destroy): no task can use it any more")
-    return [b.id, b.path]
+    return [b.id, b.path, b.generation]
 
 
 serialize.register_ext(_BROADCAST_EXT, Broadcast, _encode_broadcast, _decode_broadcast)

@@ -237,6 +237,7 @@ def _printable(text: str) -> str:
 def run_task(payload: bytes, env: WorkerEnv) -> bytes:
     """Run one packed task; the packed result (never raises for the task's own errors)."""
     task = serialize.unpackb(payload)
+    shared.keep_broadcasts(task.get("broadcasts", {}))
     tc = TaskContext(env)
     with registry.running_task(), shared.task_updates() as updates:
         try:

@@ -153,6 +153,37 @@ def test_unpersist_keeps_the_value_and_destroy_ends_it(ctx):
 
 
 @register_func
+def loaded_after_reading(broadcasts, x):
+    """The broadcasts this process holds a copy of, after reading ``broadcasts``."""
+    from gopark import shared
+    values = [b.value for b in broadcasts]
+    return os.getpid(), sorted(shared._loaded) if all(v is not None for v in values) else None
+
+
+def test_workers_drop_their_copies_of_broadcasts_destroyed_unpersisted_or_dropped_by_the_app(ctx):
+    """Spark's ContextCleaner and unpersist: before its next task, a worker drops its copy of a broadcast
+    the driver destroyed, unpersisted (read again when a task needs it) or no longer has a handle of, so an
+    iterative job that broadcasts a new value each round does not grow its workers."""
+    import gc
+    kept, gone, ended = ctx.broadcast([1]), ctx.broadcast([2]), ctx.broadcast([3])
+    ids = {"kept": kept.id, "gone": gone.id, "ended": ended.id}
+    first = dict(ctx.parallelize(range(16), 16).map(partial(loaded_after_reading, [kept, gone, ended])).collect())
+    assert first and all(set(ids.values()) <= set(held) for held in first.values())
+    ended.destroy()
+    del gone
+    gc.collect()
+    second = ctx.parallelize(range(16), 16).map(partial(loaded_after_reading, [])).collect()
+    for pid, held in second:
+        assert ids["gone"] not in held and ids["ended"] not in held, held
+        assert pid not in first or ids["kept"] in held, held      # still wanted: kept
+    kept.unpersist()
+    third = ctx.parallelize(range(16), 16).map(partial(loaded_after_reading, [])).collect()
+    assert all(ids["kept"] not in held for _, held in third)
+    again = ctx.parallelize(range(4), 4).map(partial(length_of, kept)).collect()
+    assert again == [1] * 4 and kept.value == [1]       # loaded again where a task reads it
+
+
+@register_func
 def append_to_value(b, x):
     b.value.append(x)
     return len(b.value)
