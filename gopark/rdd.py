@@ -1081,7 +1081,7 @@ class RDD:
         """Count, mean, variance, max and min of the records, in one job (a :class:`StatCounter`).
 
         >>> ctx.parallelize([1, 2, 3, 4], 2).stats()
-        (count: 4, mean: 2.5, stdev: 1.118033988749895, max: 4, min: 1)
+        (count: 4, mean: 2.5, stdev: 1.118033988749895, max: 4.0, min: 1.0)
         """
         total = StatCounter()
         for part in self.ctx.runJob(self, ["stats"]):

@@ -12,7 +12,8 @@ from typing import Any
 
 
 def of_partition(records: Iterable[Any]) -> list:
-    """``[count, mean, sum of squared deviations, max, min]`` of one partition's numbers."""
+    """``[count, mean, sum of squared deviations, max, min]`` of one partition's numbers (max and min as floats,
+    as Spark's doubles and PySpark's with numpy: ``max: 3.0``)."""
     n, mean, m2 = 0, 0.0, 0.0
     hi, lo = -math.inf, math.inf
     for x in records:
@@ -24,7 +25,7 @@ def of_partition(records: Iterable[Any]) -> list:
             hi = x
         if x < lo:
             lo = x
-    return [n, mean, m2, hi, lo]
+    return [n, mean, m2, float(hi), float(lo)]
 
 
 class StatCounter:
@@ -32,7 +33,7 @@ class StatCounter:
 
     >>> s = StatCounter([1, 2, 3, 4])
     >>> s.count(), s.mean(), s.variance(), s.sampleVariance(), s.max(), s.min()
-    (4, 2.5, 1.25, 1.6666666666666667, 4, 1)
+    (4, 2.5, 1.25, 1.6666666666666667, 4.0, 1.0)
     """
 
     def __init__(self, values: Iterable[Any] = ()) -> None:

@@ -203,12 +203,13 @@ def test_stats_and_variances(ctx: Context) -> None:
     assert math.isclose(rdd.variance(), statistics.pvariance(data))
     assert math.isclose(rdd.sampleVariance(), statistics.variance(data))
     # partitions with no record merge as nothing
-    assert ctx.parallelize([5], 3).stats().asDict() == {"count": 1, "mean": 5.0, "sum": 5.0, "min": 5, "max": 5,
+    assert ctx.parallelize([5], 3).stats().asDict() == {"count": 1, "mean": 5.0, "sum": 5.0, "min": 5.0, "max": 5.0,
                                                          "stdev": 0.0, "variance": 0.0}
     empty = ctx.parallelize([], 2).stats()
     assert empty.count() == 0 and math.isnan(empty.variance()) and math.isnan(empty.sampleStdev())
     assert repr(ctx.parallelize([1, 2, 3, 4], 2).stats()) == \
-        "(count: 4, mean: 2.5, stdev: 1.118033988749895, max: 4, min: 1)"
+        "(count: 4, mean: 2.5, stdev: 1.118033988749895, max: 4.0, min: 1.0)"
+    assert [type(v) for v in (s.max(), s.min(), rdd.stats().max())] == [float] * 3   # PySpark's with numpy
 
 
 def test_stat_counter_merges() -> None:
