@@ -97,7 +97,7 @@ class Context:
         self._rdd_ids = itertools.count()
         self._shuffle_ids = itertools.count()
         self._accumulators: list[shared.Accumulator] = []
-        self._broadcasts: dict[str, int] = {}        # {id: generation} of the live ones (see shared.py)
+        self._broadcasts = shared.BroadcastBook()     # the live ones, that tasks carry (see shared.py)
         self._checkpoint_dir: str | None = None
         self._checkpoints_due: set[int] = set()      # the ids of RDDs checkpoint() marked, not saved yet
         self._stopped = False
@@ -157,7 +157,7 @@ class Context:
             self.backend.stop()
         finally:
             shutil.rmtree(self.work_dir, ignore_errors=True)
-            shared.forget_broadcasts(list(self._broadcasts))
+            shared.forget_broadcasts(list(self._broadcasts.live))
             _restore_signals(self._signals)
 
     def __enter__(self) -> Context:

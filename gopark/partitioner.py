@@ -110,7 +110,7 @@ class FuncPartitioner:
         """The error for a partition function that returned ``p``, not an int: its own failure (it names it)."""
         from gopark import registry
         name = registry.func_label(self.ref)
-        exc = TypeError(f"partitionBy: the partition function {name} returned {type(p).__name__} {p!r:.80} for "
+        exc = TypeError(f"the partition function {name} returned {type(p).__name__} {p!r:.80} for "
                         f"key {key!r:.80}: it must return an int")
         exc.gopark_func = name        # type: ignore[attr-defined]  # blamed, not the stage's last function
         return exc

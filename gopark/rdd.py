@@ -97,6 +97,18 @@ def _numPartitions_too(method: Callable[..., RDD]) -> Callable[..., RDD]:  # noq
     return _taking  # named _...: a call site names the method it wraps (see _callsite)
 
 
+def _numSplits_too(method: Callable[..., RDD]) -> Callable[..., RDD]:  # noqa: N802
+    """A PySpark method of ``numPartitions`` that takes SPEC's ``numSplits=`` for it too (every shuffle does)."""
+    @functools.wraps(method)
+    def _taking(self: RDD, *args: Any, numSplits: int | None = None, **kwargs: Any) -> RDD:  # noqa: N803
+        if numSplits is not None:
+            if args or "numPartitions" in kwargs:
+                raise TypeError(f"{method.__name__}: numSplits and numPartitions are one argument: give one")
+            kwargs["numPartitions"] = numSplits
+        return method(self, *args, **kwargs)
+    return _taking
+
+
 class Aggregator:
     """How a shuffle folds values per key: three function references (``create`` None = identity).
     ``probe`` False: the map tasks combine all along (see ``shuffle._combine``), never stopping when
@@ -267,20 +279,21 @@ class RDD:
         return _num(numSplits, "numSplits") or max(self.num_partitions, *(o.num_partitions for o in others), 1)
 
     def _key_partitioner(self, numSplits: int | None, partitionFunc: Callable[[Any], int] | None,  # noqa: N803
-                         what: str) -> HashPartitioner | FuncPartitioner:
+                         what: str, parts_name: str = "numSplits") -> HashPartitioner | FuncPartitioner:
         """A by-key shuffle's partitioner: by gopark's portable hash, or with PySpark's ``partitionFunc`` (a
         registered function of the key giving an int), ``partitionFunc(key) % numSplits``."""
-        n = self._shuffle_parts(numSplits)
+        n = _num(numSplits, parts_name) or self._shuffle_parts(None)
         if partitionFunc is None or partitionFunc is portable_hash:
             return HashPartitioner(n)
         ref = self._f(partitionFunc, what)
         inner = ref
         while inner[0] == "p":          # partial(hash)
             inner = inner[1]
-        if inner == ["b", "hash"] or inner[:2] == ["mc", "__hash__"]:   # PySpark asks for PYTHONHASHSEED for this
-            raise TypeError(f"{what}: the builtin hash of a str or bytes differs from process to process, so "
-                            "equal keys could land in different partitions; leave partitionFunc out to partition "
-                            "by gopark's portable hash")
+        # hash, a type's __hash__ (str.__hash__...) or methodcaller("__hash__"): PySpark asks for PYTHONHASHSEED
+        if inner in (["b", "hash"], ["b", "id"]) or inner[0] in ("m", "mc") and "__hash__" in inner[1:3]:
+            raise TypeError(f"{what}: the builtin hash of a str or bytes (and an object's id) differs from process "
+                            "to process, so equal keys could land in different partitions; leave partitionFunc out "
+                            "to partition by gopark's portable hash")
         return FuncPartitioner(n, ref, registry.decode_func(ref))
 
     def _cogroup_partitioner(self, numSplits: int | None, others: list[RDD]) \
@@ -781,6 +794,7 @@ class RDD:
         # shuffles it), as Spark's sortBy gives none
         return PipedRDD(shuffled, "sortPartition", key_ref, [not ascending], keeps_partitioner=key_ref is None)
 
+    @_numSplits_too
     def repartitionAndSortWithinPartitions(self, numPartitions: int | None = None,  # noqa: N802, N803
                                            partitionFunc: Callable[[Any], int] | None = None,  # noqa: N803
                                            ascending: bool = True,
@@ -796,7 +810,8 @@ class RDD:
         """
         what = "repartitionAndSortWithinPartitions"
         key_ref = self._f(keyfunc, what) if keyfunc is not None else None
-        shuffled = ShuffledRDD(self, self._key_partitioner(numPartitions, partitionFunc, what), None, False)
+        shuffled = ShuffledRDD(self, self._key_partitioner(numPartitions, partitionFunc, what, "numPartitions"), None,
+                               False)
         return PipedRDD(shuffled, "sortPartition", key_ref, [not ascending], keeps_partitioner=True)
 
     @_numPartitions_too
@@ -819,6 +834,7 @@ class RDD:
         """
         return self.sort(keyfunc, not ascending, numSplits)
 
+    @_numSplits_too
     def partitionBy(self, numPartitions: int | None = None,  # noqa: N803
                     partitionFunc: Callable[[Any], int] | None = None) -> RDD:
         """PySpark's: :meth:`partitionByKey`, or with ``partitionFunc`` (a registered function of the key
@@ -827,7 +843,8 @@ class RDD:
         >>> ctx.parallelize([(1, 'x'), (2, 'y'), (3, 'z')]).partitionBy(2, abs).glom().collect()
         [[(2, 'y')], [(1, 'x'), (3, 'z')]]
         """
-        return ShuffledRDD(self, self._key_partitioner(numPartitions, partitionFunc, "partitionBy"), None, False)
+        return ShuffledRDD(self, self._key_partitioner(numPartitions, partitionFunc, "partitionBy", "numPartitions"),
+                           None, False)
 
     @_numPartitions_too
     def groupBy(self, f: Callable[[Any], Any], numSplits: int | None = None) -> RDD:

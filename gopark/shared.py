@@ -2,14 +2,14 @@
 
 Broadcast: the driver packs the value once into the Context's work folder;
 a worker loads it the first time a task reads ``b.value`` and keeps it
-(``_loaded``) while its driver wants it: every task carries the driver's
-broadcasts, ``{id: generation}`` (the Context's book, see :func:`new_broadcast`),
-and before it runs, the worker drops the copies of the others, and of those
-unpersisted since they were loaded (a generation later), as Spark's
-ContextCleaner and ``unpersist`` do (:func:`keep_broadcasts`): an iterative
-job that broadcasts a new value each round does not grow its workers. A
-broadcast travels as ``[id, path, generation]``, where the path is a URL on the
-driver's file server in Mesos mode.
+(``_loaded``) while its driver wants it: every task carries its Context's
+live broadcasts (:class:`BroadcastBook`), and before it runs, the worker drops
+its copies of that Context's other broadcasts, and of those unpersisted since
+they were loaded, as Spark's ContextCleaner and ``unpersist`` do
+(:func:`task_broadcasts`): an iterative job that broadcasts a new value each
+round does not grow its workers. A broadcast travels as ``[id, path, owner]``
+(the owner: its Context's token), where the path is a URL on the driver's file
+server in Mesos mode.
 
 Accumulator: inside a task, ``add`` records into the task's own update table
 (``task_updates``); the driver merges a task's table only when that task is the
@@ -37,38 +37,47 @@ _BROADCAST_EXT, _ACCUMULATOR_EXT = 10, 11
 
 # --- broadcast ------------------------------------------------------------------
 
+class BroadcastBook:
+    """A Context's broadcasts that its tasks may still read: ``live`` is ``{id: generation}`` (how many times
+    each was unpersisted), ``owner`` a token of the Context. Every task carries both (:meth:`for_task`);
+    a process running the task drops its copies of the owner's broadcasts that are not live, or that were
+    loaded in an earlier generation (see :func:`task_broadcasts`)."""
+
+    def __init__(self) -> None:
+        self.owner = os.urandom(8).hex()
+        self.live: dict[str, int] = {}
+
+    def for_task(self) -> list:
+        return [self.owner, dict(self.live)]     # one C-level copy: a handle's finalizer may run meanwhile
+
+
 class Broadcast:
     """A read-only value shipped once to every worker; read it with ``.value``."""
 
     def __init__(self, bid: str, path: str, value: Any = _MISSING, file: str | None = None,
-                 book: dict[str, int] | None = None, generation: int = 0) -> None:
+                 book: BroadcastBook | None = None, owner: str = "") -> None:
         self.id = bid
         self.path = path
         self._value = value
         self._file = file               # the driver's packed copy (the driver's handle only)
-        self._book = book               # its Context's broadcasts (the driver's handle only)
-        self._generation = generation   # a task's handle: the one it was sent in
+        self._book = book               # its Context's book (the driver's handle only)
+        self.owner = book.owner if book is not None else owner
         self.destroyed = False
-
-    @property
-    def generation(self) -> int:
-        """How many times it was unpersisted (a worker's copy of an earlier one is dropped)."""
-        return self._book.get(self.id, 0) if self._book is not None else self._generation
 
     @property
     def value(self) -> Any:
         if self.destroyed:
             raise ValueError(f"{self!r} was destroyed: its value is gone")
         if self._value is _MISSING:
-            self._value = _load_broadcast(self.id, self.path, self._generation)
+            self._value = _load_broadcast(self.id, self.path, self.owner)
         return self._value
 
     def unpersist(self) -> None:
         """Spark's: the workers drop their copies before their next task (a task that reads it again
         loads it again); the driver keeps the value."""
         _loaded.pop(self.id, None)
-        if self._book is not None and self.id in self._book:
-            self._book[self.id] += 1
+        if self._book is not None and self.id in self._book.live:
+            self._book.live[self.id] += 1
 
     def destroy(self) -> None:
         """Remove the value for good, as Spark's ``destroy``: the driver's packed copy and this process'
@@ -78,7 +87,7 @@ class Broadcast:
         self._value = _MISSING
         _loaded.pop(self.id, None)
         if self._book is not None:
-            self._book.pop(self.id, None)
+            self._book.live.pop(self.id, None)
         if self._file is not None:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self._file)
@@ -87,16 +96,16 @@ class Broadcast:
         return f"Broadcast({self.id})"
 
 
-_loaded: dict[str, tuple[int, Any]] = {}      # this process' copies: {id: (generation, value)}
+_loaded: dict[str, tuple[str, int, Any]] = {}      # this process' copies: {id: (owner, generation, value)}
 _load_lock = threading.Lock()
 
 
-def new_broadcast(value: Any, folder: str, url: str | None = None, book: dict[str, int] | None = None) -> Broadcast:
+def new_broadcast(value: Any, folder: str, url: str | None = None, book: BroadcastBook | None = None) -> Broadcast:
     """Pack ``value`` into ``folder`` (SerializationError in the driver) and return its handle.
 
     ``url``: where ``folder`` is served to other machines; workers fetch the value from there.
-    ``book``: the Context's broadcasts, ``{id: generation}``, that its tasks carry (see the module's
-    description): this one is in it until it is destroyed or its handle is gone.
+    ``book``: the Context's (see the module's description): this one is live in it until it is destroyed
+    or its handle is gone.
     """
     data = serialize.packb_checked(value, "broadcast")
     bid = os.urandom(16).hex()
@@ -105,16 +114,16 @@ def new_broadcast(value: Any, folder: str, url: str | None = None, book: dict[st
         f.write(data)
     os.replace(path + ".tmp", path)
     if book is not None:
-        book[bid] = 0
+        book.live[bid] = 0
     b = Broadcast(bid, f"{url}/{os.path.basename(path)}" if url else path, value, path, book)
     # the copy tasks load in this process (local mode) goes with the driver's handle, and the workers'
     weakref.finalize(b, _forget, book, bid)
     return b
 
 
-def _forget(book: dict[str, int] | None, bid: str) -> None:
+def _forget(book: BroadcastBook | None, bid: str) -> None:
     if book is not None:
-        book.pop(bid, None)
+        book.live.pop(bid, None)
     _loaded.pop(bid, None)
 
 
@@ -124,40 +133,54 @@ def forget_broadcasts(ids: list[str]) -> None:
         _loaded.pop(bid, None)
 
 
-def keep_broadcasts(wanted: dict[str, int]) -> None:
-    """Before a task: drop this process' copies of the broadcasts its driver no longer has (destroyed,
-    or their handle gone) or has unpersisted since they were loaded; ``wanted``: the driver's
-    ``{id: generation}``."""
-    with _load_lock:
-        for bid in [bid for bid, (gen, _) in _loaded.items() if wanted.get(bid) != gen]:
-            del _loaded[bid]
+@contextlib.contextmanager
+def task_broadcasts(carried: list | None) -> Iterator[None]:
+    """Around a task that carries its Context's ``[owner, {id: generation}]`` (:meth:`BroadcastBook.for_task`):
+    first drop this process' copies of that Context's broadcasts that are gone or were unpersisted since
+    they were loaded (Spark's ContextCleaner and ``unpersist``: an iterative job broadcasting a new value
+    each round does not grow its workers); a copy loaded within is of the task's generation. Other
+    Contexts' copies (local mode runs several Contexts' tasks in one process) are left alone."""
+    if carried is not None:
+        owner, live = carried
+        # a snapshot: unpersist, destroy and handles' finalizers of other threads drop entries meanwhile
+        for bid, (held_by, generation, _) in list(_loaded.items()):
+            if held_by == owner and live.get(bid) != generation:
+                _loaded.pop(bid, None)
+    previous = getattr(_task_local, "broadcasts", None)
+    _task_local.broadcasts = carried
+    try:
+        yield
+    finally:
+        _task_local.broadcasts = previous
 
 
-def _load_broadcast(bid: str, path: str, generation: int) -> Any:
+def _load_broadcast(bid: str, path: str, owner: str) -> Any:
+    carried = getattr(_task_local, "broadcasts", None)
+    generation = carried[1].get(bid, 0) if carried is not None and carried[0] == owner else 0
     with _load_lock:
         held = _loaded.get(bid)
-        if held is None or held[0] != generation:
+        if held is None:
             if path.startswith(("http://", "https://")):
                 from gopark import http
                 data = http.fetch(path)
             else:
                 with open(path, "rb") as f:
                     data = f.read()
-            held = _loaded[bid] = (generation, serialize.unpackb(data))
-        return held[1]
+            held = _loaded[bid] = (owner, generation, serialize.unpackb(data))
+        return held[2]
 
 
 def _decode_broadcast(data: list) -> Broadcast:
     """A task's handle: its value is the packed one, loaded once per process, never the driver's
     own object (in local mode too: a task sees the same value, and changes the same copy, in every mode)."""
-    bid, path, generation = data
-    return Broadcast(bid, path, generation=generation)
+    bid, path, *owner = data        # (packed by a gopark before owners: [id, path])
+    return Broadcast(bid, path, owner=owner[0] if owner else "")
 
 
 def _encode_broadcast(b: Broadcast) -> list:
     if b.destroyed:
         raise SerializationError(f"{b!r} was destroyed (Broadcast.destroy): no task can use it any more")
-    return [b.id, b.path, b.generation]
+    return [b.id, b.path, b.owner]
 
 
 serialize.register_ext(_BROADCAST_EXT, Broadcast, _encode_broadcast, _decode_broadcast)

@@ -237,9 +237,8 @@ def _printable(text: str) -> str:
 def run_task(payload: bytes, env: WorkerEnv) -> bytes:
     """Run one packed task; the packed result (never raises for the task's own errors)."""
     task = serialize.unpackb(payload)
-    shared.keep_broadcasts(task.get("broadcasts", {}))
     tc = TaskContext(env)
-    with registry.running_task(), shared.task_updates() as updates:
+    with registry.running_task(), shared.task_updates() as updates, shared.task_broadcasts(task.get("broadcasts")):
         try:
             value, stream = _run(task, tc)
             what = f"the result of {task['action'][0]}" if task["kind"] == "result" else "a shuffle"

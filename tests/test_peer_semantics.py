@@ -229,6 +229,11 @@ def test_partitionBy_takes_a_registered_partitionFunc_as_pyspark_does(ctx: Conte
         ctx.parallelize([("a", 1)], 1).partitionBy(2, by_remainder).collect()   # 'a' % 7
 
 
+@register_func
+def by_name(k):
+    return k
+
+
 def test_by_key_shuffles_take_pysparks_partitionFunc(ctx: Context) -> None:
     """reduceByKey, groupByKey, combineByKey, foldByKey and aggregateByKey take PySpark's partitionFunc (third
     positional, after numPartitions, or by name): each key in partition partitionFunc(key) % n, and the result
@@ -254,8 +259,12 @@ def test_by_key_shuffles_take_pysparks_partitionFunc(ctx: Context) -> None:
         assert sorted(joined.collect()) == [(k, (sums[k], -k)) for k in range(20)], name
     with pytest.raises(TypeError, match="register_func"):
         pairs.reduceByKey(operator.add, 3, lambda k: k)
-    with pytest.raises(TypeError, match="groupByKey: the builtin hash of a str"):
-        pairs.groupByKey(3, hash)
+    for process_dependent in (hash, id, str.__hash__, bytes.__hash__, object.__hash__,
+                              operator.methodcaller("__hash__"), partial(str.__hash__)):
+        with pytest.raises(TypeError, match="groupByKey: the builtin hash of a str"):
+            pairs.groupByKey(3, process_dependent)
+    with pytest.raises(JobError, match=r"TypeError: the partition function .*by_name.* returned str 'k0'"):
+        ctx.parallelize([("k0", 1)], 1).reduceByKey(operator.add, 2, by_name).collect()
     by_hash = pairs.reduceByKey(operator.add, 3, portable_hash)
     assert by_hash.partitioner == pairs.reduceByKey(operator.add, 3).partitioner
 
@@ -278,6 +287,14 @@ def test_repartitionAndSortWithinPartitions_sorts_each_partition_of_one_shuffle(
     assert [[k for k, _ in part] for part in keyed] == \
         [sorted((k for k, _ in records if portable_hash(k) % 2 == p), reverse=True) for p in range(2)]
     assert pairs.repartitionAndSortWithinPartitions().getNumPartitions() == 5
+    assert pairs.repartitionAndSortWithinPartitions(numSplits=2).glom().collect() == \
+        pairs.repartitionAndSortWithinPartitions(2).glom().collect()        # SPEC: every shuffle takes numSplits
+    assert pairs.partitionBy(numSplits=3).getNumPartitions() == 3
+    for bad in (pairs.repartitionAndSortWithinPartitions, pairs.partitionBy):
+        with pytest.raises(ValueError, match="numPartitions must be a positive integer, not 0"):
+            bad(0)
+        with pytest.raises(TypeError, match="numSplits and numPartitions are one argument"):
+            bad(2, numSplits=2)
     with pytest.raises(TypeError, match="register_func"):
         pairs.repartitionAndSortWithinPartitions(2, keyfunc=lambda k: -k)
     with pytest.raises(JobError, match="TypeError"):        # keys that do not compare

@@ -183,6 +183,79 @@ def test_workers_drop_their_copies_of_broadcasts_destroyed_unpersisted_or_droppe
     assert again == [1] * 4 and kept.value == [1]       # loaded again where a task reads it
 
 
+_last_read: dict = {}
+
+
+@register_func
+def same_copy_as_the_last_task(b):
+    """Whether this process' copy of ``b.value`` is the object its previous task read (not loaded again)."""
+    value = b.value
+    previous, _last_read[b.id] = _last_read.get(b.id), value
+    return previous is value
+
+
+def test_a_broadcast_packed_into_data_is_loaded_once_per_generation(ctx):
+    """A handle inside the records (parallelize's slices are packed at the call) is loaded once, and once
+    again after unpersist (not before every task: its generation is the task's, not the one of the call)."""
+    b = ctx.broadcast(list(range(100)))
+    reads = ctx.parallelize([b] * 8, 8).map(same_copy_as_the_last_task)
+    reads.collect()
+    assert all(reads.collect())
+    b.unpersist()
+    reads.collect()
+    assert all(reads.collect())
+
+
+def test_two_local_contexts_keep_each_others_broadcast_copies():
+    """Local mode runs the tasks of every Context of the process in it: a job of one Context drops only
+    the copies of its own broadcasts that are gone."""
+    from gopark import Context
+    with Context("local", quiet=True) as c1, Context("local", quiet=True) as c2:
+        b1 = c1.broadcast(list(range(100)))
+        reads = c1.parallelize([b1] * 4, 4).map(same_copy_as_the_last_task)
+        reads.collect()
+        c2.broadcast([2])
+        c2.parallelize(range(2), 2).count()
+        assert all(reads.collect())
+
+
+@register_func
+def total_length(broadcasts, x):
+    return sum(len(b.value) for b in broadcasts)
+
+
+def test_unpersisting_from_another_thread_while_local_jobs_run():
+    """The copies that a task drops are a snapshot of this process' (another thread unpersists meanwhile)."""
+    import random
+    import sys
+    import threading
+    import time
+
+    from gopark import Context
+    switch = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        with Context("local", quiet=True) as c:
+            bs = [c.broadcast([i]) for i in range(2000)]
+            job = c.parallelize(range(4), 4).map(partial(total_length, bs))
+            end = time.monotonic() + 1.5
+
+            def unpersist_all():
+                while time.monotonic() < end:
+                    for b in bs:
+                        b.unpersist()
+                    time.sleep(random.random() / 100)       # in bursts, between a job's tasks
+            other = threading.Thread(target=unpersist_all)
+            other.start()
+            try:
+                while time.monotonic() < end:
+                    assert job.collect() == [2000] * 4
+            finally:
+                other.join()
+    finally:
+        sys.setswitchinterval(switch)
+
+
 @register_func
 def append_to_value(b, x):
     b.value.append(x)

@@ -114,9 +114,9 @@ class Job:
 class DAGScheduler:
     """Plans a job's stages and drives them to the end through a backend."""
 
-    def __init__(self, max_failures: int, progress: Progress, broadcasts: dict[str, int] | None = None) -> None:
+    def __init__(self, max_failures: int, progress: Progress, broadcasts: shared.BroadcastBook | None = None) -> None:
         self.events: queue.Queue = queue.Queue()
-        self.broadcasts = broadcasts if broadcasts is not None else {}   # the Context's live ones, for the workers
+        self.broadcasts = broadcasts       # the Context's live ones, that each task carries
         self.backend: Backend | None = None
         self.max_failures = max_failures
         self.progress = progress
@@ -278,7 +278,7 @@ class DAGScheduler:
         task = Task(tid, stage, split, attempt)
         wire: dict[str, Any] = {"tid": tid, "stage": stage.id, "split": split, "attempt": attempt,
                                 "lineage": lineage_to_wire(stage.rdd, split, self.shuffle_outputs),
-                                "broadcasts": dict(self.broadcasts)}
+                                "broadcasts": self.broadcasts.for_task() if self.broadcasts is not None else None}
         if stage.dep is not None:
             wire["kind"] = "map"
             wire["dep"] = stage.dep.to_wire()
