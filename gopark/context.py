@@ -101,7 +101,8 @@ class Context:
         self._checkpoint_dir: str | None = None
         self._checkpoints_due: set[int] = set()      # the ids of RDDs checkpoint() marked, not saved yet
         self._stopped = False
-        self.scheduler = DAGScheduler(self.options.max_failures, Progress(not self.options.quiet), self._broadcasts)
+        self.scheduler = DAGScheduler(self.options.max_failures, Progress(not self.options.quiet), self._broadcasts,
+                                      self.work_dir)
         mem_bytes = int(self.options.mem * (1 << 20))
         try:
             self.backend = self._make_backend(mem_bytes)
@@ -185,7 +186,9 @@ class Context:
         # a str gives its characters, a dict its keys: as in Spark; an RDD is not a local sequence
         if not hasattr(seq, "__iter__") or isinstance(seq, RDD):
             raise TypeError(f"parallelize takes a sequence of records, not {type(seq).__name__}")
-        return ParallelCollection(self, slice_collection(seq, n))
+        with shared.handles_packed() as held:
+            slices = slice_collection(seq, n)
+        return ParallelCollection(self, slices, held)
 
     makeRDD = parallelize
 

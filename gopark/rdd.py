@@ -29,7 +29,7 @@ import traceback
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from gopark import actions, ops, pipeline, registry, serialize
+from gopark import actions, ops, pipeline, registry, serialize, shared
 from gopark.errors import job_error
 from gopark.partitioner import FuncPartitioner, HashPartitioner, RangePartitioner, portable_hash, range_bounds
 from gopark.pipeline import PER_RECORD
@@ -117,6 +117,7 @@ class Aggregator:
     def __init__(self, create: list | None, merge_value: list, merge_combiners: list, probe: bool = True) -> None:
         self.create, self.merge_value, self.merge_combiners = create, merge_value, merge_combiners
         self.probe = probe
+        self.holds: list = []       # broadcast handles packed into ``create`` (see shared.handles_packed)
 
     def to_wire(self) -> list:
         return [self.create, self.merge_value, self.merge_combiners]
@@ -652,11 +653,13 @@ class RDD:
     def _aggregate_by_key(self, zero: Any, seq: Callable[[Any, Any], Any], comb: Callable[[Any, Any], Any],
                           numSplits: int | None, partitionFunc: Callable[[Any], int] | None, what: str) -> RDD:
         seq_ref = self._f(seq, what)
-        create = ["p", registry.encode_func(ops.fold_into_zero, ""),
-                  [serialize.packb_checked(zero, f"the zeroValue of RDD.{what}"), seq_ref], {}]
+        with shared.handles_packed() as held:
+            packed_zero = serialize.packb_checked(zero, f"the zeroValue of RDD.{what}")
+        create = ["p", registry.encode_func(ops.fold_into_zero, ""), [packed_zero, seq_ref], {}]
         # combined all along: each key of each map task takes the zero value once (again after the task
         # spilled what it combined, under a small --mem), as Spark's does
         agg = Aggregator(create, seq_ref, self._f(comb, what), probe=False)
+        agg.holds = held        # the broadcast handles packed in the zero value (see shared.handles_packed)
         return ShuffledRDD(self, self._key_partitioner(numSplits, partitionFunc, what), agg, True)
 
     @_numPartitions_too
@@ -1319,9 +1322,10 @@ class ParallelCollection(RDD):
 
     kind = "parallel"
 
-    def __init__(self, ctx: Any, slices: list) -> None:
+    def __init__(self, ctx: Any, slices: list, holds: list | None = None) -> None:
         super().__init__(ctx, len(slices))
         self.slices = slices          # packed bytes, or ["range", start, stop, step]
+        self.holds = holds or []      # the broadcast handles packed in them (see shared.handles_packed)
 
     def _params(self, needed: set[int], outputs: dict[int, list]) -> dict:
         return {"slices": {i: self.slices[i] for i in needed}}

@@ -62,6 +62,7 @@ class Broadcast:
         self._file = file               # the driver's packed copy (the driver's handle only)
         self._book = book               # its Context's book (the driver's handle only)
         self.owner = book.owner if book is not None else owner
+        self.holds: list[Broadcast] = []   # the driver's handles packed in its value (see handles_packed)
         self.destroyed = False
 
     @property
@@ -107,7 +108,8 @@ def new_broadcast(value: Any, folder: str, url: str | None = None, book: Broadca
     ``book``: the Context's (see the module's description): this one is live in it until it is destroyed
     or its handle is gone.
     """
-    data = serialize.packb_checked(value, "broadcast")
+    with handles_packed() as inner:
+        data = serialize.packb_checked(value, "broadcast")
     bid = os.urandom(16).hex()
     path = os.path.join(folder, f"broadcast-{bid}")
     with open(path + ".tmp", "wb") as f:
@@ -116,15 +118,35 @@ def new_broadcast(value: Any, folder: str, url: str | None = None, book: Broadca
     if book is not None:
         book.live[bid] = 0
     b = Broadcast(bid, f"{url}/{os.path.basename(path)}" if url else path, value, path, book)
-    # the copy tasks load in this process (local mode) goes with the driver's handle, and the workers'
-    weakref.finalize(b, _forget, book, bid)
+    b.holds = inner          # broadcasts in its value: kept while it may be read
+    # with the driver's handle go the copy tasks load in this process (local mode), the workers', and the
+    # file (Spark's ContextCleaner): an iterative job broadcasting each round does not fill the disk
+    weakref.finalize(b, _forget, book, bid, path)
     return b
 
 
-def _forget(book: BroadcastBook | None, bid: str) -> None:
+def _forget(book: BroadcastBook | None, bid: str, file: str) -> None:
     if book is not None:
         book.live.pop(bid, None)
     _loaded.pop(bid, None)
+    with contextlib.suppress(OSError):
+        os.unlink(file)
+
+
+_packing = threading.local()
+
+
+@contextlib.contextmanager
+def handles_packed() -> Iterator[list[Broadcast]]:
+    """Within this block, the driver's broadcast handles that are packed are listed in the yielded list:
+    what keeps the packed data (parallelize's slices, a zero value, a broadcast's value) keeps them, so
+    that their files are not removed with a handle the app dropped while the data may still be read."""
+    previous = getattr(_packing, "handles", None)
+    _packing.handles = handles = []
+    try:
+        yield handles
+    finally:
+        _packing.handles = previous
 
 
 def forget_broadcasts(ids: list[str]) -> None:
@@ -180,6 +202,9 @@ def _decode_broadcast(data: list) -> Broadcast:
 def _encode_broadcast(b: Broadcast) -> list:
     if b.destroyed:
         raise SerializationError(f"{b!r} was destroyed (Broadcast.destroy): no task can use it any more")
+    handles = getattr(_packing, "handles", None)
+    if handles is not None and b._book is not None:
+        handles.append(b)
     return [b.id, b.path, b.owner]
 
 

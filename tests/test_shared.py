@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import collections
 import hashlib
+import operator
 import os
 from functools import partial
 
@@ -257,6 +258,62 @@ def test_unpersisting_from_another_thread_while_local_jobs_run():
 
 
 @register_func
+def value_of(b):
+    return b.value
+
+
+@register_func
+def value_in(outer, x):
+    return outer.value["inner"].value
+
+
+@register_func
+def plus_value(acc, pair):
+    return acc + pair[0].value
+
+
+@register_func
+def add_to_zero(acc, v):
+    return (acc[0].value if isinstance(acc, list) else acc) + v
+
+
+def _broadcast_files(ctx) -> set:
+    return {name for name in os.listdir(ctx.work_dir) if name.startswith("broadcast-")}
+
+
+def test_a_dropped_broadcasts_file_goes_unless_packed_data_still_holds_it(ctx):
+    """Spark's ContextCleaner: the driver's file of a broadcast whose handle the app dropped is removed, so
+    an iterative job broadcasting each round does not fill the disk; but not while data packed with it
+    (parallelize's records, a zero value, another broadcast's value) may still be read."""
+    import gc
+    before = _broadcast_files(ctx)
+    kept = ctx.broadcast("kept")
+    for i in range(3):
+        dropped = ctx.broadcast(list(range(i + 10)))
+        assert ctx.parallelize(range(4), 2).map(partial(length_of, dropped)).collect() == [i + 10] * 4
+    del dropped
+    gc.collect()
+    assert _broadcast_files(ctx) - before == {f"broadcast-{kept.id}"}
+    in_records = ctx.broadcast("in records")
+    records = ctx.parallelize([in_records] * 4, 2).map(value_of)
+    in_zero = ctx.broadcast(5)
+    pairs = ctx.parallelize([(in_zero, "a")], 1)
+    of_zero = ctx.broadcast(100)
+    summed = ctx.parallelize([("k", 1), ("k", 2)], 2).aggregateByKey([of_zero], add_to_zero, operator.add)
+    inner = ctx.broadcast("inner")
+    outer = ctx.broadcast({"inner": inner})
+    del in_records, in_zero, inner, of_zero
+    gc.collect()
+    assert records.collect() == ["in records"] * 4 and records.collect() == ["in records"] * 4
+    assert pairs.map(partial(plus_value, 1)).collect() == [6]
+    assert summed.collectAsMap() == {"k": 203}           # each map task starts from its own zero
+    assert ctx.parallelize(range(2), 2).map(partial(value_in, outer)).collect() == ["inner"] * 2
+    del records
+    gc.collect()
+    assert len(_broadcast_files(ctx) - before) == 5        # kept, in_zero (pairs), of_zero (summed), inner, outer
+
+
+@register_func
 def append_to_value(b, x):
     b.value.append(x)
     return len(b.value)
@@ -295,6 +352,33 @@ def test_iterative_job_with_new_broadcasts_and_a_cached_rdd(ctx):
                    for i, c in enumerate(centers)]
     assert centers == kmeans_reference(points_data, initial, 5)
     assert computed.value == len(points_data)            # the cached points were computed once
+
+
+def _map_outputs(ctx) -> int:
+    root = os.path.join(ctx.work_dir, "shuffle")
+    return sum(len(os.listdir(os.path.join(root, s))) for s in os.listdir(root)) if os.path.isdir(root) else 0
+
+
+def test_an_iterative_job_leaves_only_its_last_rounds_shuffles_and_broadcasts(ctx):
+    """Spark's ContextCleaner: the shuffles of RDDs the app no longer holds (each round's, in a loop), their
+    map outputs on this machine and the broadcasts of dropped handles go before the next job: a long
+    iterative job does not fill the disk. A shuffle still held is kept and reused."""
+    points_data = [((i * 37) % 101, (i * 59) % 103) for i in range(600)]
+    points = ctx.parallelize(points_data, 4).cache()
+    kept = points.map(partial(assign, ctx.broadcast([(0.0, 0.0)]))).reduceByKey(add3, numSplits=3)
+    kept_sums = kept.collectAsMap()
+    after_kept, files_before = _map_outputs(ctx), _broadcast_files(ctx)
+    centers = [(0.0, 0.0), (50.0, 50.0), (100.0, 0.0), (0.0, 100.0)]
+    for _ in range(6):
+        b = ctx.broadcast(centers)
+        sums = points.map(partial(assign, b)).reduceByKey(add3, numSplits=3).collectAsMap()
+        centers = [(sums[i][0] / sums[i][2], sums[i][1] / sums[i][2]) if i in sums else c
+                   for i, c in enumerate(centers)]
+    assert centers == kmeans_reference(points_data, [(0.0, 0.0), (50.0, 50.0), (100.0, 0.0), (0.0, 100.0)], 6)
+    ctx.parallelize(range(2), 2).count()                   # the next job: the last round's shuffle is let go
+    assert _map_outputs(ctx) == after_kept                  # the kept shuffle's outputs only
+    assert _broadcast_files(ctx) == files_before | {f"broadcast-{b.id}"}      # the last round's only
+    assert kept.collectAsMap() == kept_sums and _map_outputs(ctx) == after_kept   # its map stage not run again
 
 
 # --- accumulators --------------------------------------------------------------------------

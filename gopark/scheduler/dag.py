@@ -25,6 +25,8 @@ State. One thread owns it: the one running the job (``run_job`` blocks on
       shuffle_outputs: {shuffle_id: [location | None] per map partition}
       shuffle_stages:  {shuffle_id: Stage}
       cache_locs:      {(rdd_id, split): worker_id}
+      unwanted:        shuffle ids whose RDD is gone (appended by its finalizer, from any thread):
+                       dropped with their outputs before the next job (Spark's ContextCleaner)
     per job (``Job``):
       waiting:  set[Stage]                 parents not ready yet
       running:  set[Stage]
@@ -38,12 +40,16 @@ State. One thread owns it: the one running the job (``run_job`` blocks on
 """
 from __future__ import annotations
 
+import collections
 import dataclasses
 import itertools
 import logging
+import os
 import queue
+import shutil
 import threading
 import traceback
+import weakref
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -114,8 +120,14 @@ class Job:
 class DAGScheduler:
     """Plans a job's stages and drives them to the end through a backend."""
 
-    def __init__(self, max_failures: int, progress: Progress, broadcasts: shared.BroadcastBook | None = None) -> None:
+    def __init__(self, max_failures: int, progress: Progress, broadcasts: shared.BroadcastBook | None = None,
+                 outputs_root: str | None = None) -> None:
+        """``outputs_root``: the folder under which map outputs are this machine's files (local and process
+        mode), removed when their shuffle is no longer wanted."""
         self.events: queue.Queue = queue.Queue()
+        self.outputs_root = outputs_root
+        self.unwanted: collections.deque[int] = collections.deque()
+        self._watched: set[int] = set()
         self.broadcasts = broadcasts       # the Context's live ones, that each task carries
         self.backend: Backend | None = None
         self.max_failures = max_failures
@@ -133,9 +145,9 @@ class DAGScheduler:
         self.events.put(event)
 
     # -- planning -------------------------------------------------------------------
-    @staticmethod
-    def _shuffle_deps(rdd: RDD) -> list[ShuffleDependency]:
-        """The shuffles right under ``rdd``'s narrow lineage (the edges to its parent stages)."""
+    def _shuffle_deps(self, rdd: RDD) -> list[ShuffleDependency]:
+        """The shuffles right under ``rdd``'s narrow lineage (the edges to its parent stages). Each is
+        watched: when the RDD that shuffles is gone, no job can need the shuffle again (see ``unwanted``)."""
         deps: dict[int, ShuffleDependency] = {}
         seen: set[int] = set()
         stack = [rdd]
@@ -147,6 +159,9 @@ class DAGScheduler:
             for d in r._deps():
                 if isinstance(d, ShuffleDependency):
                     deps[d.shuffle_id] = d
+                    if d.shuffle_id not in self._watched:
+                        self._watched.add(d.shuffle_id)
+                        weakref.finalize(r, self.unwanted.append, d.shuffle_id)
                 else:
                     stack.append(d)
         return list(deps.values())
@@ -190,6 +205,7 @@ class DAGScheduler:
         result is handed to it instead (then None in the list), in the order of ``partitions``, as soon as
         it and those before it have come: the caller folds them while later tasks still run."""
         with self._job_lock:
+            self._forget_unwanted()
             parents = self._parent_stages(rdd)       # numbered first, as in Spark: stage 0 runs first
             final = Stage(next(self._ids), rdd, parents, None, partitions,
                           f"{action[0]} at {rdd.site.partition(' at ')[2] or rdd.kind}")
@@ -214,6 +230,20 @@ class DAGScheduler:
             if job.error is not None:
                 raise job.error
             return [job.results[p] for p in partitions]
+
+    def _forget_unwanted(self) -> None:
+        """Mutates: shuffle_stages, shuffle_outputs, unwanted. Drop the shuffles whose RDD is gone, and
+        their map outputs' files on this machine. Dropping a stage may free the RDD of a shuffle under
+        it, whose id its finalizer appends at once: the loop takes it too."""
+        while self.unwanted:
+            shuffle_id = self.unwanted.popleft()
+            self._watched.discard(shuffle_id)
+            self.shuffle_stages.pop(shuffle_id, None)
+            for location in self.shuffle_outputs.pop(shuffle_id, None) or []:
+                path = location and location.get("path")
+                if path and self.outputs_root and path.startswith(self.outputs_root + os.sep):
+                    shutil.rmtree(path, ignore_errors=True)
+            log.debug("shuffle %d dropped: the RDD that made it is gone", shuffle_id)
 
     def _drain(self) -> None:
         """Events that came between jobs (a lost executor's outputs), before planning the next."""
