@@ -846,8 +846,10 @@ class RDD:
         >>> ctx.parallelize([(1, 'x'), (2, 'y'), (3, 'z')]).partitionBy(2, abs).glom().collect()
         [[(2, 'y')], [(1, 'x'), (3, 'z')]]
         """
-        return ShuffledRDD(self, self._key_partitioner(numPartitions, partitionFunc, "partitionBy", "numPartitions"),
-                           None, False)
+        partitioner = self._key_partitioner(numPartitions, partitionFunc, "partitionBy", "numPartitions")
+        if self.partitioner == partitioner:     # already partitioned so (PySpark's): no shuffle
+            return self
+        return ShuffledRDD(self, partitioner, None, False)
 
     @_numPartitions_too
     def groupBy(self, f: Callable[[Any], Any], numSplits: int | None = None) -> RDD:

@@ -70,20 +70,27 @@ class Broadcast:
         if self.destroyed:
             raise ValueError(f"{self!r} was destroyed: its value is gone")
         if self._value is _MISSING:
-            self._value = _load_broadcast(self.id, self.path, self.owner)
+            if self._file is not None:      # the driver's: its own copy of what was packed (PySpark's)
+                with open(self._file, "rb") as f:
+                    self._value = serialize.unpackb(f.read())
+            else:
+                self._value = _load_broadcast(self.id, self.path, self.owner)
         return self._value
 
-    def unpersist(self) -> None:
+    def unpersist(self, blocking: bool = False) -> None:
         """Spark's: the workers drop their copies before their next task (a task that reads it again
-        loads it again); the driver keeps the value."""
+        loads it again); the driver keeps the value. ``blocking`` (PySpark's) changes nothing: no task
+        reads a dropped copy."""
+        _in_driver_only(self, "unpersisted")
         _loaded.pop(self.id, None)
         if self._book is not None and self.id in self._book.live:
             self._book.live[self.id] += 1
 
-    def destroy(self) -> None:
+    def destroy(self, blocking: bool = False) -> None:
         """Remove the value for good, as Spark's ``destroy``: the driver's packed copy and this process'
         copy, and the workers' copies before their next task; a function given it afterwards is refused
-        at the call (SerializationError), and ``value`` is a ValueError."""
+        at the call (SerializationError), and ``value`` is a ValueError. ``blocking``: as :meth:`unpersist`."""
+        _in_driver_only(self, "destroyed")
         self.destroyed = True
         self._value = _MISSING
         _loaded.pop(self.id, None)
@@ -95,6 +102,11 @@ class Broadcast:
 
     def __repr__(self) -> str:
         return f"Broadcast({self.id})"
+
+
+def _in_driver_only(b: Broadcast, what: str) -> None:
+    if getattr(_task_local, "updates", None) is not None:      # in a task
+        raise RuntimeError(f"{b!r}: a broadcast can only be {what} in the driver (as PySpark's)")
 
 
 _loaded: dict[str, tuple[str, int, Any]] = {}      # this process' copies: {id: (owner, generation, value)}
@@ -117,7 +129,9 @@ def new_broadcast(value: Any, folder: str, url: str | None = None, book: Broadca
     os.replace(path + ".tmp", path)
     if book is not None:
         book.live[bid] = 0
-    b = Broadcast(bid, f"{url}/{os.path.basename(path)}" if url else path, value, path, book)
+    # the value as packed now: the app changing its object afterwards changes neither the tasks' copies
+    # nor the driver's (read back from the file when first asked for, as PySpark's)
+    b = Broadcast(bid, f"{url}/{os.path.basename(path)}" if url else path, _MISSING, path, book)
     b.holds = inner          # broadcasts in its value: kept while it may be read
     # with the driver's handle go the copy tasks load in this process (local mode), the workers', and the
     # file (Spark's ContextCleaner): an iterative job broadcasting each round does not fill the disk
@@ -265,8 +279,10 @@ class Accumulator:
             self._value = self._merge(self._value, x)
         elif self.key in table:
             table[self.key] = self._merge(table[self.key], x)
-        else:
-            table[self.key] = x
+        else:       # a copy: a merge that adds in place (PySpark's addInPlace) must not change a record or a
+            #         broadcast's value it was given
+            table[self.key] = x if type(x) in _IMMUTABLE else serialize.unpackb(
+                serialize.packb_checked(x, "an accumulator's update"))
 
     def __iadd__(self, x: Any) -> Accumulator:
         self.add(x)
@@ -284,6 +300,8 @@ class Accumulator:
     def __repr__(self) -> str:
         return f"Accumulator({self.key}, value={self._value!r})"
 
+
+_IMMUTABLE = frozenset({int, float, bool, str, bytes, type(None)})
 
 # key -> accumulator: named ones live as long as their module; a Context keeps its own alive
 _accumulators: weakref.WeakValueDictionary[str, Accumulator] = weakref.WeakValueDictionary()

@@ -36,8 +36,8 @@ class StatCounter:
     (4, 2.5, 1.25, 1.6666666666666667, 4.0, 1.0)
     """
 
-    def __init__(self, values: Iterable[Any] = ()) -> None:
-        self.n, self.mu, self.m2, self.maxValue, self.minValue = of_partition(values)
+    def __init__(self, values: Iterable[Any] | None = None) -> None:
+        self.n, self.mu, self.m2, self.maxValue, self.minValue = of_partition(values or ())
 
     @classmethod
     def _of(cls, summary: list) -> StatCounter:
@@ -51,6 +51,8 @@ class StatCounter:
 
     def mergeStats(self, other: StatCounter) -> StatCounter:
         """Add another counter's numbers (in place; returns this counter)."""
+        if not isinstance(other, StatCounter):
+            raise TypeError(f"mergeStats takes a StatCounter, not {type(other).__name__} (merge adds one number)")
         if other.n == 0:
             return self
         if self.n == 0:
@@ -99,9 +101,11 @@ class StatCounter:
         return math.sqrt(self.sampleVariance())
 
     def asDict(self, sample: bool = False) -> dict:
+        """PySpark's, its quirk included: the sample stdev and variance by default, the population
+        ones with ``sample=True`` (its tests assert it)."""
         return {"count": self.count(), "mean": self.mean(), "sum": self.sum(), "min": self.min(),
-                "max": self.max(), "stdev": self.sampleStdev() if sample else self.stdev(),
-                "variance": self.sampleVariance() if sample else self.variance()}
+                "max": self.max(), "stdev": self.stdev() if sample else self.sampleStdev(),
+                "variance": self.variance() if sample else self.sampleVariance()}
 
     def __repr__(self) -> str:
         return (f"(count: {self.count()}, mean: {self.mean()}, stdev: {self.stdev()}, "

@@ -217,6 +217,8 @@ def test_partitionBy_takes_a_registered_partitionFunc_as_pyspark_does(ctx: Conte
     assert parted.getNumPartitions() == 3
     assert parted.glom().collect() == [[(k, str(k)) for k in range(30) if k % 7 % 3 == p] for p in range(3)]
     assert parted.partitioner == pairs.partitionBy(3, by_remainder).partitioner != pairs.partitionBy(3).partitioner
+    assert parted.partitionBy(3, by_remainder) is parted and pairs.partitionBy(3).partitionBy(3).toDebugString().count(
+        "+-") == 1                                         # already partitioned so: no shuffle (PySpark's)
     kept = parted.mapValues(len)
     lineage = kept.join(pairs.partitionBy(3, by_remainder)).toDebugString()
     assert lineage.count("+-") == 2, lineage        # partitioned alike: the join shuffles neither side

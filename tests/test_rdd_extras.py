@@ -14,6 +14,7 @@ from functools import partial
 import pytest
 
 from gopark import Context, JobError, register_func
+from gopark.stats import StatCounter
 
 DATA = [7, -3, 12, 0, 5, 12, -8, 4]
 WORDS = ["pear", "fig", "banana", "kiwi", "apple"]
@@ -203,8 +204,14 @@ def test_stats_and_variances(ctx: Context) -> None:
     assert math.isclose(rdd.variance(), statistics.pvariance(data))
     assert math.isclose(rdd.sampleVariance(), statistics.variance(data))
     # partitions with no record merge as nothing
-    assert ctx.parallelize([5], 3).stats().asDict() == {"count": 1, "mean": 5.0, "sum": 5.0, "min": 5.0, "max": 5.0,
-                                                         "stdev": 0.0, "variance": 0.0}
+    assert ctx.parallelize([5], 3).stats().asDict(sample=True) == {
+        "count": 1, "mean": 5.0, "sum": 5.0, "min": 5.0, "max": 5.0, "stdev": 0.0, "variance": 0.0}
+    as_dict = ctx.parallelize([1.0, 2.0, 3.0, 4.0], 2).stats().asDict()     # PySpark's default: the sample ones
+    assert math.isclose(as_dict["stdev"], statistics.stdev([1, 2, 3, 4]))
+    assert math.isclose(as_dict["variance"], statistics.variance([1, 2, 3, 4]))
+    assert StatCounter(None).count() == 0
+    with pytest.raises(TypeError, match="mergeStats takes a StatCounter, not list"):
+        StatCounter([1.0]).mergeStats([2.0])
     empty = ctx.parallelize([], 2).stats()
     assert empty.count() == 0 and math.isnan(empty.variance()) and math.isnan(empty.sampleStdev())
     assert repr(ctx.parallelize([1, 2, 3, 4], 2).stats()) == \

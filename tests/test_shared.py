@@ -320,11 +320,13 @@ def append_to_value(b, x):
 
 
 def test_a_task_gets_a_copy_of_the_broadcast_in_every_mode(ctx):
-    """Local mode too: a task never sees (or changes) the driver's own object, as in process mode."""
+    """Local mode too: a task never sees (or changes) the driver's own object, as in process mode; the
+    driver's value is the one packed at the call too (PySpark's), whatever the app does to its object."""
     original = [1, 2]
     b = ctx.broadcast(original)
-    ctx.parallelize(range(3), 1).map(partial(append_to_value, b)).collect()
-    assert original == [1, 2] and b.value is original
+    original.append(3)
+    assert ctx.parallelize(range(3), 1).map(partial(append_to_value, b)).collect() == [3, 4, 5]
+    assert original == [1, 2, 3] and b.value == [1, 2] and b.value is b.value
 
 
 def kmeans_reference(points, centers, iterations):
@@ -381,7 +383,64 @@ def test_an_iterative_job_leaves_only_its_last_rounds_shuffles_and_broadcasts(ct
     assert kept.collectAsMap() == kept_sums and _map_outputs(ctx) == after_kept   # its map stage not run again
 
 
+@register_func
+def destroy_in_task(b, x):
+    b.destroy()
+    return x
+
+
+@register_func
+def unpersist_in_task(b, x):
+    b.unpersist(blocking=True)
+    return x
+
+
+def test_a_broadcast_is_unpersisted_or_destroyed_in_the_driver_only(ctx):
+    """PySpark's: blocking= is taken (and changes nothing here); a task that tries fails."""
+    b = ctx.broadcast([1])
+    for f in (destroy_in_task, unpersist_in_task):
+        with pytest.raises(JobError, match="RuntimeError: .* can only be (destroyed|unpersisted) in the driver"):
+            ctx.parallelize([1], 1).map(partial(f, b)).collect()
+    b.unpersist(blocking=True)
+    assert ctx.parallelize([1], 1).map(partial(length_of, b)).collect() == [1]
+    b.destroy(blocking=True)
+    with pytest.raises(ValueError, match="was destroyed"):
+        b.value                                         # noqa: B018
+
+
 # --- accumulators --------------------------------------------------------------------------
+
+@register_func
+def add_in_place(total, more):
+    for i, x in enumerate(more):
+        total[i] += x
+    return total
+
+
+@register_func
+def added(acc, x):
+    acc.add(x)
+    return x
+
+
+@register_func
+def added_value(acc, b, x):
+    acc.add(b.value)
+    return b.value
+
+
+def test_a_merge_that_adds_in_place_changes_neither_the_records_nor_a_broadcast(ctx):
+    """PySpark's VectorAccumulatorParam adds in place: a task's first update is its own copy, so the merge
+    does not change the record added, nor a broadcast's value that every task of the worker reads."""
+    vectors = ctx.accumulator([0.0, 0.0], add_in_place)
+    records = ctx.parallelize([[1.0, 1.0], [2.0, 2.0], [3.0, 3.0]], 1).map(partial(added, vectors)).collect()
+    assert records == [[1.0, 1.0], [2.0, 2.0], [3.0, 3.0]] and vectors.value == [6.0, 6.0]
+    from_broadcast = ctx.accumulator([0.0, 0.0], add_in_place)
+    b = ctx.broadcast([1.0, 1.0])
+    seen = ctx.parallelize(range(3), 1).map(partial(added_value, from_broadcast, b)).collect()
+    assert seen == [[1.0, 1.0]] * 3 and from_broadcast.value == [3.0, 3.0]
+    assert ctx.parallelize(range(2), 1).map(partial(length_of, b)).collect() == [2, 2]
+
 
 def test_accumulator_with_foreach(ctx):
     acc = ctx.accumulator(0)
