@@ -24,11 +24,11 @@ from gopark.rdd import (
     RDD,
     ParallelCollection,
     TextFileRDD,
-    UnionRDD,
     _check_rdds,
     _num,
     save_checkpoints,
     slice_collection,
+    union_of,
 )
 
 _WORK_PREFIX = "gopark-"
@@ -250,7 +250,7 @@ class Context:
         rdds = _check_rdds(rdds, "union")
         if rdds[0].ctx is not self:
             raise ValueError("union: the RDDs belong to another Context")
-        return UnionRDD(self, rdds)
+        return union_of(self, rdds)
 
     def emptyRDD(self) -> RDD:
         """An RDD with no record and no partition, as Spark's.

@@ -587,7 +587,7 @@ class RDD:
         rdds = [self]
         for o in others:
             rdds.extend(o if isinstance(o, (list, tuple)) else [o])
-        return UnionRDD(self.ctx, _check_rdds(rdds, "union"))
+        return union_of(self.ctx, _check_rdds(rdds, "union"))
 
     __add__ = union
 
@@ -1535,6 +1535,45 @@ class UnionRDD(RDD):
         return node
 
 
+class PartitionerAwareUnionRDD(RDD):
+    """The union of RDDs partitioned alike (Spark's PartitionerAwareUnionRDD): partition i is partition i of
+    each of them, one after the other, and the partitioner is kept (a join with it shuffles neither side)."""
+
+    kind = "punion"
+
+    def __init__(self, ctx: Any, rdds: list[RDD]) -> None:
+        super().__init__(ctx, rdds[0].num_partitions)
+        self.rdds = rdds
+        self.partitioner = rdds[0].partitioner
+
+    def _deps(self) -> list[RDD | ShuffleDependency]:
+        return list(self.rdds)
+
+    def _parent_splits(self, split: int) -> list[tuple[RDD, int]]:
+        return [(r, split) for r in self.rdds]
+
+    def _params(self, needed: set[int], outputs: dict[int, list]) -> dict:
+        return {}
+
+    def compute(self, split: int, task: Any) -> Iterator[Any]:
+        return itertools.chain.from_iterable(r.iterator(split, task) for r in self.rdds)
+
+    @classmethod
+    def _build(cls, params: dict, parents: list[RDD], n: int) -> RDD:
+        node = _bare(cls, n)
+        node.rdds = parents
+        return node
+
+
+def union_of(ctx: Any, rdds: list[RDD]) -> RDD:
+    """The union of ``rdds`` (checked): partition by partition when they are all partitioned alike, as
+    Spark's, else their partitions one after the other."""
+    first = rdds[0].partitioner
+    if len(rdds) > 1 and first is not None and all(r.partitioner == first for r in rdds[1:]):
+        return PartitionerAwareUnionRDD(ctx, rdds)
+    return UnionRDD(ctx, rdds)
+
+
 class CartesianRDD(RDD):
     """Every pair of records of two RDDs; partition i x j reads a's i and b's j."""
 
@@ -1769,7 +1808,7 @@ def save_checkpoints(ctx: Any, rdd: RDD, run: Callable[[RDD, list], list]) -> No
 
 _KINDS: dict[str, type[RDD]] = {c.kind: c for c in (ParallelCollection, TextFileRDD, PipedRDD, UnionRDD, CoalescedRDD,
                                                       CartesianRDD, ZippedRDD, ShuffledRDD, CoGroupedRDD,
-                                                      CheckpointRDD)}
+                                                      CheckpointRDD, PartitionerAwareUnionRDD)}
 
 
 def _bare(cls: type[RDD], n: int) -> Any:

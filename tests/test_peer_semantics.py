@@ -271,6 +271,22 @@ def test_by_key_shuffles_take_pysparks_partitionFunc(ctx: Context) -> None:
     assert by_hash.partitioner == pairs.reduceByKey(operator.add, 3).partitioner
 
 
+def test_a_union_of_rdds_partitioned_alike_is_partitioned_so_too(ctx: Context) -> None:
+    """Spark's PartitionerAwareUnionRDD: partition i of the union is partition i of each, the partitioner is
+    kept, and a join with it shuffles neither side; RDDs partitioned otherwise, or not, are concatenated."""
+    pairs = ctx.parallelize([(k, k) for k in range(8)], 3)
+    parted = pairs.partitionBy(2)
+    both = parted.union(parted)
+    assert both.getNumPartitions() == 2 and both.partitioner == parted.partitioner
+    assert both.glom().collect() == [part + part for part in parted.glom().collect()]
+    assert ctx.union([parted, parted.mapValues(str)]).getNumPartitions() == 2
+    joined = both.join(parted)
+    assert joined.toDebugString().count("+-") == 1, joined.toDebugString()   # parted's one shuffle
+    assert sorted(joined.collect()) == sorted([(k, (k, k)) for k in range(8)] * 2)
+    assert parted.union(pairs).getNumPartitions() == 5 and parted.union(pairs).partitioner is None
+    assert parted.union(pairs.partitionBy(3)).getNumPartitions() == 5
+
+
 def test_repartitionAndSortWithinPartitions_sorts_each_partition_of_one_shuffle(ctx: Context) -> None:
     """PySpark's: partitioned by key (by hash, or partitionFunc), each partition sorted by key, or by
     keyfunc(key), ascending or not; the partitioner is kept; the sort spills past the memory budget."""
