@@ -8,6 +8,7 @@ mode.
 from __future__ import annotations
 
 import bisect
+import contextlib
 import operator
 import zlib
 from collections.abc import Sequence
@@ -101,7 +102,14 @@ class FuncPartitioner:
         if self._f is None:
             from gopark import registry
             self._f = registry.decode_func(self.ref)
-        p = self._f(key)
+        try:
+            p = self._f(key)
+        except Exception as exc:        # its own failure, also where no frame of it shows (a builtin: abs)
+            if getattr(exc, "gopark_func", None) is None:
+                from gopark import registry
+                with contextlib.suppress(AttributeError):
+                    exc.gopark_func = registry.func_label(self.ref)    # type: ignore[attr-defined]
+            raise
         if not isinstance(p, int):
             raise self._not_a_partition(key, p)
         return p % self.num_partitions

@@ -267,6 +267,8 @@ def test_by_key_shuffles_take_pysparks_partitionFunc(ctx: Context) -> None:
             pairs.groupByKey(3, process_dependent)
     with pytest.raises(JobError, match=r"TypeError: the partition function .*by_name.* returned str 'k0'"):
         ctx.parallelize([("k0", 1)], 1).reduceByKey(operator.add, 2, by_name).collect()
+    with pytest.raises(JobError, match=r"bad operand type for abs\(\): 'str' \(in abs\)"):   # not the map before it
+        ctx.parallelize([("k0", 1)], 1).mapValues(by_name).reduceByKey(operator.add, 2, abs).collect()
     by_hash = pairs.reduceByKey(operator.add, 3, portable_hash)
     assert by_hash.partitioner == pairs.reduceByKey(operator.add, 3).partitioner
 
