@@ -139,6 +139,8 @@ class ShuffleDependency:
 
     def to_wire(self) -> dict:
         agg = self.aggregator
+        if agg is not None:
+            shared.check_held(agg.holds)
         return {"sid": self.shuffle_id, "part": self.partitioner.to_wire(),
                 "create": agg.create if (agg and self.map_side_combine) else None,
                 "merge": agg.merge_value if (agg and self.map_side_combine) else None, "key": self.key_ref,
@@ -1330,6 +1332,7 @@ class ParallelCollection(RDD):
         self.holds = holds or []      # the broadcast handles packed in them (see shared.handles_packed)
 
     def _params(self, needed: set[int], outputs: dict[int, list]) -> dict:
+        shared.check_held(self.holds)
         return {"slices": {i: self.slices[i] for i in needed}}
 
     def compute(self, split: int, task: Any) -> Iterator[Any]:

@@ -213,6 +213,14 @@ def _decode_broadcast(data: list) -> Broadcast:
     return Broadcast(bid, path, owner=owner[0] if owner else "")
 
 
+def check_held(handles: list[Broadcast]) -> None:
+    """SerializationError if one of these handles, packed into data earlier, was destroyed since: a task
+    reading the data could not read it (see :func:`handles_packed`)."""
+    for b in handles:
+        if b.destroyed:
+            raise SerializationError(f"{b!r} was destroyed (Broadcast.destroy): no task can use it any more")
+
+
 def _encode_broadcast(b: Broadcast) -> list:
     if b.destroyed:
         raise SerializationError(f"{b!r} was destroyed (Broadcast.destroy): no task can use it any more")

@@ -408,6 +408,21 @@ def test_a_broadcast_is_unpersisted_or_destroyed_in_the_driver_only(ctx):
         b.value                                         # noqa: B018
 
 
+def test_data_packed_with_a_broadcast_destroyed_since_is_refused_at_the_call(ctx):
+    """parallelize's records and a zero value are packed at their call: a job on them after the broadcast
+    they hold was destroyed is a SerializationError in the driver, as for a function given it."""
+    b = ctx.broadcast(100)
+    records = ctx.parallelize([b, b], 2)
+    summed = ctx.parallelize([("k", 1), ("k", 2)], 2).aggregateByKey([b], add_to_zero, operator.add)
+    assert records.map(value_of).collect() == [100, 100]
+    b.destroy()             # (summed not run yet: a shuffle already written would not need its zero value)
+    for job in (records.count, summed.collectAsMap):
+        with pytest.raises(SerializationError, match="was destroyed"):
+            job()
+    with pytest.raises(SerializationError, match="was destroyed"):       # packed after: at the call
+        ctx.parallelize([("k", 1)], 1).aggregateByKey([b], add_to_zero, operator.add)
+
+
 # --- accumulators --------------------------------------------------------------------------
 
 @register_func
