@@ -50,14 +50,22 @@ class DriverCodeReached(BaseException):
 
 
 @contextlib.contextmanager
+def temporarily(owner: Any, name: str, value: Any) -> Iterator[Any]:
+    """``owner.name`` is ``value`` inside the block (yielded), and what it was before (None if unset) after:
+    the per-thread state a task sets (a ``threading.local``), or ``sys.argv``."""
+    previous = getattr(owner, name, None)
+    setattr(owner, name, value)
+    try:
+        yield value
+    finally:
+        setattr(owner, name, previous)
+
+
+@contextlib.contextmanager
 def running_task() -> Iterator[None]:
     """While a task runs in this thread: a Context made there is refused (see :func:`check_may_start_context`)."""
-    outer = getattr(_task, "running", False)
-    _task.running = True
-    try:
+    with temporarily(_task, "running", True):
         yield
-    finally:
-        _task.running = outer
 
 
 def check_may_start_context() -> None:
@@ -351,11 +359,8 @@ def _argv(argv: list[str] | None) -> Iterator[None]:
     if argv is None:
         yield
         return
-    saved, sys.argv = sys.argv, argv
-    try:
+    with temporarily(sys, "argv", argv):
         yield
-    finally:
-        sys.argv = saved
 
 
 def _import_module_for(module: str) -> None:

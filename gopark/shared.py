@@ -155,12 +155,8 @@ def handles_packed() -> Iterator[list[Broadcast]]:
     """Within this block, the driver's broadcast handles that are packed are listed in the yielded list:
     what keeps the packed data (parallelize's slices, a zero value, a broadcast's value) keeps them, so
     that their files are not removed with a handle the app dropped while the data may still be read."""
-    previous = getattr(_packing, "handles", None)
-    _packing.handles = handles = []
-    try:
+    with registry.temporarily(_packing, "handles", []) as handles:
         yield handles
-    finally:
-        _packing.handles = previous
 
 
 def forget_broadcasts(ids: list[str]) -> None:
@@ -182,12 +178,8 @@ def task_broadcasts(carried: list | None) -> Iterator[None]:
         for bid, (held_by, generation, _) in list(_loaded.items()):
             if held_by == owner and live.get(bid) != generation:
                 _loaded.pop(bid, None)
-    previous = getattr(_task_local, "broadcasts", None)
-    _task_local.broadcasts = carried
-    try:
+    with registry.temporarily(_task_local, "broadcasts", carried):
         yield
-    finally:
-        _task_local.broadcasts = previous
 
 
 def _load_broadcast(bid: str, path: str, owner: str) -> Any:
@@ -241,13 +233,8 @@ _task_local = threading.local()
 @contextlib.contextmanager
 def task_updates() -> Iterator[dict[str, Any]]:
     """Within this block (one task), accumulator adds go to the yielded table."""
-    table: dict[str, Any] = {}
-    previous = getattr(_task_local, "updates", None)
-    _task_local.updates = table
-    try:
+    with registry.temporarily(_task_local, "updates", {}) as table:
         yield table
-    finally:
-        _task_local.updates = previous
 
 
 class Accumulator:
