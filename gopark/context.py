@@ -154,6 +154,7 @@ class Context:
             return
         self._stopped = True
         atexit.unregister(self.stop)
+        self.scheduler.stop()          # a job another thread runs ends, and starts no more tasks
         try:
             self.backend.stop()
         finally:
@@ -282,7 +283,11 @@ class Context:
         parts = list(range(rdd.num_partitions)) if partitions is None else list(partitions)
         if len(set(parts)) != len(parts) or not all(type(p) is int and 0 <= p < rdd.num_partitions for p in parts):
             raise ValueError(f"runJob: partitions must be distinct indexes below {rdd.num_partitions}, not {parts}")
-        results = self.scheduler.run_job(rdd, action, parts, on_result)
+        try:
+            results = self.scheduler.run_job(rdd, action, parts, on_result)
+        finally:
+            if self._stopped:    # stopped by another thread while this job's task ran here (local mode):
+                shutil.rmtree(self.work_dir, ignore_errors=True)     # what it wrote since goes too
         save_checkpoints(self, rdd, self._run_all)
         return results
 

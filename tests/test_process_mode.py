@@ -193,6 +193,42 @@ def test_context_manager_stops_on_error():
     assert work_dirs(os.getpid()) == dirs_before
 
 
+@register_func
+def napping_pair(x):
+    time.sleep(0.2)
+    return (x % 3, x)
+
+
+@pytest.mark.parametrize("master", ["local", "process:2"])
+def test_stop_from_another_thread_ends_the_job_it_runs(master):
+    """Context.stop() while a job runs in another thread (the ``with`` body raising, a signal): the job
+    raises JobError at once instead of waiting for ever for its ended workers (process mode), or going on
+    and writing into the removed work folder again (local mode); the thread ends, nothing is left."""
+    import threading
+    before, dirs_before = children(), work_dirs(os.getpid())
+    ctx = Context(master, quiet=True)
+    outcome = {}
+
+    def job():
+        try:
+            outcome["result"] = ctx.parallelize(range(40), 4).map(napping_pair).reduceByKey(add, 2).collectAsMap()
+        except BaseException as exc:  # noqa: BLE001
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=job)
+    thread.start()
+    time.sleep(0.6)            # the first tasks run (each takes 2 s)
+    ctx.stop()
+    thread.join(20)
+    assert not thread.is_alive()
+    assert isinstance(outcome.get("error"), JobError), outcome
+    assert "the Context was stopped" in str(outcome["error"])
+    assert not (children() - before)
+    assert work_dirs(os.getpid()) == dirs_before
+    with pytest.raises(Exception, match="stopped"):
+        ctx.parallelize(range(3)).count()
+
+
 # --- the driver's endpoint ---------------------------------------------------------------------
 
 def test_driver_endpoint_is_private():

@@ -54,7 +54,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from gopark import actions, registry, serialize, shared
-from gopark.errors import job_error
+from gopark.errors import JobError, job_error
 from gopark.progress import Progress
 from gopark.rdd import RDD, ShuffleDependency, lineage_to_wire
 
@@ -139,6 +139,13 @@ class DAGScheduler:
         self._tids = itertools.count()
         self._job_lock = threading.Lock()
         self.job: Job | None = None
+        self.stopped = False     # the Context stopped: a job running (in another thread) ends, none starts
+
+    def stop(self) -> None:
+        """The Context is stopping (any thread): the job running ends with an error at its next event,
+        launching nothing more; a job started afterwards fails at once."""
+        self.stopped = True
+        self.post(("stopped",))
 
     def post(self, event: tuple) -> None:
         """Called by backends, from any thread."""
@@ -205,6 +212,8 @@ class DAGScheduler:
         result is handed to it instead (then None in the list), in the order of ``partitions``, as soon as
         it and those before it have come: the caller folds them while later tasks still run."""
         with self._job_lock:
+            if self.stopped:
+                raise _stopped_error()
             self._forget_unwanted()
             parents = self._parent_stages(rdd)       # numbered first, as in Spark: stage 0 runs first
             final = Stage(next(self._ids), rdd, parents, None, partitions,
@@ -261,6 +270,9 @@ class DAGScheduler:
             self._handle_lost(*event[1:])
         elif kind == "worker_lost":
             self._handle_worker_lost(*event[1:])
+        elif kind == "stopped":
+            if self.job is not None and self.job.error is None:
+                self.job.error = _stopped_error()
         else:
             raise ValueError(f"unknown scheduler event {kind!r}")
 
@@ -303,6 +315,9 @@ class DAGScheduler:
         """Mutates: tasks, launched. Hand one task to the backend."""
         job = self.job
         assert job is not None and self.backend is not None
+        if self.stopped:        # nothing runs tasks any more (local mode: not this thread either)
+            job.error = job.error or _stopped_error()
+            return
         tid = next(self._tids)
         attempt = job.attempts.get((stage.id, split), 0)
         task = Task(tid, stage, split, attempt)
@@ -481,6 +496,11 @@ class DAGScheduler:
         job.running.discard(stage)
         job.waiting.add(stage)
         self._submit_stage(self.shuffle_stages[shuffle_id])
+
+
+def _stopped_error() -> JobError:
+    return JobError("job cancelled: the Context was stopped while it ran (Context.stop(), from another thread "
+                    "or on a signal)")
 
 
 def _stage_func(stage: Stage, action: list) -> str | None:

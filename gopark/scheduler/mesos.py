@@ -207,6 +207,8 @@ class MesosBackend:
             self._driver.reviveOffers()
 
     def cancel(self, tids: list[int]) -> None:
+        if self._stopping:      # the framework is being torn down: its executors end with it
+            return
         gone = set(tids)
         with self._lock:
             self._pending = collections.deque(t for t in self._pending if t[0] not in gone)

@@ -168,34 +168,38 @@ class ProcessBackend:
     # -- called by the scheduler thread ---------------------------------------------
     def submit(self, tid: int, payload: bytes, preferred: list[str]) -> None:
         with self._lock:
-            if self._broken:      # nobody is left to run it: say so now rather than never
-                self._post(("lost", tid, self._broken, "driver"))
+            if self._broken or self._stopping:      # nobody is left to run it: say so now rather than never
+                self._post(("lost", tid, self._broken or "the Context was stopped", "driver"))
                 return
             self._submitted.append((tid, payload, preferred))
-        os.eventfd_write(self._wake, 1)
+            os.eventfd_write(self._wake, 1)
 
     def grow(self, n: int) -> None:
         """Keep at least ``n`` workers from now on (a Mesos executor given more tasks than it has workers)."""
         with self._lock:
-            if n <= self._size:
+            if n <= self._size or self._stopping:
                 return
             self._size = n
-        os.eventfd_write(self._wake, 1)
+            os.eventfd_write(self._wake, 1)
 
     def cancel(self, tids: list[int]) -> None:
         """Drop these tasks: unsent ones are forgotten, a worker running one is ended (and replaced)."""
         with self._lock:
+            if self._stopping:      # every worker is being ended anyway
+                return
             self._cancelled.update(tids)
-        os.eventfd_write(self._wake, 1)
+            os.eventfd_write(self._wake, 1)
 
     def stop(self) -> None:
-        """End every worker and the I/O thread; safe to call twice."""
-        if self._stopping:
-            return
-        self._stopping = True
-        os.eventfd_write(self._wake, 1)
+        """End every worker and the I/O thread; safe to call twice, and from any thread (a job another
+        thread runs may still submit or cancel meanwhile: they do nothing from now on)."""
+        with self._lock:
+            if self._stopping:
+                return
+            self._stopping = True
+            os.eventfd_write(self._wake, 1)
         self._thread.join()
-        os.close(self._wake)      # only now: submit/cancel from other threads may still write to it
+        os.close(self._wake)      # only now: the I/O thread reads it, and the lock keeps writers out
 
     @property
     def worker_pids(self) -> list[int]:
