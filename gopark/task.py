@@ -15,6 +15,7 @@ from __future__ import annotations
 import fcntl
 import os
 import sys
+import tempfile
 import traceback
 from collections.abc import Iterator
 from typing import Any
@@ -51,7 +52,7 @@ class WorkerEnv:
         return os.path.join(self.work_dir, "cache", f"{rdd_id}-{split}")
 
 
-_MAX_LOCKS = 64        # cached partitions a task computes under a lock (each holds a file open to the task's end)
+_OWNER_HEADER = 64     # bytes before a cached partition's data in its file: the name of the task's owner file
 
 
 class TaskContext:
@@ -62,84 +63,120 @@ class TaskContext:
     is kept only when the task succeeds (:meth:`commit`): a failed attempt's
     accumulator updates are dropped, so its cached data must go too, or the
     retry would read it without counting.
+
+    With a shared disk copy (process mode, an executor's pool), a partition is
+    computed once on the host even by tasks that run at once (``s.cartesian(s)``
+    of a cached ``s``): a task computes it under its file lock, held only while
+    computing it (the locks a task waits for while holding one are of RDDs its
+    lineage computes it from: no two tasks can wait for each other), and
+    publishes it at once, named as its task's own. A task that needs it reads
+    that copy while the task that computed it runs, and the copy becomes the
+    committed one when that task succeeds. The task holds its owner file locked
+    while it runs: if it fails, it removes what it published, and if its process
+    dies, the kernel drops the lock and the copy counts as gone. A task that read
+    a copy whose task then fails counted none of its accumulator updates; the
+    retry of that task computes the partition again and counts them once.
     """
 
     def __init__(self, env: WorkerEnv) -> None:
         self.env = env
         self.computed: dict[tuple[int, int], bytes] = {}
-        self.locks: dict[tuple[int, int], int] = {}      # cached partitions this task computes: their lock's fd
+        self.published: set[tuple[int, int]] = set()     # computed, and on the shared disk as this task's
+        self._owner: tuple[int, str] | None = None      # this task's owner file, locked: fd and path
 
     def cached(self, rdd: RDD, split: int) -> Iterator[Any]:
-        """A cached RDD's partition: from this worker's memory, the shared disk copy, or computed once now.
-
-        With a shared disk copy, a task that computes a partition holds its lock
-        (a file lock) until it ends: a task of another worker that needs it then
-        waits, and reads what the first one cached (``c.union(c)`` runs two such
-        tasks at once). A task that already holds a lock does not wait for
-        another (two tasks could wait for each other): if that one is taken, it
-        computes the partition too.
-        """
+        """A cached RDD's partition: from this worker's memory, the shared disk copy, or computed once now."""
         env, key = self.env, (rdd.id, split)
         packed = env.cache.get(key) or self.computed.get(key)
         if packed is None and env.cache_on_disk:
             packed = self._shared(key)
-            if packed is None and self._lock(key):
-                packed = self._shared(key)       # cached by the task whose end this one waited for
-                if packed is not None:
-                    os.close(self.locks.pop(key))
+            if packed is None:
+                lock = self._lock(key)
+                try:
+                    packed = self._shared(key, clean=lock is not None)   # published while this one waited
+                    if packed is None:
+                        data = list(rdd.compute(split, self))
+                        self.computed[key] = packed = serialize.packb(data, "cache")
+                        if lock is not None:
+                            self._publish(key, packed)
+                        return iter(data)
+                finally:
+                    if lock is not None:
+                        os.close(lock)
         if packed is not None:
             return iter(serialize.unpackb(packed))
         data = list(rdd.compute(split, self))
         self.computed[key] = serialize.packb(data, "cache")
         return iter(data)
 
-    def _shared(self, key: tuple[int, int]) -> bytes | None:
-        """The disk copy of a cached partition, if a task of any worker here committed it."""
-        try:
-            with open(self.env.cache_path(*key), "rb") as f:
-                return f.read()       # another worker's: read again next time, not kept here
-        except FileNotFoundError:
-            return None
+    def _shared(self, key: tuple[int, int], clean: bool = False) -> bytes | None:
+        """The disk copy of a cached partition: committed, or published by a task that still runs
+        (``clean``, under the partition's lock: remove a copy whose task is gone)."""
+        path = self.env.cache_path(*key)
+        for name in (path, path + ".t", path):     # committed; published; committed meanwhile
+            try:
+                with open(name, "rb") as f:
+                    packed = f.read()
+            except FileNotFoundError:
+                continue
+            if name == path or _owner_runs(os.path.dirname(path), packed[:_OWNER_HEADER]):
+                return packed[_OWNER_HEADER:]
+            if clean:
+                _unlink(name)
+        return None
 
-    def _lock(self, key: tuple[int, int]) -> bool:
-        """Take the lock of a cached partition (waiting for it only while holding none); False if not taken:
-        taken by another task, or this task holds ``_MAX_LOCKS`` already (a file each)."""
-        if len(self.locks) >= _MAX_LOCKS:
-            return False
+    def _lock(self, key: tuple[int, int]) -> int | None:
+        """Take (waiting for it) the lock of a cached partition: its fd; None if locks cannot be had here."""
         path = self.env.cache_path(*key) + ".lock"
         try:
             os.makedirs(os.path.dirname(path), exist_ok=True)
             fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         except OSError:       # e.g. out of file descriptors: compute it without a lock
-            return False
+            return None
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | (fcntl.LOCK_NB if self.locks else 0))
-        except BaseException as exc:    # taken (LOCK_NB), locks unsupported here; or the wait was ended
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except BaseException as exc:    # locks unsupported here; or the wait was ended (SIGTERM)
             os.close(fd)
             if isinstance(exc, OSError):
-                return False          # compute it without one
+                return None           # compute it without one
             raise
-        self.locks[key] = fd
-        return True
+        return fd
+
+    def _publish(self, key: tuple[int, int], packed: bytes) -> None:
+        """Put a partition this task computed on the shared disk, as its own until it commits."""
+        if self._owner is None:
+            folder = os.path.dirname(self.env.cache_path(*key))
+            fd, owner = tempfile.mkstemp(prefix="owner-", dir=folder)
+            fcntl.flock(fd, fcntl.LOCK_EX)       # until this task ends (or its process does)
+            self._owner = fd, owner
+        path = self.env.cache_path(*key)
+        _write_atomically(path + ".t", os.path.basename(self._owner[1]).encode().ljust(_OWNER_HEADER), packed)
+        self.published.add(key)
 
     def release(self) -> None:
-        """The task ended: let tasks waiting for its partitions read them (committed) or compute them."""
-        for fd in self.locks.values():
+        """The task ended: what it published and did not commit goes, and its owner file."""
+        for key in self.published:
+            _unlink(self.env.cache_path(*key) + ".t")
+        self.published.clear()
+        if self._owner is not None:
+            fd, owner = self._owner
+            _unlink(owner)
             os.close(fd)
-        self.locks.clear()
+            self._owner = None
 
     def commit(self) -> None:
         """The task succeeded: keep what it cached."""
         env = self.env
-        for (rdd_id, split), packed in self.computed.items():
+        for key, packed in self.computed.items():
             if env.cache_on_disk:
-                path = env.cache_path(rdd_id, split)
-                os.makedirs(os.path.dirname(path), exist_ok=True)
-                tmp = f"{path}.{os.getpid()}.tmp"
-                with open(tmp, "wb") as f:
-                    f.write(packed)
-                os.replace(tmp, path)
-            env.cache[(rdd_id, split)] = packed
+                path = env.cache_path(*key)
+                if key in self.published:
+                    os.replace(path + ".t", path)
+                    self.published.discard(key)
+                else:
+                    os.makedirs(os.path.dirname(path), exist_ok=True)
+                    _write_atomically(path, bytes(_OWNER_HEADER), packed)
+            env.cache[key] = packed
 
     def read_shuffle(self, shuffle_id: int, locations: list[dict], reduce_id: int) -> Iterator[tuple[Any, Any]]:
         """This reducer's pairs of a shuffle: from local disk, or fetched from other executors."""
@@ -205,6 +242,40 @@ def _run(task: dict, tc: TaskContext) -> tuple[Any, bool]:
     it, ops = root.per_record_tail(split, tc) if fused else (root.iterator(split, tc), [])
     value = actions.run(task["action"], it, split, task["attempt"], ops)
     return value, isinstance(value, actions.Stream)
+
+
+def _write_atomically(path: str, header: bytes, data: bytes) -> None:
+    tmp = f"{path}.{os.getpid()}.tmp"
+    with open(tmp, "wb") as f:
+        f.write(header)
+        f.write(data)
+    os.replace(tmp, path)
+
+
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+def _owner_runs(folder: str, header: bytes) -> bool:
+    """The task that published a cached partition with ``header`` (its owner file's name, in ``folder``)
+    still runs: it holds the file's lock."""
+    name = header.rstrip(b" \0").decode(errors="replace")
+    if not name.startswith("owner-") or os.sep in name:
+        return False
+    try:
+        fd = os.open(os.path.join(folder, name), os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return False          # it ended (and removed it)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        return False          # nobody holds it: its process is gone
+    except OSError:
+        return True
+    finally:
+        os.close(fd)
 
 
 DRIVER = "driver"      # the worker id of local mode's tasks, which run in the driver
