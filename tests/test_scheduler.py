@@ -38,19 +38,29 @@ def slow(x):
     return x
 
 
-def test_a_lost_map_output_is_recomputed_from_lineage(ctx: Context) -> None:
+@register_func
+def logged(log_path, x):
+    with open(log_path, "a") as f:
+        f.write(f"{x}\n")
+    return x
+
+
+def test_a_lost_map_output_is_recomputed_from_lineage(ctx: Context, tmp_path) -> None:
     calls = ctx.accumulator(0)
-    reduced = ctx.parallelize(range(100), 4).map(partial(keyed, calls)).reduceByKey(add, 3)
+    log = tmp_path / "calls"
+    reduced = ctx.parallelize(range(100), 4).map(partial(logged, str(log))).map(partial(keyed, calls)) \
+        .reduceByKey(add, 3)
     expected = {k: sum(x for x in range(100) if x % 5 == k) for k in range(5)}
     assert reduced.collectAsMap() == expected
-    assert calls.value == 100
+    assert calls.value == 100 and len(log.read_text().split()) == 100
     outputs = sorted(glob.glob(os.path.join(ctx.work_dir, "shuffle", "shuffle-*", "[0-9]*")))
     assert outputs, "the map outputs live in the Context's work folder"
     shutil.rmtree(outputs[-1])                     # one map output is lost
     assert reduced.collectAsMap() == expected      # FetchFailed -> that map task runs again
-    assert calls.value == 125                      # only the lost map task (25 records) ran again
+    assert len(log.read_text().split()) == 125     # only the lost map task (25 records) ran again
+    assert calls.value == 100                      # and its accumulator updates, counted before, not again
     assert reduced.collectAsMap() == expected      # and the map stage is complete again: skipped
-    assert calls.value == 125
+    assert len(log.read_text().split()) == 125 and calls.value == 100
 
 
 def test_map_stage_of_a_shared_shuffle_runs_once(ctx: Context) -> None:
@@ -121,14 +131,17 @@ def test_results_that_come_out_of_order_are_handed_over_in_partition_order() -> 
         assert order == [[records[200]], [records[0]], [records[100]]]
 
 
-def test_every_lost_map_output_is_recomputed_in_one_round(ctx: Context) -> None:
+def test_every_lost_map_output_is_recomputed_in_one_round(ctx: Context, tmp_path) -> None:
     calls = ctx.accumulator(0)
-    reduced = ctx.parallelize(range(120), 12).map(partial(keyed, calls)).reduceByKey(add, 3)
+    log = tmp_path / "calls"
+    reduced = ctx.parallelize(range(120), 12).map(partial(logged, str(log))).map(partial(keyed, calls)) \
+        .reduceByKey(add, 3)
     expected = reduced.collectAsMap()
     for folder in glob.glob(os.path.join(ctx.work_dir, "shuffle", "shuffle-*", "[0-9]*")):
         shutil.rmtree(folder)                      # all twelve map outputs are lost
     assert reduced.collectAsMap() == expected
-    assert calls.value == 240                      # each map task ran once more, no more
+    assert len(log.read_text().split()) == 240     # each map task ran once more, no more
+    assert calls.value == 120                      # its updates counted once
 
 
 def test_a_damaged_map_output_is_replaced_by_the_rerun(ctx: Context) -> None:

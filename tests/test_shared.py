@@ -527,6 +527,36 @@ def test_retried_map_task_counts_once(ctx, tmp_path):
     assert acc.value == sum(data)
 
 
+@register_func
+def lose_map_outputs_once(work_dir, marker_dir, kv):
+    """The first time: remove every map output of the Context (as a lost disk or executor would)."""
+    import glob
+    import shutil
+    marker = os.path.join(marker_dir, "lost-once")
+    if not os.path.exists(marker):
+        with open(marker, "w"):
+            pass
+        for output in glob.glob(os.path.join(work_dir, "shuffle", "shuffle-*", "*")):
+            shutil.rmtree(output, ignore_errors=True)
+    return kv
+
+
+@register_func
+def mod8_pair(x):
+    return (x % 8, x)
+
+
+def test_map_tasks_run_again_for_lost_outputs_count_once(ctx, tmp_path):
+    """The first reducer removes every map output: the others' fetches fail, the map stage runs again;
+    the result is exact and the map side's updates count once (SPEC section 6: a retried task's updates)."""
+    acc = ctx.accumulator(0)
+    pairs = ctx.parallelize(range(1000), 4).map(partial(count_call, acc)).map(mod8_pair)
+    got = pairs.reduceByKey(operator.add, 4).map(partial(lose_map_outputs_once, ctx.work_dir, str(tmp_path)))
+    assert got.collectAsMap() == {k: sum(x for x in range(1000) if x % 8 == k) for k in range(8)}
+    assert os.path.exists(tmp_path / "lost-once")
+    assert acc.value == 1000
+
+
 def test_retried_task_over_a_cached_rdd_counts_once(ctx, tmp_path):
     """The first attempt computes and caches the partition, then fails; its retry reads the cache.
 

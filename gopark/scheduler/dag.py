@@ -135,6 +135,7 @@ class DAGScheduler:
         self.shuffle_outputs: dict[int, list[dict | None]] = {}
         self.shuffle_stages: dict[int, Stage] = {}
         self.cache_locs: dict[tuple[int, int], str] = {}
+        self._counted_maps: dict[int, set[int]] = {}     # map tasks whose accumulator updates counted, by shuffle
         self._ids = itertools.count()
         self._tids = itertools.count()
         self._job_lock = threading.Lock()
@@ -248,6 +249,7 @@ class DAGScheduler:
             shuffle_id = self.unwanted.popleft()
             self._watched.discard(shuffle_id)
             self.shuffle_stages.pop(shuffle_id, None)
+            self._counted_maps.pop(shuffle_id, None)
             for location in self.shuffle_outputs.pop(shuffle_id, None) or []:
                 path = location and location.get("path")
                 if path and self.outputs_root and path.startswith(self.outputs_root + os.sep):
@@ -363,9 +365,12 @@ class DAGScheduler:
             return  # a partition already done by another attempt
         for rdd_id, split in result["cached"]:
             self.cache_locs[(rdd_id, split)] = worker
-        self._merge_accumulators(result["acc"])
+        if stage.dep is None or self._counted_maps.setdefault(stage.dep.shuffle_id, set()).isdisjoint([task.split]):
+            self._merge_accumulators(result["acc"])
         job.pending[stage.id].discard(task.split)
         if stage.dep is not None:
+            # a map task run again because its output was lost made the same updates: they count once
+            self._counted_maps[stage.dep.shuffle_id].add(task.split)
             self.shuffle_outputs[stage.dep.shuffle_id][task.split] = serialize.unpackb(result["v"])
         else:
             value = result["v"]
