@@ -42,8 +42,9 @@ def _in_gopark(frame: Any) -> bool:
     return name == "gopark" or name.startswith("gopark.")
 
 
-def _callsite() -> str:
-    """``method at file.py:line`` of the user's code that made this RDD."""
+def call_site() -> str:
+    """``method at file.py:line``: the gopark method the user's code called (the outermost one), and where;
+    just ``method`` when no frame of the user's code is under it."""
     f = sys._getframe(1)
     method = f.f_code.co_name
     while f is not None and _in_gopark(f):
@@ -94,7 +95,7 @@ def _numPartitions_too(method: Callable[..., RDD]) -> Callable[..., RDD]:  # noq
                 raise TypeError(f"{method.__name__}: numSplits and numPartitions are one argument: give one")
             kwargs["numSplits"] = numPartitions
         return method(self, *args, **kwargs)
-    return _taking  # named _...: a call site names the method it wraps (see _callsite)
+    return _taking  # named _...: a call site names the method it wraps (see call_site)
 
 
 def _numSplits_too(method: Callable[..., RDD]) -> Callable[..., RDD]:  # noqa: N802
@@ -177,7 +178,7 @@ class RDD:
         self.num_partitions = num_partitions
         self.partitioner: HashPartitioner | RangePartitioner | FuncPartitioner | None = None
         self.is_cached = False
-        self.site = _callsite() if ctx is not None else ""
+        self.site = call_site() if ctx is not None else ""
 
     # -- structure (overridden by the kinds) --------------------------------------
     def _deps(self) -> list[RDD | ShuffleDependency]:

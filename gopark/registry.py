@@ -292,10 +292,16 @@ def _not_allowed(fn: Any, what: str) -> TypeError:
         f"the class {getattr(fn, '__qualname__', '')!r}" if isinstance(fn, type) else
         "a closure" if "<locals>" in getattr(fn, "__qualname__", "") else
         "a bound method" if isinstance(fn, types.MethodType) else
+        f"the bound method {type(fn.__self__).__name__}.{fn.__name__} of an object"
+        if isinstance(fn, (types.BuiltinMethodType, types.MethodWrapperType)) and fn.__self__ is not None else
         f"an unregistered function {getattr(fn, '__qualname__', '')!r}" if isinstance(fn, types.FunctionType)
-        else "None" if fn is None else f"a {type(fn).__name__}")
+        else "None" if fn is None else _a(type(fn).__name__))
     return TypeError(f"{what} got {kind}: gopark sends functions by name, so pass a module-level "
                      "function decorated with @register_func (or a functools.partial of one)")
+
+
+def _a(noun: str) -> str:
+    return f"{'an' if noun[:1].lower() in 'aeiou' else 'a'} {noun}"
 
 
 def _encode(fn: Any, what: str) -> list:

@@ -167,6 +167,15 @@ def test_non_registered_functions_are_refused_at_the_call(ctx, call, kind):
     assert "register_func" in str(info.value)
 
 
+@pytest.mark.parametrize(("fn", "said"), [({"a": 1}.get, "the bound method dict.get of an object"),
+                                         ("text".upper, "the bound method str.upper of an object"),
+                                         ((1).__add__, "the bound method int.__add__ of an object"),
+                                         (3, "an int"), ("text", "a str")])
+def test_the_refusal_says_what_it_got(ctx, fn, said):
+    with pytest.raises(TypeError, match=f"^RDD.map got {said}: .*@register_func"):
+        ctx.parallelize([1]).map(fn)
+
+
 def test_a_c_function_of_a_module_is_refused_with_the_wrapper_to_write(ctx):
     with pytest.raises(TypeError, match=r"the C function math\.sqrt.*@register_func def sqrt\(x\): "
                                         r"return math\.sqrt\(x\)"):

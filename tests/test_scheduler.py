@@ -90,6 +90,26 @@ def test_progress_lines_one_per_stage_after_a_second(master: str) -> None:
 
 
 @register_func
+def refuses(a, b):
+    raise ValueError("no")
+
+
+def test_a_failed_jobs_stage_is_named_by_the_action_called_and_where(ctx: Context) -> None:
+    """As in Spark: "reduce at app.py:14", where the app called reduce, not where the RDD was made."""
+    import inspect
+    rdd = ctx.parallelize(range(4), 2).map(slow)
+    with pytest.raises(JobError) as failed:
+        rdd.reduce(refuses)
+    line = inspect.currentframe().f_lineno - 1
+    assert f"(reduce at test_scheduler.py:{line})" in str(failed.value)
+    pairs = ctx.parallelize([(1, 1)], 1)
+    with pytest.raises(JobError) as failed:
+        pairs.map(refuses).sortByKey().count()   # sortByKey samples its keys in a job of its own
+    line = inspect.currentframe().f_lineno - 1
+    assert f"(sortByKey at test_scheduler.py:{line})" in str(failed.value)
+
+
+@register_func
 def fail_fast_or_sleep(x):
     if x == 0:
         raise ValueError("task 0 fails")

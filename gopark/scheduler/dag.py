@@ -56,7 +56,7 @@ from typing import Any, Protocol
 from gopark import actions, registry, serialize, shared
 from gopark.errors import JobError, job_error
 from gopark.progress import Progress
-from gopark.rdd import RDD, ShuffleDependency, lineage_to_wire
+from gopark.rdd import RDD, ShuffleDependency, call_site, lineage_to_wire
 
 log = logging.getLogger("gopark.scheduler")
 
@@ -217,8 +217,9 @@ class DAGScheduler:
                 raise _stopped_error()
             self._forget_unwanted()
             parents = self._parent_stages(rdd)       # numbered first, as in Spark: stage 0 runs first
+            site = call_site()      # the action the app called, and where: "collect at app.py:14", as Spark's
             final = Stage(next(self._ids), rdd, parents, None, partitions,
-                          f"{action[0]} at {rdd.site.partition(' at ')[2] or rdd.kind}")
+                          site if " at " in site else f"{action[0]} at {rdd.site.partition(' at ')[2] or rdd.kind}")
             self.job = job = Job(final, action, on_result=on_result)
             self.progress.job_started()
             log.debug("job: %s on %d partitions, final stage %d, parent stages %s", final.name,
