@@ -92,30 +92,35 @@ class Context:
                               f"{os.path.basename(sys.argv[0]) or 'app.py'}` and run the executable it makes")
         if self.options.verbose:
             self.setLogLevel("DEBUG")
-        _remove_stale_work_dirs()
-        self.work_dir = tempfile.mkdtemp(prefix=f"{_WORK_PREFIX}{os.getpid()}-")
-        self._rdd_ids = itertools.count()
-        self._shuffle_ids = itertools.count()
-        self._accumulators: list[shared.Accumulator] = []
-        self._broadcasts = shared.BroadcastBook()     # the live ones, that tasks carry (see shared.py)
-        self._checkpoint_dir: str | None = None
-        self._checkpoints_due: set[int] = set()      # the ids of RDDs checkpoint() marked, not saved yet
-        self._stopped = False
-        self.scheduler = DAGScheduler(self.options.max_failures, Progress(not self.options.quiet), self._broadcasts,
-                                      self.work_dir)
-        mem_bytes = int(self.options.mem * (1 << 20))
-        try:
-            self.backend = self._make_backend(mem_bytes)
-        except BaseException:
-            shutil.rmtree(self.work_dir, ignore_errors=True)
-            raise
-        self.scheduler.backend = self.backend
-        # the same on one machine in every mode (so partitions, and collect order, match), but at least
-        # one partition per worker
-        self.defaultParallelism: int = self.options.parallel or max(
-            2, os.cpu_count() or 1, self.backend.default_parallelism)
-        atexit.register(self.stop)
+        # first: a SIGTERM from now on ends the start cleanly (the ``except`` below), as it ends a job
         self._signals = _exit_on_termination()
+        self.work_dir = ""
+        try:
+            _remove_stale_work_dirs()
+            self.work_dir = tempfile.mkdtemp(prefix=f"{_WORK_PREFIX}{os.getpid()}-")
+            self._rdd_ids = itertools.count()
+            self._shuffle_ids = itertools.count()
+            self._accumulators: list[shared.Accumulator] = []
+            self._broadcasts = shared.BroadcastBook()     # the live ones, that tasks carry (see shared.py)
+            self._checkpoint_dir: str | None = None
+            self._checkpoints_due: set[int] = set()      # the ids of RDDs checkpoint() marked, not saved yet
+            self._stopped = False
+            self.scheduler = DAGScheduler(self.options.max_failures, Progress(not self.options.quiet),
+                                          self._broadcasts, self.work_dir)
+            self.backend = self._make_backend(int(self.options.mem * (1 << 20)))
+            self.scheduler.backend = self.backend
+            # the same on one machine in every mode (so partitions, and collect order, match), but at least
+            # one partition per worker
+            self.defaultParallelism: int = self.options.parallel or max(
+                2, os.cpu_count() or 1, self.backend.default_parallelism)
+            atexit.register(self.stop)
+        except BaseException:     # (a backend that cannot start, SIGTERM, Ctrl-C): nothing is left behind
+            if hasattr(self, "backend"):
+                self.backend.stop()
+            if self.work_dir:
+                shutil.rmtree(self.work_dir, ignore_errors=True)
+            _restore_signals(self._signals)
+            raise
 
     def _make_backend(self, mem_bytes: int) -> Any:
         compress = self.options.compress if self.options.compress is not None else self.master.kind == "mesos"

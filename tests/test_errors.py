@@ -555,3 +555,32 @@ def test_an_app_with_bad_input_prints_one_error_line(tmp_path, case):
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1, proc.stderr
     assert token in lines[0] and "Traceback" not in proc.stderr
+
+
+SIGTERM_DURING_START = """
+import os, signal, sys
+from gopark import Context
+from gopark.scheduler import process
+started = process.ProcessBackend.__init__
+def start_then_sigterm(self, *args, **kwargs):
+    started(self, *args, **kwargs)           # the workers and the work folder exist
+    print(" ".join(str(p) for p in self.worker_pids), flush=True)
+    os.kill(os.getpid(), signal.SIGTERM)      # as a service manager stopping the app while it starts
+process.ProcessBackend.__init__ = start_then_sigterm
+Context("process:2", quiet=True)
+print("the Context started", flush=True)
+"""
+
+
+def test_sigterm_while_a_context_starts_leaves_nothing(tmp_path):
+    """SIGTERM between the work folder's making and the end of Context(): a clean exit (143), its workers
+    ended and its work folder removed, as for a SIGTERM during a job."""
+    env = dict(os.environ, TMPDIR=str(tmp_path))
+    run = subprocess.run([sys.executable, "-c", SIGTERM_DURING_START], env=env, capture_output=True, text=True,
+                         timeout=120)
+    assert run.returncode == 128 + signal.SIGTERM, (run.returncode, run.stderr)
+    assert "the Context started" not in run.stdout
+    workers = [int(p) for p in run.stdout.split()]
+    assert len(workers) == 2
+    assert wait_until(lambda: not any(alive(p) for p in workers), timeout=30)
+    assert not [n for n in os.listdir(tmp_path) if n.startswith("gopark-")], os.listdir(tmp_path)
