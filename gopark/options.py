@@ -115,8 +115,55 @@ def parse_master(master: str) -> Master:
             raise ConfigError(f"bad master {master!r}: zk://host:port[,host:port...]/path")
         return Master("mesos", address=m)
     if _host_port(m):
+        _refuse_a_mistyped_mode(master, m)
         return Master("mesos", address=m)
     raise ConfigError(f"bad master {master!r}: expected {MASTER_FORMS}")
+
+
+_MODES = ("local", "process", "mesos")
+_LOW_PORTS = 1024      # a port below: a number of workers, not where a Mesos master listens (root's ports)
+
+
+def _slips(word: str) -> set[str]:
+    """``word`` with one slip of the fingers: a letter left out, two neighbours swapped, a letter doubled.
+
+    (Not a letter replaced by another: that turns local, mesos and process into names a host may well
+    have, such as focal, vocal, meson, memos or prowess.)
+    """
+    cut = [(word[:i], word[i:]) for i in range(len(word) + 1)]
+    return ({a + b[1:] for a, b in cut if b}
+            | {a + b[1] + b[0] + b[2:] for a, b in cut if len(b) > 1}
+            | {a + b[0] + b for a, b in cut if b})
+
+
+def _refuse_a_mistyped_mode(master: str, hostport: str) -> None:
+    """ConfigError for a ``host:port`` master that is a mistyped mode (``procss:2``, ``lcoal:1``,
+    ``Process:4``, ``mesos:5``) rather than a Mesos master, saying which mode was meant.
+
+    Only a host of letters alone is looked at (not ``localhost``; no dot, digit or dash: not
+    ``mesos-master``, ``node1``, ``10.0.0.1``), and only a mode name (in any case) or that name with one
+    slip (see :func:`_slips`) is refused. ``mesos`` itself is a usual name of the Mesos master's host (a
+    Docker Compose service): ``mesos:5050`` is one; ``mesos:N`` below port 1024, where no Mesos master
+    listens, is not. A Mesos master on a host so named is still given as ``mesos://host:port``.
+    """
+    host, _, port = hostport.rpartition(":")
+    name, low = host.lower(), int(port) < _LOW_PORTS
+    if not host.isascii() or not host.isalpha() or name == "localhost":
+        return
+    meant = next((mode for mode in _MODES if name == mode or name in _slips(mode)), None)
+    if meant is None or (name == "mesos" and not low):
+        return
+    if name == "mesos":
+        hint = ("'mesos' takes no :N (it reads the Mesos master from $MESOS_MASTER); "
+                f"did you mean 'mesos' or 'process:{port}'?")
+    elif meant == "mesos":
+        hint = f"did you mean 'mesos' (the Mesos master in $MESOS_MASTER) or 'mesos://HOST:{port}'?"
+    elif meant == "local":
+        hint = "did you mean 'local' (it takes no :N)" + (f" or 'process:{port}'?" if low else "?")
+    else:
+        hint = f"did you mean 'process:{port}'?"
+    raise ConfigError(f"unknown master {master!r}: {hint} (a Mesos master on a host called {host!r}: "
+                      f"'mesos://{hostport}')")
 
 
 class _Parser(argparse.ArgumentParser):

@@ -1,4 +1,5 @@
-"""Where a bare Context() takes its options: the app's command line, never a test runner's."""
+"""Where a bare Context() takes its options: the app's command line, never a test runner's; and a master
+that is a mistyped mode (procss:2), not taken for a Mesos master's host:port."""
 from __future__ import annotations
 
 import os
@@ -6,6 +7,8 @@ import subprocess
 import sys
 
 import pytest
+
+from gopark import ConfigError, Context
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -81,3 +84,65 @@ def test_a_script_that_also_imports_itself_keeps_its_functions(tmp_path: str) ->
                             env=dict(os.environ, PYTHONPATH=ROOT))
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[2, 3] [2]"
+
+
+# --- a mistyped mode is not a Mesos master's host:port -----------------------------------------------------
+
+MISTYPED = [("procss:2", "'process:2'"), ("proces:4", "'process:4'"), ("porcess:3", "'process:3'"),
+            ("proccess:8", "'process:8'"), ("Process:4", "'process:4'"), ("lcoal:1", "'local'"),
+            ("locla:2", "'local'"), ("LOCAL:1", "'local'"), ("meoss:5050", "'mesos'"), ("mesos:5", "'mesos'")]
+# hosts of Mesos masters: a dot, a digit or a dash, not a mode name one slip away, or 'mesos' at a port
+# of its own; and any host given as mesos://
+MESOS_HOSTS = ["master:5050", "node1:5050", "mesos-master:5050", "mesos:5050", "Mesos:5050", "mesos1:5050",
+               "localhost:5050", "local.example.com:5050", "10.0.0.1:5050", "focal:5050", "meson:5050",
+               "prowess:5050", "progress:5050", "mesos://procss:2", "mesos://lcoal:5050"]
+
+
+@pytest.mark.parametrize(("master", "meant"), MISTYPED)
+def test_a_mistyped_mode_is_refused_at_the_context_saying_what_was_meant(master: str, meant: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        Context(master, quiet=True)
+    said = str(info.value)
+    assert "\n" not in said and said.startswith(f"unknown master {master!r}: ")
+    assert f"did you mean {meant}" in said, said
+    host, _, port = master.partition(":")
+    assert f"'mesos://{host}:{port}'" in said, said        # where a Mesos master on such a host is meant
+    assert "build" not in said
+
+
+@pytest.mark.parametrize("master", MESOS_HOSTS)
+def test_a_mesos_master_on_a_short_host_name_is_still_one(master: str) -> None:
+    with pytest.raises(ConfigError) as info:     # unfrozen: a Mesos master is known, and refused for that
+        Context(master, quiet=True)
+    assert "-m mesos runs a frozen app: build it first" in str(info.value)
+
+
+def run_wc_app(*args: str, cwd: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, os.path.join(ROOT, "tests", "apps", "wc_app.py"), *args],
+                          capture_output=True, text=True, timeout=120, cwd=cwd, env=dict(os.environ, PYTHONPATH=ROOT))
+
+
+@pytest.mark.parametrize(("how", "master", "meant"), [("-m", "procss:2", "'process:2'"), ("-m", "lcoal:1", "'local'"),
+                                                      ("--master", "proces:4", "'process:4'"),
+                                                      ("--conf", "procss:2", "'process:2'")])
+def test_a_mistyped_mode_on_the_command_line_or_in_a_conf_file_is_one_error_line(tmp_path, how: str, master: str,
+                                                                                 meant: str) -> None:
+    (tmp_path / "words.txt").write_text("a b a\n")
+    if how == "--conf":
+        (tmp_path / "app.conf").write_text(f'master = "{master}"\n')
+        given = ["--conf", str(tmp_path / "app.conf")]
+    else:
+        given = [how, master]
+    result = run_wc_app(str(tmp_path / "words.txt"), *given, "-q", cwd=str(tmp_path))
+    assert result.returncode != 0 and result.stdout == ""
+    assert result.stderr.strip().splitlines() == [result.stderr.strip()], result.stderr
+    assert result.stderr.startswith(f"gopark: error: unknown master {master!r}: did you mean {meant}"), result.stderr
+
+
+def test_a_mesos_master_on_the_command_line_is_still_one(tmp_path) -> None:
+    (tmp_path / "words.txt").write_text("a b a\n")
+    result = run_wc_app(str(tmp_path / "words.txt"), "-m", "master:5050", "-q", cwd=str(tmp_path))
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert result.stderr.startswith("gopark: error: -m mesos runs a frozen app: build it first"), result.stderr
+    result = run_wc_app(str(tmp_path / "words.txt"), "-m", "local", "-q", cwd=str(tmp_path))
+    assert result.returncode == 0 and "distinct 2" in result.stdout, result.stderr
