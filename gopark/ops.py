@@ -16,7 +16,7 @@ import shlex
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from gopark import registry, serialize
@@ -225,10 +225,11 @@ def pipe_lines(argv: list[str], env: dict[str, str] | None, check: bool, quiet: 
     accumulator updates count. A command that exits before it has read
     everything (``head``) ends the writing, not the task.
     """
-    # a process group of its own: what the command starts ends with it when the task is stopped
+    # a process group of its own: what the command starts ends with it when the task is stopped; and it
+    # dies with this process when that is killed outright (SIGKILL, the OOM killer), which ends no task
     proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                             stderr=subprocess.DEVNULL if quiet else None, env={**command_environment(), **(env or {})},
-                            process_group=0)
+                            process_group=0, preexec_fn=_dying_with_this_thread())
     try:
         stdin, stdout = proc.stdin.fileno(), proc.stdout.fileno()    # type: ignore[union-attr]
         os.set_blocking(stdin, False)
@@ -276,6 +277,51 @@ def pipe_lines(argv: list[str], env: dict[str, str] | None, check: bool, quiet: 
 
 
 _END = object()
+
+_PR_SET_PDEATHSIG = 1
+_prctl: Any = None      # libc's prctl, looked up at the first pipe rather than at every app's import
+
+
+def _dying_with_this_thread() -> Callable[[], None] | None:
+    """The ``preexec_fn`` of a piped command: the kernel sends it SIGKILL when the thread starting it ends,
+    which is when its process ends, however it ends (None where there is no ``prctl``: not Linux).
+
+    The thread, not the process: a command would die with the thread that started it even if its process
+    lived on. None does before its task ends: a task runs, commands and all, in one thread (in local mode
+    the app's thread that runs the job, which may be any of its threads; in a worker its main thread),
+    and by the end of the task ``pipe_lines`` has ended or been closed, and has waited for its command.
+
+    SIGKILL, not SIGTERM: a command may ignore SIGTERM, and nobody is left to follow up with SIGKILL (as
+    a task that is stopped kills its command's group, and a worker dies with its driver, with SIGKILL).
+    Only the command is reached: what it started itself sees its pipes end (EOF, SIGPIPE), no signal.
+
+    ``preexec_fn`` (run in the child between fork and exec) because nothing else sets this: subprocess
+    has no argument for it, and no program that would set it before exec'ing the command is sure to be
+    on a node. What makes ``preexec_fn`` unsafe with threads is code in the child that needs a lock
+    another thread held at the fork (an import's, logging's...): this one makes one ctypes
+    call, bound here beforehand, and reads its parent's pid.
+    """
+    global _prctl
+    prctl = _prctl
+    if prctl is None:
+        try:
+            import ctypes
+            prctl = ctypes.CDLL(None, use_errno=True).prctl
+            prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
+            prctl.restype = ctypes.c_int
+        except (OSError, AttributeError):
+            prctl = False
+        _prctl = prctl          # (another thread may do the same meanwhile: as well)
+    if not prctl:
+        return None
+    sig, parent = int(signal.SIGKILL), os.getpid()
+
+    def die_with_parent() -> None:
+        prctl(_PR_SET_PDEATHSIG, sig, 0, 0, 0)
+        if os.getppid() != parent:      # it died before the kernel was asked: nobody is left to tell
+            os._exit(1)
+
+    return die_with_parent
 
 
 def command_environment() -> dict[str, str]:

@@ -6,16 +6,25 @@ Each against plain Python, in every mode (the ``ctx`` fixture).
 """
 from __future__ import annotations
 
+import contextlib
+import glob
 import operator
 import os
+import shutil
+import signal
+import subprocess
 import sys
+import tempfile
+import threading
 from functools import partial
 
 import pytest
+from apps.procs import alive, children, describe, wait_until
 
 from gopark import Context, JobError, register_func
 from gopark.stats import StatCounter
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DATA = [7, -3, 12, 0, 5, 12, -8, 4]
 WORDS = ["pear", "fig", "banana", "kiwi", "apple"]
 
@@ -479,6 +488,123 @@ def test_pipe_refuses_bad_arguments_at_the_call(ctx: Context) -> None:
         rdd.pipe("cat", env={"A": 1})
     with pytest.raises(TypeError, match="pipe: checkCode is True or False"):
         rdd.pipe("cat", checkCode="yes")
+
+
+# a pipe's command writes its pid ($0: the file, written whole), then runs long: its shell waits for a sleep
+LONG_COMMAND = 'echo $$ > "$0.tmp" && mv "$0.tmp" "$0"; sleep 60; cat'
+
+
+def _ppid(pid: int) -> int | None:
+    """The parent of ``pid`` (None if it is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read().decode(errors="replace")
+    except OSError:
+        return None
+    return int(data[data.rfind(")") + 2:].split()[1])
+
+
+def _end_command(pid: int | None) -> None:
+    """End what is left of a LONG_COMMAND whose shell was ``pid``: it leads a process group of its own (see
+    ``ops.pipe_lines``), which its sleep stays in even once the shell is gone, and whose id no new process
+    takes while one of them lives."""
+    if pid is not None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGKILL)
+
+
+def _pid_in(path) -> int | None:
+    return int(path.read_text()) if path.exists() else None
+
+
+def test_a_pipe_command_dies_with_a_worker_killed_outright(tmp_path) -> None:
+    """SIGKILL (or the OOM killer) ends no task, so no ``finally`` ends the command: the kernel does, as its
+    parent dies (it has a process group of its own, which the worker's death does not reach)."""
+    pid_file = tmp_path / "command.pid"
+    errors: list[BaseException] = []
+
+    def job(rdd) -> None:
+        try:
+            rdd.collect()
+        except BaseException as exc:        # noqa: BLE001  # looked at by the test's thread
+            errors.append(exc)
+
+    command = None
+    with Context("process:1", quiet=True, max_failures=1) as ctx:
+        running = threading.Thread(target=job, args=(ctx.parallelize(["x"], 1).pipe(
+            ["sh", "-c", LONG_COMMAND, str(pid_file)]),))
+        running.start()
+        try:
+            assert wait_until(pid_file.exists, timeout=60), "the command did not start"
+            command = _pid_in(pid_file)
+            worker = _ppid(command)
+            assert worker in children(), f"the command's parent {worker} is not a worker of this test's"
+            os.kill(worker, signal.SIGKILL)
+            assert wait_until(lambda: not alive(command), timeout=5), \
+                f"the command outlived its worker: {describe({command})}"
+        finally:
+            _end_command(command or _pid_in(pid_file))
+            running.join(timeout=60)
+    assert not running.is_alive()
+    assert len(errors) == 1 and isinstance(errors[0], JobError) and "TaskLost" in str(errors[0]), errors
+
+
+LOCAL_DRIVER = """
+import sys, threading
+from gopark import Context
+
+def job(ctx):
+    ctx.parallelize(["x"], 1).pipe(["sh", "-c", sys.argv[3], sys.argv[1]]).collect()
+
+with Context("local", quiet=True) as ctx:
+    if sys.argv[2] == "job thread":         # local tasks run in the thread that runs the job
+        runs = threading.Thread(target=job, args=(ctx,))
+        runs.start()
+        runs.join()
+    else:
+        job(ctx)
+"""
+
+
+@pytest.mark.parametrize("where", ["main thread", "job thread"])
+def test_a_pipe_command_dies_with_a_local_driver_killed_outright(tmp_path, where: str) -> None:
+    """Local mode runs the command from the driver's thread that runs the job: SIGKILL ends the driver,
+    every thread of it, and with it the command."""
+    pid_file = tmp_path / "command.pid"
+    with open(tmp_path / "stderr", "wb") as stderr:
+        driver = subprocess.Popen([sys.executable, "-c", LOCAL_DRIVER, str(pid_file), where, LONG_COMMAND],
+                                  stdout=subprocess.DEVNULL, stderr=stderr,
+                                  env=dict(os.environ, PYTHONPATH=os.pathsep.join(
+                                      [ROOT, *filter(None, [os.environ.get("PYTHONPATH")])])))
+    command = None
+    try:
+        assert wait_until(lambda: pid_file.exists() or driver.poll() is not None, timeout=60) \
+            and pid_file.exists(), (tmp_path / "stderr").read_text()
+        command = _pid_in(pid_file)
+        assert _ppid(command) == driver.pid
+        driver.kill()
+        driver.wait(timeout=30)
+        assert wait_until(lambda: not alive(command), timeout=5), \
+            f"the command outlived its driver: {describe({command})}"
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+            driver.wait()
+        _end_command(command or _pid_in(pid_file))
+        for folder in glob.glob(os.path.join(tempfile.gettempdir(), f"gopark-{driver.pid}-*")):
+            shutil.rmtree(folder, ignore_errors=True)        # a killed driver could not remove its own
+
+
+def test_a_pipe_run_by_a_thread_that_ends_is_not_cut_short(ctx: Context) -> None:
+    """The kernel ties the command's death to the thread that started it: a job run by a thread of the
+    app's (which runs local tasks, and their commands) ends, and the thread after it, without harm."""
+    got: list = []
+    runs = threading.Thread(target=lambda: got.append(
+        ctx.parallelize(range(4), 2).pipe(["sh", "-c", "sleep 0.2; cat"], checkCode=True).collect()))
+    runs.start()
+    runs.join(timeout=60)
+    assert got == [["0", "1", "2", "3"]]
+    assert ctx.parallelize(range(4), 2).pipe("cat", checkCode=True).collect() == ["0", "1", "2", "3"]
 
 
 def test_an_rdd_id_is_an_int_as_in_dpark_and_can_be_called_as_in_pyspark(ctx: Context) -> None:
