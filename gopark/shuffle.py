@@ -334,6 +334,14 @@ class _Buckets:
         for f in self.files.values():
             f.close()
 
+    def touch_the_rest(self) -> None:
+        """An empty bucket file for each reducer that got nothing: a reader then takes a missing file for
+        a lost output (FetchFailed), never for an empty bucket (an output being removed as it is read
+        loses its files before its folder)."""
+        for r in range(self.n):
+            if r not in self.files:
+                open(os.path.join(self.folder, str(r)), "wb").close()
+
 
 def write_map_output(records: Iterable[Any], root: str, shuffle_id: int, map_id: int, attempt: int,
                      partitioner: Any, create: Callable[[Any], Any] | None,
@@ -368,6 +376,7 @@ def write_map_output(records: Iterable[Any], root: str, shuffle_id: int, map_id:
         shutil.rmtree(folder, ignore_errors=True)
         raise
     buckets.close()
+    buckets.touch_the_rest()
     return folder
 
 
@@ -519,11 +528,9 @@ def read_bucket(location: dict, shuffle_id: int, map_id: int, reduce_id: int) ->
     if not os.path.isdir(folder):
         raise FetchFailed(shuffle_id, map_id, reduce_id, host, "map output is gone", [(map_id, folder)])
     path = os.path.join(folder, str(reduce_id))
-    if not os.path.exists(path):
-        return iter(())      # this map sent nothing to this reducer
 
     def chunks() -> Iterator[list | Keys]:
-        try:
+        try:        # a missing file: the output is being removed (every reducer has a file, maybe empty)
             yield from read_chunks(path)
         except OSError as exc:
             raise FetchFailed(shuffle_id, map_id, reduce_id, host, str(exc), [(map_id, folder)]) from exc

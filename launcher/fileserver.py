@@ -19,9 +19,9 @@ shows, and `gopark build` prints it) can fetch the binary while a driver of
 it runs: as whoever could read that description could with the secret URL
 before, now in later runs too. A file published as *one-shot* is
 deleted once it has been sent whole (a large task result, fetched once).
-Under a root, a file absent from a folder that exists answers 204 (a map task
-that sent nothing to a reducer writes no bucket), and a path whose folder is
-gone answers 404, which the reader reports as a lost output.
+A file that is not there answers 404, which a reducer reports as a lost output
+(a map task writes a bucket file for every reducer, empty for one it sent
+nothing to).
 """
 from __future__ import annotations
 
@@ -153,8 +153,7 @@ class FileServer:
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError):
             f = None
         if f is None:
-            empty = path is not None and not one_shot and os.path.isdir(os.path.dirname(path))
-            h.send_response(204 if empty else 404)
+            h.send_response(404)
             h.send_header("Content-Length", "0")
             h.end_headers()
             return

@@ -164,6 +164,17 @@ def test_every_lost_map_output_is_recomputed_in_one_round(ctx: Context, tmp_path
     assert calls.value == 120                      # its updates counted once
 
 
+def test_a_map_output_losing_its_files_before_its_folder_is_lost_not_empty(ctx: Context) -> None:
+    """An output being removed (rmtree: its files go before its folder) is caught by a reducer with its
+    folder there and a bucket file gone: that is a lost output (run again), not a bucket with nothing."""
+    reduced = ctx.parallelize(range(60), 2).map(partial(keyed, ctx.accumulator(0))).reduceByKey(add, 2)
+    expected = reduced.collectAsMap()
+    buckets = sorted(glob.glob(os.path.join(ctx.work_dir, "shuffle", "shuffle-*", "[0-9]*", "*")))
+    assert len(buckets) == 4                       # a file for each (map, reducer), empty ones too
+    os.remove(buckets[-1])
+    assert reduced.collectAsMap() == expected
+
+
 def test_a_damaged_map_output_is_replaced_by_the_rerun(ctx: Context) -> None:
     reduced = ctx.parallelize(range(60), 2).map(partial(keyed, ctx.accumulator(0))).reduceByKey(add, 2)
     expected = reduced.collectAsMap()
