@@ -79,8 +79,7 @@ def test_numSplits(ctx, tmp_path):
     for n in (1, 2, 4, 5, 10, 20, 3, 7):
         rdd = ctx.textFile(path, numSplits=n)
         assert rdd.collect() == ref_lines(data), n
-        if 1000 % n == 0:
-            assert rdd.getNumPartitions() == n
+        assert rdd.getNumPartitions() == n   # not n + 1 with a sliver: Hadoop's (Spark's) 10% slop
 
 
 def test_numSplits_gives_at_least_that_many_splits(contexts, tmp_path):
