@@ -12,6 +12,7 @@ Result: ``{"ok": True, "v": packed value, "stream": bool, "acc": {key: delta},
 """
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 import sys
@@ -53,6 +54,7 @@ class WorkerEnv:
 
 
 _OWNER_HEADER = 64     # bytes before a cached partition's data in its file: the name of the task's owner file
+_MAX_LOCKS = 64        # cached partitions a task computes at once, one inside another, under their lock
 
 
 class TaskContext:
@@ -83,6 +85,7 @@ class TaskContext:
         self.computed: dict[tuple[int, int], bytes] = {}
         self.published: set[tuple[int, int]] = set()     # computed, and on the shared disk as this task's
         self._owner: tuple[int, str] | None = None      # this task's owner file, locked: fd and path
+        self._locks_held = 0
 
     def cached(self, rdd: RDD, split: int) -> Iterator[Any]:
         """A cached RDD's partition: from this worker's memory, the shared disk copy, or computed once now."""
@@ -91,7 +94,9 @@ class TaskContext:
         if packed is None and env.cache_on_disk:
             packed = self._shared(key)
             if packed is None:
-                lock = self._lock(key)
+                # nested cached RDDs (a chain of them uncomputed) hold one lock each: a bounded number
+                lock = self._lock(key) if self._locks_held < _MAX_LOCKS else None
+                self._locks_held += lock is not None
                 try:
                     packed = self._shared(key, clean=lock is not None)   # published while this one waited
                     if packed is None:
@@ -103,6 +108,7 @@ class TaskContext:
                 finally:
                     if lock is not None:
                         os.close(lock)
+                        self._locks_held -= 1
         if packed is not None:
             return iter(serialize.unpackb(packed))
         data = list(rdd.compute(split, self))
@@ -121,8 +127,10 @@ class TaskContext:
                 continue
             if name == path or _owner_runs(os.path.dirname(path), packed[:_OWNER_HEADER]):
                 return packed[_OWNER_HEADER:]
-            if clean:
+            if clean:           # its task is gone: so are the copy and the owner file (if a process died)
                 _unlink(name)
+                if owner := _owner_name(packed[:_OWNER_HEADER]):
+                    _unlink(os.path.join(os.path.dirname(path), owner))
         return None
 
     def _lock(self, key: tuple[int, int]) -> int | None:
@@ -134,7 +142,7 @@ class TaskContext:
         except OSError:       # e.g. out of file descriptors: compute it without a lock
             return None
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+            fcntl.lockf(fd, fcntl.LOCK_EX)
         except BaseException as exc:    # locks unsupported here; or the wait was ended (SIGTERM)
             os.close(fd)
             if isinstance(exc, OSError):
@@ -147,7 +155,7 @@ class TaskContext:
         if self._owner is None:
             folder = os.path.dirname(self.env.cache_path(*key))
             fd, owner = tempfile.mkstemp(prefix="owner-", dir=folder)
-            fcntl.flock(fd, fcntl.LOCK_EX)       # until this task ends (or its process does)
+            fcntl.lockf(fd, fcntl.LOCK_EX)       # until this task ends (or its process does)
             self._owner = fd, owner
         path = self.env.cache_path(*key)
         _write_atomically(path + ".t", os.path.basename(self._owner[1]).encode().ljust(_OWNER_HEADER), packed)
@@ -259,21 +267,29 @@ def _unlink(path: str) -> None:
         pass
 
 
+def _owner_name(header: bytes) -> str:
+    """The owner file's name in a cached partition's header ('' for none: a committed copy's zeros)."""
+    name = header.rstrip(b" \0").decode(errors="replace")
+    return name if name.startswith("owner-") and os.sep not in name else ""
+
+
 def _owner_runs(folder: str, header: bytes) -> bool:
     """The task that published a cached partition with ``header`` (its owner file's name, in ``folder``)
     still runs: it holds the file's lock."""
-    name = header.rstrip(b" \0").decode(errors="replace")
-    if not name.startswith("owner-") or os.sep in name:
+    name = _owner_name(header)
+    if not name:
         return False
     try:
         fd = os.open(os.path.join(folder, name), os.O_RDONLY | os.O_CLOEXEC)
-    except OSError:
+    except FileNotFoundError:
         return False          # it ended (and removed it)
     try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        fcntl.lockf(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
         return False          # nobody holds it: its process is gone
-    except OSError:
-        return True
+    except OSError as exc:
+        if exc.errno in (errno.EACCES, errno.EAGAIN):
+            return True
+        raise
     finally:
         os.close(fd)
 

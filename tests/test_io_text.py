@@ -93,6 +93,13 @@ def test_numSplits_gives_at_least_that_many_splits(contexts, tmp_path):
         if rdd.getNumPartitions() < n:
             fewer[(size, n)] = rdd.getNumPartitions()
     assert not fewer, f"(file size, numSplits): partitions made = {fewer}"
+    folder = tmp_path / "ten"
+    folder.mkdir()
+    for i in range(10):                       # several files: each its share of the splits, rounded up
+        write(folder / f"{i}.txt", b"abcdefghi\n" * 11)
+    for n in (1, 9, 10, 11, 25):
+        rdd = ctx.textFile(str(folder), numSplits=n)
+        assert n <= rdd.getNumPartitions() <= n + 10 and rdd.count() == 110, (n, rdd.getNumPartitions())
 
 
 def make_folder(tmp_path):

@@ -666,6 +666,55 @@ def test_a_task_computing_many_cached_partitions_holds_few_files_open():
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
+@register_func
+def fork_a_helper_then_die_once(marker_dir, x):
+    """The first time: fork a helper that outlives its parent a while (as multiprocessing's fork does),
+    then die: the helper holds what the worker's descriptors held."""
+    marker = os.path.join(marker_dir, "forked-once")
+    if not os.path.exists(marker):
+        with open(marker, "w"):
+            pass
+        if os.fork() == 0:
+            time.sleep(2)
+            os._exit(0)
+        os._exit(3)
+    return x
+
+
+def test_a_cached_partition_of_a_worker_that_forked_then_died_is_computed_again(tmp_path):
+    """A forked child keeps the file locks of flock, not those of lockf: the copy a dead task published
+    must not pass for a running task's (its retry would read it and count none of its records)."""
+    from gopark import Context
+    with Context("process:2", quiet=True) as c:
+        acc = c.accumulator(0)
+        cached = c.parallelize(range(10), 1).map(partial(count_call, acc)).cache()
+        assert cached.map(partial(fork_a_helper_then_die_once, str(tmp_path))).collect() == list(range(10))
+        assert cached.count() == 10 and acc.value == 10
+
+
+@register_func
+def plus_one(x):
+    return x + 1
+
+
+def test_a_chain_of_cached_rdds_computed_in_one_task_holds_few_files_open():
+    """120 cached RDDs one on another, none computed yet: one task computes them inside one another, under a
+    limit of 100 open files (a lock each for all of them at once would exceed it)."""
+    import resource
+
+    from gopark import Context
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (100, hard))      # the workers inherit it
+    try:
+        with Context("process:2", quiet=True) as c:
+            rdd = c.parallelize(range(4), 2)
+            for _ in range(120):
+                rdd = rdd.map(plus_one).cache()
+            assert rdd.collect() == [120, 121, 122, 123]
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
 def test_persist_computes_once(ctx):
     acc = ctx.accumulator(0)
     rdd = ctx.parallelize(PAIRS, 3).map(partial(count_call, acc)).persist()

@@ -186,25 +186,23 @@ def _plan_local(paths: list[str], split_size: int | None, num_splits: int | None
     files = [f for p in paths for f in list_files(p)]
     plain = [(f, os.path.getsize(f)) for f in files if not f.endswith((".gz", ".bz2"))]
     equal = split_size is None and not num_splits      # the default: each file in equal parts
-    slop = split_size is None and bool(num_splits)       # numSplits: Hadoop's (and so Spark's) cut, below
-    if split_size is None:
-        total = sum(size for _, size in plain)
-        if num_splits:      # at least numSplits splits
-            split_size = max(1, total // num_splits)
-        else:
-            split_size = max(1, -(-total // _default_count(total, parallelism)))
+    # numSplits=n: n splits of one file, at least n of several (each its share, rounded up)
+    shares = split_size is None and bool(num_splits)
+    total = sum(size for _, size in plain)
+    if equal:
+        split_size = max(1, -(-total // _default_count(total, parallelism)))
     splits: list[dict] = []
     for f in files:
         if f.endswith(".gz") or f.endswith(".bz2"):
             splits.append({"kind": "gz" if f.endswith(".gz") else "bz2", "path": os.path.abspath(f)})
             continue
         size = os.path.getsize(f)
-        # equal parts of about split_size: a remainder under a quarter of it goes to the others
-        step = -(-size // max(1, int(size / split_size + 0.25))) if equal and size else split_size
-        starts = list(range(0, size, step))
-        if slop and len(starts) > 1 and size - starts[-1] <= step // 10:
-            starts.pop()    # a last piece of at most a tenth of a split joins the one before (SPLIT_SLOP 1.1):
-            #                 numSplits=n of one file makes n splits, not n + 1 with a sliver
+        if shares:      # numSplits: the file's share of them (rounded up), as equal as bytes allow
+            pieces = min(size, -(-num_splits * size // total)) if size else 0     # type: ignore[operator]
+            starts = [i * size // pieces for i in range(pieces)]
+        else:           # equal parts of about split_size: a remainder under a quarter of it goes to the others
+            step = -(-size // max(1, int(size / split_size + 0.25))) if equal and size else split_size
+            starts = list(range(0, size, step))
         for start, end in zip(starts, starts[1:] + [size]):
             splits.append({"kind": "file", "path": os.path.abspath(f), "start": start, "end": end})
     return splits
