@@ -334,14 +334,6 @@ class _Buckets:
         for f in self.files.values():
             f.close()
 
-    def touch_the_rest(self) -> None:
-        """An empty bucket file for each reducer that got nothing: a reader then takes a missing file for
-        a lost output (FetchFailed), never for an empty bucket (an output being removed as it is read
-        loses its files before its folder)."""
-        for r in range(self.n):
-            if r not in self.files:
-                open(os.path.join(self.folder, str(r)), "wb").close()
-
 
 def write_map_output(records: Iterable[Any], root: str, shuffle_id: int, map_id: int, attempt: int,
                      partitioner: Any, create: Callable[[Any], Any] | None,
@@ -376,7 +368,8 @@ def write_map_output(records: Iterable[Any], root: str, shuffle_id: int, map_id:
         shutil.rmtree(folder, ignore_errors=True)
         raise
     buckets.close()
-    buckets.touch_the_rest()
+    with open(os.path.join(folder, INDEX), "w") as f:     # last: which reducers have a bucket file
+        f.write(" ".join(map(str, sorted(buckets.files))))
     return folder
 
 
@@ -521,6 +514,20 @@ def _is_local(location: dict, here: str | None) -> bool:
     return url is None or (here is not None and url.startswith(here + "/"))
 
 
+INDEX = ".index"     # a map output's file that lists the reducers it wrote a bucket file for
+
+
+def sent_nothing(folder: str, reduce_id: int) -> bool:
+    """The map output in ``folder`` has no bucket for this reducer because it sent it nothing, by its
+    index; False when the index is gone too (an output being removed as it is read loses its files before
+    its folder: a missing bucket file alone does not tell an empty bucket from a lost one)."""
+    try:
+        with open(os.path.join(folder, INDEX)) as f:
+            return str(reduce_id) not in f.read().split()
+    except OSError:
+        return False
+
+
 def read_bucket(location: dict, shuffle_id: int, map_id: int, reduce_id: int) -> Iterator[list | Keys]:
     """The chunks one map output holds for one reducer; FetchFailed if it is gone."""
     folder = location["path"]
@@ -528,11 +535,13 @@ def read_bucket(location: dict, shuffle_id: int, map_id: int, reduce_id: int) ->
     if not os.path.isdir(folder):
         raise FetchFailed(shuffle_id, map_id, reduce_id, host, "map output is gone", [(map_id, folder)])
     path = os.path.join(folder, str(reduce_id))
+    if not os.path.exists(path) and sent_nothing(folder, reduce_id):
+        return iter(())      # this map sent nothing to this reducer
 
     def chunks() -> Iterator[list | Keys]:
-        try:        # a missing file: the output is being removed (every reducer has a file, maybe empty)
+        try:
             yield from read_chunks(path)
-        except OSError as exc:
+        except OSError as exc:      # (a missing file too: the output is being removed)
             raise FetchFailed(shuffle_id, map_id, reduce_id, host, str(exc), [(map_id, folder)]) from exc
 
     return chunks()

@@ -178,7 +178,7 @@ def test_chunks_of_keys_alone_read_over_http_and_locally(tmp_path, server: FileS
         path = write_map_output(range(m * 1000, (m + 1) * 1000), str(work / "shuffle"), 8, m, 0, HashPartitioner(3),
                                 None, None, 1 << 26, compress=(m == 0), ops=[("map", key_and_one)])
         locations.append({"host": "h", "path": path, "url": f"{base}/{os.path.relpath(path, work)}"})
-    chunks = [chunk for loc in locations for name in os.listdir(loc["path"])
+    chunks = [chunk for loc in locations for name in os.listdir(loc["path"]) if name.isdigit()
               for chunk in read_chunks(os.path.join(loc["path"], name))]
     assert {type(chunk) for chunk in chunks} == {Keys}
     assert {type(chunk.keys) for chunk in chunks} == ({array.array} if pair == "int keys" else {list})
@@ -197,3 +197,26 @@ def str_key_and_one(i: int) -> tuple[str, int]:
 @register_func
 def int_key_and_one(i: int) -> tuple[int, int]:
     return (i % 700 - 300, 1)
+
+
+@register_func
+def to_reducer_zero(i: int) -> tuple[int, int]:
+    return (3 * i, i)          # HashPartitioner(3): every key to reducer 0
+
+
+@pytest.mark.parametrize("where", ["over http", "locally"])
+def test_an_empty_bucket_is_empty_and_a_missing_one_lost(tmp_path, server: FileServer, where: str) -> None:
+    """A reducer a map task sent nothing has no bucket file, and the output's index says so: it reads
+    nothing. A bucket file missing from a folder still there (an output being removed) is a lost output."""
+    work = tmp_path / "work"
+    base = server.add_root("work", str(work))
+    path = write_map_output(range(30), str(work / "shuffle"), 9, 0, 0, HashPartitioner(3), None, None, 1 << 26,
+                            compress=False, ops=[("map", to_reducer_zero)])
+    here = server.url + "/work" if where == "locally" else "http://elsewhere:1/work"
+    locations = [{"host": "h", "path": path, "url": f"{base}/{os.path.relpath(path, work)}"}]
+    assert sorted(read_shuffle(9, locations, 0, here=here)) == [(3 * i, i) for i in range(30)]
+    assert list(read_shuffle(9, locations, 1, here=here)) == []
+    os.remove(os.path.join(path, "0"))
+    with pytest.raises(FetchFailed):
+        list(read_shuffle(9, locations, 0, here=here))
+    assert list(read_shuffle(9, locations, 2, here=here)) == []

@@ -114,7 +114,7 @@ def _pairs_written(tmp_path, records, ops=(), shuffle_id=0):
     """How many pairs one map task writes for ``records`` through ``ops``, combining with ``add``."""
     folder = shuffle.write_map_output(records, str(tmp_path), shuffle_id, 0, 0, HashPartitioner(3), None,
                                       operator.add, 1 << 30, False, list(ops))
-    return sum(shuffle.pairs_in(chunk) for name in os.listdir(folder)
+    return sum(shuffle.pairs_in(chunk) for name in os.listdir(folder) if name.isdigit()
                for chunk in shuffle.read_chunks(os.path.join(folder, name)))
 
 

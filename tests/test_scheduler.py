@@ -170,7 +170,7 @@ def test_a_map_output_losing_its_files_before_its_folder_is_lost_not_empty(ctx: 
     reduced = ctx.parallelize(range(60), 2).map(partial(keyed, ctx.accumulator(0))).reduceByKey(add, 2)
     expected = reduced.collectAsMap()
     buckets = sorted(glob.glob(os.path.join(ctx.work_dir, "shuffle", "shuffle-*", "[0-9]*", "*")))
-    assert len(buckets) == 4                       # a file for each (map, reducer), empty ones too
+    assert len(buckets) == 4                       # (map, reducer): 2 x 2
     os.remove(buckets[-1])
     assert reduced.collectAsMap() == expected
 
