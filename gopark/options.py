@@ -143,15 +143,16 @@ def _refuse_a_mistyped_mode(master: str, hostport: str) -> None:
     Only a host of letters alone is looked at (not ``localhost``; no dot, digit or dash: not
     ``mesos-master``, ``node1``, ``10.0.0.1``), and only a mode name (in any case) or that name with one
     slip (see :func:`_slips`) is refused. ``mesos`` itself is a usual name of the Mesos master's host (a
-    Docker Compose service): ``mesos:5050`` is one; ``mesos:N`` below port 1024, where no Mesos master
-    listens, is not. A Mesos master on a host so named is still given as ``mesos://host:port``.
+    Docker Compose service), and names near it may be hosts too: ``mesos:5050`` and ``meso:5050`` are
+    Mesos masters; ``mesos:N`` or ``meoss:N`` below port 1024, where no Mesos master listens, are not.
+    A Mesos master on a host so named is still given as ``mesos://host:port``.
     """
     host, _, port = hostport.rpartition(":")
     name, low = host.lower(), int(port) < _LOW_PORTS
     if not host.isascii() or not host.isalpha() or name == "localhost":
         return
     meant = next((mode for mode in _MODES if name == mode or name in _slips(mode)), None)
-    if meant is None or (name == "mesos" and not low):
+    if meant is None or (meant == "mesos" and not low):     # mesos:5050, meso:5050: a host that may be one
         return
     if name == "mesos":
         hint = ("'mesos' takes no :N (it reads the Mesos master from $MESOS_MASTER); "

@@ -90,11 +90,12 @@ def test_a_script_that_also_imports_itself_keeps_its_functions(tmp_path: str) ->
 
 MISTYPED = [("procss:2", "'process:2'"), ("proces:4", "'process:4'"), ("porcess:3", "'process:3'"),
             ("proccess:8", "'process:8'"), ("Process:4", "'process:4'"), ("lcoal:1", "'local'"),
-            ("locla:2", "'local'"), ("LOCAL:1", "'local'"), ("meoss:5050", "'mesos'"), ("mesos:5", "'mesos'")]
-# hosts of Mesos masters: a dot, a digit or a dash, not a mode name one slip away, or 'mesos' at a port
-# of its own; and any host given as mesos://
+            ("locla:2", "'local'"), ("LOCAL:1", "'local'"), ("meoss:50", "'mesos'"), ("mesos:5", "'mesos'")]
+# hosts of Mesos masters: a dot, a digit or a dash, not a mode name one slip away, or 'mesos' (one slip
+# away or not) at a port of 1024 or above; and any host given as mesos://
 MESOS_HOSTS = ["master:5050", "node1:5050", "mesos-master:5050", "mesos:5050", "Mesos:5050", "mesos1:5050",
                "localhost:5050", "local.example.com:5050", "10.0.0.1:5050", "focal:5050", "meson:5050",
+               "meoss:5050", "meso:5050", "mess:5050",        # near 'mesos', at a port a master may have
                "prowess:5050", "progress:5050", "mesos://procss:2", "mesos://lcoal:5050"]
 
 

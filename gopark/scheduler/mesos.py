@@ -198,8 +198,8 @@ class MesosBackend:
     # -- called by the DAG scheduler -------------------------------------------------
     def submit(self, tid: int, payload: bytes, preferred: list[str]) -> None:
         with self._lock:
-            if self._broken:
-                self._post(("lost", tid, self._broken, "driver"))
+            if self._broken or self._stopping:
+                self._post(("lost", tid, self._broken or "the Context was stopped", "driver"))
                 return
             self._pending.append((tid, payload, preferred, time.monotonic()))
             revive, self._suppressed = self._suppressed, False
