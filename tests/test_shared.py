@@ -557,6 +557,15 @@ def mod8_pair(x):
     return (x % 8, x)
 
 
+def test_outputs_lost_at_once_and_seen_one_reducer_at_a_time_are_one_loss(ctx, tmp_path):
+    """64 map outputs removed at once: the reducers running meanwhile see them go one by one, each a fetch
+    failure; they count as one loss (the job would fail after max_failures of them), and the job ends."""
+    rdd = ctx.parallelize(range(2000), 64).map(mod8_pair).reduceByKey(operator.add, 8)
+    got = rdd.map(partial(lose_map_outputs_once, ctx.work_dir, str(tmp_path))).collectAsMap()
+    assert got == {k: sum(x for x in range(2000) if x % 8 == k) for k in range(8)}
+    assert os.path.exists(tmp_path / "lost-once")
+
+
 def test_map_tasks_run_again_for_lost_outputs_count_once(ctx, tmp_path):
     """The first reducer removes every map output: the others' fetches fail, the map stage runs again;
     the result is exact and the map side's updates count once (SPEC section 6: a retried task's updates)."""

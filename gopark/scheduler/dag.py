@@ -492,7 +492,9 @@ class DAGScheduler:
             outputs[m] = None
         log.info("shuffle %d: map outputs %s lost; running those map tasks again", shuffle_id, lost)
         stage = task.stage
-        if lost:
+        # one count a round: the outputs a removal (a lost disk, executor) takes are seen one reducer at a
+        # time, while the stage already waits for those seen first to be made again
+        if lost and stage not in job.waiting:
             job.fetch_failures[stage.id] = job.fetch_failures.get(stage.id, 0) + 1
         if job.fetch_failures.get(stage.id, 0) > self.max_failures:
             job.error = job_error(f"stage {stage.id} ({stage.name}) lost its map outputs "
