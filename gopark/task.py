@@ -91,29 +91,26 @@ class TaskContext:
         """A cached RDD's partition: from this worker's memory, the shared disk copy, or computed once now."""
         env, key = self.env, (rdd.id, split)
         packed = env.cache.get(key) or self.computed.get(key)
+        lock = None
         if packed is None and env.cache_on_disk:
             packed = self._shared(key)
-            if packed is None:
-                # nested cached RDDs (a chain of them uncomputed) hold one lock each: a bounded number
-                lock = self._lock(key) if self._locks_held < _MAX_LOCKS else None
-                self._locks_held += lock is not None
-                try:
-                    packed = self._shared(key, clean=lock is not None)   # published while this one waited
-                    if packed is None:
-                        data = list(rdd.compute(split, self))
-                        self.computed[key] = packed = serialize.packb(data, "cache")
-                        if lock is not None:
-                            self._publish(key, packed)
-                        return iter(data)
-                finally:
-                    if lock is not None:
-                        os.close(lock)
-                        self._locks_held -= 1
-        if packed is not None:
-            return iter(serialize.unpackb(packed))
-        data = list(rdd.compute(split, self))
-        self.computed[key] = serialize.packb(data, "cache")
-        return iter(data)
+            # nested cached RDDs (a chain of them uncomputed) hold one lock each: a bounded number
+            if packed is None and self._locks_held < _MAX_LOCKS and (lock := self._lock(key)) is not None:
+                self._locks_held += 1
+        try:
+            if lock is not None:
+                packed = self._shared(key, clean=True)      # published while this one waited
+            if packed is not None:
+                return iter(serialize.unpackb(packed))
+            data = list(rdd.compute(split, self))
+            self.computed[key] = packed = serialize.packb(data, "cache")
+            if lock is not None:
+                self._publish(key, packed)
+            return iter(data)
+        finally:
+            if lock is not None:
+                os.close(lock)
+                self._locks_held -= 1
 
     def _shared(self, key: tuple[int, int], clean: bool = False) -> bytes | None:
         """The disk copy of a cached partition: committed, or published by a task that still runs
