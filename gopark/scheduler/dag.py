@@ -366,12 +366,13 @@ class DAGScheduler:
             return  # a partition already done by another attempt
         for rdd_id, split in result["cached"]:
             self.cache_locs[(rdd_id, split)] = worker
-        if stage.dep is None or self._counted_maps.setdefault(stage.dep.shuffle_id, set()).isdisjoint([task.split]):
+        # a map task run again because its output was lost made the same updates: they count once
+        counted = self._counted_maps.setdefault(stage.dep.shuffle_id, set()) if stage.dep is not None else None
+        if counted is None or task.split not in counted:
             self._merge_accumulators(result["acc"])
         job.pending[stage.id].discard(task.split)
-        if stage.dep is not None:
-            # a map task run again because its output was lost made the same updates: they count once
-            self._counted_maps[stage.dep.shuffle_id].add(task.split)
+        if counted is not None:
+            counted.add(task.split)
             self.shuffle_outputs[stage.dep.shuffle_id][task.split] = serialize.unpackb(result["v"])
         else:
             value = result["v"]
