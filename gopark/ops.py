@@ -226,10 +226,13 @@ def pipe_lines(argv: list[str], env: dict[str, str] | None, check: bool, quiet: 
     everything (``head``) ends the writing, not the task.
     """
     # a process group of its own: what the command starts ends with it when the task is stopped; and it
-    # dies with this process when that is killed outright (SIGKILL, the OOM killer), which ends no task
+    # dies with this process when that is killed outright (SIGKILL, the OOM killer), which ends no task.
+    # (The kernel's signal comes when the *thread* that started the command ends: none does before its
+    # task ends, and by then this has waited for its command. SIGKILL: a command may ignore SIGTERM, and
+    # nobody is left to follow up. Only the command gets it: what it starts sees its pipes end.)
     proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                             stderr=subprocess.DEVNULL if quiet else None, env={**command_environment(), **(env or {})},
-                            process_group=0, preexec_fn=_dying_with_this_thread())
+                            process_group=0, preexec_fn=parent_death_signal(os.getpid()))
     try:
         stdin, stdout = proc.stdin.fileno(), proc.stdout.fileno()    # type: ignore[union-attr]
         os.set_blocking(stdin, False)
@@ -279,27 +282,18 @@ def pipe_lines(argv: list[str], env: dict[str, str] | None, check: bool, quiet: 
 _END = object()
 
 _PR_SET_PDEATHSIG = 1
-_prctl: Any = None      # libc's prctl, looked up at the first pipe rather than at every app's import
+_prctl: Any = None      # libc's prctl, looked up when first needed rather than at every app's import
 
 
-def _dying_with_this_thread() -> Callable[[], None] | None:
-    """The ``preexec_fn`` of a piped command: the kernel sends it SIGKILL when the thread starting it ends,
-    which is when its process ends, however it ends (None where there is no ``prctl``: not Linux).
+def parent_death_signal(parent: int | None) -> Callable[[], None] | None:
+    """What a process calls to be sent SIGKILL when its parent ends, however it ends (also a worker, which
+    goes with its driver): it asks the kernel (PR_SET_PDEATHSIG), then exits at once if its parent is no
+    longer ``parent`` (when given: it ended before the kernel was asked, nobody is left to tell). None where there is
+    no ``prctl`` (not Linux).
 
-    The thread, not the process: a command would die with the thread that started it even if its process
-    lived on. None does before its task ends: a task runs, commands and all, in one thread (in local mode
-    the app's thread that runs the job, which may be any of its threads; in a worker its main thread),
-    and by the end of the task ``pipe_lines`` has ended or been closed, and has waited for its command.
-
-    SIGKILL, not SIGTERM: a command may ignore SIGTERM, and nobody is left to follow up with SIGKILL (as
-    a task that is stopped kills its command's group, and a worker dies with its driver, with SIGKILL).
-    Only the command is reached: what it started itself sees its pipes end (EOF, SIGPIPE), no signal.
-
-    ``preexec_fn`` (run in the child between fork and exec) because nothing else sets this: subprocess
-    has no argument for it, and no program that would set it before exec'ing the command is sure to be
-    on a node. What makes ``preexec_fn`` unsafe with threads is code in the child that needs a lock
-    another thread held at the fork (an import's, logging's...): this one makes one ctypes
-    call, bound here beforehand, and reads its parent's pid.
+    libc's ``prctl`` is looked up here, beforehand: a piped command calls the function as its
+    ``preexec_fn``, between fork and exec, where nothing may need a lock another thread held at the fork
+    (an import's, the dynamic loader's, logging's...); it makes one ctypes call and reads its parent's pid.
     """
     global _prctl
     prctl = _prctl
@@ -314,11 +308,11 @@ def _dying_with_this_thread() -> Callable[[], None] | None:
         _prctl = prctl          # (another thread may do the same meanwhile: as well)
     if not prctl:
         return None
-    sig, parent = int(signal.SIGKILL), os.getpid()
+    sig = int(signal.SIGKILL)
 
     def die_with_parent() -> None:
         prctl(_PR_SET_PDEATHSIG, sig, 0, 0, 0)
-        if os.getppid() != parent:      # it died before the kernel was asked: nobody is left to tell
+        if parent is not None and os.getppid() != parent:
             os._exit(1)
 
     return die_with_parent

@@ -11,7 +11,6 @@ under their own names (the main script never as ``__main__``).
 """
 from __future__ import annotations
 
-import ctypes
 import os
 import signal
 import sys
@@ -19,20 +18,19 @@ import sys
 import zmq
 
 from gopark.errors import Terminated
+from gopark.ops import parent_death_signal
 from gopark.registry import driver_argv
 from gopark.task import WorkerEnv, run_task
 
-_PR_SET_PDEATHSIG = 1
-
 
 def die_with_parent(expected_parent: int | None = None) -> None:
-    """Ask the kernel to SIGKILL this process when its parent goes, however it goes."""
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    except (OSError, AttributeError):
-        pass
-    if expected_parent is not None and os.getppid() != expected_parent:
-        os._exit(1)  # the parent died before we could ask
+    """Ask the kernel to SIGKILL this process when its parent goes, however it goes; exit at once if the
+    parent is no longer ``expected_parent`` (it died before we could ask)."""
+    ask = parent_death_signal(expected_parent)
+    if ask is not None:
+        ask()
+    elif expected_parent is not None and os.getppid() != expected_parent:
+        os._exit(1)
 
 
 def serve(endpoint: str, token: str, worker_id: str, env: WorkerEnv) -> None:
