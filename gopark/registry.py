@@ -447,6 +447,8 @@ def decode_func(ref: list) -> Callable[..., Any]:
 
 
 _TAGS = {"r", "p", "b", "o", "m", "ig", "ag", "mc"}
+#: the names of gopark's own registered functions start with this (``gopark.with_none``...)
+OWN_PREFIX = "gopark."
 
 
 _CO_VARKEYWORDS = 0x08    # inspect.CO_VARKEYWORDS, without importing inspect in every worker

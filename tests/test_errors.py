@@ -169,6 +169,21 @@ def test_counting_actions_refuse_records_they_cannot_count(ctx):
     assert ctx.parallelize([("a", 1), ("b", 2), ("a", 3)], 2).map(ident).countByKey() == {"a": 2, "b": 1}
 
 
+def test_distinct_of_unhashable_records_blames_no_function(ctx):
+    """distinct, subtract and intersection key the records by gopark's own function: an unhashable record
+    is the operation's TypeError, named by the stage, with no function blamed (gopark's or the app's)."""
+    for make, what in ((lambda r: r.distinct(), "distinct"),
+                       (lambda r: r.subtract(ctx.parallelize([[1]], 1)), "subtract"),
+                       (lambda r: r.intersection(ctx.parallelize([[1]], 1)), "intersection")):
+        with pytest.raises(JobError) as info:
+            make(ctx.parallelize([[1], [2], [1]], 2).map(ident)).collect()
+        err = info.value
+        assert err.remote_type == "TypeError" and "unhashable type: 'list'" in err.remote_message
+        assert err.func_name is None, what
+        first = str(err).splitlines()[0]
+        assert "gopark." not in first and "(in " not in first, first
+
+
 def test_task_that_raises_an_exception_of_the_app(ctx):
     with pytest.raises(JobError) as info:
         ctx.parallelize([7], 1).map(raises_app_error).collect()

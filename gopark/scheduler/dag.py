@@ -513,10 +513,8 @@ def _stopped_error() -> JobError:
 
 
 def _stage_func(stage: Stage, action: list) -> str | None:
-    """The function a failing stage applies last, when no frame of a registered one was seen."""
-    if stage.dep is None:
-        for part in reversed(action):
-            label = registry.func_label(part)
-            if label:
-                return label
-    return registry.func_label(getattr(stage.rdd, "f_ref", None))
+    """The app's function a failing stage applies last, when no frame of a registered one was seen; None
+    when that is one of gopark's own (``distinct`` keys its records by one: the stage's name tells)."""
+    labels = [registry.func_label(part) for part in reversed(action)] if stage.dep is None else []
+    label = next(filter(None, labels), None) or registry.func_label(getattr(stage.rdd, "f_ref", None))
+    return None if label is None or label.startswith(registry.OWN_PREFIX) else label
