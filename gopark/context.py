@@ -106,7 +106,7 @@ class Context:
             self._checkpoints_due: set[int] = set()      # the ids of RDDs checkpoint() marked, not saved yet
             self._stopped = False
             self.scheduler = DAGScheduler(self.options.max_failures, Progress(not self.options.quiet),
-                                          self._broadcasts, self.work_dir)
+                                          self._broadcasts)
             self.backend = self._make_backend(int(self.options.mem * (1 << 20)))
             self.scheduler.backend = self.backend
             # the same on one machine in every mode (so partitions, and collect order, match), but at least

@@ -517,6 +517,15 @@ def _is_local(location: dict, here: str | None) -> bool:
 INDEX = ".index"     # a map output's file that lists the reducers it wrote a bucket file for
 
 
+def remove_outputs(paths: Iterable[str], work_dir: str) -> None:
+    """Remove the map output folders ``paths`` (of shuffles no longer wanted) that lie in ``work_dir``'s
+    shuffle folder; any other path is left alone (it is not this process's to remove)."""
+    root = os.path.join(os.path.realpath(work_dir), "shuffle") + os.sep
+    for path in paths:
+        if isinstance(path, str) and os.path.realpath(path).startswith(root):
+            shutil.rmtree(path, ignore_errors=True)
+
+
 def sent_nothing(folder: str, reduce_id: int) -> bool:
     """The map output in ``folder`` has no bucket for this reducer because it sent it nothing, by its
     index; False when the index is gone too (an output being removed as it is read loses its files before

@@ -34,7 +34,7 @@ import threading
 import time
 from typing import Any
 
-from gopark import binary
+from gopark import binary, shuffle
 from gopark.scheduler.mesos import INLINE_RESULT
 
 log = logging.getLogger("gopark.executor")
@@ -118,7 +118,14 @@ class GoparkExecutor:
         self._update(known or task_id, "TASK_KILLED")
 
     def frameworkMessage(self, driver: Any, message: str) -> None:  # noqa: N802
-        """The driver sends none."""
+        """``{"drop_outputs": [path, ...]}``: map outputs of shuffles the driver no longer wants."""
+        try:
+            paths = json.loads(base64.b64decode(message)).get("drop_outputs") or []
+        except (ValueError, TypeError, AttributeError):
+            log.warning("ignored a framework message that is not gopark's: %.80r", message)
+            return
+        if self.work_dir is not None and isinstance(paths, list):
+            shuffle.remove_outputs(paths, self.work_dir)
 
     def error(self, driver: Any, message: str) -> None:
         log.error("agent: %s", message)

@@ -222,6 +222,37 @@ def test_a_lost_agent_loses_only_work_that_is_recomputed(app: str, cluster: Meso
     next_run_cleans_up(app, tmp_env)
 
 
+def test_map_outputs_of_shuffles_the_app_let_go_leave_the_executors(app: str, cluster: MesosCluster,
+                                                                     tmp_env: dict[str, str], tmp_path) -> None:
+    """Spark's ContextCleaner on a cluster: the driver asks the executors (a framework message) to remove
+    the map outputs of shuffles whose RDD the app no longer holds; a shuffle still held keeps its outputs
+    and is not computed again."""
+    def shuffles() -> set[str]:
+        return {os.path.basename(os.path.dirname(p)) for a in cluster.agents for p in glob.glob(
+            os.path.join(a.sandbox_root, "**", "gopark-executor-*", "shuffle", "shuffle-*", "*"), recursive=True)}
+
+    go = str(tmp_path / "go")
+    proc = subprocess.Popen([app, "drops", go, "-m", cluster.master, "--mem", "256", "-q"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=tmp_env)
+    out, left = [], None
+    try:
+        for line in proc.stdout:
+            out.append(line)
+            if line.startswith("READY"):
+                cluster.wait_for(lambda: shuffles() == {"shuffle-0"}, timeout=15)
+                left = shuffles()
+                open(go, "w").close()
+        err = proc.stderr.read()
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, err
+    assert "".join(out) == "KEPT 100\nROUND 0 100\nROUND 1 100\nROUND 2 100\nNEXT 2\nREADY\nKEPT 100\n"
+    assert left == {"shuffle-0"}       # the kept shuffle's outputs are still on the executors, no other
+
+
 def next_run_cleans_up(app: str, env: dict[str, str]) -> None:
     """A SIGKILLed onefile executor leaves its unpacked folder; the next run of the binary removes it."""
     assert len(glob.glob(os.path.join(env["TMPDIR"], "_MEI*"))) <= 1

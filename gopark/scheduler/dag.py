@@ -44,9 +44,7 @@ import collections
 import dataclasses
 import itertools
 import logging
-import os
 import queue
-import shutil
 import threading
 import traceback
 import weakref
@@ -72,6 +70,9 @@ class Backend(Protocol):
     def cancel(self, tids: list[int]) -> None: ...
 
     def stop(self) -> None: ...
+
+    def drop_outputs(self, locations: list[dict]) -> None:
+        """These map outputs are no longer wanted (their shuffle's RDD is gone): remove their files."""
 
 
 @dataclasses.dataclass(eq=False)
@@ -120,12 +121,8 @@ class Job:
 class DAGScheduler:
     """Plans a job's stages and drives them to the end through a backend."""
 
-    def __init__(self, max_failures: int, progress: Progress, broadcasts: shared.BroadcastBook | None = None,
-                 outputs_root: str | None = None) -> None:
-        """``outputs_root``: the folder under which map outputs are this machine's files (local and process
-        mode), removed when their shuffle is no longer wanted."""
+    def __init__(self, max_failures: int, progress: Progress, broadcasts: shared.BroadcastBook | None = None) -> None:
         self.events: queue.Queue = queue.Queue()
-        self.outputs_root = outputs_root
         self.unwanted: collections.deque[int] = collections.deque()
         self._watched: set[int] = set()
         self.broadcasts = broadcasts       # the Context's live ones, that each task carries
@@ -244,18 +241,18 @@ class DAGScheduler:
 
     def _forget_unwanted(self) -> None:
         """Mutates: shuffle_stages, shuffle_outputs, unwanted. Drop the shuffles whose RDD is gone, and
-        their map outputs' files on this machine. Dropping a stage may free the RDD of a shuffle under
-        it, whose id its finalizer appends at once: the loop takes it too."""
+        have the backend remove their map outputs' files. Dropping a stage may free the RDD of a shuffle
+        under it, whose id its finalizer appends at once: the loop takes it too."""
+        dropped: list[dict] = []
         while self.unwanted:
             shuffle_id = self.unwanted.popleft()
             self._watched.discard(shuffle_id)
             self.shuffle_stages.pop(shuffle_id, None)
             self._counted_maps.pop(shuffle_id, None)
-            for location in self.shuffle_outputs.pop(shuffle_id, None) or []:
-                path = location and location.get("path")
-                if path and self.outputs_root and path.startswith(self.outputs_root + os.sep):
-                    shutil.rmtree(path, ignore_errors=True)
+            dropped += filter(None, self.shuffle_outputs.pop(shuffle_id, None) or [])
             log.debug("shuffle %d dropped: the RDD that made it is gone", shuffle_id)
+        if dropped and self.backend is not None:
+            self.backend.drop_outputs(dropped)
 
     def _drain(self) -> None:
         """Events that came between jobs (a lost executor's outputs), before planning the next."""

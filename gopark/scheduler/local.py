@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from gopark import shuffle
 from gopark.task import WorkerEnv, run_task
 
 
@@ -24,6 +25,9 @@ class LocalBackend:
 
     def cancel(self, tids: list[int]) -> None:
         """Nothing to do: a local task has ended before the scheduler hears of it."""
+
+    def drop_outputs(self, locations: list[dict]) -> None:
+        shuffle.remove_outputs([loc["path"] for loc in locations], self.env.work_dir)
 
     def stop(self) -> None:
         self.env.cache.clear()

@@ -217,6 +217,17 @@ class MesosBackend:
         for tid in running:
             self._driver.killTask({"value": str(tid)})
 
+    def drop_outputs(self, locations: list[dict]) -> None:
+        """Ask each executor that serves some of these map outputs to remove them (a framework message)."""
+        with self._lock:
+            served = [(agent_id, a.executor_info["executor_id"], a.files_url + "/")
+                      for agent_id, a in self._agents.items() if a.files_url and not self._stopping]
+        for agent_id, executor_id, prefix in served:
+            paths = [loc["path"] for loc in locations if loc.get("url", "").startswith(prefix)]
+            if paths:
+                message = base64.b64encode(json.dumps({"drop_outputs": paths}).encode()).decode()
+                self._driver.sendFrameworkMessage(executor_id, {"value": agent_id}, message)
+
     def stop(self) -> None:
         """Tear the framework down (the master ends its executors), stop serving files."""
         if self._stopping:

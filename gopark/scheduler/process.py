@@ -37,7 +37,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from gopark import registry
+from gopark import registry, shuffle
 
 if TYPE_CHECKING:
     import zmq
@@ -189,6 +189,10 @@ class ProcessBackend:
                 return
             self._cancelled.update(tids)
             os.eventfd_write(self._wake, 1)
+
+    def drop_outputs(self, locations: list[dict]) -> None:
+        """The workers wrote their map outputs into this pool's work folder: remove them from there."""
+        shuffle.remove_outputs([loc["path"] for loc in locations], self._work_dir)
 
     def stop(self) -> None:
         """End every worker and the I/O thread; safe to call twice, and from any thread (a job another

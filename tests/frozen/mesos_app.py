@@ -6,7 +6,8 @@ Jobs print one line a result, so a test compares them with the same job in
 local mode: ``wordcount FILE``, ``shared`` (broadcast, accumulators, cache),
 ``big`` (a result larger than a status update carries), ``where`` (which
 processes ran tasks), ``fail`` (a task that always raises), ``rounds N``
-(N shuffles in a row, slow enough to lose an executor in the middle).
+(N shuffles in a row, slow enough to lose an executor in the middle), ``drops FILE``
+(shuffles of RDDs let go, then waits for FILE).
 """
 import argparse
 import os
@@ -105,6 +106,18 @@ def main():
             ctx.parallelize(range(4), 2).map(boom).collect()
         elif args.job == "failinline":
             ctx.parallelize([1, 0], 2).map(inverse).collect()
+        elif args.job == "drops":       # arg: a file to wait for once the dropped shuffles should be gone
+            base = ctx.parallelize(range(100), 4)
+            kept = base.map(one).reduceByKey(add, 2)
+            print("KEPT", kept.count(), flush=True)
+            for i in range(3):       # each round's RDD is let go as soon as its job ends
+                print("ROUND", i, base.map(one).reduceByKey(add, 3).count(), flush=True)
+            print("NEXT", ctx.parallelize(range(2), 2).count())
+            print("READY", flush=True)
+            deadline = time.monotonic() + 60
+            while not os.path.exists(args.arg) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            print("KEPT", kept.count())
         elif args.job == "rounds":
             rdd = ctx.parallelize(range(200), 4)
             for i in range(int(args.arg)):
