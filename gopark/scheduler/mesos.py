@@ -29,6 +29,10 @@ or behind a one-shot URL of the executor's file server when large);
 ``("lost", tid, reason, agent_id)`` for every other final state;
 ``("worker_lost", agent_id, files_url)`` when an executor or its agent is
 lost, so the map outputs and cached partitions it held are computed again.
+
+The other way, ``drop_outputs`` sends each executor a framework message
+(``{"drop_outputs": [path, ...]}``) naming its map outputs of shuffles the
+app let go, which it removes from its work folder.
 """
 from __future__ import annotations
 
