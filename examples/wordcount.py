@@ -6,11 +6,13 @@ Prints the number of distinct words and the most frequent ones.
 """
 import argparse
 import os
+import sys
 from functools import partial
 
 from gopark import Context, register_func
 
-HERE = os.path.dirname(os.path.abspath(__file__))
+# the sample's folder: next to this file, or, built with `gopark build`, next to the binary
+HERE = os.path.dirname(os.path.abspath(sys.executable if getattr(sys, "frozen", False) else __file__))
 
 
 @register_func

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import glob
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -208,6 +209,18 @@ def test_frozen_word_count_matches_unfrozen(builds: dict[str, str], tmpdir_env: 
     assert unfrozen.returncode == 0 and frozen.returncode == 0, frozen.stderr
     assert frozen.stdout == unfrozen.stdout
     assert len(frozen.stdout.splitlines()) == 11
+
+
+def test_frozen_word_count_finds_its_sample_next_to_the_binary(builds: dict[str, str],
+                                                                tmpdir_env: dict[str, str]) -> None:
+    """The example's default input is data/words.txt beside the script, or frozen, beside the binary (not in
+    the folder the binary unpacks to)."""
+    shutil.copytree(os.path.dirname(SAMPLE), os.path.join(os.path.dirname(builds["wordcount"]), "data"),
+                    dirs_exist_ok=True)
+    unfrozen = run([sys.executable, WORDCOUNT, "-m", "local", "-q"])
+    frozen = run([builds["wordcount"], "-m", "process:2", "-q"], env=tmpdir_env)
+    assert unfrozen.returncode == 0 and frozen.returncode == 0, frozen.stderr
+    assert frozen.stdout == unfrozen.stdout and frozen.stdout.startswith("22\n")
 
 
 def test_frozen_workers_run_small_functions_inline(builds: dict[str, str], tmpdir_env: dict[str, str]) -> None:
