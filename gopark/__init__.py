@@ -1,13 +1,24 @@
 """gopark: Spark's RDD model in plain Python, where code never travels and plans do.
 
-The public names of SPEC.md, nothing else.
+The public names of SPEC.md, and the error types an app may catch (all are GoparkError).
 """
 from gopark.context import Context
-from gopark.errors import ConfigError, FetchFailed, JobError, SerializationError
+from gopark.errors import (
+           ConfigError,
+           FetchFailed,
+           GoparkError,
+           InputNotFound,
+           InputUnavailable,
+           JobError,
+           OutputExists,
+           OutputNotWritable,
+           SerializationError,
+)
 from gopark.rdd import RDD
 from gopark.registry import register_func
 from gopark.shared import Accumulator, Broadcast, accumulator
 
 __all__ = ["Context", "RDD", "register_func", "accumulator", "Accumulator", "Broadcast",
-           "JobError", "SerializationError", "FetchFailed", "ConfigError"]
+           "GoparkError", "JobError", "SerializationError", "FetchFailed", "ConfigError",
+           "InputNotFound", "InputUnavailable", "OutputExists", "OutputNotWritable"]
 __version__ = "0.1.0"

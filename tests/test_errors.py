@@ -599,3 +599,19 @@ def test_sigterm_while_a_context_starts_leaves_nothing(tmp_path):
     assert len(workers) == 2
     assert wait_until(lambda: not any(alive(p) for p in workers), timeout=30)
     assert not [n for n in os.listdir(tmp_path) if n.startswith("gopark-")], os.listdir(tmp_path)
+
+
+def test_every_error_kind_is_importable_from_gopark_and_is_a_goparkerror(ctx, tmp_path):
+    """An app catches gopark's errors by the names `gopark` exports, one base for all, each also the builtin
+    kind it is (a missing input is a FileNotFoundError)."""
+    import gopark
+    kinds = ["JobError", "SerializationError", "FetchFailed", "ConfigError", "InputNotFound", "InputUnavailable",
+             "OutputExists", "OutputNotWritable"]
+    assert all(issubclass(getattr(gopark, k), gopark.GoparkError) for k in kinds)
+    with pytest.raises(gopark.InputNotFound) as missing:
+        ctx.textFile(str(tmp_path / "nowhere.txt"))
+    assert isinstance(missing.value, FileNotFoundError)
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "x").write_text("")
+    with pytest.raises(gopark.OutputExists):
+        ctx.parallelize([1], 1).saveAsTextFile(str(tmp_path / "out"))

@@ -147,3 +147,13 @@ def test_a_mesos_master_on_the_command_line_is_still_one(tmp_path) -> None:
     assert result.stderr.startswith("gopark: error: -m mesos runs a frozen app: build it first"), result.stderr
     result = run_wc_app(str(tmp_path / "words.txt"), "-m", "local", "-q", cwd=str(tmp_path))
     assert result.returncode == 0 and "distinct 2" in result.stdout, result.stderr
+
+
+def test_python_m_gopark_is_the_gopark_command() -> None:
+    """``python -m gopark options`` (and ``--version``) work where the ``gopark`` script is not on PATH."""
+    shown = subprocess.run([sys.executable, "-m", "gopark", "options"], capture_output=True, text=True, timeout=60)
+    assert shown.returncode == 0, shown.stderr
+    for option in ("--master", "--parallel", "--cpus", "--mem", "--max-failures", "--compress", "--conf", "--quiet"):
+        assert option in shown.stdout, option
+    version = subprocess.run([sys.executable, "-m", "gopark", "--version"], capture_output=True, text=True, timeout=60)
+    assert version.returncode == 0 and version.stdout.startswith("gopark "), version
