@@ -191,6 +191,7 @@ class RDD:
         return {}
 
     def compute(self, split: int, task: Any) -> Iterator[Any]:
+        """The records of partition ``split`` (each RDD kind's own; ``task`` is the running TaskContext)."""
         raise NotImplementedError(self.kind)
 
     def iterator(self, split: int, task: Any) -> Iterator[Any]:

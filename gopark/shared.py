@@ -67,6 +67,8 @@ class Broadcast:
 
     @property
     def value(self) -> Any:
+        """The broadcast value: in a task, the worker's copy (fetched once, then kept); ValueError once
+        destroyed."""
         if self.destroyed:
             raise ValueError(f"{self!r} was destroyed: its value is gone")
         if self._value is _MISSING:
@@ -269,6 +271,8 @@ class Accumulator:
                                "driver, after an action")
 
     def add(self, x: Any) -> None:
+        """Merge ``x`` into the value (``merge``, ``+`` by default): in a task, into that task's updates,
+        which count once when the task succeeds; in the driver, at once."""
         table = getattr(_task_local, "updates", None)
         if table is None:
             self._value = self._merge(self._value, x)
