@@ -211,7 +211,18 @@ class Context:
                  minPartitions: int | None = None) -> RDD:  # noqa: N803
         """The lines of a file, a folder's files or a glob (``.gz``/``.bz2`` decompressed; ``mfs://``), or of
         several (a list, or Spark's comma-separated string), in splits of at most ``splitSize`` bytes, at
-        least ``numSplits`` of them (``minPartitions``: Spark's name)."""
+        least ``numSplits`` of them (``minPartitions``: Spark's name).
+
+        >>> import os, shutil, tempfile
+        >>> folder = tempfile.mkdtemp()
+        >>> with open(os.path.join(folder, "a.txt"), "w") as f:
+        ...     _ = f.write("one two\\nthree\\n")
+        >>> ctx.textFile(os.path.join(folder, "a.txt")).collect()
+        ['one two', 'three']
+        >>> ctx.textFile(folder, numSplits=2).getNumPartitions()
+        2
+        >>> shutil.rmtree(folder)
+        """
         self._check_running()
         from gopark.io import text
         if minPartitions is not None:
@@ -246,7 +257,11 @@ class Context:
         return self.parallelize(files, n).map(functools.partial(ops.whole_file, decompress, unicode))
 
     def union(self, rdds: list[RDD]) -> RDD:
-        """The records of all ``rdds`` (none: an empty RDD)."""
+        """The records of all ``rdds`` (none: an empty RDD).
+
+        >>> ctx.union([ctx.parallelize([1, 2]), ctx.parallelize([3])]).collect()
+        [1, 2, 3]
+        """
         self._check_running()
         if isinstance(rdds, RDD):
             rdds = [rdds]
@@ -269,12 +284,26 @@ class Context:
         return ParallelCollection(self, [])
 
     def broadcast(self, value: Any) -> shared.Broadcast:
-        """A read-only value every task can read as ``b.value`` (pass ``b`` through ``partial``)."""
+        """A read-only value every task can read as ``b.value`` (pass ``b`` through ``partial``).
+
+        >>> b = ctx.broadcast({"a": 1})
+        >>> b.value
+        {'a': 1}
+        """
         self._check_running()
         return shared.new_broadcast(value, self.work_dir, getattr(self.backend, "files_url", None), self._broadcasts)
 
     def accumulator(self, init: Any = 0, merge: Callable[[Any, Any], Any] | None = None) -> shared.Accumulator:
-        """A value tasks ``add`` to and the driver reads (``merge`` default ``+``)."""
+        """A value tasks ``add`` to and the driver reads (``merge`` default ``+``).
+
+        >>> acc = ctx.accumulator(0)
+        >>> acc.add(2)
+        >>> acc.add(3)
+        >>> acc.value
+        5
+        >>> ctx.accumulator([], operator.add).value
+        []
+        """
         acc = shared.new_accumulator(init, merge)
         self._accumulators.append(acc)
         return acc

@@ -271,7 +271,11 @@ class RDD:
         return "\n".join(lines)
 
     def getNumPartitions(self) -> int:
-        """The number of partitions."""
+        """The number of partitions.
+
+        >>> ctx.parallelize(range(10), 3).getNumPartitions()
+        3
+        """
         return self.num_partitions
 
     def __repr__(self) -> str:
@@ -437,6 +441,10 @@ class RDD:
         """A random sample: each record kept with probability ``fraction`` (or drawn Poisson times).
 
         ``seed=None``: a random one, drawn now (the RDD is the same sample each time it is computed).
+
+        >>> s = ctx.parallelize(range(1000), 4).sample(0.1, seed=7)
+        >>> s.collect() == s.collect() and 50 < s.count() < 150
+        True
         """
         if ((isinstance(fraction, bool) or (type(fraction) is int and fraction in (0, 1)))
                 and isinstance(withReplacement, (int, float)) and not isinstance(withReplacement, bool)):
@@ -546,7 +554,11 @@ class RDD:
         return self
 
     def persist(self, *_level: Any) -> RDD:
-        """Same as :meth:`cache`."""
+        """Same as :meth:`cache`.
+
+        >>> ctx.parallelize([1, 2]).persist().map(str).collect()
+        ['1', '2']
+        """
         return self.cache()
 
     def unpersist(self) -> RDD:
@@ -1235,7 +1247,12 @@ class RDD:
         return not self.take(1)
 
     def foreach(self, f: Callable[[Any], Any]) -> None:
-        """Call ``f`` on each record, where the record is."""
+        """Call ``f`` on each record, where the record is (here, local mode: in the driver).
+
+        >>> ctx.parallelize([1, 2], 1).foreach(print)
+        1
+        2
+        """
         self.ctx.runJob(self, ["foreach", self._f(f, "foreach")])
 
     def foreachPartition(self, f: Callable[[Iterator[Any]], Any]) -> None:
@@ -1266,6 +1283,14 @@ class RDD:
         is the same.
 
         A job that fails leaves the folder empty (no part file of the partitions that were written).
+
+        >>> import os, shutil, tempfile
+        >>> out = os.path.join(tempfile.mkdtemp(), "out")
+        >>> [os.path.basename(p) for p in ctx.parallelize(["a", b"b", 3], 2).saveAsTextFile(out)]
+        ['part-00000', 'part-00001']
+        >>> sorted(os.listdir(out)), ctx.textFile(out).collect()
+        (['_SUCCESS', 'part-00000', 'part-00001'], ['a', 'b', '3'])
+        >>> shutil.rmtree(os.path.dirname(out))
         """
         from gopark.io import text
         if compressionCodecClass is not None:
