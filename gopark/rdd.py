@@ -562,7 +562,7 @@ class RDD:
         return self.cache()
 
     def unpersist(self) -> RDD:
-        """Stop caching (cached partitions are dropped when the Context stops)."""
+        """Stop caching: the cached partitions are dropped before the next job."""
         self.is_cached = False
         return self
 

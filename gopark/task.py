@@ -52,6 +52,28 @@ class WorkerEnv:
     def cache_path(self, rdd_id: int, split: int) -> str:
         return os.path.join(self.work_dir, "cache", f"{rdd_id}-{split}")
 
+    def keep_cached(self, rdd_ids: list[int] | None) -> None:
+        """Drop this process's copies of cached partitions of RDDs not in ``rdd_ids`` (the driver's live
+        cached RDDs, which a task carries; None: keep all)."""
+        if rdd_ids is not None and self.cache:
+            live = set(rdd_ids)
+            for key in [k for k in self.cache if k[0] not in live]:
+                del self.cache[key]
+
+
+def remove_cached(rdd_ids: list[int], work_dir: str) -> None:
+    """Remove the files of these RDDs' cached partitions (committed, published, their locks) from
+    ``work_dir``; no task is running then."""
+    folder = os.path.join(work_dir, "cache")
+    try:
+        names = os.listdir(folder)
+    except FileNotFoundError:
+        return
+    gone = {str(i) for i in rdd_ids}
+    for name in names:
+        if name.partition("-")[0] in gone:
+            _unlink(os.path.join(folder, name))
+
 
 _OWNER_HEADER = 64     # bytes before a cached partition's data in its file: the name of the task's owner file
 _MAX_LOCKS = 64        # cached partitions a task computes at once, one inside another, under their lock
@@ -321,6 +343,7 @@ def _printable(text: str) -> str:
 def run_task(payload: bytes, env: WorkerEnv) -> bytes:
     """Run one packed task; the packed result (never raises for the task's own errors)."""
     task = serialize.unpackb(payload)
+    env.keep_cached(task.get("live_cached"))
     tc = TaskContext(env)
     with registry.running_task(), shared.task_updates() as updates, shared.task_broadcasts(task.get("broadcasts")):
         try:

@@ -36,6 +36,7 @@ from typing import Any
 
 from gopark import binary, shuffle
 from gopark.scheduler.mesos import INLINE_RESULT
+from gopark.task import remove_cached
 
 log = logging.getLogger("gopark.executor")
 _SEND_RETRIES = (0.2, 0.5, 1, 2, 4, 8)   # seconds between attempts to send one status update
@@ -118,14 +119,20 @@ class GoparkExecutor:
         self._update(known or task_id, "TASK_KILLED")
 
     def frameworkMessage(self, driver: Any, message: str) -> None:  # noqa: N802
-        """``{"drop_outputs": [path, ...]}``: map outputs of shuffles the driver no longer wants."""
+        """What the driver no longer wants: ``{"drop_outputs": [path, ...]}``, map outputs of dropped
+        shuffles; ``{"drop_cached": [rdd_id, ...]}``, cached partitions of dropped or unpersisted RDDs."""
         try:
-            paths = json.loads(base64.b64decode(message)).get("drop_outputs") or []
+            said = json.loads(base64.b64decode(message))
+            paths, rdd_ids = said.get("drop_outputs") or [], said.get("drop_cached") or []
         except (ValueError, TypeError, AttributeError):
             log.warning("ignored a framework message that is not gopark's: %.80r", message)
             return
-        if self.work_dir is not None and isinstance(paths, list):
+        if self.work_dir is None:
+            return
+        if isinstance(paths, list):
             shuffle.remove_outputs(paths, self.work_dir)
+        if isinstance(rdd_ids, list):
+            remove_cached(rdd_ids, self.work_dir)
 
     def error(self, driver: Any, message: str) -> None:
         log.error("agent: %s", message)

@@ -222,25 +222,32 @@ def test_a_lost_agent_loses_only_work_that_is_recomputed(app: str, cluster: Meso
     next_run_cleans_up(app, tmp_env)
 
 
-def test_map_outputs_of_shuffles_the_app_let_go_leave_the_executors(app: str, cluster: MesosCluster,
-                                                                     tmp_env: dict[str, str], tmp_path) -> None:
-    """Spark's ContextCleaner on a cluster: the driver asks the executors (a framework message) to remove
-    the map outputs of shuffles whose RDD the app no longer holds; a shuffle still held keeps its outputs
-    and is not computed again."""
-    def shuffles() -> set[str]:
-        return {os.path.basename(os.path.dirname(p)) for a in cluster.agents for p in glob.glob(
-            os.path.join(a.sandbox_root, "**", "gopark-executor-*", "shuffle", "shuffle-*", "*"), recursive=True)}
+def test_map_outputs_and_cached_partitions_the_app_let_go_leave_the_executors(
+        app: str, cluster: MesosCluster, tmp_env: dict[str, str], tmp_path) -> None:
+    """Spark's ContextCleaner on a cluster: the driver asks the executors (framework messages) to remove
+    the map outputs of shuffles, and the cached partitions of RDDs, that the app no longer holds; a shuffle
+    and a cached RDD still held keep theirs and are not computed again."""
+    def left_on_executors() -> tuple[set[str], set[str]]:
+        work = [p for a in cluster.agents for p in glob.glob(
+            os.path.join(a.sandbox_root, "**", "gopark-executor-*"), recursive=True)]
+        shuffles = {os.path.basename(os.path.dirname(p)) for w in work
+                    for p in glob.glob(os.path.join(w, "shuffle", "shuffle-*", "*"))}
+        cached = {n.split("-")[0] for w in work for n in os.listdir(os.path.join(w, "cache"))
+                  if n.split("-")[0].isdigit()} if work else set()
+        return shuffles, cached
 
     go = str(tmp_path / "go")
     proc = subprocess.Popen([app, "drops", go, "-m", cluster.master, "--mem", "256", "-q"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=tmp_env)
-    out, left = [], None
+    out, left, cached_id = [], None, None
     try:
         for line in proc.stdout:
             out.append(line)
+            if line.startswith("CACHED"):
+                cached_id = line.split()[2]
             if line.startswith("READY"):
-                cluster.wait_for(lambda: shuffles() == {"shuffle-0"}, timeout=15)
-                left = shuffles()
+                cluster.wait_for(lambda want=({"shuffle-0"}, {cached_id}): left_on_executors() == want, timeout=15)
+                left = left_on_executors()
                 open(go, "w").close()
         err = proc.stderr.read()
         proc.wait(timeout=60)
@@ -249,8 +256,9 @@ def test_map_outputs_of_shuffles_the_app_let_go_leave_the_executors(app: str, cl
             proc.kill()
             proc.wait()
     assert proc.returncode == 0, err
-    assert "".join(out) == "KEPT 100\nROUND 0 100\nROUND 1 100\nROUND 2 100\nNEXT 2\nREADY\nKEPT 100\n"
-    assert left == {"shuffle-0"}       # the kept shuffle's outputs are still on the executors, no other
+    assert "".join(out) == (f"KEPT 100\nCACHED 100 {cached_id}\nROUND 0 100 100\nROUND 1 100 100\n"
+                            f"ROUND 2 100 100\nNEXT 2\nREADY\nKEPT 100 100\n")
+    assert left == ({"shuffle-0"}, {cached_id})    # what the app still holds is still on the executors, no other
 
 
 def next_run_cleans_up(app: str, env: dict[str, str]) -> None:

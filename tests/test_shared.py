@@ -395,6 +395,45 @@ def test_an_iterative_job_leaves_only_its_last_rounds_shuffles_and_broadcasts(ct
 
 
 @register_func
+def held_cached(_x):
+    """The ids of the RDDs whose cached partitions the process running this task holds in memory."""
+    import gc
+
+    from gopark.task import WorkerEnv
+    return sorted({key[0] for env in gc.get_objects() if isinstance(env, WorkerEnv) for key in env.cache})
+
+
+def _cached_ids(ctx) -> set[int]:
+    """RDDs with cached partitions: in the memory of the processes that run a job's tasks, or on disk."""
+    held = {i for ids in ctx.parallelize(range(8), 8).map(held_cached).collect() for i in ids}
+    folder = os.path.join(ctx.work_dir, "cache")
+    names = os.listdir(folder) if os.path.isdir(folder) else []
+    return held | {int(n.split("-")[0]) for n in names if n.split("-")[0].isdigit()}
+
+
+def test_cached_partitions_of_rdds_let_go_or_unpersisted_are_dropped(ctx):
+    """Spark's ContextCleaner and unpersist: the cached partitions of an RDD the app no longer holds, or
+    unpersisted, leave the workers' memory and disk before the next job; an iterative job that caches each
+    round keeps only its last round's. An RDD still held stays cached (not computed again)."""
+    computed = ctx.accumulator(0)
+    kept = ctx.parallelize(range(40), 4).map(partial(count_call, computed)).cache()
+    assert kept.count() == 40
+    rounds = []
+    for _ in range(3):
+        r = ctx.parallelize(range(40), 4).map(str).cache()
+        assert r.count() == 40
+        rounds.append(r.id)
+    u = ctx.parallelize(range(40), 4).map(str).cache()
+    assert u.count() == 40
+    before = _cached_ids(ctx)
+    assert {kept.id, r.id, u.id} <= before and not before & set(rounds[:-1])   # earlier rounds' already gone
+    u.unpersist()
+    del r
+    assert _cached_ids(ctx) == {kept.id}
+    assert kept.count() == 40 and computed.value == 40 and u.count() == 40
+
+
+@register_func
 def destroy_in_task(b, x):
     b.destroy()
     return x

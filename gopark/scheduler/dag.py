@@ -25,6 +25,9 @@ State. One thread owns it: the one running the job (``run_job`` blocks on
       shuffle_outputs: {shuffle_id: [location | None] per map partition}
       shuffle_stages:  {shuffle_id: Stage}
       cache_locs:      {(rdd_id, split): worker_id}
+      cached:          {rdd_id: weak reference} the cached RDDs jobs have passed; one gone, or
+                       unpersisted, is dropped before the next job (its partitions: files by the
+                       backend, workers' copies by the live list each task carries)
       unwanted:        shuffle ids whose RDD is gone (appended by its finalizer, from any thread):
                        dropped with their outputs before the next job (Spark's ContextCleaner)
     per job (``Job``):
@@ -73,6 +76,9 @@ class Backend(Protocol):
 
     def drop_outputs(self, locations: list[dict]) -> None:
         """These map outputs are no longer wanted (their shuffle's RDD is gone): remove their files."""
+
+    def drop_cached(self, rdd_ids: list[int]) -> None:
+        """These RDDs' cached partitions are no longer wanted (gone or unpersisted): remove their files."""
 
 
 @dataclasses.dataclass(eq=False)
@@ -132,6 +138,8 @@ class DAGScheduler:
         self.shuffle_outputs: dict[int, list[dict | None]] = {}
         self.shuffle_stages: dict[int, Stage] = {}
         self.cache_locs: dict[tuple[int, int], str] = {}
+        self.cached: dict[int, weakref.ref] = {}
+        self._live_cached: list[int] = []          # cached's ids as the running job started: tasks carry it
         self._counted_maps: dict[int, set[int]] = {}     # map tasks whose accumulator updates counted, by shuffle
         self._ids = itertools.count()
         self._tids = itertools.count()
@@ -152,7 +160,8 @@ class DAGScheduler:
     # -- planning -------------------------------------------------------------------
     def _shuffle_deps(self, rdd: RDD) -> list[ShuffleDependency]:
         """The shuffles right under ``rdd``'s narrow lineage (the edges to its parent stages). Each is
-        watched: when the RDD that shuffles is gone, no job can need the shuffle again (see ``unwanted``)."""
+        watched: when the RDD that shuffles is gone, no job can need the shuffle again (see ``unwanted``).
+        Mutates ``cached``: the cached RDDs of that lineage."""
         deps: dict[int, ShuffleDependency] = {}
         seen: set[int] = set()
         stack = [rdd]
@@ -161,6 +170,8 @@ class DAGScheduler:
             if r.id in seen:
                 continue
             seen.add(r.id)
+            if r.is_cached and r.id not in self.cached:
+                self.cached[r.id] = weakref.ref(r)
             for d in r._deps():
                 if isinstance(d, ShuffleDependency):
                     deps[d.shuffle_id] = d
@@ -213,7 +224,9 @@ class DAGScheduler:
             if self.stopped:
                 raise _stopped_error()
             self._forget_unwanted()
+            self._forget_uncached()     # after: a dropped stage may have held the last reference to one
             parents = self._parent_stages(rdd)       # numbered first, as in Spark: stage 0 runs first
+            self._live_cached = sorted(self.cached)
             site = call_site()      # the action the app called, and where: "collect at app.py:14", as Spark's
             final = Stage(next(self._ids), rdd, parents, None, partitions,
                           site if " at " in site else f"{action[0]} at {rdd.site.partition(' at ')[2] or rdd.kind}")
@@ -253,6 +266,19 @@ class DAGScheduler:
             log.debug("shuffle %d dropped: the RDD that made it is gone", shuffle_id)
         if dropped and self.backend is not None:
             self.backend.drop_outputs(dropped)
+
+    def _forget_uncached(self) -> None:
+        """Mutates: cached, cache_locs. Drop the cached RDDs that are gone or unpersisted: the backend
+        removes their partitions' files; workers drop their copies when a task's live list lacks them."""
+        gone = {i for i, ref in self.cached.items() if (r := ref()) is None or not r.is_cached}
+        if not gone:
+            return
+        for i in gone:
+            del self.cached[i]
+        self.cache_locs = {k: w for k, w in self.cache_locs.items() if k[0] not in gone}
+        if self.backend is not None:
+            self.backend.drop_cached(sorted(gone))
+        log.debug("cached RDDs %s dropped: gone or unpersisted", sorted(gone))
 
     def _drain(self) -> None:
         """Events that came between jobs (a lost executor's outputs), before planning the next."""
@@ -323,7 +349,8 @@ class DAGScheduler:
         task = Task(tid, stage, split, attempt)
         wire: dict[str, Any] = {"tid": tid, "stage": stage.id, "split": split, "attempt": attempt,
                                 "lineage": lineage_to_wire(stage.rdd, split, self.shuffle_outputs),
-                                "broadcasts": self.broadcasts.for_task() if self.broadcasts is not None else None}
+                                "broadcasts": self.broadcasts.for_task() if self.broadcasts is not None else None,
+                                "live_cached": self._live_cached}
         if stage.dep is not None:
             wire["kind"] = "map"
             wire["dep"] = stage.dep.to_wire()

@@ -29,5 +29,10 @@ class LocalBackend:
     def drop_outputs(self, locations: list[dict]) -> None:
         shuffle.remove_outputs([loc["path"] for loc in locations], self.env.work_dir)
 
+    def drop_cached(self, rdd_ids: list[int]) -> None:
+        gone = set(rdd_ids)
+        for key in [k for k in self.env.cache if k[0] in gone]:
+            del self.env.cache[key]
+
     def stop(self) -> None:
         self.env.cache.clear()

@@ -30,9 +30,10 @@ or behind a one-shot URL of the executor's file server when large);
 ``("worker_lost", agent_id, files_url)`` when an executor or its agent is
 lost, so the map outputs and cached partitions it held are computed again.
 
-The other way, ``drop_outputs`` sends each executor a framework message
-(``{"drop_outputs": [path, ...]}``) naming its map outputs of shuffles the
-app let go, which it removes from its work folder.
+The other way, framework messages tell executors what to remove from their
+work folders: ``{"drop_outputs": [path, ...]}``, their map outputs of
+shuffles the app let go, and ``{"drop_cached": [rdd_id, ...]}``, the cached
+partitions of RDDs the app let go or unpersisted.
 """
 from __future__ import annotations
 
@@ -223,14 +224,26 @@ class MesosBackend:
 
     def drop_outputs(self, locations: list[dict]) -> None:
         """Ask each executor that serves some of these map outputs to remove them (a framework message)."""
-        with self._lock:
-            served = [(agent_id, a.executor_info["executor_id"], a.files_url + "/")
-                      for agent_id, a in self._agents.items() if a.files_url and not self._stopping]
-        for agent_id, executor_id, prefix in served:
+        for agent_id, executor_id, prefix in self._executors():
             paths = [loc["path"] for loc in locations if loc.get("url", "").startswith(prefix)]
             if paths:
-                message = base64.b64encode(json.dumps({"drop_outputs": paths}).encode()).decode()
-                self._driver.sendFrameworkMessage(executor_id, {"value": agent_id}, message)
+                self._tell(agent_id, executor_id, {"drop_outputs": paths})
+
+    def drop_cached(self, rdd_ids: list[int]) -> None:
+        """Ask every executor to remove these RDDs' cached partitions from its disk (its workers drop their
+        copies with the live list of their next task)."""
+        for agent_id, executor_id, _ in self._executors():
+            self._tell(agent_id, executor_id, {"drop_cached": rdd_ids})
+
+    def _executors(self) -> list[tuple[str, dict, str]]:
+        """(agent id, executor id, its file server's URL + "/") of each executor that has run a task."""
+        with self._lock:
+            return [(agent_id, a.executor_info["executor_id"], a.files_url + "/")
+                    for agent_id, a in self._agents.items() if a.files_url and not self._stopping]
+
+    def _tell(self, agent_id: str, executor_id: dict, message: dict) -> None:
+        data = base64.b64encode(json.dumps(message).encode()).decode()
+        self._driver.sendFrameworkMessage(executor_id, {"value": agent_id}, data)
 
     def stop(self) -> None:
         """Tear the framework down (the master ends its executors), stop serving files."""

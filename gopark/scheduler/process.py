@@ -38,6 +38,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from gopark import registry, shuffle
+from gopark.task import remove_cached
 
 if TYPE_CHECKING:
     import zmq
@@ -193,6 +194,10 @@ class ProcessBackend:
     def drop_outputs(self, locations: list[dict]) -> None:
         """The workers wrote their map outputs into this pool's work folder: remove them from there."""
         shuffle.remove_outputs([loc["path"] for loc in locations], self._work_dir)
+
+    def drop_cached(self, rdd_ids: list[int]) -> None:
+        """The workers' disk copies go now (their own, with the live list of their next task)."""
+        remove_cached(rdd_ids, self._work_dir)
 
     def stop(self) -> None:
         """End every worker and the I/O thread; safe to call twice, and from any thread (a job another

@@ -7,7 +7,7 @@ local mode: ``wordcount FILE``, ``shared`` (broadcast, accumulators, cache),
 ``big`` (a result larger than a status update carries), ``where`` (which
 processes ran tasks), ``fail`` (a task that always raises), ``rounds N``
 (N shuffles in a row, slow enough to lose an executor in the middle), ``drops FILE``
-(shuffles of RDDs let go, then waits for FILE).
+(shuffles and cached RDDs let go, then waits for FILE).
 """
 import argparse
 import os
@@ -110,14 +110,17 @@ def main():
             base = ctx.parallelize(range(100), 4)
             kept = base.map(one).reduceByKey(add, 2)
             print("KEPT", kept.count(), flush=True)
-            for i in range(3):       # each round's RDD is let go as soon as its job ends
-                print("ROUND", i, base.map(one).reduceByKey(add, 3).count(), flush=True)
+            cached = base.map(str).cache()
+            print("CACHED", cached.count(), cached.id, flush=True)
+            for i in range(3):       # each round's RDDs are let go as soon as their jobs end
+                print("ROUND", i, base.map(one).reduceByKey(add, 3).count(), base.map(str).cache().count(),
+                      flush=True)
             print("NEXT", ctx.parallelize(range(2), 2).count())
             print("READY", flush=True)
             deadline = time.monotonic() + 60
             while not os.path.exists(args.arg) and time.monotonic() < deadline:
                 time.sleep(0.05)
-            print("KEPT", kept.count())
+            print("KEPT", kept.count(), cached.count())
         elif args.job == "rounds":
             rdd = ctx.parallelize(range(200), 4)
             for i in range(int(args.arg)):
