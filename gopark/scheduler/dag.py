@@ -25,9 +25,11 @@ State. One thread owns it: the one running the job (``run_job`` blocks on
       shuffle_outputs: {shuffle_id: [location | None] per map partition}
       shuffle_stages:  {shuffle_id: Stage}
       cache_locs:      {(rdd_id, split): worker_id}
-      cached:          {rdd_id: weak reference} the cached RDDs jobs have passed; one gone, or
+      cached:          {rdd_id: weak reference} the cached RDDs of the stages run; one gone, or
                        unpersisted, is dropped before the next job (its partitions: files by the
-                       backend, workers' copies by the live list each task carries)
+                       backend, workers' copies by the live list each task carries: a copy it lacks
+                       is dropped, so a task of a stage launched before a cached RDD was noted may
+                       drop one: the disk copy is read then)
       unwanted:        shuffle ids whose RDD is gone (appended by its finalizer, from any thread):
                        dropped with their outputs before the next job (Spark's ContextCleaner)
     per job (``Job``):
@@ -139,7 +141,7 @@ class DAGScheduler:
         self.shuffle_stages: dict[int, Stage] = {}
         self.cache_locs: dict[tuple[int, int], str] = {}
         self.cached: dict[int, weakref.ref] = {}
-        self._live_cached: list[int] = []          # cached's ids as the running job started: tasks carry it
+        self._live_cached: list[int] = []          # cached's ids, sorted: each task carries them
         self._counted_maps: dict[int, set[int]] = {}     # map tasks whose accumulator updates counted, by shuffle
         self._ids = itertools.count()
         self._tids = itertools.count()
@@ -160,8 +162,7 @@ class DAGScheduler:
     # -- planning -------------------------------------------------------------------
     def _shuffle_deps(self, rdd: RDD) -> list[ShuffleDependency]:
         """The shuffles right under ``rdd``'s narrow lineage (the edges to its parent stages). Each is
-        watched: when the RDD that shuffles is gone, no job can need the shuffle again (see ``unwanted``).
-        Mutates ``cached``: the cached RDDs of that lineage."""
+        watched: when the RDD that shuffles is gone, no job can need the shuffle again (see ``unwanted``)."""
         deps: dict[int, ShuffleDependency] = {}
         seen: set[int] = set()
         stack = [rdd]
@@ -170,8 +171,6 @@ class DAGScheduler:
             if r.id in seen:
                 continue
             seen.add(r.id)
-            if r.is_cached and r.id not in self.cached:
-                self.cached[r.id] = weakref.ref(r)
             for d in r._deps():
                 if isinstance(d, ShuffleDependency):
                     deps[d.shuffle_id] = d
@@ -329,6 +328,7 @@ class DAGScheduler:
             self._stage_done(stage)
             return
         log.debug("stage %d (%s) runs %d of its %d tasks", stage.id, stage.name, len(todo), len(stage.partitions))
+        self._note_cached(stage.rdd)
         job.running.add(stage)
         job.pending[stage.id] = set(todo)
         launched = job.launched.setdefault(stage.id, set())
@@ -336,6 +336,20 @@ class DAGScheduler:
         for p in todo:
             if p not in launched:
                 self._launch(stage, p)
+
+    def _note_cached(self, rdd: RDD) -> None:
+        """Mutates: cached, _live_cached. Note the cached RDDs of ``rdd``'s narrow lineage (what a stage's
+        tasks compute), so that the tasks launched from now on list them as live."""
+        stack, seen = [rdd], set()
+        while stack:
+            r = stack.pop()
+            if r.id in seen:
+                continue
+            seen.add(r.id)
+            if r.is_cached and r.id not in self.cached:
+                self.cached[r.id] = weakref.ref(r)
+                self._live_cached = sorted(self.cached)
+            stack.extend(d for d in r._deps() if not isinstance(d, ShuffleDependency))
 
     def _launch(self, stage: Stage, split: int) -> None:
         """Mutates: tasks, launched. Hand one task to the backend."""
