@@ -48,9 +48,25 @@ class WorkerEnv:
         self.host = os.uname().nodename       # socket.gethostname(), without importing socket
         self.cache_on_disk = cache_on_disk
         self.cache: dict[tuple[int, int], bytes] = {}   # packed partitions this process computed
+        self.cache_bytes = 0                            # ... their size
 
     def cache_path(self, rdd_id: int, split: int) -> str:
         return os.path.join(self.work_dir, "cache", f"{rdd_id}-{split}")
+
+    def remember(self, key: tuple[int, int], packed: bytes) -> None:
+        """Keep a cached partition's packed copy in memory. With disk copies, the memory copies take at
+        most half the memory budget (``--mem``): the oldest go first, and are read from disk when needed."""
+        self.forget(key)
+        self.cache[key] = packed
+        self.cache_bytes += len(packed)
+        while self.cache_on_disk and self.cache_bytes > self.mem_bytes // 2:
+            self.forget(next(iter(self.cache)))
+
+    def forget(self, key: tuple[int, int]) -> None:
+        """Drop this process's copy of a cached partition, if it has one."""
+        packed = self.cache.pop(key, None)
+        if packed is not None:
+            self.cache_bytes -= len(packed)
 
     def keep_cached(self, rdd_ids: list[int] | None) -> None:
         """Drop this process's copies of cached partitions of RDDs not in ``rdd_ids`` (the driver's live
@@ -58,7 +74,7 @@ class WorkerEnv:
         if rdd_ids is not None and self.cache:
             live = set(rdd_ids)
             for key in [k for k in self.cache if k[0] not in live]:
-                del self.cache[key]
+                self.forget(key)
 
 
 def remove_cached(rdd_ids: list[int], work_dir: str) -> None:
@@ -203,7 +219,7 @@ class TaskContext:
                 else:
                     os.makedirs(os.path.dirname(path), exist_ok=True)
                     _write_atomically(path, bytes(_OWNER_HEADER), packed)
-            env.cache[key] = packed
+            env.remember(key, packed)
 
     def read_shuffle(self, shuffle_id: int, locations: list[dict], reduce_id: int) -> Iterator[tuple[Any, Any]]:
         """This reducer's pairs of a shuffle: from local disk, or fetched from other executors."""

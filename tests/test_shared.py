@@ -11,7 +11,7 @@ import pytest
 from apps import shared_app
 from apps.funcs import add_to, count_call
 
-from gopark import JobError, SerializationError, register_func
+from gopark import Context, JobError, SerializationError, register_func
 
 # --- registered functions ------------------------------------------------------------------
 
@@ -431,6 +431,35 @@ def test_cached_partitions_of_rdds_let_go_or_unpersisted_are_dropped(ctx):
     del r
     assert _cached_ids(ctx) == {kept.id}
     assert kept.count() == 40 and computed.value == 40 and u.count() == 40
+
+
+@register_func
+def held_bytes(_x):
+    """The bytes of cached partitions the process running this task holds in memory."""
+    import gc
+
+    from gopark.task import WorkerEnv
+    return sum(len(p) for env in gc.get_objects() if isinstance(env, WorkerEnv) for p in env.cache.values())
+
+
+@register_func
+def block_of_text(calls, i):
+    calls.add(1)
+    return [f"{i:02d}-{j:06d}-" + "x" * 90 for j in range(3000)]      # about 300 KB a partition
+
+
+def test_workers_keep_cached_partitions_in_memory_within_half_the_budget_and_read_the_rest_from_disk():
+    """A cached RDD larger than the workers' memory budget (``--mem``) does not grow them past it: the
+    memory copies take at most half of it, the oldest leave first, and a partition no longer in memory
+    is read from its disk copy (computed once all the same)."""
+    with Context("process:2", mem=1, quiet=True) as ctx:          # 1 MiB: room for one partition or so
+        computed = ctx.accumulator(0)
+        big = ctx.parallelize(range(8), 8).flatMap(partial(block_of_text, computed)).cache()
+        assert big.count() == 24000
+        assert sorted(big.collect()) == sorted(f"{i:02d}-{j:06d}-" + "x" * 90 for i in range(8) for j in range(3000))
+        assert computed.value == 8
+        held = ctx.parallelize(range(8), 8).map(held_bytes).collect()
+        assert 0 < max(held) <= (1 << 20) // 2, held
 
 
 @register_func

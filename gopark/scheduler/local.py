@@ -32,7 +32,7 @@ class LocalBackend:
     def drop_cached(self, rdd_ids: list[int]) -> None:
         gone = set(rdd_ids)
         for key in [k for k in self.env.cache if k[0] in gone]:
-            del self.env.cache[key]
+            self.env.forget(key)
 
     def stop(self) -> None:
         self.env.cache.clear()
