@@ -89,6 +89,18 @@ def test_build_prints_path_size_sha256_and_leaves_the_source_folder_clean(builds
     assert not os.path.exists(os.path.join(ROOT, "examples", "dist"))
 
 
+def test_the_binary_carries_no_build_time_code(builds: dict[str, str]) -> None:
+    """gopark build, gopark's command (``gopark.cli``, ``python -m gopark``) and PyInstaller itself are
+    build-time only: a binary that bundled them would be a third larger (Tcl/Tk with them) and start slower."""
+    from PyInstaller.archive.readers import CArchiveReader
+    archive = CArchiveReader(builds["app"])
+    modules = set(archive.open_embedded_archive("PYZ.pyz").toc)
+    assert "gopark.rdd" in modules and "launcher.worker" in modules
+    for name in ("gopark.build", "gopark.cli", "gopark.__main__", "PyInstaller", "tkinter"):
+        assert name not in modules, name
+    assert not [n for n in archive.toc if "tkinter" in n or "tcl" in n.lower()]
+
+
 @pytest.mark.parametrize("content, message", [
     (None, "does not exist"),
     ("def broken(:\n    pass\n", "syntax error"),
