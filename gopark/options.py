@@ -252,16 +252,32 @@ def _argv_of_a_test_runner() -> bool:
     return runner and bool(sys.argv) and os.path.abspath(sys.argv[0]) == os.path.abspath(main_file)
 
 
+#: gopark's options that ``Context()`` took out of ``sys.argv`` (the list object they were taken from, and
+#: their values): the command line's, which a later ``Context()`` of the same run (one after another, or
+#: after ``stop()``) takes too, as long as ``sys.argv`` is that list (DPark parses them once)
+_taken_from_sys_argv: tuple[list[str] | None, dict[str, Any]] = (None, {})
+
+
 def from_argv(argv: list[str] | None = None, **given: Any) -> Options:
     """Options from ``sys.argv``; gopark's arguments are removed from it, the app's stay.
 
     ``--help`` prints gopark's options and stays in ``sys.argv`` for the app's
     own parser; the Context then runs no job (it exits at the first action).
+    The options taken from ``sys.argv`` hold for every later Context of the run
+    made with no master (those of its command line that were taken before, and
+    any given since).
     """
     if argv is None and _argv_of_a_test_runner():
         return make_options(**given)
     args = sys.argv if argv is None else argv
     parsed, rest = _parser().parse_known_args(args[1:])
+    if argv is None:
+        global _taken_from_sys_argv
+        found = {k: v for k, v in vars(parsed).items() if v is not None and k != "help"}
+        taken = {**_taken_from_sys_argv[1], **found} if _taken_from_sys_argv[0] is args else found
+        _taken_from_sys_argv = (args, taken)
+        for k, v in taken.items():
+            setattr(parsed, k, v)
     if parsed.help:
         if not os.environ.get(HELP_SHOWN_ENV):
             print(help_text())

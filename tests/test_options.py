@@ -9,6 +9,7 @@ import sys
 import pytest
 
 from gopark import ConfigError, Context
+from gopark import options as options_mod
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -157,3 +158,30 @@ def test_python_m_gopark_is_the_gopark_command() -> None:
         assert option in shown.stdout, option
     version = subprocess.run([sys.executable, "-m", "gopark", "--version"], capture_output=True, text=True, timeout=60)
     assert version.returncode == 0 and version.stdout.startswith("gopark "), version
+
+
+def test_every_context_of_a_run_takes_the_command_lines_options(tmp_path) -> None:
+    """The first Context takes gopark's options out of sys.argv; one made after it (after stop(), or in
+    a second ``with``) runs with them too, not silently in local mode (DPark parses them once)."""
+    script = tmp_path / "two_contexts.py"
+    script.write_text(
+        "import sys\nfrom gopark import Context\n"
+        "for n in range(2):\n"
+        "    with Context() as ctx:\n"
+        "        print(ctx.options.master, ctx.defaultParallelism, ctx.options.max_failures, sys.argv[1:])\n")
+    ran = subprocess.run([sys.executable, str(script), "-m", "process:2", "-p", "3", "in.txt", "--max-failures",
+                          "2", "-q"], capture_output=True, text=True, timeout=120,
+                         env=dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path)))
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout.splitlines() == ["process:2 3 2 ['in.txt']"] * 2
+
+
+def test_a_new_sys_argv_list_is_read_afresh(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The options are remembered for the list they were taken from: an app (or a test) that sets
+    sys.argv to a new list gets what that list says."""
+    monkeypatch.setattr(sys, "argv", ["app.py", "-m", "process:2", "-p", "3"])
+    assert options_mod.from_argv().parallel == 3 and sys.argv == ["app.py"]
+    assert options_mod.from_argv().parallel == 3          # the same list: the options it had
+    monkeypatch.setattr(sys, "argv", ["app.py", "x"])
+    fresh = options_mod.from_argv()
+    assert fresh.parallel is None and fresh.master == "local" and sys.argv == ["app.py", "x"]
