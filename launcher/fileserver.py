@@ -59,7 +59,8 @@ class FileServer:
     def __init__(self, host: str, port: int = 0) -> None:
         self._roots: dict[str, str] = {}
         self._files: dict[str, tuple[str, bool]] = {}
-        self._by_content: dict[str, str] = {}       # route -> file, served without the secret
+        # route -> the file, open since it was published, served without the secret
+        self._by_content: dict[str, int] = {}
         self._lock = threading.Lock()
         server = self
 
@@ -112,23 +113,32 @@ class FileServer:
 
     def publish_by_content(self, route: str, path: str) -> str:
         """Serve one file at ``<address>/<route>``, no secret in it: ``route`` holds the hash of its content
-        (see the module's description)."""
+        (see the module's description). The file is opened now and served from there: one replaced since
+        (``gopark build -o`` over the running binary) does not go out under this content's route."""
         route = route.strip("/")
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         with self._lock:
-            self._by_content[route] = os.path.abspath(path)
+            old = self._by_content.pop(route, None)
+            self._by_content[route] = fd
+        if old is not None:
+            os.close(old)
         return f"{self.address}/{urllib.parse.quote(route)}"
 
     def stop(self) -> None:
         self._httpd.shutdown()
         self._httpd.server_close()
         self._thread.join()
+        with self._lock:
+            fds, self._by_content = list(self._by_content.values()), {}
+        for fd in fds:
+            os.close(fd)
 
     # -- serving ---------------------------------------------------------------------
     def _resolve(self, url_path: str) -> tuple[str | None, bool]:
         full = urllib.parse.unquote(urllib.parse.urlsplit(url_path).path).strip("/")
         with self._lock:
-            if full in self._by_content:
-                return self._by_content[full], False
+            if full in self._by_content:      # the file it was when published, read apart from others
+                return f"/proc/self/fd/{self._by_content[full]}", False
         secret, _, route = full.partition("/")
         if not hmac.compare_digest(secret.encode(), self._secret.encode()):
             return None, False

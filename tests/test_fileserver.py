@@ -166,6 +166,24 @@ def test_nothing_is_served_without_the_secret_in_the_url(tmp_path, server: FileS
             http.fetch(wrong)
 
 
+def test_a_file_published_by_content_is_served_as_it_was_when_published(tmp_path, server: FileServer) -> None:
+    """The driver's binary goes out under its content's hash: rebuilt meanwhile (``gopark build -o`` over
+    it, a new file in its place), the bytes served under that hash are still the published ones, at once
+    and in parallel, so agents never cache another binary under the hash."""
+    binary = tmp_path / "app"
+    binary.write_bytes(b"first build" * 100_000)
+    url = server.publish_by_content("bin/aaaa/app", str(binary))
+    fresh = tmp_path / "app.new"
+    fresh.write_bytes(b"second build")
+    os.replace(fresh, binary)
+    assert http.fetch(url) == b"first build" * 100_000
+    import concurrent.futures
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        assert set(pool.map(lambda _: http.fetch(url), range(8))) == {b"first build" * 100_000}
+    assert server.publish_by_content("bin/bbbb/app", str(binary)).endswith("/bin/bbbb/app")
+    assert http.fetch(server.url.rsplit("/", 1)[0] + "/bin/bbbb/app") == b"second build"
+
+
 @pytest.mark.parametrize("pair", ["str keys", "int keys"])
 def test_chunks_of_keys_alone_read_over_http_and_locally(tmp_path, server: FileServer, pair: str) -> None:
     """A map task of (key, 1) pairs writes their keys alone (ints as int32s), compressed or not: both reads
