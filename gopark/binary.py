@@ -33,6 +33,12 @@ def executable() -> str:
     return os.path.realpath(sys.executable)
 
 
+def running_file() -> str:
+    """A path to the very file this process runs: ``/proc/self/exe``, which stays that file when a new
+    build replaces the one at :func:`executable` (its path, where /proc is missing)."""
+    return "/proc/self/exe" if os.path.exists("/proc/self/exe") else executable()
+
+
 def _hash_file(h: hashlib._Hash, path: str) -> None:
     with open(path, "rb") as f:
         for block in iter(functools.partial(f.read, 1 << 20), b""):
@@ -59,7 +65,7 @@ def sha256() -> str:
     """The sha256 of the running binary (hex; its folder for a onedir build); computed once."""
     if is_frozen() and not is_onefile():
         return digest(os.path.dirname(executable()))
-    return digest(executable())
+    return digest(running_file())
 
 
 def _live_unpack_dirs() -> set[str]:

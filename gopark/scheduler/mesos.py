@@ -187,7 +187,7 @@ class MesosBackend:
         self.files = FileServer(host, _BINARY_PORTS[0] + int(self.sha256[:8], 16) % _BINARY_PORTS[1])
         name = os.path.basename(binary.executable())
         self._binary_name = name
-        self._binary_url = self.files.publish_by_content(f"bin/{self.sha256}/{name}", binary.executable())
+        self._binary_url = self.files.publish_by_content(f"bin/{self.sha256}/{name}", binary.running_file())
         self.files_url = self.files.add_root("files", work_dir)   # broadcasts
         framework = {"user": getpass.getuser() or "nobody", "name": f"gopark: {app_name}",
                      "hostname": socket.gethostname(), "failover_timeout": FAILOVER_TIMEOUT, "checkpoint": False}
