@@ -88,8 +88,9 @@ class Context:
             self.options = options_mod.make_options(master, parallel, **options)
         self.master = options_mod.parse_master(self.options.master)
         if self.master.kind == "mesos" and not getattr(sys, "frozen", False):
-            raise ConfigError("-m mesos runs a frozen app: build it first with `gopark build "
-                              f"{os.path.basename(sys.argv[0]) or 'app.py'}` and run the executable it makes")
+            script = sys.argv[0] if sys.argv and sys.argv[0].endswith(".py") else "app.py"  # as the user ran it
+            raise ConfigError(f"-m mesos runs a frozen app: build it first with `gopark build {script}` "
+                              "and run the executable it makes")
         if self.options.verbose:
             self.setLogLevel("DEBUG")
         # first: a SIGTERM from now on ends the start cleanly (the ``except`` below), as it ends a job

@@ -145,7 +145,8 @@ def test_a_mesos_master_on_the_command_line_is_still_one(tmp_path) -> None:
     (tmp_path / "words.txt").write_text("a b a\n")
     result = run_wc_app(str(tmp_path / "words.txt"), "-m", "master:5050", "-q", cwd=str(tmp_path))
     assert result.returncode != 0 and "Traceback" not in result.stderr
-    assert result.stderr.startswith("gopark: error: -m mesos runs a frozen app: build it first"), result.stderr
+    assert result.stderr.startswith("gopark: error: -m mesos runs a frozen app: build it first with `gopark build "
+                                    f"{os.path.join(ROOT, 'tests', 'apps', 'wc_app.py')}`"), result.stderr
     result = run_wc_app(str(tmp_path / "words.txt"), "-m", "local", "-q", cwd=str(tmp_path))
     assert result.returncode == 0 and "distinct 2" in result.stdout, result.stderr
 
