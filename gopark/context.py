@@ -79,6 +79,7 @@ class Context:
         from gopark.progress import Progress
         from gopark.scheduler.dag import DAGScheduler
         registry.check_may_start_context()
+        shared.forget_stale_task_state()      # left by a task a signal ended, in local mode
         registry.warn_of_globals_set_in_driver_code()
         if sys.excepthook is sys.__excepthook__:    # not an app's (or IPython's) own
             sys.excepthook = _one_line_errors
@@ -107,7 +108,7 @@ class Context:
             self._checkpoints_due: set[int] = set()      # the ids of RDDs checkpoint() marked, not saved yet
             self._stopped = False
             self.scheduler = DAGScheduler(self.options.max_failures, Progress(not self.options.quiet),
-                                          self._broadcasts)
+                                          self._broadcasts, _raise_dropped_termination)
             self.backend = self._make_backend(int(self.options.mem * (1 << 20)))
             self.scheduler.backend = self.backend
             # the same on one machine in every mode (so partitions, and collect order, match), but at least
@@ -159,6 +160,7 @@ class Context:
         if self._stopped:
             return
         self._stopped = True
+        _pending_termination[0] = 0      # the signal's exception got here: it was not dropped
         atexit.unregister(self.stop)
         self.scheduler.stop()          # a job another thread runs ends, and starts no more tasks
         try:
@@ -356,9 +358,23 @@ _TERMINATING = (signal.SIGTERM, signal.SIGHUP)
 _signal_users = [0]     # running Contexts relying on _terminated (the handlers are the process')
 
 
+#: the exit status of a termination signal whose exception may have been dropped: Python only prints an
+#: exception raised in a garbage collector's callback or a ``__del__`` (where the handler may run), and goes on
+_pending_termination = [0]
+
+
 def _terminated(signum: int, frame: Any) -> None:
     """SIGTERM/SIGHUP: leave as SIGINT does, through ``with``/``finally``/atexit (which stop the Context)."""
+    _pending_termination[0] = 128 + signum
     raise Terminated(128 + signum)
+
+
+def _raise_dropped_termination() -> None:
+    """A running job's ``wake``: raise again the Terminated of a termination signal that Python dropped
+    (none reached ``Context.stop``, which forgets the signal)."""
+    code, _pending_termination[0] = _pending_termination[0], 0
+    if code:
+        raise Terminated(code)
 
 
 def _exit_on_termination() -> bool:

@@ -41,7 +41,7 @@ _code_names: dict[types.CodeType, str] = {}
 _import_lock = threading.RLock()
 _importing: list[str] = []                # app modules this process is importing for their functions, innermost last
 _stopped_at_context: set[str] = set()     # of them, those whose import ended at their driver code (a Context)
-_task = threading.local()                 # .running: this thread runs a task (see running_task)
+_task_entries: set[types.CodeType] = set()   # the code of the function a task runs in (see in_task)
 
 
 class DriverCodeReached(BaseException):
@@ -61,11 +61,22 @@ def temporarily(owner: Any, name: str, value: Any) -> Iterator[Any]:
         setattr(owner, name, previous)
 
 
-@contextlib.contextmanager
-def running_task() -> Iterator[None]:
-    """While a task runs in this thread: a Context made there is refused (see :func:`check_may_start_context`)."""
-    with temporarily(_task, "running", True):
-        yield
+def task_entry(fn: F) -> F:
+    """Mark ``fn`` as the function every task runs in (``gopark.task.run_task``), for :func:`in_task`."""
+    _task_entries.add(fn.__code__)
+    return fn
+
+
+def in_task() -> bool:
+    """A task runs in this thread: a frame of :func:`task_entry`'s function is on its stack. (Not a flag
+    set around the task: an exception a signal handler raises, Ctrl-C or SIGTERM in local mode, can strike
+    while such a flag is being restored, and leave it set for good.)"""
+    frame = sys._getframe(1)
+    while frame is not None:
+        if frame.f_code in _task_entries:
+            return True
+        frame = frame.f_back
+    return False
 
 
 def check_may_start_context() -> None:
@@ -78,7 +89,7 @@ def check_may_start_context() -> None:
     """
     if _importing:
         raise DriverCodeReached(_importing[-1])
-    if getattr(_task, "running", False):
+    if in_task():
         raise RuntimeError("a Context cannot be made inside a task: only the driver runs jobs")
 
 # The driver's main script, which workers import under MAIN_NAME (never as __main__).

@@ -107,7 +107,7 @@ class Broadcast:
 
 
 def _in_driver_only(b: Broadcast, what: str) -> None:
-    if getattr(_task_local, "updates", None) is not None:      # in a task
+    if in_task():
         raise RuntimeError(f"{b!r}: a broadcast can only be {what} in the driver (as PySpark's)")
 
 
@@ -232,6 +232,24 @@ serialize.register_ext(_BROADCAST_EXT, Broadcast, _encode_broadcast, _decode_bro
 _task_local = threading.local()
 
 
+def in_task() -> bool:
+    """This thread runs a task (its accumulator table is set, and a task does run: see
+    :func:`forget_stale_task_state`)."""
+    if getattr(_task_local, "updates", None) is None:
+        return False
+    forget_stale_task_state()
+    return getattr(_task_local, "updates", None) is not None
+
+
+def forget_stale_task_state() -> None:
+    """Clear this thread's task state (its accumulator table, the broadcasts its task carried) when no
+    task runs in it: a task that a signal's exception ended (Ctrl-C or SIGTERM in local mode) may have left
+    it set, if it struck while the state was being restored; the driver's adds would go nowhere."""
+    if not registry.in_task():
+        _task_local.updates = None
+        _task_local.broadcasts = None
+
+
 @contextlib.contextmanager
 def task_updates() -> Iterator[dict[str, Any]]:
     """Within this block (one task), accumulator adds go to the yielded table."""
@@ -266,7 +284,7 @@ class Accumulator:
         self._value = v
 
     def _not_in_task(self) -> None:
-        if getattr(_task_local, "updates", None) is not None:
+        if in_task():
             raise RuntimeError(f"{self!r:.200}: a task can only add to an accumulator; its value is read in the "
                                "driver, after an action")
 

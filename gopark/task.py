@@ -356,12 +356,13 @@ def _printable(text: str) -> str:
     return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
+@registry.task_entry
 def run_task(payload: bytes, env: WorkerEnv) -> bytes:
     """Run one packed task; the packed result (never raises for the task's own errors)."""
     task = serialize.unpackb(payload)
     env.keep_cached(task.get("live_cached"))
     tc = TaskContext(env)
-    with registry.running_task(), shared.task_updates() as updates, shared.task_broadcasts(task.get("broadcasts")):
+    with shared.task_updates() as updates, shared.task_broadcasts(task.get("broadcasts")):
         try:
             value, stream = _run(task, tc)
             what = f"the result of {task['action'][0]}" if task["kind"] == "result" else "a shuffle"

@@ -63,6 +63,8 @@ from gopark.rdd import RDD, ShuffleDependency, call_site, lineage_to_wire
 
 log = logging.getLogger("gopark.scheduler")
 
+WAKE = 0.5       # seconds a job waits for an event before it calls ``wake`` anyway
+
 
 class Backend(Protocol):
     """What runs tasks: ``submit`` one, and post ``("end", tid, result, worker)`` or
@@ -129,8 +131,14 @@ class Job:
 class DAGScheduler:
     """Plans a job's stages and drives them to the end through a backend."""
 
-    def __init__(self, max_failures: int, progress: Progress, broadcasts: shared.BroadcastBook | None = None) -> None:
-        self.events: queue.Queue = queue.Queue()
+    def __init__(self, max_failures: int, progress: Progress, broadcasts: shared.BroadcastBook | None = None,
+                 wake: Callable[[], None] | None = None) -> None:
+        """``wake``: called in the job's thread at each event, and every ``WAKE`` seconds while a job waits
+        (the Context raises there the exception of a termination signal that Python dropped)."""
+        self.wake = wake
+        # in C (no lock of Python code for a signal handler's exception to leave taken: Context.stop
+        # posts here, so a SIGTERM that struck inside a put of a task's result hung it, in local mode)
+        self.events: queue.SimpleQueue = queue.SimpleQueue()
         self.unwanted: collections.deque[int] = collections.deque()
         self._watched: set[int] = set()
         self.broadcasts = broadcasts       # the Context's live ones, that each task carries
@@ -222,6 +230,7 @@ class DAGScheduler:
         with self._job_lock:
             if self.stopped:
                 raise _stopped_error()
+            shared.forget_stale_task_state()    # left by a task a signal ended, in local mode
             self._forget_unwanted()
             self._forget_uncached()     # after: a dropped stage may have held the last reference to one
             parents = self._parent_stages(rdd)       # numbered first, as in Spark: stage 0 runs first
@@ -238,7 +247,14 @@ class DAGScheduler:
                 if partitions:
                     self._submit_stage(final)
                 while not job.done:
-                    self._handle(self.events.get())
+                    try:
+                        event = self.events.get(timeout=WAKE)
+                    except queue.Empty:
+                        event = None
+                    if self.wake is not None:
+                        self.wake()
+                    if event is not None:
+                        self._handle(event)
                 if job.error is None:
                     self.progress.stage_done(final.id)
             finally:
