@@ -645,3 +645,21 @@ def test_task_state_a_signal_left_set_is_cleared_before_the_next_context_and_job
         assert c.parallelize(range(3), 2).count() == 3
         acc.add(5)
         assert acc.value == 5
+
+
+@register_func(name="errors.drop_a_termination")
+def drop_a_termination(x):
+    from gopark import context
+    context._pending_termination[0] = 143      # as a SIGTERM whose exception Python printed and dropped
+    return x
+
+
+def test_a_termination_signal_whose_exception_python_dropped_still_ends_the_job():
+    """A signal handler's exception raised inside a garbage collector's callback is only printed: the
+    job loop raises the Terminated again (within half a second), and the Context stops as for any SIGTERM."""
+    with pytest.raises(SystemExit) as ended:
+        with Context("local", quiet=True) as c:
+            c.parallelize([1, 2], 2).map(drop_a_termination).collect()
+    assert type(ended.value).__name__ == "Terminated" and ended.value.code == 143
+    with Context("local", quiet=True) as c:          # the signal is not raised again
+        assert c.parallelize([1, 2], 2).collect() == [1, 2]
