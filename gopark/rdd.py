@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from gopark import actions, ops, pipeline, registry, serialize, shared
-from gopark.errors import job_error
+from gopark.errors import OutputExists, job_error
 from gopark.partitioner import FuncPartitioner, HashPartitioner, RangePartitioner, portable_hash, range_bounds
 from gopark.pipeline import PER_RECORD
 from gopark.stats import StatCounter
@@ -1301,6 +1301,8 @@ class RDD:
         for name, flag in (("overwrite", overwrite), ("compress", compress)):
             if not isinstance(flag, bool):     # a truthy "no" would remove what is there
                 raise TypeError(f"saveAsTextFile: {name} is True or False, not {flag!r:.100}")
+        if overwrite:
+            _refuse_to_overwrite_an_input(self, path)
         path = text.prepare_output(path, overwrite)
         try:
             names = self.ctx.runJob(self, ["save", path, compress])
@@ -1309,6 +1311,34 @@ class RDD:
             raise
         text.finish_output(path)
         return [os.path.join(path, name) for name in names]
+
+
+def _refuse_to_overwrite_an_input(rdd: RDD, path: str) -> None:
+    """saveAsTextFile(overwrite=True) into a folder that ``rdd`` reads from (its textFile or checkpoint
+    files, anywhere in its lineage) would remove its input before the job reads it: refused, as Spark's
+    "Cannot overwrite a path that is also being read from"."""
+    from gopark.io import text
+    out = os.path.realpath(text.local_path(path)) if isinstance(path, str) and path else None
+    if out is None:
+        return          # prepare_output says what is wrong with it
+    stack, seen = [rdd], set()
+    while stack:
+        r = stack.pop()
+        if r.id in seen:
+            continue
+        seen.add(r.id)
+        if isinstance(r, TextFileRDD):
+            read = [split["path"] for split in r.splits if split.get("kind") != "mfs" and "path" in split]
+        elif isinstance(r, CheckpointRDD):
+            read = [r.folder]
+        else:
+            read = []
+        for p in read:
+            real = os.path.realpath(p)
+            if real == out or real.startswith(out + os.sep):
+                raise OutputExists(f"saveAsTextFile: cannot overwrite {path!r}: the RDD reads from it "
+                                   f"({p!r}); write elsewhere, then move")
+        stack.extend(d.rdd if isinstance(d, ShuffleDependency) else d for d in r._deps())
 
 
 _MAX_SAMPLE = sys.maxsize - int(10 * math.sqrt(sys.maxsize))    # the most records takeSample draws

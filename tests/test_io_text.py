@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import bz2
 import gzip
+import operator
 import os
 from functools import partial
 
@@ -198,6 +199,28 @@ def test_save_then_read_back(ctx, tmp_path):
     assert ctx.textFile(out).collect() == records
     ctx.parallelize(["other"], 1).saveAsTextFile(out, overwrite=True)
     assert ctx.textFile(out).collect() == ["other"]
+
+
+def test_overwriting_a_folder_the_rdd_reads_from_is_refused_and_keeps_the_data(ctx, tmp_path):
+    """As Spark's "Cannot overwrite a path that is also being read from": the RDD's input (textFile, also
+    behind a shuffle, or its checkpoint files) would be removed before the job reads it. Nothing is removed."""
+    out = str(tmp_path / "data")
+    ctx.parallelize(["b", "a", "c"], 2).saveAsTextFile(out)
+    before = sorted(os.listdir(out))
+    for rdd in (ctx.textFile(out).map(str.upper),
+                ctx.textFile(os.path.join(out, "part-*")).map(partial(operator.mul, 2)).distinct(),
+                ctx.parallelize(["x"], 1).union(ctx.textFile(out))):
+        with pytest.raises(OutputExists, match="cannot overwrite .* the RDD reads from it"):
+            rdd.saveAsTextFile(out, overwrite=True)
+        assert sorted(os.listdir(out)) == before and sorted(ctx.textFile(out).collect()) == ["a", "b", "c"]
+    ctx.setCheckpointDir(str(tmp_path / "checkpoints"))
+    checkpointed = ctx.parallelize(["z"], 1).map(str.upper)
+    checkpointed.checkpoint()
+    assert checkpointed.collect() == ["Z"] and checkpointed.isCheckpointed()
+    with pytest.raises(OutputExists, match="reads from it"):
+        checkpointed.saveAsTextFile(str(tmp_path / "checkpoints"), overwrite=True)
+    saved = ctx.textFile(out).map(str.upper).saveAsTextFile(str(tmp_path / "elsewhere"), overwrite=True)
+    assert len(saved) == 2 and sorted(ctx.textFile(str(tmp_path / "elsewhere")).collect()) == ["A", "B", "C"]
 
 
 def test_file_urls_name_local_paths(ctx, tmp_path):
