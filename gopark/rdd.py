@@ -1283,6 +1283,7 @@ class RDD:
         is the same.
 
         A job that fails leaves the folder empty (no part file of the partitions that were written).
+        A non-empty folder is OutputExists unless ``overwrite``, and always when the RDD reads from it.
 
         >>> import os, shutil, tempfile
         >>> out = os.path.join(tempfile.mkdtemp(), "out")
