@@ -257,7 +257,9 @@ class Context:
         if not files:           # an empty folder, as textFile's
             return self.emptyRDD()
         n = min(len(files), wanted)
-        return self.parallelize(files, n).map(functools.partial(ops.whole_file, decompress, unicode))
+        rdd = self.parallelize(files, n).map(functools.partial(ops.whole_file, decompress, unicode))
+        rdd.input_paths = tuple(files)
+        return rdd
 
     def union(self, rdds: list[RDD]) -> RDD:
         """The records of all ``rdds`` (none: an empty RDD).

@@ -171,6 +171,9 @@ class RDD:
 
     kind = "rdd"
     _checkpoint_to: str | None = None       # checkpoint(): the folder its parts go under, after the next job
+    #: local files and folders this RDD itself reads (textFile's, wholeTextFiles', checkpoint files): a
+    #: saveAsTextFile(overwrite=True) of a lineage holding it must not remove them
+    input_paths: tuple[str, ...] = ()
 
     def __init__(self, ctx: Any, num_partitions: int) -> None:
         self.ctx = ctx
@@ -1315,9 +1318,9 @@ class RDD:
 
 
 def _refuse_to_overwrite_an_input(rdd: RDD, path: str) -> None:
-    """saveAsTextFile(overwrite=True) into a folder that ``rdd`` reads from (its textFile or checkpoint
-    files, anywhere in its lineage) would remove its input before the job reads it: refused, as Spark's
-    "Cannot overwrite a path that is also being read from"."""
+    """saveAsTextFile(overwrite=True) into a folder that ``rdd`` reads from (the ``input_paths`` of any RDD
+    of its lineage) would remove its input before the job reads it: refused, as Spark's "Cannot overwrite
+    a path that is also being read from"."""
     from gopark.io import text
     out = os.path.realpath(text.local_path(path)) if isinstance(path, str) and path else None
     if out is None:
@@ -1328,13 +1331,7 @@ def _refuse_to_overwrite_an_input(rdd: RDD, path: str) -> None:
         if r.id in seen:
             continue
         seen.add(r.id)
-        if isinstance(r, TextFileRDD):
-            read = [split["path"] for split in r.splits if split.get("kind") != "mfs" and "path" in split]
-        elif isinstance(r, CheckpointRDD):
-            read = [r.folder]
-        else:
-            read = []
-        for p in read:
+        for p in r.input_paths:
             real = os.path.realpath(p)
             if real == out or real.startswith(out + os.sep):
                 raise OutputExists(f"saveAsTextFile: cannot overwrite {path!r}: the RDD reads from it "
@@ -1427,6 +1424,7 @@ class TextFileRDD(RDD):
         super().__init__(ctx, len(splits))
         self.path = path
         self.splits = splits
+        self.input_paths = tuple(s["path"] for s in splits if s.get("kind") != "mfs" and "path" in s)
 
     def _params(self, needed: set[int], outputs: dict[int, list]) -> dict:
         return {"splits": {i: self.splits[i] for i in needed}}
@@ -1862,7 +1860,7 @@ def save_checkpoints(ctx: Any, rdd: RDD, run: Callable[[RDD, list], list]) -> No
         kept = {k: v for k, v in r.__dict__.items()
                 if k in ("ctx", "id", "num_partitions", "partitioner", "is_cached", "site", "_name")}
         r.__dict__.clear()                  # its lineage: parents, splits, functions
-        r.__dict__.update(kept, folder=folder, parts=parts)
+        r.__dict__.update(kept, folder=folder, parts=parts, input_paths=(folder,))
         r.__class__ = CheckpointRDD
         ctx._checkpoints_due.discard(int(r.id))
 

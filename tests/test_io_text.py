@@ -209,7 +209,8 @@ def test_overwriting_a_folder_the_rdd_reads_from_is_refused_and_keeps_the_data(c
     before = sorted(os.listdir(out))
     for rdd in (ctx.textFile(out).map(str.upper),
                 ctx.textFile(os.path.join(out, "part-*")).map(partial(operator.mul, 2)).distinct(),
-                ctx.parallelize(["x"], 1).union(ctx.textFile(out))):
+                ctx.parallelize(["x"], 1).union(ctx.textFile(out)), ctx.wholeTextFiles(out).values(),
+                ctx.binaryFiles(os.path.join(out, "part-00000")).keys()):
         with pytest.raises(OutputExists, match="cannot overwrite .* the RDD reads from it"):
             rdd.saveAsTextFile(out, overwrite=True)
         assert sorted(os.listdir(out)) == before and sorted(ctx.textFile(out).collect()) == ["a", "b", "c"]
