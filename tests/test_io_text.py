@@ -395,3 +395,19 @@ def test_whole_text_files_bad_input_is_one_error_at_the_call(ctx, tmp_path):
     os.remove(gone)                                         # after the call: the task fails, naming the file
     with pytest.raises(JobError, match="gone.txt"):
         rdd.collect()
+
+
+def test_a_read_error_of_a_moosefs_split_names_the_input(monkeypatch):
+    """Lines of an mfs:// split are read where its errors get the input's name (as a local file's)."""
+    from gopark.io import moosefs
+
+    def broken(split, **_kw):
+        yield "first line"
+        raise moosefs.MfsError("chunkserver gone")
+
+    monkeypatch.setattr(moosefs, "read_split", broken)
+    split = {"kind": "mfs", "path": "mfs://master/data/x.txt", "master": "m", "port": 9421, "inode": 1,
+             "start": 0, "end": 10}
+    with pytest.raises(moosefs.MfsError) as failed:
+        list(text.read_split(split))
+    assert failed.value.gopark_input == "mfs://master/data/x.txt"

@@ -280,7 +280,9 @@ def _read_split(split: dict) -> Iterator[Iterable[str]]:
             yield from read_blocks(f, 0, None)
     elif kind == "mfs":
         from gopark.io import moosefs
-        yield moosefs.read_split(split)
+        lines = moosefs.read_split(split)
+        while block := list(itertools.islice(lines, 4096)):     # read here, where errors are named
+            yield block
     else:
         raise ValueError(f"unknown split kind {kind!r}")
 
