@@ -49,6 +49,8 @@ class WorkerEnv:
         self.cache_on_disk = cache_on_disk
         self.cache: dict[tuple[int, int], bytes] = {}   # packed partitions this process computed
         self.cache_bytes = 0                            # ... their size
+        self.generations: dict[int, int] = {}           # ... the generation of each RDD's (see keep_cached)
+        self._live: dict[int, int] = {}                 # the running task's live cached RDDs: their generation
 
     def cache_path(self, rdd_id: int, split: int) -> str:
         return os.path.join(self.work_dir, "cache", f"{rdd_id}-{split}")
@@ -59,6 +61,7 @@ class WorkerEnv:
         self.forget(key)
         self.cache[key] = packed
         self.cache_bytes += len(packed)
+        self.generations[key[0]] = self._live.get(key[0], 0)
         while self.cache_on_disk and self.cache_bytes > self.mem_bytes // 2:
             self.forget(next(iter(self.cache)))
 
@@ -68,13 +71,15 @@ class WorkerEnv:
         if packed is not None:
             self.cache_bytes -= len(packed)
 
-    def keep_cached(self, rdd_ids: list[int] | None) -> None:
-        """Drop this process's copies of cached partitions of RDDs not in ``rdd_ids`` (the driver's live
-        cached RDDs, which a task carries; None: keep all)."""
-        if rdd_ids is not None and self.cache:
-            live = set(rdd_ids)
-            for key in [k for k in self.cache if k[0] not in live]:
-                self.forget(key)
+    def keep_cached(self, live: list[list[int]] | None) -> None:
+        """Drop this process's copies of cached partitions of RDDs not in ``live`` (the driver's live
+        cached RDDs and their generation, which a task carries; None: keep all), or of another generation
+        (the RDD was dropped, unpersisted say, then cached again)."""
+        if live is None:
+            return
+        self._live = dict(live)
+        for key in [k for k in self.cache if self._live.get(k[0]) != self.generations.get(k[0])]:
+            self.forget(key)
 
 
 def remove_cached(rdd_ids: list[int], work_dir: str) -> None:

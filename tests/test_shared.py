@@ -463,6 +463,28 @@ def test_workers_keep_cached_partitions_in_memory_within_half_the_budget_and_rea
 
 
 @register_func
+def slow_count_call(acc, x):
+    import time
+    acc.add(1)
+    time.sleep(0.05)        # the partitions spread over every worker
+    return x
+
+
+def test_an_rdd_unpersisted_then_cached_again_is_computed_afresh_on_every_worker():
+    """The workers that ran no task of the job that dropped it still hold the old copies in memory: they
+    must not serve them once the RDD is cached again (each cache() after a drop is a new generation)."""
+    with Context("process:4", quiet=True) as ctx:
+        adds = ctx.accumulator(0)
+        xs = ctx.parallelize(range(16), 16).map(partial(slow_count_call, adds)).cache()
+        assert xs.count() == 16 and adds.value == 16
+        xs.unpersist()
+        assert ctx.parallelize([1], 1).count() == 1          # drops xs: one worker runs this job's task
+        xs.cache()
+        assert xs.count() == 16 and adds.value == 32           # every partition computed again, once
+        assert xs.count() == 16 and adds.value == 32           # ... and cached again
+
+
+@register_func
 def destroy_in_task(b, x):
     b.destroy()
     return x

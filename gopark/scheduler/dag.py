@@ -25,11 +25,12 @@ State. One thread owns it: the one running the job (``run_job`` blocks on
       shuffle_outputs: {shuffle_id: [location | None] per map partition}
       shuffle_stages:  {shuffle_id: Stage}
       cache_locs:      {(rdd_id, split): worker_id}
-      cached:          {rdd_id: weak reference} the cached RDDs of the stages run; one gone, or
-                       unpersisted, is dropped before the next job (its partitions: files by the
-                       backend, workers' copies by the live list each task carries: a copy it lacks
-                       is dropped, so a task of a stage launched before a cached RDD was noted may
-                       drop one: the disk copy is read then)
+      cached:          {rdd_id: (weak reference, generation)} the cached RDDs of the stages run;
+                       one gone, or unpersisted, is dropped before the next job (its partitions:
+                       files by the backend, workers' copies by the live list each task carries:
+                       a copy it lacks, or of another generation, is dropped; so a task of a stage
+                       launched before a cached RDD was noted may drop one: the disk copy is read)
+      _live_cached:    [[rdd_id, generation], ...] of cached, sorted: what each task carries
       unwanted:        shuffle ids whose RDD is gone (appended by its finalizer, from any thread):
                        dropped with their outputs before the next job (Spark's ContextCleaner)
     per job (``Job``):
@@ -148,8 +149,9 @@ class DAGScheduler:
         self.shuffle_outputs: dict[int, list[dict | None]] = {}
         self.shuffle_stages: dict[int, Stage] = {}
         self.cache_locs: dict[tuple[int, int], str] = {}
-        self.cached: dict[int, weakref.ref] = {}
-        self._live_cached: list[int] = []          # cached's ids, sorted: each task carries them
+        self.cached: dict[int, tuple[weakref.ref, int]] = {}
+        self._live_cached: list[list[int]] = []
+        self._generations = itertools.count(1)   # an RDD cached again after it was dropped: a new one
         self._counted_maps: dict[int, set[int]] = {}     # map tasks whose accumulator updates counted, by shuffle
         self._ids = itertools.count()
         self._tids = itertools.count()
@@ -234,7 +236,7 @@ class DAGScheduler:
             self._forget_unwanted()
             self._forget_uncached()     # after: a dropped stage may have held the last reference to one
             parents = self._parent_stages(rdd)       # numbered first, as in Spark: stage 0 runs first
-            self._live_cached = sorted(self.cached)
+            self._live_cached = sorted([i, g] for i, (_, g) in self.cached.items())
             site = call_site()      # the action the app called, and where: "collect at app.py:14", as Spark's
             final = Stage(next(self._ids), rdd, parents, None, partitions,
                           site if " at " in site else f"{action[0]} at {rdd.site.partition(' at ')[2] or rdd.kind}")
@@ -285,7 +287,7 @@ class DAGScheduler:
     def _forget_uncached(self) -> None:
         """Mutates: cached, cache_locs. Drop the cached RDDs that are gone or unpersisted: the backend
         removes their partitions' files; workers drop their copies when a task's live list lacks them."""
-        gone = {i for i, ref in self.cached.items() if (r := ref()) is None or not r.is_cached}
+        gone = {i for i, (ref, _) in self.cached.items() if (r := ref()) is None or not r.is_cached}
         if not gone:
             return
         for i in gone:
@@ -363,8 +365,8 @@ class DAGScheduler:
                 continue
             seen.add(r.id)
             if r.is_cached and r.id not in self.cached:
-                self.cached[r.id] = weakref.ref(r)
-                self._live_cached = sorted(self.cached)
+                self.cached[r.id] = (weakref.ref(r), next(self._generations))
+                self._live_cached = sorted([i, g] for i, (_, g) in self.cached.items())
             stack.extend(d for d in r._deps() if not isinstance(d, ShuffleDependency))
 
     def _launch(self, stage: Stage, split: int) -> None:
