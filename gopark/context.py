@@ -15,6 +15,7 @@ import signal
 import sys
 import tempfile
 import threading
+import weakref
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -108,7 +109,9 @@ class Context:
             self._checkpoints_due: set[int] = set()      # the ids of RDDs checkpoint() marked, not saved yet
             self._stopped = False
             self.scheduler = DAGScheduler(self.options.max_failures, Progress(not self.options.quiet),
-                                          self._broadcasts, _raise_dropped_termination)
+                                          self._broadcasts)
+            if self._signals:
+                _signalled.add(self.scheduler)
             self.backend = self._make_backend(int(self.options.mem * (1 << 20)))
             self.scheduler.backend = self.backend
             # the same on one machine in every mode (so partitions, and collect order, match), but at least
@@ -160,7 +163,6 @@ class Context:
         if self._stopped:
             return
         self._stopped = True
-        _pending_termination[0] = 0      # the signal's exception got here: it was not dropped
         atexit.unregister(self.stop)
         self.scheduler.stop()          # a job another thread runs ends, and starts no more tasks
         try:
@@ -360,23 +362,24 @@ _TERMINATING = (signal.SIGTERM, signal.SIGHUP)
 _signal_users = [0]     # running Contexts relying on _terminated (the handlers are the process')
 
 
-#: the exit status of a termination signal whose exception may have been dropped: Python only prints an
-#: exception raised in a garbage collector's callback or a ``__del__`` (where the handler may run), and goes on
-_pending_termination = [0]
+_signalled: weakref.WeakSet = weakref.WeakSet()     # the schedulers of the running Contexts among them
+_unraisable_hook: list = []      # sys.unraisablehook as it was before gopark's, while gopark's is set
 
 
 def _terminated(signum: int, frame: Any) -> None:
     """SIGTERM/SIGHUP: leave as SIGINT does, through ``with``/``finally``/atexit (which stop the Context)."""
-    _pending_termination[0] = 128 + signum
     raise Terminated(128 + signum)
 
 
-def _raise_dropped_termination() -> None:
-    """A running job's ``wake``: raise again the Terminated of a termination signal that Python dropped
-    (none reached ``Context.stop``, which forgets the signal)."""
-    code, _pending_termination[0] = _pending_termination[0], 0
-    if code:
-        raise Terminated(code)
+def _unraisable(args: Any) -> None:
+    """sys.unraisablehook while Contexts handle the signals: Python only prints an exception raised in a
+    garbage collector's callback or a ``__del__``, where the handler may have run; a Terminated dropped so
+    goes to the running schedulers instead, whose job (or next job) raises it in the driver."""
+    if isinstance(args.exc_value, Terminated):
+        for scheduler in list(_signalled):
+            scheduler.post(("raise", args.exc_value))
+        return
+    (_unraisable_hook[0] if _unraisable_hook else sys.__unraisablehook__)(args)
 
 
 def _exit_on_termination() -> bool:
@@ -391,6 +394,9 @@ def _exit_on_termination() -> bool:
     for sig in _TERMINATING:
         if signal.getsignal(sig) is signal.SIG_DFL:
             signal.signal(sig, _terminated)
+    if sys.unraisablehook is not _unraisable:
+        _unraisable_hook[:] = [sys.unraisablehook]
+        sys.unraisablehook = _unraisable
     _signal_users[0] += 1
     return True
 
@@ -405,3 +411,5 @@ def _restore_signals(used: bool) -> None:
     for sig in _TERMINATING:
         if signal.getsignal(sig) is _terminated:
             signal.signal(sig, signal.SIG_DFL)
+    if sys.unraisablehook is _unraisable and _unraisable_hook:
+        sys.unraisablehook = _unraisable_hook.pop()

@@ -649,17 +649,40 @@ def test_task_state_a_signal_left_set_is_cleared_before_the_next_context_and_job
 
 @register_func(name="errors.drop_a_termination")
 def drop_a_termination(x):
-    from gopark import context
-    context._pending_termination[0] = 143      # as a SIGTERM whose exception Python printed and dropped
+    """A Terminated raised where Python only prints it: in a weakref's callback, as a signal handler may."""
+    import weakref
+
+    from gopark.errors import Terminated
+
+    class Held:
+        pass
+
+    def callback(_ref):
+        raise Terminated(143)
+
+    held = Held()
+    ref = weakref.ref(held, callback)
+    del held
+    assert ref() is None
     return x
 
 
 def test_a_termination_signal_whose_exception_python_dropped_still_ends_the_job():
     """A signal handler's exception raised inside a garbage collector's callback is only printed: the
-    job loop raises the Terminated again (within half a second), and the Context stops as for any SIGTERM."""
+    Context posts it to its scheduler, whose job raises it, and the Context stops as for any SIGTERM."""
     with pytest.raises(SystemExit) as ended:
         with Context("local", quiet=True) as c:
             c.parallelize([1, 2], 2).map(drop_a_termination).collect()
     assert type(ended.value).__name__ == "Terminated" and ended.value.code == 143
     with Context("local", quiet=True) as c:          # the signal is not raised again
         assert c.parallelize([1, 2], 2).collect() == [1, 2]
+
+
+def test_a_job_run_while_a_sigterm_unwinds_the_app_is_not_ended_again():
+    """An app that saves what it has in a ``finally`` while the SIGTERM's Terminated propagates: its job runs."""
+    app = ("import os, signal, time\nfrom gopark import Context\nwith Context('local', quiet=True) as ctx:\n"
+           "    try:\n        os.kill(os.getpid(), signal.SIGTERM)\n        time.sleep(5)\n    finally:\n"
+           "        print('cleanup', ctx.parallelize(range(10), 2).count(), flush=True)\n")
+    ran = subprocess.run([sys.executable, "-c", app], capture_output=True, text=True, timeout=60,
+                         env=dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path)))
+    assert ran.stdout == "cleanup 10\n" and ran.returncode == 143, (ran.stdout, ran.stderr[-2000:])

@@ -19,7 +19,8 @@ preferences handed to the backend); the latter is ``_launch``,
 ``_handle_failure`` and ``attempts``.
 
 State. One thread owns it: the one running the job (``run_job`` blocks on
-``events``). Backends only ``post()`` events; each kind has one ``_handle_``.
+``events``). Backends only ``post()`` events; each kind has one ``_handle_`` (and ``("raise", exc)``, which
+the Context posts for a SIGTERM whose exception Python dropped, is raised in the job's thread).
 
     across jobs (a Context's life):
       shuffle_outputs: {shuffle_id: [location | None] per map partition}
@@ -64,7 +65,6 @@ from gopark.rdd import RDD, ShuffleDependency, call_site, lineage_to_wire
 
 log = logging.getLogger("gopark.scheduler")
 
-WAKE = 0.5       # seconds a job waits for an event before it calls ``wake`` anyway
 
 
 class Backend(Protocol):
@@ -132,11 +132,7 @@ class Job:
 class DAGScheduler:
     """Plans a job's stages and drives them to the end through a backend."""
 
-    def __init__(self, max_failures: int, progress: Progress, broadcasts: shared.BroadcastBook | None = None,
-                 wake: Callable[[], None] | None = None) -> None:
-        """``wake``: called in the job's thread at each event, and every ``WAKE`` seconds while a job waits
-        (the Context raises there the exception of a termination signal that Python dropped)."""
-        self.wake = wake
+    def __init__(self, max_failures: int, progress: Progress, broadcasts: shared.BroadcastBook | None = None) -> None:
         # in C (no lock of Python code for a signal handler's exception to leave taken: Context.stop
         # posts here, so a SIGTERM that struck inside a put of a task's result hung it, in local mode)
         self.events: queue.SimpleQueue = queue.SimpleQueue()
@@ -249,14 +245,7 @@ class DAGScheduler:
                 if partitions:
                     self._submit_stage(final)
                 while not job.done:
-                    try:
-                        event = self.events.get(timeout=WAKE)
-                    except queue.Empty:
-                        event = None
-                    if self.wake is not None:
-                        self.wake()
-                    if event is not None:
-                        self._handle(event)
+                    self._handle(self.events.get())
                 if job.error is None:
                     self.progress.stage_done(final.id)
             finally:
@@ -316,6 +305,8 @@ class DAGScheduler:
         elif kind == "stopped":
             if self.job is not None and self.job.error is None:
                 self.job.error = _stopped_error()
+        elif kind == "raise":       # an exception the driver's thread must raise (a dropped SIGTERM's)
+            raise event[1]
         else:
             raise ValueError(f"unknown scheduler event {kind!r}")
 
