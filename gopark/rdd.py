@@ -18,6 +18,7 @@ through ``Context.runJob`` with an action of :mod:`gopark.actions`.
 from __future__ import annotations
 
 import functools
+import glob
 import heapq
 import itertools
 import math
@@ -1317,23 +1318,30 @@ class RDD:
         return [os.path.join(path, name) for name in names]
 
 
+def _glob_root(path: str) -> str:
+    """The folder a glob looks in (its part before the first pattern); a plain path itself."""
+    parts = path.split(os.sep)
+    magic = next((i for i, part in enumerate(parts) if glob.has_magic(part)), None)
+    return path if magic is None else os.sep.join(parts[:magic]) or os.sep
+
+
 def _refuse_to_overwrite_an_input(rdd: RDD, path: str) -> None:
     """saveAsTextFile(overwrite=True) into a folder that ``rdd`` reads from (the ``input_paths`` of any RDD
     of its lineage) would remove its input before the job reads it: refused, as Spark's "Cannot overwrite
     a path that is also being read from"."""
     from gopark.io import text
-    out = os.path.realpath(text.local_path(path)) if isinstance(path, str) and path else None
-    if out is None:
+    if not isinstance(path, str) or not path:
         return          # prepare_output says what is wrong with it
+    outs = {os.path.abspath(text.local_path(path)), os.path.realpath(text.local_path(path))}
     stack, seen = [rdd], set()
     while stack:
         r = stack.pop()
         if r.id in seen:
             continue
         seen.add(r.id)
-        for p in r.input_paths:
-            real = os.path.realpath(p)
-            if real == out or real.startswith(out + os.sep):
+        for p in r.input_paths:       # as given, and where its links lead
+            if any(x == out or x.startswith(out + os.sep) for x in {os.path.abspath(p), os.path.realpath(p)}
+                   for out in outs):
                 raise OutputExists(f"saveAsTextFile: cannot overwrite {path!r}: the RDD reads from it "
                                    f"({p!r}); write elsewhere, then move")
         stack.extend(d.rdd if isinstance(d, ShuffleDependency) else d for d in r._deps())
@@ -1424,7 +1432,10 @@ class TextFileRDD(RDD):
         super().__init__(ctx, len(splits))
         self.path = path
         self.splits = splits
-        self.input_paths = tuple(s["path"] for s in splits if s.get("kind") != "mfs" and "path" in s)
+        from gopark.io import text
+        # the files read, and the paths asked for (a mounted MooseFS's splits name no local file)
+        self.input_paths = tuple(s["path"] for s in splits if s.get("kind") != "mfs" and "path" in s) + tuple(
+            _glob_root(text.local_path(p)) for p in text.input_paths(path, "textFile") if not p.startswith("mfs://"))
 
     def _params(self, needed: set[int], outputs: dict[int, list]) -> dict:
         return {"splits": {i: self.splits[i] for i in needed}}

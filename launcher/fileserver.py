@@ -137,8 +137,8 @@ class FileServer:
     def _resolve(self, url_path: str) -> tuple[str | None, bool]:
         full = urllib.parse.unquote(urllib.parse.urlsplit(url_path).path).strip("/")
         with self._lock:
-            if full in self._by_content:      # the file it was when published, read apart from others
-                return f"/proc/self/fd/{self._by_content[full]}", False
+            if full in self._by_content:      # the file it was when published: see _open
+                return f"fd:{os.dup(self._by_content[full])}", False
         secret, _, route = full.partition("/")
         if not hmac.compare_digest(secret.encode(), self._secret.encode()):
             return None, False
@@ -159,7 +159,7 @@ class FileServer:
     def _serve(self, h: http.server.BaseHTTPRequestHandler, body: bool) -> None:
         path, one_shot = self._resolve(h.path)
         try:
-            f = open(path, "rb") if path else None   # noqa: SIM115 (closed below)
+            f = _open(path) if path else None
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError):
             f = None
         if f is None:
@@ -188,6 +188,19 @@ class FileServer:
                 os.unlink(path)
             except FileNotFoundError:
                 pass
+
+
+def _open(path: str) -> Any:
+    """``path`` opened to read; ``fd:N``, a duplicate of a published file's descriptor (taken under the
+    lock, so that stop() closing the original cannot hand its number to another file meanwhile), as a file
+    of its own (its own offset: readers at once do not share one), the duplicate closed."""
+    if not path.startswith("fd:"):
+        return open(path, "rb")  # noqa: SIM115 (closed by the caller)
+    fd = int(path[3:])
+    try:
+        return open(f"/proc/self/fd/{fd}", "rb")  # noqa: SIM115
+    finally:
+        os.close(fd)
 
 
 def _sent_nothing(path: str) -> bool:

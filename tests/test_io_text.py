@@ -411,3 +411,26 @@ def test_a_read_error_of_a_moosefs_split_names_the_input(monkeypatch):
     with pytest.raises(moosefs.MfsError) as failed:
         list(text.read_split(split))
     assert failed.value.gopark_input == "mfs://master/data/x.txt"
+
+
+def test_overwriting_refuses_an_input_under_a_moosefs_mount_or_linked_from_the_folder(ctx, tmp_path, monkeypatch):
+    """The paths the app gave count as read too (a mounted MooseFS's splits name no local file), and an input
+    file in the folder that links elsewhere: removing the folder would remove it."""
+    from gopark.io import moosefs
+    mount = tmp_path / "mnt"
+    (mount / "data").mkdir(parents=True)
+    (mount / "data" / "part-00000").write_text("precious\n")
+    monkeypatch.setattr(moosefs, "is_mfs_path", lambda p: os.path.abspath(p).startswith(str(mount)))
+    monkeypatch.setattr(moosefs, "plan_splits", lambda p, size=None: [
+        {"kind": "mfs", "master": "mfsmaster", "port": 9421, "path": "/data/part-00000", "inode": 7,
+         "start": 0, "end": 9, "hosts": []}])
+    with pytest.raises(OutputExists, match="reads from it"):
+        ctx.textFile(str(mount / "data")).saveAsTextFile(str(mount / "data"), overwrite=True)
+    assert (mount / "data" / "part-00000").read_text() == "precious\n"
+    out = tmp_path / "out"
+    out.mkdir()
+    (tmp_path / "elsewhere.txt").write_text("x\ny\n")
+    (out / "in.txt").symlink_to(tmp_path / "elsewhere.txt")
+    with pytest.raises(OutputExists, match="reads from it"):
+        ctx.textFile(str(out / "in.txt")).saveAsTextFile(str(out), overwrite=True)
+    assert sorted(os.listdir(out)) == ["in.txt"]

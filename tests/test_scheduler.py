@@ -223,3 +223,37 @@ def test_a_long_chain_of_narrow_operations(ctx: Context) -> None:
     for _ in range(500):
         rdd = rdd.map(inc)
     assert rdd.collect() == [x + 500 for x in range(10)]
+
+
+class _FailingCleanup:
+    """A backend whose removal of dropped files fails (a Mesos master that answers an error)."""
+
+    def __init__(self, backend) -> None:
+        self._backend = backend
+
+    def __getattr__(self, name):
+        return getattr(self._backend, name)
+
+    def drop_cached(self, rdd_ids):
+        raise OSError("master answered 503")
+
+    def drop_outputs(self, locations):
+        raise OSError("master answered 503")
+
+
+def test_a_cleanup_that_fails_does_not_fail_the_next_job(ctx: Context, caplog) -> None:
+    """Removing what dropped shuffles and cached RDDs left is housekeeping: when it fails, the app's next
+    job runs all the same, and the failure is logged."""
+    backend = ctx.scheduler.backend
+    ctx.scheduler.backend = _FailingCleanup(backend)
+    try:
+        gone = ctx.parallelize(range(8), 2).map(str).cache()
+        assert gone.count() == 8
+        pairs = ctx.parallelize(range(8), 2).map(partial(keyed, ctx.accumulator(0)))
+        assert len(pairs.reduceByKey(add).collect()) == 5
+        del gone, pairs
+        with caplog.at_level("WARNING", logger="gopark.scheduler"):
+            assert ctx.parallelize(range(3), 3).count() == 3
+        assert "could not remove" in caplog.text
+    finally:
+        ctx.scheduler.backend = backend

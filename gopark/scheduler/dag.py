@@ -271,7 +271,10 @@ class DAGScheduler:
             dropped += filter(None, self.shuffle_outputs.pop(shuffle_id, None) or [])
             log.debug("shuffle %d dropped: the RDD that made it is gone", shuffle_id)
         if dropped and self.backend is not None:
-            self.backend.drop_outputs(dropped)
+            try:
+                self.backend.drop_outputs(dropped)
+            except Exception as exc:   # noqa: BLE001  # cleaning up must not fail the app's next job
+                log.warning("could not remove the map outputs of dropped shuffles: %s", exc)
 
     def _forget_uncached(self) -> None:
         """Mutates: cached, cache_locs. Drop the cached RDDs that are gone or unpersisted: the backend
@@ -283,7 +286,10 @@ class DAGScheduler:
             del self.cached[i]
         self.cache_locs = {k: w for k, w in self.cache_locs.items() if k[0] not in gone}
         if self.backend is not None:
-            self.backend.drop_cached(sorted(gone))
+            try:
+                self.backend.drop_cached(sorted(gone))
+            except Exception as exc:   # noqa: BLE001  # cleaning up must not fail the app's next job
+                log.warning("could not remove the cached partitions of dropped RDDs: %s", exc)
         log.debug("cached RDDs %s dropped: gone or unpersisted", sorted(gone))
 
     def _drain(self) -> None:
