@@ -84,7 +84,7 @@ class WorkerEnv:
 
 def remove_cached(rdd_ids: list[int], work_dir: str) -> None:
     """Remove the files of these RDDs' cached partitions (committed, published, their locks) from
-    ``work_dir``; no task is running then."""
+    ``work_dir``: RDDs dropped, which no task reads any more (a cached again one is a new generation)."""
     folder = os.path.join(work_dir, "cache")
     try:
         names = os.listdir(folder)
