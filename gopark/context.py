@@ -163,6 +163,7 @@ class Context:
         if self._stopped:
             return
         self._stopped = True
+        _signalled.discard(self.scheduler)
         atexit.unregister(self.stop)
         self.scheduler.stop()          # a job another thread runs ends, and starts no more tasks
         try:

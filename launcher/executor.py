@@ -36,7 +36,6 @@ from typing import Any
 
 from gopark import binary, shuffle
 from gopark.scheduler.mesos import INLINE_RESULT
-from gopark.task import remove_cached
 
 log = logging.getLogger("gopark.executor")
 _SEND_RETRIES = (0.2, 0.5, 1, 2, 4, 8)   # seconds between attempts to send one status update
@@ -132,6 +131,7 @@ class GoparkExecutor:
         if isinstance(paths, list):
             shuffle.remove_outputs(paths, self.work_dir)
         if isinstance(rdd_ids, list):
+            from gopark.task import remove_cached  # here: an executor runs no task itself
             remove_cached(rdd_ids, self.work_dir)
 
     def error(self, driver: Any, message: str) -> None:

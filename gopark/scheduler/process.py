@@ -38,7 +38,6 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from gopark import registry, shuffle
-from gopark.task import remove_cached
 
 if TYPE_CHECKING:
     import zmq
@@ -197,6 +196,7 @@ class ProcessBackend:
 
     def drop_cached(self, rdd_ids: list[int]) -> None:
         """The workers' disk copies go now (their own, with the live list of their next task)."""
+        from gopark.task import remove_cached  # here: the executor imports this module, runs no task
         remove_cached(rdd_ids, self._work_dir)
 
     def stop(self) -> None:
