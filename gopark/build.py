@@ -14,7 +14,9 @@ import ast
 import dataclasses
 import hashlib
 import importlib.util
+import keyword
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -68,15 +70,30 @@ def check_app(script: str) -> str:
         raise BuildError(f"{script}:{inside[0]}: a function is registered inside `if __name__ == \"__main__\":`: "
                          "a worker imports the app without running that block, so it would not know it; "
                          "register it at module level")
-    module = os.path.splitext(os.path.basename(script))[0]
-    if not module.isidentifier():
-        raise BuildError(f"{script}: the app's file name must be a Python module name")
+    module = module_name(script)
+    if module != _stem(script) and os.path.exists(os.path.join(os.path.dirname(script), module + ".py")):
+        raise BuildError(f"{script}: its file name is no Python module name, and {module}.py, the name the binary "
+                         "would give it, is taken beside it: rename the app")
     _check_no_shadows(script)
     spec = importlib.util.find_spec(module) if module not in sys.modules else sys.modules[module].__spec__
     origin = getattr(spec, "origin", None)
     if spec is not None and origin and os.path.abspath(origin) != os.path.abspath(script):
         raise BuildError(f"{script}: an installed module is already named {module!r}; rename the app")
     return module
+
+
+def _stem(script: str) -> str:
+    return os.path.splitext(os.path.basename(script))[0]
+
+
+def module_name(script: str) -> str:
+    """The name the binary bundles the app under: its file's, or, where that is no module name
+    (``word-count.py``, ``app.v2.py``), one made of it (``word_count``, ``app_v2``)."""
+    stem = _stem(script)
+    if stem.isidentifier() and not keyword.iskeyword(stem):
+        return stem
+    name = re.sub(r"\W", "_", stem)
+    return name if name.isidentifier() and not keyword.iskeyword(name) else f"app_{name}"
 
 
 def _check_no_shadows(script: str) -> None:
@@ -99,16 +116,17 @@ def _cache_dir(script: str, name: str, onedir: bool) -> str:
     return os.path.join(root, f"{name}-{key}")
 
 
-def _write_if_changed(path: str, text: str) -> str:
+def _write_if_changed(path: str, text: str | bytes) -> str:
     """Write ``text`` unless the file holds it already (an unchanged mtime keeps PyInstaller's cache valid)."""
+    data = text.encode() if isinstance(text, str) else text
     try:
-        with open(path) as f:
-            if f.read() == text:
+        with open(path, "rb") as f:
+            if f.read() == data:
                 return path
     except OSError:
         pass
-    with open(path, "w") as f:
-        f.write(text)
+    with open(path, "wb") as f:
+        f.write(data)
     return path
 
 
@@ -181,11 +199,14 @@ def build(script: str, output: str | None = None, name: str | None = None, onedi
     # bundles (`python link.py` runs the file of the link's name as __main__; the binary its own, alike)
     script = os.path.realpath(script)
     module = check_app(script)
-    name = name or module
+    name = name or _stem(script)
     output = os.path.abspath(output or name)
     _check_output(output, script)
     cache = _cache_dir(script, name, onedir)
     os.makedirs(cache, exist_ok=True)
+    if module != _stem(script):    # the app under its module name, beside the entry (where the build looks first)
+        with open(script, "rb") as f:
+            _write_if_changed(os.path.join(cache, f"{module}.py"), f.read())
     entry = _write_if_changed(os.path.join(cache, f"gopark_entry_{module}.py"),
                               f"import sys\nfrom launcher.main import main\nsys.exit(main({module!r}))\n")
     build_id = _write_if_changed(os.path.join(cache, binary.BUILD_ID_FILE),

@@ -140,6 +140,24 @@ def test_an_app_whose_folder_would_replace_gopark_or_its_launcher_in_the_binary_
     assert os.listdir(elsewhere) == []
 
 
+def test_an_app_whose_file_name_is_no_module_name_builds_and_runs(tmp_path) -> None:
+    """``python word-count.v2.py`` runs, so ``gopark build word-count.v2.py`` does: the binary (named as the
+    file) bundles the app under a module name made of it; one beside it already named so is refused."""
+    app = tmp_path / "word-count.v2.py"
+    app.write_text("import sys\nfrom gopark import Context, register_func\n\n@register_func\ndef double(x):\n"
+                   "    return 2 * x\n\nif __name__ == '__main__':\n    with Context() as ctx:\n"
+                   "        print(sorted(ctx.parallelize(range(6), 3).map(double).collect()), sys.argv[1:])\n")
+    built = gopark_build(str(app), cwd=str(tmp_path))
+    assert built.returncode == 0, built.stderr
+    ran = subprocess.run([str(tmp_path / "word-count.v2"), "-m", "process:2", "-q", "in.txt"], capture_output=True,
+                         text=True, timeout=300, cwd=str(tmp_path))
+    assert ran.returncode == 0 and ran.stdout == "[0, 2, 4, 6, 8, 10] ['in.txt']\n", ran.stderr
+    (tmp_path / "word_count_v2.py").write_text("x = 1\n")
+    refused = gopark_build(str(app), cwd=str(tmp_path))
+    assert refused.returncode == 1 and "word_count_v2.py, the name the binary would give it, is taken" \
+        in refused.stderr, refused.stderr
+
+
 def test_an_output_path_that_cannot_be_written_is_one_line_before_building(tmp_path) -> None:
     (tmp_path / "afile").write_text("")
     for output, why in ((tmp_path / "afile" / "app", "is not a folder"), (tmp_path / "afile" / "sub" / "app",
