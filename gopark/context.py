@@ -235,7 +235,9 @@ class Context:
             if numSplits is not None:
                 raise TypeError("textFile: numSplits and minPartitions are one argument: give one")
             numSplits = minPartitions
-        return TextFileRDD(self, path, text.plan_splits(path, splitSize, numSplits, self.defaultParallelism))
+        pieces = text.input_paths(path)
+        asked = tuple(text.glob_root(text.local_path(p)) for p in pieces if not p.startswith("mfs://"))
+        return TextFileRDD(self, path, text.plan_splits(pieces, splitSize, numSplits, self.defaultParallelism), asked)
 
     def wholeTextFiles(self, path: str | list[str], minPartitions: int | None = None,  # noqa: N802, N803
                        use_unicode: bool = True) -> RDD:

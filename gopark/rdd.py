@@ -18,7 +18,6 @@ through ``Context.runJob`` with an action of :mod:`gopark.actions`.
 from __future__ import annotations
 
 import functools
-import glob
 import heapq
 import itertools
 import math
@@ -1318,13 +1317,6 @@ class RDD:
         return [os.path.join(path, name) for name in names]
 
 
-def _glob_root(path: str) -> str:
-    """The folder a glob looks in (its part before the first pattern); a plain path itself."""
-    parts = path.split(os.sep)
-    magic = next((i for i, part in enumerate(parts) if glob.has_magic(part)), None)
-    return path if magic is None else os.sep.join(parts[:magic]) or os.sep
-
-
 def _refuse_to_overwrite_an_input(rdd: RDD, path: str) -> None:
     """saveAsTextFile(overwrite=True) into a folder that ``rdd`` reads from (the ``input_paths`` of any RDD
     of its lineage) would remove its input before the job reads it: refused, as Spark's "Cannot overwrite
@@ -1333,18 +1325,12 @@ def _refuse_to_overwrite_an_input(rdd: RDD, path: str) -> None:
     if not isinstance(path, str) or not path:
         return          # prepare_output says what is wrong with it
     outs = {os.path.abspath(text.local_path(path)), os.path.realpath(text.local_path(path))}
-    stack, seen = [rdd], set()
-    while stack:
-        r = stack.pop()
-        if r.id in seen:
-            continue
-        seen.add(r.id)
+    for r in lineage(rdd):
         for p in r.input_paths:       # as given, and where its links lead
             if any(x == out or x.startswith(out + os.sep) for x in {os.path.abspath(p), os.path.realpath(p)}
                    for out in outs):
                 raise OutputExists(f"saveAsTextFile: cannot overwrite {path!r}: the RDD reads from it "
                                    f"({p!r}); write elsewhere, then move")
-        stack.extend(d.rdd if isinstance(d, ShuffleDependency) else d for d in r._deps())
 
 
 _MAX_SAMPLE = sys.maxsize - int(10 * math.sqrt(sys.maxsize))    # the most records takeSample draws
@@ -1428,14 +1414,12 @@ class TextFileRDD(RDD):
 
     kind = "text"
 
-    def __init__(self, ctx: Any, path: str, splits: list[dict]) -> None:
+    def __init__(self, ctx: Any, path: str, splits: list[dict], asked: tuple[str, ...] = ()) -> None:
+        """``asked``: the local paths the app gave (a mounted MooseFS's splits name no local file)."""
         super().__init__(ctx, len(splits))
         self.path = path
         self.splits = splits
-        from gopark.io import text
-        # the files read, and the paths asked for (a mounted MooseFS's splits name no local file)
-        self.input_paths = tuple(s["path"] for s in splits if s.get("kind") != "mfs" and "path" in s) + tuple(
-            _glob_root(text.local_path(p)) for p in text.input_paths(path, "textFile") if not p.startswith("mfs://"))
+        self.input_paths = tuple(s["path"] for s in splits if s.get("kind") != "mfs" and "path" in s) + asked
 
     def _params(self, needed: set[int], outputs: dict[int, list]) -> dict:
         return {"splits": {i: self.splits[i] for i in needed}}
@@ -1892,6 +1876,23 @@ def _bare(cls: type[RDD], n: int) -> Any:
 
 
 # --- lineage as data ---------------------------------------------------------------
+
+def lineage(rdd: RDD, across_shuffles: bool = True) -> Iterator[RDD]:
+    """Each RDD of ``rdd``'s lineage once, ``rdd`` first; with ``across_shuffles`` False, only its narrow
+    lineage (what the tasks of one stage compute)."""
+    stack, seen = [rdd], set()
+    while stack:
+        r = stack.pop()
+        if r.id in seen:
+            continue
+        seen.add(r.id)
+        yield r
+        for d in r._deps():
+            if not isinstance(d, ShuffleDependency):
+                stack.append(d)
+            elif across_shuffles:
+                stack.append(d.rdd)
+
 
 def narrow_parents(rdd: RDD) -> list[RDD]:
     """The parents read without a shuffle."""

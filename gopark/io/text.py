@@ -230,6 +230,13 @@ def input_paths(path: str | list[str] | tuple[str, ...], what: str = "textFile")
     return paths
 
 
+def glob_root(path: str) -> str:
+    """The folder a glob looks in (its part before the first pattern); a plain path itself."""
+    parts = path.split(os.sep)
+    magic = next((i for i, part in enumerate(parts) if glob.has_magic(part)), None)
+    return path if magic is None else os.sep.join(parts[:magic]) or os.sep
+
+
 def _default_count(total: int, parallelism: int) -> int:
     """How many splits ``total`` bytes make by default (see :func:`plan_splits`)."""
     at_most = -(-max(total, 1) // DEFAULT_SPLIT_SIZE)                            # none over 64 MiB

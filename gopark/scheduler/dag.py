@@ -61,7 +61,7 @@ from typing import Any, Protocol
 from gopark import actions, registry, serialize, shared
 from gopark.errors import JobError, job_error
 from gopark.progress import Progress
-from gopark.rdd import RDD, ShuffleDependency, call_site, lineage_to_wire
+from gopark.rdd import RDD, ShuffleDependency, call_site, lineage, lineage_to_wire
 
 log = logging.getLogger("gopark.scheduler")
 
@@ -232,7 +232,6 @@ class DAGScheduler:
             self._forget_unwanted()
             self._forget_uncached()     # after: a dropped stage may have held the last reference to one
             parents = self._parent_stages(rdd)       # numbered first, as in Spark: stage 0 runs first
-            self._live_cached = sorted([i, g] for i, (_, g) in self.cached.items())
             site = call_site()      # the action the app called, and where: "collect at app.py:14", as Spark's
             final = Stage(next(self._ids), rdd, parents, None, partitions,
                           site if " at " in site else f"{action[0]} at {rdd.site.partition(' at ')[2] or rdd.kind}")
@@ -284,6 +283,7 @@ class DAGScheduler:
             return
         for i in gone:
             del self.cached[i]
+        self._list_live_cached()
         self.cache_locs = {k: w for k, w in self.cache_locs.items() if k[0] not in gone}
         if self.backend is not None:
             try:
@@ -355,16 +355,15 @@ class DAGScheduler:
     def _note_cached(self, rdd: RDD) -> None:
         """Mutates: cached, _live_cached. Note the cached RDDs of ``rdd``'s narrow lineage (what a stage's
         tasks compute), so that the tasks launched from now on list them as live."""
-        stack, seen = [rdd], set()
-        while stack:
-            r = stack.pop()
-            if r.id in seen:
-                continue
-            seen.add(r.id)
-            if r.is_cached and r.id not in self.cached:
-                self.cached[r.id] = (weakref.ref(r), next(self._generations))
-                self._live_cached = sorted([i, g] for i, (_, g) in self.cached.items())
-            stack.extend(d for d in r._deps() if not isinstance(d, ShuffleDependency))
+        new = [r for r in lineage(rdd, across_shuffles=False) if r.is_cached and r.id not in self.cached]
+        for r in new:
+            self.cached[r.id] = (weakref.ref(r), next(self._generations))
+        if new:
+            self._list_live_cached()
+
+    def _list_live_cached(self) -> None:
+        """Mutates: _live_cached, what each task carries: ``cached`` as sorted [id, generation] pairs."""
+        self._live_cached = sorted([i, g] for i, (_, g) in self.cached.items())
 
     def _launch(self, stage: Stage, split: int) -> None:
         """Mutates: tasks, launched. Hand one task to the backend."""
