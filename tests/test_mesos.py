@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -183,23 +184,28 @@ def test_gopark_inline_0_in_the_drivers_environment_reaches_the_executors(app: s
     assert "ran inline" not in called.stderr and ", in inverse\n" in called.stderr
 
 
-def _run_and_break(app: str, c: MesosCluster, env: dict[str, str], breaker) -> subprocess.CompletedProcess:
-    """Run ``rounds 4``; when round 1 is done, call ``breaker(c)``; the whole output."""
-    proc = subprocess.Popen([app, "rounds", "4", "-m", c.master, "--mem", "256", "-q"], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env)
+def _run_watching(args: list[str], env: dict[str, str], on_line, timeout: float) -> subprocess.CompletedProcess:
+    """Run ``args``, calling ``on_line(line)`` for each line it prints as it prints it (then ``timeout``
+    seconds for it to end); the whole output."""
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     out = []
     try:
         for line in proc.stdout:
             out.append(line)
-            if line.startswith("ROUND 1 "):
-                breaker(c)
+            on_line(line)
         err = proc.stderr.read()
-        proc.wait(timeout=120)
+        proc.wait(timeout=timeout)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
     return subprocess.CompletedProcess(proc.args, proc.returncode, "".join(out), err)
+
+
+def _run_and_break(app: str, c: MesosCluster, env: dict[str, str], breaker) -> subprocess.CompletedProcess:
+    """Run ``rounds 4``; when round 1 is done, call ``breaker(c)``; the whole output."""
+    return _run_watching([app, "rounds", "4", "-m", c.master, "--mem", "256", "-q"], env,
+                         lambda line: breaker(c) if line.startswith("ROUND 1 ") else None, 120)
 
 
 def test_a_lost_executor_loses_only_work_that_is_recomputed(app: str, cluster: MesosCluster,
@@ -237,28 +243,23 @@ def test_map_outputs_and_cached_partitions_the_app_let_go_leave_the_executors(
         return shuffles, cached
 
     go = str(tmp_path / "go")
-    proc = subprocess.Popen([app, "drops", go, "-m", cluster.master, "--mem", "256", "-q"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=tmp_env)
-    out, left, cached_id = [], None, None
-    try:
-        for line in proc.stdout:
-            out.append(line)
-            if line.startswith("CACHED"):
-                cached_id = line.split()[2]
-            if line.startswith("READY"):
-                cluster.wait_for(lambda want=({"shuffle-0"}, {cached_id}): left_on_executors() == want, timeout=15)
-                left = left_on_executors()
-                open(go, "w").close()
-        err = proc.stderr.read()
-        proc.wait(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert proc.returncode == 0, err
-    assert "".join(out) == (f"KEPT 100\nCACHED 100 {cached_id}\nROUND 0 100 100\nROUND 1 100 100\n"
-                            f"ROUND 2 100 100\nNEXT 2\nREADY\nKEPT 100 100\n")
-    assert left == ({"shuffle-0"}, {cached_id})    # what the app still holds is still on the executors, no other
+    seen: dict[str, Any] = {}
+
+    def on_line(line: str) -> None:
+        if line.startswith("CACHED"):
+            seen["cached"] = line.split()[2]
+        if line.startswith("READY"):
+            want = ({"shuffle-0"}, {seen["cached"]})
+            cluster.wait_for(lambda: left_on_executors() == want, timeout=15)
+            seen["left"] = left_on_executors()
+            open(go, "w").close()
+
+    ran = _run_watching([app, "drops", go, "-m", cluster.master, "--mem", "256", "-q"], tmp_env, on_line, 60)
+    assert ran.returncode == 0, ran.stderr
+    cached_id = seen["cached"]
+    assert ran.stdout == (f"KEPT 100\nCACHED 100 {cached_id}\nROUND 0 100 100\nROUND 1 100 100\n"
+                          f"ROUND 2 100 100\nNEXT 2\nREADY\nKEPT 100 100\n")
+    assert seen["left"] == ({"shuffle-0"}, {cached_id})   # what the app still holds is still there, no other
 
 
 def next_run_cleans_up(app: str, env: dict[str, str]) -> None:
