@@ -44,6 +44,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gopark import inline, registry
+from gopark.io.text import texts_of
 from gopark.partitioner import HashPartitioner
 
 #: operations that turn one record into zero, one or more records, with no state
@@ -51,6 +52,7 @@ PER_RECORD = frozenset({"map", "flatMap", "filter", "mapValue", "flatMapValue", 
 _ONE_TO_ONE = frozenset({"map", "mapValue", "keys", "values", "keyBy", "keyBySelf"})   # one record each
 
 CHECK_EVERY = 1024   # new keys between two calls of ``check``
+_PIECE = 2048        # characters of lines whose words a counting loop splits at once (see _CountBudget)
 
 _NESTING = frozenset({"flatMap", "flatMapValue"})   # each opens one more ``for`` in the loop
 _MAX_NESTED = 8      # of them in one generated loop (Python allows 20 nested blocks in a function)
@@ -478,6 +480,16 @@ def _counts(steps: tuple[tuple[str, _Slot], ...], merge: _Slot, create: _Slot | 
     return op == "flatMap" and last == "map" and g.ones
 
 
+def _splits_words(step: tuple[str, _Slot], fn: Any) -> bool:
+    """The step is ``flatMap(x -> x.split())``: a str's words, split on whitespace (as line ends are)."""
+    op, slot = step
+    if op != "flatMap":
+        return False
+    if slot.template is None:
+        return fn is str.split
+    return slot.template == "{0}.split()" and not slot.statements and not slot.nconsts
+
+
 def _count_loop(steps: tuple[tuple[str, _Slot], ...]) -> _Loop:
     """The combine of :func:`combine_loop` when it counts: each record's flatMap output goes to
     ``collections``' C counting loop (``combined[w] = combined.get(w, 0) + 1`` for each ``w``:
@@ -514,6 +526,26 @@ class _CountBudget:
             k = next(reversed(combined))
             self.check(k, combined[k])               # may spill: empty the dict
             self.due = self.due + CHECK_EVERY if combined else CHECK_EVERY
+
+    def count_texts(self, combined: dict, texts: Iterable[str]) -> None:
+        """Count the words of the lines of ``texts`` (see :func:`texts_of`), split a piece of lines
+        of about ``_PIECE`` characters at a time: no str is made per line, no loop step runs per line,
+        and a piece's words are still in the cache when they are counted (a whole block's are not:
+        slower than line by line)."""
+        for block in texts:
+            start, size = 0, len(block)
+            while start < size:
+                end = block.find("\n", start + _PIECE)
+                if end < 0:
+                    end = size
+                words = block[start:end].split()
+                start = end + 1
+                if len(words) <= CHECK_EVERY:
+                    _count_elements(combined, words)
+                    if len(combined) >= self.due:
+                        self.settle(combined)
+                else:
+                    self.count_slices(combined, words)
 
     def count_slices(self, combined: dict, items: Iterable[Any]) -> None:
         it = iter(items)
@@ -553,6 +585,10 @@ def combine(records: Iterable[Any], ops: Sequence[tuple[str, Callable[..., Any]]
         ops, inline.enabled(), ("merge", merge, 2), ("create", create, 1))
     if not probe and _counts(steps, merge_slot, create_slot):    # type: ignore[arg-type]
         check = _CountBudget(check, combined)      # type: ignore[assignment]
+        texts = texts_of(records) if len(steps) == 2 and _splits_words(steps[0], fns[0]) else None
+        if texts is not None:
+            check.count_texts(combined, texts)     # type: ignore[attr-defined]
+            return None
     loop = combine_loop(steps, merge_slot, create_slot, pairs, probe)(home)     # type: ignore[arg-type]
     return loop(records, fns, combined, create_value, merge_value, check, not_a_pair)
 

@@ -8,6 +8,7 @@ fails is named in the JobError as a called one is.
 from __future__ import annotations
 
 import builtins
+import gzip
 import itertools
 import math
 import operator
@@ -23,6 +24,7 @@ from apps.wc_app import add, pair, words
 from test_pipeline import as_list, by_first, extend, not_a  # helpers the fused-loop tests use too
 
 from gopark import Context, JobError, inline, pipeline, register_func
+from gopark.io import text
 from gopark.partitioner import HashPartitioner, RangePartitioner
 
 STEP = 3
@@ -675,6 +677,98 @@ def test_counting_checks_the_budget_as_often_as_combining(inlining, sizes):
         for k, v in part.items():
             merged[k] = merged.get(k, 0) + v
     assert merged == {w: 1 for line in lines for w in line.split()}
+
+
+# --- a word count of a text file splits pieces of lines at once ------------------------------------
+
+#: lines whose words (``str.split()``) are cut by more than spaces: CR LF, a lone CR, tabs, Unicode
+#: whitespace (which ends no textFile line), undecodable bytes, long lines, empty ones, no final newline
+AWKWARD_TEXT = (b"a b\r\nb\tc\r\n\n\n c\rd \x1c e\x1df\xc2\x85g\xe2\x80\xa8h\xe3\x80\x80i\xc2\xa0j\n"
+                b"\xff\xfe bad bytes \xc3\n" + b" ".join(b"w%d" % (i % 3000) for i in range(9000)) + b"\n"
+                + b"".join(b"line %d of %d words\n" % (i, i % 7) for i in range(4000)) + b"x" * 5000 + b"\n  y")
+
+
+def reference_counts(data: bytes) -> dict:
+    counts: dict = {}
+    for line in data.decode("utf-8", "replace").split("\n"):
+        for w in line.split():
+            counts[w] = counts.get(w, 0) + 1
+    return counts
+
+
+@register_func
+def split_words(line):
+    return line.split()
+
+
+@pytest.mark.parametrize("split", [words, str.split, split_words], ids=["words", "str.split", "lambda-like"])
+def test_a_text_files_words_counted_a_piece_at_a_time_are_its_lines_words(ctx, tmp_path, split):
+    """textFile(...).flatMap(split).map((w, 1)).reduceByKey(add): counted from pieces of lines, cut by the
+    splits anywhere (inside lines too), gzipped or not: the words of each line, counted, as Python counts them."""
+    path = tmp_path / "awkward.txt"
+    path.write_bytes(AWKWARD_TEXT)
+    gz = tmp_path / "awkward.txt.gz"
+    gz.write_bytes(gzip.compress(AWKWARD_TEXT))
+    expected = reference_counts(AWKWARD_TEXT)
+    assert "\ufffd" in expected and "\u2028" not in expected and "x" * 5000 in expected
+    for source in [ctx.textFile(str(path)), ctx.textFile(str(path), splitSize=777), ctx.textFile(str(gz))]:
+        got = source.flatMap(split).map(partial(pair, n=1)).reduceByKey(add).collectAsMap()
+        assert got == expected
+        assert all(type(v) is int for v in got.values())
+
+
+def test_a_text_file_counted_under_a_small_budget_spills_and_sums(tmp_path):
+    """The pieces of a split are counted with the budget checked as they come: a spill between pieces."""
+    path = tmp_path / "many.txt"
+    data = b"".join(b" ".join(b"k%d" % ((i * 7919 + j) % 60000) for j in range(12)) + b"\n" for i in range(40000))
+    path.write_bytes(data)
+    for master in ("local", "process:2"):
+        with Context(master, mem=1, quiet=True) as ctx:
+            got = ctx.textFile(str(path)).flatMap(words).map(partial(pair, n=1)).reduceByKey(add).collectAsMap()
+        assert got == reference_counts(data)
+
+
+def lines_of_file(path) -> text.Lines:
+    return text.read_split({"kind": "file", "path": str(path), "start": 0, "end": os.path.getsize(path)})
+
+
+@pytest.mark.parametrize("sizes", [[10_000], [3000] * 5, [1] * 3000, [1500, 1, 700, 5000]])
+def test_counting_a_text_file_checks_the_budget_as_often_as_combining(tmp_path, sizes):
+    """As for records (above): about every CHECK_EVERY new keys, a spill between pieces or inside a long line."""
+    path = tmp_path / "keys.txt"
+    lines = [" ".join(f"w{n}_{i}" for i in range(size)) for n, size in enumerate(sizes)]
+    path.write_text("\n".join(lines) + "\n")
+    ops = [("flatMap", words), ("map", partial(pair, n=1))]
+    calls: list = []
+    pipeline.combine(lines_of_file(path), ops, {}, None, add, lambda k, c: calls.append(k), TypeError)
+    assert len(calls) == sum(sizes) // pipeline.CHECK_EVERY
+    spilled: list = []
+    combined: dict = {}
+
+    def spill(k, c):
+        spilled.append(dict(combined))
+        combined.clear()
+    pipeline.combine(lines_of_file(path), ops, combined, None, add, spill, TypeError)
+    assert max(len(part) for part in spilled) < 2 * pipeline.CHECK_EVERY
+    merged: dict = {}
+    for part in [*spilled, combined]:
+        for k, v in part.items():
+            merged[k] = merged.get(k, 0) + v
+    assert merged == {w: 1 for line in lines for w in line.split()}
+
+
+def test_lines_already_taken_are_not_counted_again(tmp_path):
+    """Pieces of text are taken only from a split none of whose lines was taken: else, the lines left."""
+    path = tmp_path / "three.txt"
+    path.write_text("a b\nc\nd d\n")
+    lines = lines_of_file(path)
+    assert text.texts_of(lines) is not None
+    assert next(lines) == "a b"
+    assert text.texts_of(lines) is None
+    combined: dict = {}
+    pipeline.combine(lines, [("flatMap", words), ("map", partial(pair, n=1))], combined, None, add,
+                     lambda k, c: None, TypeError)
+    assert combined == {"c": 1, "d": 2}
 
 
 # --- a loop runs with the module dict of the functions it inlines as its globals -------------------

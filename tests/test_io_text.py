@@ -405,7 +405,7 @@ def test_a_read_error_of_a_moosefs_split_names_the_input(monkeypatch):
         yield "first line"
         raise moosefs.MfsError("chunkserver gone")
 
-    monkeypatch.setattr(moosefs, "read_split", broken)
+    monkeypatch.setattr(moosefs, "read_split_texts", broken)
     split = {"kind": "mfs", "path": "mfs://master/data/x.txt", "master": "m", "port": 9421, "inode": 1,
              "start": 0, "end": 10}
     with pytest.raises(moosefs.MfsError) as failed:

@@ -117,6 +117,7 @@ __all__ = [
     "parse_mfs_url",
     "plan_splits",
     "read_split",
+    "read_split_texts",
     "status_text",
     "verify_block",
 ]
@@ -1318,6 +1319,19 @@ def read_split(split: Mapping[str, Any], *, timeout: float | None = None,
     """The text lines of one split (UTF-8, undecodable bytes replaced, without
     the line end; a trailing "\\r" is dropped too).
 
+    They are read as :func:`read_split_texts` gives them, the lines of a block
+    at a time, and handed out by C.
+    """
+    from gopark.io.text import lines_of
+    return itertools.chain.from_iterable(map(lines_of, read_split_texts(split, timeout=timeout,
+                                                                        block_size=block_size)))
+
+
+def read_split_texts(split: Mapping[str, Any], *, timeout: float | None = None,
+                     block_size: int = READ_BLOCK) -> Iterator[str]:
+    """The lines of one split as texts: each the lines of a block read, joined by ``"\\n"``, decoded
+    (UTF-8, undecodable bytes replaced).
+
     A line belongs to the split in which it starts: a split that starts inside a
     line skips it, and the last line is read past ``end`` as far as needed, so
     the splits of a file together give each of its lines once.  Compressed
@@ -1338,11 +1352,11 @@ def read_split(split: Mapping[str, Any], *, timeout: float | None = None,
                            f"(did it change since the split was planned?)")
         begin = start - 1 if start > 0 else 0
         blocks = _split_blocks(f, begin, end, length, block_size)
-        yield from _lines(blocks, begin, skip_first=start > 0, stop=end)
+        yield from _texts(blocks, begin, skip_first=start > 0, stop=end)
     elif compression in _DECOMPRESSORS:
         blocks = f.iter_bytes(0, end, block_size=block_size)
         inflate = _DECOMPRESSORS[compression]
-        yield from _lines(inflate(blocks, f.url, block_size), 0, False, None)
+        yield from _texts(inflate(blocks, f.url, block_size), 0, False, None)
     else:
         raise ValueError(f"unknown compression {compression!r} in split of {f.url}")
 
@@ -1359,9 +1373,10 @@ def _split_blocks(f: MfsFile, begin: int, end: int, length: int,
         pos, step = stop, min(step * 2, block_size)
 
 
-def _lines(blocks: Iterable[bytes | bytearray], offset: int, skip_first: bool,
+def _texts(blocks: Iterable[bytes | bytearray], offset: int, skip_first: bool,
            stop: int | None) -> Iterator[str]:
-    """Split a byte stream that starts at ``offset`` into lines.
+    """Split a byte stream that starts at ``offset`` into texts of whole lines (see
+    :func:`read_split_texts`).
 
     With ``skip_first``, bytes up to and including the first newline are dropped
     (the stream starts one byte before a split, so a split starting right after a
@@ -1392,27 +1407,22 @@ def _lines(blocks: Iterable[bytes | bytearray], offset: int, skip_first: bool,
             continue
         if stop is not None and stop - pos <= last + 1:
             cut = block.find(b"\n", max(lo, stop - pos - 1))   # ends the line holding byte stop-1
-            yield from _decode(pending, view[lo:cut])
+            yield _decode(pending, view[lo:cut])
             return
-        yield from _decode(pending, view[lo:last])
+        yield _decode(pending, view[lo:last])
         pending = bytearray(view[last + 1:])
         line_at = pos + last + 1
         pos += size
     if not skipping and pending and (stop is None or line_at < stop):
-        yield from _decode(bytearray(), memoryview(pending))
+        yield _decode(bytearray(), memoryview(pending))
 
 
-def _decode(pending: bytearray, tail: memoryview) -> list[str]:
-    """The lines of ``pending + tail`` (which ends just before a newline)."""
+def _decode(pending: bytearray, tail: memoryview) -> str:
+    """The text of ``pending + tail`` (which ends just before a newline)."""
     if pending:
         pending += tail
-        text = str(pending, "utf-8", "replace")
-    else:
-        text = str(tail, "utf-8", "replace")
-    lines = text.split("\n")
-    if "\r" in text:
-        lines = [line.removesuffix("\r") for line in lines]
-    return lines
+        return str(pending, "utf-8", "replace")
+    return str(tail, "utf-8", "replace")
 
 
 def _gunzip(blocks: Iterable[bytes | bytearray], what: str, limit: int) -> Iterator[bytes]:

@@ -16,6 +16,7 @@ import bz2
 import contextlib
 import glob
 import gzip
+import inspect
 import io
 import itertools
 import os
@@ -251,14 +252,43 @@ def read_split(split: dict) -> Iterator[str]:
     An error reading it (a corrupt ``.gz``, a file removed since ``textFile``)
     is raised as it is, marked with the path (``exc.gopark_input``, and a note),
     so the task's failure names the input rather than a function of the app.
-    The lines are handed out by C (``chain``) from a block's list of them: no
-    Python frame is resumed per line.
+    The lines are handed out by C (``chain``) from each block's list of them: no
+    Python frame is resumed per line. The iterator also has the blocks as
+    texts (see :class:`Lines`).
     """
-    return itertools.chain.from_iterable(_line_blocks(split))
+    texts = _texts(split)
+    lines = Lines.from_iterable(map(lines_of, texts))
+    lines.texts = texts
+    return lines
 
 
-def _line_blocks(split: dict) -> Iterator[Iterable[str]]:
-    """The lines of one split, a block's worth at a time; a read error named (see :func:`read_split`)."""
+class Lines(itertools.chain):
+    """The lines of a split (an iterator), and ``texts``: the same lines as texts, each the lines of a
+    block joined by ``"\\n"``, for a consumer that takes the split whole and would split the lines on
+    whitespace anyway (their ends are whitespace too). Taken from the start only (see :func:`texts_of`)."""
+
+    texts: Iterator[str]
+
+
+def texts_of(records: Iterable[Any]) -> Iterator[str] | None:
+    """The texts of ``records`` (see :class:`Lines`) if they are a split's lines of which none was taken."""
+    texts = getattr(records, "texts", None) if type(records) is Lines else None
+    if texts is None or inspect.getgeneratorstate(texts) != inspect.GEN_CREATED:
+        return None
+    return texts
+
+
+def lines_of(text: str) -> list[str]:
+    """The lines of a block's text (which ends just before a line end): split at ``\\n``, a ``\\r``
+    before it dropped."""
+    lines = text.split("\n")
+    if "\r" in text:
+        lines = [ln.removesuffix("\r") for ln in lines]
+    return lines
+
+
+def _texts(split: dict) -> Iterator[str]:
+    """The lines of one split as texts, a block at a time; a read error named (see :func:`read_split`)."""
     try:
         yield from _read_split(split)
     except _READ_ERRORS as exc:
@@ -277,7 +307,7 @@ def _name_input(exc: BaseException, where: str, what: str) -> None:
         exc.add_note(f"while reading the {what} input {where}")
 
 
-def _read_split(split: dict) -> Iterator[Iterable[str]]:
+def _read_split(split: dict) -> Iterator[str]:
     kind = split["kind"]
     if kind == "file":
         with open(split["path"], "rb") as f:
@@ -287,9 +317,7 @@ def _read_split(split: dict) -> Iterator[Iterable[str]]:
             yield from read_blocks(f, 0, None)
     elif kind == "mfs":
         from gopark.io import moosefs
-        lines = moosefs.read_split(split)
-        while block := list(itertools.islice(lines, 4096)):     # read here, where errors are named
-            yield block
+        yield from moosefs.read_split_texts(split)
     else:
         raise ValueError(f"unknown split kind {kind!r}")
 
@@ -317,17 +345,9 @@ def read_whole(path: str, decompress: bool, what: str) -> bytes:
         raise
 
 
-def _decode(block: bytes) -> list[str]:
-    text = block.decode("utf-8", "replace")
-    lines = text.split("\n")
-    if "\r" in text:
-        lines = [ln[:-1] if ln.endswith("\r") else ln for ln in lines]
-    return lines
-
-
-def read_blocks(f: BinaryIO, start: int, end: int | None) -> Iterator[list[str]]:
-    """Lines of a seekable (or, with start 0, any) binary stream that start in ``[start, end)``, in lists
-    (one per block read)."""
+def read_blocks(f: BinaryIO, start: int, end: int | None) -> Iterator[str]:
+    """Lines of a seekable (or, with start 0, any) binary stream that start in ``[start, end)``, as texts
+    (one per block read; see :class:`Lines`); UTF-8, undecodable bytes replaced."""
     if start > 0:
         f.seek(start - 1)
         if f.read(1) != b"\n":       # we are inside a line that belongs to the previous split
@@ -345,13 +365,13 @@ def read_blocks(f: BinaryIO, start: int, end: int | None) -> Iterator[list[str]]
             carry = buf
             continue
         carry = buf[cut + 1:]
-        yield _decode(buf[:cut])
+        yield buf[:cut].decode("utf-8", "replace")
     if carry:
         if end is not None and pos >= end:   # the last line started before end: finish it
             carry += f.readline()
         if carry.endswith(b"\n"):
             carry = carry[:-1]
-        yield _decode(carry)
+        yield carry.decode("utf-8", "replace")
 
 
 # --- output --------------------------------------------------------------------
