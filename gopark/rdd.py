@@ -1107,16 +1107,14 @@ class RDD:
         return sum(self.ctx.runJob(self, ["sum"]))
 
     def mean(self) -> float:
-        """The arithmetic mean of the records; ValueError on an empty RDD.
+        """The arithmetic mean of the records; 0.0 for an empty RDD, as Spark's (``stats().mean()``).
 
         >>> ctx.parallelize([1, 2, 3, 4]).mean()
         2.5
         """
         parts = self.ctx.runJob(self, ["sum_count"])
         total, n = sum(p[0] for p in parts), sum(p[1] for p in parts)
-        if not n:
-            raise ValueError("mean of an empty RDD")
-        return total / n
+        return total / n if n else 0.0
 
     def stats(self) -> StatCounter:
         """Count, mean, variance, max and min of the records, in one job (a :class:`StatCounter`).
