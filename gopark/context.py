@@ -169,6 +169,7 @@ class Context:
         try:
             self.backend.stop()
         finally:
+            self._broadcasts.keep_values()
             shutil.rmtree(self.work_dir, ignore_errors=True)
             shared.forget_broadcasts(list(self._broadcasts.live))
             _restore_signals(self._signals)

@@ -46,9 +46,18 @@ class BroadcastBook:
     def __init__(self) -> None:
         self.owner = os.urandom(8).hex()
         self.live: dict[str, int] = {}
+        self.handles: weakref.WeakSet[Broadcast] = weakref.WeakSet()    # the driver's, while the app has them
 
     def for_task(self) -> list:
         return [self.owner, dict(self.live)]     # one C-level copy: a handle's finalizer may run meanwhile
+
+    def keep_values(self) -> None:
+        """Before the Context's work folder goes: each handle the app still has reads its value, if it has
+        not yet, from its packed copy there; ``value`` goes on working after ``stop()`` (DPark's keeps it)."""
+        for b in list(self.handles):
+            if not b.destroyed:
+                with contextlib.suppress(OSError):
+                    b.value         # noqa: B018  (read for its effect: the value is kept)
 
 
 class Broadcast:
@@ -135,6 +144,8 @@ def new_broadcast(value: Any, folder: str, url: str | None = None, book: Broadca
     # nor the driver's (read back from the file when first asked for, as PySpark's)
     b = Broadcast(bid, f"{url}/{os.path.basename(path)}" if url else path, _MISSING, path, book)
     b.holds = inner          # broadcasts in its value: kept while it may be read
+    if book is not None:
+        book.handles.add(b)
     # with the driver's handle go the copy tasks load in this process (local mode), the workers', and the
     # file (Spark's ContextCleaner): an iterative job broadcasting each round does not fill the disk
     weakref.finalize(b, _forget, book, bid, path)

@@ -153,6 +153,22 @@ def test_unpersist_keeps_the_value_and_destroy_ends_it(ctx):
     assert ctx.parallelize(range(2), 2).map(partial(lookup, other)).collect() == [5, 5]
 
 
+@pytest.mark.parametrize("master", ["local", "process:2"])
+def test_a_broadcasts_value_is_still_read_in_the_driver_after_stop(master):
+    """DPark's driver keeps the value: ``value`` works after ``stop()``, read before it or not."""
+    with Context(master, quiet=True) as ctx:
+        read = ctx.broadcast([1, 2, 3])
+        assert read.value == [1, 2, 3]
+        unread = ctx.broadcast({"k": (1, 2)})
+        assert ctx.parallelize([0, 1], 2).map(partial(lookup, read)).collect() == [1, 2]     # tasks read it
+        destroyed = ctx.broadcast([0])
+        destroyed.destroy()
+    assert not os.path.exists(ctx.work_dir)
+    assert read.value == [1, 2, 3] and unread.value == {"k": (1, 2)}
+    with pytest.raises(ValueError, match="was destroyed"):
+        destroyed.value                                     # noqa: B018
+
+
 @register_func
 def loaded_after_reading(broadcasts, x):
     """The broadcasts this process holds a copy of, after reading ``broadcasts``."""
