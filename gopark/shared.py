@@ -52,12 +52,13 @@ class BroadcastBook:
         return [self.owner, dict(self.live)]     # one C-level copy: a handle's finalizer may run meanwhile
 
     def keep_values(self) -> None:
-        """Before the Context's work folder goes: each handle the app still has reads its value, if it has
-        not yet, from its packed copy there; ``value`` goes on working after ``stop()`` (DPark's keeps it)."""
+        """Before the Context's work folder goes: each handle the app still has keeps its packed copy from
+        there, if it has not read its value yet (unpacked only if asked for): ``value`` goes on working
+        after ``stop()`` (DPark's driver keeps the value)."""
         for b in list(self.handles):
-            if not b.destroyed:
-                with contextlib.suppress(OSError):
-                    b.value         # noqa: B018  (read for its effect: the value is kept)
+            if not b.destroyed and b._value is _MISSING and b._file is not None:
+                with contextlib.suppress(OSError), open(b._file, "rb") as f:
+                    b._packed = f.read()
 
 
 class Broadcast:
@@ -73,6 +74,7 @@ class Broadcast:
         self.owner = book.owner if book is not None else owner
         self.holds: list[Broadcast] = []   # the driver's handles packed in its value (see handles_packed)
         self.destroyed = False
+        self._packed: bytes | None = None    # the driver's packed copy, kept when its Context stopped
 
     @property
     def value(self) -> Any:
@@ -81,7 +83,9 @@ class Broadcast:
         if self.destroyed:
             raise ValueError(f"{self!r} was destroyed: its value is gone")
         if self._value is _MISSING:
-            if self._file is not None:      # the driver's: its own copy of what was packed (PySpark's)
+            if self._packed is not None:    # the driver's, after its Context stopped
+                self._value, self._packed = serialize.unpackb(self._packed), None
+            elif self._file is not None:    # the driver's: its own copy of what was packed (PySpark's)
                 with open(self._file, "rb") as f:
                     self._value = serialize.unpackb(f.read())
             else:
@@ -103,7 +107,7 @@ class Broadcast:
         at the call (SerializationError), and ``value`` is a ValueError. ``blocking``: as :meth:`unpersist`."""
         _in_driver_only(self, "destroyed")
         self.destroyed = True
-        self._value = _MISSING
+        self._value, self._packed = _MISSING, None
         _loaded.pop(self.id, None)
         if self._book is not None:
             self._book.live.pop(self.id, None)

@@ -163,10 +163,13 @@ def test_a_broadcasts_value_is_still_read_in_the_driver_after_stop(master):
         assert ctx.parallelize([0, 1], 2).map(partial(lookup, read)).collect() == [1, 2]     # tasks read it
         destroyed = ctx.broadcast([0])
         destroyed.destroy()
+        later = ctx.broadcast([9])
     assert not os.path.exists(ctx.work_dir)
     assert read.value == [1, 2, 3] and unread.value == {"k": (1, 2)}
-    with pytest.raises(ValueError, match="was destroyed"):
-        destroyed.value                                     # noqa: B018
+    later.destroy()                                         # after stop, before its value was read
+    for gone in (destroyed, later):
+        with pytest.raises(ValueError, match="was destroyed"):
+            gone.value                                      # noqa: B018
 
 
 @register_func
