@@ -659,18 +659,29 @@ def test_pairs_whose_value_is_an_expression_of_a_constant(ctx):
 @pytest.mark.parametrize("sizes", [[10_000], [3000] * 5, [1] * 3000, [1500, 1, 700, 5000]])
 def test_counting_checks_the_budget_as_often_as_combining(inlining, sizes):
     """About every CHECK_EVERY new keys, even inside one record; a spill (the check empties the dict) mid-record."""
-    lines = [" ".join(f"w{n}_{i}" for i in range(size)) for n, size in enumerate(sizes)]
+    lines = budget_lines(sizes)
+    assert_budget_checked(lambda: iter(lines), lines)
+
+
+def budget_lines(sizes: list[int]) -> list[str]:
+    """A line of ``size`` distinct words for each of ``sizes``."""
+    return [" ".join(f"w{n}_{i}" for i in range(size)) for n, size in enumerate(sizes)]
+
+
+def assert_budget_checked(records, lines: list[str]) -> None:
+    """Counting the words of ``records()`` (the ``lines``, each time afresh) checks the budget once every
+    CHECK_EVERY new keys, and a check that spills (empties the dict) loses and doubles nothing."""
     ops = [("flatMap", words), ("map", partial(pair, n=1))]
     calls: list = []
-    pipeline.combine(iter(lines), ops, {}, None, add, lambda k, c: calls.append(k), TypeError)
-    assert len(calls) == sum(sizes) // pipeline.CHECK_EVERY
+    pipeline.combine(records(), ops, {}, None, add, lambda k, c: calls.append(k), TypeError)
+    assert len(calls) == sum(len(line.split()) for line in lines) // pipeline.CHECK_EVERY
     spilled: list = []
     combined: dict = {}
 
     def spill(k, c):
         spilled.append(dict(combined))
         combined.clear()
-    pipeline.combine(iter(lines), ops, combined, None, add, spill, TypeError)
+    pipeline.combine(records(), ops, combined, None, add, spill, TypeError)
     assert max(len(part) for part in spilled) < 2 * pipeline.CHECK_EVERY   # counted a slice at a time
     merged: dict = {}
     for part in [*spilled, combined]:
@@ -736,25 +747,9 @@ def lines_of_file(path) -> text.Lines:
 def test_counting_a_text_file_checks_the_budget_as_often_as_combining(tmp_path, sizes):
     """As for records (above): about every CHECK_EVERY new keys, a spill between pieces or inside a long line."""
     path = tmp_path / "keys.txt"
-    lines = [" ".join(f"w{n}_{i}" for i in range(size)) for n, size in enumerate(sizes)]
+    lines = budget_lines(sizes)
     path.write_text("\n".join(lines) + "\n")
-    ops = [("flatMap", words), ("map", partial(pair, n=1))]
-    calls: list = []
-    pipeline.combine(lines_of_file(path), ops, {}, None, add, lambda k, c: calls.append(k), TypeError)
-    assert len(calls) == sum(sizes) // pipeline.CHECK_EVERY
-    spilled: list = []
-    combined: dict = {}
-
-    def spill(k, c):
-        spilled.append(dict(combined))
-        combined.clear()
-    pipeline.combine(lines_of_file(path), ops, combined, None, add, spill, TypeError)
-    assert max(len(part) for part in spilled) < 2 * pipeline.CHECK_EVERY
-    merged: dict = {}
-    for part in [*spilled, combined]:
-        for k, v in part.items():
-            merged[k] = merged.get(k, 0) + v
-    assert merged == {w: 1 for line in lines for w in line.split()}
+    assert_budget_checked(lambda: lines_of_file(path), lines)
 
 
 def test_lines_already_taken_are_not_counted_again(tmp_path):
