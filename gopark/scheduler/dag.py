@@ -66,7 +66,6 @@ from gopark.rdd import RDD, ShuffleDependency, call_site, lineage, lineage_to_wi
 log = logging.getLogger("gopark.scheduler")
 
 
-
 class Backend(Protocol):
     """What runs tasks: ``submit`` one, and post ``("end", tid, result, worker)`` or
     ``("lost", tid, reason, worker)`` to the scheduler when it is done; ``("worker_lost",
@@ -269,11 +268,8 @@ class DAGScheduler:
             self._counted_maps.pop(shuffle_id, None)
             dropped += filter(None, self.shuffle_outputs.pop(shuffle_id, None) or [])
             log.debug("shuffle %d dropped: the RDD that made it is gone", shuffle_id)
-        if dropped and self.backend is not None:
-            try:
-                self.backend.drop_outputs(dropped)
-            except Exception as exc:   # noqa: BLE001  # cleaning up must not fail the app's next job
-                log.warning("could not remove the map outputs of dropped shuffles: %s", exc)
+        if dropped:
+            self._clean_up("drop_outputs", dropped, "the map outputs of dropped shuffles")
 
     def _forget_uncached(self) -> None:
         """Mutates: cached, cache_locs. Drop the cached RDDs that are gone or unpersisted: the backend
@@ -285,12 +281,18 @@ class DAGScheduler:
             del self.cached[i]
         self._list_live_cached()
         self.cache_locs = {k: w for k, w in self.cache_locs.items() if k[0] not in gone}
-        if self.backend is not None:
-            try:
-                self.backend.drop_cached(sorted(gone))
-            except Exception as exc:   # noqa: BLE001  # cleaning up must not fail the app's next job
-                log.warning("could not remove the cached partitions of dropped RDDs: %s", exc)
+        self._clean_up("drop_cached", sorted(gone), "the cached partitions of dropped RDDs")
         log.debug("cached RDDs %s dropped: gone or unpersisted", sorted(gone))
+
+    def _clean_up(self, method: str, what: list, described: str) -> None:
+        """Have the backend remove ``what`` (``drop_outputs`` or ``drop_cached``); a failure is logged:
+        cleaning up must not fail the app's next job."""
+        if self.backend is None:
+            return
+        try:
+            getattr(self.backend, method)(what)
+        except Exception as exc:   # noqa: BLE001
+            log.warning("could not remove %s: %s", described, exc)
 
     def _drain(self) -> None:
         """Events that came between jobs (a lost executor's outputs), before planning the next."""
