@@ -1,6 +1,7 @@
 """What is particular to process mode: memory budgets, stopping, scripts, Ctrl-C and kill, a private endpoint."""
 from __future__ import annotations
 
+import atexit
 import glob
 import os
 import shutil
@@ -380,9 +381,11 @@ _buffered: dict = {}
 
 @register_func
 def write_buffered(folder, x):
-    """Appends to a file this process keeps open, never flushed by the task: a worker's exit must flush it."""
+    """Appends to a file this process keeps open, never flushed by the task: a worker's exit must flush it,
+    after running the app's atexit handlers (one writes a last line)."""
     if folder not in _buffered:
         _buffered[folder] = open(os.path.join(folder, f"{os.getpid()}.txt"), "a")
+        atexit.register(_buffered[folder].write, "atexit\n")
     _buffered[folder].write(f"{x}\n")
     return x
 
@@ -390,8 +393,9 @@ def write_buffered(folder, x):
 def test_a_stopped_worker_exits_normally_flushing_what_its_tasks_buffered(tmp_path):
     with Context("process:2", quiet=True) as ctx:
         ctx.parallelize(range(20), 4).map(partial(write_buffered, str(tmp_path))).count()
-    lines = [line for name in os.listdir(tmp_path) for line in (tmp_path / name).read_text().split()]
-    assert sorted(map(int, lines)) == list(range(20))
+    files = [(tmp_path / name).read_text().split() for name in os.listdir(tmp_path)]
+    assert files and all(lines[-1] == "atexit" for lines in files)
+    assert sorted(int(line) for lines in files for line in lines[:-1]) == list(range(20))
 
 
 def test_runJob_refuses_repeated_or_unknown_partitions(ctx):
