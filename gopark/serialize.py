@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import msgpack
+import msgpack.fallback
 
 from gopark.errors import SerializationError
 
@@ -125,9 +126,15 @@ def packb(obj: Any, what: str = "sending data") -> bytes:
 _PLAIN = frozenset({int, float, str, bytes, bool, type(None)})
 
 
-#: how deep data may nest: msgpack's own limit (a value that contains itself goes no deeper)
-_MAX_DEPTH = 511
-_TOO_DEEP = f"list, tuple, dict or set nested more than {_MAX_DEPTH} deep (one that contains itself?)"
+#: levels of lists, tuples, dicts and sets that msgpack packs (1024 since msgpack 1.1, 511 before), counting
+#: those gopark packs a value in (a batch of records, a task's plan): a value the driver is given that goes
+#: deeper is refused at once (one that contains itself would be walked for ever), one a task made fails it
+_MAX_DEPTH = msgpack.fallback.DEFAULT_RECURSE_LIMIT
+#: how deep a record, a broadcast value or a bound argument may nest, in every mode and operation: the
+#: levels gopark adds (at most 24: a plan, a join's or a cogroup's tuples, a batch) come out of msgpack's
+NEST_LIMIT = _MAX_DEPTH - 24
+_TOO_DEEP = (f"list, tuple, dict or set nested too deep (data may nest {NEST_LIMIT} levels; msgpack packs "
+             f"{_MAX_DEPTH}, counting those gopark adds): does it contain itself?")
 
 
 def _reject_buffers(obj: Any, what: str) -> None:
@@ -143,12 +150,14 @@ def _reject_buffers(obj: Any, what: str) -> None:
             raise SerializationError(f"cannot serialize a value of type {t.__name__} in {what}: "
                                      "use bytes (gopark data keeps its types, and bytes is the one for binary)")
         if isinstance(o, dict):
+            if set(map(type, o)) <= _PLAIN and set(map(type, o.values())) <= _PLAIN:
+                continue
             inside: Iterable[Any] = itertools.chain(o.keys(), o.values())
         elif isinstance(o, (list, tuple, set, frozenset)) and not set(map(type, o)) <= _PLAIN:
             inside = o
         else:
             continue
-        if depth == _MAX_DEPTH:
+        if depth == _MAX_DEPTH - 1:       # (at depth 0: the value itself; its items are one level deeper)
             raise SerializationError(f"cannot serialize a value of type {_TOO_DEEP} in {what}")
         stack.extend((x, depth + 1) for x in inside)
 

@@ -8,10 +8,11 @@ import subprocess
 import sys
 from functools import partial
 
+import msgpack.fallback
 import pytest
 from apps import funcs
 
-from gopark import JobError, SerializationError, register_func
+from gopark import JobError, SerializationError, register_func, serialize
 
 # --- the three forms of register_func ------------------------------------------------------
 
@@ -331,9 +332,9 @@ def test_a_value_that_contains_itself_is_refused_at_the_call_not_walked_for_ever
     selfish: dict = {}
     selfish["me"] = selfish
     for value in (looped, selfish, (looped,)):
-        with pytest.raises(SerializationError, match="nested more than 511 deep .*contains itself.* parallelize"):
+        with pytest.raises(SerializationError, match="nested too deep .*contain itself.* parallelize"):
             ctx.parallelize([value], 1)
-        with pytest.raises(SerializationError, match="contains itself"):
+        with pytest.raises(SerializationError, match="contain itself"):
             ctx.broadcast(value)
     deep: list = []
     tip = deep
@@ -341,3 +342,49 @@ def test_a_value_that_contains_itself_is_refused_at_the_call_not_walked_for_ever
         tip.append([])
         tip = tip[0]
     assert ctx.parallelize([deep], 1).count() == 1       # deep, not looped: fine
+
+
+@register_func
+def nested(depth, x):
+    """``x`` in ``depth`` levels: lists, dicts and tuples in turn."""
+    for i in range(depth):
+        x = ([x], {"k": x}, (x,))[i % 3]
+    return x
+
+
+@register_func
+def depth_of(x):
+    n = 0
+    while isinstance(x, (list, dict, tuple)):
+        x = x["k"] if isinstance(x, dict) else next(iter(x))
+        n += 1
+    return n
+
+
+@register_func
+def depth_with(value, x):
+    return depth_of(value) + x
+
+
+def test_data_nested_to_the_documented_limit_goes_everywhere_and_deeper_is_refused_at_the_call(ctx):
+    deep = nested(serialize.NEST_LIMIT, 0)          # 1000 levels with msgpack 1.1
+    assert depth_of(ctx.parallelize([deep], 1).collect()[0]) == serialize.NEST_LIMIT
+    assert depth_of(ctx.parallelize([0], 1).map(partial(nested, serialize.NEST_LIMIT)).collect()[0]) == \
+        serialize.NEST_LIMIT                        # made by a task
+    assert ctx.parallelize([0], 1).map(partial(depth_with, deep)).collect() == [serialize.NEST_LIMIT]
+    assert depth_of(ctx.broadcast(deep).value) == serialize.NEST_LIMIT
+    pairs = ctx.parallelize([(1, deep), (2, deep), (1, deep)], 2).cache()
+    assert [(k, len(vs), depth_of(vs[0])) for k, vs in sorted(pairs.groupByKey(3).collect())] == \
+        [(1, 2, serialize.NEST_LIMIT), (2, 1, serialize.NEST_LIMIT)]
+    cogrouped = pairs.groupWith(pairs, pairs).mapValue(depth_of).collect()
+    assert sorted(cogrouped) == [(1, serialize.NEST_LIMIT + 2), (2, serialize.NEST_LIMIT + 2)]
+    assert pairs.join(pairs).count() == 5 and pairs.sortByKey().keys().collect() == [1, 1, 2]
+
+    limit = msgpack.fallback.DEFAULT_RECURSE_LIMIT      # what msgpack packs, gopark's levels included
+    too_deep = nested(limit + 1, 0)
+    for give in (partial(ctx.parallelize, [too_deep]), partial(ctx.broadcast, too_deep),
+                 lambda: ctx.parallelize([1]).map(partial(depth_with, too_deep))):
+        with pytest.raises(SerializationError, match=f"nested too deep .*{serialize.NEST_LIMIT} levels.*{limit}"):
+            give()
+    with pytest.raises(SerializationError, match="nested too deep .* in collect"):   # a task's: its error
+        ctx.parallelize([0], 1).map(partial(nested, limit)).collect()
