@@ -2,7 +2,7 @@
 
 Each task sums up its partition in one pass (count, mean and the sum of
 squared deviations, Welford's update); the driver merges the partitions'
-summaries (Chan et al.'s pairwise formula), so no record leaves its task.
+summaries (Chan et al.'s pairwise formula, as Spark's StatCounter), so no record leaves its task.
 """
 from __future__ import annotations
 
@@ -46,8 +46,14 @@ class StatCounter:
         return counter
 
     def merge(self, value: Any) -> StatCounter:
-        """Add one number."""
-        return self.mergeStats(StatCounter([value]))
+        """Add one number (Welford's update, as each task's)."""
+        delta = value - self.mu
+        self.n += 1
+        self.mu += delta / self.n
+        self.m2 += delta * (value - self.mu)
+        self.maxValue = max(self.maxValue, float(value))
+        self.minValue = min(self.minValue, float(value))
+        return self
 
     def mergeStats(self, other: StatCounter) -> StatCounter:
         """Add another counter's numbers (in place; returns this counter)."""
@@ -61,7 +67,14 @@ class StatCounter:
             return self
         n = self.n + other.n
         delta = other.mu - self.mu
-        self.mu += delta * other.n / n
+        # the mean as Spark's StatCounter has it, to the last bit: from the bigger side's when the other
+        # is under a tenth of it, else the weighted sum
+        if other.n * 10 < self.n:
+            self.mu = self.mu + (delta * other.n) / n
+        elif self.n * 10 < other.n:
+            self.mu = other.mu - (delta * self.n) / n
+        else:
+            self.mu = (self.mu * self.n + other.mu * other.n) / n
         self.m2 += other.m2 + delta * delta * self.n * other.n / n
         self.n = n
         self.maxValue = max(self.maxValue, other.maxValue)

@@ -241,6 +241,50 @@ def test_stat_counter_merges() -> None:
     assert a.count() == 3          # copy() kept it apart
 
 
+class SparkStatCounter:
+    """Spark's StatCounter's arithmetic (its Scala and PySpark's), written out: what gopark's must give to the bit."""
+
+    def __init__(self, values: list) -> None:
+        self.n, self.mu, self.m2 = 0, 0.0, 0.0
+        for v in values:
+            delta = v - self.mu
+            self.n += 1
+            self.mu += delta / self.n
+            self.m2 += delta * (v - self.mu)
+
+    def merge_stats(self, other: SparkStatCounter) -> SparkStatCounter:
+        if self.n == 0:
+            self.n, self.mu, self.m2 = other.n, other.mu, other.m2
+        elif other.n:
+            delta, n = other.mu - self.mu, self.n + other.n
+            if other.n * 10 < self.n:
+                self.mu = self.mu + (delta * other.n) / n
+            elif self.n * 10 < other.n:
+                self.mu = other.mu - (delta * self.n) / n
+            else:
+                self.mu = (self.mu * self.n + other.mu * other.n) / n
+            self.m2 += other.m2 + (delta * delta * self.n * other.n) / n
+            self.n = n
+        return self
+
+
+@pytest.mark.parametrize("slices", [1, 3, 7, 40])
+def test_stats_are_sparks_to_the_last_bit_on_ill_conditioned_data(ctx: Context, slices: int) -> None:
+    data = [0.1 * i + 1e-3 * (i % 7) for i in range(1, 1000)] + [1e16, 1.0, -1e16] + [0.3] * 5
+    rdd = ctx.parallelize(data, slices)
+    expected = SparkStatCounter([])
+    for part in rdd.glom().collect():
+        expected.merge_stats(SparkStatCounter(part))
+    got = rdd.stats()
+    assert (got.count(), got.mean(), got.variance()) == (expected.n, expected.mu, expected.m2 / expected.n)
+    one_by_one = StatCounter()
+    for x in data[:500]:
+        one_by_one.merge(x)
+    whole = SparkStatCounter(data[:500])
+    assert (one_by_one.mean(), one_by_one.variance()) == (whole.mu, whole.m2 / whole.n)
+    assert (one_by_one.max(), one_by_one.min()) == (max(data[:500]), min(data[:500]))
+
+
 def test_take_sample(ctx: Context) -> None:
     rdd = ctx.parallelize(range(1000), 4)
     got = rdd.takeSample(False, 50, seed=7)
