@@ -17,6 +17,7 @@ through ``Context.runJob`` with an action of :mod:`gopark.actions`.
 """
 from __future__ import annotations
 
+import bisect
 import functools
 import heapq
 import itertools
@@ -192,6 +193,11 @@ class RDD:
 
     def _params(self, needed: set[int], outputs: dict[int, list]) -> dict:
         return {}
+
+    def _wire_parents(self, needed: set[int]) -> list[RDD]:
+        """The parents that travel with a task that computes the splits ``needed`` (with their own lineage
+        when it reads them; see :func:`lineage_to_wire`): every narrow one."""
+        return narrow_parents(self)
 
     def compute(self, split: int, task: Any) -> Iterator[Any]:
         """The records of partition ``split`` (each RDD kind's own; ``task`` is the running TaskContext)."""
@@ -1550,7 +1556,8 @@ class UnionRDD(RDD):
     def __init__(self, ctx: Any, rdds: list[RDD]) -> None:
         super().__init__(ctx, sum(r.num_partitions for r in rdds))
         self.rdds = rdds
-        self.counts = [r.num_partitions for r in rdds]   # travels: a task gets only the parent it reads
+        self.starts = list(itertools.accumulate((r.num_partitions for r in rdds), initial=0))  # each one's first split
+        self.read: dict[int, list[int]] | None = None    # on a worker: split -> [its parent in rdds, its split there]
 
     def _deps(self) -> list[RDD | ShuffleDependency]:
         return list(self.rdds)
@@ -1558,8 +1565,13 @@ class UnionRDD(RDD):
     def _parent_splits(self, split: int) -> list[tuple[RDD, int]]:
         return [self._locate(split)]
 
+    def _wire_parents(self, needed: set[int]) -> list[RDD]:
+        """Only the parents the splits ``needed`` read travel (a union may have thousands)."""
+        return [self.rdds[i] for i in sorted({self._parent_of(s) for s in needed})]
+
     def _params(self, needed: set[int], outputs: dict[int, list]) -> dict:
-        return {"counts": self.counts}
+        read = {i: j for j, i in enumerate(sorted({self._parent_of(s) for s in needed}))}
+        return {"read": {s: [read[i], s - self.starts[i]] for s in needed for i in (self._parent_of(s),)}}
 
     def compute(self, split: int, task: Any) -> Iterator[Any]:
         r, s = self._locate(split)
@@ -1572,18 +1584,23 @@ class UnionRDD(RDD):
         r, s = self._locate(split)
         return r.per_record_tail(s, task)
 
+    def _parent_of(self, split: int) -> int:
+        if not 0 <= split < self.num_partitions:
+            raise IndexError(split)
+        return bisect.bisect_right(self.starts, split) - 1
+
     def _locate(self, split: int) -> tuple[RDD, int]:
-        for r, n in zip(self.rdds, self.counts):
-            if split < n:
-                return r, split
-            split -= n
-        raise IndexError(split)
+        if self.read is not None:
+            i, s = self.read[split]
+            return self.rdds[i], s
+        i = self._parent_of(split)
+        return self.rdds[i], split - self.starts[i]
 
     @classmethod
     def _build(cls, params: dict, parents: list[RDD | None], n: int) -> RDD:
         node = _bare(cls, n)
-        node.rdds = parents          # None for a parent this task does not read
-        node.counts = params["counts"]
+        node.rdds = parents          # the parents its task reads
+        node.read = params["read"]
         return node
 
 
@@ -1619,11 +1636,17 @@ class PartitionerAwareUnionRDD(RDD):
 
 def union_of(ctx: Any, rdds: list[RDD]) -> RDD:
     """The union of ``rdds`` (checked): partition by partition when they are all partitioned alike, as
-    Spark's, else their partitions one after the other."""
+    Spark's, else their partitions one after the other. A union among them of the same kind (not cached
+    nor to be checkpointed) gives its own RDDs instead, the same partitions in the same order: a union
+    grown one RDD at a time in a loop (``acc = acc.union(more)``) stays one union, not a chain of
+    thousands that its tasks would go down (and Python's recursion limit with them)."""
     first = rdds[0].partitioner
+    kind: type[RDD] = UnionRDD
     if len(rdds) > 1 and first is not None and all(r.partitioner == first for r in rdds[1:]):
-        return PartitionerAwareUnionRDD(ctx, rdds)
-    return UnionRDD(ctx, rdds)
+        kind = PartitionerAwareUnionRDD
+    flat = [p for r in rdds for p in (r.rdds if type(r) is kind and not r.is_cached  # type: ignore[attr-defined]
+                                      and r._checkpoint_to is None else [r])]
+    return kind(ctx, flat)
 
 
 class CartesianRDD(RDD):
@@ -1913,7 +1936,7 @@ def lineage_to_wire(root: RDD, split: int, outputs: dict[int, list]) -> dict:
     nodes = {}
     for rid, r in rdds.items():
         nodes[rid] = {"k": r.kind, "n": r.num_partitions, "c": r.is_cached,
-                      "p": [int(p.id) for p in narrow_parents(r)], "a": r._params(needed[rid], outputs)}
+                      "p": [int(p.id) for p in r._wire_parents(needed[rid])], "a": r._params(needed[rid], outputs)}
     return {"root": int(root.id), "nodes": nodes}
 
 

@@ -300,6 +300,30 @@ def test_union_of_an_rdd_with_itself(ctx):
     assert ctx.union([ra, ra, ra]).count() == 30
 
 
+def test_a_union_grown_one_rdd_at_a_time_runs_at_any_length(ctx):
+    """``acc = acc.union(more)`` in a loop (and ``more.union(acc)``): thousands of unions, as one."""
+    acc, expected = ctx.parallelize([0], 1), [0]
+    for i in range(1, 1500):
+        more = ctx.parallelize([i, -i], 2)
+        acc, expected = (acc.union(more), expected + [i, -i]) if i % 3 else (more.union(acc), [i, -i] + expected)
+    assert acc.getNumPartitions() == 1 + 2 * 1499
+    assert acc.collect() == expected and acc.map(double).count() == len(expected)
+    pairs = ctx.parallelize([(1, "a"), (2, "b")], 2).partitionByKey(2)
+    alike = pairs
+    for _ in range(600):       # partitioned alike: partition by partition, the partitioner kept
+        alike = alike.union(pairs)
+    assert alike.partitioner == pairs.partitioner and alike.getNumPartitions() == 2
+    assert sorted(alike.collect()) == sorted(pairs.collect() * 601)
+
+
+def test_a_cached_union_stays_a_parent_of_the_union_made_from_it(ctx):
+    computed = ctx.accumulator(0)
+    inner = ctx.parallelize([1, 2], 2).map(partial(count_call, computed)).union(ctx.parallelize([3], 1)).cache()
+    assert inner.count() == 3 and computed.value == 2
+    assert inner.union(ctx.parallelize([4], 1)).collect() == [1, 2, 3, 4]
+    assert computed.value == 2          # read from the cache
+
+
 def test_distinct(ctx):
     out = ctx.parallelize(WORDS, 4).distinct()
     got = out.collect()
