@@ -585,12 +585,13 @@ class RDD:
         """
         if self.isCheckpointed() or self._checkpoint_to is not None:
             return self
-        folder = path if path is not None else self.ctx.getCheckpointDir()
+        from gopark.io import checkpoint, text
+        folder = text.path_string(path) if path is not None else self.ctx.getCheckpointDir()
         if folder is None:
             raise ValueError("checkpoint: no folder: call ctx.setCheckpointDir(path) first, or pass one")
         if not isinstance(folder, str) or not folder:
             raise TypeError(f"checkpoint takes a folder path, not {folder!r:.100}")
-        from gopark.io import checkpoint
+        text.refuse_urls(folder, "checkpoint", output=True)
         self._checkpoint_to = checkpoint.new_folder(folder, int(self.id))     # made now: an error is said here
         self.ctx._checkpoints_due.add(int(self.id))
         return self
@@ -1301,6 +1302,7 @@ class RDD:
         >>> shutil.rmtree(os.path.dirname(out))
         """
         from gopark.io import text
+        path = text.path_string(path)
         if compressionCodecClass is not None:
             if not isinstance(compressionCodecClass, str) or compressionCodecClass.rsplit(".", 1)[-1] != "GzipCodec":
                 raise ValueError(f"saveAsTextFile: the one codec is org.apache.hadoop.io.compress.GzipCodec, "

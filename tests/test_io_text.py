@@ -237,6 +237,38 @@ def test_file_urls_name_local_paths(ctx, tmp_path):
         ctx.textFile("file://elsewhere/tmp/x")
 
 
+@pytest.mark.parametrize("url", ["mfs://mfsmaster/out", "hdfs://namenode:8020/out", "s3://bucket/out",
+                                 "http://host/out"])
+def test_a_url_of_another_file_system_is_refused_at_the_call_not_written_as_a_local_folder(ctx, tmp_path,
+                                                                                          monkeypatch, url):
+    monkeypatch.chdir(tmp_path)
+    rdd = ctx.parallelize(["a", "b"], 2)
+    scheme = url.split(":")[0]
+    for write in (rdd.saveAsTextFile, ctx.setCheckpointDir, rdd.checkpoint):
+        with pytest.raises(OutputNotWritable, match=f"cannot write to '{url}': gopark writes local paths, not "
+                                                    f"{scheme}:// URLs"):
+            write(url)
+    if scheme != "mfs":                         # (mfs:// is read from the chunkservers: see test_moosefs_rdd)
+        with pytest.raises(InputNotFound, match=f"textFile: cannot read '{url}': .* not {scheme}:// URLs"):
+            ctx.textFile(url)
+    assert os.listdir(tmp_path) == [] and not rdd.isCheckpointed()     # no folder named "hdfs:" or "mfs:"
+
+
+def test_path_like_objects_name_paths_in_and_out(ctx, tmp_path):
+    (tmp_path / "in.txt").write_text("x\ny\n")
+    assert ctx.textFile(tmp_path / "in.txt").collect() == ["x", "y"]
+    assert ctx.textFile([tmp_path / "in.txt", str(tmp_path / "in.txt")]).count() == 4
+    assert ctx.wholeTextFiles(tmp_path).collect() == [(str(tmp_path / "in.txt"), "x\ny\n")]
+    saved = ctx.textFile(tmp_path / "in.txt").map(str.upper).saveAsTextFile(tmp_path / "out")
+    assert saved[0] == str(tmp_path / "out" / "part-00000") and ctx.textFile(tmp_path / "out").collect() == ["X", "Y"]
+    ctx.setCheckpointDir(tmp_path / "checkpoints")
+    assert ctx.getCheckpointDir() == str(tmp_path / "checkpoints")
+    rdd = ctx.parallelize([1, 2], 2)
+    rdd.checkpoint(tmp_path / "here")
+    assert rdd.collect() == [1, 2] and rdd.isCheckpointed()
+    assert rdd.getCheckpointFile().startswith(str(tmp_path / "here"))
+
+
 def test_retried_save_task_leaves_no_partial_file(ctx, tmp_path):
     markers = tmp_path / "markers"
     markers.mkdir()

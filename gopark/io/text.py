@@ -20,6 +20,7 @@ import inspect
 import io
 import itertools
 import os
+import re
 import shutil
 import stat
 import urllib.parse
@@ -210,12 +211,36 @@ def _plan_local(paths: list[str], split_size: int | None, num_splits: int | None
     return splits
 
 
+_URL = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://")
+
+
+def refuse_urls(path: str, what: str, output: bool = False) -> None:
+    """A URL gopark does not read (``hdfs://``, ``s3://``...; when ``output``, ``mfs://`` too: MooseFS is
+    written through its mount) is one clear error, not a local folder named ``hdfs:``."""
+    url = _URL.match(path)
+    if url is None or url.group(1) == "file" or (url.group(1) == "mfs" and not output):
+        return
+    if output:
+        hint = " (MooseFS: write under its mount point)" if url.group(1) == "mfs" else ""
+        raise OutputNotWritable(f"{what}: cannot write to {path!r}: gopark writes local paths, not "
+                                f"{url.group(1)}:// URLs{hint}")
+    raise InputNotFound(f"{what}: cannot read {path!r}: gopark reads local paths, paths under a mounted MooseFS "
+                        f"and mfs:// URLs, not {url.group(1)}:// URLs")
+
+
+def path_string(path: Any) -> Any:
+    """A path-like object (``pathlib.Path``) as its string; anything else as it is (to be checked)."""
+    return os.fspath(path) if isinstance(path, os.PathLike) else path
+
+
 def input_paths(path: str | list[str] | tuple[str, ...], what: str = "textFile") -> list[str]:
     """The paths textFile reads: ``path``, or each of a list (DPark's), or of a comma-separated string
     (Spark's ``"a.txt,b.txt"``): split so when no file, folder or glob match has the whole name
-    (``mfs://`` ones: when every piece is an ``mfs://`` URL or an absolute path)."""
+    (``mfs://`` ones: when every piece is an ``mfs://`` URL or an absolute path). Path-like objects are
+    taken as their strings; URLs of other file systems are refused."""
+    path = path_string(path)
     if isinstance(path, (list, tuple)):
-        paths = list(path)
+        paths = [path_string(p) for p in path]
     elif isinstance(path, str) and "," in path:
         pieces = [p for p in path.split(",") if p]
         if path.startswith("mfs://"):       # the master is not asked: every piece must be a URL or a path
@@ -228,6 +253,8 @@ def input_paths(path: str | list[str] | tuple[str, ...], what: str = "textFile")
         paths = [path]
     if not paths or any(not isinstance(p, str) or not p for p in paths):
         raise TypeError(f"{what} takes a path string (or a list of them), not {path!r:.200}")
+    for p in paths:
+        refuse_urls(p, what)
     return paths
 
 
@@ -378,8 +405,10 @@ def read_blocks(f: BinaryIO, start: int, end: int | None) -> Iterator[str]:
 
 def prepare_output(path: str, overwrite: bool) -> str:
     """Driver side of saveAsTextFile: refuse a non-empty folder unless ``overwrite``."""
+    path = path_string(path)
     if not isinstance(path, str) or not path:
         raise TypeError(f"saveAsTextFile takes a folder path, not {path!r}")
+    refuse_urls(path, "saveAsTextFile", output=True)
     path = os.path.abspath(local_path(path))
     try:
         if os.path.exists(path):
