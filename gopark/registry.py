@@ -174,11 +174,12 @@ def _register(fn: F, name: str | None) -> F:
     if old is not None and not _same_function(old, fn):
         raise ValueError(f"two different functions are registered under the name {key!r}: "
                          f"{_where(old)} and {_where(fn)}")
-    line = _registering_in_main_block()
+    line = _registering_in_main_block(fn, first=getattr(fn, "__gopark_name__", None) is None)
     if line is not None:
         raise TypeError(f"register_func: {key!r} is registered inside `if __name__ == \"__main__\":` (line {line} "
-                        f"of {os.path.basename(main_module_file() or '')}): a worker imports the script without "
-                        "running that block, so it would not know the function; register it at module level")
+                        f"of {os.path.basename(main_module_file() or '')}, or code it calls): a worker imports the "
+                        "script without running that block, so it would not know the function; register it at "
+                        "module level")
     _registry[key] = fn
     first = getattr(fn, "__gopark_name__", None)
     if first is None or _registry.get(first) is not fn:
@@ -189,13 +190,19 @@ def _register(fn: F, name: str | None) -> F:
     return fn
 
 
-def _registering_in_main_block() -> int | None:
-    """The line of the running script's ``if __name__ == "__main__":`` block that is registering a function
-    (``@register_func`` or ``register_func(f)`` there), if that is where the registration comes from."""
+def _registering_in_main_block(fn: Any, first: bool) -> int | None:
+    """The line of the running script's ``if __name__ == "__main__":`` block that is registering ``fn``
+    (``@register_func`` or ``register_func(f)`` there), if that is where the registration comes from; also
+    through the functions that line calls (``main()`` registering one of the script's functions), when
+    the registration is ``fn``'s ``first`` (a later one is an alias, see :func:`_register`)."""
     frame: Any = sys._getframe(1)
     while frame is not None and frame.f_globals.get("__name__") == __name__:
         frame = frame.f_back
-    if frame is None or frame.f_code.co_name != "<module>" or frame.f_globals.get("__name__") != "__main__":
+    called = False
+    while frame is not None and frame.f_code.co_name != "<module>":      # the top-level code that runs now
+        frame, called = frame.f_back, True
+    if frame is None or frame.f_globals.get("__name__") != "__main__" or \
+            (called and not (first and getattr(fn, "__globals__", None) is frame.f_globals)):
         return None
     path = main_module_file()
     if not path:
@@ -270,6 +277,8 @@ def register_func(fn: Any = None, *, name: str | None = None) -> Any:
     >>> double(2)
     4
     """
+    if name is not None and (not isinstance(name, str) or not name):
+        raise TypeError(f"register_func: name is a non-empty str, not {name!r:.100}")
     if fn is None:
         return lambda f: _register(f, name)
     if isinstance(fn, str):

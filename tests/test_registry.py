@@ -78,6 +78,14 @@ def test_register_func_returns_the_function_unchanged():
 
 def test_two_functions_under_one_name_is_an_error():
     assert register_func(name="registry-tests/clash")(clash_one) is clash_one
+
+
+@pytest.mark.parametrize("name", [5, ("a", "b"), b"bytes", ""])
+def test_a_name_that_is_not_a_string_is_refused_at_the_registration(name):
+    with pytest.raises(TypeError, match="register_func: name is a non-empty str"):
+        register_func(clash_one, name=name)
+    with pytest.raises(TypeError, match="register_func: name is a non-empty str"):
+        register_func(name=name)
     with pytest.raises(ValueError):
         register_func(name="registry-tests/clash")(clash_two)
     assert register_func(name="registry-tests/clash")(clash_one) is clash_one
@@ -301,7 +309,7 @@ def test_decoded_partial_keeps_the_registered_function_identity() -> None:
 
 
 @pytest.mark.parametrize("master", ["local", "process:2"])
-@pytest.mark.parametrize("how", ["decorator", "call"])
+@pytest.mark.parametrize("how", ["decorator", "call", "function"])
 def test_a_function_registered_inside_the_main_block_is_refused_at_its_registration(master, how):
     """A worker imports the script without running the main block: never registered there, the function
     would fail every task (in process mode only); refused at once, in every mode."""
