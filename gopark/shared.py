@@ -47,6 +47,7 @@ class BroadcastBook:
         self.owner = os.urandom(8).hex()
         self.live: dict[str, int] = {}
         self.handles: weakref.WeakSet[Broadcast] = weakref.WeakSet()    # the driver's, while the app has them
+        self.stopped = False        # the Context stopped: its broadcasts' files are gone with its work folder
 
     def for_task(self) -> list:
         return [self.owner, dict(self.live)]     # one C-level copy: a handle's finalizer may run meanwhile
@@ -54,7 +55,8 @@ class BroadcastBook:
     def keep_values(self) -> None:
         """Before the Context's work folder goes: each handle the app still has keeps its packed copy from
         there, if it has not read its value yet (unpacked only if asked for): ``value`` goes on working
-        after ``stop()`` (DPark's driver keeps the value)."""
+        after ``stop()`` (DPark's driver keeps the value); no task can read them any more."""
+        self.stopped = True
         for b in list(self.handles):
             if not b.destroyed and b._value is _MISSING and b._file is not None:
                 with contextlib.suppress(OSError), open(b._file, "rb") as f:
@@ -223,16 +225,22 @@ def _decode_broadcast(data: list) -> Broadcast:
 
 
 def check_held(handles: list[Broadcast]) -> None:
-    """SerializationError if one of these handles, packed into data earlier, was destroyed since: a task
-    reading the data could not read it (see :func:`handles_packed`)."""
+    """SerializationError if one of these handles, packed into data earlier, was destroyed since (or its
+    Context stopped): a task reading the data could not read it (see :func:`handles_packed`)."""
     for b in handles:
-        if b.destroyed:
-            raise SerializationError(f"{b!r} was destroyed (Broadcast.destroy): no task can use it any more")
+        _check_usable(b)
+
+
+def _check_usable(b: Broadcast) -> None:
+    if b.destroyed:
+        raise SerializationError(f"{b!r} was destroyed (Broadcast.destroy): no task can use it any more")
+    if b._book is not None and b._book.stopped:
+        raise SerializationError(f"{b!r} belongs to a stopped Context: its tasks' copy went with it (its value "
+                                 "is still read in the driver: broadcast that again, ctx.broadcast(b.value))")
 
 
 def _encode_broadcast(b: Broadcast) -> list:
-    if b.destroyed:
-        raise SerializationError(f"{b!r} was destroyed (Broadcast.destroy): no task can use it any more")
+    _check_usable(b)
     handles = getattr(_packing, "handles", None)
     if handles is not None and b._book is not None:
         handles.append(b)

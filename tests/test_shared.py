@@ -172,6 +172,26 @@ def test_a_broadcasts_value_is_still_read_in_the_driver_after_stop(master):
             gone.value                                      # noqa: B018
 
 
+@pytest.mark.parametrize("master", ["local", "process:2"])
+def test_a_broadcast_of_a_stopped_context_is_refused_by_another_in_the_driver(master):
+    """Its tasks' copy went with its Context's work folder: refused at the call (or at the action, for an
+    RDD made while it was live), never a task failing on a missing file."""
+    first = Context(master, quiet=True)
+    with Context(master, quiet=True) as second:
+        table = first.broadcast([7, 8])
+        made_before = second.parallelize([0, 1], 2).map(partial(lookup, table))
+        assert made_before.collect() == [7, 8]              # another live Context's broadcast: fine
+        first.stop()
+        with pytest.raises(SerializationError, match="belongs to a stopped Context.*ctx.broadcast"):
+            second.parallelize([0, 1], 2).map(partial(lookup, table))
+        with pytest.raises(SerializationError, match="belongs to a stopped Context"):
+            made_before.collect()
+        with pytest.raises(SerializationError, match="belongs to a stopped Context"):
+            second.parallelize([table], 1)
+        again = second.broadcast(table.value)               # its value, read in the driver, broadcast anew
+        assert second.parallelize([0, 1], 2).map(partial(lookup, again)).collect() == [7, 8]
+
+
 @register_func
 def loaded_after_reading(broadcasts, x):
     """The broadcasts this process holds a copy of, after reading ``broadcasts``."""
