@@ -135,10 +135,24 @@ def _sample_keys(n: int, key: Any, it: Iterable[Any]) -> list:
 
 
 def _count(it: Iterable[Any]) -> int:
-    """How many records ``it`` gives, counted in C (``zip`` with a counter, drained by a ``deque``)."""
-    counter = itertools.count()
-    collections.deque(zip(it, counter), maxlen=0)      # zip asks ``it`` first: the counter stops with it
-    return next(counter)
+    """How many records ``it`` gives, counted in C (``zip`` with a counter, drained by a ``deque``), a block
+    at a time: between two blocks Python runs the signal handlers (a SIGTERM ends a long count in local
+    mode); a range's, at once."""
+    it = iter(it)
+    if type(it) is _RANGE_ITERATOR:
+        return operator.length_hint(it)      # exact for a range
+    n = 0
+    while True:
+        counter = itertools.count()
+        collections.deque(zip(itertools.islice(it, _COUNT_BLOCK), counter), maxlen=0)  # zip asks islice first
+        counted = next(counter)
+        n += counted
+        if counted < _COUNT_BLOCK:
+            return n
+
+
+_RANGE_ITERATOR = type(iter(range(0)))
+_COUNT_BLOCK = 1 << 16
 
 
 def _count_by(it: Iterable[Any], what: str, needs: str) -> dict:

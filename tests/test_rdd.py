@@ -785,6 +785,17 @@ def test_count(ctx):
     assert ctx.parallelize([], 2).count() == 0
 
 
+def test_count_of_ranges_and_of_more_records_than_a_counted_block(ctx):
+    """A range's partitions are counted at once (a count of range(10**12) takes no time, and a SIGTERM is not
+    held up by a C loop), other records a block of 65536 at a time."""
+    assert ctx.parallelize(range(10**12), 3).count() == 10**12
+    for r in (range(10, 0, -3), range(5, 5), range(-7, 100, 9), range(2**64, 2**64 + 10)):
+        assert ctx.parallelize(r, 3).count() == len(r)
+    assert ctx.parallelize(range(200_000), 2).filter(is_even).count() == 100_000
+    for n in (65535, 65536, 65537, 3 * 65536):
+        assert ctx.parallelize(list(range(n)), 1).count() == n
+
+
 def test_reduce(ctx):
     assert ctx.parallelize(NUMS, 4).reduce(add) == sum(NUMS)
     assert ctx.parallelize(WORDS, 3).reduce(add) == "".join(WORDS)     # order of partitions kept
