@@ -228,14 +228,21 @@ def make_options(master: str | None = None, parallel: int | None = None, **given
     unknown = sorted(set(given) - known)
     if unknown:
         raise ConfigError(f"unknown Context option {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+    from_conf = set(values)
     values.update({k: v for k, v in given.items() if v is not None})
     values["help"] = bool(values.get("help"))
     if master is not None:
         values["master"] = master
     if parallel is not None:
         values["parallel"] = parallel
+    from_conf -= {k for k, v in {**given, "master": master, "parallel": parallel}.items() if v is not None}
     try:
         return Options(**values)
+    except ConfigError as exc:
+        said = str(exc).split(":")[0]         # "mem must be ...", "bad master 'x'", "master 'mesos' reads..."
+        if any(said.startswith(f"{key} ") or (key == "master" and "master" in said.split()[:2]) for key in from_conf):
+            raise ConfigError(f"--conf file {conf!r}: {exc}") from None
+        raise
     except TypeError as exc:
         raise ConfigError(str(exc)) from None
 

@@ -537,7 +537,7 @@ class RDD:
         >>> ctx.parallelize(range(8), 1).repartition(4).glom().map(len).collect()
         [2, 2, 2, 2]
         """
-        n = _num(numSplits, "numSplits")
+        n = _num(numSplits, "repartition: numSplits")
         spread = self.mapPartitionsWithIndex(ops.spread)
         return ShuffledRDD(spread, HashPartitioner(n), None, False).values()
 
@@ -548,7 +548,7 @@ class RDD:
         >>> ctx.parallelize(range(6), 3).coalesce(2).glom().collect()
         [[0, 1], [2, 3, 4, 5]]
         """
-        n = _num(numSplits, "numSplits")
+        n = _num(numSplits, "coalesce: numSplits")
         if shuffle:
             return self.repartition(n)
         return CoalescedRDD(self, min(n, self.num_partitions)) if n < self.num_partitions else self
@@ -851,7 +851,10 @@ class RDD:
         >>> ctx.parallelize(['bb', 'a', 'ccc']).sort(key=len, reverse=True).collect()
         ['ccc', 'bb', 'a']
         """
-        keyed = PipedRDD(self, "keyBy", self._f(key, "sort") if key is not None else None)
+        return self._sorted(key, reverse, numSplits, "sort")
+
+    def _sorted(self, key: Callable[[Any], Any] | None, reverse: bool, numSplits: int | None, what: str) -> RDD:  # noqa: N803
+        keyed = PipedRDD(self, "keyBy", self._f(key, what) if key is not None else None)
         return keyed.sortByKey(not reverse, numSplits).values()
 
     @_numPartitions_too
@@ -861,7 +864,7 @@ class RDD:
         >>> ctx.parallelize(['bb', 'a', 'ccc']).sortBy(len).collect()
         ['a', 'bb', 'ccc']
         """
-        return self.sort(keyfunc, not ascending, numSplits)
+        return self._sorted(keyfunc, not ascending, numSplits, "sortBy")
 
     @_numSplits_too
     def partitionBy(self, numPartitions: int | None = None,  # noqa: N803
@@ -884,7 +887,7 @@ class RDD:
         >>> sorted(ctx.parallelize(['a', 'bb', 'cc']).groupBy(len).collect())
         [(1, ['a']), (2, ['bb', 'cc'])]
         """
-        return self.keyBy(f).groupByKey(numSplits)
+        return PipedRDD(self, "keyBy", self._f(f, "groupBy")).groupByKey(numSplits)
 
     @_numPartitions_too
     def subtract(self, other: RDD, numSplits: int | None = None) -> RDD:
@@ -972,12 +975,15 @@ class RDD:
     def treeReduce(self, f: Callable[[Any, Any], Any], depth: int = 2) -> Any:
         """:meth:`reduce` (the partitions' results are few and merged in the driver: ``depth`` is not needed)."""
         _num(depth, "treeReduce: depth")
+        self._f(f, "treeReduce")          # (its errors named after this call)
         return self.reduce(f)
 
     def treeAggregate(self, zeroValue: Any, seqOp: Callable[[Any, Any], Any], combOp: Callable[[Any, Any], Any],
                       depth: int = 2) -> Any:
         """:meth:`aggregate` (see :meth:`treeReduce`)."""
         _num(depth, "treeAggregate: depth")
+        self._f(seqOp, "treeAggregate")
+        self._f(combOp, "treeAggregate")
         return self.aggregate(zeroValue, seqOp, combOp)
 
     def reduce(self, f: Callable[[Any, Any], Any]) -> Any:

@@ -320,6 +320,28 @@ def _not_allowed(fn: Any, what: str) -> TypeError:
                      "function decorated with @register_func (or a functools.partial of one)")
 
 
+_found_modules: set[str] = set()      # top-level modules found by name (a later check could not but find them)
+
+
+def _importable(module: str) -> bool:
+    """A worker can import ``module`` by its name, as :func:`_import_module_for` does: the app's main
+    script, or its top-level package is found by the import system (not a file loaded by hand, with
+    ``importlib.util.spec_from_file_location``, from a folder not under ``sys.path``)."""
+    top = module.partition(".")[0]
+    if top in _found_modules or module in (main_module_name(), "__main__") or top in sys.builtin_module_names:
+        return True
+    for finder in sys.meta_path:        # as importlib.util.find_spec does, without taking what is imported
+        find = getattr(finder, "find_spec", None)
+        try:
+            found = find is not None and find(top, None) is not None
+        except Exception:  # noqa: BLE001 (a finder of the app's that fails on a name it was not made for)
+            found = False
+        if found:
+            _found_modules.add(top)
+            return True
+    return False
+
+
 def _a(noun: str) -> str:
     return f"{'an' if noun[:1].lower() in 'aeiou' else 'a'} {noun}"
 
@@ -331,7 +353,13 @@ def _encode(fn: Any, what: str) -> list:
         name = getattr(fn, "__gopark_name__", None)
         if name is None or not _same_function(_registry.get(name), fn):   # e.g. __main__'s copy of the app
             raise _not_allowed(fn, what)
-        return ["r", name, _module_of(fn)]
+        module = _module_of(fn)
+        if not _importable(module):
+            raise TypeError(f"{what} got {name!r}, whose module {module!r} was loaded from "
+                            f"{getattr(fn.__code__, 'co_filename', '?')!r}, which is not found by its name "
+                            "(not under sys.path): a worker imports the module by name and would not find it; "
+                            "put its folder on sys.path (PYTHONPATH) and import it by name")
+        return ["r", name, module]
     if isinstance(fn, types.BuiltinFunctionType) and getattr(builtins, fn.__name__, None) is fn:
         return ["b", fn.__name__]
     if isinstance(fn, type) and _builtin_type(fn.__name__) is fn:     # int, range, reversed, zip...

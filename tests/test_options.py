@@ -138,7 +138,23 @@ def test_a_mistyped_mode_on_the_command_line_or_in_a_conf_file_is_one_error_line
     result = run_wc_app(str(tmp_path / "words.txt"), *given, "-q", cwd=str(tmp_path))
     assert result.returncode != 0 and result.stdout == ""
     assert result.stderr.strip().splitlines() == [result.stderr.strip()], result.stderr
-    assert result.stderr.startswith(f"gopark: error: unknown master {master!r}: did you mean {meant}"), result.stderr
+    named = f"--conf file {str(tmp_path / 'app.conf')!r}: " if how == "--conf" else ""    # where the value came from
+    assert result.stderr.startswith(f"gopark: error: {named}unknown master {master!r}: did you mean {meant}"), \
+        result.stderr
+
+
+@pytest.mark.parametrize(("line", "said"), [("mem = -5", "mem must be a positive number of MB, not -5"),
+                                            ('quiet = "yes"', "quiet must be true or false, not 'yes'"),
+                                            ("parallel = 0", "parallel must be a positive integer, not 0")])
+def test_a_bad_value_of_a_conf_file_names_the_file_unless_an_argument_replaces_it(tmp_path, line, said) -> None:
+    conf = tmp_path / "app.conf"
+    conf.write_text(line + "\n")
+    with pytest.raises(ConfigError, match=f"^--conf file {str(conf)!r}: {said}$"):
+        Context(conf=str(conf))
+    with Context(conf=str(conf), mem=100, quiet=True, parallel=2, master="local") as ctx:
+        assert ctx.options.mem == 100
+    with pytest.raises(ConfigError, match="^cpus must be a positive number, not 0$"):      # the argument's own
+        Context(conf=str(conf), mem=100, quiet=True, parallel=2, master="local", cpus=0)
 
 
 def test_a_mesos_master_on_the_command_line_is_still_one(tmp_path) -> None:

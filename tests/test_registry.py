@@ -80,6 +80,31 @@ def test_two_functions_under_one_name_is_an_error():
     assert register_func(name="registry-tests/clash")(clash_one) is clash_one
 
 
+@pytest.mark.parametrize("master", ["local", "process:2"])
+def test_a_function_of_a_module_loaded_by_hand_from_outside_sys_path_is_refused_at_the_call(master, tmp_path,
+                                                                                           monkeypatch):
+    """A worker imports a function's module by name: one loaded from a file the import system does not
+    find (``spec_from_file_location``) would fail every task; refused at the call, in every mode."""
+    import importlib.util
+
+    from gopark import Context
+    plugins = tmp_path / "plugins"
+    plugins.mkdir()
+    name = f"gp_plugin_{tmp_path.name}"          # a module of its own for each mode
+    (plugins / f"{name}.py").write_text(
+        "from gopark import register_func\n\n\n@register_func\ndef triple(x):\n    return 3 * x\n")
+    spec = importlib.util.spec_from_file_location(name, plugins / f"{name}.py")
+    by_hand = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(by_hand)
+    with Context(master, quiet=True) as ctx:
+        with pytest.raises(TypeError, match=f"RDD.map got '{name}.triple', whose module .* not found by its "
+                                            "name .* put its folder on sys.path"):
+            ctx.parallelize([1, 2], 2).map(by_hand.triple)
+    monkeypatch.syspath_prepend(str(plugins))     # found by its name (by workers started from now on): fine
+    with Context(master, quiet=True) as ctx:
+        assert ctx.parallelize([1, 2], 2).map(by_hand.triple).collect() == [3, 6]
+
+
 @pytest.mark.parametrize("name", [5, ("a", "b"), b"bytes", ""])
 def test_a_name_that_is_not_a_string_is_refused_at_the_registration(name):
     with pytest.raises(TypeError, match="register_func: name is a non-empty str"):
@@ -183,6 +208,19 @@ def test_non_registered_functions_are_refused_at_the_call(ctx, call, kind):
 def test_the_refusal_says_what_it_got(ctx, fn, said):
     with pytest.raises(TypeError, match=f"^RDD.map got {said}: .*@register_func"):
         ctx.parallelize([1]).map(fn)
+
+
+@pytest.mark.parametrize("call", ["groupBy", "sortBy", "sort", "treeReduce", "treeAggregate"])
+def test_the_refusal_names_the_method_that_was_called(ctx, call):
+    """Not the method it is made of (groupBy is keyBy then groupByKey...)."""
+    rdd = ctx.parallelize([1, 2], 2)
+    calls = {"groupBy": lambda f: rdd.groupBy(f), "sortBy": lambda f: rdd.sortBy(f), "sort": lambda f: rdd.sort(f),
+             "treeReduce": lambda f: rdd.treeReduce(f), "treeAggregate": lambda f: rdd.treeAggregate(0, f, add)}
+    with pytest.raises(TypeError, match=f"^RDD.{call} got a lambda"):
+        calls[call](lambda x: x)
+    for method in ("repartition", "coalesce"):
+        with pytest.raises(ValueError, match=f"^{method}: numSplits must be a positive integer, not 0"):
+            getattr(rdd, method)(0)
 
 
 def test_a_c_function_of_a_module_is_refused_with_the_wrapper_to_write(ctx):
