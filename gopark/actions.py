@@ -139,8 +139,8 @@ def _count(it: Iterable[Any]) -> int:
     at a time: between two blocks Python runs the signal handlers (a SIGTERM ends a long count in local
     mode); a range's, at once."""
     it = iter(it)
-    if type(it) is _RANGE_ITERATOR:
-        return operator.length_hint(it)      # exact for a range
+    if type(it) in _RANGE_ITERATORS:
+        return it.__length_hint__()          # exact for a range (operator.length_hint stops at 2**63)
     n = 0
     while True:
         counter = itertools.count()
@@ -151,7 +151,7 @@ def _count(it: Iterable[Any]) -> int:
             return n
 
 
-_RANGE_ITERATOR = type(iter(range(0)))
+_RANGE_ITERATORS = (type(iter(range(0))), type(iter(range(1 << 64))))
 _COUNT_BLOCK = 1 << 16
 
 

@@ -107,6 +107,9 @@ class Context:
             self._broadcasts = shared.BroadcastBook()     # the live ones, that tasks carry (see shared.py)
             self._checkpoint_dir: str | None = None
             self._checkpoints_due: set[int] = set()      # the ids of RDDs checkpoint() marked, not saved yet
+            # how many times one of its RDDs was cached, unpersisted or marked for checkpoint: what is worked
+            # out from those marks (the RDDs a union reads, see rdd.union_parents) is worked out again after
+            self._cache_marks = 0
             self._stopped = False
             self.scheduler = DAGScheduler(self.options.max_failures, Progress(not self.options.quiet),
                                           self._broadcasts)
@@ -238,7 +241,9 @@ class Context:
             numSplits = minPartitions
         pieces = text.input_paths(path)
         asked = tuple(text.glob_root(text.local_path(p)) for p in pieces if not p.startswith("mfs://"))
-        return TextFileRDD(self, path, text.plan_splits(pieces, splitSize, numSplits, self.defaultParallelism), asked)
+        named = path if isinstance(path, str) else ",".join(pieces)     # (a Path, a list: as strings)
+        return TextFileRDD(self, named, text.plan_splits(pieces, splitSize, numSplits, self.defaultParallelism),
+                           asked)
 
     def wholeTextFiles(self, path: str | list[str], minPartitions: int | None = None,  # noqa: N802, N803
                        use_unicode: bool = True) -> RDD:

@@ -7,7 +7,12 @@ class GoparkError(Exception):
 
 
 class ConfigError(GoparkError, ValueError):
-    """Bad input to gopark's configuration: a master string, an option, a --conf file."""
+    """Bad input to gopark's configuration: a master string, an option, a --conf file. ``option``: the
+    option whose value it is about, if one."""
+
+    def __init__(self, message: str, option: str | None = None) -> None:
+        super().__init__(message)
+        self.option = option
 
 
 class InputNotFound(GoparkError, FileNotFoundError):

@@ -35,20 +35,23 @@ class Options:
     compress: bool | None = None  # shuffle buckets; None: only where they cross machines (Mesos)
 
     def __post_init__(self) -> None:
-        parse_master(self.master)
+        try:
+            parse_master(self.master)
+        except ConfigError as exc:
+            raise ConfigError(str(exc), "master") from None
         if self.parallel is not None and not _positive_int(self.parallel):
-            raise ConfigError(f"parallel must be a positive integer, not {self.parallel!r}")
+            raise ConfigError(f"parallel must be a positive integer, not {self.parallel!r}", "parallel")
         if not _positive_number(self.mem):
-            raise ConfigError(f"mem must be a positive number of MB, not {self.mem!r}")
+            raise ConfigError(f"mem must be a positive number of MB, not {self.mem!r}", "mem")
         if not _positive_number(self.cpus):
-            raise ConfigError(f"cpus must be a positive number, not {self.cpus!r}")
+            raise ConfigError(f"cpus must be a positive number, not {self.cpus!r}", "cpus")
         if not _positive_int(self.max_failures):
-            raise ConfigError(f"max_failures must be a positive integer, not {self.max_failures!r}")
+            raise ConfigError(f"max_failures must be a positive integer, not {self.max_failures!r}", "max_failures")
         for flag in ("quiet", "verbose", "help"):
             if not isinstance(getattr(self, flag), bool):
-                raise ConfigError(f"{flag} must be true or false, not {getattr(self, flag)!r}")
+                raise ConfigError(f"{flag} must be true or false, not {getattr(self, flag)!r}", flag)
         if self.compress is not None and not isinstance(self.compress, bool):
-            raise ConfigError(f"compress must be true or false, not {self.compress!r}")
+            raise ConfigError(f"compress must be true or false, not {self.compress!r}", "compress")
 
 
 def _positive_int(x: Any) -> bool:
@@ -239,9 +242,8 @@ def make_options(master: str | None = None, parallel: int | None = None, **given
     try:
         return Options(**values)
     except ConfigError as exc:
-        said = str(exc).split(":")[0]         # "mem must be ...", "bad master 'x'", "master 'mesos' reads..."
-        if any(said.startswith(f"{key} ") or (key == "master" and "master" in said.split()[:2]) for key in from_conf):
-            raise ConfigError(f"--conf file {conf!r}: {exc}") from None
+        if exc.option in from_conf:           # a value of the file's: say which file
+            raise ConfigError(f"--conf file {conf!r}: {exc}", exc.option) from None
         raise
     except TypeError as exc:
         raise ConfigError(str(exc)) from None

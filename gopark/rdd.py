@@ -291,7 +291,10 @@ class RDD:
         return f"<{type(self).__name__} {self.id} ({self.num_partitions} partitions) {self.site}>"
 
     def _f(self, fn: Any, what: str) -> list:
-        return registry.encode_func(fn, f"RDD.{what}")
+        ref = registry.encode_func(fn, f"RDD.{what}")
+        if self.ctx is not None and self.ctx.master.kind != "local":     # workers will import its module
+            registry.check_importable(ref, f"RDD.{what}")
+        return ref
 
     def _shuffle_parts(self, numSplits: int | None, *others: RDD) -> int:
         return _num(numSplits, "numSplits") or max(self.num_partitions, *(o.num_partitions for o in others), 1)
@@ -560,6 +563,7 @@ class RDD:
         ['1', '2']
         """
         self.is_cached = True
+        self._marked()
         return self
 
     def persist(self, *_level: Any) -> RDD:
@@ -573,7 +577,13 @@ class RDD:
     def unpersist(self) -> RDD:
         """Stop caching: the cached partitions are dropped before the next job."""
         self.is_cached = False
+        self._marked()
         return self
+
+    def _marked(self) -> None:
+        """This RDD was cached, unpersisted or marked for checkpoint (see ``Context._cache_marks``)."""
+        if self.ctx is not None:
+            self.ctx._cache_marks += 1
 
     def checkpoint(self, path: str | None = None) -> RDD:
         """Save the records to files after the next job that computes this RDD (a job of its own writes
@@ -594,6 +604,7 @@ class RDD:
         text.refuse_urls(folder, "checkpoint", output=True)
         self._checkpoint_to = checkpoint.new_folder(folder, int(self.id))     # made now: an error is said here
         self.ctx._checkpoints_due.add(int(self.id))
+        self._marked()
         return self
 
     def isCheckpointed(self) -> bool:
@@ -975,14 +986,14 @@ class RDD:
     def treeReduce(self, f: Callable[[Any, Any], Any], depth: int = 2) -> Any:
         """:meth:`reduce` (the partitions' results are few and merged in the driver: ``depth`` is not needed)."""
         _num(depth, "treeReduce: depth")
-        self._f(f, "treeReduce")          # (its errors named after this call)
+        self._f(f, "treeReduce")          # only for the error's name: this call's, not reduce's
         return self.reduce(f)
 
     def treeAggregate(self, zeroValue: Any, seqOp: Callable[[Any, Any], Any], combOp: Callable[[Any, Any], Any],
                       depth: int = 2) -> Any:
         """:meth:`aggregate` (see :meth:`treeReduce`)."""
         _num(depth, "treeAggregate: depth")
-        self._f(seqOp, "treeAggregate")
+        self._f(seqOp, "treeAggregate")   # (as treeReduce's)
         self._f(combOp, "treeAggregate")
         return self.aggregate(zeroValue, seqOp, combOp)
 
@@ -1563,23 +1574,37 @@ class UnionRDD(RDD):
 
     def __init__(self, ctx: Any, rdds: list[RDD]) -> None:
         super().__init__(ctx, sum(r.num_partitions for r in rdds))
-        self.rdds = rdds
-        self.starts = list(itertools.accumulate((r.num_partitions for r in rdds), initial=0))  # each one's first split
+        self.rdds = rdds                  # as given (on a worker: the parents its task reads)
         self.read: dict[int, list[int]] | None = None    # on a worker: split -> [its parent in rdds, its split there]
+        self._view: tuple[int, list[RDD], list[int]] | None = None
+
+    def _parents(self) -> tuple[list[RDD], list[int]]:
+        """The RDDs it reads (:func:`union_parents`) and the first split of each, worked out again after an
+        RDD of its Context was cached, unpersisted or marked for checkpoint."""
+        marks = self.ctx._cache_marks if self.ctx is not None else 0
+        if self._view is None or self._view[0] != marks:
+            parents = union_parents(self)
+            self._view = marks, parents, list(itertools.accumulate((r.num_partitions for r in parents), initial=0))
+        return self._view[1], self._view[2]
 
     def _deps(self) -> list[RDD | ShuffleDependency]:
-        return list(self.rdds)
+        return list(self._parents()[0]) if self.read is None else list(self.rdds)
 
     def _parent_splits(self, split: int) -> list[tuple[RDD, int]]:
         return [self._locate(split)]
 
+    def _reads(self, needed: set[int]) -> dict[int, tuple[RDD, int]]:
+        """Of each split ``needed``: the parent it reads and its split there."""
+        return {s: self._locate(s) for s in needed}
+
     def _wire_parents(self, needed: set[int]) -> list[RDD]:
         """Only the parents the splits ``needed`` read travel (a union may have thousands)."""
-        return [self.rdds[i] for i in sorted({self._parent_of(s) for s in needed})]
+        return list({id(r): r for r, _ in self._reads(needed).values()}.values())
 
     def _params(self, needed: set[int], outputs: dict[int, list]) -> dict:
-        read = {i: j for j, i in enumerate(sorted({self._parent_of(s) for s in needed}))}
-        return {"read": {s: [read[i], s - self.starts[i]] for s in needed for i in (self._parent_of(s),)}}
+        reads = self._reads(needed)
+        position = {id(r): i for i, r in enumerate({id(r): r for r, _ in reads.values()}.values())}
+        return {"read": {split: [position[id(r)], s] for split, (r, s) in reads.items()}}
 
     def compute(self, split: int, task: Any) -> Iterator[Any]:
         r, s = self._locate(split)
@@ -1592,22 +1617,20 @@ class UnionRDD(RDD):
         r, s = self._locate(split)
         return r.per_record_tail(s, task)
 
-    def _parent_of(self, split: int) -> int:
-        if not 0 <= split < self.num_partitions:
-            raise IndexError(split)
-        return bisect.bisect_right(self.starts, split) - 1
-
     def _locate(self, split: int) -> tuple[RDD, int]:
         if self.read is not None:
             i, s = self.read[split]
             return self.rdds[i], s
-        i = self._parent_of(split)
-        return self.rdds[i], split - self.starts[i]
+        if not 0 <= split < self.num_partitions:
+            raise IndexError(split)
+        parents, starts = self._parents()
+        i = bisect.bisect_right(starts, split) - 1
+        return parents[i], split - starts[i]
 
     @classmethod
     def _build(cls, params: dict, parents: list[RDD | None], n: int) -> RDD:
         node = _bare(cls, n)
-        node.rdds = parents          # the parents its task reads
+        node.rdds = parents
         node.read = params["read"]
         return node
 
@@ -1620,20 +1643,29 @@ class PartitionerAwareUnionRDD(RDD):
 
     def __init__(self, ctx: Any, rdds: list[RDD]) -> None:
         super().__init__(ctx, rdds[0].num_partitions)
-        self.rdds = rdds
+        self.rdds = rdds                  # as given (on a worker: the RDDs it reads)
         self.partitioner = rdds[0].partitioner
+        self._view: tuple[int, list[RDD]] | None = None
+
+    def _parents(self) -> list[RDD]:
+        """The RDDs it reads (:func:`union_parents`; see :meth:`UnionRDD._parents`)."""
+        if self.ctx is None:
+            return self.rdds
+        if self._view is None or self._view[0] != self.ctx._cache_marks:
+            self._view = self.ctx._cache_marks, union_parents(self)
+        return self._view[1]
 
     def _deps(self) -> list[RDD | ShuffleDependency]:
-        return list(self.rdds)
+        return list(self._parents())
 
     def _parent_splits(self, split: int) -> list[tuple[RDD, int]]:
-        return [(r, split) for r in self.rdds]
+        return [(r, split) for r in self._parents()]
 
     def _params(self, needed: set[int], outputs: dict[int, list]) -> dict:
         return {}
 
     def compute(self, split: int, task: Any) -> Iterator[Any]:
-        return itertools.chain.from_iterable(r.iterator(split, task) for r in self.rdds)
+        return itertools.chain.from_iterable(r.iterator(split, task) for r in self._parents())
 
     @classmethod
     def _build(cls, params: dict, parents: list[RDD], n: int) -> RDD:
@@ -1644,17 +1676,30 @@ class PartitionerAwareUnionRDD(RDD):
 
 def union_of(ctx: Any, rdds: list[RDD]) -> RDD:
     """The union of ``rdds`` (checked): partition by partition when they are all partitioned alike, as
-    Spark's, else their partitions one after the other. A union among them of the same kind (not cached
-    nor to be checkpointed) gives its own RDDs instead, the same partitions in the same order: a union
-    grown one RDD at a time in a loop (``acc = acc.union(more)``) stays one union, not a chain of
-    thousands that its tasks would go down (and Python's recursion limit with them)."""
+    Spark's, else their partitions one after the other."""
     first = rdds[0].partitioner
-    kind: type[RDD] = UnionRDD
     if len(rdds) > 1 and first is not None and all(r.partitioner == first for r in rdds[1:]):
-        kind = PartitionerAwareUnionRDD
-    flat = [p for r in rdds for p in (r.rdds if type(r) is kind and not r.is_cached  # type: ignore[attr-defined]
-                                      and r._checkpoint_to is None else [r])]
-    return kind(ctx, flat)
+        return PartitionerAwareUnionRDD(ctx, rdds)
+    return UnionRDD(ctx, rdds)
+
+
+def union_parents(union: UnionRDD | PartitionerAwareUnionRDD) -> list[RDD]:
+    """The RDDs a union reads: those it was made of, with each union of its kind among them (not cached,
+    nor marked for checkpoint) replaced by the RDDs that one reads, the same partitions in the same order.
+    A union grown one RDD at a time in a loop (``acc = acc.union(more)``) reads its thousands of RDDs
+    itself, instead of its tasks going down a chain of as many unions (and Python's recursion limit with
+    them), and each task carries the one it reads."""
+    parents: list[RDD] = []
+    stack = [iter(union.rdds)]
+    while stack:
+        for r in stack[-1]:
+            if type(r) is type(union) and not r.is_cached and r._checkpoint_to is None:
+                stack.append(iter(r.rdds))     # type: ignore[attr-defined]
+                break
+            parents.append(r)
+        else:
+            stack.pop()
+    return parents
 
 
 class CartesianRDD(RDD):

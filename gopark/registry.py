@@ -22,6 +22,7 @@ import builtins
 import contextlib
 import functools
 import importlib
+import importlib.machinery
 import importlib.util
 import operator
 import os
@@ -320,24 +321,48 @@ def _not_allowed(fn: Any, what: str) -> TypeError:
                      "function decorated with @register_func (or a functools.partial of one)")
 
 
-_found_modules: set[str] = set()      # top-level modules found by name (a later check could not but find them)
+def worker_path() -> list[str]:
+    """The ``sys.path`` a worker process gets: the driver's, a relative entry ('' for ``python -c``) taken
+    in the folder the driver was in when it imported the app's modules."""
+    return list(dict.fromkeys(os.path.abspath(os.path.join(FOLDER_AT_IMPORT or os.getcwd(), p)) for p in sys.path))
 
 
-def _importable(module: str) -> bool:
-    """A worker can import ``module`` by its name, as :func:`_import_module_for` does: the app's main
-    script, or its top-level package is found by the import system (not a file loaded by hand, with
-    ``importlib.util.spec_from_file_location``, from a folder not under ``sys.path``)."""
+_found_modules: set[tuple[str, tuple[str, ...]]] = set()    # (top-level module, path) found: found again
+
+
+def check_importable(ref: list, what: str) -> None:
+    """TypeError, in the driver, if a worker process could not import the module of a registered function
+    ``ref`` names (``["r", name, module]``, or a partial of one) by its name, with :func:`worker_path` (as
+    :func:`_import_module_for` does): a plugin loaded by hand (``importlib.util.spec_from_file_location``)
+    from a folder that is not on ``sys.path`` would fail every task."""
+    while ref[0] == "p":
+        ref = ref[1]
+    if ref[0] != "r" or _importable(ref[2], worker_path()):
+        return
+    fn = _registry.get(ref[1])
+    where = getattr(getattr(fn, "__code__", None), "co_filename", "?")
+    raise TypeError(f"{what} got {ref[1]!r}, whose module {ref[2]!r} (from {where!r}) is not found by its "
+                    "name on sys.path: a worker process imports the module by name and would not find it; "
+                    "put its folder on sys.path (PYTHONPATH) and import it by name")
+
+
+def _importable(module: str, path: list[str]) -> bool:
     top = module.partition(".")[0]
-    if top in _found_modules or module in (main_module_name(), "__main__") or top in sys.builtin_module_names:
+    key = (top, tuple(path))
+    if key in _found_modules or module in (main_module_name(), "__main__") or top in sys.builtin_module_names:
         return True
-    for finder in sys.meta_path:        # as importlib.util.find_spec does, without taking what is imported
-        find = getattr(finder, "find_spec", None)
-        try:
-            found = find is not None and find(top, None) is not None
-        except Exception:  # noqa: BLE001 (a finder of the app's that fails on a name it was not made for)
-            found = False
+    for finder in sys.meta_path:        # as the import system looks for it, without taking what is imported
+        if finder is importlib.machinery.PathFinder:
+            found = importlib.machinery.PathFinder.find_spec(top, path) is not None
+        elif getattr(finder, "find_spec", None) is None:
+            return True                 # a finder of the old protocol: it cannot be asked (nor refused)
+        else:
+            try:
+                found = finder.find_spec(top, None) is not None
+            except Exception:  # noqa: BLE001 (a finder of the app's that fails on a name it was not made for)
+                found = False
         if found:
-            _found_modules.add(top)
+            _found_modules.add(key)
             return True
     return False
 
@@ -353,13 +378,7 @@ def _encode(fn: Any, what: str) -> list:
         name = getattr(fn, "__gopark_name__", None)
         if name is None or not _same_function(_registry.get(name), fn):   # e.g. __main__'s copy of the app
             raise _not_allowed(fn, what)
-        module = _module_of(fn)
-        if not _importable(module):
-            raise TypeError(f"{what} got {name!r}, whose module {module!r} was loaded from "
-                            f"{getattr(fn.__code__, 'co_filename', '?')!r}, which is not found by its name "
-                            "(not under sys.path): a worker imports the module by name and would not find it; "
-                            "put its folder on sys.path (PYTHONPATH) and import it by name")
-        return ["r", name, module]
+        return ["r", name, _module_of(fn)]
     if isinstance(fn, types.BuiltinFunctionType) and getattr(builtins, fn.__name__, None) is fn:
         return ["b", fn.__name__]
     if isinstance(fn, type) and _builtin_type(fn.__name__) is fn:     # int, range, reversed, zip...

@@ -346,7 +346,7 @@ _IMMUTABLE = frozenset({int, float, bool, str, bytes, type(None)})
 # key -> accumulator: named ones live as long as their module; a Context keeps its own alive
 _accumulators: weakref.WeakValueDictionary[str, Accumulator] = weakref.WeakValueDictionary()
 _named: dict[str, Accumulator] = {}
-_made_in: dict[str, str] = {}     # the file that made each named accumulator
+_made_in: dict[str, str] = {}     # the module that made each named accumulator
 
 
 def new_accumulator(init: Any = 0, merge: Callable[[Any, Any], Any] | None = None) -> Accumulator:
@@ -369,32 +369,29 @@ def accumulator(init: Any = 0, merge: Callable[[Any, Any], Any] | None = None,
         raise TypeError(f"accumulator: name is a non-empty str, not {name!r:.100}")
     serialize.packb_checked(init, "accumulator")
     caller = sys._getframe(1)
+    module = caller.f_globals.get("__name__", "__main__")       # the module that makes it, by its name
+    if module == "__main__":
+        module = registry.main_module_name() or module          # (as workers import the script)
     if name is None:
-        module = caller.f_globals.get("__name__", "__main__")
-        if module == "__main__":
-            module = registry.main_module_name() or module
         name = f"{module}:{caller.f_lineno}"
     key = "n:" + name
     acc = Accumulator(key, init, merge)
-    made_in = os.path.realpath(caller.f_code.co_filename)
     known = _named.get(key)
     if known is not None:
         # the same module run again (as __main__, then imported by its name) finds its accumulator;
-        # another accumulator under the name (made in another file, or otherwise) is a mistake, as two
+        # another accumulator under the name (made by another module, or otherwise) is a mistake, as two
         # functions under one name are
-        proxy = key in _decoded      # a worker decoded it from a task before its module made it here
-        if proxy:
-            _made_in[key] = made_in
+        if key in _decoded:          # a worker decoded it from a task before its module made it here
+            _made_in[key] = module
         elif repr(known._init) != repr(init) or known._merge_ref != acc._merge_ref or \
-                _made_in.get(key, made_in) != made_in:
-            raise ValueError(f"accumulator name {name!r} is taken by {known!r} (made with init={known._init!r} "
-                             f"in {_made_in.get(key)}); give this one another name")
+                _made_in.get(key, module) != module:
+            raise ValueError(f"accumulator name {name!r} is taken by {known!r} (made with init={known._init!r} by "
+                             f"module {_made_in.get(key, '?')}); give this one another name")
         return known
     _named[key] = acc
-    _made_in[key] = made_in
+    _made_in[key] = module
     _accumulators[key] = acc
     return acc
-
 
 
 def find_accumulator(key: str) -> Accumulator | None:

@@ -316,12 +316,22 @@ def test_a_union_grown_one_rdd_at_a_time_runs_at_any_length(ctx):
     assert sorted(alike.collect()) == sorted(pairs.collect() * 601)
 
 
-def test_a_cached_union_stays_a_parent_of_the_union_made_from_it(ctx):
+@pytest.mark.parametrize("cached", ["before", "after"])
+def test_a_cached_union_stays_a_parent_of_the_union_made_from_it(ctx, cached):
+    """Cached before the union made from it, or after (as Spark's, whose unions keep their parents): that
+    union reads its cache; once unpersisted, its parents again."""
     computed = ctx.accumulator(0)
-    inner = ctx.parallelize([1, 2], 2).map(partial(count_call, computed)).union(ctx.parallelize([3], 1)).cache()
+    inner = ctx.parallelize([1, 2], 2).map(partial(count_call, computed)).union(ctx.parallelize([3], 1))
+    if cached == "before":
+        inner.cache()
+    outer = inner.union(ctx.parallelize([4], 1))
+    if cached == "after":
+        inner.cache()
     assert inner.count() == 3 and computed.value == 2
-    assert inner.union(ctx.parallelize([4], 1)).collect() == [1, 2, 3, 4]
+    assert outer.collect() == [1, 2, 3, 4]
     assert computed.value == 2          # read from the cache
+    inner.unpersist()
+    assert outer.collect() == [1, 2, 3, 4] and computed.value == 4
 
 
 def test_distinct(ctx):
@@ -789,6 +799,7 @@ def test_count_of_ranges_and_of_more_records_than_a_counted_block(ctx):
     """A range's partitions are counted at once (a count of range(10**12) takes no time, and a SIGTERM is not
     held up by a C loop), other records a block of 65536 at a time."""
     assert ctx.parallelize(range(10**12), 3).count() == 10**12
+    assert ctx.parallelize(range(2**64, 2**64 + 10**12), 3).count() == 10**12
     for r in (range(10, 0, -3), range(5, 5), range(-7, 100, 9), range(2**64, 2**64 + 10)):
         assert ctx.parallelize(r, 3).count() == len(r)
     assert ctx.parallelize(range(200_000), 2).filter(is_even).count() == 100_000

@@ -405,7 +405,6 @@ def read_blocks(f: BinaryIO, start: int, end: int | None) -> Iterator[str]:
 
 def prepare_output(path: str, overwrite: bool) -> str:
     """Driver side of saveAsTextFile: refuse a non-empty folder unless ``overwrite``."""
-    path = path_string(path)
     if not isinstance(path, str) or not path:
         raise TypeError(f"saveAsTextFile takes a folder path, not {path!r}")
     refuse_urls(path, "saveAsTextFile", output=True)

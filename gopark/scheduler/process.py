@@ -68,8 +68,6 @@ def worker_environment(endpoint: str, token: str, worker_id: str, work_dir: str,
                        compress: bool, argv_file: str) -> dict[str, str]:
     """What a worker needs to know, passed in its environment."""
     env = dict(os.environ)
-    # a relative entry ('' for python -c) is the folder the driver was in when it imported the app's modules
-    paths = [os.path.abspath(os.path.join(registry.FOLDER_AT_IMPORT or os.getcwd(), p)) for p in sys.path]
     env.update({
         "GOPARK_ROLE": "worker",
         "GOPARK_DRIVER": endpoint,
@@ -79,7 +77,7 @@ def worker_environment(endpoint: str, token: str, worker_id: str, work_dir: str,
         "GOPARK_MEM": str(mem_bytes),
         "GOPARK_COMPRESS": "1" if compress else "",
         "GOPARK_DRIVER_PID": str(os.getpid()),
-        "PYTHONPATH": os.pathsep.join(dict.fromkeys(paths)),
+        "PYTHONPATH": os.pathsep.join(registry.worker_path()),
         registry.USER_PYTHONPATH_ENV: "=" + os.environ["PYTHONPATH"] if "PYTHONPATH" in os.environ else "",
         registry.ARGV_FILE_ENV: argv_file,
     })
