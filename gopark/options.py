@@ -249,16 +249,12 @@ def make_options(master: str | None = None, parallel: int | None = None, **given
         raise ConfigError(str(exc)) from None
 
 
-_TEST_RUNNERS = ("pytest", "py.test", "unittest", "nose2")
-
-
 def _argv_of_a_test_runner() -> bool:
     """``sys.argv`` is still pytest's/unittest's own (where ``-m``, ``-p`` mean other things)."""
-    main = sys.modules.get("__main__")
-    main_file = getattr(main, "__file__", None) or ""
-    spec_name = getattr(getattr(main, "__spec__", None), "name", None) or ""
-    runner = any(n.split(".")[0] in _TEST_RUNNERS for n in (os.path.basename(main_file), spec_name) if n)
-    return runner and bool(sys.argv) and os.path.abspath(sys.argv[0]) == os.path.abspath(main_file)
+    from gopark import registry
+    main_file = getattr(sys.modules.get("__main__"), "__file__", None) or ""
+    return registry.main_is_a_test_runner() and bool(sys.argv) and \
+        os.path.abspath(sys.argv[0]) == os.path.abspath(main_file)
 
 
 #: gopark's options that ``Context()`` took out of ``sys.argv`` (the list object they were taken from, and

@@ -139,6 +139,17 @@ def _main_file(main: Any) -> str | None:
     return None if not path or (path.startswith("<") and path.endswith(">")) else path
 
 
+_TEST_RUNNERS = ("pytest", "py.test", "unittest", "nose2")
+
+
+def main_is_a_test_runner() -> bool:
+    """The running ``__main__`` is pytest's, unittest's or nose2's (not an app's script)."""
+    main = sys.modules.get("__main__")
+    main_file = getattr(main, "__file__", None) or ""
+    spec_name = getattr(getattr(main, "__spec__", None), "name", None) or ""
+    return any(n.split(".")[0] in _TEST_RUNNERS for n in (os.path.basename(main_file), spec_name) if n)
+
+
 def main_module_file() -> str | None:
     """The file of the running app's main script, if it has one."""
     if os.environ.get(MAIN_FILE_ENV):
@@ -175,7 +186,7 @@ def _register(fn: F, name: str | None) -> F:
     if old is not None and not _same_function(old, fn):
         raise ValueError(f"two different functions are registered under the name {key!r}: "
                          f"{_where(old)} and {_where(fn)}")
-    line = _registering_in_main_block(fn, first=getattr(fn, "__gopark_name__", None) is None)
+    line = _registering_in_main_block(first=getattr(fn, "__gopark_name__", None) is None)
     if line is not None:
         raise TypeError(f"register_func: {key!r} is registered inside `if __name__ == \"__main__\":` (line {line} "
                         f"of {os.path.basename(main_module_file() or '')}, or code it calls): a worker imports the "
@@ -191,19 +202,22 @@ def _register(fn: F, name: str | None) -> F:
     return fn
 
 
-def _registering_in_main_block(fn: Any, first: bool) -> int | None:
-    """The line of the running script's ``if __name__ == "__main__":`` block that is registering ``fn``
+def _registering_in_main_block(first: bool) -> int | None:
+    """The line of the running script's ``if __name__ == "__main__":`` block that is registering a function
     (``@register_func`` or ``register_func(f)`` there), if that is where the registration comes from; also
-    through the functions that line calls (``main()`` registering one of the script's functions), when
-    the registration is ``fn``'s ``first`` (a later one is an alias, see :func:`_register`)."""
+    through the functions that line calls (``main()`` registering a function), when the registration is
+    ``fn``'s ``first`` (a later one is an alias, see :func:`_register`)."""
     frame: Any = sys._getframe(1)
     while frame is not None and frame.f_globals.get("__name__") == __name__:
         frame = frame.f_back
     called = False
     while frame is not None and frame.f_code.co_name != "<module>":      # the top-level code that runs now
         frame, called = frame.f_back, True
+    # through calls, a first registration (of the script's function, or of a module's the script imports:
+    # workers import both without running the main block), unless that block is a test runner's, whose
+    # tests register as they run (local mode takes them)
     if frame is None or frame.f_globals.get("__name__") != "__main__" or \
-            (called and not (first and getattr(fn, "__globals__", None) is frame.f_globals)):
+            (called and (not first or main_is_a_test_runner())):
         return None
     path = main_module_file()
     if not path:

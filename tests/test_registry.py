@@ -351,15 +351,18 @@ def test_decoded_partial_keeps_the_registered_function_identity() -> None:
 
 
 @pytest.mark.parametrize("master", ["local", "process:2"])
-@pytest.mark.parametrize("how", ["decorator", "call", "function"])
+@pytest.mark.parametrize("how", ["decorator", "call", "function", "module"])
 def test_a_function_registered_inside_the_main_block_is_refused_at_its_registration(master, how):
     """A worker imports the script without running the main block: never registered there, the function
     would fail every task (in process mode only); refused at once, in every mode."""
-    app = os.path.join(os.path.dirname(os.path.abspath(__file__)), "apps", "main_block_registration_app.py")
-    done = subprocess.run([sys.executable, app, how, "-m", master], capture_output=True, text=True, timeout=120)
+    tests = os.path.dirname(os.path.abspath(__file__))
+    app = os.path.join(tests, "apps", "main_block_registration_app.py")
+    done = subprocess.run([sys.executable, app, how, "-m", master], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": os.pathsep.join([tests, os.environ.get("PYTHONPATH", "")])})
     assert done.returncode != 0
     assert done.stdout == "[11, 21]\n"                  # module level and an always-run block: fine
-    assert "TypeError: register_func: 'main_block_registration_app.in_main_block' is registered inside " \
+    name = "apps.funcs.not_registered_here" if how == "module" else "main_block_registration_app.in_main_block"
+    assert f"TypeError: register_func: '{name}' is registered inside " \
            "`if __name__ == \"__main__\":` (line " in done.stderr, done.stderr
     assert "register it at module level" in done.stderr
 

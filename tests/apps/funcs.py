@@ -35,3 +35,8 @@ def worker_pid(x):
 @register_func(name="apps.funcs.renamed")
 def renamed(x):
     return x + 1000
+
+
+def not_registered_here(x):
+    """Left to an app to register (main_block_registration_app: wrongly, from its main block's call)."""
+    return x

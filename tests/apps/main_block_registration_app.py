@@ -1,6 +1,6 @@
 """Registers functions in three places: at module level, in a block that every import runs, and, as a
 mistake, inside the main block (``sys.argv[1]`` says which way: decorator, call, or a call in a function
-that the main block calls)."""
+that the main block calls, of one of its functions or of another module's: "function", "module")."""
 import sys
 
 from gopark import Context, register_func
@@ -21,8 +21,14 @@ def in_main_block(x):
     return x
 
 
-def register_in_main():
-    register_func(in_main_block)       # one of the script's functions, first registered by the main block's call
+def register_in_main(which):
+    """A first registration made by the main block's call: of one of the script's functions, or of another
+    module's (which workers import without it)."""
+    if which == "module":
+        import apps.funcs
+        register_func(apps.funcs.not_registered_here)
+    else:
+        register_func(in_main_block)
 
 
 if __name__ == "__main__":
@@ -32,8 +38,8 @@ if __name__ == "__main__":
             @register_func
             def in_main_block(x):
                 return x
-        elif sys.argv[1] == "function":
-            register_in_main()
+        elif sys.argv[1] in ("function", "module"):
+            register_in_main(sys.argv[1])
         else:
             def in_main_block(x):
                 return x
