@@ -254,6 +254,18 @@ def test_a_url_of_another_file_system_is_refused_at_the_call_not_written_as_a_lo
     assert os.listdir(tmp_path) == [] and not rdd.isCheckpointed()     # no folder named "hdfs:" or "mfs:"
 
 
+def test_a_splitsize_of_a_few_bytes_cutting_a_great_many_splits_is_refused_saying_numsplits(ctx, tmp_path):
+    """Spark's ``textFile(path, 3)`` means 3 partitions; here the second argument is DPark's splitSize, in
+    bytes: 3-byte splits of a 59 kB file would be 19,630 tasks (of a big file, more than the driver holds)."""
+    path = tmp_path / "lines.txt"
+    path.write_text("".join(f"line {i}\n" for i in range(6000)))
+    with pytest.raises(ValueError, match=r"textFile: splitSize=3 \(bytes, DPark's\) cuts the input into "
+                                         r"19,630 splits; for 3 partitions give numSplits=3"):
+        ctx.textFile(str(path), 3)
+    assert ctx.textFile(str(path), numSplits=3).getNumPartitions() == 3
+    assert ctx.textFile(str(path), 16).count() == 6000          # small splits, not so many: as asked
+
+
 def test_path_like_objects_name_paths_in_and_out(ctx, tmp_path):
     (tmp_path / "in.txt").write_text("x\ny\n")
     assert ctx.textFile(tmp_path / "in.txt").collect() == ["x", "y"]

@@ -194,6 +194,8 @@ def _plan_local(paths: list[str], split_size: int | None, num_splits: int | None
     total = sum(size for _, size in plain)
     if equal:
         split_size = max(1, -(-total // _default_count(total, parallelism)))
+    elif split_size is not None and split_size < _SMALL_SPLIT:
+        _refuse_tiny_splits(split_size, sum(-(-size // split_size) for _, size in plain))
     splits: list[dict] = []
     for f in files:
         if f.endswith(".gz") or f.endswith(".bz2"):
@@ -209,6 +211,18 @@ def _plan_local(paths: list[str], split_size: int | None, num_splits: int | None
         for start, end in zip(starts, starts[1:] + [size]):
             splits.append({"kind": "file", "path": os.path.abspath(f), "start": start, "end": end})
     return splits
+
+
+_SMALL_SPLIT = 64 << 10      # bytes: a splitSize under this...
+_MANY_SPLITS = 10_000        # ... that cuts the input into more splits than this is a mistake
+
+
+def _refuse_tiny_splits(split_size: int, count: int) -> None:
+    """A tiny ``splitSize`` that makes a great many splits is a number of partitions given as Spark's second
+    argument (``textFile(path, 3)``): one clear error, before the driver plans (and holds) them all."""
+    if count > _MANY_SPLITS:
+        raise ValueError(f"textFile: splitSize={split_size} (bytes, DPark's) cuts the input into {count:,} splits; "
+                         f"for {split_size} partitions give numSplits={split_size} (Spark's minPartitions)")
 
 
 _URL = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://")
