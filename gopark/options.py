@@ -181,7 +181,9 @@ def _parser() -> argparse.ArgumentParser:
     p = _Parser(prog="gopark options", add_help=False, allow_abbrev=False)
     p.add_argument("-m", "--master", help=f"where tasks run: {MASTER_FORMS} (default local)")
     p.add_argument("-p", "--parallel", type=int,
-                   help="default number of partitions (default: the CPU count, the workers' if more, at least 2)")
+                   help="default number of partitions, of parallelize and textFile's input and of every shuffle "
+                        "(default: inputs in the CPU count, the workers' if more, at least 2; a shuffle in "
+                        "its parents' most)")
     p.add_argument("--cpus", type=float, help="CPUs per task a Mesos offer must hold (default 1)")
     p.add_argument("--mem", type=float, help="memory per task in MB; shuffles spill beyond it (default 1024)")
     p.add_argument("--max-failures", type=int, dest="max_failures",

@@ -297,7 +297,11 @@ class RDD:
         return ref
 
     def _shuffle_parts(self, numSplits: int | None, *others: RDD) -> int:
-        return _num(numSplits, "numSplits") or max(self.num_partitions, *(o.num_partitions for o in others), 1)
+        """A shuffle's partitions: ``numSplits``, else the Context's ``parallel`` option when it was given
+        (Spark's ``spark.default.parallelism``: a loop growing an RDD by unions does not grow its shuffles
+        with it), else the most of its parents'."""
+        return _num(numSplits, "numSplits") or (self.ctx.options.parallel if self.ctx is not None else None) or \
+            max(self.num_partitions, *(o.num_partitions for o in others), 1)
 
     def _key_partitioner(self, numSplits: int | None, partitionFunc: Callable[[Any], int] | None,  # noqa: N803
                          what: str, parts_name: str = "numSplits") -> HashPartitioner | FuncPartitioner:

@@ -273,6 +273,24 @@ def test_by_key_shuffles_take_pysparks_partitionFunc(ctx: Context) -> None:
     assert by_hash.partitioner == pairs.reduceByKey(operator.add, 3).partitioner
 
 
+@pytest.mark.parametrize("master", ["local", "process:2"])
+def test_the_parallel_option_given_is_every_shuffles_default_as_sparks_default_parallelism(master: str) -> None:
+    with Context(master, parallel=3, quiet=True) as ctx:
+        grown = ctx.parallelize(range(10), 8)
+        for i in range(4):
+            grown = grown.union(ctx.parallelize([i], 2))       # 16 partitions: its shuffles stay at 3
+        assert grown.getNumPartitions() == 16
+        assert grown.distinct().getNumPartitions() == 3 and sorted(grown.distinct().collect()) == list(range(10))
+        pairs = grown.map(partial(operator.mul, 1)).keyBy(bool)
+        for shuffled in (pairs.reduceByKey(operator.add), pairs.groupByKey(), pairs.join(pairs),
+                         pairs.groupWith(pairs), pairs.sortByKey()):
+            assert shuffled.getNumPartitions() == 3
+        assert pairs.reduceByKey(operator.add, 5).getNumPartitions() == 5        # asked for: as asked
+        assert dict(pairs.reduceByKey(operator.add).collect()) == {False: 0, True: 45 + 0 + 1 + 2 + 3}
+    with Context(master, quiet=True) as ctx:                    # not given: the most of the parents'
+        assert ctx.parallelize(range(10), 8).union(ctx.parallelize([1], 2)).distinct().getNumPartitions() == 10
+
+
 def test_a_union_of_rdds_partitioned_alike_is_partitioned_so_too(ctx: Context) -> None:
     """Spark's PartitionerAwareUnionRDD: partition i of the union is partition i of each, the partitioner is
     kept, and a join with it shuffles neither side; RDDs partitioned otherwise, or not, are concatenated."""
