@@ -30,7 +30,7 @@ import traceback
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from gopark import actions, ops, pipeline, registry, serialize, shared
+from gopark import actions, ops, pipeline, registry, serialize, shared, shuffle
 from gopark.errors import OutputExists, job_error
 from gopark.partitioner import FuncPartitioner, HashPartitioner, RangePartitioner, portable_hash, range_bounds
 from gopark.pipeline import PER_RECORD
@@ -1817,7 +1817,7 @@ class ShuffledRDD(RDD):
 
     def _params(self, needed: set[int], outputs: dict[int, list]) -> dict:
         agg = self.aggregator
-        return {"sid": self.dep.shuffle_id, "locs": outputs[self.dep.shuffle_id],
+        return {"sid": self.dep.shuffle_id, "locs": shuffle.locations_for(outputs[self.dep.shuffle_id], needed),
                 "agg": agg.to_wire() if agg else None, "combined": self.dep.map_side_combine}
 
     def compute(self, split: int, task: Any) -> Iterator[Any]:
@@ -1857,7 +1857,8 @@ class CoGroupedRDD(RDD):
         return [(r, split) for r in self.inputs if isinstance(r, RDD)]
 
     def _params(self, needed: set[int], outputs: dict[int, list]) -> dict:
-        return {"inputs": [None if isinstance(d, RDD) else [d.shuffle_id, outputs[d.shuffle_id]]
+        return {"inputs": [None if isinstance(d, RDD) else [d.shuffle_id, shuffle.locations_for(outputs[d.shuffle_id],
+                                                                                              needed)]
                            for d in self.inputs]}
 
     def compute(self, split: int, task: Any) -> Iterator[Any]:

@@ -498,7 +498,7 @@ def shuffle_chunks(shuffle_id: int, locations: list[dict], reduce_id: int,
     """
     # None: the driver learnt the output was lost after this task was made (a lost executor)
     gone = [(m, None if loc is None else loc["path"]) for m, loc in enumerate(locations)
-            if loc is None or (_is_local(loc, here) and not os.path.isdir(loc["path"]))]
+            if loc is None or (not loc.get("nothing") and _is_local(loc, here) and not os.path.isdir(loc["path"]))]
     if gone:
         m = gone[0][0]
         host = (locations[m] or {}).get("host", "?")
@@ -506,7 +506,7 @@ def shuffle_chunks(shuffle_id: int, locations: list[dict], reduce_id: int,
     return itertools.chain.from_iterable(
         read_bucket(loc, shuffle_id, m, reduce_id) if _is_local(loc, here)
         else fetch_bucket(locations, shuffle_id, m, reduce_id)
-        for m, loc in enumerate(locations))
+        for m, loc in enumerate(locations) if not loc.get("nothing"))     # type: ignore[union-attr]
 
 
 def _is_local(location: dict, here: str | None) -> bool:
@@ -524,6 +524,37 @@ def remove_outputs(paths: Iterable[str], work_dir: str) -> None:
     for path in paths:
         if isinstance(path, str) and os.path.realpath(path).startswith(root):
             shutil.rmtree(path, ignore_errors=True)
+
+
+def sent_map(folder: str, reducers: int) -> bytes:
+    """The reducers the map output in ``folder`` has a bucket for (by its index), as a bitmap: bit ``r`` of
+    byte ``r // 8``. It travels in the output's location (``"sent"``), so that the driver gives a reduce
+    task only the outputs that hold something for it (Spark's MapStatus): a shuffle of M maps to R reducers
+    does not open M x R mostly empty buckets."""
+    bits = bytearray((reducers + 7) // 8)
+    with open(os.path.join(folder, INDEX)) as f:
+        for r in map(int, f.read().split()):
+            bits[r >> 3] |= 1 << (r & 7)
+    return bytes(bits)
+
+
+def locations_for(locations: list[dict | None], needed: Iterable[int]) -> list[dict | None]:
+    """``locations`` as a task that reads reducers ``needed`` gets them: an output whose ``"sent"`` bitmap
+    holds none of them is ``SENT_NOTHING`` (not read, nor looked for), the others without their bitmap; a
+    lost one (None) stays None."""
+    wanted = [(r >> 3, 1 << (r & 7)) for r in needed]
+    out: list[dict | None] = []
+    for loc in locations:
+        if loc is None or "sent" not in loc:
+            out.append(loc)
+        elif any(byte < len(loc["sent"]) and loc["sent"][byte] & bit for byte, bit in wanted):
+            out.append({k: v for k, v in loc.items() if k != "sent"})
+        else:
+            out.append(SENT_NOTHING)
+    return out
+
+
+SENT_NOTHING = {"nothing": True}     # a map output's location for a reducer it sent nothing
 
 
 def sent_nothing(folder: str, reduce_id: int) -> bool:

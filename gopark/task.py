@@ -26,7 +26,7 @@ from gopark.errors import FetchFailed, Terminated
 from gopark.partitioner import KeyedPartitioner
 from gopark.partitioner import from_wire as partitioner_from_wire
 from gopark.rdd import RDD, lineage_from_wire
-from gopark.shuffle import Merger, read_shuffle, shuffle_chunks, write_map_output
+from gopark.shuffle import Merger, read_shuffle, sent_map, shuffle_chunks, write_map_output
 
 
 class WorkerEnv:
@@ -281,7 +281,7 @@ def _run(task: dict, tc: TaskContext) -> tuple[Any, bool]:
         path = write_map_output(it, os.path.join(tc.env.work_dir, "shuffle"), dep["sid"], split,
                                 task["attempt"], part, create, merge, tc.env.mem_bytes, tc.env.compress, ops,
                                 probe=dep.get("probe", True))
-        location = {"host": tc.env.host, "path": path}
+        location = {"host": tc.env.host, "path": path, "sent": sent_map(path, part.num_partitions)}
         if tc.env.files_url:
             location["url"] = f"{tc.env.files_url}/{os.path.relpath(path, tc.env.work_dir)}"
         return location, False

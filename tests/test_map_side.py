@@ -633,3 +633,24 @@ def test_aggregate_by_key_takes_the_zero_once_per_key_of_a_map_task(ctx):
     rows = [(i % 100_000, 0) for i in range(200_000)]       # the probe would see only new keys
     assert set(ctx.parallelize(rows, 1).foldByKey(10, operator.add).values().collect()) == {10}
     assert set(ctx.parallelize(rows, 2).aggregateByKey(1, keep, operator.add).values().collect()) == {2}
+
+
+def test_a_reducer_reads_only_the_map_outputs_that_sent_it_something(ctx):
+    """Each map output's location says which reducers it has a bucket for (Spark's MapStatus): a reducer is
+    given only those that sent it something, so a shuffle of M maps to R reducers does not open M x R
+    mostly empty buckets (256 x 256 of 4000 records: 3.7 s -> 1.1 s). Here every map output is removed
+    after the map stage: the reducers they sent nothing to never look for them (no map task runs again)."""
+    import glob
+    import shutil
+
+    pairs = ctx.parallelize([(0, i) for i in range(20)], 4).partitionByKey(8)
+    assert pairs.glom().map(len).collect() == [20, 0, 0, 0, 0, 0, 0, 0]   # hash(0) % 8 == 0: all to reducer 0
+    outputs = glob.glob(os.path.join(ctx.work_dir, "shuffle", "shuffle-*", "*"))
+    assert len(outputs) == 4
+    for folder in outputs:
+        shutil.rmtree(folder)
+    assert ctx.runJob(pairs, ["count"], list(range(1, 8))) == [0] * 7
+    assert glob.glob(os.path.join(ctx.work_dir, "shuffle", "shuffle-*", "*")) == []    # no map task ran again
+    assert sorted(pairs.values().collect()) == list(range(20))     # reducer 0's: computed again, as lost
+    assert len(glob.glob(os.path.join(ctx.work_dir, "shuffle", "shuffle-*", "*"))) == 4
+
