@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from gopark import actions, pipeline, registry, serialize, shared
-from gopark.errors import FetchFailed, Terminated
+from gopark.errors import FetchFailed, SerializationError, Terminated
 from gopark.partitioner import KeyedPartitioner
 from gopark.partitioner import from_wire as partitioner_from_wire
 from gopark.rdd import RDD, lineage_from_wire
@@ -146,7 +146,15 @@ class TaskContext:
             if packed is not None:
                 return iter(serialize.unpackb(packed))
             data = list(rdd.compute(split, self))
-            self.computed[key] = packed = serialize.packb(data, "cache")
+            try:
+                self.computed[key] = packed = serialize.packb(data, "cache")
+            except SerializationError as exc:      # blamed on what made the records, not on what reads them
+                made_by = _made_by(rdd)
+                if made_by is not None:
+                    exc.gopark_func = made_by          # type: ignore[attr-defined]
+                else:
+                    exc.gopark_action = "cache"        # type: ignore[attr-defined]
+                raise
             if lock is not None:
                 self._publish(key, packed)
             return iter(data)
@@ -335,6 +343,17 @@ def _owner_runs(folder: str, header: bytes) -> bool:
 
 
 DRIVER = "driver"      # the worker id of local mode's tasks, which run in the driver
+
+
+def _made_by(rdd: RDD) -> str | None:
+    """The registered name of the function that made an RDD's records (``map(f)``...: its last per-record
+    operation that makes them; a filter's come from its parent), if one did."""
+    while getattr(rdd, "op", None) == "filter":
+        rdd = rdd.parent                   # type: ignore[attr-defined]
+    ref = getattr(rdd, "f_ref", None)
+    while ref and ref[0] == "p":       # a partial of it
+        ref = ref[1]
+    return ref[1] if ref and ref[0] == "r" else None
 
 
 def _failure(exc: BaseException) -> bytes:

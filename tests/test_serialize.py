@@ -221,6 +221,22 @@ def test_a_task_that_returns_a_subclass(ctx):
     check_task_error(info, "Counter", "collect")
 
 
+@register_func
+def merge_counters(a, b):
+    return a + b
+
+
+@pytest.mark.parametrize("then", ["reduce", "filter-reduce"])
+def test_a_cached_record_that_is_not_data_is_blamed_on_the_function_that_made_it(ctx, then):
+    """Not on the function that reads the cache (the reduce's), as it was."""
+    made = ctx.parallelize([1, 2], 2).map(make_counter)
+    cached = (made.filter(bool) if then == "filter-reduce" else made).cache()
+    with pytest.raises(SerializationError) as info:
+        cached.reduce(merge_counters)
+    assert info.value.func_name == make_counter.__gopark_name__ and "in cache" in info.value.remote_message
+    assert "Counter" in info.value.remote_message
+
+
 def test_broadcast_of_non_data(ctx):
     with pytest.raises(SerializationError) as info:
         ctx.broadcast({"a": object()})
