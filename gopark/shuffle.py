@@ -338,8 +338,9 @@ class _Buckets:
 def write_map_output(records: Iterable[Any], root: str, shuffle_id: int, map_id: int, attempt: int,
                      partitioner: Any, create: Callable[[Any], Any] | None,
                      merge_value: Callable[[Any, Any], Any] | None, mem_bytes: int, compress: bool,
-                     ops: Sequence[tuple[str, Callable[..., Any]]] = (), probe: bool = True) -> str:
-    """Write one map task's buckets; returns the output folder.
+                     ops: Sequence[tuple[str, Callable[..., Any]]] = (), probe: bool = True) -> tuple[str, bytes]:
+    """Write one map task's buckets; returns the output folder and the bitmap of the reducers it wrote a
+    bucket for (:func:`sent_bitmap`).
 
     The records of ``records`` pass through the per-record ``ops`` in the
     loop that writes them (see :mod:`gopark.pipeline`). ``merge_value`` set:
@@ -370,7 +371,7 @@ def write_map_output(records: Iterable[Any], root: str, shuffle_id: int, map_id:
     buckets.close()
     with open(os.path.join(folder, INDEX), "w") as f:     # last: which reducers have a bucket file
         f.write(" ".join(map(str, sorted(buckets.files))))
-    return folder
+    return folder, sent_bitmap(buckets.files, partitioner.num_partitions)
 
 
 def not_a_pair(record: Any) -> TypeError:
@@ -526,15 +527,14 @@ def remove_outputs(paths: Iterable[str], work_dir: str) -> None:
             shutil.rmtree(path, ignore_errors=True)
 
 
-def sent_map(folder: str, reducers: int) -> bytes:
-    """The reducers the map output in ``folder`` has a bucket for (by its index), as a bitmap: bit ``r`` of
-    byte ``r // 8``. It travels in the output's location (``"sent"``), so that the driver gives a reduce
-    task only the outputs that hold something for it (Spark's MapStatus): a shuffle of M maps to R reducers
-    does not open M x R mostly empty buckets."""
+def sent_bitmap(sent: Iterable[int], reducers: int) -> bytes:
+    """The reducers a map output has a bucket for, as a bitmap: bit ``r`` of byte ``r // 8``. It travels in
+    the output's location (``"sent"``), so that the driver gives a reduce task only the outputs that hold
+    something for it (Spark's MapStatus): a shuffle of M maps to R reducers does not open M x R mostly
+    empty buckets."""
     bits = bytearray((reducers + 7) // 8)
-    with open(os.path.join(folder, INDEX)) as f:
-        for r in map(int, f.read().split()):
-            bits[r >> 3] |= 1 << (r & 7)
+    for r in sent:
+        bits[r >> 3] |= 1 << (r & 7)
     return bytes(bits)
 
 

@@ -26,7 +26,7 @@ from gopark.errors import FetchFailed, SerializationError, Terminated
 from gopark.partitioner import KeyedPartitioner
 from gopark.partitioner import from_wire as partitioner_from_wire
 from gopark.rdd import RDD, lineage_from_wire
-from gopark.shuffle import Merger, read_shuffle, sent_map, shuffle_chunks, write_map_output
+from gopark.shuffle import Merger, read_shuffle, shuffle_chunks, write_map_output
 
 
 class WorkerEnv:
@@ -286,10 +286,10 @@ def _run(task: dict, tc: TaskContext) -> tuple[Any, bool]:
         merge = registry.decode_func(dep["merge"]) if dep["merge"] else None
         # the per-record operations run in one loop with the writing of the buckets
         it, ops = root.per_record_tail(split, tc)
-        path = write_map_output(it, os.path.join(tc.env.work_dir, "shuffle"), dep["sid"], split,
-                                task["attempt"], part, create, merge, tc.env.mem_bytes, tc.env.compress, ops,
-                                probe=dep.get("probe", True))
-        location = {"host": tc.env.host, "path": path, "sent": sent_map(path, part.num_partitions)}
+        path, sent = write_map_output(it, os.path.join(tc.env.work_dir, "shuffle"), dep["sid"], split,
+                                      task["attempt"], part, create, merge, tc.env.mem_bytes, tc.env.compress, ops,
+                                      probe=dep.get("probe", True))
+        location = {"host": tc.env.host, "path": path, "sent": sent}
         if tc.env.files_url:
             location["url"] = f"{tc.env.files_url}/{os.path.relpath(path, tc.env.work_dir)}"
         return location, False

@@ -36,8 +36,8 @@ def _outputs(tmp_path, fs: FileServer, n_maps: int = 3, reducers: int = 4) -> tu
     for m in range(n_maps):
         recs = [((m, i), ("v", i, b"\x00\xff", {1, 2})) for i in range(50)]
         records += recs
-        path = write_map_output(recs, str(work / "shuffle"), 7, m, 0, HashPartitioner(reducers), None, None,
-                                1 << 26, compress=(m % 2 == 0))
+        path, _ = write_map_output(recs, str(work / "shuffle"), 7, m, 0, HashPartitioner(reducers), None, None,
+                                   1 << 26, compress=(m % 2 == 0))
         locations.append({"host": "h", "path": path, "url": f"{base}/{os.path.relpath(path, work)}"})
     return locations, records
 
@@ -193,8 +193,9 @@ def test_chunks_of_keys_alone_read_over_http_and_locally(tmp_path, server: FileS
     base = server.add_root("work", str(work))
     locations = []
     for m in range(2):
-        path = write_map_output(range(m * 1000, (m + 1) * 1000), str(work / "shuffle"), 8, m, 0, HashPartitioner(3),
-                                None, None, 1 << 26, compress=(m == 0), ops=[("map", key_and_one)])
+        path, _ = write_map_output(range(m * 1000, (m + 1) * 1000), str(work / "shuffle"), 8, m, 0,
+                                   HashPartitioner(3), None, None, 1 << 26, compress=(m == 0),
+                                   ops=[("map", key_and_one)])
         locations.append({"host": "h", "path": path, "url": f"{base}/{os.path.relpath(path, work)}"})
     chunks = [chunk for loc in locations for name in os.listdir(loc["path"]) if name.isdigit()
               for chunk in read_chunks(os.path.join(loc["path"], name))]
@@ -228,8 +229,8 @@ def test_an_empty_bucket_is_empty_and_a_missing_one_lost(tmp_path, server: FileS
     nothing. A bucket file missing from a folder still there (an output being removed) is a lost output."""
     work = tmp_path / "work"
     base = server.add_root("work", str(work))
-    path = write_map_output(range(30), str(work / "shuffle"), 9, 0, 0, HashPartitioner(3), None, None, 1 << 26,
-                            compress=False, ops=[("map", to_reducer_zero)])
+    path, _ = write_map_output(range(30), str(work / "shuffle"), 9, 0, 0, HashPartitioner(3), None, None, 1 << 26,
+                               compress=False, ops=[("map", to_reducer_zero)])
     here = server.url + "/work" if where == "locally" else "http://elsewhere:1/work"
     locations = [{"host": "h", "path": path, "url": f"{base}/{os.path.relpath(path, work)}"}]
     assert sorted(read_shuffle(9, locations, 0, here=here)) == [(3 * i, i) for i in range(30)]

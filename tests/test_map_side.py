@@ -112,8 +112,8 @@ def test_scattering_spills_under_a_small_budget(written_chunks):
 
 def _pairs_written(tmp_path, records, ops=(), shuffle_id=0):
     """How many pairs one map task writes for ``records`` through ``ops``, combining with ``add``."""
-    folder = shuffle.write_map_output(records, str(tmp_path), shuffle_id, 0, 0, HashPartitioner(3), None,
-                                      operator.add, 1 << 30, False, list(ops))
+    folder, _ = shuffle.write_map_output(records, str(tmp_path), shuffle_id, 0, 0, HashPartitioner(3), None,
+                                         operator.add, 1 << 30, False, list(ops))
     return sum(shuffle.pairs_in(chunk) for name in os.listdir(folder) if name.isdigit()
                for chunk in shuffle.read_chunks(os.path.join(folder, name)))
 
@@ -430,8 +430,8 @@ def test_chunks_of_int_keys_are_written_as_ints(tmp_path, keys, width, compress)
     """Keys that are all ints travel as little-endian int32s or int64s, per chunk; any other key, or an int
     too big, keeps its chunk msgpack. Read back, every kind gives the (key, 1) pairs."""
     folder = tmp_path / "shuffle"
-    out = shuffle.write_map_output(iter(keys), str(folder), 1, 0, 0, HashPartitioner(4), None, None, 1 << 26,
-                                   compress, ops=[("map", keyed)])
+    out, _ = shuffle.write_map_output(iter(keys), str(folder), 1, 0, 0, HashPartitioner(4), None, None, 1 << 26,
+                                      compress, ops=[("map", keyed)])
     found = _ints_in_files(out)
     if width is None:
         assert set(found) <= {0} or keys[-1] is None and found[0] > 0
@@ -473,8 +473,8 @@ def test_int_keys_are_written_by_sub_partition_of_their_reducer(tmp_path):
     for n in (1, 3, 4, 16):
         subs = shuffle.key_subs(HashPartitioner(n))
         assert subs == {1: 16, 3: 4, 4: 4, 16: 1}[n]
-        out = shuffle.write_map_output(iter(keys), str(tmp_path / f"s{n}"), 1, 0, 0, HashPartitioner(n), None,
-                                       operator.add, 1 << 26, False, ops=[("map", keyed)])
+        out, _ = shuffle.write_map_output(iter(keys), str(tmp_path / f"s{n}"), 1, 0, 0, HashPartitioner(n), None,
+                                          operator.add, 1 << 26, False, ops=[("map", keyed)])
         got = []
         for r in range(n):
             for chunk in shuffle.read_bucket({"host": None, "path": out}, 1, 0, r):
@@ -551,8 +551,8 @@ def test_sub_partitions_spill_and_merge_back_under_a_small_budget(monkeypatch):
 
 @pytest.mark.parametrize("base", [0, 2**40])        # int32s, int64s
 def test_a_bucket_whose_sub_partitions_do_not_add_up_is_corrupt(tmp_path, base):
-    out = shuffle.write_map_output(iter(range(base, base + 50_000)), str(tmp_path), 1, 0, 0, HashPartitioner(2),
-                                   None, operator.add, 1 << 26, False, ops=[("map", keyed)])
+    out, _ = shuffle.write_map_output(iter(range(base, base + 50_000)), str(tmp_path), 1, 0, 0, HashPartitioner(2),
+                                      None, operator.add, 1 << 26, False, ops=[("map", keyed)])
     path = os.path.join(out, "0")
     good = open(path, "rb").read()
     size, flags = shuffle._HEADER.unpack_from(good)
@@ -576,8 +576,8 @@ def test_a_bucket_whose_sub_partitions_do_not_add_up_is_corrupt(tmp_path, base):
 def test_any_chunk_that_does_not_decode_is_a_corrupt_bucket(tmp_path, compress):
     """Flipped bytes, impossible flags: the read fails with FetchFailed (the map output is redone), never
     with a decoder's own error."""
-    out = shuffle.write_map_output(iter([(f"k{i % 300}", i) for i in range(5000)]), str(tmp_path), 1, 0, 0,
-                                   HashPartitioner(1), None, None, 1 << 26, compress)
+    out, _ = shuffle.write_map_output(iter([(f"k{i % 300}", i) for i in range(5000)]), str(tmp_path), 1, 0, 0,
+                                      HashPartitioner(1), None, None, 1 << 26, compress)
     path = os.path.join(out, "0")
     good = open(path, "rb").read()
     size, flags = shuffle._HEADER.unpack_from(good)
