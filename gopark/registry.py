@@ -206,7 +206,7 @@ def _registering_in_main_block(first: bool) -> int | None:
     """The line of the running script's ``if __name__ == "__main__":`` block that is registering a function
     (``@register_func`` or ``register_func(f)`` there), if that is where the registration comes from; also
     through the functions that line calls (``main()`` registering a function), when the registration is
-    ``fn``'s ``first`` (a later one is an alias, see :func:`_register`)."""
+    the function's ``first`` (a later one is an alias, see :func:`_register`)."""
     frame: Any = sys._getframe(1)
     while frame is not None and frame.f_globals.get("__name__") == __name__:
         frame = frame.f_back
