@@ -347,10 +347,7 @@ class Context:
     def setCheckpointDir(self, dirName: str) -> None:  # noqa: N802, N803
         """The folder RDD.checkpoint() saves under (Spark's): every worker must see it at this path."""
         from gopark.io import text
-        dirName = text.path_string(dirName)
-        if not isinstance(dirName, str) or not dirName:
-            raise TypeError(f"setCheckpointDir takes a folder path, not {dirName!r:.100}")
-        text.refuse_urls(dirName, "setCheckpointDir", output=True)
+        dirName = text.output_folder(dirName, "setCheckpointDir")
         folder = os.path.abspath(os.path.expanduser(dirName))     # as checkpoint() takes a folder
         try:
             os.makedirs(folder, exist_ok=True)

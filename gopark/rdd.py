@@ -600,12 +600,10 @@ class RDD:
         if self.isCheckpointed() or self._checkpoint_to is not None:
             return self
         from gopark.io import checkpoint, text
-        folder = text.path_string(path) if path is not None else self.ctx.getCheckpointDir()
+        folder = path if path is not None else self.ctx.getCheckpointDir()
         if folder is None:
             raise ValueError("checkpoint: no folder: call ctx.setCheckpointDir(path) first, or pass one")
-        if not isinstance(folder, str) or not folder:
-            raise TypeError(f"checkpoint takes a folder path, not {folder!r:.100}")
-        text.refuse_urls(folder, "checkpoint", output=True)
+        folder = text.output_folder(folder, "checkpoint")
         self._checkpoint_to = checkpoint.new_folder(folder, int(self.id))     # made now: an error is said here
         self.ctx._checkpoints_due.add(int(self.id))
         self._marked()
@@ -1323,7 +1321,7 @@ class RDD:
         >>> shutil.rmtree(os.path.dirname(out))
         """
         from gopark.io import text
-        path = text.path_string(path)
+        path = text.output_folder(path, "saveAsTextFile")
         if compressionCodecClass is not None:
             if not isinstance(compressionCodecClass, str) or compressionCodecClass.rsplit(".", 1)[-1] != "GzipCodec":
                 raise ValueError(f"saveAsTextFile: the one codec is org.apache.hadoop.io.compress.GzipCodec, "
@@ -1349,8 +1347,6 @@ def _refuse_to_overwrite_an_input(rdd: RDD, path: str) -> None:
     of its lineage) would remove its input before the job reads it: refused, as Spark's "Cannot overwrite
     a path that is also being read from"."""
     from gopark.io import text
-    if not isinstance(path, str) or not path:
-        return          # prepare_output says what is wrong with it
     outs = {os.path.abspath(text.local_path(path)), os.path.realpath(text.local_path(path))}
     for r in lineage(rdd):
         for p in r.input_paths:       # as given, and where its links lead
@@ -1606,9 +1602,8 @@ class UnionRDD(RDD):
         return list({id(r): r for r, _ in self._reads(needed).values()}.values())
 
     def _params(self, needed: set[int], outputs: dict[int, list]) -> dict:
-        reads = self._reads(needed)
-        position = {id(r): i for i, r in enumerate({id(r): r for r, _ in reads.values()}.values())}
-        return {"read": {split: [position[id(r)], s] for split, (r, s) in reads.items()}}
+        position = {id(r): i for i, r in enumerate(self._wire_parents(needed))}    # in the wire's parents
+        return {"read": {split: [position[id(r)], s] for split, (r, s) in self._reads(needed).items()}}
 
     def compute(self, split: int, task: Any) -> Iterator[Any]:
         r, s = self._locate(split)

@@ -11,11 +11,11 @@ from collections.abc import Iterable
 from typing import Any
 
 
-def of_partition(records: Iterable[Any]) -> list:
+def of_partition(records: Iterable[Any], start: list | None = None) -> list:
     """``[count, mean, sum of squared deviations, max, min]`` of one partition's numbers (max and min as floats,
-    as Spark's doubles and PySpark's with numpy: ``max: 3.0``)."""
-    n, mean, m2 = 0, 0.0, 0.0
-    hi, lo = -math.inf, math.inf
+    as Spark's doubles and PySpark's with numpy: ``max: 3.0``), Welford's update a number; ``start``: such
+    a summary the numbers add to (:meth:`StatCounter.merge`)."""
+    n, mean, m2, hi, lo = start if start is not None else (0, 0.0, 0.0, -math.inf, math.inf)
     for x in records:
         n += 1
         delta = x - mean
@@ -47,12 +47,8 @@ class StatCounter:
 
     def merge(self, value: Any) -> StatCounter:
         """Add one number (Welford's update, as each task's)."""
-        delta = value - self.mu
-        self.n += 1
-        self.mu += delta / self.n
-        self.m2 += delta * (value - self.mu)
-        self.maxValue = max(self.maxValue, float(value))
-        self.minValue = min(self.minValue, float(value))
+        self.n, self.mu, self.m2, self.maxValue, self.minValue = of_partition(
+            [value], [self.n, self.mu, self.m2, self.maxValue, self.minValue])
         return self
 
     def mergeStats(self, other: StatCounter) -> StatCounter:

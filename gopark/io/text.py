@@ -247,6 +247,16 @@ def path_string(path: Any) -> Any:
     return os.fspath(path) if isinstance(path, os.PathLike) else path
 
 
+def output_folder(path: Any, what: str) -> str:
+    """The folder ``what`` (saveAsTextFile, setCheckpointDir, checkpoint) is given to write under, as a
+    string: TypeError for what is not a path, OutputNotWritable for a URL (see :func:`refuse_urls`)."""
+    path = path_string(path)
+    if not isinstance(path, str) or not path:
+        raise TypeError(f"{what} takes a folder path, not {path!r:.100}")
+    refuse_urls(path, what, output=True)
+    return path
+
+
 def input_paths(path: str | list[str] | tuple[str, ...], what: str = "textFile") -> list[str]:
     """The paths textFile reads: ``path``, or each of a list (DPark's), or of a comma-separated string
     (Spark's ``"a.txt,b.txt"``): split so when no file, folder or glob match has the whole name
@@ -418,10 +428,8 @@ def read_blocks(f: BinaryIO, start: int, end: int | None) -> Iterator[str]:
 # --- output --------------------------------------------------------------------
 
 def prepare_output(path: str, overwrite: bool) -> str:
-    """Driver side of saveAsTextFile: refuse a non-empty folder unless ``overwrite``."""
-    if not isinstance(path, str) or not path:
-        raise TypeError(f"saveAsTextFile takes a folder path, not {path!r}")
-    refuse_urls(path, "saveAsTextFile", output=True)
+    """Driver side of saveAsTextFile (``path`` checked by :func:`output_folder`): refuse a non-empty folder
+    unless ``overwrite``."""
     path = os.path.abspath(local_path(path))
     try:
         if os.path.exists(path):
