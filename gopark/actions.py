@@ -222,7 +222,13 @@ def run(action: list, it: Iterator[Any], split: int, attempt: int,
             f(x)
         return None
     if name == "foreachPartition":
-        f(it)
+        made = f(it)
+        if made is not None:        # a generator function's body runs as its result is taken (as PySpark)
+            try:
+                made = iter(made)
+            except TypeError:       # a result that is not iterable is dropped
+                return None
+            collections.deque(made, maxlen=0)
         return None
     if name == "countByKey":
         return _count_by(map(operator.itemgetter(0), it), name, "(key, value) pairs with hashable keys")

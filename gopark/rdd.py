@@ -578,8 +578,10 @@ class RDD:
         """
         return self.cache()
 
-    def unpersist(self) -> RDD:
-        """Stop caching: the cached partitions are dropped before the next job."""
+    def unpersist(self, blocking: bool = False) -> RDD:
+        """Stop caching: the cached partitions are dropped before the next job (``blocking``: PySpark's, has
+        no effect; nothing is dropped while a job runs)."""
+        _flag(blocking, "unpersist: blocking")
         self.is_cached = False
         self._marked()
         return self
@@ -1046,7 +1048,8 @@ class RDD:
         done, batch = 0, 1
         while len(taken) < n and done < self.num_partitions:
             parts = list(range(done, min(self.num_partitions, done + batch)))
-            for part in self.ctx.runJob(self, ["take", n - len(taken)], parts):
+            # (islice takes at most sys.maxsize: more records than a partition can have)
+            for part in self.ctx.runJob(self, ["take", min(n - len(taken), sys.maxsize)], parts):
                 taken.extend(part[: n - len(taken)])
             done += len(parts)
             batch *= 4

@@ -334,6 +334,16 @@ def test_a_cached_union_stays_a_parent_of_the_union_made_from_it(ctx, cached):
     assert outer.collect() == [1, 2, 3, 4] and computed.value == 4
 
 
+def test_unpersist_takes_pysparks_blocking(ctx):
+    computed = ctx.accumulator(0)
+    rdd = ctx.parallelize([1, 2], 2).map(partial(count_call, computed)).cache()
+    assert rdd.count() == 2 and rdd.count() == 2 and computed.value == 2
+    assert rdd.unpersist(blocking=True) is rdd
+    assert rdd.count() == 2 and computed.value == 4
+    with pytest.raises(TypeError, match="unpersist: blocking is True or False"):
+        rdd.unpersist(blocking="yes")
+
+
 def test_distinct(ctx):
     out = ctx.parallelize(WORDS, 4).distinct()
     got = out.collect()
@@ -872,6 +882,53 @@ def test_foreach(ctx):
     assert ctx.parallelize(NUMS, 4).foreach(partial(add_to, acc)) is None
     assert acc.value == sum(NUMS)
 
+
+
+@register_func
+def add_partition_sum(acc, it):
+    acc.add(sum(it))
+
+
+@register_func
+def add_each_lazily(acc, it):
+    for x in it:            # a generator function: its body runs only as its result is taken
+        acc.add(x)
+        yield x
+
+
+@register_func
+def add_count_and_return_it(acc, it):
+    n = sum(1 for _ in it)
+    acc.add(n)
+    return n                # not iterable: dropped
+
+
+@register_func
+def fail_after_one(it):
+    yield next(it)
+    raise ValueError("after one")
+
+
+def test_foreachPartition(ctx):
+    acc = ctx.accumulator(0)
+    assert ctx.parallelize(NUMS, 4).foreachPartition(partial(add_partition_sum, acc)) is None
+    assert acc.value == sum(NUMS)
+    lazily = ctx.accumulator(0)     # as PySpark's: a generator's records are taken, so its body runs
+    assert ctx.parallelize(NUMS, 4).foreachPartition(partial(add_each_lazily, lazily)) is None
+    assert lazily.value == sum(NUMS)
+    counted = ctx.accumulator(0)
+    ctx.parallelize(NUMS, 3).foreachPartition(partial(add_count_and_return_it, counted))
+    assert counted.value == len(NUMS)
+    with pytest.raises(JobError, match="after one") as err:
+        ctx.parallelize(NUMS, 2).foreachPartition(fail_after_one)
+    assert err.value.func_name.endswith("fail_after_one")
+
+
+def test_take_more_than_any_rdd_holds(ctx):
+    """n beyond sys.maxsize is an int like any other (top and takeOrdered take it too)."""
+    rdd = ctx.parallelize(NUMS, 4)
+    assert rdd.take(2 ** 64) == NUMS
+    assert rdd.top(2 ** 64) == sorted(NUMS, reverse=True)
 
 def test_countByKey(ctx):
     counts = ctx.parallelize(PAIRS, 4).countByKey()
