@@ -10,7 +10,7 @@ setup(
     install_requires=[
         "msgpack>=1.0,<2",
         "pyzmq>=25,<28",
-        "pyinstaller>=6.0,<7",
+        "pyinstaller>=6.11,<7",      # 6.11: the hash_seed run-time option (build.spec)
         "requests>=2.28,<3",
         # pymesos' own dependencies; pymesos itself is installed with --no-deps
         # (its http-parser dependency does not build on Python 3.11+; see

@@ -280,8 +280,9 @@ def test_workers_are_the_same_binary_started_once(builds: dict[str, str], tmpdir
     assert len(jobs) == 2
     workers = set(jobs[0]) | set(jobs[1])
     assert len(workers) == 2                               # the same two workers served both jobs
-    for pid, exe, module, frozen, meipass, sha in workers:
+    for pid, exe, module, frozen, meipass, sha, str_hash in workers:
         assert pid != driver[0]
+        assert str_hash == driver[5]                       # one str hash seed, built into the binary
         assert exe == os.path.realpath(builds["app"]) == driver[1]
         assert module == "frozen_app" and frozen is True  # imported by name, never as __main__
         assert meipass == driver[3]                        # the onefile archive was not unpacked again

@@ -154,6 +154,31 @@ def pid_after_a_nap(x):
     return os.getpid()
 
 
+@register_func
+def pid_and_str_hash(word):
+    import time
+    time.sleep(0.3)         # long enough for every worker to take one
+    return (os.getpid(), hash(word))
+
+
+@pytest.mark.parametrize("seed", [None, "123"])
+def test_every_worker_hashes_a_str_alike(monkeypatch, seed):
+    """hash(word) in a task does not depend on the worker that ran it (as PySpark's executors, every worker
+    has the driver's PYTHONHASHSEED, or 0), so keys made with it group together."""
+    if seed is None:
+        monkeypatch.delenv("PYTHONHASHSEED", raising=False)
+    else:
+        monkeypatch.setenv("PYTHONHASHSEED", seed)
+    with Context("process:3", quiet=True) as ctx:
+        got = ctx.parallelize(["gopark"] * 3, 3).map(pid_and_str_hash).collect()
+    assert len({pid for pid, _ in got}) == 3
+    assert len({h for _, h in got}) == 1
+    if seed is not None:        # the driver's seed: the same hash as a process started with it
+        expected = subprocess.run([sys.executable, "-c", "print(hash('gopark'))"], capture_output=True, text=True,
+                                  env={**os.environ, "PYTHONHASHSEED": seed}, check=True).stdout
+        assert got[0][1] == int(expected)
+
+
 def test_the_pool_grows_when_asked_and_keeps_its_size():
     """A Mesos executor grows its pool when given more tasks than workers (backend.grow)."""
     with Context("process:1", quiet=True) as ctx:

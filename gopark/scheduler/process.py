@@ -80,6 +80,9 @@ def worker_environment(endpoint: str, token: str, worker_id: str, work_dir: str,
         "PYTHONPATH": os.pathsep.join(registry.worker_path()),
         registry.USER_PYTHONPATH_ENV: "=" + os.environ["PYTHONPATH"] if "PYTHONPATH" in os.environ else "",
         registry.ARGV_FILE_ENV: argv_file,
+        # one str hash seed in every worker (the driver's if it has one), as PySpark's executors: hash(word)
+        # in a task must not depend on the worker that ran it
+        "PYTHONHASHSEED": os.environ.get("PYTHONHASHSEED", "0"),
     })
     main_name, main_file = registry.main_module_name(), registry.main_module_file()
     # "__main__" when the driver's has no name to import (python -c): not the worker's own script's

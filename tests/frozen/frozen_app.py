@@ -15,7 +15,7 @@ from gopark import Context, JobError, binary, register_func
 def where(_x):
     time.sleep(0.2)   # long enough for both workers to take tasks
     return (os.getpid(), os.path.realpath(sys.executable), __name__, bool(getattr(sys, "frozen", False)),
-            getattr(sys, "_MEIPASS", None), binary.sha256())
+            getattr(sys, "_MEIPASS", None), binary.sha256(), hash("gopark"))
 
 
 @register_func
@@ -57,7 +57,7 @@ def main():
             for _ in range(2):
                 print("WHERE", sorted(set(ctx.parallelize(range(8), 8).map(where).collect())))
             print("DRIVER", (os.getpid(), os.path.realpath(sys.executable), __name__,
-                             getattr(sys, "_MEIPASS", None), binary.sha256()))
+                             getattr(sys, "_MEIPASS", None), binary.sha256(), hash("gopark")))
         if args.words:
             counts = ctx.textFile(args.words).flatMap(words).map(one).reduceByKey(add).collectAsMap()
             for word in sorted(counts):
