@@ -16,6 +16,9 @@ from typing import Any
 
 _MASK = (1 << 63) - 1
 
+#: the most partitions an RDD may have: Spark's (an int), refused beyond at the call that asks for more
+MAX_PARTITIONS = (1 << 31) - 1
+
 
 _ENCODE = operator.methodcaller("encode", "utf-8", "surrogatepass")
 

@@ -32,7 +32,14 @@ from typing import Any
 
 from gopark import actions, ops, pipeline, registry, serialize, shared, shuffle
 from gopark.errors import OutputExists, job_error
-from gopark.partitioner import FuncPartitioner, HashPartitioner, RangePartitioner, portable_hash, range_bounds
+from gopark.partitioner import (
+    MAX_PARTITIONS,
+    FuncPartitioner,
+    HashPartitioner,
+    RangePartitioner,
+    portable_hash,
+    range_bounds,
+)
 from gopark.pipeline import PER_RECORD
 from gopark.stats import StatCounter
 
@@ -61,6 +68,8 @@ def _num(value: Any, what: str) -> int | None:
         return None
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"{what} must be a positive integer, not {value!r}")
+    if value > MAX_PARTITIONS:
+        raise ValueError(f"{what} must be at most {MAX_PARTITIONS} (Spark's limit), not {value}")
     return value
 
 

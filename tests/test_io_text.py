@@ -266,6 +266,18 @@ def test_a_splitsize_of_a_few_bytes_cutting_a_great_many_splits_is_refused_sayin
     assert ctx.textFile(str(path), 16).count() == 6000          # small splits, not so many: as asked
 
 
+
+@pytest.mark.parametrize(("kwargs", "said"), [
+    ({"splitSize": True}, "splitSize must be a positive number of bytes, not True"),
+    ({"splitSize": 0}, "splitSize must be a positive number of bytes, not 0"),
+    ({"numSplits": True}, "numSplits must be a positive integer, not True"),
+    ({"numSplits": 2.0}, "numSplits must be a positive integer, not 2.0"),
+    ({"numSplits": 2 ** 31}, "numSplits must be at most 2147483647 \\(Spark's limit\\), not 2147483648")])
+def test_bad_split_arguments_are_refused_at_the_call(ctx, tmp_path, kwargs, said):
+    (tmp_path / "in.txt").write_text("x\ny\n")
+    with pytest.raises(ValueError, match=f"^textFile: {said}$"):
+        ctx.textFile(str(tmp_path / "in.txt"), **kwargs)
+
 def test_path_like_objects_name_paths_in_and_out(ctx, tmp_path):
     (tmp_path / "in.txt").write_text("x\ny\n")
     assert ctx.textFile(tmp_path / "in.txt").collect() == ["x", "y"]

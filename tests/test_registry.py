@@ -225,6 +225,8 @@ def test_the_refusal_names_the_method_that_was_called(ctx, call):
     for method in ("repartition", "coalesce"):
         with pytest.raises(ValueError, match=f"^{method}: numSplits must be a positive integer, not 0"):
             getattr(rdd, method)(0)
+        with pytest.raises(ValueError, match=f"^{method}: numSplits must be at most 2147483647 \\(Spark's limit\\)"):
+            getattr(rdd, method)(10 ** 30)      # not an OverflowError from inside the action
 
 
 def test_a_c_function_of_a_module_is_refused_with_the_wrapper_to_write(ctx):
