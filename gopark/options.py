@@ -216,6 +216,12 @@ def read_conf(path: str) -> dict[str, Any]:
         raise ConfigError(f"--conf file {path!r} is not valid TOML: not UTF-8 text (byte {exc.start})") from None
     except OSError as exc:               # a folder, no permission...
         raise ConfigError(f"--conf file {path!r} cannot be read: {exc.strerror or exc}") from None
+    spelled: dict[str, str] = {}         # option: how the file spells it (max-failures or max_failures)
+    for key in data:
+        name = key.replace("-", "_")
+        if name in spelled:
+            raise ConfigError(f"--conf file {path!r} sets {name} twice, as {spelled[name]} and as {key}", name)
+        spelled[name] = key
     data = {k.replace("-", "_"): v for k, v in data.items()}
     known = {f.name for f in dataclasses.fields(Options)} - {"help"}     # a command's flag, not a setting
     unknown = sorted(set(data) - known)
@@ -228,7 +234,7 @@ def read_conf(path: str) -> dict[str, Any]:
 def make_options(master: str | None = None, parallel: int | None = None, **given: Any) -> Options:
     """Options from explicit arguments (``Context(master, parallel, **options)``)."""
     conf = given.pop("conf", None)
-    values: dict[str, Any] = read_conf(conf) if conf else {}
+    values: dict[str, Any] = read_conf(conf) if conf is not None else {}   # "" too: a file name that is no file
     known = {f.name for f in dataclasses.fields(Options)}
     unknown = sorted(set(given) - known)
     if unknown:
@@ -296,4 +302,4 @@ def from_argv(argv: list[str] | None = None, **given: Any) -> Options:
         values["mem"] = int(values["mem"])
     conf = given.pop("conf", None)
     merged = {**given, **values}
-    return make_options(conf=parsed.conf or conf, **merged)
+    return make_options(conf=parsed.conf if parsed.conf is not None else conf, **merged)

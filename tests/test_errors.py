@@ -11,7 +11,7 @@ from functools import partial
 import pytest
 from apps.procs import alive, children, wait_until
 
-from gopark import ConfigError, Context, JobError, register_func
+from gopark import ConfigError, Context, InputNotFound, JobError, register_func
 from gopark.options import from_argv
 
 APPS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "apps")
@@ -405,6 +405,16 @@ def test_malformed_conf_file(tmp_path, monkeypatch):
         monkeypatch.setattr(sys, "argv", ["app.py", "--conf", write(tmp_path / "typed.conf", text)])
         with pytest.raises(ConfigError):
             Context()
+    both = write(tmp_path / "both.conf", "max-failures = 2\nmax_failures = 3\n")    # one option, twice
+    monkeypatch.setattr(sys, "argv", ["app.py", "--conf", both])
+    with pytest.raises(ConfigError, match="both.conf' sets max_failures twice, as max-failures and as max_failures"):
+        Context()
+    for argv in (["--conf", ""], ["--conf="]):      # e.g. --conf "$CONF" with CONF unset: no file, not no option
+        monkeypatch.setattr(sys, "argv", ["app.py", *argv])
+        with pytest.raises(InputNotFound, match="^--conf file '' does not exist$"):
+            Context()
+    with pytest.raises(InputNotFound, match="^--conf file '' does not exist$"):
+        Context("local", conf="")
 
 
 def test_conf_file_is_applied_and_the_command_line_wins(tmp_path, monkeypatch):
@@ -499,6 +509,17 @@ def test_a_conf_file_given_to_a_context_that_reads_argv(tmp_path):
     other.write_text('master = "local"\n')
     assert from_argv(["app.py", "--conf", str(other)], conf=str(conf)).master == "local"   # argv's wins
 
+
+
+def test_an_option_takes_the_command_lines_value_then_the_codes_then_the_conf_files(tmp_path, monkeypatch):
+    conf = tmp_path / "c.toml"
+    conf.write_text("parallel = 2\nmem = 64\nmax_failures = 7\n")
+    opts = from_argv(["app.py", "-p", "5"], conf=str(conf), parallel=3, mem=128)
+    assert (opts.parallel, opts.mem, opts.max_failures) == (5, 128, 7)
+    monkeypatch.setattr(sys, "argv", ["app.py", "-p", "5"])
+    with Context("local", parallel=4, quiet=True) as ctx:      # a master given: no command line read
+        assert ctx.options.parallel == 4 and ctx.parallelize(range(8)).getNumPartitions() == 4
+    assert sys.argv == ["app.py", "-p", "5"]
 
 @pytest.mark.parametrize("argv", [["-p", "abc"], ["--mem", "x"], ["-m"], ["--cpus"]])
 def test_bad_option_values_are_a_config_error(argv):
