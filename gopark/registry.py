@@ -348,9 +348,13 @@ def check_importable(ref: list, what: str) -> None:
     """TypeError, in the driver, if a worker process could not import the module of a registered function
     ``ref`` names (``["r", name, module]``, or a partial of one) by its name, with :func:`worker_path` (as
     :func:`_import_module_for` does): a plugin loaded by hand (``importlib.util.spec_from_file_location``)
-    from a folder that is not on ``sys.path`` would fail every task."""
+    from a folder that is not on ``sys.path``, or an interactive session's ``__main__``, would fail every task."""
     while ref[0] == "p":
         ref = ref[1]
+    if ref[0] == "r" and ref[2] == "__main__" and main_module_name() is None:
+        raise TypeError(f"{what} got {ref[1]!r}, registered in an interactive session (python -c, a script piped "
+                        "to python -, a notebook), which worker processes cannot import: run it with -m local, "
+                        "or move it into a module or a script file")
     if ref[0] != "r" or _importable(ref[2], worker_path()):
         return
     fn = _registry.get(ref[1])
