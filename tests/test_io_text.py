@@ -278,6 +278,22 @@ def test_bad_split_arguments_are_refused_at_the_call(ctx, tmp_path, kwargs, said
     with pytest.raises(ValueError, match=f"^textFile: {said}$"):
         ctx.textFile(str(tmp_path / "in.txt"), **kwargs)
 
+
+def test_an_empty_file_is_one_empty_partition(ctx, tmp_path):
+    """As Hadoop's (so Spark's) input: saved again, it is an empty part file."""
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "empty.txt").write_bytes(b"")
+    (tmp_path / "in" / "full.txt").write_text("a\nb\n")
+    empty = ctx.textFile(str(tmp_path / "in" / "empty.txt"))
+    assert empty.getNumPartitions() == 1 and empty.glom().collect() == [[]]
+    assert empty.zip(ctx.parallelize([], 1)).collect() == []
+    empty.saveAsTextFile(str(tmp_path / "out"))
+    assert sorted(os.listdir(tmp_path / "out")) == ["_SUCCESS", "part-00000"]
+    assert (tmp_path / "out" / "part-00000").read_bytes() == b""
+    both = ctx.textFile(str(tmp_path / "in"))
+    assert both.glom().collect()[0] == []       # empty.txt's, first of the folder's sorted names
+    assert both.collect() == ["a", "b"] and ctx.textFile(str(tmp_path / "in"), numSplits=2).collect() == ["a", "b"]
+
 def test_path_like_objects_name_paths_in_and_out(ctx, tmp_path):
     (tmp_path / "in.txt").write_text("x\ny\n")
     assert ctx.textFile(tmp_path / "in.txt").collect() == ["x", "y"]

@@ -228,7 +228,9 @@ def test_status_and_errors() -> None:
 
 # ---- planning ------------------------------------------------------------------------------------
 def test_sizes(env: Env) -> None:
-    assert mfs.plan_splits(env.url("sizes/empty.txt")) == []
+    empty = mfs.plan_splits(env.url("sizes/empty.txt"))     # one empty split, as Hadoop's
+    assert [(s["path"], s["start"], s["end"], s["hosts"]) for s in empty] == [("/sizes/empty.txt", 0, 0, [])]
+    assert read_all(empty) == []
     one = mfs.plan_splits(env.url("sizes/one.txt"))
     assert [(s["start"], s["end"]) for s in one] == [(0, 1)]
     assert one[0]["kind"] == "mfs" and one[0]["master"] == env.cluster.master_ip
@@ -289,7 +291,7 @@ def test_directory_and_glob(env: Env) -> None:
     assert names == [("/dir/a.txt", None), ("/dir/b.txt", None), ("/dir/c.gz", "gz")]
     assert read_all(mfs.plan_splits(env.url("dir/"))) == ["a1", "a2", "b1", "b2", "c1", "c2", "c3"]
     assert [s["path"] for s in mfs.plan_splits(env.url("dir/*.txt"))] == ["/dir/a.txt", "/dir/b.txt"]
-    assert [s["path"] for s in mfs.plan_splits(env.url("dir/_*"))] == []       # _SUCCESS is empty
+    assert [s["path"] for s in mfs.plan_splits(env.url("dir/_*"))] == ["/dir/_SUCCESS"]    # named: read (empty)
     assert [s["path"] for s in mfs.plan_splits(env.url("dir/.h*"))] == ["/dir/.hidden"]
     assert [s["path"] for s in mfs.plan_splits(env.url("dir/s*"))] == ["/dir/sub/deep.txt"]
     logs = mfs.plan_splits(env.url("logs/2024-*/part-*"))

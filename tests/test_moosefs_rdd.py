@@ -178,6 +178,8 @@ def test_whole_text_files_and_binary_files_of_mfs_urls(env: Env, tmp_path: Path,
                                         f"{url}/big.txt": big.decode(), f"{url}/empty.txt": "",
                                         f"{url}/pad.gz": "padded\n"}     # zero padding, as gzip tools leave it
         assert dict(ctx.binaryFiles(url + "/b*.gz").collect()) == {f"{url}/b.gz": tree["w/b.gz"]}
+        empty = ctx.textFile(f"{url}/empty.txt")       # one empty partition, as Hadoop's
+        assert empty.getNumPartitions() == 1 and empty.glom().collect() == [[]]
         assert ctx.wholeTextFiles(url + "/a.txt", use_unicode=False).collect() == [(f"{url}/a.txt", tree["w/a.txt"])]
         # several paths: Spark's comma-separated URLs, DPark's list (a local file among them)
         assert ctx.textFile(f"{url}/a.txt,{url}/b.gz").collect() == ["ä line", "second", "zipped"]

@@ -1282,7 +1282,7 @@ def plan_splits(path: str, split_size: int | None = None) -> list[dict]:
     start with '.' or '_'), or a glob in any component.  One split per chunk by
     default (see _chunk_pieces for ``split_size``); a ``.gz``/``.bz2`` file is
     one split with ``"compression"`` set and the hosts of its first chunk; an
-    empty file has none.  Each split::
+    empty file one empty split (``start == end == 0``, no hosts), as Hadoop's.  Each split::
 
         {"kind": "mfs", "master": host, "port": port, "path": "/abs/path",
          "inode": int, "start": int, "end": int, "hosts": [sorted IPs]}
@@ -1291,11 +1291,12 @@ def plan_splits(path: str, split_size: int | None = None) -> list[dict]:
     files, client = _expand(path)
     splits = []
     for inode, mpath, length in files:
-        if length == 0:
-            continue
-        what = client.url(mpath)
         base = {"kind": "mfs", "master": client.host, "port": client.port, "path": mpath,
                 "inode": inode}
+        if length == 0:     # one empty split, as Hadoop's (so Spark's); no chunk, no hosts
+            splits.append({**base, "start": 0, "end": 0, "hosts": []})
+            continue
+        what = client.url(mpath)
         compression = next((c for ext, c in _COMPRESSED.items() if mpath.endswith(ext)), None)
         if compression:
             hosts = client.chunk_location(inode, 0, what=what).hosts
@@ -1340,6 +1341,8 @@ def read_split_texts(split: Mapping[str, Any], *, timeout: float | None = None,
     """
     if split.get("kind") != "mfs":
         raise ValueError(f"not a MooseFS split: {split!r}")
+    if not split["end"]:        # an empty file's split: nothing to read, no chunk to ask for
+        return
     client = get_master(split["master"], split["port"])
     f = MfsFile(client, split["inode"], split["path"],
                 timeout=CHUNKSERVER_TIMEOUT if timeout is None else timeout)

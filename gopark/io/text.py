@@ -205,6 +205,9 @@ def _plan_local(paths: list[str], split_size: int | None, num_splits: int | None
             splits.append({"kind": "gz" if f.endswith(".gz") else "bz2", "path": os.path.abspath(f)})
             continue
         size = os.path.getsize(f)
+        if not size:    # one empty split, as Hadoop's (so Spark's): its partition is there, empty
+            splits.append({"kind": "file", "path": os.path.abspath(f), "start": 0, "end": 0})
+            continue
         if shares:      # numSplits: the file's share of them (rounded up), as equal as bytes allow
             pieces = min(size, -(-num_splits * size // total)) if size else 0     # type: ignore[operator]
             starts = [i * size // pieces for i in range(pieces)]
