@@ -341,7 +341,10 @@ def _pipe_line(record: Any) -> bytes:
     its own trailing line breaks are not doubled."""
     if type(record) is bytes:
         return record.rstrip(b"\n") + b"\n"
-    return (record if type(record) is str else str(record)).rstrip("\n").encode("utf-8") + b"\n"
+    try:
+        return (record if type(record) is str else str(record)).rstrip("\n").encode("utf-8") + b"\n"
+    except UnicodeEncodeError as exc:      # a lone surrogate: not UTF-8 text, not data
+        raise serialize.not_unicode(exc, "pipe") from None
 
 
 @register_func(name="gopark.whole_file")

@@ -111,6 +111,12 @@ def _describe(exc: Exception) -> str:
     return str(exc)
 
 
+def not_unicode(exc: UnicodeEncodeError, what: str) -> SerializationError:
+    """The error of a str that UTF-8 cannot encode (a lone surrogate), found writing it out in ``what``: it
+    is no gopark data (a record holding it would not be sent either)."""
+    return SerializationError(f"cannot write a {_describe(exc)} in {what}: gopark data is Unicode text")
+
+
 def packb(obj: Any, what: str = "sending data") -> bytes:
     """Pack ``obj``; a value that is not gopark data raises SerializationError."""
     try:

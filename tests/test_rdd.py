@@ -992,6 +992,22 @@ def test_saveAsTextFile_empty_partitions(ctx, tmp_path):
     assert b"".join(read_parts(out, 4)) == b"a\nb\n"
 
 
+@register_func
+def with_a_lone_surrogate(x):
+    return f"{x}\ud800" if x == 3 else str(x)
+
+
+def test_a_str_that_is_not_unicode_is_not_written_out(ctx, tmp_path):
+    """A lone surrogate (no UTF-8 encodes it) fails saveAsTextFile's and pipe's task as it would fail sending
+    the record: a SerializationError, and no part file is left."""
+    made = ctx.parallelize([1, 2, 3, 4], 2).map(with_a_lone_surrogate)
+    with pytest.raises(JobError, match=r"cannot write a str holding '\\ud800'.* in saveAsTextFile") as err:
+        made.saveAsTextFile(str(tmp_path / "out"))
+    assert err.value.remote_type == "SerializationError"
+    assert os.listdir(tmp_path / "out") == []
+    with pytest.raises(JobError, match=r"cannot write a str holding '\\ud800'.* in pipe"):
+        made.pipe("cat").collect()
+
 def test_saveAsTextFile_into_an_existing_folder(ctx, tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()

@@ -28,6 +28,7 @@ import zlib
 from collections.abc import Iterable, Iterator
 from typing import Any, BinaryIO
 
+from gopark import serialize
 from gopark.errors import InputNotFound, InputUnavailable, OutputExists, OutputNotWritable
 from gopark.partitioner import MAX_PARTITIONS
 
@@ -455,11 +456,12 @@ def prepare_output(path: str, overwrite: bool) -> str:
 
 
 def _line(record: Any) -> bytes:
-    if type(record) is str:
-        return record.encode("utf-8", "surrogatepass")
     if type(record) is bytes:
         return record
-    return str(record).encode("utf-8", "surrogatepass")
+    try:
+        return (record if type(record) is str else str(record)).encode("utf-8")
+    except UnicodeEncodeError as exc:      # a lone surrogate: not UTF-8 text, not data
+        raise serialize.not_unicode(exc, "saveAsTextFile") from None
 
 
 def write_partition(path: str, split: int, attempt: int, records: Iterable[Any], compress: bool = False) -> str:
