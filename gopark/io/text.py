@@ -210,10 +210,10 @@ def _plan_local(paths: list[str], split_size: int | None, num_splits: int | None
             splits.append({"kind": "file", "path": os.path.abspath(f), "start": 0, "end": 0})
             continue
         if shares:      # numSplits: the file's share of them (rounded up), as equal as bytes allow
-            pieces = min(size, -(-num_splits * size // total)) if size else 0     # type: ignore[operator]
+            pieces = min(size, -(-num_splits * size // total))     # type: ignore[operator]
             starts = [i * size // pieces for i in range(pieces)]
         else:           # equal parts of about split_size: a remainder under a quarter of it goes to the others
-            step = -(-size // max(1, int(size / split_size + 0.25))) if equal and size else split_size
+            step = -(-size // max(1, int(size / split_size + 0.25))) if equal else split_size
             starts = list(range(0, size, step))
         for start, end in zip(starts, starts[1:] + [size]):
             splits.append({"kind": "file", "path": os.path.abspath(f), "start": start, "end": end})
