@@ -14,9 +14,7 @@ import ast
 import dataclasses
 import hashlib
 import importlib.util
-import keyword
 import os
-import re
 import shutil
 import sys
 import tempfile
@@ -70,7 +68,7 @@ def check_app(script: str) -> str:
         raise BuildError(f"{script}:{inside[0]}: a function is registered inside `if __name__ == \"__main__\":`: "
                          "a worker imports the app without running that block, so it would not know it; "
                          "register it at module level")
-    module = module_name(script)
+    module = registry.script_module_name(script)   # as python app.py registers its functions
     if module != _stem(script) and os.path.exists(os.path.join(os.path.dirname(script), module + ".py")):
         raise BuildError(f"{script}: its file name is no Python module name, and {module}.py, the name the binary "
                          "would give it, is taken beside it: rename the app")
@@ -84,16 +82,6 @@ def check_app(script: str) -> str:
 
 def _stem(script: str) -> str:
     return os.path.splitext(os.path.basename(script))[0]
-
-
-def module_name(script: str) -> str:
-    """The name the binary bundles the app under: its file's, or, where that is no module name
-    (``word-count.py``, ``app.v2.py``), one made of it (``word_count``, ``app_v2``)."""
-    stem = _stem(script)
-    if stem.isidentifier() and not keyword.iskeyword(stem):
-        return stem
-    name = re.sub(r"\W", "_", stem)
-    return name if name.isidentifier() and not keyword.iskeyword(name) else f"app_{name}"
 
 
 def _check_no_shadows(script: str) -> None:

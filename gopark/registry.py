@@ -24,8 +24,10 @@ import functools
 import importlib
 import importlib.machinery
 import importlib.util
+import keyword
 import operator
 import os
+import re
 import sys
 import threading
 import types
@@ -128,8 +130,19 @@ def main_module_name() -> str | None:
         return spec.name.removesuffix(".__main__")
     path = _main_file(main)
     if path:
-        return os.path.splitext(os.path.basename(path))[0]
+        return script_module_name(path)
     return None
+
+
+def script_module_name(script: str) -> str:
+    """The module name a script's functions are registered under (and workers import it by): its file's,
+    or, where that is no module name (``word-count.py``, ``app.v2.py``), one made of it (``word_count``,
+    ``app_v2``): the same with ``python app.py`` as in the binary ``gopark build`` makes of it."""
+    stem = os.path.splitext(os.path.basename(script))[0]
+    if stem.isidentifier() and not keyword.iskeyword(stem):
+        return stem
+    name = re.sub(r"\W", "_", stem)
+    return name if name.isidentifier() and not keyword.iskeyword(name) else f"app_{name}"
 
 
 def _main_file(main: Any) -> str | None:

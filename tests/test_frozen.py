@@ -144,14 +144,20 @@ def test_an_app_whose_file_name_is_no_module_name_builds_and_runs(tmp_path) -> N
     """``python word-count.v2.py`` runs, so ``gopark build word-count.v2.py`` does: the binary (named as the
     file) bundles the app under a module name made of it; one beside it already named so is refused."""
     app = tmp_path / "word-count.v2.py"
-    app.write_text("import sys\nfrom gopark import Context, register_func\n\n@register_func\ndef double(x):\n"
-                   "    return 2 * x\n\nif __name__ == '__main__':\n    with Context() as ctx:\n"
-                   "        print(sorted(ctx.parallelize(range(6), 3).map(double).collect()), sys.argv[1:])\n")
+    app.write_text("import sys\nfrom gopark import Context, JobError, register_func\n\n@register_func\ndef double(x):\n"
+                   "    return 2 * x\n\n@register_func\ndef fail(x):\n    raise ValueError(x)\n\n"
+                   "if __name__ == '__main__':\n    with Context(max_failures=1) as ctx:\n"
+                   "        print(sorted(ctx.parallelize(range(6), 3).map(double).collect()), sys.argv[1:])\n"
+                   "        try:\n            ctx.parallelize([1]).map(fail).count()\n"
+                   "        except JobError as e:\n            print(e.func_name)\n")
     built = gopark_build(str(app), cwd=str(tmp_path))
     assert built.returncode == 0, built.stderr
-    ran = subprocess.run([str(tmp_path / "word-count.v2"), "-m", "process:2", "-q", "in.txt"], capture_output=True,
-                         text=True, timeout=300, cwd=str(tmp_path))
-    assert ran.returncode == 0 and ran.stdout == "[0, 2, 4, 6, 8, 10] ['in.txt']\n", ran.stderr
+    # the functions' names are the same frozen and not (SPEC section 2): the module name made of the file's
+    for command in ([str(tmp_path / "word-count.v2")], [sys.executable, str(app)]):
+        ran = subprocess.run([*command, "-m", "process:2", "-q", "in.txt"], capture_output=True,
+                             text=True, timeout=300, cwd=str(tmp_path))
+        assert ran.returncode == 0 and ran.stdout == "[0, 2, 4, 6, 8, 10] ['in.txt']\nword_count_v2.fail\n", \
+            (command, ran.stdout, ran.stderr)
     (tmp_path / "word_count_v2.py").write_text("x = 1\n")
     refused = gopark_build(str(app), cwd=str(tmp_path))
     assert refused.returncode == 1 and "word_count_v2.py, the name the binary would give it, is taken" \
