@@ -385,6 +385,8 @@ def run_task(payload: bytes, env: WorkerEnv) -> bytes:
     """Run one packed task; the packed result (never raises for the task's own errors)."""
     task = serialize.unpackb(payload)
     env.keep_cached(task.get("live_cached"))
+    if "path" in task and env.worker_id != DRIVER:    # the driver's sys.path changed since this worker started
+        sys.path.extend(p for p in task["path"] if p not in sys.path)
     tc = TaskContext(env)
     with shared.task_updates() as updates, shared.task_broadcasts(task.get("broadcasts")):
         try:

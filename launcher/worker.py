@@ -66,6 +66,8 @@ def _leave(signum: int, frame: object) -> None:
 
 def main() -> int:
     die_with_parent(int(os.environ["GOPARK_DRIVER_PID"]))
+    if getattr(sys, "frozen", False):   # a frozen program ignores PYTHONPATH: the driver's sys.path, after the bundle's
+        sys.path.extend(p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p and p not in sys.path)
     argv = driver_argv("argv")      # the driver's, as its functions see them there
     if argv is not None:
         sys.argv = argv

@@ -277,6 +277,17 @@ def test_a_command_piped_by_a_frozen_app_gets_the_apps_environment(builds: dict[
     assert "PIPE_ENV ['0', 'unset']" in result.stdout.splitlines(), result.stdout
 
 
+def test_frozen_workers_find_a_module_where_the_driver_found_it(builds: dict[str, str], tmpdir_env: dict[str, str],
+                                                                tmp_path) -> None:
+    """A module the build did not bundle (imported by a computed name from a folder the app put on sys.path)
+    is found by the workers too, although a frozen program ignores PYTHONPATH."""
+    (tmp_path / "gopark_test_plugin.py").write_text("from gopark import register_func\n\n@register_func\n"
+                                                    "def triple(x):\n    return 3 * x\n")
+    result = run([builds["app"], "--plugin", str(tmp_path), "-m", "process:2", "-q"], env=tmpdir_env)
+    assert result.returncode == 0, result.stderr
+    assert "PLUGIN [0, 3, 6, 9]" in result.stdout.splitlines(), result.stdout
+
+
 def test_workers_are_the_same_binary_started_once(builds: dict[str, str], tmpdir_env: dict[str, str]) -> None:
     result = run([builds["app"], "--where", "-m", "process:2", "-q"], env=tmpdir_env)
     assert result.returncode == 0, result.stderr

@@ -179,6 +179,18 @@ def test_every_worker_hashes_a_str_alike(monkeypatch, seed):
         assert got[0][1] == int(expected)
 
 
+def test_a_module_found_on_a_folder_put_on_sys_path_after_the_workers_started(tmp_path, monkeypatch):
+    """The workers started with the driver's sys.path of then; a plugin folder the app adds later reaches them
+    with the tasks."""
+    (tmp_path / "gopark_late_plugin.py").write_text("from gopark import register_func\n\n@register_func\n"
+                                                    "def quadruple(x):\n    return 4 * x\n")
+    with Context("process:2", quiet=True) as ctx:
+        assert ctx.parallelize(range(4), 2).map(pid_of).count() == 4      # the workers are up
+        monkeypatch.syspath_prepend(str(tmp_path))
+        import gopark_late_plugin
+        assert ctx.parallelize(range(4), 2).map(gopark_late_plugin.quadruple).collect() == [0, 4, 8, 12]
+
+
 def test_the_pool_grows_when_asked_and_keeps_its_size():
     """A Mesos executor grows its pool when given more tasks than workers (backend.grow)."""
     with Context("process:1", quiet=True) as ctx:

@@ -32,6 +32,8 @@ the Context posts for a SIGTERM whose exception Python dropped, is raised in the
                        a copy it lacks, or of another generation, is dropped; so a task of a stage
                        launched before a cached RDD was noted may drop one: the disk copy is read)
       _live_cached:    [[rdd_id, generation], ...] of cached, sorted: what each task carries
+      _path:           (sys.path as last seen, the workers' path made of it) when it changed since the
+                       Context started its workers (with the path then): what each task carries, else None
       unwanted:        shuffle ids whose RDD is gone (appended by its finalizer, from any thread):
                        dropped with their outputs before the next job (Spark's ContextCleaner)
     per job (``Job``):
@@ -52,6 +54,7 @@ import dataclasses
 import itertools
 import logging
 import queue
+import sys
 import threading
 import traceback
 import weakref
@@ -146,6 +149,8 @@ class DAGScheduler:
         self.cache_locs: dict[tuple[int, int], str] = {}
         self.cached: dict[int, tuple[weakref.ref, int]] = {}
         self._live_cached: list[list[int]] = []
+        self._started_path = list(sys.path)
+        self._path: tuple[list[str], list[str]] | None = None
         self._generations = itertools.count(1)   # an RDD cached again after it was dropped: a new one
         self._counted_maps: dict[int, set[int]] = {}     # map tasks whose accumulator updates counted, by shuffle
         self._ids = itertools.count()
@@ -381,6 +386,9 @@ class DAGScheduler:
                                 "lineage": lineage_to_wire(stage.rdd, split, self.shuffle_outputs),
                                 "broadcasts": self.broadcasts.for_task() if self.broadcasts is not None else None,
                                 "live_cached": self._live_cached}
+        path = self._workers_path()
+        if path is not None:
+            wire["path"] = path
         if stage.dep is not None:
             wire["kind"] = "map"
             wire["dep"] = stage.dep.to_wire()
@@ -391,6 +399,16 @@ class DAGScheduler:
         job.tasks[tid] = task
         job.launched.setdefault(stage.id, set()).add(split)
         self.backend.submit(tid, payload, self._preferred(stage.rdd, split))
+
+    def _workers_path(self) -> list[str] | None:
+        """The driver's ``sys.path`` as workers get it (``registry.worker_path``), once the app changed it
+        after its Context started them (a plugin folder put on it later): the task's worker adds what it
+        lacks. None while unchanged."""
+        if sys.path == self._started_path:
+            return None
+        if self._path is None or self._path[0] != sys.path:
+            self._path = (list(sys.path), registry.worker_path())
+        return self._path[1]
 
     def _preferred(self, rdd: RDD, split: int) -> list[str]:
         """Where a task would best run: a worker holding a cached partition, else the data's hosts."""

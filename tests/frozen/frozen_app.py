@@ -4,6 +4,7 @@ or fails in a function that its workers run inline.
     frozen_app [--words FILE] [--where] [--sleep SECONDS] [--fail-inline] [gopark options]
 """
 import argparse
+import importlib
 import os
 import sys
 import time
@@ -51,6 +52,7 @@ def main():
     parser.add_argument("--sleep", type=float)
     parser.add_argument("--fail-inline", action="store_true")
     parser.add_argument("--pipe-env", action="store_true")
+    parser.add_argument("--plugin", help="a folder to put on sys.path, holding gopark_test_plugin.py")
     with Context() as ctx:
         args = parser.parse_args()
         if args.where:
@@ -71,6 +73,10 @@ def main():
             shown = ctx.parallelize([1], 1).pipe(["sh", "-c", "env | grep -c '^_PYI_\\|^GOPARK_' || true; "
                                                  "echo \"${LD_LIBRARY_PATH-unset}\""]).collect()
             print("PIPE_ENV", shown)
+        if args.plugin:         # a module the build could not see, found where the driver found it
+            sys.path.insert(0, args.plugin)
+            plugin = importlib.import_module("gopark_test_plugin")
+            print("PLUGIN", sorted(ctx.parallelize(range(4), 2).map(plugin.triple).collect()))
         if args.sleep:
             print("READY", flush=True)
             ctx.parallelize(range(int(args.sleep / 0.05) * 2), 2).map(nap).count()
