@@ -6,14 +6,17 @@ module, so the driver runs it as ``__main__`` and workers import it by name
 (see launcher/main.py). PyInstaller runs in this process on the top-level
 ``build.spec``; its work files live in a cache folder per app
 (``$GOPARK_BUILD_CACHE``, default ``~/.cache/gopark/build``), never in the
-user's source folder, and make a rebuild of an unchanged app take a second.
+user's source folder, and make a rebuild of an unchanged app take a second. They are reused only while
+every source the last build bundled has the same content (PyInstaller itself goes by mtimes).
 """
 from __future__ import annotations
 
 import ast
+import contextlib
 import dataclasses
 import hashlib
 import importlib.util
+import json
 import os
 import shutil
 import sys
@@ -118,6 +121,45 @@ def _write_if_changed(path: str, text: str | bytes) -> str:
     return path
 
 
+#: in an app's cache folder: {source file: sha256} of the modules its last build bundled
+_SOURCES = "sources.json"
+
+
+def _digest(path: str) -> str | None:
+    try:
+        with open(path, "rb") as f:
+            return hashlib.file_digest(f, "sha256").hexdigest()
+    except OSError:
+        return None
+
+
+def _forget_stale_work(cache: str) -> None:
+    """Remove PyInstaller's work files of the last build unless every source it bundled still has the
+    content it had then. PyInstaller reuses them by mtime: a file copied with its old mtime (``cp -p``,
+    ``tar x``), or changed within the second the last build ended, would ship its old code."""
+    work, manifest = os.path.join(cache, "work"), os.path.join(cache, _SOURCES)
+    try:
+        with open(manifest, encoding="utf-8") as f:
+            recorded = json.load(f)
+        fresh = all(_digest(path) == digest for path, digest in recorded.items())
+    except (OSError, ValueError, AttributeError):     # none (a first or failed build), or unreadable
+        fresh = False
+    if not fresh:
+        shutil.rmtree(work, ignore_errors=True)
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(manifest)         # written again once this build has succeeded
+
+
+def _note_sources(cache: str, listed: str) -> None:
+    """After a build: the digests of the sources it bundled (``listed`` by build.spec)."""
+    with open(listed, encoding="utf-8") as f:
+        sources = json.load(f)
+    tmp = os.path.join(cache, _SOURCES + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump({path: _digest(path) for path in sources}, f)
+    os.replace(tmp, os.path.join(cache, _SOURCES))
+
+
 def _folder_size(path: str) -> int:
     return sum(os.path.getsize(os.path.join(d, f)) for d, _, files in os.walk(path) for f in files)
 
@@ -204,11 +246,13 @@ def build(script: str, output: str | None = None, name: str | None = None, onedi
     say(f"building {name} from {script} ({'onedir' if onedir else 'onefile'}) with PyInstaller")
     done = threading.Event()
     threading.Thread(target=_ticker, args=(say, done, started), daemon=True).start()
+    _forget_stale_work(cache)
+    listed = os.path.join(cache, "sources-listed.json")
     args = [_spec_path(), "--noconfirm", "--log-level", "WARN",
             "--workpath", os.path.join(cache, "work"), "--distpath", os.path.join(cache, "dist"),
             "--", "--entry", entry, "--app", module,
             "--app-dir", os.path.dirname(script),
-            "--name", name, "--build-id", build_id] + (["--onedir"] if onedir else [])
+            "--name", name, "--build-id", build_id, "--sources-out", listed] + (["--onedir"] if onedir else [])
     try:
         PyInstaller.__main__.run(args)
     except SystemExit as exc:
@@ -216,6 +260,7 @@ def build(script: str, output: str | None = None, name: str | None = None, onedi
             raise BuildError(f"PyInstaller failed (exit {exc.code}); see its messages above") from None
     finally:
         done.set()
+    _note_sources(cache, listed)
     _check_output(output, script)          # again: the build took a while
     try:
         _install(os.path.join(cache, "dist", name), output, name, onedir)

@@ -164,6 +164,27 @@ def test_an_app_whose_file_name_is_no_module_name_builds_and_runs(tmp_path) -> N
         in refused.stderr, refused.stderr
 
 
+def test_a_rebuild_ships_a_changed_module_whatever_its_mtime_says(tmp_path) -> None:
+    """PyInstaller reuses its work files by mtime: a helper changed but given back its old mtime (cp -p,
+    tar x, an edit within the second the last build ended) is still rebuilt, as its content changed."""
+    app, helper = tmp_path / "versioned.py", tmp_path / "version_helper.py"
+    app.write_text("from gopark import Context\nfrom version_helper import version\n\n"
+                   "if __name__ == '__main__':\n    with Context() as ctx:\n"
+                   "        print(ctx.parallelize([0], 1).map(version).collect()[0])\n")
+    for text in ("v1", "v2"):
+        if helper.exists():
+            before = helper.stat()
+        helper.write_text(f"from gopark import register_func\n\n@register_func\ndef version(x):\n    return {text!r}\n")
+        if text == "v2":
+            os.utime(helper, ns=(before.st_atime_ns, before.st_mtime_ns))     # the v1 file's mtime
+        built = gopark_build(str(app), cwd=str(tmp_path))
+        assert built.returncode == 0, built.stderr
+        for master in ("local", "process:2"):
+            ran = subprocess.run([str(tmp_path / "versioned"), "-m", master, "-q"], capture_output=True, text=True,
+                                 timeout=300, cwd=str(tmp_path))
+            assert ran.returncode == 0 and ran.stdout == f"{text}\n", (master, ran.stdout, ran.stderr)
+
+
 def test_an_output_path_that_cannot_be_written_is_one_line_before_building(tmp_path) -> None:
     (tmp_path / "afile").write_text("")
     for output, why in ((tmp_path / "afile" / "app", "is not a folder"), (tmp_path / "afile" / "sub" / "app",
