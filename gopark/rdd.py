@@ -1109,8 +1109,17 @@ class RDD:
 
         >>> ctx.parallelize([('a', 1), ('b', 2), ('a', 3)]).lookup('a')
         [1, 3]
+
+        With a partitioner (out of a shuffle by key), only the key's partition is read, as Spark's.
         """
-        return self.filter(functools.partial(ops.key_is, key)).values().collect()
+        values = self.filter(functools.partial(ops.key_is, key)).values()
+        if self.partitioner is not None:
+            try:
+                split = self.partitioner.get_partition(key)
+            except Exception:  # noqa: BLE001 (a key its partitioner cannot place: no pair has it; all are read)
+                return values.collect()
+            return list(itertools.chain.from_iterable(self.ctx.runJob(values, ["collect"], [split])))
+        return values.collect()
 
     def max(self, key: Callable[[Any], Any] | None = None) -> Any:
         """The largest record (by ``key``); ValueError on an empty RDD.

@@ -77,6 +77,43 @@ def test_sample_takes_pysparks_argument_order_too(ctx: Context) -> None:
     assert rdd.sample(1, False, 7).count() == 1000 and rdd.sample(0, True, 7).count() == 0     # DPark's order
 
 
+@register_func
+def by_tens(key: int) -> int:
+    return key // 10
+
+
+def test_lookup_reads_only_the_keys_partition_when_the_rdd_has_a_partitioner(ctx: Context) -> None:
+    """As Spark's: a shuffle by key put the key in one partition, the one its partitioner gives."""
+    data = [(i % 100, i) for i in range(2000)]
+    expected = {k: [v for kk, v in data if kk == k] for k in (0, 7, 99)}
+    shuffled = {"hash": ctx.parallelize(data, 4).groupByKey(8).flatMapValues(sorted),
+                "func": ctx.parallelize(data, 4).partitionBy(8, by_tens),
+                "range": ctx.parallelize(data, 4).sortByKey(numPartitions=8),
+                "range down": ctx.parallelize(data, 4).sortByKey(False, 8)}
+    for how, rdd in shuffled.items():
+        read = ctx.accumulator(0)
+        counted = rdd.mapPartitionsWithIndex(partition_counter(read), preservesPartitioning=True)
+        for key, values in expected.items():
+            before = read.value
+            assert sorted(counted.lookup(key)) == values, how
+            assert read.value - before == 1, how           # one partition read, of 8
+        assert counted.lookup(1000) == [] and counted.lookup("no such key") == []
+    plain = ctx.parallelize(data, 4)
+    read = ctx.accumulator(0)
+    assert sorted(plain.mapPartitionsWithIndex(partition_counter(read)).lookup(7)) == expected[7]
+    assert read.value == 4                                  # no partitioner: every partition
+
+
+def partition_counter(acc):
+    return partial(count_partition_with_index, acc)
+
+
+@register_func
+def count_partition_with_index(acc, _index, it):
+    acc.add(1)
+    return it
+
+
 def test_repartition_coalesce_zip_with_index_take_ordered_lookup(ctx: Context) -> None:
     rdd = ctx.parallelize(list(range(100)), 3)
     again = rdd.repartition(5)
