@@ -12,6 +12,8 @@ operation (``what``) that tried to send it.
 """
 from __future__ import annotations
 
+import contextlib
+import gc
 import itertools
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
@@ -109,6 +111,21 @@ def _describe(exc: Exception) -> str:
         base = next((b for b in _DATA_TYPES if issubclass(arg, b)), None)
         return f"{name} (a subclass of {base.__name__}: convert it with {base.__name__}(...))" if base else name
     return str(exc)
+
+
+@contextlib.contextmanager
+def gc_paused() -> Iterator[None]:
+    """No garbage collection while a large value is unpacked (msgpack's advice): each collection of the
+    oldest generation, which the new containers trigger, walks every object the process holds (a driver
+    holding an app's millions spends more in them than in unpacking). They run again afterwards."""
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
 
 
 def not_unicode(exc: UnicodeEncodeError, what: str) -> SerializationError:

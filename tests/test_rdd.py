@@ -930,6 +930,21 @@ def test_take_more_than_any_rdd_holds(ctx):
     assert rdd.take(2 ** 64) == NUMS
     assert rdd.top(2 ** 64) == sorted(NUMS, reverse=True)
 
+
+def test_results_are_unpacked_without_collections_and_the_apps_gc_setting_is_kept(ctx):
+    import gc
+    assert gc.isenabled()
+    rdd = ctx.parallelize([(i, [i]) for i in range(20000)], 4)
+    collections_before = sum(g["collections"] for g in gc.get_stats())
+    assert rdd.collect()[-1] == (19999, [19999]) and gc.isenabled()
+    if ctx.master.kind == "process":    # (in local mode the records are made in the driver, by the task)
+        assert sum(g["collections"] for g in gc.get_stats()) - collections_before < 10   # 40k containers: ~57
+    gc.disable()            # an app's own choice stays
+    try:
+        assert rdd.count() == 20000 and rdd.collectAsMap()[5] == [5] and not gc.isenabled()
+    finally:
+        gc.enable()
+
 def test_countByKey(ctx):
     counts = ctx.parallelize(PAIRS, 4).countByKey()
     assert counts == dict(collections.Counter(WORDS)) and type(counts) is dict     # data (PySpark: a defaultdict)

@@ -448,8 +448,9 @@ class DAGScheduler:
             self.shuffle_outputs[stage.dep.shuffle_id][task.split] = serialize.unpackb(result["v"])
         else:
             value = result["v"]
-            job.results[task.split] = (actions.decode_stream(job.action[0], value) if result["stream"]
-                                       else serialize.unpackb(value))
+            with serialize.gc_paused():     # a result of many records, in a driver that may hold many more
+                job.results[task.split] = (actions.decode_stream(job.action[0], value) if result["stream"]
+                                           else serialize.unpackb(value))
             self._pass_results(job)
         self.progress.task_done(stage.id)
         if not job.pending[stage.id] and not job.launched.get(stage.id):
