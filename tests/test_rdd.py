@@ -945,30 +945,6 @@ def test_results_are_unpacked_without_collections_and_the_apps_gc_setting_is_kep
     finally:
         gc.enable()
 
-
-@register_func
-def frozen_objects(_x):
-    import gc
-    return gc.get_freeze_count()
-
-
-def test_a_job_leaves_the_objects_the_app_holds_out_of_garbage_collections(contexts):
-    """Frozen for the job (gc.freeze), unfrozen after; an app that froze objects itself keeps them so."""
-    import gc
-    local = contexts("local")
-    held = [[i] for i in range(100000)]     # the app's own data: tasks in the driver need not walk it
-    assert gc.get_freeze_count() == 0
-    assert min(local.parallelize(range(4), 2).map(frozen_objects).collect()) >= len(held)
-    assert gc.get_freeze_count() == 0 and gc.isenabled()
-    gc.freeze()             # the app's own (before a fork, say): left as it is
-    try:
-        frozen = gc.get_freeze_count()
-        for master in ("local", "process:2"):
-            assert contexts(master).parallelize(range(4), 2).map(frozen_objects).count() == 4
-            assert gc.get_freeze_count() > frozen // 2      # not unfrozen (frozen objects freed meanwhile leave)
-    finally:
-        gc.unfreeze()
-
 def test_countByKey(ctx):
     counts = ctx.parallelize(PAIRS, 4).countByKey()
     assert counts == dict(collections.Counter(WORDS)) and type(counts) is dict     # data (PySpark: a defaultdict)

@@ -51,7 +51,6 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-import gc
 import itertools
 import logging
 import queue
@@ -130,18 +129,6 @@ class Job:
     @property
     def done(self) -> bool:
         return self.error is not None or len(self.results) == len(self.final.partitions)
-
-
-def _freeze_what_the_app_holds() -> bool:
-    """For the time of a job, garbage collections leave out the objects the process holds when it starts
-    (``gc.freeze``; True if done): each collection of the oldest generation, which the job's records
-    trigger as they are made (all of them, in local mode, where tasks run in the driver), would walk
-    them all, and an app may hold millions (an inverted index whose driver holds 1M objects: 8.6 s in
-    local mode, 2.8 s so). Not if the app froze objects itself, nor turned collection off."""
-    if not gc.isenabled() or gc.get_freeze_count():
-        return False
-    gc.freeze()
-    return True
 
 
 class DAGScheduler:
@@ -256,9 +243,7 @@ class DAGScheduler:
             self.progress.job_started()
             log.debug("job: %s on %d partitions, final stage %d, parent stages %s", final.name,
                       len(partitions), final.id, [p.id for p in final.parents])
-            frozen = False
             try:
-                frozen = _freeze_what_the_app_holds()
                 self._drain()
                 if partitions:
                     self._submit_stage(final)
@@ -267,8 +252,6 @@ class DAGScheduler:
                 if job.error is None:
                     self.progress.stage_done(final.id)
             finally:
-                if frozen:
-                    gc.unfreeze()
                 if job.tasks:   # the job failed or was interrupted: its tasks still out are not wanted
                     self.backend.cancel(list(job.tasks))
                 self.job = None
