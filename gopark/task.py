@@ -12,11 +12,14 @@ Result: ``{"ok": True, "v": packed value, "stream": bool, "acc": {key: delta},
 """
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
+import gc
 import os
 import sys
 import tempfile
+import threading
 import traceback
 from collections.abc import Iterator
 from typing import Any
@@ -380,6 +383,33 @@ def _printable(text: str) -> str:
     return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
+_FULL_COLLECTION_AFTER = 1 << 30     # a task's threshold of the oldest generation: never, in practice
+_collections_lock = threading.Lock()
+_tasks_running = 0                       # (local mode may run tasks of several Contexts' jobs at once)
+_saved_threshold: tuple[int, ...] = ()   # the process's own thresholds, while tasks run
+
+
+@contextlib.contextmanager
+def _no_full_collections() -> Iterator[None]:
+    """While tasks run, no collection of the oldest generation: each one walks every object the process
+    holds (in local mode, the app's own, millions maybe; in a worker, the records the task has merged so
+    far, again at every 25% they grow). Young collections go on, so cycles a task makes and drops are freed
+    as before; the old generation's are, after the task, at the next collection that reaches it."""
+    global _tasks_running, _saved_threshold
+    with _collections_lock:
+        if _tasks_running == 0:
+            _saved_threshold = gc.get_threshold()
+            gc.set_threshold(*_saved_threshold[:2], _FULL_COLLECTION_AFTER)
+        _tasks_running += 1
+    try:
+        yield
+    finally:
+        with _collections_lock:
+            _tasks_running -= 1
+            if _tasks_running == 0:
+                gc.set_threshold(*_saved_threshold)
+
+
 @registry.task_entry
 def run_task(payload: bytes, env: WorkerEnv) -> bytes:
     """Run one packed task; the packed result (never raises for the task's own errors)."""
@@ -388,7 +418,7 @@ def run_task(payload: bytes, env: WorkerEnv) -> bytes:
     if "path" in task and env.worker_id != DRIVER:    # the driver's sys.path changed since this worker started
         sys.path.extend(p for p in task["path"] if p not in sys.path)
     tc = TaskContext(env)
-    with shared.task_updates() as updates, shared.task_broadcasts(task.get("broadcasts")):
+    with shared.task_updates() as updates, shared.task_broadcasts(task.get("broadcasts")), _no_full_collections():
         try:
             value, stream = _run(task, tc)
             what = f"the result of {task['action'][0]}" if task["kind"] == "result" else "a shuffle"

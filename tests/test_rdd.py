@@ -945,6 +945,27 @@ def test_results_are_unpacked_without_collections_and_the_apps_gc_setting_is_kep
     finally:
         gc.enable()
 
+
+@register_func
+def gc_thresholds(_x):
+    import gc
+    return gc.get_threshold()
+
+
+def test_tasks_make_no_full_garbage_collections_and_the_apps_thresholds_come_back(ctx):
+    """A full collection walks every object the process holds (in local mode, the app's own): none while a
+    task runs; young ones go on; the app's own thresholds are back after the job."""
+    import gc
+    saved = gc.get_threshold()
+    gc.set_threshold(800, 11, 12)
+    try:
+        seen = set(ctx.parallelize(range(4), 2).map(gc_thresholds).collect())
+        assert gc.get_threshold() == (800, 11, 12)
+    finally:
+        gc.set_threshold(*saved)
+    young, middle, full = seen.pop()
+    assert not seen and full >= 1 << 30 and young > 0 and middle > 0
+
 def test_countByKey(ctx):
     counts = ctx.parallelize(PAIRS, 4).countByKey()
     assert counts == dict(collections.Counter(WORDS)) and type(counts) is dict     # data (PySpark: a defaultdict)
