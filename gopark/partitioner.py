@@ -20,6 +20,18 @@ _MASK = (1 << 63) - 1
 MAX_PARTITIONS = (1 << 31) - 1
 
 
+def partition_count(value: Any, what: str) -> int | None:
+    """A count given to ``what`` (numSplits, numSlices...): None, or a positive int up to MAX_PARTITIONS;
+    ValueError for anything else."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{what} must be a positive integer, not {value!r}")
+    if value > MAX_PARTITIONS:
+        raise ValueError(f"{what} must be at most {MAX_PARTITIONS} (Spark's limit), not {value}")
+    return value
+
+
 _ENCODE = operator.methodcaller("encode", "utf-8", "surrogatepass")
 
 

@@ -32,14 +32,8 @@ from typing import Any
 
 from gopark import actions, ops, pipeline, registry, serialize, shared, shuffle
 from gopark.errors import OutputExists, job_error
-from gopark.partitioner import (
-    MAX_PARTITIONS,
-    FuncPartitioner,
-    HashPartitioner,
-    RangePartitioner,
-    portable_hash,
-    range_bounds,
-)
+from gopark.partitioner import FuncPartitioner, HashPartitioner, RangePartitioner, portable_hash, range_bounds
+from gopark.partitioner import partition_count as _num
 from gopark.pipeline import PER_RECORD
 from gopark.stats import StatCounter
 
@@ -61,16 +55,6 @@ def call_site() -> str:
     if f is None:
         return method
     return f"{method} at {os.path.basename(f.f_code.co_filename)}:{f.f_lineno}"
-
-
-def _num(value: Any, what: str) -> int | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{what} must be a positive integer, not {value!r}")
-    if value > MAX_PARTITIONS:
-        raise ValueError(f"{what} must be at most {MAX_PARTITIONS} (Spark's limit), not {value}")
-    return value
 
 
 def _seed(seed: Any, what: str) -> int:

@@ -30,7 +30,7 @@ from typing import Any, BinaryIO
 
 from gopark import serialize
 from gopark.errors import InputNotFound, InputUnavailable, OutputExists, OutputNotWritable
-from gopark.partitioner import MAX_PARTITIONS
+from gopark.partitioner import partition_count
 
 DEFAULT_SPLIT_SIZE = 64 << 20     # the largest split textFile makes of a plain file by default
 MIN_SPLIT_SIZE = 16 << 20         # ... and the smallest it makes to have TASKS_PER_SLOT of them
@@ -177,10 +177,7 @@ def plan_splits(path: str | list[str], split_size: int | None = None, num_splits
     paths = input_paths(path)
     if split_size is not None and (isinstance(split_size, bool) or not isinstance(split_size, int) or split_size < 1):
         raise ValueError(f"textFile: splitSize must be a positive number of bytes, not {split_size!r}")
-    if num_splits is not None and (isinstance(num_splits, bool) or not isinstance(num_splits, int) or num_splits < 1):
-        raise ValueError(f"textFile: numSplits must be a positive integer, not {num_splits!r}")
-    if num_splits is not None and num_splits > MAX_PARTITIONS:
-        raise ValueError(f"textFile: numSplits must be at most {MAX_PARTITIONS} (Spark's limit), not {num_splits}")
+    partition_count(num_splits, "textFile: numSplits")
     paths = [local_path(p) for p in paths]
     if any(_is_moosefs(p) for p in paths):      # each path planned alone: MooseFS ones by their chunks
         return [split for p in paths for split in (_plan_moosefs(p, split_size, num_splits) if _is_moosefs(p)
