@@ -32,7 +32,7 @@ import sys
 import threading
 import types
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar, overload
 
 from gopark import serialize
@@ -352,6 +352,12 @@ def worker_path() -> list[str]:
     """The ``sys.path`` a worker process gets: the driver's, a relative entry ('' for ``python -c``) taken
     in the folder the driver was in when it imported the app's modules."""
     return list(dict.fromkeys(os.path.abspath(os.path.join(FOLDER_AT_IMPORT or os.getcwd(), p)) for p in sys.path))
+
+
+def take_worker_path(path: Iterable[str]) -> None:
+    """A worker: the entries of the driver's :func:`worker_path` that its ``sys.path`` lacks, after its own
+    (a frozen worker's bundle first)."""
+    sys.path.extend(p for p in path if p and p not in sys.path)
 
 
 _found_modules: set[tuple[str, tuple[str, ...]]] = set()    # (top-level module, path) found: found again

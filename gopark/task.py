@@ -416,7 +416,7 @@ def run_task(payload: bytes, env: WorkerEnv) -> bytes:
     task = serialize.unpackb(payload)
     env.keep_cached(task.get("live_cached"))
     if "path" in task and env.worker_id != DRIVER:    # the driver's sys.path changed since this worker started
-        sys.path.extend(p for p in task["path"] if p not in sys.path)
+        registry.take_worker_path(task["path"])
     tc = TaskContext(env)
     with shared.task_updates() as updates, shared.task_broadcasts(task.get("broadcasts")), _no_full_collections():
         try:

@@ -19,7 +19,7 @@ import zmq
 
 from gopark.errors import Terminated
 from gopark.ops import parent_death_signal
-from gopark.registry import driver_argv
+from gopark.registry import driver_argv, take_worker_path
 from gopark.task import WorkerEnv, run_task
 
 
@@ -67,7 +67,7 @@ def _leave(signum: int, frame: object) -> None:
 def main() -> int:
     die_with_parent(int(os.environ["GOPARK_DRIVER_PID"]))
     if getattr(sys, "frozen", False):   # a frozen program ignores PYTHONPATH: the driver's sys.path, after the bundle's
-        sys.path.extend(p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p and p not in sys.path)
+        take_worker_path(os.environ.get("PYTHONPATH", "").split(os.pathsep))
     argv = driver_argv("argv")      # the driver's, as its functions see them there
     if argv is not None:
         sys.argv = argv
