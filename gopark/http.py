@@ -49,7 +49,7 @@ def _give(netloc: str, conn: http.client.HTTPConnection) -> None:
 
 @contextmanager
 def get(url: str, timeout: float = 300) -> Iterator[http.client.HTTPResponse]:
-    """GET ``url``: the response (status 200 or 204) to read from.
+    """GET ``url``: the response (status 200) to read from.
 
     NotFound for 404, OSError for anything else that goes wrong (connection
     refused or reset, a bad answer, another status). A kept-alive connection
@@ -77,7 +77,7 @@ def get(url: str, timeout: float = 300) -> Iterator[http.client.HTTPResponse]:
     try:
         if resp.status == 404:
             raise NotFound(f"{url}: 404 Not Found")
-        if resp.status not in (200, 204):
+        if resp.status != 200:
             raise OSError(f"{url}: HTTP {resp.status} {resp.reason}")
         yield resp
         ok = resp.isclosed() or not resp.read()    # read to the end, so the connection can serve again

@@ -369,8 +369,6 @@ def write_map_output(records: Iterable[Any], root: str, shuffle_id: int, map_id:
         shutil.rmtree(folder, ignore_errors=True)
         raise
     buckets.close()
-    with open(os.path.join(folder, INDEX), "w") as f:     # last: which reducers have a bucket file
-        f.write(" ".join(map(str, sorted(buckets.files))))
     return folder, sent_bitmap(buckets.files, partitioner.num_partitions)
 
 
@@ -515,9 +513,6 @@ def _is_local(location: dict, here: str | None) -> bool:
     return url is None or (here is not None and url.startswith(here + "/"))
 
 
-INDEX = ".index"     # a map output's file that lists the reducers it wrote a bucket file for
-
-
 def remove_outputs(paths: Iterable[str], work_dir: str) -> None:
     """Remove the map output folders ``paths`` (of shuffles no longer wanted) that lie in ``work_dir``'s
     shuffle folder; any other path is left alone (it is not this process's to remove)."""
@@ -540,32 +535,29 @@ def sent_bitmap(sent: Iterable[int], reducers: int) -> bytes:
 
 def locations_for(locations: list[dict | None], needed: Iterable[int]) -> list[dict | None]:
     """``locations`` as a task that reads reducers ``needed`` gets them: an output whose ``"sent"`` bitmap
-    holds none of them is ``SENT_NOTHING`` (not read, nor looked for), the others without their bitmap; a
-    lost one (None) stays None."""
-    wanted = [(r >> 3, 1 << (r & 7)) for r in needed]
+    holds none of them is ``SENT_NOTHING`` (not read, nor looked for); the others without their bitmap,
+    but with the reducers of ``needed`` it sent nothing as ``"empty"`` (a task reading several reducers:
+    a coalesce of a shuffle's partitions), so that a reader tells a bucket never written from a lost one
+    by its location alone; a lost one (None) stays None."""
+    needed = sorted(needed)
     out: list[dict | None] = []
     for loc in locations:
         if loc is None or "sent" not in loc:
             out.append(loc)
-        elif any(byte < len(loc["sent"]) and loc["sent"][byte] & bit for byte, bit in wanted):
-            out.append({k: v for k, v in loc.items() if k != "sent"})
-        else:
+            continue
+        sent = loc["sent"]
+        empty = [r for r in needed if (r >> 3) >= len(sent) or not sent[r >> 3] & (1 << (r & 7))]
+        if len(empty) == len(needed):
             out.append(SENT_NOTHING)
+            continue
+        given = {k: v for k, v in loc.items() if k != "sent"}
+        if empty:
+            given["empty"] = empty
+        out.append(given)
     return out
 
 
 SENT_NOTHING = {"nothing": True}     # a map output's location for a reducer it sent nothing
-
-
-def sent_nothing(folder: str, reduce_id: int) -> bool:
-    """The map output in ``folder`` has no bucket for this reducer because it sent it nothing, by its
-    index; False when the index is gone too (an output being removed as it is read loses its files before
-    its folder: a missing bucket file alone does not tell an empty bucket from a lost one)."""
-    try:
-        with open(os.path.join(folder, INDEX)) as f:
-            return str(reduce_id) not in f.read().split()
-    except OSError:
-        return False
 
 
 def read_bucket(location: dict, shuffle_id: int, map_id: int, reduce_id: int) -> Iterator[list | Keys]:
@@ -574,9 +566,9 @@ def read_bucket(location: dict, shuffle_id: int, map_id: int, reduce_id: int) ->
     host = location.get("host", "?")
     if not os.path.isdir(folder):
         raise FetchFailed(shuffle_id, map_id, reduce_id, host, "map output is gone", [(map_id, folder)])
-    path = os.path.join(folder, str(reduce_id))
-    if not os.path.exists(path) and sent_nothing(folder, reduce_id):
+    if reduce_id in location.get("empty", ()):
         return iter(())      # this map sent nothing to this reducer
+    path = os.path.join(folder, str(reduce_id))
 
     def chunks() -> Iterator[list | Keys]:
         try:
@@ -594,14 +586,14 @@ def fetch_bucket(locations: list[dict], shuffle_id: int, map_id: int, reduce_id:
     held is gone (its executor or machine is), and FetchFailed names them all.
     """
     loc = locations[map_id]
+    if reduce_id in loc.get("empty", ()):
+        return iter(())      # this map sent nothing to this reducer
     url, host = f"{loc['url']}/{reduce_id}", loc.get("host", "?")
 
     def chunks() -> Iterator[list | Keys]:
         from gopark import http
         try:
             with http.get(url) as resp:
-                if resp.status == 204:
-                    return           # this map sent nothing to this reducer
                 yield from _read_chunks_from(resp, url)
         except http.NotFound:
             raise FetchFailed(shuffle_id, map_id, reduce_id, host, "map output is gone",

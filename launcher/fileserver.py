@@ -19,9 +19,9 @@ shows, and `gopark build` prints it) can fetch the binary while a driver of
 it runs: as whoever could read that description could with the secret URL
 before, now in later runs too. A file published as *one-shot* is
 deleted once it has been sent whole (a large task result, fetched once).
-A bucket file that a map output's index says it never wrote (the map task sent
-that reducer nothing) answers 204; any other file that is not there answers
-404, which a reducer reports as a lost output.
+A file that is not there answers 404, which a reducer reports as a lost
+output (a reducer never asks for a bucket its map output's location says was
+never written).
 """
 from __future__ import annotations
 
@@ -163,7 +163,7 @@ class FileServer:
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError):
             f = None
         if f is None:
-            h.send_response(204 if path and not one_shot and _sent_nothing(path) else 404)
+            h.send_response(404)
             h.send_header("Content-Length", "0")
             h.end_headers()
             return
@@ -202,9 +202,3 @@ def _open(path: str) -> Any:
     finally:
         os.close(fd)
 
-
-def _sent_nothing(path: str) -> bool:
-    """``path`` is the bucket file of a reducer that its map output's index says got nothing."""
-    from gopark.shuffle import sent_nothing  # here: the binary's route needs none of gopark
-    name = os.path.basename(path)
-    return name.isdigit() and sent_nothing(os.path.dirname(path), int(name))

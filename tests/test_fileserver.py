@@ -18,7 +18,7 @@ from gopark import http, serialize, shared
 from gopark.errors import FetchFailed
 from gopark.partitioner import HashPartitioner
 from gopark.registry import register_func
-from gopark.shuffle import Keys, read_chunks, read_shuffle, write_map_output
+from gopark.shuffle import Keys, locations_for, read_chunks, read_shuffle, write_map_output
 from launcher.fileserver import FileServer, local_address
 
 
@@ -36,9 +36,9 @@ def _outputs(tmp_path, fs: FileServer, n_maps: int = 3, reducers: int = 4) -> tu
     for m in range(n_maps):
         recs = [((m, i), ("v", i, b"\x00\xff", {1, 2})) for i in range(50)]
         records += recs
-        path, _ = write_map_output(recs, str(work / "shuffle"), 7, m, 0, HashPartitioner(reducers), None, None,
-                                   1 << 26, compress=(m % 2 == 0))
-        locations.append({"host": "h", "path": path, "url": f"{base}/{os.path.relpath(path, work)}"})
+        path, sent = write_map_output(recs, str(work / "shuffle"), 7, m, 0, HashPartitioner(reducers), None, None,
+                                      1 << 26, compress=(m % 2 == 0))
+        locations.append({"host": "h", "path": path, "url": f"{base}/{os.path.relpath(path, work)}", "sent": sent})
     return locations, records
 
 
@@ -54,8 +54,11 @@ def test_buckets_read_over_http_equal_the_map_outputs(tmp_path, server: FileServ
 
 def test_a_bucket_the_map_did_not_write_is_empty(tmp_path, server: FileServer) -> None:
     locations, _ = _outputs(tmp_path, server, n_maps=1, reducers=64)
-    counts = [len(list(read_shuffle(7, locations, r, here=None))) for r in range(64)]
-    assert 0 in counts and sum(counts) == 50
+    for here in (None, "http://elsewhere:1/work"):        # read locally, and over HTTP
+        for needed in ([[r] for r in range(64)], [list(range(64))]):    # a reducer a task, or all in one
+            counts = [len(list(read_shuffle(7, locations_for(locations, rs), r, here=here)))
+                      for rs in needed for r in rs]
+            assert 0 in counts and sum(counts) == 50
 
 
 def test_a_removed_output_is_a_fetch_failure_naming_it(tmp_path, server: FileServer) -> None:
@@ -225,17 +228,26 @@ def to_reducer_zero(i: int) -> tuple[int, int]:
 
 @pytest.mark.parametrize("where", ["over http", "locally"])
 def test_an_empty_bucket_is_empty_and_a_missing_one_lost(tmp_path, server: FileServer, where: str) -> None:
-    """A reducer a map task sent nothing has no bucket file, and the output's index says so: it reads
-    nothing. A bucket file missing from a folder still there (an output being removed) is a lost output."""
+    """A reducer a map task sent nothing has no bucket file, and the output's location says so: a task
+    reading it alone is given no location for it; a task reading several reducers (a coalesce) is told
+    which of them got nothing, and neither opens nor asks for them. A bucket file missing that the
+    location says was written (an output being removed) is a lost output."""
     work = tmp_path / "work"
     base = server.add_root("work", str(work))
-    path, _ = write_map_output(range(30), str(work / "shuffle"), 9, 0, 0, HashPartitioner(3), None, None, 1 << 26,
-                               compress=False, ops=[("map", to_reducer_zero)])
+    path, sent = write_map_output(range(30), str(work / "shuffle"), 9, 0, 0, HashPartitioner(3), None, None,
+                                  1 << 26, compress=False, ops=[("map", to_reducer_zero)])
+    assert sorted(os.listdir(path)) == ["0"]
     here = server.url + "/work" if where == "locally" else "http://elsewhere:1/work"
-    locations = [{"host": "h", "path": path, "url": f"{base}/{os.path.relpath(path, work)}"}]
-    assert sorted(read_shuffle(9, locations, 0, here=here)) == [(3 * i, i) for i in range(30)]
-    assert list(read_shuffle(9, locations, 1, here=here)) == []
+    written = {"host": "h", "path": path, "url": f"{base}/{os.path.relpath(path, work)}", "sent": sent}
+    assert locations_for([written], [1]) == [{"nothing": True}]
+    several = locations_for([written], [0, 1, 2])
+    assert several[0]["empty"] == [1, 2] and "sent" not in several[0]
+    assert sorted(read_shuffle(9, several, 0, here=here)) == [(3 * i, i) for i in range(30)]
+    assert list(read_shuffle(9, several, 1, here=here)) == []
+    assert list(read_shuffle(9, locations_for([written], [1]), 1, here=here)) == []
     os.remove(os.path.join(path, "0"))
     with pytest.raises(FetchFailed):
-        list(read_shuffle(9, locations, 0, here=here))
-    assert list(read_shuffle(9, locations, 2, here=here)) == []
+        list(read_shuffle(9, several, 0, here=here))
+    with pytest.raises(FetchFailed):
+        list(read_shuffle(9, locations_for([written], [0]), 0, here=here))
+    assert list(read_shuffle(9, several, 2, here=here)) == []

@@ -654,3 +654,20 @@ def test_a_reducer_reads_only_the_map_outputs_that_sent_it_something(ctx):
     assert sorted(pairs.values().collect()) == list(range(20))     # reducer 0's: computed again, as lost
     assert len(glob.glob(os.path.join(ctx.work_dir, "shuffle", "shuffle-*", "*"))) == 4
 
+
+
+def test_a_coalesce_of_a_shuffle_reads_its_reducers_written_buckets_and_catches_a_lost_one(ctx):
+    """A task reading several reducers of one shuffle (a coalesce of its partitions) is told by each map
+    output's location which of them it sent nothing: those are read as empty, never looked for; a bucket
+    the location says was written and is not there is a lost output, computed again."""
+    import glob
+
+    pairs = ctx.parallelize([(k, i) for i in range(10) for k in (0, 3)], 2).partitionByKey(8)  # reducers 0, 3
+    assert pairs.glom().map(len).collect() == [10, 0, 0, 10, 0, 0, 0, 0]
+    merged = pairs.coalesce(2)                     # task 0 reads reducers 0-3, task 1 reads 4-7
+    assert sorted(merged.glom().map(len).collect()) == [0, 20]
+    buckets = sorted(glob.glob(os.path.join(ctx.work_dir, "shuffle", "shuffle-*", "*", "3")))
+    assert len(buckets) == 2                       # no other bucket file of reducer 3, none of 1, 2, 4-7
+    assert not glob.glob(os.path.join(ctx.work_dir, "shuffle", "shuffle-*", "*", "[124567]"))
+    os.remove(buckets[0])
+    assert sorted(merged.collect()) == sorted((k, i) for i in range(10) for k in (0, 3))
