@@ -47,6 +47,7 @@ from typing import Any
 from gopark import pipeline, serialize
 from gopark.errors import FetchFailed
 from gopark.partitioner import HashPartitioner, portable_hash
+from gopark.trash import Trash
 
 _HEADER = struct.Struct(">IB")
 _COMPRESS_MIN = 4096
@@ -513,13 +514,19 @@ def _is_local(location: dict, here: str | None) -> bool:
     return url is None or (here is not None and url.startswith(here + "/"))
 
 
-def remove_outputs(paths: Iterable[str], work_dir: str) -> None:
-    """Remove the map output folders ``paths`` (of shuffles no longer wanted) that lie in ``work_dir``'s
-    shuffle folder; any other path is left alone (it is not this process's to remove)."""
+def remove_outputs(paths: Iterable[str], work_dir: str, trash: Trash) -> None:
+    """Throw away the map outputs ``paths`` of dropped shuffles that lie in ``work_dir``'s shuffle folder,
+    with their shuffles' folders (the outputs of a dropped shuffle that no location names go too: an
+    attempt that ended after its job); any other path is left alone (it is not this process's to remove)."""
     root = os.path.join(os.path.realpath(work_dir), "shuffle") + os.sep
+    folders = set()
     for path in paths:
-        if isinstance(path, str) and os.path.realpath(path).startswith(root):
-            shutil.rmtree(path, ignore_errors=True)
+        if isinstance(path, str):
+            folder = os.path.dirname(os.path.realpath(path))
+            if folder.startswith(root) and os.sep not in folder[len(root):] and \
+                    folder[len(root):].startswith("shuffle-"):
+                folders.add(folder)
+    trash.throw(sorted(folders))
 
 
 def sent_bitmap(sent: Iterable[int], reducers: int) -> bytes:

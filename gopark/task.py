@@ -30,6 +30,7 @@ from gopark.partitioner import KeyedPartitioner
 from gopark.partitioner import from_wire as partitioner_from_wire
 from gopark.rdd import RDD, lineage_from_wire
 from gopark.shuffle import Merger, read_shuffle, shuffle_chunks, write_map_output
+from gopark.trash import Trash
 
 
 class WorkerEnv:
@@ -85,8 +86,8 @@ class WorkerEnv:
             self.forget(key)
 
 
-def remove_cached(rdd_ids: list[int], work_dir: str) -> None:
-    """Remove the files of these RDDs' cached partitions (committed, published, their locks) from
+def remove_cached(rdd_ids: list[int], work_dir: str, trash: Trash) -> None:
+    """Throw away the files of these RDDs' cached partitions (committed, published, their locks) in
     ``work_dir``: RDDs dropped, which no task reads any more (a cached again one is a new generation)."""
     folder = os.path.join(work_dir, "cache")
     try:
@@ -94,9 +95,7 @@ def remove_cached(rdd_ids: list[int], work_dir: str) -> None:
     except FileNotFoundError:
         return
     gone = {str(i) for i in rdd_ids}
-    for name in names:
-        if name.partition("-")[0] in gone:
-            _unlink(os.path.join(folder, name))
+    trash.throw(os.path.join(folder, name) for name in names if name.partition("-")[0] in gone)
 
 
 _OWNER_HEADER = 64     # bytes before a cached partition's data in its file: the name of the task's owner file

@@ -34,7 +34,7 @@ import threading
 import time
 from typing import Any
 
-from gopark import binary, shuffle
+from gopark import binary
 from gopark.scheduler.mesos import INLINE_RESULT
 
 log = logging.getLogger("gopark.executor")
@@ -126,13 +126,13 @@ class GoparkExecutor:
         except (ValueError, TypeError, AttributeError):
             log.warning("ignored a framework message that is not gopark's: %.80r", message)
             return
-        if self.work_dir is None:
+        pool = self.pool
+        if pool is None:        # it could not start: no task ran
             return
         if isinstance(paths, list):
-            shuffle.remove_outputs(paths, self.work_dir)
+            pool.drop_outputs([{"path": path} for path in paths])
         if isinstance(rdd_ids, list):
-            from gopark.task import remove_cached  # here: an executor runs no task itself
-            remove_cached(rdd_ids, self.work_dir)
+            pool.drop_cached(rdd_ids)
 
     def error(self, driver: Any, message: str) -> None:
         log.error("agent: %s", message)

@@ -257,3 +257,38 @@ def test_a_cleanup_that_fails_does_not_fail_the_next_job(ctx: Context, caplog) -
         assert "could not remove" in caplog.text
     finally:
         ctx.scheduler.backend = backend
+
+
+def _trash_threads() -> list:
+    import threading
+    return [t for t in threading.enumerate() if t.name == "gopark-trash"]
+
+
+@pytest.mark.parametrize("master", ["local", "process:2"])
+def test_dropped_shuffles_and_cached_rdds_leave_the_work_folder_while_the_next_jobs_run(master: str) -> None:
+    """What the app let go leaves its place before the next job (moved into the work folder's trash: a
+    rename) and is deleted there by a thread of its own meanwhile; a shuffle's folder goes with its map
+    outputs. Stop ends that thread and leaves no work folder."""
+    import gc
+    with Context(master, quiet=True) as ctx:
+        work = ctx.work_dir
+        kept = ctx.parallelize(range(60), 3).map(partial(keyed, ctx.accumulator(0))).reduceByKey(add, 2)
+        expected = kept.collectAsMap()
+        for _ in range(5):
+            r = ctx.parallelize(range(60), 3).map(partial(keyed, ctx.accumulator(0))).reduceByKey(add, 2).cache()
+            assert r.collectAsMap() == expected
+            del r
+            gc.collect()
+        assert ctx.parallelize(range(4), 2).count() == 4           # drops the last one
+        folders = glob.glob(os.path.join(work, "shuffle", "shuffle-*"))
+        assert len(folders) == 1 and len(glob.glob(os.path.join(folders[0], "*"))) == 3   # kept's 3 outputs
+        cached = glob.glob(os.path.join(work, "cache", "*"))
+        assert all(not os.path.basename(p).split("-")[0].isdigit() for p in cached), cached
+        deadline = time.monotonic() + 30
+        while os.listdir(os.path.join(work, "trash")) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert os.listdir(os.path.join(work, "trash")) == []
+        assert len(_trash_threads()) == 1
+        assert kept.collectAsMap() == expected
+    assert not os.path.exists(work)
+    assert _trash_threads() == []

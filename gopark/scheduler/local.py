@@ -10,6 +10,7 @@ from collections.abc import Callable
 
 from gopark import shuffle
 from gopark.task import WorkerEnv, run_task
+from gopark.trash import Trash
 
 
 class LocalBackend:
@@ -19,6 +20,7 @@ class LocalBackend:
         self._post = post
         self.env = env
         self.default_parallelism = 1
+        self._trash = Trash(env.work_dir)
 
     def submit(self, tid: int, payload: bytes, preferred: list[str]) -> None:
         self._post(("end", tid, run_task(payload, self.env), "driver"))
@@ -27,7 +29,7 @@ class LocalBackend:
         """Nothing to do: a local task has ended before the scheduler hears of it."""
 
     def drop_outputs(self, locations: list[dict]) -> None:
-        shuffle.remove_outputs([loc["path"] for loc in locations], self.env.work_dir)
+        shuffle.remove_outputs([loc["path"] for loc in locations], self.env.work_dir, self._trash)
 
     def drop_cached(self, rdd_ids: list[int]) -> None:
         gone = set(rdd_ids)
@@ -36,3 +38,4 @@ class LocalBackend:
 
     def stop(self) -> None:
         self.env.cache.clear()
+        self._trash.close()

@@ -38,6 +38,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from gopark import registry, shuffle
+from gopark.trash import Trash
 
 if TYPE_CHECKING:
     import zmq
@@ -126,6 +127,7 @@ class ProcessBackend:
         self._compress = compress
         self._post = post
         self._work_dir = work_dir
+        self._trash = Trash(work_dir)
         self._mem = mem_bytes
         self._token = os.urandom(16).hex()
         sock = os.path.join(work_dir, "driver.sock")
@@ -193,12 +195,12 @@ class ProcessBackend:
 
     def drop_outputs(self, locations: list[dict]) -> None:
         """The workers wrote their map outputs into this pool's work folder: remove them from there."""
-        shuffle.remove_outputs([loc["path"] for loc in locations], self._work_dir)
+        shuffle.remove_outputs([loc["path"] for loc in locations], self._work_dir, self._trash)
 
     def drop_cached(self, rdd_ids: list[int]) -> None:
         """The workers' disk copies go now (their own, with the live list of their next task)."""
         from gopark.task import remove_cached  # here: the executor imports this module, runs no task
-        remove_cached(rdd_ids, self._work_dir)
+        remove_cached(rdd_ids, self._work_dir, self._trash)
 
     def stop(self) -> None:
         """End every worker and the I/O thread; safe to call twice, and from any thread (a job another
@@ -210,6 +212,7 @@ class ProcessBackend:
             os.eventfd_write(self._wake, 1)
         self._thread.join()
         os.close(self._wake)      # only now: the I/O thread reads it, and the lock keeps writers out
+        self._trash.close()
 
     @property
     def worker_pids(self) -> list[int]:
