@@ -217,3 +217,22 @@ def test_counts_of_int_keys_travel_as_ints_known_without_a_look():
     for piece in actions.decode_stream("collectAsMap", stream):
         result.update(piece)
     assert result == {3: 2, 7: 1, 2**40: 1}
+
+
+@pytest.mark.parametrize("reducers", [3, 32, 64])
+def test_a_reducers_spilled_pairs_spread_over_its_spill_files_whatever_the_partition_count(
+        tmp_path, reducers: int) -> None:
+    """The keys of one reducer share their hash modulo the partition count: the spill files are chosen by
+    other bits of it, so that each holds a part of what spilled and the merge back holds a part at a time
+    (with 32 or 64 partitions, every key once went to one file: the whole partition merged at once)."""
+    from gopark import ops, shuffle
+    merger = shuffle.Merger(ops.one_list, ops.append, ops.extend, 1 << 30, str(tmp_path))
+    keys = [k for k in range(64_000) if hash(k) % reducers == 5 % reducers]      # reducer 5's keys
+    merger.add_values((k, "v" * 20) for k in keys)
+    merger._spill()
+    for f in merger._files:
+        f.flush()
+    sizes = [os.path.getsize(f.name) for f in merger._files]
+    assert len(sizes) == 32 and max(sizes) < 2 * sum(sizes) / 32, sizes
+    assert sorted(k for k, _ in merger.items()) == keys
+    assert not os.path.exists(merger.spill_dir or "")
