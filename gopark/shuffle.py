@@ -51,8 +51,18 @@ from gopark.trash import Trash
 
 _HEADER = struct.Struct(">IB")
 _COMPRESS_MIN = 4096
-_SUB_PARTITIONS = 32
+_SPILL_BITS = 5
+_SUB_PARTITIONS = 1 << _SPILL_BITS     # spill files of a reducer
 _MISSING = object()
+_MIX = 0x9E3779B97F4A7C15      # 2**64 / the golden ratio, odd
+
+
+def spill_part(key: Any) -> int:
+    """Which of a reducer's ``_SUB_PARTITIONS`` spill files takes ``key``: the top bits of its
+    :func:`portable_hash` times ``_MIX`` (Fibonacci hashing), not the hash's low bits, which all the keys
+    of one reducer share when the shuffle's partition count is a multiple of 32 (they would all go to
+    one file, merged back as a whole: no memory saved)."""
+    return ((portable_hash(key) * _MIX) & 0xFFFFFFFFFFFFFFFF) >> (64 - _SPILL_BITS)
 
 
 def rss_bytes() -> int:
@@ -817,7 +827,7 @@ class Merger:
         bufs: list[list] = [[] for _ in range(_SUB_PARTITIONS)]
         for data in self._dicts():
             for k, c in data.items():
-                b = bufs[portable_hash(k) % _SUB_PARTITIONS]   # the same order in every process
+                b = bufs[spill_part(k)]
                 b.append(k)
                 b.append(c)
             data.clear()
