@@ -202,9 +202,18 @@ _FRAME_READERS: list[Any] = [eval, exec, globals, locals, vars, dir, breakpoint,
 _MAX_DEPTH = 100      # brackets in one generated line (CPython's parser stops at 200)
 
 
+#: modules whose functions look at their caller's frame: a logger's (the record's function, file and line),
+#: tracebacks and stacks, the debugger
+_FRAME_MODULES = frozenset({"logging", "inspect", "traceback", "warnings", "pdb", "bdb"})
+_FUNCTIONS = (types.FunctionType, types.BuiltinFunctionType)
+
+
 def _check_frameless(value: Any) -> None:
     if any(value is reader for reader in _FRAME_READERS):
         raise _NotInlinable(f"{value!r} reads its caller's frame")
+    module = value.__module__ if isinstance(value, _FUNCTIONS) else None
+    if isinstance(module, str) and module.partition(".")[0] in _FRAME_MODULES:
+        raise _NotInlinable(f"{value!r} may read its caller's frame")
 
 
 def _depth(src: str) -> int:
@@ -322,7 +331,7 @@ def _decompile(fn: types.FunctionType, code: types.CodeType, params: dict[int, t
             attr = name_ok(ins.argval)
             src = f"{obj}.{attr}"
             if obj in known:             # a module's function, say: refused if it needs the caller's frame
-                value = getattr(known[obj], attr, None)
+                value = inspect.getattr_static(known[obj], attr, None)    # no property of the app's runs
                 _check_frameless(value)
                 known[src] = value       # and so are those of its attributes (``os.path.join``)
             stack.append((kind, src))

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import builtins
 import gzip
+import inspect
 import itertools
+import logging
 import math
 import operator
 import os.path
 import sys
+import traceback
 import types
 import warnings
 from functools import partial
@@ -227,6 +230,22 @@ def frame_name(x):
     return sys._getframe().f_code.co_name
 
 
+LOG = logging.getLogger("tests.inline")
+
+
+@register_func
+def logs(x):
+    return (x, LOG.warning("saw %s", x))
+
+
+def logs_by_module(x):
+    return logging.info("saw %s", x)
+
+
+def formats_stack(x):
+    return traceback.format_stack()
+
+
 @register_func
 def too_deep(x):
     return (x + x + x + x + x + x + x + x + x + x + x + x + x + x + x + x + x + x + x + x
@@ -291,7 +310,8 @@ def make_closure():
 
 
 NOT_QUALIFYING = [
-    (evaluates, 1), (reads_globals, 1), (warns, 1), (frame_name, 1), (too_deep, 1),
+    (evaluates, 1), (reads_globals, 1), (warns, 1), (frame_name, 1), (logs, 1), (logs_by_module, 1),
+    (formats_stack, 1), (too_deep, 1),
     (branch, 1), (walrus, 1), (starred, 1), (deleted, 1), (looping, 1), (guarded, 1), (keyword_call, 1),
     (needs_two, 1), (add, 1), (add, 3), (star_args, 1), (star_kwargs, 1), (generator, 1),
     (undefined_global, 1), (computed_callable, 1), (make_closure(), 1), (partial(positional_only, n=2), 1),
@@ -303,6 +323,58 @@ NOT_QUALIFYING = [
 @pytest.mark.parametrize("fn, nargs", NOT_QUALIFYING, ids=lambda v: getattr(v, "__name__", None))
 def test_a_function_that_does_more_is_called(fn, nargs):
     assert inline.expression(fn, nargs, "f") is None
+
+
+def test_a_log_record_of_a_function_names_it_and_its_line(ctx, tmp_path):
+    """logging finds the function that logs by its frames: a function that logs is called, not inlined,
+    so its records name it, its file and line (the generated loop's, had it been inlined)."""
+    out = tmp_path / "log"
+    handler = logging.FileHandler(out, delay=True)
+    handler.setFormatter(logging.Formatter("%(funcName)s %(filename)s:%(lineno)d %(message)s"))
+    LOG.addHandler(handler)
+    try:
+        assert ctx.parallelize([7], 1).map(logs).collect() == [(7, None)]
+    finally:
+        LOG.removeHandler(handler)
+        handler.close()
+    if ctx.master.kind == "local":      # a worker's records go to its own handlers (none: this one is the driver's)
+        source, first = inspect.getsourcelines(logs)
+        line = first + next(i for i, text in enumerate(source) if "LOG.warning" in text)
+        assert out.read_text() == f"logs test_inline.py:{line} saw 7\n"
+
+
+class Settings:
+    """A global whose property the app's code can read only once it is configured."""
+
+    configured = False
+
+    @property
+    def scale(self):
+        if not self.configured:
+            raise RuntimeError("read before configure()")
+        return 3
+
+
+SETTINGS = Settings()
+
+
+@register_func
+def scaled(x):
+    return x * SETTINGS.scale
+
+
+@register_func
+def negative(x):
+    return x < 0
+
+
+def test_making_the_loop_reads_no_property_of_a_global(ctx):
+    """Inlining looks at what a function reads (a module's function that needs its caller's frame is
+    refused) without running any of it: a property of the app's global is read when the function is
+    called, never when the loop is made, as in plain Python."""
+    assert ctx.parallelize([1, 2, 3], 2).filter(negative).map(scaled).collect() == []
+    with pytest.raises(JobError, match="read before configure"):
+        ctx.parallelize([1, 2, 3], 2).map(scaled).collect()
 
 
 def test_a_deep_expression_is_called_and_right(ctx):
