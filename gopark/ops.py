@@ -133,13 +133,27 @@ def partition_rng(seed: int, split: int) -> random.Random:
 
 
 def poisson_count(rng: random.Random, mean: float) -> int:
-    """A draw of a Poisson variable of mean ``mean``: how many times a record is taken, with replacement."""
-    limit = math.exp(-mean)
-    k, p = 0, rng.random()
-    while p > limit:
+    """A draw of a Poisson variable of mean ``mean``: how many times a record is taken, with replacement.
+
+    Small means multiply uniform draws until their product falls under ``exp(-mean)``; from
+    ``_PRODUCT_MEANS`` on, that bound comes too near 0.0 (it is 0.0 past 745: every draw would stop at
+    about 740), so the count is of the arrivals in a unit of time of a process of that rate (exponential
+    gaps), as PySpark's sampler does for large means. Both take time in proportion to the count."""
+    if mean < _PRODUCT_MEANS:
+        limit = math.exp(-mean)
+        k, p = 0, rng.random()
+        while p > limit:
+            k += 1
+            p *= rng.random()
+        return k
+    k, t = 0, rng.expovariate(mean)
+    while t < 1.0:
         k += 1
-        p *= rng.random()
+        t += rng.expovariate(mean)
     return k
+
+
+_PRODUCT_MEANS = 20.0
 
 
 @register_func(name="gopark.in_random_split")

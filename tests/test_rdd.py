@@ -391,6 +391,19 @@ def test_sample_with_replacement(ctx):
     assert 500 < len(a) < 1500, len(a)
 
 
+def test_sample_with_replacement_takes_a_record_about_fraction_times_however_large(ctx):
+    """A Poisson draw of a large mean (PySpark's sampler changes its method past 20): a fraction of 1000
+    or more takes each record about that many times (a product of uniform draws stopped at about 740)."""
+    rdd = ctx.parallelize(range(10), 2)
+    for fraction in (50.0, 1000.0, 5000.0):
+        n = rdd.sample(True, fraction, 7).count()
+        assert abs(n - 10 * fraction) < 0.05 * 10 * fraction, (fraction, n)
+    pairs = ctx.parallelize([("a", i) for i in range(10)], 2)
+    assert abs(pairs.sampleByKey(True, {"a": 2000.0}, 5).count() - 20000) < 1000
+    taken = rdd.takeSample(True, 10000, 3)
+    assert len(taken) == 10000 and set(taken) == set(range(10))
+
+
 def test_sample_same_in_every_mode(contexts):
     local, proc = contexts("local"), contexts("process:2")
     for fraction, repl in ((0.25, False), (1.5, True)):
