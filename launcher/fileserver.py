@@ -19,7 +19,9 @@ shows, and `gopark build` prints it) can fetch the binary while a driver of
 it runs: as whoever could read that description could with the secret URL
 before, now in later runs too. A file published as *one-shot* is
 deleted once it has been sent whole (a large task result, fetched once).
-A file that is not there answers 404, which a reducer reports as a lost
+A reducer's part of a map output (one file, see ``gopark.shuffle``) is asked
+for as ``<the output's file>/<reducer>``, and sent as the byte ranges its index
+gives. A file that is not there answers 404, which a reducer reports as a lost
 output (a reducer never asks for a bucket its map output's location says was
 never written).
 """
@@ -29,7 +31,6 @@ import hmac
 import http.server
 import os
 import secrets
-import shutil
 import socket
 import threading
 import urllib.parse
@@ -158,25 +159,28 @@ class FileServer:
 
     def _serve(self, h: http.server.BaseHTTPRequestHandler, body: bool) -> None:
         path, one_shot = self._resolve(h.path)
+        ranges = None
         try:
             f = _open(path) if path else None
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError):
-            f = None
+            f, ranges = _open_bucket(path) if path and not one_shot else (None, None)
         if f is None:
             h.send_response(404)
             h.send_header("Content-Length", "0")
             h.end_headers()
             return
         with f:
-            size = os.fstat(f.fileno()).st_size
+            if ranges is None:
+                ranges = [(0, os.fstat(f.fileno()).st_size)]
             h.send_response(200)
             h.send_header("Content-Type", "application/octet-stream")
-            h.send_header("Content-Length", str(size))
+            h.send_header("Content-Length", str(sum(end - start for start, end in ranges)))
             h.end_headers()
             if not body:
                 return
             try:
-                shutil.copyfileobj(f, h.wfile, _BLOCK)
+                for start, end in ranges:
+                    _copy(f, start, end, h.wfile)
                 h.wfile.flush()
             except OSError:     # the reader went away; it will ask again or report the loss
                 h.close_connection = True
@@ -188,6 +192,37 @@ class FileServer:
                 os.unlink(path)
             except FileNotFoundError:
                 pass
+
+
+def _open_bucket(path: str) -> tuple[Any, list[tuple[int, int]] | None]:
+    """One reducer's part of a map output, asked for as ``<the output's file>/<reducer>``: the file opened,
+    and the byte ranges of that reducer's chunks in it (see ``gopark.shuffle``); (None, None) for any
+    other path, or an output that is not whole."""
+    output, name = os.path.split(path)
+    if not name.isdigit() or not os.path.isfile(output):
+        return None, None
+    from gopark.shuffle import bucket_ranges  # here: the binary's route needs none of gopark
+    try:
+        f = open(output, "rb")  # noqa: SIM115 (closed by the caller)
+    except OSError:
+        return None, None
+    try:
+        return f, bucket_ranges(f, int(name), output)
+    except OSError:
+        f.close()
+        return None, None
+
+
+def _copy(f: Any, start: int, end: int, out: Any) -> None:
+    """Bytes ``[start, end)`` of ``f`` to ``out``."""
+    f.seek(start)
+    left = end - start
+    while left > 0:
+        block = f.read(min(_BLOCK, left))
+        if not block:
+            raise OSError("the file is shorter than it was")
+        out.write(block)
+        left -= len(block)
 
 
 def _open(path: str) -> Any:

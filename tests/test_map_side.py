@@ -112,10 +112,9 @@ def test_scattering_spills_under_a_small_budget(written_chunks):
 
 def _pairs_written(tmp_path, records, ops=(), shuffle_id=0):
     """How many pairs one map task writes for ``records`` through ``ops``, combining with ``add``."""
-    folder, _ = shuffle.write_map_output(records, str(tmp_path), shuffle_id, 0, 0, HashPartitioner(3), None,
-                                         operator.add, 1 << 30, False, list(ops))
-    return sum(shuffle.pairs_in(chunk) for name in os.listdir(folder) if name.isdigit()
-               for chunk in shuffle.read_chunks(os.path.join(folder, name)))
+    path, _ = shuffle.write_map_output(records, str(tmp_path), shuffle_id, 0, 0, HashPartitioner(3), None,
+                                       operator.add, 1 << 30, False, list(ops))
+    return sum(shuffle.pairs_in(chunk) for r in range(3) for chunk in shuffle.read_output(path, r))
 
 
 @register_func
@@ -406,17 +405,36 @@ def keyed(k):
     return (k, 1)
 
 
-def _ints_in_files(folder):
-    """{flag of int width: chunks} over the bucket files under ``folder``."""
+def _ints_in_files(path):
+    """{flag of int width: chunks} over the buckets of the map output ``path``."""
     found: collections.Counter = collections.Counter()
-    for root, _, names in os.walk(folder):
-        for name in names:
-            with open(os.path.join(root, name), "rb") as f:
-                while head := f.read(shuffle._HEADER.size):
-                    size, flags = shuffle._HEADER.unpack(head)
+    with open(path, "rb") as f:
+        for r in range(shuffle.output_reducers(path)):
+            for start, end in shuffle.bucket_ranges(f, r, path):
+                f.seek(start)
+                while f.tell() < end:
+                    size, flags = shuffle._HEADER.unpack(f.read(shuffle._HEADER.size))
                     f.seek(size, 1)
                     found[flags & (shuffle._INT32 | shuffle._INT64)] += 1
     return found
+
+
+def _reducer_zero(path) -> bytes:
+    """The bytes of reducer 0's bucket in the map output ``path`` (written in one segment)."""
+    with open(path, "rb") as f:
+        (start, end), = shuffle.bucket_ranges(f, 0, path)
+        f.seek(start)
+        return f.read(end - start)
+
+
+def _rewrite_reducer_zero(path, data) -> None:
+    """The map output ``path`` made to hold ``data`` as reducer 0's bucket, and nothing for the others."""
+    import array
+    n = shuffle.output_reducers(path)
+    with open(path, "wb") as f:
+        f.write(bytes(data))
+        f.write(array.array("Q", [0] + [len(data)] * n).tobytes())
+        f.write(shuffle._TRAILER.pack(len(data), 1, n))
 
 
 @pytest.mark.parametrize("keys, width", [
@@ -553,8 +571,7 @@ def test_sub_partitions_spill_and_merge_back_under_a_small_budget(monkeypatch):
 def test_a_bucket_whose_sub_partitions_do_not_add_up_is_corrupt(tmp_path, base):
     out, _ = shuffle.write_map_output(iter(range(base, base + 50_000)), str(tmp_path), 1, 0, 0, HashPartitioner(2),
                                       None, operator.add, 1 << 26, False, ops=[("map", keyed)])
-    path = os.path.join(out, "0")
-    good = open(path, "rb").read()
+    good = _reducer_zero(out)
     size, flags = shuffle._HEADER.unpack_from(good)
     assert flags & shuffle._SUBS
     for corrupt in (1, "short", "empty"):
@@ -566,8 +583,7 @@ def test_a_bucket_whose_sub_partitions_do_not_add_up_is_corrupt(tmp_path, base):
             del data[shuffle._HEADER.size + size - 1:]
         else:
             data = bytearray(shuffle._HEADER.pack(0, flags))
-        with open(path, "wb") as f:
-            f.write(data)
+        _rewrite_reducer_zero(out, data)
         with pytest.raises(FetchFailed, match="corrupt shuffle bucket"):
             list(shuffle.read_bucket({"host": None, "path": out}, 1, 0, 0))
 
@@ -578,8 +594,7 @@ def test_any_chunk_that_does_not_decode_is_a_corrupt_bucket(tmp_path, compress):
     with a decoder's own error."""
     out, _ = shuffle.write_map_output(iter([(f"k{i % 300}", i) for i in range(5000)]), str(tmp_path), 1, 0, 0,
                                       HashPartitioner(1), None, None, 1 << 26, compress)
-    path = os.path.join(out, "0")
-    good = open(path, "rb").read()
+    good = _reducer_zero(out)
     size, flags = shuffle._HEADER.unpack_from(good)
     for corrupt in ("bytes", "flags"):
         data = bytearray(good)
@@ -588,8 +603,7 @@ def test_any_chunk_that_does_not_decode_is_a_corrupt_bucket(tmp_path, compress):
                 data[i] ^= 0x5A
         else:
             data[:shuffle._HEADER.size] = shuffle._HEADER.pack(size, flags | shuffle._INT32 | shuffle._INT64)
-        with open(path, "wb") as f:
-            f.write(data)
+        _rewrite_reducer_zero(out, data)
         with pytest.raises(FetchFailed, match="corrupt shuffle bucket"):
             list(shuffle.read_bucket({"host": None, "path": out}, 1, 0, 0))
 
@@ -641,14 +655,13 @@ def test_a_reducer_reads_only_the_map_outputs_that_sent_it_something(ctx):
     mostly empty buckets (256 x 256 of 4000 records: 3.7 s -> 1.1 s). Here every map output is removed
     after the map stage: the reducers they sent nothing to never look for them (no map task runs again)."""
     import glob
-    import shutil
 
     pairs = ctx.parallelize([(0, i) for i in range(20)], 4).partitionByKey(8)
     assert pairs.glom().map(len).collect() == [20, 0, 0, 0, 0, 0, 0, 0]   # hash(0) % 8 == 0: all to reducer 0
     outputs = glob.glob(os.path.join(ctx.work_dir, "shuffle", "shuffle-*", "*"))
     assert len(outputs) == 4
-    for folder in outputs:
-        shutil.rmtree(folder)
+    for path in outputs:
+        os.remove(path)
     assert ctx.runJob(pairs, ["count"], list(range(1, 8))) == [0] * 7
     assert glob.glob(os.path.join(ctx.work_dir, "shuffle", "shuffle-*", "*")) == []    # no map task ran again
     assert sorted(pairs.values().collect()) == list(range(20))     # reducer 0's: computed again, as lost
@@ -658,16 +671,17 @@ def test_a_reducer_reads_only_the_map_outputs_that_sent_it_something(ctx):
 
 def test_a_coalesce_of_a_shuffle_reads_its_reducers_written_buckets_and_catches_a_lost_one(ctx):
     """A task reading several reducers of one shuffle (a coalesce of its partitions) is told by each map
-    output's location which of them it sent nothing: those are read as empty, never looked for; a bucket
-    the location says was written and is not there is a lost output, computed again."""
+    output's location which of them it sent nothing: those are read as empty, never looked for; an output
+    the location says holds something and is not there is lost, computed again."""
     import glob
 
     pairs = ctx.parallelize([(k, i) for i in range(10) for k in (0, 3)], 2).partitionByKey(8)  # reducers 0, 3
     assert pairs.glom().map(len).collect() == [10, 0, 0, 10, 0, 0, 0, 0]
     merged = pairs.coalesce(2)                     # task 0 reads reducers 0-3, task 1 reads 4-7
     assert sorted(merged.glom().map(len).collect()) == [0, 20]
-    buckets = sorted(glob.glob(os.path.join(ctx.work_dir, "shuffle", "shuffle-*", "*", "3")))
-    assert len(buckets) == 2                       # no other bucket file of reducer 3, none of 1, 2, 4-7
-    assert not glob.glob(os.path.join(ctx.work_dir, "shuffle", "shuffle-*", "*", "[124567]"))
-    os.remove(buckets[0])
+    outputs = sorted(glob.glob(os.path.join(ctx.work_dir, "shuffle", "shuffle-*", "*")))
+    assert len(outputs) == 2                       # one file a map task
+    assert [[len(list(shuffle.read_output(path, r))) > 0 for r in range(8)] for path in outputs] == \
+        [[True, False, False, True, False, False, False, False]] * 2
+    os.remove(outputs[0])
     assert sorted(merged.collect()) == sorted((k, i) for i in range(10) for k in (0, 3))
