@@ -46,6 +46,7 @@ import array
 import contextlib
 import gc
 import heapq
+import io
 import itertools
 import os
 import shutil
@@ -405,22 +406,22 @@ _TRAILER = struct.Struct("<QII")
 _OFFSETS = struct.Struct("<QQ")
 
 
-def bucket_ranges(f: Any, reduce_id: int, name: str) -> list[tuple[int, int]]:
-    """Where one reducer's chunks lie in a map output's open file ``f``: a (start, end) byte range for
-    each segment that holds some. OSError if the file is not a whole map output."""
-    size = f.seek(0, os.SEEK_END)
+def bucket_ranges(fd: int, reduce_id: int, name: str) -> list[tuple[int, int]]:
+    """Where one reducer's chunks lie in a map output (open as ``fd``): a (start, end) byte range for each
+    segment that holds some. Read with ``pread``: a few system calls, no seek. OSError if the file is not a
+    whole map output."""
+    size = os.fstat(fd).st_size
     if size < _TRAILER.size:
         raise OSError(f"truncated map output {name}")
-    f.seek(size - _TRAILER.size)
-    index_start, segments, reducers = _TRAILER.unpack(f.read(_TRAILER.size))
+    index_start, segments, reducers = _TRAILER.unpack(os.pread(fd, _TRAILER.size, size - _TRAILER.size))
     if index_start + segments * (reducers + 1) * 8 + _TRAILER.size != size:
         raise OSError(f"truncated or corrupt map output {name}")
     if not 0 <= reduce_id < reducers:
         raise OSError(f"map output {name} has {reducers} reducers, not reducer {reduce_id}")
     ranges = []
     for s in range(segments):
-        f.seek(index_start + (s * (reducers + 1) + reduce_id) * 8)
-        start, end = _OFFSETS.unpack(f.read(_OFFSETS.size))
+        pair = os.pread(fd, _OFFSETS.size, index_start + (s * (reducers + 1) + reduce_id) * 8)
+        start, end = _OFFSETS.unpack(pair)
         if not start <= end <= index_start:
             raise OSError(f"corrupt map output {name}")
         if start < end:
@@ -429,23 +430,29 @@ def bucket_ranges(f: Any, reduce_id: int, name: str) -> list[tuple[int, int]]:
 
 
 class _Range:
-    """The bytes ``[start, end)`` of file ``f``, read as a file of its own."""
+    """The bytes ``[start, end)`` of the file open as ``fd``, read as a file of its own (by ``pread``)."""
 
-    def __init__(self, f: Any, start: int, end: int) -> None:
-        self.f = f
-        self.left = end - start
-        f.seek(start)
+    def __init__(self, fd: int, start: int, end: int) -> None:
+        self.fd = fd
+        self.pos = start
+        self.end = end
 
     def read(self, n: int) -> bytes:
-        data = self.f.read(min(n, self.left))
-        self.left -= len(data)
+        data = os.pread(self.fd, min(n, self.end - self.pos), self.pos)
+        self.pos += len(data)
         return data
+
+
+_READ_WHOLE = 1 << 18     # a bucket's range up to this many bytes is read at once
 
 
 def read_output(path: str, reduce_id: int) -> Iterator[list | Keys]:
     """The chunks of one reducer in the map output file ``path``; OSError if it is not a whole map output."""
-    with open(path, "rb") as f:
-        yield from read_ranges(f, bucket_ranges(f, reduce_id, path), path)
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        yield from read_ranges(fd, bucket_ranges(fd, reduce_id, path), path)
+    finally:
+        os.close(fd)
 
 
 def output_reducers(path: str) -> int:
@@ -455,10 +462,15 @@ def output_reducers(path: str) -> int:
         return _TRAILER.unpack(f.read(_TRAILER.size))[2]
 
 
-def read_ranges(f: Any, ranges: list[tuple[int, int]], name: str) -> Iterator[list | Keys]:
-    """The chunks in these byte ranges of ``f``, one range after another."""
+def read_ranges(fd: int, ranges: list[tuple[int, int]], name: str) -> Iterator[list | Keys]:
+    """The chunks in these byte ranges of the file open as ``fd``, one range after another (a small
+    one read whole, at once)."""
     for start, end in ranges:
-        yield from _read_chunks_from(_Range(f, start, end), name)
+        if end - start <= _READ_WHOLE:
+            data = os.pread(fd, end - start, start)
+            yield from _read_chunks_from(io.BytesIO(data), name)
+        else:
+            yield from _read_chunks_from(_Range(fd, start, end), name)
 
 
 def write_map_output(records: Iterable[Any], root: str, shuffle_id: int, map_id: int, attempt: int,
@@ -702,8 +714,6 @@ def read_bucket(location: dict, shuffle_id: int, map_id: int, reduce_id: int) ->
     """The chunks one map output holds for one reducer; FetchFailed if it is gone (or damaged)."""
     path = location["path"]
     host = location.get("host", "?")
-    if not os.path.exists(path):
-        raise FetchFailed(shuffle_id, map_id, reduce_id, host, "map output is gone", [(map_id, path)])
     if reduce_id in location.get("empty", ()):
         return iter(())      # this map sent nothing to this reducer
 

@@ -207,7 +207,7 @@ def _open_bucket(path: str) -> tuple[Any, list[tuple[int, int]] | None]:
     except OSError:
         return None, None
     try:
-        return f, bucket_ranges(f, int(name), output)
+        return f, bucket_ranges(f.fileno(), int(name), output)
     except OSError:
         f.close()
         return None, None

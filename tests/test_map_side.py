@@ -410,7 +410,7 @@ def _ints_in_files(path):
     found: collections.Counter = collections.Counter()
     with open(path, "rb") as f:
         for r in range(shuffle.output_reducers(path)):
-            for start, end in shuffle.bucket_ranges(f, r, path):
+            for start, end in shuffle.bucket_ranges(f.fileno(), r, path):
                 f.seek(start)
                 while f.tell() < end:
                     size, flags = shuffle._HEADER.unpack(f.read(shuffle._HEADER.size))
@@ -422,7 +422,7 @@ def _ints_in_files(path):
 def _reducer_zero(path) -> bytes:
     """The bytes of reducer 0's bucket in the map output ``path`` (written in one segment)."""
     with open(path, "rb") as f:
-        (start, end), = shuffle.bucket_ranges(f, 0, path)
+        (start, end), = shuffle.bucket_ranges(f.fileno(), 0, path)
         f.seek(start)
         return f.read(end - start)
 

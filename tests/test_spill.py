@@ -92,7 +92,7 @@ def test_shuffle_buckets_compressed_when_asked(master: str, compress: bool) -> N
         for path in glob.glob(os.path.join(ctx.work_dir, "shuffle", "shuffle-*", "[0-9]*")):
             with open(path, "rb") as f:
                 for r in range(2):
-                    for start, _ in shuffle.bucket_ranges(f, r, path):
+                    for start, _ in shuffle.bucket_ranges(f.fileno(), r, path):
                         f.seek(start)
                         flags.add(f.read(5)[4])        # a bucket's first chunk's header: length:u32 flags:u8
     expected: dict[str, list[int]] = {}
@@ -239,3 +239,28 @@ def test_a_reducers_spilled_pairs_spread_over_its_spill_files_whatever_the_parti
     assert len(sizes) == 32 and max(sizes) < 2 * sum(sizes) / 32, sizes
     assert sorted(k for k, _ in merger.items()) == keys
     assert not os.path.exists(merger.spill_dir or "")
+
+
+@pytest.mark.parametrize("master", ["local", "process:2"])
+def test_a_map_output_larger_than_what_a_task_holds_is_written_in_segments(master: str) -> None:
+    """A map task holds its buckets' packed chunks up to a 16th of its budget, then writes them as one more
+    segment of its one file: each reducer reads its byte ranges of every segment, in the order written
+    (groupByKey's values keep the order of their map task's records)."""
+    rows = [(i % 7, f"{i:07d}" + "x" * 40) for i in range(120_000)]      # about 6 MB
+    with Context(master, mem=4, quiet=True) as ctx:                     # holds 256 KiB at most
+        got = ctx.parallelize(rows, 2).groupByKey(3).collectAsMap()
+        outputs = glob.glob(os.path.join(ctx.work_dir, "shuffle", "shuffle-*", "[0-9]*"))
+        assert len(outputs) == 2
+        for path in outputs:
+            with open(path, "rb") as f:
+                f.seek(-shuffle._TRAILER.size, os.SEEK_END)
+                _, segments, reducers = shuffle._TRAILER.unpack(f.read())
+            assert reducers == 3 and segments > 3, segments
+    expected: dict[int, list[str]] = {}
+    for k, v in rows:
+        expected.setdefault(k, []).append(v)
+    assert {k: sorted(v) for k, v in got.items()} == expected
+    half = len(rows) // 2           # each map task's values, in its records' order, one task after the other
+    assert all(v == [x for kk, x in rows[:half] if kk == k] + [x for kk, x in rows[half:] if kk == k]
+               or v == [x for kk, x in rows[half:] if kk == k] + [x for kk, x in rows[:half] if kk == k]
+               for k, v in got.items())
