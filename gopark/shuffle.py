@@ -44,7 +44,6 @@ from __future__ import annotations
 
 import array
 import contextlib
-import gc
 import heapq
 import io
 import itertools
@@ -127,10 +126,11 @@ class Budget:
         return self.full(sys.getsizeof(k) + sys.getsizeof(v) + 96)
 
     def reset(self) -> None:
-        """What was held is written out: count afresh, and sample sizes afresh."""
+        """What was held is written out: count afresh, and sample sizes afresh. (No collection of the young
+        generation here: made at every flush, it kept resetting the count that starts Python's own
+        collections, so the older generations were never collected and a long app's cycles piled up.)"""
         self.held = 0
         self._samples = 0
-        gc.collect(0)
 
 
 _ZLIB, _KEYS, _INT64, _INT32, _SUBS = 1, 2, 4, 8, 16   # chunk flags: compressed; keys alone; those keys as
@@ -315,18 +315,19 @@ def _chunk(payload: bytes, flags: int) -> list | Keys:
 
 class _Held:
     """A reducer's chunks of one map output, held until the output's next segment is written; ``name``: the
-    bucket's, ``<the output's file>/<reducer>`` (as the file server serves it)."""
+    bucket's, ``<the output's file>/<reducer>`` (as the file server serves it). ``held``: the bytes held by
+    all of the output's reducers, a one-item list they share (not their :class:`_Buckets`: no cycle)."""
 
-    __slots__ = ("chunks", "buckets", "name")
+    __slots__ = ("chunks", "held", "name")
 
-    def __init__(self, buckets: _Buckets, name: str) -> None:
+    def __init__(self, held: list[int], name: str) -> None:
         self.chunks: list[bytes] = []
-        self.buckets = buckets
+        self.held = held
         self.name = name
 
     def write(self, data: bytes) -> None:
         self.chunks.append(data)
-        self.buckets.held += len(data)
+        self.held[0] += len(data)
 
 
 class _Buckets:
@@ -343,8 +344,8 @@ class _Buckets:
         self.bufs: list[list] = [[] for _ in range(n)]
         self.ones: list[list] = [[] for _ in range(n * subs)]
         self.mixed: list[bool] = [False] * (n * subs)    # ones[i] holds a key that is not exactly an int
-        self.reducers = [_Held(self, f"{path}/{r}") for r in range(n)]
-        self.held = 0           # bytes of the chunks held
+        self.held = [0]         # bytes of the chunks held
+        self.reducers = [_Held(self.held, f"{path}/{r}") for r in range(n)]
         self.hold = hold
         self.sent: set[int] = set()      # reducers given a chunk
         self.segments: list[array.array] = []     # each segment's offsets: reducer r's bytes are [r, r + 1)
@@ -368,7 +369,7 @@ class _Buckets:
             if buf:
                 _write_chunk(self._sink(r), buf, self.packer, self.compress)
                 buf.clear()
-        if self.held >= self.hold:
+        if self.held[0] >= self.hold:
             self._write_segment()
 
     def _sink(self, r: int) -> _Held:
@@ -387,11 +388,11 @@ class _Buckets:
                 held.chunks.clear()
         offsets.append(pos)
         self.segments.append(offsets)
-        self.held = 0
+        self.held[0] = 0
 
     def finish(self) -> None:
         """Write what is held, then the index: each segment's offsets, and the trailer that finds them."""
-        if self.held:
+        if self.held[0]:
             self._write_segment()
         index_start = self.f.tell()
         for offsets in self.segments:

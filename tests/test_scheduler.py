@@ -286,3 +286,23 @@ def test_dropped_shuffles_and_cached_rdds_leave_the_work_folder_while_the_next_j
         assert kept.collectAsMap() == expected
     assert not os.path.exists(work)
     assert set(_trash_threads()) - others == set()
+
+
+def test_a_loop_of_small_jobs_leaves_python_collecting_its_garbage() -> None:
+    """A micro-batch loop (hundreds of small shuffle jobs on one Context, local mode: in the driver's own
+    heap) does not grow: Python's own collections still run. A young collection that gopark made at every
+    flush of a map task's buffers kept resetting the count that starts them, so no older generation was
+    ever collected, and each job's cycles piled up (a driver 48 -> 143 MB in 100 jobs)."""
+    import gc
+    import operator
+    with Context("local", quiet=True) as ctx:
+        def job() -> None:
+            pairs = ctx.parallelize(range(3000), 4).map(partial(keyed, ctx.accumulator(0)))
+            assert len(pairs.reduceByKey(operator.add, 3).collectAsMap()) == 5
+        for _ in range(20):
+            job()
+        before = len(gc.get_objects())
+        for _ in range(150):
+            job()
+        grown = len(gc.get_objects()) - before
+    assert grown < 5000, grown
