@@ -21,6 +21,7 @@ from typing import Any
 
 from gopark import registry, shared
 from gopark.errors import ConfigError, GoparkError, JobError, OutputNotWritable, Terminated
+from gopark.ops import signals_deferred
 from gopark.rdd import (
     RDD,
     ParallelCollection,
@@ -115,7 +116,11 @@ class Context:
                                           self._broadcasts)
             if self._signals:
                 _signalled.add(self.scheduler)
-            self.backend = self._make_backend(int(self.options.mem * (1 << 20)))
+            # Ctrl-C or SIGTERM is handled once the backend has started (or failed to) and is held here, to
+            # be stopped: cut in the middle, a start could leave a worker started but not known, zmq half
+            # imported (every later Context failing), a socket made but not kept (zmq's term() waiting for ever)
+            with signals_deferred():
+                self.backend = self._make_backend(int(self.options.mem * (1 << 20)))
             self.scheduler.backend = self.backend
             # the same on one machine in every mode (so partitions, and collect order, match), but at least
             # one partition per worker
@@ -163,19 +168,24 @@ class Context:
     # -- lifecycle ----------------------------------------------------------------------
     def stop(self) -> None:
         """End the workers, remove the work folder. Safe to call more than once."""
-        if self._stopped:
-            return
-        self._stopped = True
-        _signalled.discard(self.scheduler)
-        atexit.unregister(self.stop)
-        self.scheduler.stop()          # a job another thread runs ends, and starts no more tasks
+        stopping = False
         try:
-            self.backend.stop()
+            with signals_deferred():       # Ctrl-C, again and again: handled once all is stopped and removed
+                if self._stopped:
+                    return
+                self._stopped = stopping = True
+                _signalled.discard(self.scheduler)
+                atexit.unregister(self.stop)
+                self.scheduler.stop()          # a job another thread runs ends, and starts no more tasks
+                try:
+                    self.backend.stop()
+                finally:
+                    self._broadcasts.keep_values()
+                    shutil.rmtree(self.work_dir, ignore_errors=True)
+                    shared.forget_broadcasts(list(self._broadcasts.live))
         finally:
-            self._broadcasts.keep_values()
-            shutil.rmtree(self.work_dir, ignore_errors=True)
-            shared.forget_broadcasts(list(self._broadcasts.live))
-            _restore_signals(self._signals)
+            if stopping:
+                _restore_signals(self._signals)
 
     def __enter__(self) -> Context:
         return self

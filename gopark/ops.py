@@ -16,6 +16,7 @@ import shlex
 import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -294,6 +295,31 @@ def pipe_lines(argv: list[str], env: dict[str, str] | None, check: bool, quiet: 
 
 
 _END = object()
+
+@contextlib.contextmanager
+def signals_deferred() -> Iterator[None]:
+    """SIGINT and SIGTERM held while the block runs, then handled as they would have been (each once): for
+    a start or a stop that a signal must not cut in the middle (a socket made but not yet kept, an import
+    half done, a folder half removed, left for ever). Only in the main thread: elsewhere no signal
+    interrupts anything."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    held = {}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        handler = signal.getsignal(sig)
+        if handler is not signal.SIG_IGN and handler is not None:      # (None: not set from Python)
+            held[sig] = handler
+            signal.signal(sig, lambda signum, frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        for sig, handler in held.items():
+            signal.signal(sig, handler)
+        for sig in dict.fromkeys(caught):
+            signal.raise_signal(sig)       # its own handler now (the default ends the process, as it would have)
+
 
 _PR_SET_PDEATHSIG = 1
 _prctl: Any = None      # libc's prctl, looked up when first needed rather than at every app's import

@@ -161,7 +161,7 @@ class ProcessBackend:
             self._router.setsockopt(zmq.LINGER, 0)
             self._router.setsockopt(zmq.ROUTER_MANDATORY, 1)
             self._router.bind(self._endpoint)
-        except BaseException:       # (a bind that fails, Ctrl-C...): nothing started is left behind
+        except BaseException:       # (a bind that fails...): nothing started is left behind
             self._shutdown()
             os.close(self._wake)
             raise
@@ -427,8 +427,10 @@ class ProcessBackend:
         self._by_fd.clear()
         if self._router is not None:
             self._router.close(0)
-        if self._zctx is not None:
+        if self._zctx is not None and self._router is not None:
             self._zctx.term()
+        # (with no router: its making failed, maybe after zmq made the socket, which term() would wait for
+        # for ever; the context is left to the garbage collector)
         if self._sock_dir:
             shutil.rmtree(self._sock_dir, ignore_errors=True)
 
