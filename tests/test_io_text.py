@@ -339,6 +339,23 @@ def test_a_failed_save_job_leaves_the_folder_empty(ctx, tmp_path):
     assert sorted(ctx.textFile(str(out)).collect()) == ["10", "2", "5"]
 
 
+@register_func
+def remove_folder_at_zero(folder, x):
+    if x == 0:
+        import shutil
+        shutil.rmtree(folder, ignore_errors=True)      # as an outside cleanup, or an app's unguarded top level
+    return x
+
+
+def test_a_save_whose_folder_is_removed_meanwhile_fails_with_a_job_error(ctx, tmp_path):
+    """The folder gone while the job runs: its tasks fail, and the app gets the JobError (the clean-up
+    after it finds nothing to remove), not the clean-up's own FileNotFoundError."""
+    from gopark import JobError
+    out = str(tmp_path / "out")
+    with pytest.raises(JobError):
+        ctx.parallelize(range(40), 4).map(partial(remove_folder_at_zero, out)).saveAsTextFile(out)
+
+
 def test_an_unreadable_input_is_named_and_no_function_is_blamed(ctx, tmp_path):
     """A corrupt .gz fails its task with gzip's error, naming the file, not 'in <last function>'."""
     from gopark import JobError

@@ -491,7 +491,11 @@ def abort_output(path: str) -> None:
     ``prepare_output`` found the folder empty, so everything in it is this job's.
     """
     shutil.rmtree(os.path.join(path, "_temporary"), ignore_errors=True)
-    for name in os.listdir(path):
+    try:
+        names = os.listdir(path)
+    except OSError:          # removed meanwhile (by the app): nothing of this job's left to remove
+        return
+    for name in names:
         if name.startswith("part-"):
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(os.path.join(path, name))
