@@ -536,7 +536,8 @@ def run_app(*args):
 
 @pytest.mark.parametrize("case", ["master", "missing", "conf", "conf latin-1", "conf folder", "mem inf", "parallel abc",
                                   "bare -m", "unlistable folder", "unsearchable folder", "unreadable file", "device",
-                                  "master in code", "missing, master in code"])
+                                  "master in code", "missing, master in code", "mfs:///x.txt", "mfs://h:0/x.txt",
+                                  "mfs://h:99999/x.txt", "mfs://h:abc/x.txt"])
 def test_an_app_with_bad_input_prints_one_error_line(tmp_path, case):
     data = write(tmp_path / "words.txt", "a b c\n")
     if case == "parallel abc":
@@ -584,6 +585,9 @@ def test_an_app_with_bad_input_prints_one_error_line(tmp_path, case):
     elif case == "device":
         proc = run_app("/dev/null", "-q")
         token = "neither a file nor a folder"
+    elif case.startswith("mfs://"):     # refused before any connection: no master host, or a bad port
+        proc = run_app(case, "-q")
+        token = case
     else:
         proc = run_app(data, "--mem", "inf", "-q")
         token = "inf"

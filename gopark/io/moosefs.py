@@ -93,6 +93,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Self
 
+from gopark.errors import ConfigError
 from gopark.io.text import visible
 
 __all__ = [
@@ -969,24 +970,25 @@ _URL_PREFIX = "mfs://"
 
 
 def parse_mfs_url(url: str) -> tuple[str, int, str]:
-    """``mfs://master[:port]/path`` -> (master, port, normalized absolute path).
+    """``mfs://master[:port]/path`` -> (master, port, normalized absolute path); ConfigError (a ValueError)
+    for a URL that names no master, or a bad port: the app's input, one error line.
 
     >>> parse_mfs_url("mfs://mfsmaster/data//logs/")
     ('mfsmaster', 9421, '/data/logs')
     """
     if not url.startswith(_URL_PREFIX):
-        raise ValueError(f"not a MooseFS URL: {url!r} (expected mfs://master[:port]/path)")
+        raise ConfigError(f"not a MooseFS URL: {url!r} (expected mfs://master[:port]/path)")
     rest = url[len(_URL_PREFIX):]
     netloc, slash, path = rest.partition("/")
     host, colon, port_text = netloc.rpartition(":") if ":" in netloc else (netloc, "", "")
     if colon:
         if not port_text.isdigit() or not 0 < int(port_text) < 65536:
-            raise ValueError(f"bad port {port_text!r} in MooseFS URL {url!r}")
+            raise ConfigError(f"bad port {port_text!r} in MooseFS URL {url!r}")
         port = int(port_text)
     else:
         port = DEFAULT_PORT
     if not host or any(c in host for c in "/@ "):
-        raise ValueError(f"no master host in MooseFS URL {url!r} (expected mfs://master[:port]/path)")
+        raise ConfigError(f"no master host in MooseFS URL {url!r} (expected mfs://master[:port]/path)")
     return host, port, posixpath.normpath("/" + path) if slash else "/"
 
 
