@@ -157,6 +157,22 @@ def test_num_splits_cuts_chunks_into_smaller_splits(env: Env, expected: dict[str
     assert counts == expected
 
 
+def test_num_splits_of_a_file_within_a_chunk_is_exact_as_on_a_local_disk(env: Env, tmp_path: Path) -> None:
+    """numSplits=n cuts a MooseFS file within one chunk into exactly n splits, as it cuts a local file (it
+    gave n + 1 for sizes that are not a multiple of 64 KiB n times), with the same lines."""
+    base = env.mnt / "nsplits"
+    base.mkdir(exist_ok=True)
+    with Context("local", quiet=True) as ctx:
+        for size, n in ((1 * MiB + 7, 4), (300 * 1024, 3), (10 * MiB + 123, 2), (5000, 7)):
+            data = b"".join(b"%07d some words\n" % i for i in range(size // 20 + 1))[:size]
+            (base / f"f{size}.txt").write_bytes(data)
+            (tmp_path / f"f{size}.txt").write_bytes(data)
+            on_mfs = ctx.textFile(env.url(f"nsplits/f{size}.txt"), numSplits=n)
+            local = ctx.textFile(str(tmp_path / f"f{size}.txt"), numSplits=n)
+            assert on_mfs.getNumPartitions() == local.getNumPartitions() == n, (size, n)
+            assert on_mfs.glom().collect() == local.glom().collect()
+
+
 @pytest.mark.parametrize("master", ["local", "process:2"])
 def test_whole_text_files_and_binary_files_of_mfs_urls(env: Env, tmp_path: Path, master: str) -> None:
     """wholeTextFiles/binaryFiles of an mfs:// URL find the files as textFile does and read each one whole

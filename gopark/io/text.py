@@ -64,15 +64,31 @@ def _plan_moosefs(path: str, split_size: int | None, num_splits: int | None) -> 
     """MooseFS splits, with its errors as gopark's input errors (one line each).
 
     Splits never span chunks; ``numSplits`` asks for smaller ones when the
-    chunks give fewer (down to 64 KiB blocks).
+    chunks give fewer (see :func:`_cut_into_shares`).
     """
     from gopark.io import moosefs
     with _moosefs_errors("textFile", path):
         splits = moosefs.plan_splits(path, split_size)
-        if num_splits and not split_size and len(splits) < num_splits:
-            total = sum(s["end"] - s["start"] for s in splits if "compression" not in s)
-            splits = moosefs.plan_splits(path, max(moosefs.BLOCK_SIZE, total // num_splits))
-        return splits
+    if num_splits and not split_size and len(splits) < num_splits:
+        splits = _cut_into_shares(splits, num_splits)
+    return splits
+
+
+def _cut_into_shares(splits: list[dict], num_splits: int) -> list[dict]:
+    """numSplits of MooseFS files, cut as local files are: each chunk's split (of a file; a split never spans
+    chunks, it keeps its chunk's hosts) its share of ``num_splits`` (rounded up), as equal as bytes allow
+    (exactly ``num_splits`` of a file within one chunk); compressed and empty splits stay whole."""
+    total = sum(s["end"] - s["start"] for s in splits if "compression" not in s)
+    cut: list[dict] = []
+    for split in splits:
+        size = split["end"] - split["start"]
+        if "compression" in split or not size:
+            cut.append(split)
+            continue
+        pieces = min(size, -(-num_splits * size // total))
+        starts = [split["start"] + i * size // pieces for i in range(pieces)]
+        cut += [{**split, "start": a, "end": b} for a, b in zip(starts, starts[1:] + [split["end"]])]
+    return cut
 
 
 @contextlib.contextmanager
