@@ -101,21 +101,20 @@ def _ip(*argv: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(["ip", *argv], capture_output=True, text=True, check=False)
 
 
+def _mount_points() -> list[str]:
+    """The mount points of /proc/mounts, their octal escapes (a space, a tab, a backslash...) decoded."""
+    with open("/proc/mounts", encoding="utf-8", errors="surrogateescape") as f:
+        return [re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), line.split()[1])
+                for line in f if len(line.split()) > 1]
+
+
 def _mounted(path: Path) -> bool:
-    want = os.path.realpath(path)
-    with open("/proc/mounts", encoding="utf-8") as f:
-        for line in f:
-            fields = line.split()
-            if len(fields) > 1 and fields[1].replace("\\040", " ") == want:
-                return True
-    return False
+    return os.path.realpath(path) in _mount_points()
 
 
 def _mounts_under(base: Path) -> list[str]:
     root = os.path.realpath(base) + "/"
-    with open("/proc/mounts", encoding="utf-8") as f:
-        points = [line.split()[1].replace("\\040", " ") for line in f if len(line.split()) > 1]
-    return [p for p in points if (p + "/").startswith(root)]
+    return [p for p in _mount_points() if (p + "/").startswith(root)]
 
 
 def _children_of(pid: int) -> list[int]:
