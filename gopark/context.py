@@ -7,6 +7,7 @@ backend that runs tasks. Two Contexts never share any of it.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import functools
 import itertools
 import os
@@ -116,10 +117,11 @@ class Context:
                                           self._broadcasts)
             if self._signals:
                 _signalled.add(self.scheduler)
-            # Ctrl-C or SIGTERM is handled once the backend has started (or failed to) and is held here, to
-            # be stopped: cut in the middle, a start could leave a worker started but not known, zmq half
-            # imported (every later Context failing), a socket made but not kept (zmq's term() waiting for ever)
-            with signals_deferred():
+            # Ctrl-C or SIGTERM is handled once a pool of workers has started (or failed to) and is held here,
+            # to be stopped: cut in the middle, its start could leave a worker started but not known, zmq half
+            # imported (every later Context failing), a socket made but not kept (zmq's term() waiting for
+            # ever). Not Mesos' start, which may wait 30 s for a master: Ctrl-C ends that wait.
+            with signals_deferred() if self.master.kind == "process" else contextlib.nullcontext():
                 self.backend = self._make_backend(int(self.options.mem * (1 << 20)))
             self.scheduler.backend = self.backend
             # the same on one machine in every mode (so partitions, and collect order, match), but at least

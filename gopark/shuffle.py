@@ -478,7 +478,7 @@ def write_map_output(records: Iterable[Any], root: str, shuffle_id: int, map_id:
                      partitioner: Any, create: Callable[[Any], Any] | None,
                      merge_value: Callable[[Any, Any], Any] | None, mem_bytes: int, compress: bool,
                      ops: Sequence[tuple[str, Callable[..., Any]]] = (), probe: bool = True) -> tuple[str, bytes]:
-    """Write one map task's buckets; returns the output folder and the bitmap of the reducers it wrote a
+    """Write one map task's buckets; returns the output's file and the bitmap of the reducers it wrote a
     bucket for (:func:`sent_bitmap`).
 
     The records of ``records`` pass through the per-record ``ops`` in the
