@@ -172,7 +172,9 @@ class Context:
         """End the workers, remove the work folder. Safe to call more than once."""
         stopping = False
         try:
-            with signals_deferred():       # Ctrl-C, again and again: handled once all is stopped and removed
+            # Ctrl-C, again and again: handled once all is stopped and removed (not in Mesos mode, whose stop
+            # may wait for its master, a wait Ctrl-C must end)
+            with signals_deferred() if self.master.kind != "mesos" else contextlib.nullcontext():
                 if self._stopped:
                     return
                 self._stopped = stopping = True

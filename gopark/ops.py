@@ -317,8 +317,10 @@ def signals_deferred() -> Iterator[None]:
     finally:
         for sig, handler in held.items():
             signal.signal(sig, handler)
-        for sig in dict.fromkeys(caught):
-            signal.raise_signal(sig)       # its own handler now (the default ends the process, as it would have)
+        # each once, its own handler now (the default ends the process, as it would have); SIGTERM first:
+        # its handler ends the app, which a KeyboardInterrupt raised first would have kept it from seeing
+        for sig in sorted(set(caught), key=lambda s: s != signal.SIGTERM):
+            signal.raise_signal(sig)
 
 
 _PR_SET_PDEATHSIG = 1

@@ -499,7 +499,7 @@ def write_map_output(records: Iterable[Any], root: str, shuffle_id: int, map_id:
     try:
         with open(fd, "wb") as f:
             buckets = _Buckets(f, path, partitioner.num_partitions, compress, key_subs(partitioner) if counted else 1,
-                               hold=min(_HOLD_MAX, max(_HOLD_MIN, mem_bytes // 16)))
+                               hold=_hold(mem_bytes, partitioner.num_partitions))
             if merge_value is not None:
                 _combine(records, ops, buckets, budget, partitioner, create, merge_value, probe)
             else:
@@ -513,7 +513,14 @@ def write_map_output(records: Iterable[Any], root: str, shuffle_id: int, map_id:
     return path, sent_bitmap(buckets.sent, partitioner.num_partitions)
 
 
-_HOLD_MIN = 1 << 18     # bytes of packed chunks a map task holds before it writes them (a 16th of its budget)
+def _hold(mem_bytes: int, reducers: int) -> int:
+    """Bytes of packed chunks a map task holds before it writes them as a segment: a 16th of its budget,
+    but at least 64 times the segment's offsets (whose index the task keeps to the end, and each reducer
+    reads a pair of a segment), within ``[_HOLD_MIN, _HOLD_MAX]``."""
+    return min(_HOLD_MAX, max(_HOLD_MIN, mem_bytes // 16, 64 * 8 * (reducers + 1)))
+
+
+_HOLD_MIN = 1 << 18
 _HOLD_MAX = 1 << 24
 
 
@@ -642,7 +649,8 @@ def shuffle_chunks(shuffle_id: int, locations: list[dict], reduce_id: int,
     """
     # None: the driver learnt the output was lost after this task was made (a lost executor)
     gone = [(m, None if loc is None else loc["path"]) for m, loc in enumerate(locations)
-            if loc is None or (not loc.get("nothing") and _is_local(loc, here) and not os.path.exists(loc["path"]))]
+            if loc is None or (not loc.get("nothing") and holds(loc, reduce_id) and _is_local(loc, here)
+                               and not os.path.exists(loc["path"]))]
     if gone:
         m = gone[0][0]
         host = (locations[m] or {}).get("host", "?")
@@ -686,26 +694,30 @@ def sent_bitmap(sent: Iterable[int], reducers: int) -> bytes:
 
 def locations_for(locations: list[dict | None], needed: Iterable[int]) -> list[dict | None]:
     """``locations`` as a task that reads reducers ``needed`` gets them: an output whose ``"sent"`` bitmap
-    holds none of them is ``SENT_NOTHING`` (not read, nor looked for); the others without their bitmap,
-    but with the reducers of ``needed`` it sent nothing as ``"empty"`` (a task reading several reducers:
-    a coalesce of a shuffle's partitions), so that a reader tells a bucket never written from a lost one
-    by its location alone; a lost one (None) stays None."""
-    needed = sorted(needed)
+    holds none of them is ``SENT_NOTHING`` (not read, nor looked for); the others as they are, but without
+    their bitmap when the task reads one reducer (it holds something for it); a task reading several (a
+    coalesce of a shuffle's partitions) keeps it, to tell a bucket never written (not asked for) from a
+    lost one (:func:`holds`). A lost one (None) stays None."""
+    wanted = [(r >> 3, 1 << (r & 7)) for r in needed]
     out: list[dict | None] = []
     for loc in locations:
         if loc is None or "sent" not in loc:
             out.append(loc)
             continue
         sent = loc["sent"]
-        empty = [r for r in needed if (r >> 3) >= len(sent) or not sent[r >> 3] & (1 << (r & 7))]
-        if len(empty) == len(needed):
+        if not any(byte < len(sent) and sent[byte] & bit for byte, bit in wanted):
             out.append(SENT_NOTHING)
-            continue
-        given = {k: v for k, v in loc.items() if k != "sent"}
-        if empty:
-            given["empty"] = empty
-        out.append(given)
+        elif len(wanted) == 1:
+            out.append({k: v for k, v in loc.items() if k != "sent"})
+        else:
+            out.append(loc)
     return out
+
+
+def holds(location: dict, reduce_id: int) -> bool:
+    """The map output at ``location`` holds something for this reducer (as far as its location says)."""
+    sent = location.get("sent")
+    return sent is None or ((reduce_id >> 3) < len(sent) and bool(sent[reduce_id >> 3] & (1 << (reduce_id & 7))))
 
 
 SENT_NOTHING = {"nothing": True}     # a map output's location for a reducer it sent nothing
@@ -715,7 +727,7 @@ def read_bucket(location: dict, shuffle_id: int, map_id: int, reduce_id: int) ->
     """The chunks one map output holds for one reducer; FetchFailed if it is gone (or damaged)."""
     path = location["path"]
     host = location.get("host", "?")
-    if reduce_id in location.get("empty", ()):
+    if not holds(location, reduce_id):
         return iter(())      # this map sent nothing to this reducer
 
     def chunks() -> Iterator[list | Keys]:
@@ -734,7 +746,7 @@ def fetch_bucket(locations: list[dict], shuffle_id: int, map_id: int, reduce_id:
     held is gone (its executor or machine is), and FetchFailed names them all.
     """
     loc = locations[map_id]
-    if reduce_id in loc.get("empty", ()):
+    if not holds(loc, reduce_id):
         return iter(())      # this map sent nothing to this reducer
     url, host = f"{loc['url']}/{reduce_id}", loc.get("host", "?")
 

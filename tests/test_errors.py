@@ -698,6 +698,32 @@ def test_ctrl_c_again_and_again_while_a_context_stops_is_handled_once_it_has_sto
     assert not [n for n in os.listdir(tmp_path) if n.startswith("gopark-")], os.listdir(tmp_path)
 
 
+CTRL_C_THEN_SIGTERM_IN_STOP = """
+import os, signal
+from gopark import Context
+from gopark.scheduler import process
+stopping = process.ProcessBackend.stop
+def stop_under_signals(self):
+    os.kill(os.getpid(), signal.SIGINT)
+    os.kill(os.getpid(), signal.SIGTERM)
+    stopping(self)
+process.ProcessBackend.stop = stop_under_signals
+try:
+    Context("process:2", quiet=True).stop()
+except KeyboardInterrupt:
+    print("only the Ctrl-C was handled", flush=True)
+"""
+
+
+def test_a_sigterm_held_with_a_ctrl_c_while_a_context_stops_still_ends_the_app(tmp_path):
+    """Both held during stop(): SIGTERM is handled first (exit 143), not lost behind the KeyboardInterrupt
+    that Ctrl-C's handler raises."""
+    run = subprocess.run([sys.executable, "-c", CTRL_C_THEN_SIGTERM_IN_STOP], capture_output=True, text=True,
+                         timeout=120, env=dict(os.environ, TMPDIR=str(tmp_path)))
+    assert run.returncode == 128 + signal.SIGTERM and not run.stdout, (run.returncode, run.stdout, run.stderr)
+    assert not [n for n in os.listdir(tmp_path) if n.startswith("gopark-")], os.listdir(tmp_path)
+
+
 def test_every_error_kind_is_importable_from_gopark_and_is_a_goparkerror(ctx, tmp_path):
     """An app catches gopark's errors by the names `gopark` exports, one base for all, each also the builtin
     kind it is (a missing input is a FileNotFoundError)."""
