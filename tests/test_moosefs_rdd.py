@@ -171,6 +171,11 @@ def test_num_splits_of_a_file_within_a_chunk_is_exact_as_on_a_local_disk(env: En
             local = ctx.textFile(str(tmp_path / f"f{size}.txt"), numSplits=n)
             assert on_mfs.getNumPartitions() == local.getNumPartitions() == n, (size, n)
             assert on_mfs.glom().collect() == local.glom().collect()
+        names = ["f307200.txt", "f5000.txt", "f1048583.txt"]      # several files: planned together
+        on_mfs = ctx.textFile([env.url(f"nsplits/{name}") for name in names], numSplits=5)
+        local = ctx.textFile([str(tmp_path / name) for name in names], numSplits=5)
+        assert on_mfs.getNumPartitions() == local.getNumPartitions()
+        assert on_mfs.glom().collect() == local.glom().collect()
 
 
 @pytest.mark.parametrize("master", ["local", "process:2"])

@@ -60,15 +60,18 @@ def _is_moosefs(path: str) -> bool:
     return moosefs.is_mfs_path(path)
 
 
-def _plan_moosefs(path: str, split_size: int | None, num_splits: int | None) -> list[dict]:
-    """MooseFS splits, with its errors as gopark's input errors (one line each).
+def _plan_moosefs(paths: list[str], split_size: int | None, num_splits: int | None) -> list[dict]:
+    """The MooseFS splits of ``paths``, planned together, with the client's errors as gopark's input errors
+    (one line each).
 
     Splits never span chunks; ``numSplits`` asks for smaller ones when the
     chunks give fewer (see :func:`_cut_into_shares`).
     """
     from gopark.io import moosefs
-    with _moosefs_errors("textFile", path):
-        splits = moosefs.plan_splits(path, split_size)
+    splits = []
+    for path in paths:
+        with _moosefs_errors("textFile", path):
+            splits += moosefs.plan_splits(path, split_size)
     if num_splits and not split_size and len(splits) < num_splits:
         splits = _cut_into_shares(splits, num_splits)
     return splits
@@ -195,8 +198,10 @@ def plan_splits(path: str | list[str], split_size: int | None = None, num_splits
         raise ValueError(f"textFile: splitSize must be a positive number of bytes, not {split_size!r}")
     partition_count(num_splits, "textFile: numSplits")
     paths = [local_path(p) for p in paths]
-    if any(_is_moosefs(p) for p in paths):      # each path planned alone: MooseFS ones by their chunks
-        return [split for p in paths for split in (_plan_moosefs(p, split_size, num_splits) if _is_moosefs(p)
+    if all(_is_moosefs(p) for p in paths):      # by their chunks, planned together as local paths are
+        return _plan_moosefs(paths, split_size, num_splits)
+    if any(_is_moosefs(p) for p in paths):      # a mix: each path planned alone
+        return [split for p in paths for split in (_plan_moosefs([p], split_size, num_splits) if _is_moosefs(p)
                                                    else _plan_local([p], split_size, num_splits, parallelism))]
     return _plan_local(paths, split_size, num_splits, parallelism)
 
