@@ -407,16 +407,22 @@ _TRAILER = struct.Struct("<QII")
 _OFFSETS = struct.Struct("<QQ")
 
 
-def bucket_ranges(fd: int, reduce_id: int, name: str) -> list[tuple[int, int]]:
-    """Where one reducer's chunks lie in a map output (open as ``fd``): a (start, end) byte range for each
-    segment that holds some. Read with ``pread``: a few system calls, no seek. OSError if the file is not a
-    whole map output."""
+def _trailer(fd: int, name: str) -> tuple[int, int, int]:
+    """(index start, segments, reducers) of the map output open as ``fd``; OSError if it is not whole."""
     size = os.fstat(fd).st_size
     if size < _TRAILER.size:
         raise OSError(f"truncated map output {name}")
     index_start, segments, reducers = _TRAILER.unpack(os.pread(fd, _TRAILER.size, size - _TRAILER.size))
     if index_start + segments * (reducers + 1) * 8 + _TRAILER.size != size:
         raise OSError(f"truncated or corrupt map output {name}")
+    return index_start, segments, reducers
+
+
+def bucket_ranges(fd: int, reduce_id: int, name: str) -> list[tuple[int, int]]:
+    """Where one reducer's chunks lie in a map output (open as ``fd``): a (start, end) byte range for each
+    segment that holds some. Read with ``pread``: a few system calls, no seek. OSError if the file is not a
+    whole map output."""
+    index_start, segments, reducers = _trailer(fd, name)
     if not 0 <= reduce_id < reducers:
         raise OSError(f"map output {name} has {reducers} reducers, not reducer {reduce_id}")
     ranges = []
@@ -459,8 +465,7 @@ def read_output(path: str, reduce_id: int) -> Iterator[list | Keys]:
 def output_reducers(path: str) -> int:
     """How many reducers the map output file ``path`` was written for (by its trailer)."""
     with open(path, "rb") as f:
-        f.seek(-_TRAILER.size, os.SEEK_END)
-        return _TRAILER.unpack(f.read(_TRAILER.size))[2]
+        return _trailer(f.fileno(), path)[2]
 
 
 def read_ranges(fd: int, ranges: list[tuple[int, int]], name: str) -> Iterator[list | Keys]:
@@ -658,7 +663,8 @@ def shuffle_chunks(shuffle_id: int, locations: list[dict], reduce_id: int,
     return itertools.chain.from_iterable(
         read_bucket(loc, shuffle_id, m, reduce_id) if _is_local(loc, here)
         else fetch_bucket(locations, shuffle_id, m, reduce_id)
-        for m, loc in enumerate(locations) if not loc.get("nothing"))     # type: ignore[union-attr]
+        for m, loc in enumerate(locations)
+        if not loc.get("nothing") and holds(loc, reduce_id))     # type: ignore[union-attr, arg-type]
 
 
 def _is_local(location: dict, here: str | None) -> bool:
@@ -698,16 +704,14 @@ def locations_for(locations: list[dict | None], needed: Iterable[int]) -> list[d
     their bitmap when the task reads one reducer (it holds something for it); a task reading several (a
     coalesce of a shuffle's partitions) keeps it, to tell a bucket never written (not asked for) from a
     lost one (:func:`holds`). A lost one (None) stays None."""
-    wanted = [(r >> 3, 1 << (r & 7)) for r in needed]
+    needed = list(needed)
     out: list[dict | None] = []
     for loc in locations:
         if loc is None or "sent" not in loc:
             out.append(loc)
-            continue
-        sent = loc["sent"]
-        if not any(byte < len(sent) and sent[byte] & bit for byte, bit in wanted):
+        elif not any(holds(loc, r) for r in needed):
             out.append(SENT_NOTHING)
-        elif len(wanted) == 1:
+        elif len(needed) == 1:
             out.append({k: v for k, v in loc.items() if k != "sent"})
         else:
             out.append(loc)
@@ -727,8 +731,6 @@ def read_bucket(location: dict, shuffle_id: int, map_id: int, reduce_id: int) ->
     """The chunks one map output holds for one reducer; FetchFailed if it is gone (or damaged)."""
     path = location["path"]
     host = location.get("host", "?")
-    if not holds(location, reduce_id):
-        return iter(())      # this map sent nothing to this reducer
 
     def chunks() -> Iterator[list | Keys]:
         try:
@@ -746,8 +748,6 @@ def fetch_bucket(locations: list[dict], shuffle_id: int, map_id: int, reduce_id:
     held is gone (its executor or machine is), and FetchFailed names them all.
     """
     loc = locations[map_id]
-    if not holds(loc, reduce_id):
-        return iter(())      # this map sent nothing to this reducer
     url, host = f"{loc['url']}/{reduce_id}", loc.get("host", "?")
 
     def chunks() -> Iterator[list | Keys]:
