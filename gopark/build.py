@@ -256,6 +256,8 @@ def build(script: str, output: str | None = None, name: str | None = None, onedi
     try:
         PyInstaller.__main__.run(args)
     except SystemExit as exc:
+        if exc.code == "Aborted by user request.":    # PyInstaller's word for a Ctrl-C
+            raise KeyboardInterrupt from None
         if exc.code not in (0, None):
             raise BuildError(f"PyInstaller failed (exit {exc.code}); see its messages above") from None
     finally:

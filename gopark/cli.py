@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 
 import gopark
@@ -20,7 +21,14 @@ def _build(args: argparse.Namespace) -> int:
     except BuildError as exc:
         print(f"gopark build: error: {exc}", file=sys.stderr)
         return 1
-    print(f"built {os.path.relpath(result.path)}  {result.size / 2**20:.1f} MiB  "
+    except KeyboardInterrupt:
+        print("gopark build: interrupted", file=sys.stderr)
+        return 128 + signal.SIGINT
+    # a path to run it by: as -o gave it when absolute, else from here ("./app", "../bin/app")
+    shown = result.path if os.path.isabs(args.output or "") else os.path.relpath(result.path)
+    if os.sep not in shown:
+        shown = os.path.join(".", shown)
+    print(f"built {shown}  {result.size / 2**20:.1f} MiB  "
           f"sha256 {result.sha256}  ({result.seconds:.1f}s)")
     return 0
 

@@ -58,9 +58,25 @@ def _remove_stale_work_dirs() -> None:
 def _one_line_errors(exc_type: type, exc: BaseException, tb: Any) -> None:
     """gopark's input errors, not caught by the app, print as one line, not a traceback."""
     if isinstance(exc, GoparkError) and not isinstance(exc, JobError):
-        print(f"gopark: error: {exc}", file=sys.stderr)
+        where = _app_line(tb)
+        print(f"gopark: error: {exc}" + (f" (at {where})" if where else ""), file=sys.stderr)
         return
     sys.__excepthook__(exc_type, exc, tb)
+
+
+def _app_line(tb: Any) -> str | None:
+    """``file:line`` of the app's frame that called into gopark in ``tb`` (the call that received the bad
+    input), if any."""
+    found = None
+    while tb is not None:
+        module = tb.tb_frame.f_globals.get("__name__") or ""
+        if module.partition(".")[0] in ("gopark", "launcher"):
+            if found:
+                return found
+        else:
+            found = f"{os.path.basename(tb.tb_frame.f_code.co_filename)}:{tb.tb_lineno}"
+        tb = tb.tb_next
+    return None
 
 
 class Context:
@@ -375,7 +391,7 @@ class Context:
 
     def _check_running(self) -> None:
         if self._stopped:
-            raise GoparkError("this Context is stopped")
+            raise GoparkError("this Context is stopped: make a new Context to run more jobs")
         if self.options.help:   # --help: options were shown, the app's parser did not exit
             self.stop()
             raise SystemExit(0)

@@ -301,12 +301,17 @@ def signals_deferred() -> Iterator[None]:
     """SIGINT and SIGTERM held while the block runs, then handled as they would have been (each once): for
     a start or a stop that a signal must not cut in the middle (a socket made but not yet kept, an import
     half done, a folder half removed, left for ever). Only in the main thread: elsewhere no signal
-    interrupts anything."""
+    interrupts anything. A SIGINT while a KeyboardInterrupt is being handled is dropped (see below).
+    """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     caught: list[int] = []
     held = {}
+    # a Ctrl-C already being handled (a job's or a stop's clean-up as a KeyboardInterrupt goes up): one that
+    # comes while the block runs is the same press (a frozen app's launcher passes the terminal's on to the
+    # app, which got it too) or one more of it, not a second KeyboardInterrupt for the app
+    interrupted = isinstance(sys.exc_info()[1], KeyboardInterrupt)
     for sig in (signal.SIGINT, signal.SIGTERM):
         handler = signal.getsignal(sig)
         if handler is not signal.SIG_IGN and handler is not None:      # (None: not set from Python)
@@ -314,13 +319,17 @@ def signals_deferred() -> Iterator[None]:
             signal.signal(sig, lambda signum, frame: caught.append(signum))
     try:
         yield
+    except KeyboardInterrupt:
+        interrupted = True
+        raise
     finally:
         for sig, handler in held.items():
             signal.signal(sig, handler)
         # each once, its own handler now (the default ends the process, as it would have); SIGTERM first:
         # its handler ends the app, which a KeyboardInterrupt raised first would have kept it from seeing
         for sig in sorted(set(caught), key=lambda s: s != signal.SIGTERM):
-            signal.raise_signal(sig)
+            if not (sig == signal.SIGINT and interrupted and held[sig] is signal.default_int_handler):
+                signal.raise_signal(sig)
 
 
 _PR_SET_PDEATHSIG = 1

@@ -10,6 +10,7 @@ import dataclasses
 import os
 import re
 import sys
+import warnings
 from typing import Any, NoReturn
 
 from gopark.errors import ConfigError, InputNotFound
@@ -88,7 +89,7 @@ def parse_master(master: str) -> Master:
     m = master.strip()
     if m == "local":
         return Master("local")
-    if m.startswith("local:"):   # not a Mesos master on a host called "local"
+    if m.startswith(("local:", "local[")):   # not a Mesos master on a host called "local"; Spark's local[N]
         raise ConfigError(f"bad master {master!r}: local mode runs tasks in the driver, one at a time; "
                           "for N worker processes use process:N")
     if m == "process" or m.startswith("process:"):
@@ -141,11 +142,13 @@ def _slips(word: str) -> set[str]:
 
 def _refuse_a_mistyped_mode(master: str, hostport: str) -> None:
     """ConfigError for a ``host:port`` master that is a mistyped mode (``procss:2``, ``lcoal:1``,
-    ``Process:4``, ``mesos:5``) rather than a Mesos master, saying which mode was meant.
+    ``Process:4``, ``mesos:5``, ``processes:2``, ``proc:2``) rather than a Mesos master, saying which mode
+    was meant.
 
     Only a host of letters alone is looked at (not ``localhost``; no dot, digit or dash: not
     ``mesos-master``, ``node1``, ``10.0.0.1``), and only a mode name (in any case) or that name with one
-    slip (see :func:`_slips`) is refused. ``mesos`` itself is a usual name of the Mesos master's host (a
+    slip (see :func:`_slips`) is refused, or below port 1024, a mode's start of 4 letters or more or a
+    mode with letters added. ``mesos`` itself is a usual name of the Mesos master's host (a
     Docker Compose service), and names near it may be hosts too: ``mesos:5050`` and ``meso:5050`` are
     Mesos masters; ``mesos:N`` or ``meoss:N`` below port 1024, where no Mesos master listens, are not.
     A Mesos master on a host so named is still given as ``mesos://host:port``.
@@ -154,7 +157,8 @@ def _refuse_a_mistyped_mode(master: str, hostport: str) -> None:
     name, low = host.lower(), int(port) < _LOW_PORTS
     if not host.isascii() or not host.isalpha() or name == "localhost":
         return
-    meant = next((mode for mode in _MODES if name == mode or name in _slips(mode)), None)
+    meant = next((mode for mode in _MODES if name == mode or name in _slips(mode)
+                  or (low and len(name) >= 4 and (name.startswith(mode) or mode.startswith(name)))), None)
     if meant is None or (meant == "mesos" and not low):     # mesos:5050, meso:5050: a host that may be one
         return
     if name == "mesos":
@@ -195,6 +199,27 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("-v", "--verbose", action="store_true", default=None, help="log what the scheduler does")
     p.add_argument("--help", action="store_true", help="show gopark's options")
     return p
+
+
+class MistypedOptionWarning(UserWarning):
+    """An argument left to the app that looks like a gopark option spelled wrong (``--mastr``, ``--Master``)."""
+
+
+def _warn_of_mistyped_options(rest: list[str]) -> None:
+    """Warn of each argument of ``rest`` (left to the app) that is a gopark option in another case or with
+    one slip of the fingers (:func:`_slips`): the app may take it, but more likely the run goes on with
+    gopark's default (local mode, say) where the user asked for another."""
+    options = [o for action in _parser()._actions for o in action.option_strings if o.startswith("--")]
+    for arg in rest:
+        if arg == "--":
+            break
+        name = arg.partition("=")[0]
+        if not name.startswith("--") or name in options:
+            continue
+        meant = next((o for o in options if name.lower() == o or name[2:] in _slips(o[2:])), None)
+        if meant is not None:
+            warnings.warn(f"{name} is not a gopark option (did you mean {meant}?); it is left to the app",
+                          MistypedOptionWarning, stacklevel=4)
 
 
 def help_text() -> str:
@@ -296,6 +321,8 @@ def from_argv(argv: list[str] | None = None, **given: Any) -> Options:
             print(help_text())
         # where the app had it, among its own arguments
         rest.insert(len(_parser().parse_known_args(args[1:args.index("--help", 1)])[1]), "--help")
+    if argv is None:
+        _warn_of_mistyped_options(rest)
     args[1:] = rest
     values = {k: v for k, v in vars(parsed).items() if v is not None and k != "conf"}
     if isinstance(values.get("mem"), float) and values["mem"].is_integer():

@@ -372,8 +372,8 @@ def check_importable(ref: list, what: str) -> None:
         ref = ref[1]
     if ref[0] == "r" and ref[2] == "__main__" and main_module_name() is None:
         raise TypeError(f"{what} got {ref[1]!r}, registered in an interactive session (python -c, a script piped "
-                        "to python -, a notebook), which worker processes cannot import: run it with -m local, "
-                        "or move it into a module or a script file")
+                        "to python -, a notebook), which worker processes cannot import: use local mode "
+                        "(-m local, or Context('local')), or move it into a module or a script file")
     if ref[0] != "r" or _importable(ref[2], worker_path()):
         return
     fn = _registry.get(ref[1])
@@ -514,7 +514,8 @@ def lookup(name: str, module: str | None = None) -> Callable[..., Any]:
     fn = _registry.get(name)
     if fn is None and module == "__main__":
         raise LookupError(f"{name!r} was registered in an interactive session (no script file), which other "
-                          "processes cannot import: run it with -m local, or move it into a module")
+                          "processes cannot import: use local mode (-m local, or Context('local')), "
+                          "or move it into a module")
     if fn is None and module:
         _import_module_for(module)
         fn = _registry.get(name)

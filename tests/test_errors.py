@@ -724,6 +724,39 @@ def test_a_sigterm_held_with_a_ctrl_c_while_a_context_stops_still_ends_the_app(t
     assert not [n for n in os.listdir(tmp_path) if n.startswith("gopark-")], os.listdir(tmp_path)
 
 
+CTRL_C_TWICE_IN_A_JOB = """
+import os, signal, threading, time
+from gopark import Context, register_func
+from gopark.scheduler import process
+@register_func
+def slow(x):
+    time.sleep(0.2)
+    return x
+cancelling = process.ProcessBackend.cancel
+def cancel_under_ctrl_c(self, tids):
+    os.kill(os.getpid(), signal.SIGINT)   # the same Ctrl-C again (a frozen app's launcher passes it on)
+    cancelling(self, tids)
+process.ProcessBackend.cancel = cancel_under_ctrl_c
+if __name__ == "__main__":
+    with Context("process:2", quiet=True) as ctx:
+        threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT)).start()
+        ctx.parallelize(range(100), 20).map(slow).count()
+"""
+
+
+def test_a_ctrl_c_that_comes_twice_interrupts_a_job_once(tmp_path):
+    """A second SIGINT while the job's clean-up and the Context's stop run for the first (a frozen app gets
+    the terminal's and its launcher's) is the same Ctrl-C: one KeyboardInterrupt traceback, not a second
+    one "during handling of the above exception"; nothing left behind."""
+    app = tmp_path / "twice.py"
+    app.write_text(CTRL_C_TWICE_IN_A_JOB)
+    run = subprocess.run([sys.executable, str(app)], capture_output=True, text=True, timeout=120,
+                         env=dict(os.environ, TMPDIR=str(tmp_path)))
+    assert run.returncode == -signal.SIGINT, (run.returncode, run.stderr)    # as Python ends on a Ctrl-C
+    assert run.stderr.count("KeyboardInterrupt") == 1 and "During handling" not in run.stderr, run.stderr
+    assert not [n for n in os.listdir(tmp_path) if n.startswith("gopark-")], os.listdir(tmp_path)
+
+
 def test_every_error_kind_is_importable_from_gopark_and_is_a_goparkerror(ctx, tmp_path):
     """An app catches gopark's errors by the names `gopark` exports, one base for all, each also the builtin
     kind it is (a missing input is a FileNotFoundError)."""

@@ -81,7 +81,7 @@ def processes_with_env(name: str, value: str) -> list[int]:
 
 def test_build_prints_path_size_sha256_and_leaves_the_source_folder_clean(builds: dict[str, str]) -> None:
     line = builds["app_build_stdout"].strip().splitlines()[-1]
-    assert line.startswith("built ") and "MiB" in line and "sha256 " in line
+    assert line.startswith(f"built {builds['app']}  ") and "MiB" in line and "sha256 " in line   # -o's path
     sha = line.split("sha256 ")[1].split()[0]
     assert len(sha) == 64
     assert sorted(os.listdir(os.path.dirname(FROZEN_APP))) == ["frozen_app.py", "mesos_app.py"]  # no build files
@@ -152,6 +152,7 @@ def test_an_app_whose_file_name_is_no_module_name_builds_and_runs(tmp_path) -> N
                    "        except JobError as e:\n            print(e.func_name)\n")
     built = gopark_build(str(app), cwd=str(tmp_path))
     assert built.returncode == 0, built.stderr
+    assert built.stdout.split()[:2] == ["built", "./word-count.v2"], built.stdout     # a path to run it by
     # the functions' names are the same frozen and not (SPEC section 2): the module name made of the file's
     for command in ([str(tmp_path / "word-count.v2")], [sys.executable, str(app)]):
         ran = subprocess.run([*command, "-m", "process:2", "-q", "in.txt"], capture_output=True,

@@ -91,13 +91,16 @@ def test_a_script_that_also_imports_itself_keeps_its_functions(tmp_path: str) ->
 
 MISTYPED = [("procss:2", "'process:2'"), ("proces:4", "'process:4'"), ("porcess:3", "'process:3'"),
             ("proccess:8", "'process:8'"), ("Process:4", "'process:4'"), ("lcoal:1", "'local'"),
-            ("locla:2", "'local'"), ("LOCAL:1", "'local'"), ("meoss:50", "'mesos'"), ("mesos:5", "'mesos'")]
+            ("locla:2", "'local'"), ("LOCAL:1", "'local'"), ("meoss:50", "'mesos'"), ("mesos:5", "'mesos'"),
+            # below port 1024, a mode's start or a mode with letters added
+            ("processes:2", "'process:2'"), ("proc:2", "'process:2'"), ("locals:3", "'local'")]
 # hosts of Mesos masters: a dot, a digit or a dash, not a mode name one slip away, or 'mesos' (one slip
 # away or not) at a port of 1024 or above; and any host given as mesos://
 MESOS_HOSTS = ["master:5050", "node1:5050", "mesos-master:5050", "mesos:5050", "Mesos:5050", "mesos1:5050",
                "localhost:5050", "local.example.com:5050", "10.0.0.1:5050", "focal:5050", "meson:5050",
                "meoss:5050", "meso:5050", "mess:5050",        # near 'mesos', at a port a master may have
-               "prowess:5050", "progress:5050", "mesos://procss:2", "mesos://lcoal:5050"]
+               "prowess:5050", "progress:5050", "mesos://procss:2", "mesos://lcoal:5050",
+               "processes:5050", "procs:5050"]
 
 
 @pytest.mark.parametrize(("master", "meant"), MISTYPED)
@@ -117,6 +120,12 @@ def test_a_mesos_master_on_a_short_host_name_is_still_one(master: str) -> None:
     with pytest.raises(ConfigError) as info:     # unfrozen: a Mesos master is known, and refused for that
         Context(master, quiet=True)
     assert "-m mesos runs a frozen app: build it first" in str(info.value)
+
+
+@pytest.mark.parametrize("master", ["local[2]", "local[*]", "local:2"])
+def test_sparks_local_n_is_refused_pointing_at_process_n(master: str) -> None:
+    with pytest.raises(ConfigError, match=r"for N worker processes use process:N"):
+        Context(master, quiet=True)
 
 
 def run_wc_app(*args: str, cwd: str) -> subprocess.CompletedProcess:
@@ -155,6 +164,33 @@ def test_a_bad_value_of_a_conf_file_names_the_file_unless_an_argument_replaces_i
         assert ctx.options.mem == 100
     with pytest.raises(ConfigError, match="^cpus must be a positive number, not 0$"):      # the argument's own
         Context(conf=str(conf), mem=100, quiet=True, parallel=2, master="local", cpus=0)
+
+
+@pytest.mark.parametrize(("given", "meant"), [(["--mastr", "process:2"], "--master"),
+                                           (["--Master=process:2"], "--master"), (["--verbos"], "--verbose"),
+                                           (["--max-failure", "2"], "--max-failures")])
+def test_a_mistyped_gopark_option_is_left_to_the_app_with_a_warning(tmp_path, given: list[str], meant: str) -> None:
+    """An argument one slip (or a case) away from a gopark option is the app's, as every unknown one is, but
+    it is said: the run would otherwise go on silently with gopark's default (local mode for --mastr)."""
+    (tmp_path / "words.txt").write_text("a b a\n")
+    result = run_wc_app(str(tmp_path / "words.txt"), *given, "-q", cwd=str(tmp_path))
+    assert result.returncode == 0 and f"args {[str(tmp_path / 'words.txt'), *given]}" in result.stdout, result.stderr
+    assert f"MistypedOptionWarning: {given[0].partition('=')[0]} is not a gopark option (did you mean {meant}?)" \
+        in result.stderr, result.stderr
+    app_own = run_wc_app(str(tmp_path / "words.txt"), "--tag", "x", "--memo", "-q", cwd=str(tmp_path))
+    assert app_own.returncode == 0 and "Warning" not in app_own.stderr, app_own.stderr
+
+
+def test_an_input_error_line_says_where_the_app_made_the_call(tmp_path) -> None:
+    """The one error line of a gopark input error names the app's line that received the bad input."""
+    app = tmp_path / "stopped_app.py"
+    app.write_text("from gopark import Context\nwith Context('local') as ctx:\n    rdd = ctx.parallelize([1])\n"
+                   "rdd.count()\n")
+    result = subprocess.run([sys.executable, str(app)], capture_output=True, text=True, timeout=60,
+                            env=dict(os.environ, PYTHONPATH=ROOT))
+    assert result.returncode == 1
+    assert result.stderr.strip() == ("gopark: error: this Context is stopped: make a new Context to run more jobs "
+                                     "(at stopped_app.py:4)"), result.stderr
 
 
 def test_a_mesos_master_on_the_command_line_is_still_one(tmp_path) -> None:

@@ -61,7 +61,7 @@ import weakref
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from gopark import actions, registry, serialize, shared
+from gopark import actions, ops, registry, serialize, shared
 from gopark.errors import JobError, job_error
 from gopark.progress import Progress
 from gopark.rdd import RDD, ShuffleDependency, call_site, lineage, lineage_to_wire
@@ -252,10 +252,11 @@ class DAGScheduler:
                 if job.error is None:
                     self.progress.stage_done(final.id)
             finally:
-                if job.tasks:   # the job failed or was interrupted: its tasks still out are not wanted
-                    self.backend.cancel(list(job.tasks))
-                self.job = None
-                self.progress.job_ended()
+                with ops.signals_deferred():    # a second Ctrl-C must not cut this short
+                    if job.tasks:   # the job failed or was interrupted: its tasks still out are not wanted
+                        self.backend.cancel(list(job.tasks))
+                    self.job = None
+                    self.progress.job_ended()
             log.debug("job: %s %s", final.name, "failed" if job.error else "done")
             if job.error is not None:
                 raise job.error
