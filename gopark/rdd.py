@@ -1337,14 +1337,9 @@ class RDD:
                 raise TypeError(f"saveAsTextFile: {name} is True or False, not {flag!r:.100}")
         if overwrite:
             _refuse_to_overwrite_an_input(self, path)
-        path = text.prepare_output(path, overwrite)
-        try:
-            names = self.ctx.runJob(self, ["save", path, compress])
-        except BaseException:
-            text.abort_output(path)      # a failed job leaves the folder empty, as Spark's committer does
-            raise
-        text.finish_output(path)
-        return [os.path.join(path, name) for name in names]
+        with text.OutputFolder(path, overwrite) as out:     # emptied after a failure, as Spark's committer does
+            names = self.ctx.runJob(self, ["save", out.path, compress])
+        return [os.path.join(out.path, name) for name in names]
 
 
 def _refuse_to_overwrite_an_input(rdd: RDD, path: str) -> None:

@@ -356,6 +356,84 @@ def test_a_save_whose_folder_is_removed_meanwhile_fails_with_a_job_error(ctx, tm
         ctx.parallelize(range(40), 4).map(partial(remove_folder_at_zero, out)).saveAsTextFile(out)
 
 
+def test_a_folder_another_job_is_writing_into_is_refused_and_left_alone(ctx, tmp_path):
+    """While another job holds the folder (its lock, as a running saveAsTextFile holds it), a save into it
+    is refused at once, even with overwrite=True, and what is there is not touched; once it is let go, the
+    save replaces it."""
+    import fcntl
+    out = tmp_path / "out"
+    ctx.parallelize(["old"], 1).saveAsTextFile(str(out))
+    held = os.open(out, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with pytest.raises(OutputExists, match="another job is writing into"):
+            ctx.parallelize(["new"], 1).saveAsTextFile(str(out), overwrite=True)
+        assert sorted(os.listdir(out)) == ["_SUCCESS", "part-00000"] and ctx.textFile(str(out)).collect() == ["old"]
+    finally:
+        os.close(held)
+    ctx.parallelize(["new"], 1).saveAsTextFile(str(out), overwrite=True)
+    assert ctx.textFile(str(out)).collect() == ["new"]
+
+
+OVERLAPPING_SAVE_APP = """
+import os, sys, time
+from gopark import Context, register_func
+@register_func
+def wait_for_go(folder, x):
+    if x == 0:
+        open(os.path.join(folder, "started"), "w").close()
+        while not os.path.exists(os.path.join(folder, "go")):
+            time.sleep(0.02)
+    return x
+if __name__ == "__main__":
+    folder, out, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    from functools import partial
+    with Context(quiet=True) as ctx:
+        ctx.parallelize(range(n), 4).map(partial(wait_for_go, folder)).saveAsTextFile(out, overwrite=True)
+    print("saved", n)
+"""
+
+
+def test_two_runs_saving_into_one_folder_at_once_never_mix_nor_lose_the_output(tmp_path):
+    """An overlapping run of an app (a scheduled job started again before the last one ended) writing the
+    same folder with overwrite=True: the second is refused with one line while the first writes; the
+    first's output is whole, marked _SUCCESS (before, each removed the other's part files: a folder holding
+    _SUCCESS alone, read back as no records)."""
+    import subprocess
+    import sys
+    import time
+    app = tmp_path / "overlap.py"
+    app.write_text(OVERLAPPING_SAVE_APP)
+    out = tmp_path / "out"
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    (tmp_path / "go").touch()
+    (tmp_path / "first").mkdir()
+    first = subprocess.Popen([sys.executable, str(app), str(tmp_path / "first"), str(out), "100", "-m", "process:2"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        deadline = time.monotonic() + 60
+        while not (tmp_path / "first" / "started").exists():
+            assert first.poll() is None and time.monotonic() < deadline, first.communicate()
+            time.sleep(0.02)
+        second = subprocess.run([sys.executable, str(app), str(tmp_path), str(out), "7", "-m", "local"],
+                                capture_output=True, text=True, timeout=120, env=env)
+        assert second.returncode == 1 and second.stdout == "", second
+        (line,) = second.stderr.strip().splitlines()
+        assert line.startswith(f"gopark: error: saveAsTextFile: another job is writing into {str(out)!r}"), line
+        (tmp_path / "first" / "go").touch()
+        stdout, stderr = first.communicate(timeout=120)
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.wait()
+    assert first.returncode == 0 and stdout == "saved 100\n", stderr
+    assert sorted(os.listdir(out)) == ["_SUCCESS"] + [f"part-{i:05d}" for i in range(4)]
+    lines = []
+    for i in range(4):
+        lines += (out / f"part-{i:05d}").read_text().splitlines()
+    assert lines == [str(i) for i in range(100)]
+
+
 def test_an_unreadable_input_is_named_and_no_function_is_blamed(ctx, tmp_path):
     """A corrupt .gz fails its task with gzip's error, naming the file, not 'in <last function>'."""
     from gopark import JobError

@@ -452,25 +452,97 @@ def read_blocks(f: BinaryIO, start: int, end: int | None) -> Iterator[str]:
 
 # --- output --------------------------------------------------------------------
 
-def prepare_output(path: str, overwrite: bool) -> str:
-    """Driver side of saveAsTextFile (``path`` checked by :func:`output_folder`): refuse a non-empty folder
-    unless ``overwrite``."""
-    path = os.path.abspath(local_path(path))
-    try:
-        if os.path.exists(path):
-            if not os.path.isdir(path):
+class OutputFolder:
+    """Driver side of saveAsTextFile: the folder the job writes into, held by it while it writes.
+
+    ``with OutputFolder(path, overwrite) as out:`` refuses a non-empty folder
+    unless ``overwrite`` (then empties it), makes ``_temporary``, and holds an
+    exclusive lock (``flock``) on the folder until the block ends, so that a
+    second job writing into it at the same time (an overlapping run of the same
+    app) is refused at once (OutputExists) instead of each removing the other's
+    part files. At the block's end: ``_SUCCESS`` (see :meth:`finish`), or after
+    an error, the part files written removed (:meth:`abort`), as Spark's
+    committer leaves a failed job's folder.
+    """
+
+    def __init__(self, path: str, overwrite: bool) -> None:
+        self.path = path = os.path.abspath(local_path(path))
+        self._fd: int | None = None
+        try:
+            if os.path.exists(path) and not os.path.isdir(path):
                 raise OutputExists(f"saveAsTextFile: {path!r} exists and is not a folder")
-            if os.listdir(path):
-                if not overwrite:
-                    raise OutputExists(f"saveAsTextFile: {path!r} is not empty (pass overwrite=True to replace it)")
-                shutil.rmtree(path)
-        os.makedirs(os.path.join(path, "_temporary"), exist_ok=True)
-    except OutputExists:
-        raise
-    except OSError as exc:        # under a file, no permission, a read-only file system...
-        where = f" ({exc.filename!r})" if exc.filename and exc.filename != path else ""
-        raise OutputNotWritable(f"saveAsTextFile: cannot write into {path!r}: {exc.strerror or exc}{where}") from None
-    return path
+            os.makedirs(path, exist_ok=True)
+            self._hold()
+            names = os.listdir(path)
+            if names and not overwrite:
+                raise OutputExists(f"saveAsTextFile: {path!r} is not empty (pass overwrite=True to replace it)")
+            for name in names:      # emptied, not removed: the lock is the folder's
+                _remove(os.path.join(path, name))
+            os.mkdir(os.path.join(path, "_temporary"))
+        except BaseException as exc:
+            self._release()
+            if isinstance(exc, OSError) and not isinstance(exc, OutputExists):  # under a file, no permission...
+                where = f" ({exc.filename!r})" if exc.filename and exc.filename != path else ""
+                raise OutputNotWritable(f"saveAsTextFile: cannot write into {path!r}: "
+                                        f"{exc.strerror or exc}{where}") from None
+            raise
+
+    def _hold(self) -> None:
+        """The folder's lock, or OutputExists if another job holds it (none where the file system has no locks)."""
+        import fcntl
+        fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise OutputExists(f"saveAsTextFile: another job is writing into {self.path!r} now") from None
+        except OSError:         # a file system with no locks (ENOLCK, EOPNOTSUPP): as before there were any
+            os.close(fd)
+            return
+        self._fd = fd
+
+    def _release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self) -> OutputFolder:
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        try:
+            if exc_type is None:
+                self.finish()
+            else:
+                self.abort()
+        finally:
+            self._release()
+
+    def abort(self) -> None:
+        """After the job failed: remove the part files written and ``_temporary`` (the folder was empty, and
+        no other job of gopark's wrote into it since: everything in it is this job's)."""
+        shutil.rmtree(os.path.join(self.path, "_temporary"), ignore_errors=True)
+        try:
+            names = os.listdir(self.path)
+        except OSError:          # removed meanwhile (by the app): nothing of this job's left to remove
+            return
+        for name in names:
+            if name.startswith("part-"):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(os.path.join(self.path, name))
+
+    def finish(self) -> None:
+        """After every partition is written: ``_SUCCESS`` last."""
+        shutil.rmtree(os.path.join(self.path, "_temporary"), ignore_errors=True)
+        with open(os.path.join(self.path, "_SUCCESS"), "wb"):
+            pass
+
+
+def _remove(path: str) -> None:
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path)
+    else:
+        os.unlink(path)
 
 
 def _line(record: Any) -> bytes:
@@ -504,26 +576,3 @@ def write_partition(path: str, split: int, attempt: int, records: Iterable[Any],
             os.unlink(tmp)
         raise
     return name
-
-
-def abort_output(path: str) -> None:
-    """Driver side, after the job failed: remove the part files written and ``_temporary``.
-
-    ``prepare_output`` found the folder empty, so everything in it is this job's.
-    """
-    shutil.rmtree(os.path.join(path, "_temporary"), ignore_errors=True)
-    try:
-        names = os.listdir(path)
-    except OSError:          # removed meanwhile (by the app): nothing of this job's left to remove
-        return
-    for name in names:
-        if name.startswith("part-"):
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(os.path.join(path, name))
-
-
-def finish_output(path: str) -> None:
-    """Driver side, after every partition is written: ``_SUCCESS`` last."""
-    shutil.rmtree(os.path.join(path, "_temporary"), ignore_errors=True)
-    with open(os.path.join(path, "_SUCCESS"), "wb"):
-        pass
