@@ -509,6 +509,16 @@ def _import_module_for(module: str) -> None:
             setattr(sys.modules[parent], child, mod)
 
 
+def source_lines(name: str) -> str | None:
+    """Where the body of the function registered as ``name`` is, as a traceback names a place:
+    ``File "app.py", line 7`` (``lines 7-9``); None if no Python function is registered so."""
+    code = getattr(_registry.get(name), "__code__", None)
+    if code is None:
+        return None
+    body = sorted({line for _, _, line in list(code.co_lines())[1:] if line is not None}) or [code.co_firstlineno]
+    return f'File "{code.co_filename}", ' + (f"line {body[0]}" if len(body) == 1 else f"lines {body[0]}-{body[-1]}")
+
+
 def lookup(name: str, module: str | None = None) -> Callable[..., Any]:
     """The function registered as ``name``, importing ``module`` first if needed."""
     fn = _registry.get(name)

@@ -272,7 +272,9 @@ def _failing_func(exc: BaseException) -> str | None:
     if name is None and exc.__cause__ is not None:      # e.g. StopIterationInTask: the function raised the cause
         return _failing_func(exc.__cause__)
     if inlined:
-        exc.add_note(f"(raised in {name}, which gopark ran inline: it has no frame of its own above)")
+        where = registry.source_lines(name)     # the app's lines, which the loop's frame above does not show
+        exc.add_note(f"(raised in {name}" + (f", {where}" if where else "")
+                     + ", which gopark ran inline: it has no frame of its own above)")
     return name
 
 
