@@ -107,6 +107,21 @@ def _cache_dir(script: str, name: str, onedir: bool) -> str:
     return os.path.join(root, f"{name}-{key}")
 
 
+#: days after which the work files of an app not built since are removed (by the next build of any app)
+KEEP_UNUSED_DAYS = 30
+
+
+def _forget_unused_caches(root: str) -> None:
+    """Remove the work folders (about 50 MB each) of apps not built for :data:`KEEP_UNUSED_DAYS` days: one
+    is kept for each app built (by path, name and kind), and the cache would otherwise only grow."""
+    oldest = time.time() - KEEP_UNUSED_DAYS * 86400
+    with os.scandir(root) as entries:
+        for entry in entries:
+            with contextlib.suppress(OSError):       # another build removing it, or using it, meanwhile
+                if entry.is_dir(follow_symlinks=False) and entry.stat().st_mtime < oldest:
+                    shutil.rmtree(entry.path)
+
+
 def _write_if_changed(path: str, text: str | bytes) -> str:
     """Write ``text`` unless the file holds it already (an unchanged mtime keeps PyInstaller's cache valid)."""
     data = text.encode() if isinstance(text, str) else text
@@ -234,6 +249,8 @@ def build(script: str, output: str | None = None, name: str | None = None, onedi
     _check_output(output, script)
     cache = _cache_dir(script, name, onedir)
     os.makedirs(cache, exist_ok=True)
+    os.utime(cache)                 # used now: see _forget_unused_caches
+    _forget_unused_caches(os.path.dirname(cache))
     if module != _stem(script):    # the app under its module name, beside the entry (where the build looks first)
         with open(script, "rb") as f:
             _write_if_changed(os.path.join(cache, f"{module}.py"), f.read())

@@ -101,6 +101,31 @@ def test_the_binary_carries_no_build_time_code(builds: dict[str, str]) -> None:
     assert not [n for n in archive.toc if "tkinter" in n or "tcl" in n.lower()]
 
 
+def test_a_build_in_its_own_cache_folder_forgets_apps_not_built_for_a_month(tmp_path) -> None:
+    """$GOPARK_BUILD_CACHE holds the work files; a build removes those of apps not built for 30 days
+    (about 50 MB each: the cache would only grow), and keeps the others."""
+    from gopark.build import KEEP_UNUSED_DAYS
+    cache = tmp_path / "cache"
+    old, recent = cache / "gone-0123456789abcdef", cache / "kept-0123456789abcdef"
+    for folder, days in ((old, KEEP_UNUSED_DAYS + 1), (recent, KEEP_UNUSED_DAYS - 1)):
+        (folder / "work").mkdir(parents=True)
+        (folder / "work" / "x").write_text("x")
+        when = time.time() - days * 86400
+        os.utime(folder, (when, when))
+    app = tmp_path / "tiny.py"
+    app.write_text("from gopark import Context\nif __name__ == '__main__':\n    with Context() as ctx:\n"
+                   "        print(ctx.parallelize(range(5)).count())\n")
+    built = subprocess.run([sys.executable, "-m", "gopark.cli", "build", str(app)], cwd=str(tmp_path),
+                           capture_output=True, text=True, timeout=600,
+                           env=dict(os.environ, GOPARK_BUILD_CACHE=str(cache)))
+    assert built.returncode == 0, built.stderr
+    assert not old.exists() and (recent / "work" / "x").exists()
+    assert [n for n in os.listdir(cache) if n.startswith("tiny-")]       # this app's, where the variable says
+    ran = subprocess.run([str(tmp_path / "tiny"), "-q"], capture_output=True, text=True, timeout=120,
+                         env=dict(os.environ, TMPDIR=str(tmp_path)))
+    assert ran.returncode == 0 and ran.stdout == "5\n", ran.stderr
+
+
 @pytest.mark.parametrize("content, message", [
     (None, "does not exist"),
     ("def broken(:\n    pass\n", "syntax error"),
