@@ -76,6 +76,7 @@ def check_app(script: str) -> str:
         raise BuildError(f"{script}: its file name is no Python module name, and {module}.py, the name the binary "
                          "would give it, is taken beside it: rename the app")
     _check_no_shadows(script)
+    _check_imports(tree, script)
     spec = importlib.util.find_spec(module) if module not in sys.modules else sys.modules[module].__spec__
     origin = getattr(spec, "origin", None)
     if spec is not None and origin and os.path.abspath(origin) != os.path.abspath(script):
@@ -85,6 +86,27 @@ def check_app(script: str) -> str:
 
 def _stem(script: str) -> str:
     return os.path.splitext(os.path.basename(script))[0]
+
+
+def _check_imports(tree: ast.Module, script: str) -> None:
+    """BuildError for a module the app imports at its top level (not in a ``try``) that is found neither
+    here nor beside it: the binary would carry nothing of it and fail as it starts, on every machine."""
+    import importlib.machinery
+    folder = os.path.dirname(os.path.abspath(script))
+    for node in tree.body:
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+            names = [node.module]
+        else:
+            continue
+        for name in names:
+            top = name.partition(".")[0]
+            if (top in sys.modules or importlib.machinery.PathFinder.find_spec(top, [folder]) is not None
+                    or importlib.util.find_spec(top) is not None):
+                continue
+            raise BuildError(f"{script}:{node.lineno}: imports {top!r}, which is not installed here (nor beside "
+                             "the app): the binary would fail as it starts; install it, then build")
 
 
 def _check_no_shadows(script: str) -> None:

@@ -113,8 +113,9 @@ def test_a_build_in_its_own_cache_folder_forgets_apps_not_built_for_a_month(tmp_
         when = time.time() - days * 86400
         os.utime(folder, (when, when))
     app = tmp_path / "tiny.py"
-    app.write_text("from gopark import Context\nif __name__ == '__main__':\n    with Context() as ctx:\n"
-                   "        print(ctx.parallelize(range(5)).count())\n")
+    (tmp_path / "tiny_helper.py").write_text("N = 5\n")            # a module beside it: found, bundled
+    app.write_text("from gopark import Context\nfrom tiny_helper import N\nif __name__ == '__main__':\n"
+                   "    with Context() as ctx:\n        print(ctx.parallelize(range(N)).count())\n")
     built = subprocess.run([sys.executable, "-m", "gopark.cli", "build", str(app)], cwd=str(tmp_path),
                            capture_output=True, text=True, timeout=600,
                            env=dict(os.environ, GOPARK_BUILD_CACHE=str(cache)))
@@ -134,6 +135,8 @@ def test_a_build_in_its_own_cache_folder_forgets_apps_not_built_for_a_month(tmp_
      "        return x\n", "badapp.py:3: a function is registered inside `if __name__"),
     ("import gopark\ndef g(x):\n    return x\nif __name__ == '__main__':\n    if True:\n"
      "        gopark.register_func(g)\n", "badapp.py:6: a function is registered inside"),
+    ("import os\nimport no_such_module_here.sub\nfrom gopark import Context\nContext()\n",
+     "badapp.py:2: imports 'no_such_module_here', which is not installed here"),
 ])
 def test_build_errors_are_one_line(tmp_path: str, content: str | None, message: str) -> None:
     script = os.path.join(tmp_path, "badapp.py")
