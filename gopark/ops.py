@@ -58,7 +58,10 @@ def swap(pair: tuple) -> tuple:
 
 @register_func(name="gopark.key_is")
 def key_is(key: Any, pair: tuple) -> bool:
-    return pair[0] == key
+    try:
+        return pair[0] == key
+    except (TypeError, IndexError, KeyError):     # an int, an empty tuple, a dict: not a pair
+        raise TypeError(f"lookup needs (key, value) pairs, got {type(pair).__name__}: {pair!r:.80}") from None
 
 
 @register_func(name="gopark.spread")

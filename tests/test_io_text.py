@@ -263,7 +263,15 @@ def test_a_splitsize_of_a_few_bytes_cutting_a_great_many_splits_is_refused_sayin
                                          r"19,630 splits; for 3 partitions give numSplits=3"):
         ctx.textFile(str(path), 3)
     assert ctx.textFile(str(path), numSplits=3).getNumPartitions() == 3
-    assert ctx.textFile(str(path), 16).count() == 6000          # small splits, not so many: as asked
+    # a count of partitions as Spark takes it (under 64) making over 1,000 splits: refused too (a 30 kB file
+    # cut into 7,223 splits of 4 bytes: seconds of tiny tasks, silently, before)
+    with pytest.raises(ValueError, match=r"splitSize=16 \(bytes, DPark's\) cuts the input into 3,681 splits; "
+                                         r"for 16 partitions give numSplits=16"):
+        ctx.textFile(str(path), 16)
+    assert ctx.textFile(str(path), 64).count() == 6000          # small splits, not so many: as asked
+    small = tmp_path / "small.txt"
+    small.write_text("".join(f"line {i}\n" for i in range(1000)))
+    assert ctx.textFile(str(small), 16).count() == 1000         # 556 splits of 16 bytes: as asked
 
 
 

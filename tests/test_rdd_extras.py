@@ -104,6 +104,14 @@ def test_lookup_reads_only_the_keys_partition_when_the_rdd_has_a_partitioner(ctx
     assert read.value == 4                                  # no partitioner: every partition
 
 
+def test_lookup_of_records_that_are_not_pairs_says_so(ctx: Context) -> None:
+    from gopark import JobError
+    with pytest.raises(JobError) as info:
+        ctx.parallelize([1, 2, 3], 2).lookup(1)
+    assert info.value.remote_type == "TypeError"
+    assert info.value.remote_message == "lookup needs (key, value) pairs, got int: 1"
+
+
 def partition_counter(acc):
     return partial(count_partition_with_index, acc)
 

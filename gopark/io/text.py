@@ -240,12 +240,14 @@ def _plan_local(paths: list[str], split_size: int | None, num_splits: int | None
 
 _SMALL_SPLIT = 64 << 10      # bytes: a splitSize under this...
 _MANY_SPLITS = 10_000        # ... that cuts the input into more splits than this is a mistake
+_COUNT_LIKE = 64             # bytes: a splitSize under this, as a count of partitions would be, ...
+_SOME_SPLITS = 1_000         # ... that cuts the input into more splits than this is a mistake too
 
 
 def _refuse_tiny_splits(split_size: int, count: int) -> None:
     """A tiny ``splitSize`` that makes a great many splits is a number of partitions given as Spark's second
     argument (``textFile(path, 3)``): one clear error, before the driver plans (and holds) them all."""
-    if count > _MANY_SPLITS:
+    if count > _MANY_SPLITS or (split_size < _COUNT_LIKE and count > _SOME_SPLITS):
         raise ValueError(f"textFile: splitSize={split_size} (bytes, DPark's) cuts the input into {count:,} splits; "
                          f"for {split_size} partitions give numSplits={split_size} (Spark's minPartitions)")
 
