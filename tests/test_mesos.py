@@ -270,6 +270,42 @@ def next_run_cleans_up(app: str, env: dict[str, str]) -> None:
                           timeout=60).returncode == 0
 
 
+def test_tasks_that_no_agent_takes_are_said_to_wait_and_the_driver_still_stops(app: str, tmp_path,
+                                                                                tmp_env: dict[str, str]) -> None:
+    """No agent at all, and an agent too small for --mem: the job waits (an agent may come), and after
+    STARVED_WARNING seconds a warning says why; SIGTERM then ends the driver cleanly."""
+    from gopark.scheduler.mesos import STARVED_WARNING
+    with contextlib.ExitStack() as stack:
+        empty = stack.enter_context(running_cluster(os.path.join(tmp_path, "m0"), [], tmp_env))
+        small = stack.enter_context(running_cluster(os.path.join(tmp_path, "m1"), [{"cpus": 1.0, "mem": 128.0}],
+                                                    tmp_env))
+        runs = {}
+        for what, c in (("no agent", empty), ("too small", small)):
+            log = open(os.path.join(tmp_path, f"{what}.log"), "w+")
+            stack.callback(log.close)
+            runs[what] = (subprocess.Popen([app, "where", "-m", c.master, "--mem", "256", "-q"], stderr=log,
+                                           env=tmp_env), log)
+        said = {"no agent": "tasks have waited 1", "too small": "no offer has room for a task (--cpus 1, --mem 256"}
+        try:
+            deadline = time.monotonic() + STARVED_WARNING + 20
+            while time.monotonic() < deadline and not all(said[w] in _read(log) for w, (_, log) in runs.items()):
+                assert all(p.poll() is None for p, _ in runs.values()), {w: _read(log) for w, (_, log) in runs.items()}
+                time.sleep(0.2)
+            for what, (_, log) in runs.items():
+                assert said[what] in _read(log), (what, _read(log))
+            assert "agents seen: 0): are agents registered" in _read(runs["no agent"][1])
+        finally:
+            for proc, _ in runs.values():
+                proc.send_signal(signal.SIGTERM)
+            codes = [proc.wait(timeout=60) for proc, _ in runs.values()]
+        assert codes == [128 + signal.SIGTERM] * 2, codes
+
+
+def _read(f: Any) -> str:
+    f.seek(0)
+    return f.read()
+
+
 def test_unreachable_master_is_one_line(app: str, tmp_env: dict[str, str]) -> None:
     import socket
     with socket.socket() as s:        # a port nobody listens on

@@ -178,6 +178,9 @@ class MesosBackend:
         self._broken: str | None = None
         self._starving_since: float | None = None
         self._warned = 0.0
+        self._last_offer = time.monotonic()
+        self._stopped = threading.Event()
+        self._watch: threading.Thread | None = None
         self.default_parallelism = 0
         self.sha256 = binary.sha256()
         _check_reachable(address)
@@ -199,6 +202,8 @@ class MesosBackend:
             raise InputUnavailable(f"cannot register with the Mesos master at {address} "
                                    f"within {REGISTER_TIMEOUT:.0f} s")
         self._offered.wait(1.0)    # the first offers tell how many tasks the cluster runs at once
+        self._watch = threading.Thread(target=self._watch_for_no_offers, name="gopark-mesos-watch", daemon=True)
+        self._watch.start()
 
     # -- called by the DAG scheduler -------------------------------------------------
     def submit(self, tid: int, payload: bytes, preferred: list[str]) -> None:
@@ -250,11 +255,14 @@ class MesosBackend:
         if self._stopping:
             return
         self._stopping = True
+        self._stopped.set()
         try:
             self._driver.stop()
             self._driver.join()
         finally:
             self.files.stop()
+            if self._watch is not None and self._watch is not threading.current_thread():
+                self._watch.join()
 
     # -- pymesos callbacks (its thread) ---------------------------------------------
     def registered(self, driver: Any, framework_id: dict, master_info: dict) -> None:
@@ -271,7 +279,7 @@ class MesosBackend:
 
     @_guarded
     def resourceOffers(self, driver: Any, offers: list[dict]) -> None:  # noqa: N802 (pymesos' names)
-        now = time.monotonic()
+        now = self._last_offer = time.monotonic()
         for offer in offers:
             agent_id, host = offer["agent_id"]["value"], offer.get("hostname", "")
             cpus, mem = _scalar(offer.get("resources", []), "cpus"), _scalar(offer.get("resources", []), "mem")
@@ -334,6 +342,25 @@ class MesosBackend:
             self._warned = now
             log.warning("no offer has room for a task (--cpus %g, --mem %g MB each); an offer of "
                         "cpus %.2f, mem %.0f MB was not enough", self._cpus, self._mem_mb, cpus, mem)
+
+    def _watch_for_no_offers(self) -> None:
+        """Tasks wait, none runs, and no offer has come for a while (no agent, or none with free resources):
+        say so (every 30 s), as Spark's "Initial job has not accepted any resources"; the job waits on (an
+        agent may come)."""
+        while not self._stopped.wait(1.0):
+            now = time.monotonic()
+            with self._lock:
+                waited = now - min((since for *_, since in self._pending), default=now)
+                silent = now - self._last_offer
+                starved = (not self._running and min(waited, silent) > STARVED_WARNING
+                           and now - self._warned > 30)
+                if starved:
+                    self._warned = now
+                    agents = len(self._agents)
+            if starved:
+                log.warning("tasks have waited %.0f s and no Mesos agent has offered resources for %.0f s "
+                            "(agents seen: %d): are agents registered with the master, with free cpus and mem?",
+                            waited, silent, agents)
 
     def _pick(self, agent_id: str, host: str, now: float) -> tuple[int, bytes] | None:
         """The next task for an offer: one preferring its agent (cached data) or host (input data),
