@@ -248,8 +248,14 @@ def pipe_lines(argv: list[str], env: dict[str, str] | None, check: bool, quiet: 
     # (The kernel's signal comes when the *thread* that started the command ends: none does before its
     # task ends, and by then this has waited for its command. SIGKILL: a command may ignore SIGTERM, and
     # nobody is left to follow up. Only the command gets it: what it starts sees its pipes end.)
+    # In a worker, the command and what it starts carry the worker's mark (PIPE_MARK_ENV), by which the pool
+    # finds and ends what is left of them once the worker is gone (see end_piped_commands).
+    marked = os.environ.get(PIPE_MARK_ENV)
+    if marked:
+        _note_piping(os.environ.get("GOPARK_WORK_DIR"))
     proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            stderr=subprocess.DEVNULL if quiet else None, env={**command_environment(), **(env or {})},
+                            stderr=subprocess.DEVNULL if quiet else None,
+                            env={**command_environment(), **(env or {}), **({PIPE_MARK_ENV: marked} if marked else {})},
                             process_group=0, preexec_fn=parent_death_signal(os.getpid()))
     try:
         stdin, stdout = proc.stdin.fileno(), proc.stdout.fileno()    # type: ignore[union-attr]
@@ -298,6 +304,47 @@ def pipe_lines(argv: list[str], env: dict[str, str] | None, check: bool, quiet: 
 
 
 _END = object()
+
+#: the environment variable of a worker's mark, passed on to the commands its tasks pipe to
+PIPE_MARK_ENV = "GOPARK_PIPE_MARK"
+PIPED = "piped"         # a file of the pool's work folder: a worker of it has piped to a command
+
+
+def _note_piping(work_dir: str | None) -> None:
+    if work_dir and not os.path.exists(os.path.join(work_dir, PIPED)):
+        with contextlib.suppress(OSError):
+            open(os.path.join(work_dir, PIPED), "ab").close()
+
+
+def end_piped_commands(mark: str) -> int:
+    """SIGKILL every process of this user whose environment holds ``PIPE_MARK_ENV`` starting with ``mark``
+    (a pool's mark and "-": all its workers'; a worker's whole mark and "\\0": that worker's alone):
+    what the commands piped to by gone workers started and left running (the kernel ends a command when
+    its worker dies, not what the command started, which may not read its pipes: a ``sleep``, a daemon).
+    Each is signalled through a pidfd opened before its environment is read, so a pid that a new process
+    took meanwhile is not signalled. Returns how many were."""
+    needle = f"\0{PIPE_MARK_ENV}={mark}".encode()
+    uid, me, ended = os.getuid(), os.getpid(), 0
+    for name in os.listdir("/proc"):
+        if not name.isdigit() or int(name) == me:
+            continue
+        try:
+            if os.stat(f"/proc/{name}").st_uid != uid:
+                continue
+            pidfd = os.pidfd_open(int(name))
+        except OSError:             # gone, or not ours to look at
+            continue
+        try:
+            with open(f"/proc/{name}/environ", "rb") as f:
+                environ = b"\0" + f.read()
+            if needle in environ:
+                signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+                ended += 1
+        except OSError:
+            pass
+        finally:
+            os.close(pidfd)
+    return ended
 
 @contextlib.contextmanager
 def signals_deferred() -> Iterator[None]:

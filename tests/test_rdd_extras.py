@@ -551,8 +551,10 @@ def test_pipe_env_exit_codes_and_commands_that_stop_reading(ctx: Context) -> Non
     assert one.pipe(["sh", "-c", "echo $PIPE_TEST; exit 3"], env={"PIPE_TEST": "x y"}).collect() \
         == ["x y"]                                        # an exit code is ignored unless checkCode
     # the app's environment, the same in every mode: not a worker's own variables (its role, the driver's
-    # token, the driver's sys.path as PYTHONPATH)
-    shown = one.pipe(["sh", "-c", "env | grep -c '^GOPARK_' || true; echo \"${PYTHONPATH-unset}\""]).collect()
+    # token, the driver's sys.path as PYTHONPATH); in a worker, only its mark, by which what the command
+    # starts is ended once the worker is gone
+    shown = one.pipe(["sh", "-c", "env | grep '^GOPARK_' | grep -vc '^GOPARK_PIPE_MARK=' || true; "
+                                  "echo \"${PYTHONPATH-unset}\""]).collect()
     assert shown == ["0", os.environ.get("PYTHONPATH", "unset")]
     with pytest.raises(JobError, match="RuntimeError: pipe: .*exited with code 3"):
         one.pipe("sh -c 'exit 3'", checkCode=True).collect()
@@ -595,6 +597,10 @@ def _ppid(pid: int) -> int | None:
     return int(data[data.rfind(")") + 2:].split()[1])
 
 
+def _children_of(pid: int) -> list[int]:
+    return [int(p) for p in os.listdir("/proc") if p.isdigit() and _ppid(int(p)) == pid]
+
+
 def _end_command(pid: int | None) -> None:
     """End what is left of a LONG_COMMAND whose shell was ``pid``: it leads a process group of its own (see
     ``ops.pipe_lines``), which its sleep stays in even once the shell is gone, and whose id no new process
@@ -610,7 +616,8 @@ def _pid_in(path) -> int | None:
 
 def test_a_pipe_command_dies_with_a_worker_killed_outright(tmp_path) -> None:
     """SIGKILL (or the OOM killer) ends no task, so no ``finally`` ends the command: the kernel does, as its
-    parent dies (it has a process group of its own, which the worker's death does not reach)."""
+    parent dies (it has a process group of its own, which the worker's death does not reach); and the pool
+    ends what the command started (by the worker's mark in their environment), which the kernel does not."""
     pid_file = tmp_path / "command.pid"
     errors: list[BaseException] = []
 
@@ -630,14 +637,35 @@ def test_a_pipe_command_dies_with_a_worker_killed_outright(tmp_path) -> None:
             command = _pid_in(pid_file)
             worker = _ppid(command)
             assert worker in children(), f"the command's parent {worker} is not a worker of this test's"
+            assert wait_until(lambda: _children_of(command), timeout=10), "the command's sleep did not start"
+            started = _children_of(command)           # the sleep: it reads no pipe, and ignores its parent's end
             os.kill(worker, signal.SIGKILL)
             assert wait_until(lambda: not alive(command), timeout=5), \
                 f"the command outlived its worker: {describe({command})}"
+            assert wait_until(lambda: not any(alive(p) for p in started), timeout=5), \
+                f"what the command started outlived its worker: {describe(set(started))}"
         finally:
             _end_command(command or _pid_in(pid_file))
             running.join(timeout=60)
     assert not running.is_alive()
     assert len(errors) == 1 and isinstance(errors[0], JobError) and "TaskLost" in str(errors[0]), errors
+
+
+def test_what_a_piped_command_left_running_ends_with_the_pool(tmp_path) -> None:
+    """A command that starts a process of its own session (``setsid``, a daemon) and exits: the task ends, the
+    process runs on; the pool's stop ends it (by the worker's mark in its environment), nothing else."""
+    other = subprocess.Popen(["sleep", "60"], start_new_session=True)      # not the pool's: left alone
+    try:
+        with Context("process:2", quiet=True) as ctx:
+            (started,) = ctx.parallelize(["x"], 1).pipe(
+                ["sh", "-c", "setsid sleep 60 >/dev/null 2>&1 < /dev/null & echo $!"]).collect()
+            left = int(started)
+            assert alive(left)                     # the job is done, the daemon runs on
+        assert wait_until(lambda: not alive(left), timeout=5), f"it outlived the pool: {describe({left})}"
+        assert other.poll() is None
+    finally:
+        other.kill()
+        other.wait()
 
 
 LOCAL_DRIVER = """

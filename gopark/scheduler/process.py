@@ -37,7 +37,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from gopark import registry, shuffle
+from gopark import ops, registry, shuffle
 from gopark.trash import Trash
 
 if TYPE_CHECKING:
@@ -130,6 +130,7 @@ class ProcessBackend:
         self._trash = Trash(work_dir)
         self._mem = mem_bytes
         self._token = os.urandom(16).hex()
+        self._mark = os.urandom(8).hex()    # each worker's is this, "-", its id (see ops.end_piped_commands)
         sock = os.path.join(work_dir, "driver.sock")
         self._sock_dir = None
         if len(sock) > _MAX_IPC_PATH:    # e.g. deep in a Mesos sandbox: a short private folder of its own
@@ -281,6 +282,7 @@ class ProcessBackend:
         env = worker_environment(self._endpoint, self._token, wid, self._work_dir, self._mem, self._compress,
                                  self._argv_file)
         env.update(self._extra_env)
+        env[ops.PIPE_MARK_ENV] = f"{self._mark}-{wid}"
         try:
             proc = subprocess.Popen(worker_command(), env=env, stdin=subprocess.DEVNULL, close_fds=True)
         except OSError as exc:      # e.g. no more processes or files: as if it died at once
@@ -349,6 +351,8 @@ class ProcessBackend:
         code = w.proc.wait()
         reason = f"worker {w.wid} (pid {w.proc.pid}) died with exit code {code}"
         log.info("%s", reason)
+        if code and self._piped():      # killed (SIGKILL, OOM) in the middle of a pipe: what it started
+            ops.end_piped_commands(f"{self._mark}-{w.wid}\0")
         if w.task is not None:
             self._post(("lost", w.task, reason, w.wid))
         if not w.ready and code > 0:   # failed on its own before serving (not killed): a crash loop?
@@ -425,6 +429,8 @@ class ProcessBackend:
             os.close(w.pidfd)
         self._workers.clear()
         self._by_fd.clear()
+        if self._piped():           # what the pool's commands started and left running (a daemon...)
+            ops.end_piped_commands(f"{self._mark}-")
         if self._router is not None:
             self._router.close(0)
         if self._zctx is not None and self._router is not None:
@@ -433,6 +439,10 @@ class ProcessBackend:
         # for ever; the context is left to the garbage collector)
         if self._sock_dir:
             shutil.rmtree(self._sock_dir, ignore_errors=True)
+
+    def _piped(self) -> bool:
+        """A worker of this pool has piped to a command (see ops.pipe_lines)."""
+        return os.path.exists(os.path.join(self._work_dir, ops.PIPED))
 
     def _ask_to_leave(self, w: _Worker) -> bool:
         """Send an idle worker ``stop``; False if it cannot be sent (it died meanwhile)."""
