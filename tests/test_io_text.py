@@ -360,8 +360,20 @@ def test_a_save_whose_folder_is_removed_meanwhile_fails_with_a_job_error(ctx, tm
     after it finds nothing to remove), not the clean-up's own FileNotFoundError."""
     from gopark import JobError
     out = str(tmp_path / "out")
-    with pytest.raises(JobError):
+    with pytest.raises(JobError) as info:
         ctx.parallelize(range(40), 4).map(partial(remove_folder_at_zero, out)).saveAsTextFile(out)
+    # the output could not be written: no function of the app is blamed (it was the map's, the stage's last)
+    assert info.value.remote_type == "FileNotFoundError" and info.value.func_name is None, info.value
+    assert "(in " not in str(info.value).splitlines()[0]
+    with pytest.raises(JobError) as info:     # an OSError of the app's own function is still the function's
+        ctx.parallelize(["/no/such/file"], 1).map(read_file).saveAsTextFile(str(tmp_path / "other"))
+    assert info.value.remote_type == "FileNotFoundError" and info.value.func_name == "test_io_text.read_file"
+
+
+@register_func
+def read_file(path):
+    with open(path) as f:
+        return f.read()
 
 
 def test_a_folder_another_job_is_writing_into_is_refused_and_left_alone(ctx, tmp_path):

@@ -573,8 +573,19 @@ def write_partition(path: str, split: int, attempt: int, records: Iterable[Any],
             if batch:
                 f.write(b"\n".join(batch) + b"\n")
         os.replace(tmp, os.path.join(path, name))
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if isinstance(exc, OSError) and _raised_writing(exc):   # the output's error, not the records' source's:
+            exc.gopark_action = "saveAsTextFile"                  # type: ignore[attr-defined]  # nobody's blamed
         raise
     return name
+
+
+def _raised_writing(exc: BaseException) -> bool:
+    """``exc`` was raised by :func:`write_partition`'s own file operations (or gzip's under them)."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb is not None and (tb.tb_frame.f_code is write_partition.__code__
+                               or tb.tb_frame.f_code.co_filename == gzip.__file__)
