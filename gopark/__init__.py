@@ -6,6 +6,7 @@ from gopark.context import Context
 from gopark.errors import (
            ConfigError,
            FetchFailed,
+           FunctionNotSendable,
            GoparkError,
            InputNotFound,
            InputUnavailable,
@@ -19,6 +20,6 @@ from gopark.registry import register_func
 from gopark.shared import Accumulator, Broadcast, accumulator
 
 __all__ = ["Context", "RDD", "register_func", "accumulator", "Accumulator", "Broadcast",
-           "GoparkError", "JobError", "SerializationError", "FetchFailed", "ConfigError",
+           "GoparkError", "JobError", "SerializationError", "FetchFailed", "FunctionNotSendable", "ConfigError",
            "InputNotFound", "InputUnavailable", "OutputExists", "OutputNotWritable"]
 __version__ = "0.1.0"

@@ -39,6 +39,12 @@ class SerializationError(GoparkError, TypeError):
     """
 
 
+class FunctionNotSendable(GoparkError, TypeError):
+    """A function given to an RDD's method or action that gopark cannot send by name: a lambda, a closure, an
+    unregistered function, a method; or one a worker could not import (registered in ``python -c``). Raised
+    at the call that received it; a TypeError, as SPEC section 2 says."""
+
+
 class FetchFailed(GoparkError):
     """A reducer could not read one map output; the map stage must run again."""
 

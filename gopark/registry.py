@@ -36,6 +36,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar, overload
 
 from gopark import serialize
+from gopark.errors import FunctionNotSendable
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -329,13 +330,13 @@ def _builtin_type(name: str) -> type | None:
     return t if isinstance(t, type) else None
 
 
-def _not_allowed(fn: Any, what: str) -> TypeError:
+def _not_allowed(fn: Any, what: str) -> FunctionNotSendable:
     if isinstance(fn, types.BuiltinFunctionType) and getattr(fn, "__self__", None) is not None \
             and isinstance(fn.__self__, types.ModuleType):       # math.sqrt, zlib.crc32...
         name = f"{fn.__self__.__name__}.{fn.__name__}"
-        return TypeError(f"{what} got the C function {name}, which gopark cannot send by name (only the "
-                         f"builtins and the operator module's travel so): call it from a registered function, "
-                         f"e.g. @register_func def {fn.__name__}(x): return {name}(x)")
+        return FunctionNotSendable(f"{what} got the C function {name}, which gopark cannot send by name (only "
+                                   f"the builtins and the operator module's travel so): call it from a registered "
+                                   f"function, e.g. @register_func def {fn.__name__}(x): return {name}(x)")
     kind = "a lambda" if getattr(fn, "__name__", "") == "<lambda>" else (
         f"the class {getattr(fn, '__qualname__', '')!r}" if isinstance(fn, type) else
         "a closure" if "<locals>" in getattr(fn, "__qualname__", "") else
@@ -344,8 +345,8 @@ def _not_allowed(fn: Any, what: str) -> TypeError:
         if isinstance(fn, (types.BuiltinMethodType, types.MethodWrapperType)) and fn.__self__ is not None else
         f"an unregistered function {getattr(fn, '__qualname__', '')!r}" if isinstance(fn, types.FunctionType)
         else "None" if fn is None else _a(type(fn).__name__))
-    return TypeError(f"{what} got {kind}: gopark sends functions by name, so pass a module-level "
-                     "function decorated with @register_func (or a functools.partial of one)")
+    return FunctionNotSendable(f"{what} got {kind}: gopark sends functions by name, so pass a module-level "
+                               "function decorated with @register_func (or a functools.partial of one)")
 
 
 def worker_path() -> list[str]:
@@ -371,16 +372,17 @@ def check_importable(ref: list, what: str) -> None:
     while ref[0] == "p":
         ref = ref[1]
     if ref[0] == "r" and ref[2] == "__main__" and main_module_name() is None:
-        raise TypeError(f"{what} got {ref[1]!r}, registered in an interactive session (python -c, a script piped "
-                        "to python -, a notebook), which worker processes cannot import: use local mode "
-                        "(-m local, or Context('local')), or move it into a module or a script file")
+        raise FunctionNotSendable(f"{what} got {ref[1]!r}, registered in an interactive session (python -c, a "
+                                  "script piped to python -, a notebook), which worker processes cannot import: use "
+                                  "local mode (-m local, or Context('local')), or move it into a module or a script "
+                                  "file")
     if ref[0] != "r" or _importable(ref[2], worker_path()):
         return
     fn = _registry.get(ref[1])
     where = getattr(getattr(fn, "__code__", None), "co_filename", "?")
-    raise TypeError(f"{what} got {ref[1]!r}, whose module {ref[2]!r} (from {where!r}) is not found by its "
-                    "name on sys.path: a worker process imports the module by name and would not find it; "
-                    "put its folder on sys.path (PYTHONPATH) and import it by name")
+    raise FunctionNotSendable(f"{what} got {ref[1]!r}, whose module {ref[2]!r} (from {where!r}) is not found by "
+                              "its name on sys.path: a worker process imports the module by name and would not "
+                              "find it; put its folder on sys.path (PYTHONPATH) and import it by name")
 
 
 def _importable(module: str, path: list[str]) -> bool:

@@ -724,6 +724,22 @@ def test_a_sigterm_held_with_a_ctrl_c_while_a_context_stops_still_ends_the_app(t
     assert not [n for n in os.listdir(tmp_path) if n.startswith("gopark-")], os.listdir(tmp_path)
 
 
+def test_a_function_that_cannot_travel_is_one_error_line_naming_the_apps_line(tmp_path):
+    """A lambda given to map, not caught by the app: one line (a TypeError still, as SPEC section 2 says),
+    saying what to do and where, not a traceback through gopark's frames."""
+    import gopark
+    assert issubclass(gopark.FunctionNotSendable, TypeError)
+    app = tmp_path / "lambda_app.py"
+    app.write_text("from gopark import Context\nwith Context('local') as ctx:\n"
+                   "    ctx.parallelize([1]).map(lambda x: x).count()\n")
+    run = subprocess.run([sys.executable, str(app)], capture_output=True, text=True, timeout=60,
+                         env=dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path)))
+    assert run.returncode == 1
+    assert run.stderr.strip() == ("gopark: error: RDD.map got a lambda: gopark sends functions by name, so pass a "
+                                  "module-level function decorated with @register_func (or a functools.partial of "
+                                  "one) (at lambda_app.py:3)"), run.stderr
+
+
 CTRL_C_TWICE_IN_A_JOB = """
 import os, signal, threading, time
 from gopark import Context, register_func
@@ -762,7 +778,7 @@ def test_every_error_kind_is_importable_from_gopark_and_is_a_goparkerror(ctx, tm
     kind it is (a missing input is a FileNotFoundError)."""
     import gopark
     kinds = ["JobError", "SerializationError", "FetchFailed", "ConfigError", "InputNotFound", "InputUnavailable",
-             "OutputExists", "OutputNotWritable"]
+             "OutputExists", "OutputNotWritable", "FunctionNotSendable"]
     assert all(issubclass(getattr(gopark, k), gopark.GoparkError) for k in kinds)
     with pytest.raises(gopark.InputNotFound) as missing:
         ctx.textFile(str(tmp_path / "nowhere.txt"))
