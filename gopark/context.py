@@ -144,7 +144,7 @@ class Context:
             # one partition per worker
             self.defaultParallelism: int = self.options.parallel or max(
                 2, os.cpu_count() or 1, self.backend.default_parallelism)
-            atexit.register(self.stop)
+            atexit.register(self._stop_at_exit)
         except BaseException:     # (a backend that cannot start, SIGTERM, Ctrl-C): nothing is left behind
             if hasattr(self, "backend"):
                 self.backend.stop()
@@ -195,7 +195,7 @@ class Context:
                     return
                 self._stopped = stopping = True
                 _signalled.discard(self.scheduler)
-                atexit.unregister(self.stop)
+                atexit.unregister(self._stop_at_exit)
                 self.scheduler.stop()          # a job another thread runs ends, and starts no more tasks
                 try:
                     self.backend.stop()
@@ -206,6 +206,13 @@ class Context:
         finally:
             if stopping:
                 _restore_signals(self._signals)
+
+    def _stop_at_exit(self) -> None:
+        """stop(), for a Context the app left running as the interpreter exits: a Ctrl-C that comes meanwhile
+        is handled once it has stopped (see stop), and here there is nothing left for it to interrupt (not
+        "Exception ignored in atexit callback" and a traceback)."""
+        with contextlib.suppress(KeyboardInterrupt):
+            self.stop()
 
     def __enter__(self) -> Context:
         return self

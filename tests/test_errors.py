@@ -698,6 +698,31 @@ def test_ctrl_c_again_and_again_while_a_context_stops_is_handled_once_it_has_sto
     assert not [n for n in os.listdir(tmp_path) if n.startswith("gopark-")], os.listdir(tmp_path)
 
 
+CTRL_C_IN_STOP_AT_EXIT = """
+import os, signal
+from gopark import Context
+from gopark.scheduler import process
+stopping = process.ProcessBackend.stop
+def stop_under_ctrl_c(self):
+    os.kill(os.getpid(), signal.SIGINT)       # Ctrl-C as the app, ending, stops the Context it left running
+    stopping(self)
+process.ProcessBackend.stop = stop_under_ctrl_c
+ctx = Context("process:2", quiet=True)
+print(ctx.parallelize(range(10), 2).count(), ctx.work_dir, flush=True)
+"""
+
+
+def test_ctrl_c_while_an_ending_app_stops_its_context_is_quiet_and_leaves_nothing(tmp_path):
+    """A Context left running is stopped at the interpreter's exit; a Ctrl-C then has nothing left to
+    interrupt: no "Exception ignored in atexit callback" traceback, the workers and the work folder gone."""
+    run = subprocess.run([sys.executable, "-c", CTRL_C_IN_STOP_AT_EXIT], capture_output=True, text=True,
+                         timeout=120, env=dict(os.environ, TMPDIR=str(tmp_path)))
+    assert run.returncode == 0 and run.stderr == "", (run.returncode, run.stderr)
+    count, work_dir = run.stdout.split()
+    assert count == "10" and not os.path.exists(work_dir)
+    assert not [n for n in os.listdir(tmp_path) if n.startswith("gopark-")], os.listdir(tmp_path)
+
+
 CTRL_C_THEN_SIGTERM_IN_STOP = """
 import os, signal
 from gopark import Context
