@@ -46,6 +46,10 @@ _import_lock = threading.RLock()
 _importing: list[str] = []                # app modules this process is importing for their functions, innermost last
 _stopped_at_context: set[str] = set()     # of them, those whose import ended at their driver code (a Context)
 _task_entries: set[types.CodeType] = set()   # the code of the function a task runs in (see in_task)
+# the driver: the line of its script's top level, outside `if __name__ == "__main__":`, that made a Context,
+# and the functions registered below it (which a worker, importing the script up to that line, never sees)
+_driver_code_line: list[int] = []
+_below_driver_code: set[str] = set()
 
 
 class DriverCodeReached(BaseException):
@@ -95,6 +99,23 @@ def check_may_start_context() -> None:
         raise DriverCodeReached(_importing[-1])
     if in_task():
         raise RuntimeError("a Context cannot be made inside a task: only the driver runs jobs")
+    if not _driver_code_line:
+        line = _script_top_level_line()
+        if line is not None and not any(start <= line <= end for start, end in _main_blocks(main_module_file())):
+            _driver_code_line.append(line)
+
+
+def _script_top_level_line() -> int | None:
+    """The line of the running script's top-level code (not a function's) that is calling into gopark now,
+    when the script's source can be read (not a frozen app's, nor python -c)."""
+    frame: Any = sys._getframe(1)
+    while frame is not None and frame.f_globals.get("__name__", "").partition(".")[0] in ("gopark", "launcher"):
+        frame = frame.f_back
+    path = main_module_file()
+    if (frame is None or frame.f_code.co_name != "<module>" or frame.f_globals.get("__name__") != "__main__"
+            or not path or not os.path.isfile(path)):
+        return None
+    return frame.f_lineno
 
 # The driver's main script, which workers import under MAIN_NAME (never as __main__).
 MAIN_FILE_ENV = "GOPARK_MAIN_FILE"
@@ -207,6 +228,8 @@ def _register(fn: F, name: str | None) -> F:
                         "script without running that block, so it would not know the function; register it at "
                         "module level")
     _registry[key] = fn
+    if _driver_code_line and getattr(fn, "__module__", None) == "__main__":
+        _below_driver_code.add(key)
     first = getattr(fn, "__gopark_name__", None)
     if first is None or _registry.get(first) is not fn:
         # a second name is an alias: the function travels under its first, which workers know too (the
@@ -371,6 +394,12 @@ def check_importable(ref: list, what: str) -> None:
     from a folder that is not on ``sys.path``, or an interactive session's ``__main__``, would fail every task."""
     while ref[0] == "p":
         ref = ref[1]
+    if ref[0] == "r" and ref[1] in _below_driver_code:
+        raise FunctionNotSendable(
+            f"{what} got {ref[1]!r}, registered below the driver code at line {_driver_code_line[0]} of "
+            f"{os.path.basename(main_module_file() or '')} (a Context made outside `if __name__ == \"__main__\":`)"
+            ": a worker imports the script up to there only, so it would not know the function; define the "
+            "functions above it, or put the driver code under that `if`")
     if ref[0] == "r" and ref[2] == "__main__" and main_module_name() is None:
         raise FunctionNotSendable(f"{what} got {ref[1]!r}, registered in an interactive session (python -c, a "
                                   "script piped to python -, a notebook), which worker processes cannot import: use "

@@ -369,6 +369,43 @@ def test_a_function_registered_inside_the_main_block_is_refused_at_its_registrat
     assert "register it at module level" in done.stderr
 
 
+NO_GUARD_APP = """from gopark import Context, register_func
+
+@register_func
+def inc(x):
+    return x + 1
+
+ctx = Context()
+print(ctx.parallelize([1, 2]).map(inc).collect(), flush=True)
+
+@register_func
+def dec(x):
+    return x - 1
+
+print(ctx.parallelize([1, 2]).map(dec).collect())
+"""
+
+
+@pytest.mark.parametrize("master", ["local", "process:2"])
+def test_a_function_registered_below_unguarded_driver_code_is_refused_at_the_call(tmp_path, master):
+    """A script whose driver code is not under ``if __name__ == "__main__":``: a worker imports it up to its
+    Context, so a function registered below is unknown there: refused in the driver, at the call, in one
+    line (it failed every task, retried, before); fine in local mode, where nothing is imported."""
+    app = tmp_path / "no_guard.py"
+    app.write_text(NO_GUARD_APP)
+    done = subprocess.run([sys.executable, str(app), "-m", master], capture_output=True, text=True, timeout=120,
+                          env=dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path)))
+    if master == "local":
+        assert done.returncode == 0 and done.stdout == "[2, 3]\n[0, 1]\n", done.stderr
+        return
+    assert done.returncode == 1 and done.stdout == "[2, 3]\n", done.stderr
+    assert done.stderr.strip() == (
+        "gopark: error: RDD.map got 'no_guard.dec', registered below the driver code at line 7 of no_guard.py (a "
+        "Context made outside `if __name__ == \"__main__\":`): a worker imports the script up to there only, so "
+        "it would not know the function; define the functions above it, or put the driver code under that `if` "
+        "(at no_guard.py:14)"), done.stderr
+
+
 def test_a_second_name_is_an_alias_the_function_travels_under_its_first(ctx):
     from apps.funcs import add_to
 
