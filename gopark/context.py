@@ -20,7 +20,7 @@ import weakref
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from gopark import registry, shared
+from gopark import ops, registry, shared
 from gopark.errors import ConfigError, GoparkError, JobError, OutputNotWritable, Terminated
 from gopark.ops import signals_deferred
 from gopark.rdd import (
@@ -429,7 +429,8 @@ def _unraisable(args: Any) -> None:
 
 
 def _exit_on_termination() -> bool:
-    """Make SIGTERM and SIGHUP exit cleanly where the app left them to kill the process outright.
+    """Make SIGTERM and SIGHUP exit cleanly where the app left them to kill the process outright, and a
+    Ctrl-C that comes twice at once interrupt once (:func:`ops.interrupt`) where the app left Python's own.
 
     Only from the main thread, and only for signals still at their default (or
     already ours): an app's own handlers are never replaced. True: this Context
@@ -440,6 +441,8 @@ def _exit_on_termination() -> bool:
     for sig in _TERMINATING:
         if signal.getsignal(sig) is signal.SIG_DFL:
             signal.signal(sig, _terminated)
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        signal.signal(signal.SIGINT, ops.interrupt)
     if sys.unraisablehook is not _unraisable:
         _unraisable_hook[:] = [sys.unraisablehook]
         sys.unraisablehook = _unraisable
@@ -457,5 +460,7 @@ def _restore_signals(used: bool) -> None:
     for sig in _TERMINATING:
         if signal.getsignal(sig) is _terminated:
             signal.signal(sig, signal.SIG_DFL)
+    if signal.getsignal(signal.SIGINT) is ops.interrupt:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     if sys.unraisablehook is _unraisable and _unraisable_hook:
         sys.unraisablehook = _unraisable_hook.pop()

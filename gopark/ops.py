@@ -17,6 +17,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -346,6 +347,23 @@ def end_piped_commands(mark: str) -> int:
             os.close(pidfd)
     return ended
 
+#: seconds after a Ctrl-C in which another is the same one (see :func:`interrupt`)
+SAME_CTRL_C = 0.5
+_last_ctrl_c = [-math.inf]
+
+
+def interrupt(signum: int, frame: Any) -> None:
+    """The driver's SIGINT handler while a Context runs (where the app left Python's default): a
+    KeyboardInterrupt, as the default, but one only for a Ctrl-C that comes twice within
+    :data:`SAME_CTRL_C` (a frozen app's launcher passes the terminal's on to the app, which got it too),
+    whose second would cut short the clean-up of the first."""
+    now = time.monotonic()
+    if now - _last_ctrl_c[0] < SAME_CTRL_C:
+        return
+    _last_ctrl_c[0] = now
+    signal.default_int_handler(signum, frame)     # raises it, with no frame of this function's in its traceback
+
+
 @contextlib.contextmanager
 def signals_deferred() -> Iterator[None]:
     """SIGINT and SIGTERM held while the block runs, then handled as they would have been (each once): for
@@ -378,7 +396,7 @@ def signals_deferred() -> Iterator[None]:
         # each once, its own handler now (the default ends the process, as it would have); SIGTERM first:
         # its handler ends the app, which a KeyboardInterrupt raised first would have kept it from seeing
         for sig in sorted(set(caught), key=lambda s: s != signal.SIGTERM):
-            if not (sig == signal.SIGINT and interrupted and held[sig] is signal.default_int_handler):
+            if not (sig == signal.SIGINT and interrupted and held[sig] in (signal.default_int_handler, interrupt)):
                 signal.raise_signal(sig)
 
 

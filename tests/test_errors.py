@@ -766,7 +766,7 @@ def test_a_function_that_cannot_travel_is_one_error_line_naming_the_apps_line(tm
 
 
 CTRL_C_TWICE_IN_A_JOB = """
-import os, signal, threading, time
+import os, signal, sys, threading, time
 from gopark import Context, register_func
 from gopark.scheduler import process
 @register_func
@@ -778,20 +778,25 @@ def cancel_under_ctrl_c(self, tids):
     os.kill(os.getpid(), signal.SIGINT)   # the same Ctrl-C again (a frozen app's launcher passes it on)
     cancelling(self, tids)
 process.ProcessBackend.cancel = cancel_under_ctrl_c
+def press_twice():
+    os.kill(os.getpid(), signal.SIGINT)
+    time.sleep(float(sys.argv[1]))        # a moment later: as the first is being handled
+    os.kill(os.getpid(), signal.SIGINT)
 if __name__ == "__main__":
     with Context("process:2", quiet=True) as ctx:
-        threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT)).start()
+        threading.Timer(0.5, press_twice).start()
         ctx.parallelize(range(100), 20).map(slow).count()
 """
 
 
-def test_a_ctrl_c_that_comes_twice_interrupts_a_job_once(tmp_path):
+@pytest.mark.parametrize("gap", [0.0, 0.0005, 0.002, 0.01])
+def test_a_ctrl_c_that_comes_twice_interrupts_a_job_once(tmp_path, gap):
     """A second SIGINT while the job's clean-up and the Context's stop run for the first (a frozen app gets
     the terminal's and its launcher's) is the same Ctrl-C: one KeyboardInterrupt traceback, not a second
     one "during handling of the above exception"; nothing left behind."""
     app = tmp_path / "twice.py"
     app.write_text(CTRL_C_TWICE_IN_A_JOB)
-    run = subprocess.run([sys.executable, str(app)], capture_output=True, text=True, timeout=120,
+    run = subprocess.run([sys.executable, str(app), str(gap)], capture_output=True, text=True, timeout=120,
                          env=dict(os.environ, TMPDIR=str(tmp_path)))
     assert run.returncode == -signal.SIGINT, (run.returncode, run.stderr)    # as Python ends on a Ctrl-C
     assert run.stderr.count("KeyboardInterrupt") == 1 and "During handling" not in run.stderr, run.stderr
