@@ -37,8 +37,9 @@ from gopark.rdd import (
 _WORK_PREFIX = "gopark-"
 
 
-def _remove_stale_work_dirs() -> None:
-    """Work folders of drivers that were killed before they could clean up."""
+def remove_stale_work_dirs() -> None:
+    """Work folders (and socket folders) of drivers and executors that were killed before they could clean
+    up: a Context's start removes them, and an executor's (which makes no Context)."""
     import glob  # the driver's only
     for path in glob.glob(os.path.join(tempfile.gettempdir(), _WORK_PREFIX + "*")):
         pid = os.path.basename(path)[len(_WORK_PREFIX):].split("-")[0]
@@ -117,7 +118,7 @@ class Context:
         self._signals = _exit_on_termination()
         self.work_dir = ""
         try:
-            _remove_stale_work_dirs()
+            remove_stale_work_dirs()
             self.work_dir = tempfile.mkdtemp(prefix=f"{_WORK_PREFIX}{os.getpid()}-")
             self._rdd_ids = itertools.count()
             self._shuffle_ids = itertools.count()

@@ -293,12 +293,42 @@ def test_tasks_that_no_agent_takes_are_said_to_wait_and_the_driver_still_stops(a
                 time.sleep(0.2)
             for what, (_, log) in runs.items():
                 assert said[what] in _read(log), (what, _read(log))
-            assert "agents seen: 0): are agents registered" in _read(runs["no agent"][1])
+            assert "agents seen so far: 0): are agents registered" in _read(runs["no agent"][1])
         finally:
             for proc, _ in runs.values():
                 proc.send_signal(signal.SIGTERM)
             codes = [proc.wait(timeout=60) for proc, _ in runs.values()]
         assert codes == [128 + signal.SIGTERM] * 2, codes
+
+
+def test_a_master_gone_for_good_fails_the_job_with_one_message(app: str, tmp_path, tmp_env: dict[str, str]) -> None:
+    """The whole cluster goes mid-job: when pymesos' connection ends (a 403: the master dropped the framework),
+    or past the framework's failover timeout with no master, the driver says it lost the master and the job
+    fails; not a KeyboardInterrupt (pymesos interrupts the main thread), nor a day of pymesos' retries (its
+    own messages are held back)."""
+    from gopark.scheduler.mesos import MASTER_LOST
+    with running_cluster(os.path.join(tmp_path, "m"), [{"cpus": 2.0, "mem": 1024.0}], tmp_env) as c:
+        driver = subprocess.Popen([app, "rounds", "1000", "-m", c.master, "--mem", "256", "-q"], env=tmp_env,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            assert driver.stdout.readline().startswith("ROUND 0"), driver.stderr.read()
+            c.stop()
+            started = time.monotonic()
+            _, err = driver.communicate(timeout=MASTER_LOST + 60)
+        finally:
+            if driver.poll() is None:
+                driver.kill()
+                driver.wait()
+    assert driver.returncode == 1 and time.monotonic() - started < MASTER_LOST + 30, err
+    # (a master going down answers 403 to the framework's calls first, or stops answering: either way)
+    assert f"lost the Mesos master at {c.master}" in err and "KeyboardInterrupt" not in err, err
+    assert "JobError" in err and "pymesos" not in err, err
+    # the executor killed with its agent left its unpacked binary and its pool's socket folder: the next
+    # executor on that machine removes both (tmp_env checks that nothing is left)
+    assert any(n.startswith("_MEI") for n in os.listdir(tmp_env["TMPDIR"]))
+    time.sleep(max(0.0, 4.0 - (time.monotonic() - started)))      # an unpacked folder is stale after 3 s
+    with running_cluster(os.path.join(tmp_path, "m2"), [{"cpus": 2.0, "mem": 1024.0}], tmp_env) as c2:
+        assert mesos(app, c2, tmp_env, "where").returncode == 0
 
 
 def _read(f: Any) -> str:

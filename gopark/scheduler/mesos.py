@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import base64
 import collections
+import contextlib
 import dataclasses
 import functools
 import getpass
@@ -63,6 +64,7 @@ FAILOVER_TIMEOUT = 10.0     # a driver gone this long (killed): the master ends 
 REGISTER_TIMEOUT = 30.0      # seconds to reach the master before the Context gives up
 EXECUTOR_CPUS, EXECUTOR_MEM = 0.05, 64.0
 STARVED_WARNING = 15.0       # seconds of offers too small for any task before a warning
+MASTER_LOST = FAILOVER_TIMEOUT + 5.0   # seconds without the master before its tasks are lost (it dropped us)
 REFUSE_BUSY, REFUSE_IDLE = 0.0, 5.0   # filters on what an ACCEPT leaves and on declines: with tasks waiting, short
 INLINE_RESULT = 256 << 10    # results above this size wait on the executor's file server
 #: the driver's file server listens first on a port of these (first, count) picked by the binary's hash (below
@@ -158,9 +160,9 @@ class MesosBackend:
             raise ConfigError("-m mesos ships one file to the agents: build the app without --onedir")
         if threading.current_thread() is not threading.main_thread():
             raise ConfigError("a Mesos-mode Context must be made in the main thread (pymesos needs it)")
-        from gopark.scheduler.mesos_http import import_pymesos
+        from gopark.scheduler import mesos_http
         from launcher.fileserver import FileServer, local_address
-        pymesos = import_pymesos()
+        pymesos = mesos_http.import_pymesos()
         self._post = post
         # the driver's arguments, after and before gopark's options were taken out, for the executors' workers
         self._argvs = [registry.argv_strings(a) for a in argvs or (sys.argv, registry.ARGV_AT_IMPORT)]
@@ -181,6 +183,11 @@ class MesosBackend:
         self._last_offer = time.monotonic()
         self._stopped = threading.Event()
         self._watch: threading.Thread | None = None
+        self._address = address
+        self._disconnected_at: float | None = None
+        # pymesos says each retry (tens of thousands of lines a minute from a master with no leader): not
+        # unless asked (-v); gopark says what matters
+        logging.getLogger("pymesos").setLevel(logging.DEBUG if log.isEnabledFor(logging.DEBUG) else logging.CRITICAL)
         self.default_parallelism = 0
         self.sha256 = binary.sha256()
         _check_reachable(address)
@@ -196,11 +203,13 @@ class MesosBackend:
                      "hostname": socket.gethostname(), "failover_timeout": FAILOVER_TIMEOUT, "checkpoint": False}
         self._driver = pymesos.MesosSchedulerDriver(self, framework, address, use_addict=False,
                                                     implicit_acknowledgements=True)
+        mesos_http.io_abort_handlers.append(self._connection_ended)
         self._driver.start()
         if not self._registered.wait(REGISTER_TIMEOUT):
             self.stop()
             raise InputUnavailable(f"cannot register with the Mesos master at {address} "
-                                   f"within {REGISTER_TIMEOUT:.0f} s")
+                                   f"within {REGISTER_TIMEOUT:.0f} s (it answers, but did not take the framework: "
+                                   "a master with no leader elected answers 503; -v shows what it said)")
         self._offered.wait(1.0)    # the first offers tell how many tasks the cluster runs at once
         self._watch = threading.Thread(target=self._watch_for_no_offers, name="gopark-mesos-watch", daemon=True)
         self._watch.start()
@@ -256,6 +265,9 @@ class MesosBackend:
             return
         self._stopping = True
         self._stopped.set()
+        from gopark.scheduler import mesos_http
+        with contextlib.suppress(ValueError):
+            mesos_http.io_abort_handlers.remove(self._connection_ended)
         try:
             self._driver.stop()
             self._driver.join()
@@ -268,14 +280,22 @@ class MesosBackend:
     def registered(self, driver: Any, framework_id: dict, master_info: dict) -> None:
         log.info("registered with Mesos master %s:%s as framework %s", master_info.get("hostname"),
                  master_info.get("port"), framework_id.get("value"))
+        self._disconnected_at = None
         self._registered.set()
 
     def reregistered(self, driver: Any, master_info: dict) -> None:
-        log.info("registered again with the Mesos master")
+        if self._disconnected_at is not None:
+            log.warning("connected to the Mesos master again")
+        self._disconnected_at = None
         self._registered.set()
 
     def disconnected(self, driver: Any) -> None:
-        log.info("disconnected from the Mesos master")
+        if self._stopping or self._disconnected_at is not None:
+            return
+        self._disconnected_at = time.monotonic()
+        if self._registered.is_set():
+            log.warning("disconnected from the Mesos master at %s: trying again for %.0f s", self._address,
+                        MASTER_LOST)
 
     @_guarded
     def resourceOffers(self, driver: Any, offers: list[dict]) -> None:  # noqa: N802 (pymesos' names)
@@ -299,7 +319,7 @@ class MesosBackend:
                 if cpus <= 0 or mem <= 0:     # not even room for the executor's share
                     n = 0
                 task_cpus, task_mem = (min(self._cpus, cpus / n), min(self._mem_mb, mem / n)) if n else (0, 0)
-                if n == 0 and self._pending:
+                if n == 0 and self._pending and not self._running:   # (a busy cluster's leftovers: not starved)
                     self._starved(cpus, mem)
                 while len(tasks) < n:
                     picked = self._pick(agent_id, host, now)
@@ -343,12 +363,36 @@ class MesosBackend:
             log.warning("no offer has room for a task (--cpus %g, --mem %g MB each); an offer of "
                         "cpus %.2f, mem %.0f MB was not enough", self._cpus, self._mem_mb, cpus, mem)
 
+    def _connection_ended(self, exc: BaseException) -> None:
+        """pymesos' I/O thread died (the master dropped the framework: 403 to its calls)."""
+        if not self._stopping:
+            self._lose_the_master(f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:200])
+
+    def _lose_the_master(self, why: str) -> None:
+        """No master for MASTER_LOST seconds (past the framework's failover timeout, after which the master
+        has dropped it), or pymesos' connection ended: every task of the Context is lost from now on, and
+        its job fails."""
+        reason = f"lost the Mesos master at {self._address} ({why})"
+        with self._lock:
+            if self._broken:
+                return
+            log.warning("%s", reason)
+            self._broken = reason
+            lost = [t[0] for t in self._pending] + list(self._running)
+            self._pending.clear()
+            self._running.clear()
+        for tid in lost:
+            self._post(("lost", tid, reason, "driver"))
+
     def _watch_for_no_offers(self) -> None:
         """Tasks wait, none runs, and no offer has come for a while (no agent, or none with free resources):
         say so (every 30 s), as Spark's "Initial job has not accepted any resources"; the job waits on (an
         agent may come)."""
         while not self._stopped.wait(1.0):
             now = time.monotonic()
+            if self._disconnected_at is not None and now - self._disconnected_at > MASTER_LOST:
+                self._lose_the_master(f"no connection for {now - self._disconnected_at:.0f} s")
+                return
             with self._lock:
                 waited = now - min((since for *_, since in self._pending), default=now)
                 silent = now - self._last_offer
@@ -359,7 +403,7 @@ class MesosBackend:
                     agents = len(self._agents)
             if starved:
                 log.warning("tasks have waited %.0f s and no Mesos agent has offered resources for %.0f s "
-                            "(agents seen: %d): are agents registered with the master, with free cpus and mem?",
+                            "(agents seen so far: %d): are agents registered with the master, with free cpus and mem?",
                             waited, silent, agents)
 
     def _pick(self, agent_id: str, host: str, now: float) -> tuple[int, bytes] | None:
@@ -473,7 +517,7 @@ class MesosBackend:
             agent = self._agents.get(agent_id)
             if agent is None:
                 return
-            log.info("%s on %s", why, agent.hostname)
+            log.warning("%s on %s: its tasks run again", why, agent.hostname)
             agent.executor_up = False
             files_url, agent.files_url = agent.files_url, None
             lost = [tid for tid, a in self._running.items() if a == agent_id]

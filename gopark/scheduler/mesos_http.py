@@ -15,6 +15,7 @@ from __future__ import annotations
 import signal
 import sys
 import types
+from collections.abc import Callable
 from typing import Any
 
 __all__ = ["HttpParser", "import_pymesos"]
@@ -169,4 +170,33 @@ def import_pymesos() -> Any:
 
     if previous is not None:
         signal.signal(signal.SIGINT, previous)
+    import pymesos.process
+    if not isinstance(pymesos.process.thread, _IoAbort):
+        pymesos.process.thread = _IoAbort(pymesos.process)
     return pymesos
+
+
+#: called with the exception that ended pymesos' I/O thread (a master that dropped the framework answers 403)
+io_abort_handlers: list[Callable[[BaseException], None]] = []
+
+
+class _IoAbort:
+    """What pymesos' process module calls ``thread``: it calls ``thread.interrupt_main()`` when its I/O thread
+    dies, to raise the thread's exception in the main thread through pymesos' SIGINT handler, which gopark
+    does not keep (see above): the app would get a bare KeyboardInterrupt. While a Mesos backend listens
+    (``io_abort_handlers``), it gets the exception instead, and fails its tasks with it."""
+
+    def __init__(self, process: Any) -> None:
+        self._process = process
+        self._thread = process.thread
+
+    def interrupt_main(self) -> None:
+        exc_info, self._process._exc_info = self._process._exc_info, None
+        if not io_abort_handlers:
+            self._thread.interrupt_main()
+            return
+        for handler in list(io_abort_handlers):
+            handler(exc_info[1] if exc_info else RuntimeError("pymesos' I/O thread ended"))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._thread, name)
