@@ -18,6 +18,7 @@ import hashlib
 import importlib.util
 import json
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -133,14 +134,20 @@ def _cache_dir(script: str, name: str, onedir: bool) -> str:
 KEEP_UNUSED_DAYS = 30
 
 
+_MARK = ".gopark-build-cache"     # in each folder _cache_dir makes: only those are ever removed
+
+
 def _forget_unused_caches(root: str) -> None:
     """Remove the work folders (about 50 MB each) of apps not built for :data:`KEEP_UNUSED_DAYS` days: one
-    is kept for each app built (by path, name and kind), and the cache would otherwise only grow."""
+    is kept for each app built (by path, name and kind), and the cache would otherwise only grow. Only
+    folders gopark made (named as :func:`_cache_dir` names them, holding its mark): $GOPARK_BUILD_CACHE may
+    be a folder that holds other things."""
     oldest = time.time() - KEEP_UNUSED_DAYS * 86400
     with os.scandir(root) as entries:
         for entry in entries:
             with contextlib.suppress(OSError):       # another build removing it, or using it, meanwhile
-                if entry.is_dir(follow_symlinks=False) and entry.stat().st_mtime < oldest:
+                if (entry.is_dir(follow_symlinks=False) and re.fullmatch(r".+-[0-9a-f]{16}", entry.name)
+                        and os.path.isfile(os.path.join(entry.path, _MARK)) and entry.stat().st_mtime < oldest):
                     shutil.rmtree(entry.path)
 
 
@@ -271,6 +278,7 @@ def build(script: str, output: str | None = None, name: str | None = None, onedi
     _check_output(output, script)
     cache = _cache_dir(script, name, onedir)
     os.makedirs(cache, exist_ok=True)
+    open(os.path.join(cache, _MARK), "ab").close()
     os.utime(cache)                 # used now: see _forget_unused_caches
     _forget_unused_caches(os.path.dirname(cache))
     if module != _stem(script):    # the app under its module name, beside the entry (where the build looks first)

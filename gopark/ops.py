@@ -251,7 +251,7 @@ def pipe_lines(argv: list[str], env: dict[str, str] | None, check: bool, quiet: 
     # nobody is left to follow up. Only the command gets it: what it starts sees its pipes end.)
     # In a worker, the command and what it starts carry the worker's mark (PIPE_MARK_ENV), by which the pool
     # finds and ends what is left of them once the worker is gone (see end_piped_commands).
-    marked = os.environ.get(PIPE_MARK_ENV)
+    marked = _PIPE_MARK
     if marked:
         _note_piping(os.environ.get("GOPARK_WORK_DIR"))
     proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
@@ -309,6 +309,9 @@ _END = object()
 #: the environment variable of a worker's mark, passed on to the commands its tasks pipe to
 PIPE_MARK_ENV = "GOPARK_PIPE_MARK"
 PIPED = "piped"         # a file of the pool's work folder: a worker of it has piped to a command
+# taken out of a worker's environment as it starts: only the commands it pipes to get it, not what the app's
+# functions start themselves (the pool ends what carries it)
+_PIPE_MARK = os.environ.pop(PIPE_MARK_ENV, None)
 
 
 def _note_piping(work_dir: str | None) -> None:
@@ -352,16 +355,21 @@ SAME_CTRL_C = 0.5
 _last_ctrl_c = [-math.inf]
 
 
+def forget_ctrl_c() -> None:
+    """A job starts: a Ctrl-C from now on is a new one (the app caught the last and went on)."""
+    _last_ctrl_c[0] = -math.inf
+
+
 def interrupt(signum: int, frame: Any) -> None:
     """The driver's SIGINT handler while a Context runs (where the app left Python's default): a
     KeyboardInterrupt, as the default, but one only for a Ctrl-C that comes twice within
-    :data:`SAME_CTRL_C` (a frozen app's launcher passes the terminal's on to the app, which got it too),
-    whose second would cut short the clean-up of the first."""
+    :data:`SAME_CTRL_C` and no job started between (a frozen app's launcher passes the terminal's on to the
+    app, which got it too), whose second would cut short the clean-up of the first."""
     now = time.monotonic()
     if now - _last_ctrl_c[0] < SAME_CTRL_C:
         return
     _last_ctrl_c[0] = now
-    signal.default_int_handler(signum, frame)     # raises it, with no frame of this function's in its traceback
+    signal.default_int_handler(signum, frame)     # raises it
 
 
 @contextlib.contextmanager

@@ -216,7 +216,9 @@ def _warn_of_mistyped_options(rest: list[str]) -> None:
         name = arg.partition("=")[0]
         if not name.startswith("--") or name in options:
             continue
-        meant = next((o for o in options if name.lower() == o or name[2:] in _slips(o[2:])), None)
+        # (not the option without its plural s: an app's own --cpu, say)
+        meant = next((o for o in options if name.lower() == o or (name[2:] in _slips(o[2:]) and o != name + "s")),
+                     None)
         if meant is not None:
             warnings.warn(f"{name} is not a gopark option (did you mean {meant}?); it is left to the app",
                           MistypedOptionWarning, stacklevel=4)

@@ -109,11 +109,11 @@ def _script_top_level_line() -> int | None:
     """The line of the running script's top-level code (not a function's) that is calling into gopark now,
     when the script's source can be read (not a frozen app's, nor python -c)."""
     frame: Any = sys._getframe(1)
-    while frame is not None and frame.f_globals.get("__name__", "").partition(".")[0] in ("gopark", "launcher"):
+    while frame is not None and not (frame.f_code.co_name == "<module>" and frame.f_globals.get("__name__") ==
+                                     "__main__"):      # through the app's helpers (ctx = make()) and subclasses
         frame = frame.f_back
     path = main_module_file()
-    if (frame is None or frame.f_code.co_name != "<module>" or frame.f_globals.get("__name__") != "__main__"
-            or not path or not os.path.isfile(path)):
+    if frame is None or not path or not os.path.isfile(path):
         return None
     return frame.f_lineno
 

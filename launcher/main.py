@@ -74,11 +74,9 @@ def main(app_module: str) -> int:
     if role == "driver":
         return run_driver(app_module)
     if role == "executor":
-        from gopark.context import remove_stale_work_dirs
         from launcher import executor
         if binary.is_onefile():
             binary.remove_stale_unpack_dirs()
-        remove_stale_work_dirs()    # a killed executor's pool left its socket folder (no driver runs here)
         return executor.main()
     print(f"gopark: error: unknown role GOPARK_ROLE={role!r}", file=sys.stderr)
     return 2

@@ -107,9 +107,12 @@ def test_a_build_in_its_own_cache_folder_forgets_apps_not_built_for_a_month(tmp_
     from gopark.build import KEEP_UNUSED_DAYS
     cache = tmp_path / "cache"
     old, recent = cache / "gone-0123456789abcdef", cache / "kept-0123456789abcdef"
-    for folder, days in ((old, KEEP_UNUSED_DAYS + 1), (recent, KEEP_UNUSED_DAYS - 1)):
+    others = cache / "not-gopark-0123456789abcdef"         # as old, but not made by gopark: never removed
+    for folder, days in ((old, KEEP_UNUSED_DAYS + 1), (recent, KEEP_UNUSED_DAYS - 1), (others, 90)):
         (folder / "work").mkdir(parents=True)
         (folder / "work" / "x").write_text("x")
+        if folder is not others:
+            (folder / ".gopark-build-cache").touch()
         when = time.time() - days * 86400
         os.utime(folder, (when, when))
     app = tmp_path / "tiny.py"
@@ -120,7 +123,7 @@ def test_a_build_in_its_own_cache_folder_forgets_apps_not_built_for_a_month(tmp_
                            capture_output=True, text=True, timeout=600,
                            env=dict(os.environ, GOPARK_BUILD_CACHE=str(cache)))
     assert built.returncode == 0, built.stderr
-    assert not old.exists() and (recent / "work" / "x").exists()
+    assert not old.exists() and (recent / "work" / "x").exists() and (others / "work" / "x").exists()
     assert [n for n in os.listdir(cache) if n.startswith("tiny-")]       # this app's, where the variable says
     ran = subprocess.run([str(tmp_path / "tiny"), "-q"], capture_output=True, text=True, timeout=120,
                          env=dict(os.environ, TMPDIR=str(tmp_path)))

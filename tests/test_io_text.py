@@ -368,6 +368,18 @@ def test_a_save_whose_folder_is_removed_meanwhile_fails_with_a_job_error(ctx, tm
     with pytest.raises(JobError) as info:     # an OSError of the app's own function is still the function's
         ctx.parallelize(["/no/such/file"], 1).map(read_file).saveAsTextFile(str(tmp_path / "other"))
     assert info.value.remote_type == "FileNotFoundError" and info.value.func_name == "test_io_text.read_file"
+    not_gz = tmp_path / "plain.gz"
+    not_gz.write_bytes(b"hello, not gzip\n")
+    with pytest.raises(JobError) as info:     # ... also when it fails inside gzip, as writing a .gz part may
+        ctx.parallelize([str(not_gz)], 1).map(read_gz).saveAsTextFile(str(tmp_path / "third"), compress=True)
+    assert info.value.remote_type == "BadGzipFile" and info.value.func_name == "test_io_text.read_gz"
+
+
+@register_func
+def read_gz(path):
+    import gzip
+    with gzip.open(path) as f:
+        return f.read()
 
 
 @register_func

@@ -168,7 +168,7 @@ def test_a_bad_value_of_a_conf_file_names_the_file_unless_an_argument_replaces_i
 
 @pytest.mark.parametrize(("given", "meant"), [(["--mastr", "process:2"], "--master"),
                                            (["--Master=process:2"], "--master"), (["--verbos"], "--verbose"),
-                                           (["--max-failure", "2"], "--max-failures")])
+                                           (["--parallell", "2"], "--parallel")])
 def test_a_mistyped_gopark_option_is_left_to_the_app_with_a_warning(tmp_path, given: list[str], meant: str) -> None:
     """An argument one slip (or a case) away from a gopark option is the app's, as every unknown one is, but
     it is said: the run would otherwise go on silently with gopark's default (local mode for --mastr)."""
@@ -177,7 +177,7 @@ def test_a_mistyped_gopark_option_is_left_to_the_app_with_a_warning(tmp_path, gi
     assert result.returncode == 0 and f"args {[str(tmp_path / 'words.txt'), *given]}" in result.stdout, result.stderr
     assert f"MistypedOptionWarning: {given[0].partition('=')[0]} is not a gopark option (did you mean {meant}?)" \
         in result.stderr, result.stderr
-    app_own = run_wc_app(str(tmp_path / "words.txt"), "--tag", "x", "--memo", "-q", cwd=str(tmp_path))
+    app_own = run_wc_app(str(tmp_path / "words.txt"), "--tag", "x", "--memo", "--cpu", "-q", cwd=str(tmp_path))
     assert app_own.returncode == 0 and "Warning" not in app_own.stderr, app_own.stderr
 
 

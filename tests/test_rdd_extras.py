@@ -651,21 +651,32 @@ def test_a_pipe_command_dies_with_a_worker_killed_outright(tmp_path) -> None:
     assert len(errors) == 1 and isinstance(errors[0], JobError) and "TaskLost" in str(errors[0]), errors
 
 
+@register_func
+def start_detached(seconds: int) -> int:
+    return subprocess.Popen(["sleep", str(seconds)], start_new_session=True).pid
+
+
 def test_what_a_piped_command_left_running_ends_with_the_pool(tmp_path) -> None:
     """A command that starts a process of its own session (``setsid``, a daemon) and exits: the task ends, the
     process runs on; the pool's stop ends it (by the worker's mark in its environment), nothing else."""
     other = subprocess.Popen(["sleep", "60"], start_new_session=True)      # not the pool's: left alone
+    own = None
     try:
         with Context("process:2", quiet=True) as ctx:
             (started,) = ctx.parallelize(["x"], 1).pipe(
                 ["sh", "-c", "setsid sleep 60 >/dev/null 2>&1 < /dev/null & echo $!"]).collect()
             left = int(started)
             assert alive(left)                     # the job is done, the daemon runs on
+            # what a function of the app starts itself is its own business: not marked, never ended
+            (own,) = ctx.parallelize([60], 1).map(start_detached).collect()
         assert wait_until(lambda: not alive(left), timeout=5), f"it outlived the pool: {describe({left})}"
-        assert other.poll() is None
+        assert other.poll() is None and alive(own)
     finally:
         other.kill()
         other.wait()
+        if own is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(own, signal.SIGKILL)
 
 
 LOCAL_DRIVER = """

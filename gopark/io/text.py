@@ -583,9 +583,16 @@ def write_partition(path: str, split: int, attempt: int, records: Iterable[Any],
 
 
 def _raised_writing(exc: BaseException) -> bool:
-    """``exc`` was raised by :func:`write_partition`'s own file operations (or gzip's under them)."""
+    """``exc`` was raised by :func:`write_partition`'s own file operations (or gzip's under them): every frame
+    below write_partition's is gzip's (not the records' source: the app's function, which may use gzip)."""
     tb = exc.__traceback__
-    while tb is not None and tb.tb_next is not None:
+    while tb is not None and tb.tb_frame.f_code is not write_partition.__code__:
         tb = tb.tb_next
-    return tb is not None and (tb.tb_frame.f_code is write_partition.__code__
-                               or tb.tb_frame.f_code.co_filename == gzip.__file__)
+    if tb is None:
+        return False
+    tb = tb.tb_next
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename != gzip.__file__:
+            return False
+        tb = tb.tb_next
+    return True

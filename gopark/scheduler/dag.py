@@ -233,6 +233,7 @@ class DAGScheduler:
             if self.stopped:
                 raise _stopped_error()
             shared.forget_stale_task_state()    # left by a task a signal ended, in local mode
+            ops.forget_ctrl_c()
             self._forget_unwanted()
             self._forget_uncached()     # after: a dropped stage may have held the last reference to one
             parents = self._parent_stages(rdd)       # numbered first, as in Spark: stage 0 runs first

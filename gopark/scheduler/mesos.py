@@ -65,6 +65,7 @@ REGISTER_TIMEOUT = 30.0      # seconds to reach the master before the Context gi
 EXECUTOR_CPUS, EXECUTOR_MEM = 0.05, 64.0
 STARVED_WARNING = 15.0       # seconds of offers too small for any task before a warning
 MASTER_LOST = FAILOVER_TIMEOUT + 5.0   # seconds without the master before its tasks are lost (it dropped us)
+MASTER_LOST_ZK = 120.0       # ... when ZooKeeper elects masters (a new leader takes a while, then takes us back)
 REFUSE_BUSY, REFUSE_IDLE = 0.0, 5.0   # filters on what an ACCEPT leaves and on declines: with tasks waiting, short
 INLINE_RESULT = 256 << 10    # results above this size wait on the executor's file server
 #: the driver's file server listens first on a port of these (first, count) picked by the binary's hash (below
@@ -204,7 +205,11 @@ class MesosBackend:
         self._driver = pymesos.MesosSchedulerDriver(self, framework, address, use_addict=False,
                                                     implicit_acknowledgements=True)
         mesos_http.io_abort_handlers.append(self._connection_ended)
-        self._driver.start()
+        try:
+            self._driver.start()
+        except BaseException:
+            mesos_http.io_abort_handlers.remove(self._connection_ended)
+            raise
         if not self._registered.wait(REGISTER_TIMEOUT):
             self.stop()
             raise InputUnavailable(f"cannot register with the Mesos master at {address} "
@@ -266,12 +271,12 @@ class MesosBackend:
         self._stopping = True
         self._stopped.set()
         from gopark.scheduler import mesos_http
-        with contextlib.suppress(ValueError):
-            mesos_http.io_abort_handlers.remove(self._connection_ended)
         try:
             self._driver.stop()
             self._driver.join()
         finally:
+            with contextlib.suppress(ValueError):      # after join: its I/O thread may end as it stops
+                mesos_http.io_abort_handlers.remove(self._connection_ended)
             self.files.stop()
             if self._watch is not None and self._watch is not threading.current_thread():
                 self._watch.join()
@@ -390,7 +395,8 @@ class MesosBackend:
         agent may come)."""
         while not self._stopped.wait(1.0):
             now = time.monotonic()
-            if self._disconnected_at is not None and now - self._disconnected_at > MASTER_LOST:
+            lost_after = MASTER_LOST_ZK if self._address.startswith("zk://") else MASTER_LOST
+            if self._disconnected_at is not None and now - self._disconnected_at > lost_after:
                 self._lose_the_master(f"no connection for {now - self._disconnected_at:.0f} s")
                 return
             with self._lock:
