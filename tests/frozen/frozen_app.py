@@ -70,7 +70,8 @@ def main():
             except JobError as exc:
                 print("FAILED", exc.func_name, exc.remote_type, "ran inline" in exc.remote_traceback)
         if args.pipe_env:      # what a piped command sees of the frozen app's own environment
-            shown = ctx.parallelize([1], 1).pipe(["sh", "-c", "env | grep -c '^_PYI_\\|^GOPARK_' || true; "
+            shown = ctx.parallelize([1], 1).pipe(["sh", "-c", "env | grep '^_PYI_\\|^GOPARK_' "
+                                                 "| grep -vc '^GOPARK_PIPE_MARK=' || true; "     # (a worker's mark)
                                                  "echo \"${LD_LIBRARY_PATH-unset}\""]).collect()
             print("PIPE_ENV", shown)
         if args.plugin:         # a module the build could not see, found where the driver found it
