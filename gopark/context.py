@@ -20,9 +20,9 @@ import weakref
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from gopark import ops, registry, shared
+from gopark import registry, shared
 from gopark.errors import ConfigError, GoparkError, JobError, OutputNotWritable, Terminated
-from gopark.ops import signals_deferred
+from gopark.ops import interrupt, signals_deferred
 from gopark.rdd import (
     RDD,
     ParallelCollection,
@@ -37,9 +37,8 @@ from gopark.rdd import (
 _WORK_PREFIX = "gopark-"
 
 
-def remove_stale_work_dirs() -> None:
-    """Work folders (and socket folders) of drivers and executors that were killed before they could clean
-    up: a Context's start removes them, and an executor's (which makes no Context)."""
+def _remove_stale_work_dirs() -> None:
+    """Work folders of drivers that were killed before they could clean up."""
     import glob  # the driver's only
     for path in glob.glob(os.path.join(tempfile.gettempdir(), _WORK_PREFIX + "*")):
         pid = os.path.basename(path)[len(_WORK_PREFIX):].split("-")[0]
@@ -118,7 +117,7 @@ class Context:
         self._signals = _exit_on_termination()
         self.work_dir = ""
         try:
-            remove_stale_work_dirs()
+            _remove_stale_work_dirs()
             self.work_dir = tempfile.mkdtemp(prefix=f"{_WORK_PREFIX}{os.getpid()}-")
             self._rdd_ids = itertools.count()
             self._shuffle_ids = itertools.count()
@@ -431,7 +430,7 @@ def _unraisable(args: Any) -> None:
 
 def _exit_on_termination() -> bool:
     """Make SIGTERM and SIGHUP exit cleanly where the app left them to kill the process outright, and a
-    Ctrl-C that comes twice at once interrupt once (:func:`ops.interrupt`) where the app left Python's own.
+    Ctrl-C that comes twice at once interrupt once (:func:`gopark.ops.interrupt`) where the app left Python's own.
 
     Only from the main thread, and only for signals still at their default (or
     already ours): an app's own handlers are never replaced. True: this Context
@@ -443,7 +442,7 @@ def _exit_on_termination() -> bool:
         if signal.getsignal(sig) is signal.SIG_DFL:
             signal.signal(sig, _terminated)
     if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
-        signal.signal(signal.SIGINT, ops.interrupt)
+        signal.signal(signal.SIGINT, interrupt)
     if sys.unraisablehook is not _unraisable:
         _unraisable_hook[:] = [sys.unraisablehook]
         sys.unraisablehook = _unraisable
@@ -461,7 +460,7 @@ def _restore_signals(used: bool) -> None:
     for sig in _TERMINATING:
         if signal.getsignal(sig) is _terminated:
             signal.signal(sig, signal.SIG_DFL)
-    if signal.getsignal(signal.SIGINT) is ops.interrupt:
+    if signal.getsignal(signal.SIGINT) is interrupt:
         signal.signal(signal.SIGINT, signal.default_int_handler)
     if sys.unraisablehook is _unraisable and _unraisable_hook:
         sys.unraisablehook = _unraisable_hook.pop()

@@ -350,6 +350,7 @@ def end_piped_commands(mark: str) -> int:
             os.close(pidfd)
     return ended
 
+
 #: seconds after a Ctrl-C in which another is the same one (see :func:`interrupt`)
 SAME_CTRL_C = 0.5
 _last_ctrl_c = [-math.inf]

@@ -205,11 +205,11 @@ class MistypedOptionWarning(UserWarning):
     """An argument left to the app that looks like a gopark option spelled wrong (``--mastr``, ``--Master``)."""
 
 
-def _warn_of_mistyped_options(rest: list[str]) -> None:
+def _warn_of_mistyped_options(rest: list[str], parser: argparse.ArgumentParser) -> None:
     """Warn of each argument of ``rest`` (left to the app) that is a gopark option in another case or with
     one slip of the fingers (:func:`_slips`): the app may take it, but more likely the run goes on with
     gopark's default (local mode, say) where the user asked for another."""
-    options = [o for action in _parser()._actions for o in action.option_strings if o.startswith("--")]
+    options = [o for action in parser._actions for o in action.option_strings if o.startswith("--")]
     for arg in rest:
         if arg == "--":
             break
@@ -310,7 +310,8 @@ def from_argv(argv: list[str] | None = None, **given: Any) -> Options:
     if argv is None and _argv_of_a_test_runner():
         return make_options(**given)
     args = sys.argv if argv is None else argv
-    parsed, rest = _parser().parse_known_args(args[1:])
+    parser = _parser()
+    parsed, rest = parser.parse_known_args(args[1:])
     if argv is None:
         global _taken_from_sys_argv
         found = {k: v for k, v in vars(parsed).items() if v is not None and k != "help"}
@@ -322,9 +323,9 @@ def from_argv(argv: list[str] | None = None, **given: Any) -> Options:
         if not os.environ.get(HELP_SHOWN_ENV):
             print(help_text())
         # where the app had it, among its own arguments
-        rest.insert(len(_parser().parse_known_args(args[1:args.index("--help", 1)])[1]), "--help")
+        rest.insert(len(parser.parse_known_args(args[1:args.index("--help", 1)])[1]), "--help")
     if argv is None:
-        _warn_of_mistyped_options(rest)
+        _warn_of_mistyped_options(rest, parser)
     args[1:] = rest
     values = {k: v for k, v in vars(parsed).items() if v is not None and k != "conf"}
     if isinstance(values.get("mem"), float) and values["mem"].is_integer():

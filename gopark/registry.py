@@ -99,21 +99,19 @@ def check_may_start_context() -> None:
         raise DriverCodeReached(_importing[-1])
     if in_task():
         raise RuntimeError("a Context cannot be made inside a task: only the driver runs jobs")
-    if not _driver_code_line:
-        line = _script_top_level_line()
-        if line is not None and not any(start <= line <= end for start, end in _main_blocks(main_module_file())):
-            _driver_code_line.append(line)
+    if not _driver_code_line and (line := _unguarded_top_level_line()) is not None:
+        _driver_code_line.append(line)
 
 
-def _script_top_level_line() -> int | None:
-    """The line of the running script's top-level code (not a function's) that is calling into gopark now,
-    when the script's source can be read (not a frozen app's, nor python -c)."""
+def _unguarded_top_level_line() -> int | None:
+    """The line of the running script's top-level code that is calling into gopark now, when it is outside
+    ``if __name__ == "__main__":`` and the script's source can be read (not a frozen app's, nor python -c)."""
     frame: Any = sys._getframe(1)
     while frame is not None and not (frame.f_code.co_name == "<module>" and frame.f_globals.get("__name__") ==
                                      "__main__"):      # through the app's helpers (ctx = make()) and subclasses
         frame = frame.f_back
     path = main_module_file()
-    if frame is None or not path or not os.path.isfile(path):
+    if frame is None or not path or not os.path.isfile(path) or _in_main_block(path, frame.f_lineno):
         return None
     return frame.f_lineno
 
@@ -262,8 +260,12 @@ def _registering_in_main_block(first: bool) -> int | None:
     import linecache
     if not linecache.getline(path, frame.f_lineno)[:1].isspace():    # at the top level: not in a block
         return None
-    line = frame.f_lineno
-    return line if any(start <= line <= end for start, end in _main_blocks(path)) else None
+    return frame.f_lineno if _in_main_block(path, frame.f_lineno) else None
+
+
+def _in_main_block(path: str, line: int) -> bool:
+    """``line`` of the script ``path`` is inside one of its ``if __name__ == "__main__":`` blocks."""
+    return any(start <= line <= end for start, end in _main_blocks(path))
 
 
 @functools.lru_cache(maxsize=8)

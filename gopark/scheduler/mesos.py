@@ -177,14 +177,14 @@ class MesosBackend:
         self._suppressed = False
         self._registered = threading.Event()
         self._offered = threading.Event()
-        self._stopping = False
+        self._stopping = threading.Event()   # stop() was called: the framework is being torn down
         self._broken: str | None = None
         self._starving_since: float | None = None
         self._warned = 0.0
         self._last_offer = time.monotonic()
-        self._stopped = threading.Event()
         self._watch: threading.Thread | None = None
         self._address = address
+        self._lost_after = MASTER_LOST_ZK if address.startswith("zk://") else MASTER_LOST
         self._disconnected_at: float | None = None
         # pymesos says each retry (tens of thousands of lines a minute from a master with no leader): not
         # unless asked (-v); gopark says what matters
@@ -216,13 +216,13 @@ class MesosBackend:
                                    f"within {REGISTER_TIMEOUT:.0f} s (it answers, but did not take the framework: "
                                    "a master with no leader elected answers 503; -v shows what it said)")
         self._offered.wait(1.0)    # the first offers tell how many tasks the cluster runs at once
-        self._watch = threading.Thread(target=self._watch_for_no_offers, name="gopark-mesos-watch", daemon=True)
+        self._watch = threading.Thread(target=self._watch_the_cluster, name="gopark-mesos-watch", daemon=True)
         self._watch.start()
 
     # -- called by the DAG scheduler -------------------------------------------------
     def submit(self, tid: int, payload: bytes, preferred: list[str]) -> None:
         with self._lock:
-            if self._broken or self._stopping:
+            if self._broken or self._stopping.is_set():
                 self._post(("lost", tid, self._broken or "the Context was stopped", "driver"))
                 return
             self._pending.append((tid, payload, preferred, time.monotonic()))
@@ -231,7 +231,7 @@ class MesosBackend:
             self._driver.reviveOffers()
 
     def cancel(self, tids: list[int]) -> None:
-        if self._stopping:      # the framework is being torn down: its executors end with it
+        if self._stopping.is_set():      # the framework is being torn down: its executors end with it
             return
         gone = set(tids)
         with self._lock:
@@ -258,7 +258,7 @@ class MesosBackend:
         """(agent id, executor id, its file server's URL + "/") of each executor that has run a task."""
         with self._lock:
             return [(agent_id, a.executor_info["executor_id"], a.files_url + "/")
-                    for agent_id, a in self._agents.items() if a.files_url and not self._stopping]
+                    for agent_id, a in self._agents.items() if a.files_url and not self._stopping.is_set()]
 
     def _tell(self, agent_id: str, executor_id: dict, message: dict) -> None:
         data = base64.b64encode(json.dumps(message).encode()).decode()
@@ -266,10 +266,9 @@ class MesosBackend:
 
     def stop(self) -> None:
         """Tear the framework down (the master ends its executors), stop serving files."""
-        if self._stopping:
+        if self._stopping.is_set():
             return
-        self._stopping = True
-        self._stopped.set()
+        self._stopping.set()
         from gopark.scheduler import mesos_http
         try:
             self._driver.stop()
@@ -295,12 +294,12 @@ class MesosBackend:
         self._registered.set()
 
     def disconnected(self, driver: Any) -> None:
-        if self._stopping or self._disconnected_at is not None:
+        if self._stopping.is_set() or self._disconnected_at is not None:
             return
         self._disconnected_at = time.monotonic()
         if self._registered.is_set():
             log.warning("disconnected from the Mesos master at %s: trying again for %.0f s", self._address,
-                        MASTER_LOST)
+                        self._lost_after)
 
     @_guarded
     def resourceOffers(self, driver: Any, offers: list[dict]) -> None:  # noqa: N802 (pymesos' names)
@@ -370,7 +369,7 @@ class MesosBackend:
 
     def _connection_ended(self, exc: BaseException) -> None:
         """pymesos' I/O thread died (the master dropped the framework: 403 to its calls)."""
-        if not self._stopping:
+        if not self._stopping.is_set():
             self._lose_the_master(f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:200])
 
     def _lose_the_master(self, why: str) -> None:
@@ -389,14 +388,13 @@ class MesosBackend:
         for tid in lost:
             self._post(("lost", tid, reason, "driver"))
 
-    def _watch_for_no_offers(self) -> None:
-        """Tasks wait, none runs, and no offer has come for a while (no agent, or none with free resources):
-        say so (every 30 s), as Spark's "Initial job has not accepted any resources"; the job waits on (an
-        agent may come)."""
-        while not self._stopped.wait(1.0):
+    def _watch_the_cluster(self) -> None:
+        """Every second: a master gone too long is lost (:meth:`_lose_the_master`); tasks that wait, none
+        running, with no offer for a while (no agent, or none with free resources) are said to (every 30 s),
+        as Spark's "Initial job has not accepted any resources"; the job waits on (an agent may come)."""
+        while not self._stopping.wait(1.0):
             now = time.monotonic()
-            lost_after = MASTER_LOST_ZK if self._address.startswith("zk://") else MASTER_LOST
-            if self._disconnected_at is not None and now - self._disconnected_at > lost_after:
+            if self._disconnected_at is not None and now - self._disconnected_at > self._lost_after:
                 self._lose_the_master(f"no connection for {now - self._disconnected_at:.0f} s")
                 return
             with self._lock:
