@@ -288,6 +288,38 @@ def test_dropped_shuffles_and_cached_rdds_leave_the_work_folder_while_the_next_j
     assert set(_trash_threads()) - others == set()
 
 
+@register_func
+def mod_pair(x):
+    return (x % 7, 1)
+
+
+@pytest.mark.parametrize("master", ["local", "process:2"])
+def test_a_state_kept_across_batches_holds_only_the_shuffles_since_its_last_checkpoint(master: str, tmp_path) -> None:
+    """A running state (``state = state.union(batch).reduceByKey(add).cache()``, the old one unpersisted)
+    checkpointed every third batch: the checkpoint cuts the lineage, so the shuffles under it (their map
+    outputs, files and stages) go. Every shuffle ever run stayed before (one folder a batch)."""
+    import gc
+    with Context(master, quiet=True) as ctx:
+        ctx.setCheckpointDir(str(tmp_path / "ckpt"))
+        state = None
+        for i in range(12):
+            batch = ctx.parallelize(range(i * 70, (i + 1) * 70), 3).map(mod_pair)
+            nxt = (batch if state is None else state.union(batch)).reduceByKey(add, 2).cache()
+            if i % 3 == 2:
+                nxt.checkpoint()
+            assert nxt.collectAsMap() == {k: (i + 1) * 10 for k in range(7)}
+            if state is not None:
+                state.unpersist()
+            state = nxt
+            gc.collect()
+        assert state.isCheckpointed()
+        assert ctx.parallelize(range(4), 2).count() == 4           # drops what the last batch let go
+        folders = glob.glob(os.path.join(ctx.work_dir, "shuffle", "shuffle-*"))
+        assert len(folders) <= 3, folders       # the batches' since the checkpoint, not 12
+        assert len(ctx.scheduler.shuffle_outputs) <= 3
+        assert state.union(ctx.parallelize([(0, 1)], 1)).reduceByKey(add).collectAsMap()[0] == 121
+
+
 def test_a_loop_of_small_jobs_leaves_python_collecting_its_garbage() -> None:
     """A micro-batch loop (hundreds of small shuffle jobs on one Context, local mode: in the driver's own
     heap) does not grow: Python's own collections still run. A young collection that gopark made at every

@@ -24,7 +24,8 @@ the Context posts for a SIGTERM whose exception Python dropped, is raised in the
 
     across jobs (a Context's life):
       shuffle_outputs: {shuffle_id: [location | None] per map partition}
-      shuffle_stages:  {shuffle_id: Stage}
+      shuffle_stages:  {shuffle_id: Stage}, held weakly: a job holds its stages; one made again for a
+                       later job finds its outputs (and is skipped when they are all there)
       cache_locs:      {(rdd_id, split): worker_id}
       cached:          {rdd_id: (weak reference, generation)} the cached RDDs of the stages run;
                        one gone, or unpersisted, is dropped before the next job (its partitions:
@@ -34,8 +35,9 @@ the Context posts for a SIGTERM whose exception Python dropped, is raised in the
       _live_cached:    [[rdd_id, generation], ...] of cached, sorted: what each task carries
       _path:           (sys.path as last seen, the workers' path made of it) when it changed since the
                        Context started its workers (with the path then): what each task carries, else None
-      unwanted:        shuffle ids whose RDD is gone (appended by its finalizer, from any thread):
-                       dropped with their outputs before the next job (Spark's ContextCleaner)
+      unwanted:        shuffle ids whose ShuffleDependency is gone (its RDD gone, or checkpointed: the
+                       lineage cut), appended by its finalizer from any thread: dropped with their
+                       outputs before the next job (Spark's ContextCleaner)
     per job (``Job``):
       waiting:  set[Stage]                 parents not ready yet
       running:  set[Stage]
@@ -145,7 +147,7 @@ class DAGScheduler:
         self.max_failures = max_failures
         self.progress = progress
         self.shuffle_outputs: dict[int, list[dict | None]] = {}
-        self.shuffle_stages: dict[int, Stage] = {}
+        self.shuffle_stages: weakref.WeakValueDictionary[int, Stage] = weakref.WeakValueDictionary()
         self.cache_locs: dict[tuple[int, int], str] = {}
         self.cached: dict[int, tuple[weakref.ref, int]] = {}
         self._live_cached: list[list[int]] = []
@@ -172,7 +174,8 @@ class DAGScheduler:
     # -- planning -------------------------------------------------------------------
     def _shuffle_deps(self, rdd: RDD) -> list[ShuffleDependency]:
         """The shuffles right under ``rdd``'s narrow lineage (the edges to its parent stages). Each is
-        watched: when the RDD that shuffles is gone, no job can need the shuffle again (see ``unwanted``)."""
+        watched: when its dependency is gone (the RDD that shuffles is gone, or checkpointed), no job can
+        need the shuffle again (see ``unwanted``)."""
         deps: dict[int, ShuffleDependency] = {}
         seen: set[int] = set()
         stack = [rdd]
@@ -186,7 +189,7 @@ class DAGScheduler:
                     deps[d.shuffle_id] = d
                     if d.shuffle_id not in self._watched:
                         self._watched.add(d.shuffle_id)
-                        weakref.finalize(r, self.unwanted.append, d.shuffle_id)
+                        weakref.finalize(d, self.unwanted.append, d.shuffle_id)
                 else:
                     stack.append(d)
         return list(deps.values())
@@ -200,22 +203,27 @@ class DAGScheduler:
         Without recursion: an iterative job of a thousand rounds is a chain of
         two thousand stages.
         """
+        made: dict[int, Stage] = {}     # held here: shuffle_stages holds them weakly
         stack: list[tuple[ShuffleDependency, bool]] = [(dep, False)]
         while stack:
             d, parents_made = stack.pop()
-            if d.shuffle_id in self.shuffle_stages:
+            if d.shuffle_id in made:
+                continue
+            if (known := self.shuffle_stages.get(d.shuffle_id)) is not None:
+                made[d.shuffle_id] = known
                 continue
             below = self._shuffle_deps(d.rdd)
             if not parents_made:
                 stack.append((d, True))
-                stack.extend((p, False) for p in below if p.shuffle_id not in self.shuffle_stages)
+                stack.extend((p, False) for p in below if p.shuffle_id not in made)
                 continue
             rdd = d.rdd
-            self.shuffle_stages[d.shuffle_id] = Stage(
-                next(self._ids), rdd, [self.shuffle_stages[p.shuffle_id] for p in below], d,
+            made[d.shuffle_id] = self.shuffle_stages[d.shuffle_id] = Stage(
+                next(self._ids), rdd, [made[p.shuffle_id] for p in below], d,
                 list(range(rdd.num_partitions)), d.site or f"shuffle of {rdd.kind}")
-            self.shuffle_outputs[d.shuffle_id] = [None] * rdd.num_partitions
-        return self.shuffle_stages[dep.shuffle_id]
+            # made again (the last job's stage is gone), it finds the outputs its shuffle has
+            self.shuffle_outputs.setdefault(d.shuffle_id, [None] * rdd.num_partitions)
+        return made[dep.shuffle_id]
 
     def _missing(self, stage: Stage) -> list[int]:
         if stage.dep is None:
@@ -264,9 +272,8 @@ class DAGScheduler:
             return [job.results[p] for p in partitions]
 
     def _forget_unwanted(self) -> None:
-        """Mutates: shuffle_stages, shuffle_outputs, unwanted. Drop the shuffles whose RDD is gone, and
-        have the backend remove their map outputs' files. Dropping a stage may free the RDD of a shuffle
-        under it, whose id its finalizer appends at once: the loop takes it too."""
+        """Mutates: shuffle_stages, shuffle_outputs, unwanted. Drop the shuffles whose dependency is gone,
+        and have the backend remove their map outputs' files."""
         dropped: list[dict] = []
         while self.unwanted:
             shuffle_id = self.unwanted.popleft()
