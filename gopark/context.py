@@ -121,7 +121,6 @@ class Context:
             self.work_dir = tempfile.mkdtemp(prefix=f"{_WORK_PREFIX}{os.getpid()}-")
             self._rdd_ids = itertools.count()
             self._shuffle_ids = itertools.count()
-            self._accumulators: list[shared.Accumulator] = []
             self._broadcasts = shared.BroadcastBook()     # the live ones, that tasks carry (see shared.py)
             self._checkpoint_dir: str | None = None
             self._checkpoints_due: set[int] = set()      # the ids of RDDs checkpoint() marked, not saved yet
@@ -357,9 +356,7 @@ class Context:
         >>> ctx.accumulator([], operator.add).value
         []
         """
-        acc = shared.new_accumulator(init, merge)
-        self._accumulators.append(acc)
-        return acc
+        return shared.new_accumulator(init, merge)
 
     # -- jobs -------------------------------------------------------------------------
     def runJob(self, rdd: RDD, action: list, partitions: list[int] | None = None,

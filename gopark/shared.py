@@ -343,7 +343,8 @@ class Accumulator:
 
 _IMMUTABLE = frozenset({int, float, bool, str, bytes, type(None)})
 
-# key -> accumulator: named ones live as long as their module; a Context keeps its own alive
+# key -> accumulator: named ones live as long as their module; a Context's (and a worker's proxy of one)
+# as long as something holds it (the app, or an RDD's function a job runs): one the app let go is not kept
 _accumulators: weakref.WeakValueDictionary[str, Accumulator] = weakref.WeakValueDictionary()
 _named: dict[str, Accumulator] = {}
 _made_in: dict[str, str] = {}     # the module that made each named accumulator
@@ -408,12 +409,9 @@ def _decode_accumulator(data: list) -> Accumulator:
         if key.startswith("n:"):
             _named.setdefault(key, acc)
             _decoded.add(key)
-        else:
-            _proxies.append(acc)
     return acc
 
 
 _decoded: set[str] = set()   # named accumulators a worker knew from a task first (made with init None)
-_proxies: list[Accumulator] = []   # keep workers' proxies of Context accumulators alive
 
 serialize.register_ext(_ACCUMULATOR_EXT, Accumulator, lambda a: [a.key, a._merge_ref], _decode_accumulator)

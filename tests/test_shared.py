@@ -607,6 +607,37 @@ def test_accumulator_with_foreach(ctx):
     assert acc.value == 2 * sum(data)
 
 
+@register_func
+def accumulators_alive(_records):
+    import gc
+
+    from gopark.shared import Accumulator
+    yield sum(isinstance(o, Accumulator) for o in gc.get_objects())
+
+
+def test_an_accumulator_the_app_let_go_is_not_kept(ctx):
+    """One accumulator a job (the usual pattern): neither the driver nor a worker keeps those the app
+    dropped (each stayed for the Context's life: ~0.5 kB a job, in every process)."""
+    import gc
+    import weakref
+    data = ctx.parallelize(range(8), 4)
+    probe = ctx.parallelize(range(8), 8).mapPartitions(accumulators_alive)
+    before = max(probe.collect())         # named ones, of other tests in this process
+    gone = []
+    for _ in range(30):
+        acc = ctx.accumulator(0)
+        data.foreach(partial(add_to, acc))
+        assert acc.value == 28
+        gone.append(weakref.ref(acc))
+        del acc
+    gc.collect()
+    assert [r for r in gone if r() is not None] == []
+    kept = ctx.accumulator(0)
+    data.foreach(partial(add_to, kept))
+    assert kept.value == 28
+    assert max(probe.collect()) <= before + 1
+
+
 def test_accumulator_starts_from_its_initial_value(ctx):
     acc = ctx.accumulator(1000)
     assert acc.value == 1000

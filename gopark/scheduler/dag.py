@@ -482,8 +482,9 @@ class DAGScheduler:
         as a task would: an update is never dropped silently)."""
         for key, delta in updates.items():
             acc = shared.find_accumulator(key)
-            if acc is None:
-                log.warning("an update of accumulator %s that this driver does not know", key)
+            if acc is None:     # a Context's one the app let go (while a task of an earlier job ran): not read
+                (log.debug if key.startswith("u:") else log.warning)(
+                    "an update of accumulator %s that this driver does not know", key)
                 continue
             try:
                 acc.merge_update(delta)
