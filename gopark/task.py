@@ -84,6 +84,8 @@ class WorkerEnv:
         self._live = dict(live)
         for key in [k for k in self.cache if self._live.get(k[0]) != self.generations.get(k[0])]:
             self.forget(key)
+        if len(self.generations) > len(self._live):     # of RDDs dropped since: none of their copies is left
+            self.generations = {i: g for i, g in self.generations.items() if i in self._live}
 
 
 def remove_cached(rdd_ids: list[int], work_dir: str, trash: Trash) -> None:

@@ -436,11 +436,13 @@ def test_an_iterative_job_leaves_only_its_last_rounds_shuffles_and_broadcasts(ct
 
 @register_func
 def held_cached(_x):
-    """The ids of the RDDs whose cached partitions the process running this task holds in memory."""
+    """The ids of the RDDs whose cached partitions the process running this task holds in memory (or
+    still notes the generation of)."""
     import gc
 
     from gopark.task import WorkerEnv
-    return sorted({key[0] for env in gc.get_objects() if isinstance(env, WorkerEnv) for key in env.cache})
+    envs = [env for env in gc.get_objects() if isinstance(env, WorkerEnv)]
+    return sorted({key[0] for env in envs for key in env.cache} | {i for env in envs for i in env.generations})
 
 
 def _cached_ids(ctx) -> set[int]:
