@@ -1477,7 +1477,7 @@ def _poisson_sample(rng: random.Random, fraction: float, it: Iterator[Any]) -> I
 def _sort_partition(f: Callable[[Any], Any] | None, reverse: bool, it: Iterator[Any], task: Any) -> Iterator[Any]:
     from gopark.shuffle import external_sort
     key = operator.itemgetter(0) if f is None else (lambda kv: f(kv[0]))
-    return external_sort(it, key, reverse, task.env.mem_bytes, os.path.join(task.env.work_dir, "spill"))
+    return external_sort(it, key, reverse, task.env.mem_bytes, task.env.spill_root)
 
 
 def _pipe(op: str, f: Callable[..., Any] | None, extra: Any, split: int, it: Iterator[Any],

@@ -56,6 +56,11 @@ class WorkerEnv:
         self.generations: dict[int, int] = {}           # ... the generation of each RDD's (see keep_cached)
         self._live: dict[int, int] = {}                 # the running task's live cached RDDs: their generation
 
+    @property
+    def spill_root(self) -> str:
+        """Where this process's tasks spill (see :func:`spill_root`)."""
+        return spill_root(self.work_dir, self.worker_id)
+
     def cache_path(self, rdd_id: int, split: int) -> str:
         return os.path.join(self.work_dir, "cache", f"{rdd_id}-{split}")
 
@@ -86,6 +91,12 @@ class WorkerEnv:
             self.forget(key)
         if len(self.generations) > len(self._live):     # of RDDs dropped since: none of their copies is left
             self.generations = {i: g for i, g in self.generations.items() if i in self._live}
+
+
+def spill_root(work_dir: str, worker_id: str) -> str:
+    """The folder a worker's tasks spill into (merges, sorts): its own, so that what a worker killed in
+    the middle of a spill left is removed when it dies (:meth:`ProcessPool`), not at the Context's stop."""
+    return os.path.join(work_dir, "spill", worker_id)
 
 
 def remove_cached(rdd_ids: list[int], work_dir: str, trash: Trash) -> None:
@@ -248,7 +259,7 @@ class TaskContext:
 
     def merger(self, agg: list | None, merge_combiners: Any = None) -> Merger:
         """A reduce-side merger for an aggregator ``[create, merge_value, merge_combiners]``."""
-        spill = os.path.join(self.env.work_dir, "spill")
+        spill = self.env.spill_root
         if agg is None:
             return Merger(None, None, merge_combiners, self.env.mem_bytes, spill)  # type: ignore[arg-type]
         create, merge_value, combine = (registry.decode_func(r) if r else None for r in agg)

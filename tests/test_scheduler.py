@@ -320,6 +320,33 @@ def test_a_state_kept_across_batches_holds_only_the_shuffles_since_its_last_chec
         assert state.union(ctx.parallelize([(0, 1)], 1)).reduceByKey(add).collectAsMap()[0] == 121
 
 
+@register_func
+def wide_pair(x):
+    return (x, "v" * 200)
+
+
+@register_func
+def die_once_in_a_spilled_group(marker, kv):
+    """Kills its worker outright the first time, past a reducer's spill (its files on disk)."""
+    if not os.path.exists(marker):
+        open(marker, "w").close()
+        os.kill(os.getpid(), signal.SIGKILL)
+    return len(kv[1])
+
+
+def test_what_a_worker_killed_in_the_middle_of_a_spill_left_goes_with_it(tmp_path) -> None:
+    """A reducer over its budget spills to disk; its worker killed outright (the OOM killer, say) leaves
+    those files: they are removed when its death is seen, not at the Context's stop."""
+    with Context("process:2", mem=1, quiet=True) as ctx:          # 1 MiB: a reducer spills
+        spill = os.path.join(ctx.work_dir, "spill")
+        groups = ctx.parallelize(range(30000), 2).map(wide_pair).groupByKey(1)
+        marker = str(tmp_path / "died")
+        assert groups.map(partial(die_once_in_a_spilled_group, marker)).sum() == 30000
+        assert os.path.exists(marker)
+        left = [os.path.join(root, f) for root, _dirs, files in os.walk(spill) for f in files]
+        assert left == []
+
+
 def test_a_loop_of_small_jobs_leaves_python_collecting_its_garbage() -> None:
     """A micro-batch loop (hundreds of small shuffle jobs on one Context, local mode: in the driver's own
     heap) does not grow: Python's own collections still run. A young collection that gopark made at every

@@ -353,6 +353,9 @@ class ProcessBackend:
         log.info("%s", reason)
         if code and self._piped():      # killed (SIGKILL, OOM) in the middle of a pipe: what it started
             ops.end_piped_commands(f"{self._mark}-{w.wid}\0")
+        if code:        # killed in the middle of a spill, maybe: what it spilled
+            from gopark.task import spill_root
+            self._trash.throw([spill_root(self._work_dir, w.wid)])
         if w.task is not None:
             self._post(("lost", w.task, reason, w.wid))
         if not w.ready and code > 0:   # failed on its own before serving (not killed): a crash loop?
