@@ -117,6 +117,37 @@ def test_second_run_uses_the_fetcher_cache(app: str, cluster: MesosCluster, tmp_
         [a.fetch_count for a in cluster.agents]
 
 
+def test_an_agent_that_cannot_start_the_executor_is_left_out(app: str, tmp_path: str,
+                                                              tmp_env: dict[str, str]) -> None:
+    """One agent of three cannot fetch the binary (its fetcher's cache is broken, say): its launches fail
+    at once, and it keeps offering. After two such failures it is left out (its offers declined, a
+    warning naming it and why) and the job runs on the others; every task failed on it there before."""
+    with running_cluster(os.path.join(tmp_path, "mesos3"), [{"cpus": 2.0, "mem": 2048.0}] * 3, tmp_env) as c:
+        broken = c.agents[0]
+        cache = c.workdir / "fetcher-cache" / broken.agent_id
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        cache.write_text("not a folder")          # every fetch there fails
+        got = mesos(app, c, tmp_env, "wordcount", SAMPLE)
+        assert got.returncode == 0, got.stderr
+        assert got.stdout == local("wordcount", SAMPLE).stdout
+        assert f"{broken.hostname}" in got.stderr and "left out" in got.stderr, got.stderr
+        assert got.stderr.count("left out") == 1, got.stderr
+
+
+def test_a_job_whose_every_agent_cannot_start_the_executor_fails_saying_why(app: str, tmp_path: str,
+                                                                             tmp_env: dict[str, str]) -> None:
+    with running_cluster(os.path.join(tmp_path, "mesos2"), [{"cpus": 2.0, "mem": 2048.0}] * 2, tmp_env) as c:
+        for agent in c.agents:
+            cache = c.workdir / "fetcher-cache" / agent.agent_id
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            cache.write_text("not a folder")
+        started = time.monotonic()
+        got = mesos(app, c, tmp_env, "wordcount", SAMPLE)
+        assert got.returncode == 1, got.stderr
+        assert "Failed to fetch" in got.stderr.splitlines()[-1], got.stderr
+        assert time.monotonic() - started < 60
+
+
 def test_a_binary_whose_name_holds_a_space_runs(app: str, cluster: MesosCluster, tmp_env: dict[str, str],
                                                 tmp_path) -> None:
     """Its name goes into the fetch URL (quoted) and into the executor's shell command (quoted)."""

@@ -13,15 +13,21 @@ scheduler submits and cancels from the job's thread):
 
     pending:   deque of (tid, payload, preferred hosts, submitted at)
     running:   {tid: agent_id}               launched, no final status yet
+    started:   {tid}                         of running, those whose executor said TASK_RUNNING
     cancelled: {tid}                         killed on purpose: their end is not news
-    agents:    {agent_id: Agent}             hostname, executor launched?, its file server
+    agents:    {agent_id: Agent}             hostname, executor launched?, its file server, launches
+                                             failed in a row, left out until
 
 Policy. An offer takes pending tasks while it has ``--cpus`` and ``--mem``
 for one more (plus the executor's own share when none runs there yet),
 preferring tasks whose preferred hosts include the offer's host; a task with
 preferences waits at most ``LOCALITY_WAIT`` seconds for such an offer. An
 offer that takes nothing is declined; with nothing pending, offers are
-suppressed until the next submit revives them.
+suppressed until the next submit revives them. An agent where ``LEAVE_OUT_AFTER``
+tasks in a row ended before they ran (its executor could not start: the binary
+not fetched, a broken sandbox) is left out for ``LEAVE_OUT_FOR`` seconds: its
+offers are declined, as Spark's excludeOnFailure does, unless every agent
+known is left out (the tasks then fail there, and the job says why).
 
 Events to the DAG scheduler, the worker being the agent's id: ``("end", tid,
 result, agent_id)`` for TASK_FINISHED (the result rides in the status' data,
@@ -71,6 +77,8 @@ INLINE_RESULT = 256 << 10    # results above this size wait on the executor's fi
 #: the driver's file server listens first on a port of these (first, count) picked by the binary's hash (below
 #: Linux's ephemeral ports, where outgoing connections take theirs), and elsewhere if that one is taken
 _BINARY_PORTS = (20000, 10000)
+LEAVE_OUT_AFTER = 2          # tasks in a row that an agent failed to start: it is left out ...
+LEAVE_OUT_FOR = 600.0        # ... for this many seconds
 _FINAL_OK = "TASK_FINISHED"
 _NOT_FINAL = {"TASK_STAGING", "TASK_STARTING", "TASK_RUNNING", "TASK_KILLING"}
 
@@ -81,6 +89,8 @@ class Agent:
     executor_info: dict
     executor_up: bool = False
     files_url: str | None = None
+    failed_launches: int = 0        # tasks in a row that ended there before they ran
+    left_out_until: float = 0.0
 
 
 def _scalar(resources: list[dict], name: str) -> float:
@@ -172,6 +182,7 @@ class MesosBackend:
         self._lock = threading.Lock()
         self._pending: collections.deque[tuple[int, bytes, list[str], float]] = collections.deque()
         self._running: dict[int, str] = {}
+        self._started: set[int] = set()
         self._cancelled: set[int] = set()
         self._agents: dict[str, Agent] = {}
         self._suppressed = False
@@ -314,16 +325,18 @@ class MesosBackend:
                     slots = max(1, int(cpus // self._cpus))
                     agent = self._agents[agent_id] = Agent(host, self._executor_info(slots))
                     self.default_parallelism += slots
+                left_out = agent.left_out_until > now and not all(
+                    a.left_out_until > now for a in self._agents.values())
                 if not agent.executor_up:
                     cpus, mem = cpus - EXECUTOR_CPUS, mem - EXECUTOR_MEM
                 # as many tasks as the offer holds; the executor's small share is not worth a whole
                 # CPU, so tasks may split what is left of one (each gets at most --cpus and --mem)
                 n = min(int((cpus + EXECUTOR_CPUS) / self._cpus + 1e-9),
                         int((mem + EXECUTOR_MEM) / self._mem_mb + 1e-9))
-                if cpus <= 0 or mem <= 0:     # not even room for the executor's share
+                if cpus <= 0 or mem <= 0 or left_out:     # not even room for the executor's share
                     n = 0
                 task_cpus, task_mem = (min(self._cpus, cpus / n), min(self._mem_mb, mem / n)) if n else (0, 0)
-                if n == 0 and self._pending and not self._running:   # (a busy cluster's leftovers: not starved)
+                if n == 0 and self._pending and not self._running and not left_out:   # (a busy cluster's leftovers)
                     self._starved(cpus, mem)
                 while len(tasks) < n:
                     picked = self._pick(agent_id, host, now)
@@ -346,6 +359,8 @@ class MesosBackend:
                 log.debug("offer %s on %s: launching tasks %s", offer["id"]["value"], host,
                           [t["task_id"]["value"] for t in tasks])
                 driver.launchTasks(offer["id"], tasks, {"refuse_seconds": REFUSE_BUSY})
+            elif left_out:
+                driver.declineOffer(offer["id"], {"refuse_seconds": agent.left_out_until - now})
             else:
                 driver.declineOffer(offer["id"], {"refuse_seconds": REFUSE_IDLE if suppress else REFUSE_BUSY})
                 if suppress:
@@ -473,12 +488,18 @@ class MesosBackend:
         with self._lock:
             agent_id = self._running.get(tid) or status.get("agent_id", {}).get("value", "")
             agent = self._agents.get(agent_id)
-            if state == "TASK_RUNNING" and agent is not None and data:
-                agent.files_url = data.decode()    # where this executor serves its map outputs
+            if state == "TASK_RUNNING" and agent is not None:
+                if data:
+                    agent.files_url = data.decode()    # where this executor serves its map outputs
+                if tid in self._running:
+                    self._started.add(tid)
+                    agent.failed_launches = 0
             if state in _NOT_FINAL:
                 return
             if self._running.pop(tid, None) is None:
                 return                              # not ours (any more)
+            started = tid in self._started
+            self._started.discard(tid)
             was_cancelled = tid in self._cancelled
             self._cancelled.discard(tid)
         host = agent.hostname if agent else "?"
@@ -486,8 +507,10 @@ class MesosBackend:
         if was_cancelled:
             return
         if state != _FINAL_OK:
-            reason = status.get("message") or status.get("reason") or ""
-            self._post(("lost", tid, f"{state} on {host}: {reason}".rstrip(": "), worker))
+            reason = f"{state} on {host}: {status.get('message') or status.get('reason') or ''}".rstrip(": ")
+            if not started and agent is not None:
+                self._failed_launch(agent, agent_id, reason)
+            self._post(("lost", tid, reason, worker))
             return
         if data[:1] == b"R":
             self._post(("end", tid, data[1:], worker))
@@ -496,6 +519,18 @@ class MesosBackend:
                              name="gopark-result-fetch", daemon=True).start()
         else:
             self._post(("lost", tid, f"TASK_FINISHED on {host} without a gopark result", worker))
+
+    def _failed_launch(self, agent: Agent, agent_id: str, reason: str) -> None:
+        """A task ended on ``agent`` before it ran (pymesos' thread): ``LEAVE_OUT_AFTER`` in a row leave
+        the agent out for ``LEAVE_OUT_FOR`` seconds."""
+        with self._lock:
+            agent.failed_launches += 1
+            if agent.failed_launches < LEAVE_OUT_AFTER or agent.left_out_until > time.monotonic():
+                return
+            agent.left_out_until = time.monotonic() + LEAVE_OUT_FOR
+            agent.failed_launches = 0
+        log.warning("Mesos agent %s (%s) failed to start %d tasks in a row, the last: %s; it is left out for "
+                    "%.0f minutes", agent.hostname, agent_id, LEAVE_OUT_AFTER, reason[:400], LEAVE_OUT_FOR / 60)
 
     def _fetch_result(self, tid: int, url: str, worker: str) -> None:
         from gopark import http
@@ -521,10 +556,11 @@ class MesosBackend:
             agent = self._agents.get(agent_id)
             if agent is None:
                 return
-            log.warning("%s on %s: its tasks run again", why, agent.hostname)
             agent.executor_up = False
             files_url, agent.files_url = agent.files_url, None
             lost = [tid for tid, a in self._running.items() if a == agent_id]
+            # one that never ran a task (it could not start: said once as the agent is left out) is no news
+            (log.warning if files_url or lost else log.info)("%s on %s: its tasks run again", why, agent.hostname)
             for tid in lost:
                 del self._running[tid]
         for tid in lost:
