@@ -57,6 +57,11 @@ class WorkerEnv:
         self._live: dict[int, int] = {}                 # the running task's live cached RDDs: their generation
 
     @property
+    def cluster_host(self) -> str | None:
+        """This host's name on a cluster (an executor's worker), which a task's failure names; else None."""
+        return self.host if self.files_url else None
+
+    @property
     def spill_root(self) -> str:
         """Where this process's tasks spill (see :func:`spill_root`)."""
         return spill_root(self.work_dir, self.worker_id)
@@ -373,10 +378,10 @@ def _made_by(rdd: RDD) -> str | None:
     return ref[1] if ref and ref[0] == "r" else None
 
 
-def _failure(exc: BaseException) -> bytes:
+def _failure(exc: BaseException, host: str | None = None) -> bytes:
     """A task's failure as its packed result: the exception's type, message and traceback, the registered
-    function that raised it; every text made printable (a message may hold undecodable bytes of a file name,
-    ``str()`` of an app's exception may itself fail)."""
+    function that raised it, the host it ran on (given on a cluster); every text made printable (a message
+    may hold undecodable bytes of a file name, ``str()`` of an app's exception may itself fail)."""
     fetch = [exc.shuffle_id, [list(m) for m in exc.missing]] if isinstance(exc, FetchFailed) else None
     source = getattr(exc, "gopark_input", None)       # the input split could not be read
     action = getattr(exc, "gopark_action", None)      # the action refused a record: its own error
@@ -389,7 +394,8 @@ def _failure(exc: BaseException) -> bytes:
         "ok": False, "type": type(exc).__name__,
         "msg": _printable(f"{msg} (reading {source})" if source else msg),
         "tb": _printable("".join(traceback.format_exception(exc))), "func": func,
-        "input": _printable(source) if source else source, "action": action, "fetch": fetch})
+        "input": _printable(source) if source else source, "action": action, "fetch": fetch,
+        **({"host": host} if host else {})})
 
 
 def _printable(text: str) -> str:
@@ -446,8 +452,8 @@ def run_task(payload: bytes, env: WorkerEnv) -> bytes:
         except KeyboardInterrupt:
             if env.worker_id == DRIVER:        # Ctrl-C in local mode, where tasks run in the driver: it stops
                 raise
-            return _failure(sys.exc_info()[1])  # a worker ignores SIGINT: the app's own code raised it
+            return _failure(sys.exc_info()[1], env.cluster_host)  # a worker ignores SIGINT: the app raised it
         except BaseException as exc:            # the task's own failure (any kind): reported, never raised here
-            return _failure(exc)
+            return _failure(exc, env.cluster_host)
         finally:
             tc.release()

@@ -203,6 +203,7 @@ def test_a_failing_task_is_a_job_error_with_the_remote_traceback(app: str, clust
     got = mesos(app, cluster, tmp_env, "fail")
     assert got.returncode == 1
     assert "JobError" in got.stderr and "ValueError: boom at" in got.stderr and "mesos_app.boom" in got.stderr
+    assert f"last error on {os.uname().nodename}: ValueError: boom at" in got.stderr, got.stderr   # the agent's host
 
 
 def test_gopark_inline_0_in_the_drivers_environment_reaches_the_executors(app: str, cluster: MesosCluster,

@@ -560,9 +560,10 @@ class DAGScheduler:
         func = result["func"] or (None if result.get("input") or result.get("action") or result.get("lost")
                                   else _stage_func(stage, job.action))
         times = "once" if job.attempts[key] == 1 else f"{job.attempts[key]} times"
+        on = f" on {result['host']}" if result.get("host") else ""       # (a cluster's host)
         job.error = job_error(
             f"task {task.split} of stage {stage.id} ({stage.name}) failed {times}; "
-            f"last error: {result['type']}: {result['msg']}" + (f" (in {func})" if func else ""),
+            f"last error{on}: {result['type']}: {result['msg']}" + (f" (in {func})" if func else ""),
             result["type"], result["msg"], result["tb"], func)
 
     def _handle_fetch_failed(self, task: Task, fetch: list) -> None:
