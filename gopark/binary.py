@@ -39,6 +39,21 @@ def running_file() -> str:
     return "/proc/self/exe" if os.path.exists("/proc/self/exe") else executable()
 
 
+def replaced() -> str | None:
+    """Why a worker started from :func:`executable` would not run this process's code: a frozen app's
+    binary at its path is another file than the one running (a new build replaced it since); else None."""
+    if not is_frozen() or not os.path.exists("/proc/self/exe"):
+        return None
+    try:
+        there, running = os.stat(sys.executable), os.stat("/proc/self/exe")
+    except OSError as exc:
+        return f"the app's binary is gone from {sys.executable} ({exc.strerror})"
+    if (there.st_dev, there.st_ino) == (running.st_dev, running.st_ino):
+        return None
+    return (f"the app's binary {sys.executable} was replaced (a new build?) after this run started: a worker "
+            "started from it would run other code; run the app again")
+
+
 def _hash_file(h: hashlib._Hash, path: str) -> None:
     with open(path, "rb") as f:
         for block in iter(functools.partial(f.read, 1 << 20), b""):

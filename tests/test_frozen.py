@@ -398,6 +398,38 @@ def _wait_gone(pids: list[int], timeout: float = 10) -> list[int]:
     return alive
 
 
+def test_a_binary_replaced_while_it_runs_starts_no_worker_of_the_new_one(builds: dict[str, str],
+                                                                         tmpdir_env: dict[str, str], tmp_path) -> None:
+    """A new build replaces the binary while a run of the old one goes on: a worker started from the path
+    would run the new code (other functions under the same names). A dead worker is not replaced then (the
+    others run on, with a warning); with none left the job fails saying why."""
+    app = str(tmp_path / "app")
+    shutil.copy(builds["app"], app)
+    boot = subprocess.Popen([app, "--sleep", "30", "-m", "process:2", "-q"], env=tmpdir_env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert boot.stdout.readline().strip() == "READY"
+        driver = children_of(boot.pid)[0]
+        deadline = time.monotonic() + 20
+        while len(workers := processes_with_env("GOPARK_DRIVER_PID", str(driver))) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        shutil.copy(builds["app"], app + ".new")
+        os.replace(app + ".new", app)                   # as a build does: the running file stays
+        os.kill(workers[0], signal.SIGKILL)
+        assert _wait_gone(workers[:1]) == []
+        time.sleep(1.0)
+        assert processes_with_env("GOPARK_DRIVER_PID", str(driver)) == workers[1:]     # none started
+        os.kill(workers[1], signal.SIGKILL)
+        _, err = boot.communicate(timeout=60)
+    finally:
+        if boot.poll() is None:
+            boot.kill()
+            boot.wait()
+    assert boot.returncode == 1, err
+    assert err.count("was replaced (a new build?) after this run started") == 2, err   # the warning, the error
+    assert "JobError" in err and "workers cannot be started: the app's binary" in err, err
+
+
 def test_sigkill_of_onefile_leaves_one_unpacked_folder_that_the_next_run_removes(
         builds: dict[str, str], tmpdir_env: dict[str, str]) -> None:
     tmp = tmpdir_env["TMPDIR"]

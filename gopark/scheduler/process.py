@@ -37,7 +37,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from gopark import ops, registry, shuffle
+from gopark import binary, ops, registry, shuffle
 from gopark.trash import Trash
 
 if TYPE_CHECKING:
@@ -148,7 +148,7 @@ class ProcessBackend:
         self._seq = 0
         self._size = n              # workers to keep (grow() raises it); a dead one is replaced
         self._early_deaths = 0
-        self._spawn_error: OSError | None = None     # the last failure to start a worker
+        self._spawn_error: OSError | str | None = None     # the last failure to start a worker
         self._broken: str | None = None
         self._stopping = False
         self._spawned_for = 0       # worker slots started (deaths are replaced in _handle_exit)
@@ -277,6 +277,12 @@ class ProcessBackend:
 
     def _spawn(self) -> list[int]:
         """Start one worker; its pidfd, or none if it could not be started."""
+        replaced = binary.replaced()
+        if replaced:      # the workers still up run on; when none is left, the pool is broken (_check_alive)
+            if self._spawn_error is None:
+                log.warning("%s: no new worker is started", replaced)
+            self._spawn_error = replaced
+            return []
         self._seq += 1
         wid = f"w{self._seq}"
         env = worker_environment(self._endpoint, self._token, wid, self._work_dir, self._mem, self._compress,
