@@ -400,6 +400,7 @@ class MesosBackend:
             lost = [t[0] for t in self._pending] + list(self._running)
             self._pending.clear()
             self._running.clear()
+            self._started.clear()
         for tid in lost:
             self._post(("lost", tid, reason, "driver"))
 
@@ -563,6 +564,7 @@ class MesosBackend:
             (log.warning if files_url or lost else log.info)("%s on %s: its tasks run again", why, agent.hostname)
             for tid in lost:
                 del self._running[tid]
+            self._started.difference_update(lost)
         for tid in lost:
             self._post(("lost", tid, f"{why} on {agent.hostname}", agent_id))
         self._post(("worker_lost", agent_id, files_url))
@@ -577,6 +579,7 @@ class MesosBackend:
             self._broken = reason
             lost = list(self._running) + [t[0] for t in self._pending]
             self._running.clear()
+            self._started.clear()
             self._pending.clear()
         for tid in lost:
             self._post(("lost", tid, reason, "driver"))
