@@ -144,7 +144,8 @@ log = logging.getLogger("mesos_double")
 VERSION = "1.11.0"
 TERMINAL_STATES = frozenset({"TASK_FINISHED", "TASK_FAILED", "TASK_KILLED", "TASK_ERROR", "TASK_LOST",
                              "TASK_DROPPED", "TASK_GONE", "TASK_GONE_BY_OPERATOR"})
-DEFAULT_AGENT: dict[str, Any] = {"cpus": 2.0, "mem": 2048.0, "disk": 10240.0, "hostname": "127.0.0.1"}
+DEFAULT_AGENT: dict[str, Any] = {"cpus": 2.0, "mem": 2048.0, "disk": 10240.0, "hostname": "127.0.0.1",
+                                 "ip": "127.0.0.1"}
 DEFAULT_REFUSE_SECONDS = 5.0          # Filters.refuse_seconds' default
 MAX_REFUSE_SECONDS = 365 * 86400.0    # the master's cap
 MIN_ALLOCATABLE = ({"cpus": 0.01}, {"mem": 32.0})   # --min_allocatable_resources default: either one
@@ -622,6 +623,7 @@ class Agent:
         self._cluster = cluster
         self._lock = cluster.lock
         self.hostname: str = str(spec.pop("hostname"))
+        self.ip: str = str(spec.pop("ip"))      # only said in offers (Mesos' agent address); it listens on 127.0.0.1
         self.attributes: dict[str, str] = {str(k): str(v) for k, v in (spec.pop("attributes", None) or {}).items()}
         self.resources: Scalars = {str(k): float(v) for k, v in spec.items()}
         self.used: Scalars = {}
@@ -1610,7 +1612,7 @@ class _Master:
         offer: Json = {
             "id": {"value": offer_id}, "framework_id": {"value": framework.id},
             "agent_id": {"value": agent.agent_id}, "hostname": agent.hostname,
-            "url": {"scheme": "http", "address": {"hostname": agent.hostname, "ip": "127.0.0.1", "port": agent.port},
+            "url": {"scheme": "http", "address": {"hostname": agent.hostname, "ip": agent.ip, "port": agent.port},
                     "path": "/slave(1)"},
             "resources": _resources(free, "*", allocation_role),
             "attributes": agent.info()["attributes"],
@@ -1722,9 +1724,10 @@ class MesosCluster:
     """A master and ``agents`` agents on 127.0.0.1 ephemeral ports; files under ``workdir``.
 
     ``agents`` is a count, or one dict per agent: ``{"cpus": 2.0, "mem":
-    2048.0, "disk": 10240.0, "hostname": "127.0.0.1"}`` are the defaults; any
-    other numeric key is one more scalar resource, ``"attributes"`` a dict of
-    text attributes. ``hostname`` is only a label (offers, agent info): every
+    2048.0, "disk": 10240.0, "hostname": "127.0.0.1", "ip": "127.0.0.1"}`` are
+    the defaults; any other numeric key is one more scalar resource,
+    ``"attributes"`` a dict of text attributes. ``hostname`` and ``ip`` are
+    only labels (offers' ``hostname`` and ``url.address``, agent info): every
     endpoint is on 127.0.0.1.
 
     ``heartbeat``: seconds between HEARTBEAT events; ``offer_interval``:

@@ -148,6 +148,32 @@ def test_a_job_whose_every_agent_cannot_start_the_executor_fails_saying_why(app:
         assert time.monotonic() - started < 60
 
 
+def test_moosefs_splits_run_on_the_agents_that_hold_their_chunks(app: str, tmp_path, tmp_env: dict[str, str]) -> None:
+    """SPEC: MooseFS splits are scheduled on the chunkservers that hold them. MooseFS names chunkservers
+    by IP, Mesos names agents by host name: an agent is matched by the IP its offers carry too (with
+    host names alone no split ever ran where its chunk is). A real MooseFS cluster (goal 1, two chunks),
+    an agent "on" each chunkserver; the whole test runs in the cluster's network namespace."""
+    from mfs_cluster import MfsCluster
+    line = b"x" * 99 + b"\n"
+    data = line * (70 * (1 << 20) // len(line))                 # two chunks
+    with MfsCluster(tmp_path / "mfs", ncs=2) as mfs:
+        mnt = mfs.mount(tmp_path / "mnt")
+        (mnt / "one").mkdir()
+        mfs.set_goal(mnt / "one", 1)
+        (mnt / "one" / "data.txt").write_bytes(data)
+        holders = [chunk["copies"][0].split(":")[0] for chunk in mfs.file_info(mnt / "one" / "data.txt")]
+        agents = [{"cpus": 2.0, "mem": 2048.0, "hostname": f"node-{i}.example", "ip": ip}
+                  for i, ip in enumerate(mfs.chunkserver_ips)]
+        with mfs.inside(), running_cluster(str(tmp_path / "mesos"), agents, tmp_env) as c:
+            got = mesos(app, c, tmp_env, "splits", f"{mfs.master_url}/one/data.txt")
+            ran_on = {agent.agent_id: agent.ip for agent in c.agents}
+    assert got.returncode == 0, got.stderr
+    splits = [line.split() for line in got.stdout.splitlines() if line.startswith("SPLIT")]
+    assert len(splits) == len(holders) == 2, got.stdout
+    assert [ran_on[agent] for _, _, agent, _ in splits] == holders, (got.stdout, holders)
+    assert sum(int(n) for *_, n in splits) == len(data) // len(line)
+
+
 def test_a_binary_whose_name_holds_a_space_runs(app: str, cluster: MesosCluster, tmp_env: dict[str, str],
                                                 tmp_path) -> None:
     """Its name goes into the fetch URL (quoted) and into the executor's shell command (quoted)."""

@@ -20,7 +20,7 @@ scheduler submits and cancels from the job's thread):
 
 Policy. An offer takes pending tasks while it has ``--cpus`` and ``--mem``
 for one more (plus the executor's own share when none runs there yet),
-preferring tasks whose preferred hosts include the offer's host; a task with
+preferring tasks whose preferred hosts include the offer's (by name or IP); a task with
 preferences waits at most ``LOCALITY_WAIT`` seconds for such an offer. An
 offer that takes nothing is declined; with nothing pending, offers are
 suppressed until the next submit revives them. An agent where ``LEAVE_OUT_AFTER``
@@ -89,8 +89,14 @@ class Agent:
     executor_info: dict
     executor_up: bool = False
     files_url: str | None = None
+    ip: str = ""                    # its address, as offers say it (data locations may name hosts by IP)
     failed_launches: int = 0        # tasks in a row that ended there before they ran
     left_out_until: float = 0.0
+
+
+def _prefers(preferred: list[str], agent_id: str, agent: Agent) -> bool:
+    """A task's preferred locations name this agent: its id, host name or IP."""
+    return agent_id in preferred or agent.hostname in preferred or bool(agent.ip and agent.ip in preferred)
 
 
 def _scalar(resources: list[dict], name: str) -> float:
@@ -317,6 +323,7 @@ class MesosBackend:
         now = self._last_offer = time.monotonic()
         for offer in offers:
             agent_id, host = offer["agent_id"]["value"], offer.get("hostname", "")
+            ip = offer.get("url", {}).get("address", {}).get("ip", "")
             cpus, mem = _scalar(offer.get("resources", []), "cpus"), _scalar(offer.get("resources", []), "mem")
             tasks = []
             with self._lock:
@@ -325,6 +332,7 @@ class MesosBackend:
                     slots = max(1, int(cpus // self._cpus))
                     agent = self._agents[agent_id] = Agent(host, self._executor_info(slots))
                     self.default_parallelism += slots
+                agent.ip = ip
                 left_out = agent.left_out_until > now and not all(
                     a.left_out_until > now for a in self._agents.values())
                 if not agent.executor_up:
@@ -339,7 +347,7 @@ class MesosBackend:
                 if n == 0 and self._pending and not self._running and not left_out:   # (a busy cluster's leftovers)
                     self._starved(cpus, mem)
                 while len(tasks) < n:
-                    picked = self._pick(agent_id, host, now)
+                    picked = self._pick(agent_id, agent, now)
                     if picked is None:
                         break
                     tid, payload = picked
@@ -426,12 +434,12 @@ class MesosBackend:
                             "(agents seen so far: %d): are agents registered with the master, with free cpus and mem?",
                             waited, silent, agents)
 
-    def _pick(self, agent_id: str, host: str, now: float) -> tuple[int, bytes] | None:
-        """The next task for an offer: one preferring its agent (cached data) or host (input data),
-        else one that may run anywhere."""
+    def _pick(self, agent_id: str, agent: Agent, now: float) -> tuple[int, bytes] | None:
+        """The next task for an offer: one preferring its agent (cached data) or host (input data: by
+        name or by IP, as MooseFS names chunkservers), else one that may run anywhere."""
         fallback = None
         for i, (tid, payload, preferred, since) in enumerate(self._pending):
-            if agent_id in preferred or host in preferred:
+            if _prefers(preferred, agent_id, agent):
                 del self._pending[i]
                 return tid, payload
             if fallback is None and (not preferred or now - since >= LOCALITY_WAIT
@@ -444,7 +452,7 @@ class MesosBackend:
         return tid, payload
 
     def _anyone_has(self, preferred: list[str]) -> bool:
-        return any(aid in preferred or a.hostname in preferred for aid, a in self._agents.items())
+        return any(_prefers(preferred, aid, a) for aid, a in self._agents.items())
 
     def _executor_info(self, slots: int) -> dict:
         config = {"workers": slots, "mem": int(self._mem_mb * (1 << 20)), "compress": self._compress,

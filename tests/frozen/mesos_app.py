@@ -72,6 +72,11 @@ def slow_key(x):
     return (x % 7, x)
 
 
+@register_func
+def split_agent(split, lines):
+    yield (split, os.environ.get("MESOS_AGENT_ID", "?"), sum(1 for _ in lines))
+
+
 def main():
     parser = argparse.ArgumentParser(description="mesos test app")
     parser.add_argument("job")
@@ -102,6 +107,9 @@ def main():
             print("WHERE", sorted(set(ctx.parallelize(range(8), 8).map(where).collect())))
             print("DRIVER", binary.sha256())
             print("ARG0", ARG0)
+        elif args.job == "splits":      # arg: a file; which agent read each split
+            for split, agent, lines in sorted(ctx.textFile(args.arg).mapPartitionsWithIndex(split_agent).collect()):
+                print("SPLIT", split, agent, lines)
         elif args.job == "fail":
             ctx.parallelize(range(4), 2).map(boom).collect()
         elif args.job == "failinline":
