@@ -119,6 +119,31 @@ def test_a_stopped_chunkserver_fails_over_to_the_other_replica(env: Env, expecte
         env.cluster.start_chunkserver(victim)
 
 
+def test_a_hung_chunkserver_is_left_for_the_other_replica_soon_and_tried_last_afterwards(
+        env: Env, expected: dict[str, int], caplog: pytest.LogCaptureFixture) -> None:
+    """A chunkserver that accepts connections and never answers (SIGSTOP: hung on a dead disk): a read
+    leaves it for the other replica after REPLICA_TIMEOUT, not the last replica's CHUNKSERVER_TIMEOUT (60 s
+    a chunk read before: a two-chunk file took 60-120 s), and every later read of the process (the next
+    split, the next chunk) tries it last: it fails one read, not one per split."""
+    import time
+    path = env.mnt / "g2" / "corpus.txt"
+    info = env.cluster.file_info(path)
+    hung = next(ip for ip in env.cluster.chunkserver_ips if all(ip in str(c["copies"]) for c in info))
+    env.cluster.pause_chunkserver(env.cluster.chunkserver_index(hung))
+    try:
+        started = time.monotonic()
+        with caplog.at_level("WARNING", logger="gopark.moosefs"), Context("local", quiet=True) as ctx:
+            assert word_count(ctx, env.url("g2/corpus.txt")) == expected
+            assert ctx.textFile(env.url("g2/corpus.txt"), numSplits=6).count() == \
+                sum(1 for _ in open(env.local, "rb"))
+        took = time.monotonic() - started
+    finally:
+        env.cluster.resume_chunkserver(env.cluster.chunkserver_index(hung))
+    failed = [r.getMessage() for r in caplog.records if "failed" in r.getMessage()]
+    assert len(failed) <= 1 and all(hung in m for m in failed), failed
+    assert took < moosefs.CHUNKSERVER_TIMEOUT, took
+
+
 def test_master_restart_between_two_jobs(env: Env, expected: dict[str, int]) -> None:
     with Context("process:2", quiet=True) as ctx:
         assert word_count(ctx, env.url("g2/corpus.txt")) == expected

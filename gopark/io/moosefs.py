@@ -79,6 +79,7 @@ import errno
 import fnmatch
 import itertools
 import logging
+import math
 import os
 import posixpath
 import re
@@ -131,7 +132,9 @@ CHUNK_SIZE = 64 << 20          # MFSCHUNKSIZE
 BLOCK_SIZE = 64 << 10          # MFSBLOCKSIZE: unit of the chunkserver's CRCs
 READ_BLOCK = 2 << 20           # bytes handed on at once while streaming a split
 MASTER_TIMEOUT = 60.0          # per socket operation; a locked chunk holds READ_CHUNK up to 30 s
-CHUNKSERVER_TIMEOUT = 60.0     # per socket operation on a chunkserver connection
+CHUNKSERVER_TIMEOUT = 60.0     # per socket operation on a chunkserver connection: the last replica left
+REPLICA_TIMEOUT = 10.0         # ... while another replica is left to try (a hung server accepts, never answers)
+AVOID_FOR = 120.0              # a chunkserver that failed a read is tried last for this long, in this process
 CONNECT_TIMEOUT = 10.0         # TCP connect, master and chunkservers
 KEEPALIVE = 3.0                # idle seconds before a NOP; the master drops clients after 10 s
 RECONNECT_WAIT = 30.0          # how long a lost master connection is retried
@@ -844,6 +847,15 @@ class _ChunkserverStream:
             raise _ReplicaFailed(str(e)) from None
 
 
+_failed_at: dict[tuple[str, int], float] = {}   # chunkserver -> when a read from it last failed (monotonic)
+
+
+def _healthy_first(servers: Iterable[tuple[str, int]]) -> list[tuple[str, int]]:
+    """``servers`` (the master's order) with those that failed a read in the last ``AVOID_FOR`` seconds last."""
+    now = time.monotonic()
+    return sorted(servers, key=lambda s: now - _failed_at.get(s, -math.inf) < AVOID_FOR)
+
+
 def verify_block(data: bytes | bytearray | memoryview, crc: int) -> bool:
     """True when ``crc`` is the chunkserver CRC (zlib CRC-32) of ``data``."""
     return zlib.crc32(data) == crc
@@ -852,8 +864,11 @@ def verify_block(data: bytes | bytearray | memoryview, crc: int) -> bool:
 class MfsFile:
     """One MooseFS file, by inode: byte ranges read straight from its chunkservers.
 
-    ``timeout`` bounds every chunkserver socket operation, so a hung replica is
-    abandoned for the next one after that long.
+    ``timeout`` bounds every chunkserver socket operation on the last replica
+    left to try; while another one is left, ``REPLICA_TIMEOUT`` does, so a hung
+    replica is abandoned for the next one after that long. A chunkserver that
+    failed a read is tried last by every read of this process for ``AVOID_FOR``
+    seconds (a split's next chunk, the next split, the next task).
     """
 
     def __init__(self, client: MasterClient, inode: int, path: str, *,
@@ -925,14 +940,18 @@ class MfsFile:
         while True:
             if not loc.servers:
                 loc = self._wait_for_replicas(loc)
-            for server in loc.servers:
+            servers = _healthy_first(loc.servers)
+            for n, server in enumerate(servers, 1):
+                timeout = self.timeout if n == len(servers) else min(self.timeout, REPLICA_TIMEOUT)
                 try:
-                    with _ChunkserverStream(server, self.timeout, self.connect_timeout) as stream:
+                    with _ChunkserverStream(server, timeout, min(self.connect_timeout, timeout)) as stream:
                         for block in stream.read(loc.chunkid, loc.version, pos, hi - pos, block_size):
                             pos += len(block)
                             yield block
+                    _failed_at.pop(server, None)
                     return
                 except _ReplicaFailed as e:
+                    _failed_at[server] = time.monotonic()
                     where = f"{server[0]}:{server[1]}"
                     tried.append(f"{where} ({e})")
                     log.warning("chunk %016X of %s: replica %s failed: %s; trying the next one",
