@@ -203,6 +203,17 @@ def test_num_splits_of_a_file_within_a_chunk_is_exact_as_on_a_local_disk(env: En
         assert on_mfs.glom().collect() == local.glom().collect()
 
 
+def test_a_split_size_that_is_a_partition_count_is_refused_as_for_a_local_file(env: Env) -> None:
+    """``textFile(path, 4)`` (Spark's minPartitions where DPark's splitSize is): the same error as for a local
+    file, at the call; it made 1,024 splits of every chunk (2,401 tasks for 150 MB), or one of a small file."""
+    with Context("local", quiet=True) as ctx:
+        for path in (env.url("g2/corpus.txt"), str(env.local)):
+            with pytest.raises(ValueError, match=r"splitSize=4 \(bytes, DPark's\) cuts the input into .* "
+                                                 r"for 4 partitions give numSplits=4"):
+                ctx.textFile(path, 4)
+        assert ctx.textFile(env.url("g2/corpus.txt"), splitSize=16 * MiB).getNumPartitions() == 4 + 1  # 70 MiB
+
+
 @pytest.mark.parametrize("master", ["local", "process:2"])
 def test_whole_text_files_and_binary_files_of_mfs_urls(env: Env, tmp_path: Path, master: str) -> None:
     """wholeTextFiles/binaryFiles of an mfs:// URL find the files as textFile does and read each one whole
