@@ -9,6 +9,7 @@ import os
 import random
 import subprocess
 import sys
+import time
 from collections import Counter
 from collections.abc import Iterator
 from functools import partial
@@ -125,7 +126,6 @@ def test_a_hung_chunkserver_is_left_for_the_other_replica_soon_and_tried_last_af
     leaves it for the other replica after REPLICA_TIMEOUT, not the last replica's CHUNKSERVER_TIMEOUT (60 s
     a chunk read before: a two-chunk file took 60-120 s), and every later read of the process (the next
     split, the next chunk) tries it last: it fails one read, not one per split."""
-    import time
     path = env.mnt / "g2" / "corpus.txt"
     info = env.cluster.file_info(path)
     hung = next(ip for ip in env.cluster.chunkserver_ips if all(ip in str(c["copies"]) for c in info))
@@ -142,6 +142,31 @@ def test_a_hung_chunkserver_is_left_for_the_other_replica_soon_and_tried_last_af
     failed = [r.getMessage() for r in caplog.records if "failed" in r.getMessage()]
     assert len(failed) <= 1 and all(hung in m for m in failed), failed
     assert took < moosefs.CHUNKSERVER_TIMEOUT, took
+
+
+def test_a_file_another_client_keeps_appending_to_is_read_when_the_writer_lets_go(env: Env) -> None:
+    """The master holds READ_CHUNK of a chunk being written, and drops the request every 10 s while the
+    writer goes on: textFile asks again (as mfsmount does) instead of failing at the call after two drops
+    ("keeps dropping the connection", 20 s) with a healthy master."""
+    path = env.mnt / "growing.txt"
+    path.write_bytes(b"".join(b"line %d\n" % i for i in range(10000)))
+    writer = subprocess.Popen([sys.executable, "-c", f"""
+import time
+f = open({str(path)!r}, "ab", buffering=0)
+started, i = time.monotonic(), 0
+while time.monotonic() - started < 24:
+    f.write(b"more %d\\n" % i)
+    i += 1
+    if i % 100 == 0:
+        time.sleep(0.01)
+"""])
+    try:
+        time.sleep(0.5)                             # writing
+        with Context("local", quiet=True) as ctx:
+            assert ctx.textFile(env.url("growing.txt")).count() >= 10000
+    finally:
+        writer.kill()
+        writer.wait()
 
 
 def test_master_restart_between_two_jobs(env: Env, expected: dict[str, int]) -> None:

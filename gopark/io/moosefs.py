@@ -212,7 +212,12 @@ class ChunkUnavailable(MfsError):
 
 
 class _Disconnected(Exception):
-    """A connection-level failure: the socket is no longer usable."""
+    """A connection-level failure: the socket is no longer usable. ``rejected``: the master refused the
+    command itself (asking again will not help)."""
+
+    def __init__(self, message: str, rejected: bool = False) -> None:
+        super().__init__(message)
+        self.rejected = rejected
 
 
 class _ReplicaFailed(Exception):
@@ -559,7 +564,8 @@ class MasterClient:
         is a read, so re-sending is safe).
         """
         with self._lock:
-            for attempt in (1, 2):
+            first_drop = None
+            for attempt in itertools.count(1):
                 self._ensure_connected()
                 assert self._sock is not None
                 self._msgid = (self._msgid + 1) & 0xFFFFFFFF or 1
@@ -569,9 +575,13 @@ class MasterClient:
                     return self._await_reply(cmd + 1)
                 except _Disconnected as e:
                     self._drop()
-                    if attempt == 2:
+                    # a master that takes the session back at once but drops the request again holds it (a
+                    # chunk another client is writing): asked again for ``timeout`` seconds, as mfsmount does
+                    first_drop = first_drop or time.monotonic()
+                    if time.monotonic() - first_drop >= self.timeout or (attempt == 2 and e.rejected):
                         raise MasterUnreachable(
-                            f"MooseFS master {self.address} keeps dropping the connection: {e}") from None
+                            f"MooseFS master {self.address} dropped the request {attempt} times in "
+                            f"{self.timeout:g} s (a file another client keeps writing?): {e}") from None
                     log.info("MooseFS master %s connection lost (%s); reconnecting", self.address, e)
         raise AssertionError("unreachable")
 
@@ -582,7 +592,7 @@ class MasterClient:
             if cmd == reply_cmd and len(data) >= 4 and struct.unpack_from(">I", data)[0] == self._msgid:
                 return data[4:]
             if cmd in (_UNKNOWN_COMMAND, _BAD_COMMAND_SIZE):
-                raise _Disconnected(f"master rejected command (reply {cmd})")
+                raise _Disconnected(f"master rejected command (reply {cmd})", rejected=True)
             # NOPs (cmd 0, msgid 0) and unsolicited notices (msgid 0): skip
 
     # -- metadata -----------------------------------------------------------------
