@@ -261,7 +261,10 @@ def test_stop_from_another_thread_ends_the_job_it_runs(master):
 
     thread = threading.Thread(target=job)
     thread.start()
-    time.sleep(0.6)            # the first tasks run (each takes 2 s)
+    deadline = time.monotonic() + 20
+    while ctx.scheduler.job is None and time.monotonic() < deadline:      # the job has started
+        time.sleep(0.01)
+    time.sleep(0.3)            # its first tasks run (each takes 2 s)
     ctx.stop()
     thread.join(20)
     assert not thread.is_alive()

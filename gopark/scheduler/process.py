@@ -290,7 +290,10 @@ class ProcessBackend:
         env.update(self._extra_env)
         env[ops.PIPE_MARK_ENV] = f"{self._mark}-{wid}"
         try:
-            proc = subprocess.Popen(worker_command(), env=env, stdin=subprocess.DEVNULL, close_fds=True)
+            # a process group of its own: a terminal's Ctrl-C is the driver's to handle (it stops its workers);
+            # one that reached a worker still starting (not yet ignoring it) printed its traceback too
+            proc = subprocess.Popen(worker_command(), env=env, stdin=subprocess.DEVNULL, close_fds=True,
+                                    process_group=0)
         except OSError as exc:      # e.g. no more processes or files: as if it died at once
             log.warning("cannot start a worker: %s", exc)
             self._early_deaths += 1
