@@ -180,6 +180,11 @@ def test_missing_file_is_an_error_at_the_textfile_call(env: Env) -> None:
     with Context("local", quiet=True) as ctx:
         with pytest.raises(FileNotFoundError, match="nothere.txt"):
             ctx.textFile(env.url("g2/nothere.txt"))
+        for named_as_folder in (env.url("g2/corpus.txt") + "/", str(env.mnt / "g2" / "corpus.txt") + "/"):
+            with pytest.raises(FileNotFoundError, match="corpus.txt/ .a file, named as a folder"):   # as locally
+                ctx.textFile(named_as_folder)
+        with pytest.raises(FileNotFoundError, match="does not exist"):
+            ctx.textFile(str(env.local) + "/")
 
 
 def test_unreachable_master_is_one_clear_line(env: Env) -> None:

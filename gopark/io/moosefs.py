@@ -1237,7 +1237,9 @@ def _expand(path: str) -> tuple[list[tuple[int, str, int]], MasterClient]:
         client = get_master(host, port)
         tree = _MasterTree(client)
         files = []
-        for fpath, node in _walk(tree, mpath):
+        found = _walk(tree, mpath)
+        _refuse_file_as_folder(path, found, mpath)
+        for fpath, node in found:
             attr = client.getattr(node.inode, what=client.url(fpath))
             files.append((node.inode, fpath, attr.length))
         return files, client
@@ -1252,6 +1254,7 @@ def _expand(path: str) -> tuple[list[tuple[int, str, int]], MasterClient]:
         raise FileNotFoundError(errno.ENOENT,
                                 f"no such file or directory on MooseFS mount {mount.mountpoint} "
                                 f"({mount.host}:{mount.port}): {path}") from e
+    _refuse_file_as_folder(path, found, local)
     files = []
     for fpath, node in found:
         rel = os.path.relpath(os.path.realpath(fpath), os.path.realpath(mount.mountpoint))
@@ -1261,6 +1264,13 @@ def _expand(path: str) -> tuple[list[tuple[int, str, int]], MasterClient]:
         attr = client.getattr(node.inode, what=fpath)
         files.append((node.inode, _mfs_path_of(client, node.inode, rel, fpath), attr.length))
     return files, client
+
+
+def _refuse_file_as_folder(path: str, found: list[tuple[str, _Node]], named: str) -> None:
+    """``dir/file.txt/`` names no file (as on a local disk): its normalized name found the file itself."""
+    if path.endswith("/") and len(found) == 1 and found[0][0] == named and found[0][1].is_file:
+        raise FileNotFoundError(errno.ENOENT, f"no such file or directory on MooseFS: {path} (a file, named as "
+                                              "a folder)")
 
 
 def list_files(path: str) -> tuple[list[str], MasterClient]:
