@@ -71,8 +71,9 @@ def main() -> int:
     argv = driver_argv("argv")      # the driver's, as its functions see them there
     if argv is not None:
         sys.argv = argv
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})  # the spawning thread blocks them
+    # the spawner blocks both: a Ctrl-C pending since is dropped, a SIGTERM (cancelled before serving) ends it
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
     signal.signal(signal.SIGTERM, _leave)
     env = WorkerEnv(os.environ["GOPARK_WORK_DIR"], int(os.environ["GOPARK_MEM"]),
                     os.environ["GOPARK_WORKER_ID"], cache_on_disk=True,

@@ -148,14 +148,21 @@ class ProcessBackend:
         self._seq = 0
         self._size = n              # workers to keep (grow() raises it); a dead one is replaced
         self._early_deaths = 0
-        self._spawn_error: OSError | str | None = None     # the last failure to start a worker
+        self._spawn_error: str | None = None     # why the last worker could not be started
         self._broken: str | None = None
         self._stopping = False
         self._spawned_for = 0       # worker slots started (deaths are replaced in _handle_exit)
         self._zctx: zmq.Context | None = None
         self._router: zmq.Socket | None = None
         try:
-            self._spawn_missing()   # first: see the module's description
+            # first: see the module's description. With SIGINT and SIGTERM blocked, as the pool's thread
+            # spawns: a worker starts with them blocked and takes them only once it ignores SIGINT (a
+            # terminal's Ctrl-C, which reaches the whole process group, printed a starting worker's traceback)
+            held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+            try:
+                self._spawn_missing()
+            finally:
+                signal.pthread_sigmask(signal.SIG_SETMASK, held)
             import zmq
             self._zctx = zmq.Context()
             self._router = self._zctx.socket(zmq.ROUTER)
@@ -290,14 +297,11 @@ class ProcessBackend:
         env.update(self._extra_env)
         env[ops.PIPE_MARK_ENV] = f"{self._mark}-{wid}"
         try:
-            # a process group of its own: a terminal's Ctrl-C is the driver's to handle (it stops its workers);
-            # one that reached a worker still starting (not yet ignoring it) printed its traceback too
-            proc = subprocess.Popen(worker_command(), env=env, stdin=subprocess.DEVNULL, close_fds=True,
-                                    process_group=0)
+            proc = subprocess.Popen(worker_command(), env=env, stdin=subprocess.DEVNULL, close_fds=True)
         except OSError as exc:      # e.g. no more processes or files: as if it died at once
             log.warning("cannot start a worker: %s", exc)
             self._early_deaths += 1
-            self._spawn_error = exc
+            self._spawn_error = str(exc)
             if self._early_deaths >= _MAX_EARLY_DEATHS:
                 self._broken = f"workers cannot be started: {exc}"
             return []
