@@ -466,11 +466,11 @@ class SteeredFile(mfs.MfsFile):
                                                ("short", "short read"), ("hang", "timed out")])
 def test_bad_replica_is_skipped(env: Env, caplog: pytest.LogCaptureFixture, mode: str,
                                 reason: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(mfs, "_failed_at", {})      # the fake failed the last case: it would be tried last
     data = env.files["g2/big.txt"]
     fake = FakeChunkserver(env, mode)
     try:
         f = mfs.open_file(env.url("g2/big.txt"))
+        monkeypatch.setattr(f.client, "failed_at", {})   # the fake failed the last case: it would be tried last
         caplog.set_level("WARNING", logger="gopark.moosefs")
         got = SteeredFile(f, [fake.address]).read(CHUNK - 5000, CHUNK + 3 * MiB)
         assert got == data[CHUNK - 5000:CHUNK + 3 * MiB]

@@ -150,6 +150,7 @@ def test_a_file_another_client_keeps_appending_to_is_read_when_the_writer_lets_g
     ("keeps dropping the connection", 20 s) with a healthy master."""
     path = env.mnt / "growing.txt"
     path.write_bytes(b"".join(b"line %d\n" % i for i in range(10000)))
+    size = path.stat().st_size
     writer = subprocess.Popen([sys.executable, "-c", f"""
 import time
 f = open({str(path)!r}, "ab", buffering=0)
@@ -161,7 +162,10 @@ while time.monotonic() - started < 24:
         time.sleep(0.01)
 """])
     try:
-        time.sleep(0.5)                             # writing
+        deadline = time.monotonic() + 20
+        while path.stat().st_size <= size and time.monotonic() < deadline:      # it writes
+            time.sleep(0.05)
+        assert path.stat().st_size > size
         with Context("local", quiet=True) as ctx:
             assert ctx.textFile(env.url("growing.txt")).count() >= 10000
     finally:

@@ -379,6 +379,8 @@ class MasterClient:
         self.timeout = timeout
         self.connect_timeout = connect_timeout
         self.keepalive = keepalive
+        #: chunkserver -> when a read from it last failed (monotonic): the files of this master try it last
+        self.failed_at: dict[tuple[str, int], float] = {}
         self.reconnect_wait = reconnect_wait
         self.sessionid = 0
         self.metaid = 0
@@ -560,8 +562,9 @@ class MasterClient:
     def _request(self, cmd: int, body: bytes) -> bytes:
         """Send ``msgid + body`` as ``cmd``; return the reply after its msgid.
 
-        Reconnects and re-sends once when the connection breaks (every request here
-        is a read, so re-sending is safe).
+        Reconnects and re-sends when the connection breaks (every request here is a
+        read, so re-sending is safe): once at once, then with a growing pause, for
+        up to ``timeout`` seconds; a command the master rejects fails at the second.
         """
         with self._lock:
             first_drop = None
@@ -575,20 +578,35 @@ class MasterClient:
                     return self._await_reply(cmd + 1)
                 except _Disconnected as e:
                     self._drop()
-                    # a master that takes the session back at once but drops the request again holds it (a
-                    # chunk another client is writing): asked again for ``timeout`` seconds, as mfsmount does
                     first_drop = first_drop or time.monotonic()
-                    if time.monotonic() - first_drop >= self.timeout or (attempt == 2 and e.rejected):
-                        raise MasterUnreachable(
-                            f"MooseFS master {self.address} dropped the request {attempt} times in "
-                            f"{self.timeout:g} s (a file another client keeps writing?): {e}") from None
+                    if e.rejected and attempt >= 2:
+                        raise MfsError(f"MooseFS master {self.address} rejected the request: {e}") from None
+                    if time.monotonic() - first_drop >= self.timeout:
+                        raise MasterUnreachable(f"MooseFS master {self.address} dropped the request {attempt} "
+                                                f"times in {self.timeout:g} s: {e}") from None
                     log.info("MooseFS master %s connection lost (%s); reconnecting", self.address, e)
+                    if attempt > 1:
+                        time.sleep(min(0.1 * 2 ** attempt, 2.0))
         raise AssertionError("unreachable")
 
     def _await_reply(self, reply_cmd: int) -> bytes:
-        assert self._sock is not None
+        """The reply to the request just sent. While the master holds it (READ_CHUNK of a chunk another
+        client is writing waits for the writer), NOPs keep the session alive, as the keepalive thread does
+        when idle: the master drops a client it has not heard from for 10 s, and the request with it."""
+        sock = self._sock
+        assert sock is not None
+        interval = self.keepalive or KEEPALIVE
+        deadline = time.monotonic() + self.timeout
         while True:
-            cmd, data = _recv_packet(self._sock)
+            now = time.monotonic()
+            if now >= deadline:
+                raise _Disconnected(f"no reply in {self.timeout:g} s")
+            if not select.select([sock], [], [], max(0.0, min(self._last_send + interval, deadline) - now))[0]:
+                if time.monotonic() - self._last_send >= interval:
+                    _sendall(sock, _packet(_NOP, b""))
+                    self._last_send = time.monotonic()
+                continue
+            cmd, data = _recv_packet(sock)
             if cmd == reply_cmd and len(data) >= 4 and struct.unpack_from(">I", data)[0] == self._msgid:
                 return data[4:]
             if cmd in (_UNKNOWN_COMMAND, _BAD_COMMAND_SIZE):
@@ -857,13 +875,11 @@ class _ChunkserverStream:
             raise _ReplicaFailed(str(e)) from None
 
 
-_failed_at: dict[tuple[str, int], float] = {}   # chunkserver -> when a read from it last failed (monotonic)
-
-
-def _healthy_first(servers: Iterable[tuple[str, int]]) -> list[tuple[str, int]]:
+def _healthy_first(servers: Iterable[tuple[str, int]],
+                   failed_at: dict[tuple[str, int], float]) -> list[tuple[str, int]]:
     """``servers`` (the master's order) with those that failed a read in the last ``AVOID_FOR`` seconds last."""
     now = time.monotonic()
-    return sorted(servers, key=lambda s: now - _failed_at.get(s, -math.inf) < AVOID_FOR)
+    return sorted(servers, key=lambda s: now - failed_at.get(s, -math.inf) < AVOID_FOR)
 
 
 def verify_block(data: bytes | bytearray | memoryview, crc: int) -> bool:
@@ -877,8 +893,9 @@ class MfsFile:
     ``timeout`` bounds every chunkserver socket operation on the last replica
     left to try; while another one is left, ``REPLICA_TIMEOUT`` does, so a hung
     replica is abandoned for the next one after that long. A chunkserver that
-    failed a read is tried last by every read of this process for ``AVOID_FOR``
-    seconds (a split's next chunk, the next split, the next task).
+    failed a read is tried last by every read of this process from the same
+    master for ``AVOID_FOR`` seconds (a split's next chunk, the next split, the
+    next task): the master's client, one a process, keeps that.
     """
 
     def __init__(self, client: MasterClient, inode: int, path: str, *,
@@ -950,7 +967,7 @@ class MfsFile:
         while True:
             if not loc.servers:
                 loc = self._wait_for_replicas(loc)
-            servers = _healthy_first(loc.servers)
+            servers = _healthy_first(loc.servers, self.client.failed_at)
             for n, server in enumerate(servers, 1):
                 timeout = self.timeout if n == len(servers) else min(self.timeout, REPLICA_TIMEOUT)
                 try:
@@ -958,10 +975,10 @@ class MfsFile:
                         for block in stream.read(loc.chunkid, loc.version, pos, hi - pos, block_size):
                             pos += len(block)
                             yield block
-                    _failed_at.pop(server, None)
+                    self.client.failed_at.pop(server, None)
                     return
                 except _ReplicaFailed as e:
-                    _failed_at[server] = time.monotonic()
+                    self.client.failed_at[server] = time.monotonic()
                     where = f"{server[0]}:{server[1]}"
                     tried.append(f"{where} ({e})")
                     log.warning("chunk %016X of %s: replica %s failed: %s; trying the next one",
