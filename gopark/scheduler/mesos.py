@@ -23,11 +23,12 @@ for one more (plus the executor's own share when none runs there yet),
 preferring tasks whose preferred hosts include the offer's (by name or IP); a task with
 preferences waits at most ``LOCALITY_WAIT`` seconds for such an offer. An
 offer that takes nothing is declined; with nothing pending, offers are
-suppressed until the next submit revives them. An agent where ``LEAVE_OUT_AFTER``
-tasks in a row ended before they ran (its executor could not start: the binary
-not fetched, a broken sandbox) is left out for ``LEAVE_OUT_FOR`` seconds: its
-offers are declined, as Spark's excludeOnFailure does, unless every agent
-known is left out (the tasks then fail there, and the job says why).
+suppressed until the next submit revives them. An agent where the tasks of
+``LEAVE_OUT_AFTER`` launches in a row ended before they ran (its executor could
+not start: the binary not fetched, a broken sandbox; a launch's tasks count
+once) is left out for ``LEAVE_OUT_FOR`` seconds: its offers are declined, as
+Spark's excludeOnFailure does, unless every agent known and not lost is left
+out (the tasks then fail there, and the job says why).
 
 Events to the DAG scheduler, the worker being the agent's id: ``("end", tid,
 result, agent_id)`` for TASK_FINISHED (the result rides in the status' data,
@@ -77,8 +78,9 @@ INLINE_RESULT = 256 << 10    # results above this size wait on the executor's fi
 #: the driver's file server listens first on a port of these (first, count) picked by the binary's hash (below
 #: Linux's ephemeral ports, where outgoing connections take theirs), and elsewhere if that one is taken
 _BINARY_PORTS = (20000, 10000)
-LEAVE_OUT_AFTER = 2          # tasks in a row that an agent failed to start: it is left out ...
+LEAVE_OUT_AFTER = 2          # launches in a row whose tasks an agent failed to start: it is left out ...
 LEAVE_OUT_FOR = 600.0        # ... for this many seconds
+_AGENT_LOST = "agent lost"
 _FINAL_OK = "TASK_FINISHED"
 _NOT_FINAL = {"TASK_STAGING", "TASK_STARTING", "TASK_RUNNING", "TASK_KILLING"}
 
@@ -90,8 +92,11 @@ class Agent:
     executor_up: bool = False
     files_url: str | None = None
     ip: str = ""                    # its address, as offers say it (data locations may name hosts by IP)
-    failed_launches: int = 0        # tasks in a row that ended there before they ran
+    launches: int = 0               # offers it took tasks from: each launch starts its executor if it is down
+    failed_launches: int = 0        # launches in a row whose tasks ended there before they ran
+    last_failed_launch: int = 0
     left_out_until: float = 0.0
+    lost: bool = False              # the master said it is gone (until it offers again)
 
 
 def _prefers(preferred: list[str], agent_id: str, agent: Agent) -> bool:
@@ -189,6 +194,7 @@ class MesosBackend:
         self._pending: collections.deque[tuple[int, bytes, list[str], float]] = collections.deque()
         self._running: dict[int, str] = {}
         self._started: set[int] = set()
+        self._launch_of: dict[int, int] = {}      # running tid -> its agent's launch (Agent.launches) it went in
         self._cancelled: set[int] = set()
         self._agents: dict[str, Agent] = {}
         self._suppressed = False
@@ -333,8 +339,9 @@ class MesosBackend:
                     agent = self._agents[agent_id] = Agent(host, self._executor_info(slots))
                     self.default_parallelism += slots
                 agent.ip = ip
+                agent.lost = False
                 left_out = agent.left_out_until > now and not all(
-                    a.left_out_until > now for a in self._agents.values())
+                    a.left_out_until > now for a in self._agents.values() if not a.lost)
                 if not agent.executor_up:
                     cpus, mem = cpus - EXECUTOR_CPUS, mem - EXECUTOR_MEM
                 # as many tasks as the offer holds; the executor's small share is not worth a whole
@@ -358,6 +365,9 @@ class MesosBackend:
                                   "executor": agent.executor_info,
                                   "data": base64.b64encode(payload).decode()})
                 if tasks:
+                    agent.launches += 1
+                    for t in tasks:
+                        self._launch_of[int(t["task_id"]["value"])] = agent.launches
                     agent.executor_up = True
                     self._starving_since = None
                 suppress = not tasks and not self._pending and not self._suppressed
@@ -409,6 +419,7 @@ class MesosBackend:
             self._pending.clear()
             self._running.clear()
             self._started.clear()
+            self._launch_of.clear()
         for tid in lost:
             self._post(("lost", tid, reason, "driver"))
 
@@ -509,6 +520,7 @@ class MesosBackend:
                 return                              # not ours (any more)
             started = tid in self._started
             self._started.discard(tid)
+            launch = self._launch_of.pop(tid, 0)
             was_cancelled = tid in self._cancelled
             self._cancelled.discard(tid)
         host = agent.hostname if agent else "?"
@@ -518,7 +530,7 @@ class MesosBackend:
         if state != _FINAL_OK:
             reason = f"{state} on {host}: {status.get('message') or status.get('reason') or ''}".rstrip(": ")
             if not started and agent is not None:
-                self._failed_launch(agent, agent_id, reason)
+                self._failed_launch(agent, agent_id, launch, reason)
             self._post(("lost", tid, reason, worker))
             return
         if data[:1] == b"R":
@@ -529,17 +541,21 @@ class MesosBackend:
         else:
             self._post(("lost", tid, f"TASK_FINISHED on {host} without a gopark result", worker))
 
-    def _failed_launch(self, agent: Agent, agent_id: str, reason: str) -> None:
-        """A task ended on ``agent`` before it ran (pymesos' thread): ``LEAVE_OUT_AFTER`` in a row leave
-        the agent out for ``LEAVE_OUT_FOR`` seconds."""
+    def _failed_launch(self, agent: Agent, agent_id: str, launch: int, reason: str) -> None:
+        """A task of ``agent``'s launch ``launch`` ended before it ran (pymesos' thread): ``LEAVE_OUT_AFTER``
+        launches in a row so (their tasks count once: one executor start failed) leave the agent out for
+        ``LEAVE_OUT_FOR`` seconds."""
         with self._lock:
+            if launch == agent.last_failed_launch:
+                return
+            agent.last_failed_launch = launch
             agent.failed_launches += 1
             if agent.failed_launches < LEAVE_OUT_AFTER or agent.left_out_until > time.monotonic():
                 return
             agent.left_out_until = time.monotonic() + LEAVE_OUT_FOR
             agent.failed_launches = 0
-        log.warning("Mesos agent %s (%s) failed to start %d tasks in a row, the last: %s; it is left out for "
-                    "%.0f minutes", agent.hostname, agent_id, LEAVE_OUT_AFTER, reason[:400], LEAVE_OUT_FOR / 60)
+        log.warning("Mesos agent %s (%s) failed to start tasks %d times in a row, the last: %s; it is left out "
+                    "for %.0f minutes", agent.hostname, agent_id, LEAVE_OUT_AFTER, reason[:400], LEAVE_OUT_FOR / 60)
 
     def _fetch_result(self, tid: int, url: str, worker: str) -> None:
         from gopark import http
@@ -557,7 +573,7 @@ class MesosBackend:
 
     @_guarded
     def slaveLost(self, driver: Any, agent_id: dict) -> None:  # noqa: N802
-        self._agent_gone(agent_id["value"], "agent lost")
+        self._agent_gone(agent_id["value"], _AGENT_LOST)
 
     def _agent_gone(self, agent_id: str, why: str) -> None:
         """Its tasks are lost (their updates say so too), its map outputs are gone."""
@@ -573,6 +589,9 @@ class MesosBackend:
             for tid in lost:
                 del self._running[tid]
             self._started.difference_update(lost)
+            for tid in lost:
+                self._launch_of.pop(tid, None)
+            agent.lost = agent.lost or why == _AGENT_LOST
         for tid in lost:
             self._post(("lost", tid, f"{why} on {agent.hostname}", agent_id))
         self._post(("worker_lost", agent_id, files_url))
@@ -588,6 +607,7 @@ class MesosBackend:
             lost = list(self._running) + [t[0] for t in self._pending]
             self._running.clear()
             self._started.clear()
+            self._launch_of.clear()
             self._pending.clear()
         for tid in lost:
             self._post(("lost", tid, reason, "driver"))
