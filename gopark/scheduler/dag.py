@@ -84,7 +84,7 @@ class Backend(Protocol):
     def stop(self) -> None: ...
 
     def drop_outputs(self, locations: list[dict]) -> None:
-        """These map outputs are no longer wanted (their shuffle's RDD is gone): remove their files."""
+        """These map outputs are no longer wanted (their shuffle's dependency is gone): remove their files."""
 
     def drop_cached(self, rdd_ids: list[int]) -> None:
         """These RDDs' cached partitions are no longer wanted (gone or unpersisted): remove their files."""
@@ -198,7 +198,8 @@ class DAGScheduler:
         return [self._map_stage(d) for d in self._shuffle_deps(rdd)]
 
     def _map_stage(self, dep: ShuffleDependency) -> Stage:
-        """Mutates: shuffle_stages, shuffle_outputs. The stage of ``dep``, made (with its ancestors) once.
+        """Mutates: shuffle_stages, shuffle_outputs. The stage of ``dep``, made (with its ancestors) unless a
+        job still holds it.
 
         Without recursion: an iterative job of a thousand rounds is a chain of
         two thousand stages.
@@ -243,7 +244,7 @@ class DAGScheduler:
             shared.forget_stale_task_state()    # left by a task a signal ended, in local mode
             ops.forget_ctrl_c()
             self._forget_unwanted()
-            self._forget_uncached()     # after: a dropped stage may have held the last reference to one
+            self._forget_uncached()
             parents = self._parent_stages(rdd)       # numbered first, as in Spark: stage 0 runs first
             site = call_site()      # the action the app called, and where: "collect at app.py:14", as Spark's
             final = Stage(next(self._ids), rdd, parents, None, partitions,
@@ -268,7 +269,9 @@ class DAGScheduler:
                     self.progress.job_ended()
             log.debug("job: %s %s", final.name, "failed" if job.error else "done")
             if job.error is not None:
-                raise job.error
+                error = job.error
+                del job, final, parents   # the error's traceback holds this frame: not the stages (see shuffle_stages)
+                raise error
             return [job.results[p] for p in partitions]
 
     def _forget_unwanted(self) -> None:
@@ -281,7 +284,7 @@ class DAGScheduler:
             self.shuffle_stages.pop(shuffle_id, None)
             self._counted_maps.pop(shuffle_id, None)
             dropped += filter(None, self.shuffle_outputs.pop(shuffle_id, None) or [])
-            log.debug("shuffle %d dropped: the RDD that made it is gone", shuffle_id)
+            log.debug("shuffle %d dropped: its dependency is gone (its RDD gone, or checkpointed)", shuffle_id)
         if dropped:
             self._clean_up("drop_outputs", dropped, "the map outputs of dropped shuffles")
 
