@@ -111,6 +111,7 @@ __all__ = [
     "MfsFile",
     "MfsMount",
     "close_masters",
+    "file_lengths",
     "find_mount",
     "get_master",
     "is_mfs_path",
@@ -1288,6 +1289,13 @@ def _refuse_file_as_folder(path: str, found: list[tuple[str, _Node]], named: str
     if path.endswith("/") and len(found) == 1 and found[0][0] == named and found[0][1].is_file:
         raise FileNotFoundError(errno.ENOENT, f"no such file or directory on MooseFS: {path} (a file, named as "
                                               "a folder)")
+
+
+def file_lengths(path: str) -> list[int]:
+    """The lengths of the plain (not compressed) files ``path`` names, as textFile finds them (metadata only:
+    no chunk is looked up)."""
+    files, _ = _expand(path)
+    return [length for _, mpath, length in files if not mpath.endswith(tuple(_COMPRESSED))]
 
 
 def list_files(path: str) -> tuple[list[str], MasterClient]:

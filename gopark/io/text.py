@@ -68,13 +68,16 @@ def _plan_moosefs(paths: list[str], split_size: int | None, num_splits: int | No
     chunks give fewer (see :func:`_cut_into_shares`).
     """
     from gopark.io import moosefs
+    if split_size is not None and split_size < _SMALL_SPLIT:    # as local files': by the bytes asked for, first
+        lengths = []
+        for path in paths:
+            with _moosefs_errors("textFile", path):
+                lengths += moosefs.file_lengths(path)
+        _refuse_tiny_splits(split_size, sum(-(-length // split_size) for length in lengths))
     splits = []
     for path in paths:
         with _moosefs_errors("textFile", path):
             splits += moosefs.plan_splits(path, split_size)
-    if split_size is not None and split_size < _SMALL_SPLIT:    # as local files': by the bytes asked for
-        _refuse_tiny_splits(split_size, sum(-(-(s["end"] - s["start"]) // split_size)
-                                            for s in splits if "compression" not in s))
     if num_splits and not split_size and len(splits) < num_splits:
         splits = _cut_into_shares(splits, num_splits)
     return splits
