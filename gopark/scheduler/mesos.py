@@ -13,7 +13,8 @@ scheduler submits and cancels from the job's thread):
 
     pending:   deque of (tid, payload, preferred hosts, submitted at)
     running:   {tid: agent_id}               launched, no final status yet
-    started:   {tid}                         of running, those whose executor said TASK_RUNNING
+    launch_of: {tid: launch}                 of running, those whose executor has not said TASK_RUNNING
+                                             yet: the agent's launch (Agent.launches) they went in
     cancelled: {tid}                         killed on purpose: their end is not news
     agents:    {agent_id: Agent}             hostname, executor launched?, its file server, launches
                                              failed in a row, left out until
@@ -80,7 +81,6 @@ INLINE_RESULT = 256 << 10    # results above this size wait on the executor's fi
 _BINARY_PORTS = (20000, 10000)
 LEAVE_OUT_AFTER = 2          # launches in a row whose tasks an agent failed to start: it is left out ...
 LEAVE_OUT_FOR = 600.0        # ... for this many seconds
-_AGENT_LOST = "agent lost"
 _FINAL_OK = "TASK_FINISHED"
 _NOT_FINAL = {"TASK_STAGING", "TASK_STARTING", "TASK_RUNNING", "TASK_KILLING"}
 
@@ -193,8 +193,7 @@ class MesosBackend:
         self._lock = threading.Lock()
         self._pending: collections.deque[tuple[int, bytes, list[str], float]] = collections.deque()
         self._running: dict[int, str] = {}
-        self._started: set[int] = set()
-        self._launch_of: dict[int, int] = {}      # running tid -> its agent's launch (Agent.launches) it went in
+        self._launch_of: dict[int, int] = {}
         self._cancelled: set[int] = set()
         self._agents: dict[str, Agent] = {}
         self._suppressed = False
@@ -418,7 +417,6 @@ class MesosBackend:
             lost = [t[0] for t in self._pending] + list(self._running)
             self._pending.clear()
             self._running.clear()
-            self._started.clear()
             self._launch_of.clear()
         for tid in lost:
             self._post(("lost", tid, reason, "driver"))
@@ -511,16 +509,13 @@ class MesosBackend:
             if state == "TASK_RUNNING" and agent is not None:
                 if data:
                     agent.files_url = data.decode()    # where this executor serves its map outputs
-                if tid in self._running:
-                    self._started.add(tid)
+                if self._launch_of.pop(tid, None) is not None:     # started: its launch did not fail
                     agent.failed_launches = 0
             if state in _NOT_FINAL:
                 return
             if self._running.pop(tid, None) is None:
                 return                              # not ours (any more)
-            started = tid in self._started
-            self._started.discard(tid)
-            launch = self._launch_of.pop(tid, 0)
+            launch = self._launch_of.pop(tid, None)     # None: it ran
             was_cancelled = tid in self._cancelled
             self._cancelled.discard(tid)
         host = agent.hostname if agent else "?"
@@ -529,7 +524,7 @@ class MesosBackend:
             return
         if state != _FINAL_OK:
             reason = f"{state} on {host}: {status.get('message') or status.get('reason') or ''}".rstrip(": ")
-            if not started and agent is not None:
+            if launch is not None and agent is not None:
                 self._failed_launch(agent, agent_id, launch, reason)
             self._post(("lost", tid, reason, worker))
             return
@@ -573,26 +568,25 @@ class MesosBackend:
 
     @_guarded
     def slaveLost(self, driver: Any, agent_id: dict) -> None:  # noqa: N802
-        self._agent_gone(agent_id["value"], _AGENT_LOST)
+        self._agent_gone(agent_id["value"], "agent lost", lost=True)
 
-    def _agent_gone(self, agent_id: str, why: str) -> None:
-        """Its tasks are lost (their updates say so too), its map outputs are gone."""
+    def _agent_gone(self, agent_id: str, why: str, lost: bool = False) -> None:
+        """Its tasks are lost (their updates say so too), its map outputs are gone; ``lost``: the agent
+        itself (until it offers again)."""
         with self._lock:
             agent = self._agents.get(agent_id)
             if agent is None:
                 return
             agent.executor_up = False
             files_url, agent.files_url = agent.files_url, None
-            lost = [tid for tid, a in self._running.items() if a == agent_id]
+            tasks = [tid for tid, a in self._running.items() if a == agent_id]
             # one that never ran a task (it could not start: said once as the agent is left out) is no news
-            (log.warning if files_url or lost else log.info)("%s on %s: its tasks run again", why, agent.hostname)
-            for tid in lost:
+            (log.warning if files_url or tasks else log.info)("%s on %s: its tasks run again", why, agent.hostname)
+            for tid in tasks:
                 del self._running[tid]
-            self._started.difference_update(lost)
-            for tid in lost:
                 self._launch_of.pop(tid, None)
-            agent.lost = agent.lost or why == _AGENT_LOST
-        for tid in lost:
+            agent.lost = agent.lost or lost
+        for tid in tasks:
             self._post(("lost", tid, f"{why} on {agent.hostname}", agent_id))
         self._post(("worker_lost", agent_id, files_url))
 
@@ -606,7 +600,6 @@ class MesosBackend:
             self._broken = reason
             lost = list(self._running) + [t[0] for t in self._pending]
             self._running.clear()
-            self._started.clear()
             self._launch_of.clear()
             self._pending.clear()
         for tid in lost:
