@@ -546,9 +546,7 @@ class MasterClient:
                 if sock is None:
                     continue
                 try:
-                    if time.monotonic() - self._last_send >= interval:
-                        _sendall(sock, _packet(_NOP, b""))
-                        self._last_send = time.monotonic()
+                    self._nop_if_due(sock, interval)
                     while select.select([sock], [], [], 0)[0]:
                         cmd, _ = _recv_packet(sock)     # the master's NOPs and notices
                         if cmd != _NOP:
@@ -558,6 +556,13 @@ class MasterClient:
                     self._drop()
             finally:
                 self._lock.release()
+
+    def _nop_if_due(self, sock: socket.socket, interval: float) -> None:
+        """A NOP when nothing was sent for ``interval`` seconds: the master drops a client it has not heard
+        from for 10 s."""
+        if time.monotonic() - self._last_send >= interval:
+            _sendall(sock, _packet(_NOP, b""))
+            self._last_send = time.monotonic()
 
     # -- requests -----------------------------------------------------------------
     def _request(self, cmd: int, body: bytes) -> bytes:
@@ -603,9 +608,7 @@ class MasterClient:
             if now >= deadline:
                 raise _Disconnected(f"no reply in {self.timeout:g} s")
             if not select.select([sock], [], [], max(0.0, min(self._last_send + interval, deadline) - now))[0]:
-                if time.monotonic() - self._last_send >= interval:
-                    _sendall(sock, _packet(_NOP, b""))
-                    self._last_send = time.monotonic()
+                self._nop_if_due(sock, interval)
                 continue
             cmd, data = _recv_packet(sock)
             if cmd == reply_cmd and len(data) >= 4 and struct.unpack_from(">I", data)[0] == self._msgid:

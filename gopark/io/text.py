@@ -73,7 +73,7 @@ def _plan_moosefs(paths: list[str], split_size: int | None, num_splits: int | No
         for path in paths:
             with _moosefs_errors("textFile", path):
                 lengths += moosefs.file_lengths(path)
-        _refuse_tiny_splits(split_size, sum(-(-length // split_size) for length in lengths))
+        _refuse_tiny_splits(split_size, lengths)
     splits = []
     for path in paths:
         with _moosefs_errors("textFile", path):
@@ -223,7 +223,7 @@ def _plan_local(paths: list[str], split_size: int | None, num_splits: int | None
     if equal:
         split_size = max(1, -(-total // _default_count(total, parallelism)))
     elif split_size is not None and split_size < _SMALL_SPLIT:
-        _refuse_tiny_splits(split_size, sum(-(-size // split_size) for _, size in plain))
+        _refuse_tiny_splits(split_size, [size for _, size in plain])
     splits: list[dict] = []
     for f in files:
         if f.endswith(".gz") or f.endswith(".bz2"):
@@ -250,9 +250,11 @@ _COUNT_LIKE = 64             # bytes: a splitSize under this, as a count of part
 _SOME_SPLITS = 1_000         # ... that cuts the input into more splits than this is a mistake too
 
 
-def _refuse_tiny_splits(split_size: int, count: int) -> None:
-    """A tiny ``splitSize`` that makes a great many splits is a number of partitions given as Spark's second
-    argument (``textFile(path, 3)``): one clear error, before the driver plans (and holds) them all."""
+def _refuse_tiny_splits(split_size: int, sizes: list[int]) -> None:
+    """A tiny ``splitSize`` that makes a great many splits of files of ``sizes`` (plain ones: a compressed
+    file is one split) is a number of partitions given as Spark's second argument (``textFile(path, 3)``):
+    one clear error, before the driver plans (and holds) them all."""
+    count = sum(-(-size // split_size) for size in sizes)
     if count > _MANY_SPLITS or (split_size < _COUNT_LIKE and count > _SOME_SPLITS):
         raise ValueError(f"textFile: splitSize={split_size} (bytes, DPark's) cuts the input into {count:,} splits; "
                          f"for {split_size} partitions give numSplits={split_size} (Spark's minPartitions)")
