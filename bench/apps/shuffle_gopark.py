@@ -76,7 +76,7 @@ def main() -> None:
             out = os.environ.get("BENCH_OUT")
             if out:
                 with open(out, "wb") as f:
-                    marshal.dump(dict(counts), f)
+                    marshal.dump(counts, f)
         elif op == "join":
             left = ctx.parallelize(range(JOIN_LEFT), SLICES).map(left_row)
             right = ctx.parallelize(range(JOIN_RIGHT), SLICES).map(right_row)

@@ -103,7 +103,7 @@ def main() -> None:
     out = os.environ.get("BENCH_OUT")
     if out:
         with open(out, "wb") as f:
-            marshal.dump(dict(counts), f)
+            marshal.dump(counts, f)
     print("BENCH_RESULT " + json.dumps({"distinct": len(counts), "total": sum(counts.values()),
                                         "memory": report}))
 
