@@ -16,6 +16,7 @@ import contextlib
 import errno
 import fcntl
 import gc
+import logging
 import os
 import sys
 import tempfile
@@ -32,12 +33,16 @@ from gopark.rdd import RDD, lineage_from_wire
 from gopark.shuffle import Merger, read_shuffle, shuffle_chunks, write_map_output
 from gopark.trash import Trash
 
+log = logging.getLogger("gopark.task")
+
 
 class WorkerEnv:
     """What a process that runs tasks keeps between them: folders, cached partitions, budget.
 
     ``cache_on_disk``: also write cached partitions to the shared work folder so
-    any worker of the host can read them (process mode). ``files_url``: where
+    any worker of the host can read them (process mode); without it (local
+    mode), only those that memory cannot hold are written there (see
+    :meth:`remember`). ``files_url``: where
     the file server of this host's executor serves ``work_dir`` (Mesos mode):
     map outputs carry their URL under it, and outputs under it are read from disk.
     """
@@ -54,6 +59,7 @@ class WorkerEnv:
         self.cache: dict[tuple[int, int], bytes] = {}   # packed partitions this process computed
         self.cache_bytes = 0                            # ... their size
         self.generations: dict[int, int] = {}           # ... the generation of each RDD's (see keep_cached)
+        self.on_disk: set[tuple[int, int]] = set()      # without cache_on_disk: those moved to disk (remember)
         self._live: dict[int, int] = {}                 # the running task's live cached RDDs: their generation
 
     @property
@@ -70,14 +76,31 @@ class WorkerEnv:
         return os.path.join(self.work_dir, "cache", f"{rdd_id}-{split}")
 
     def remember(self, key: tuple[int, int], packed: bytes) -> None:
-        """Keep a cached partition's packed copy in memory. With disk copies, the memory copies take at
-        most half the memory budget (``--mem``): the oldest go first, and are read from disk when needed."""
+        """Keep a cached partition's packed copy in memory. The memory copies take at most half the memory
+        budget (``--mem``): the oldest go first, and are read from their disk copies when needed (written
+        as they go, when this process keeps no disk copies otherwise: local mode)."""
         self.forget(key)
         self.cache[key] = packed
         self.cache_bytes += len(packed)
         self.generations[key[0]] = self._live.get(key[0], 0)
-        while self.cache_on_disk and self.cache_bytes > self.mem_bytes // 2:
-            self.forget(next(iter(self.cache)))
+        while self.cache_bytes > self.mem_bytes // 2:
+            oldest = next(iter(self.cache))
+            if not self.cache_on_disk:
+                self._move_to_disk(oldest)
+            self.forget(oldest)
+
+    def _move_to_disk(self, key: tuple[int, int]) -> None:
+        """Write the disk copy of a cached partition memory cannot hold. One that cannot be written (a
+        full disk) is dropped, with a warning: computed again if it is needed, as Spark's MEMORY_ONLY."""
+        path = self.cache_path(*key)
+        try:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            _write_atomically(path, bytes(_OWNER_HEADER), self.cache[key])
+        except OSError as exc:
+            log.warning("cached partition %d of RDD %d dropped from memory (over half of --mem) and not "
+                        "written to disk (%s): it will be computed again if it is needed", key[1], key[0], exc)
+            return
+        self.on_disk.add(key)
 
     def forget(self, key: tuple[int, int]) -> None:
         """Drop this process's copy of a cached partition, if it has one."""
@@ -94,6 +117,8 @@ class WorkerEnv:
         self._live = dict(live)
         for key in [k for k in self.cache if self._live.get(k[0]) != self.generations.get(k[0])]:
             self.forget(key)
+        if self.on_disk:
+            self.on_disk = {k for k in self.on_disk if self._live.get(k[0]) == self.generations.get(k[0])}
         if len(self.generations) > len(self._live):     # of RDDs dropped since: none of their copies is left
             self.generations = {i: g for i, g in self.generations.items() if i in self._live}
 
@@ -154,6 +179,8 @@ class TaskContext:
         """A cached RDD's partition: from this worker's memory, the shared disk copy, or computed once now."""
         env, key = self.env, (rdd.id, split)
         packed = env.cache.get(key) or self.computed.get(key)
+        if packed is None and key in env.on_disk:
+            packed = self._shared(key)
         lock = None
         if packed is None and env.cache_on_disk:
             packed = self._shared(key)

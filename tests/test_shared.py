@@ -476,12 +476,14 @@ def test_cached_partitions_of_rdds_let_go_or_unpersisted_are_dropped(ctx):
 
 
 @register_func
-def held_bytes(_x):
-    """The bytes of cached partitions the process running this task holds in memory."""
+def held_bytes(work_dir, _x):
+    """The bytes of cached partitions the process running this task holds in memory for the Context
+    whose work folder is ``work_dir`` (in local mode, other Contexts of the test run live here too)."""
     import gc
 
     from gopark.task import WorkerEnv
-    return sum(len(p) for env in gc.get_objects() if isinstance(env, WorkerEnv) for p in env.cache.values())
+    return sum(len(p) for env in gc.get_objects() if isinstance(env, WorkerEnv) and env.work_dir == work_dir
+               for p in env.cache.values())
 
 
 @register_func
@@ -490,18 +492,26 @@ def block_of_text(calls, i):
     return [f"{i:02d}-{j:06d}-" + "x" * 90 for j in range(3000)]      # about 300 KB a partition
 
 
-def test_workers_keep_cached_partitions_in_memory_within_half_the_budget_and_read_the_rest_from_disk():
-    """A cached RDD larger than the workers' memory budget (``--mem``) does not grow them past it: the
-    memory copies take at most half of it, the oldest leave first, and a partition no longer in memory
-    is read from its disk copy (computed once all the same)."""
-    with Context("process:2", mem=1, quiet=True) as ctx:          # 1 MiB: room for one partition or so
+@pytest.mark.parametrize("master", ["local", "process:2"])
+def test_cached_partitions_take_at_most_half_the_budget_in_memory_and_the_rest_are_read_from_disk(master):
+    """A cached RDD larger than the memory budget (``--mem``) does not grow a worker, or the driver in
+    local mode, past it: the memory copies take at most half of it, the oldest leave first, and a
+    partition no longer in memory is read from its disk copy (computed once all the same); unpersisted,
+    its disk copies go."""
+    with Context(master, mem=1, quiet=True) as ctx:          # 1 MiB: room for one partition or so
         computed = ctx.accumulator(0)
         big = ctx.parallelize(range(8), 8).flatMap(partial(block_of_text, computed)).cache()
         assert big.count() == 24000
         assert sorted(big.collect()) == sorted(f"{i:02d}-{j:06d}-" + "x" * 90 for i in range(8) for j in range(3000))
+        assert big.map(len).sum() == 24000 * 100
         assert computed.value == 8
-        held = ctx.parallelize(range(8), 8).map(held_bytes).collect()
+        held = ctx.parallelize(range(8), 8).map(partial(held_bytes, ctx.work_dir)).collect()
         assert 0 < max(held) <= (1 << 20) // 2, held
+        cache_folder = os.path.join(ctx.work_dir, "cache")
+        assert len(os.listdir(cache_folder)) >= 6          # those memory cannot hold at least
+        big.unpersist()
+        assert ctx.parallelize([1], 1).count() == 1          # drops big
+        assert os.listdir(cache_folder) == []
 
 
 @register_func

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from gopark import shuffle
-from gopark.task import WorkerEnv, run_task
+from gopark.task import WorkerEnv, remove_cached, run_task
 from gopark.trash import Trash
 
 
@@ -32,10 +32,15 @@ class LocalBackend:
         shuffle.remove_outputs([loc["path"] for loc in locations], self.env.work_dir, self._trash)
 
     def drop_cached(self, rdd_ids: list[int]) -> None:
+        """Their partitions go from memory, and from disk (those memory could not hold)."""
         gone = set(rdd_ids)
         for key in [k for k in self.env.cache if k[0] in gone]:
             self.env.forget(key)
+        if any(k[0] in gone for k in self.env.on_disk):
+            self.env.on_disk = {k for k in self.env.on_disk if k[0] not in gone}
+            remove_cached(rdd_ids, self.env.work_dir, self._trash)
 
     def stop(self) -> None:
         self.env.cache.clear()
+        self.env.on_disk.clear()       # (their files go with the Context's work folder)
         self._trash.close()
