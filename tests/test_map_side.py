@@ -650,9 +650,9 @@ def test_aggregate_by_key_takes_the_zero_once_per_key_of_a_map_task(ctx):
 
 
 def _drop_earlier_shuffles(ctx) -> None:
-    """The module's Context ran other tests' shuffles: those whose RDDs are garbage (a failed job's traceback
-    holds its lineage in a reference cycle until Python collects it) go before the next job, so the work
-    folder holds only this test's."""
+    """The module's Context ran other tests' shuffles: those whose RDDs are garbage (in a reference cycle
+    until Python collects it, say an error a test kept) go before the next job, so the work folder holds
+    only this test's."""
     import gc
     gc.collect()
     assert ctx.parallelize([1], 1).count() == 1

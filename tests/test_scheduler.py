@@ -323,6 +323,35 @@ def test_a_state_kept_across_batches_holds_only_the_shuffles_since_its_last_chec
 
 
 @register_func
+def fail_on_key_0(kv):
+    if kv[0] == 0:
+        raise ValueError("no key 0")
+    return kv
+
+
+@pytest.mark.parametrize("master", ["local", "process:2"])
+def test_a_failed_jobs_shuffles_go_before_the_next_job_with_no_gc_pass(master: str) -> None:
+    """A failed job's error held its lineage in a reference cycle (the error, raised from a frame that held
+    it, in its own traceback): its shuffles stayed until Python's next collection. Now they go when the
+    app lets the error go, as a done job's do."""
+    import gc
+    gc.disable()
+    try:
+        with Context(master, quiet=True) as ctx:
+            actions = [lambda r: r.collect(), lambda r: r.count(), lambda r: r.collectAsMap(),
+                       lambda r: r.take(3), lambda r: r.reduce(add)]
+            for act in actions:
+                with pytest.raises(JobError, match="no key 0"):
+                    act(ctx.parallelize(range(30), 3).map(partial(keyed, ctx.accumulator(0)))
+                        .reduceByKey(add, 2).map(fail_on_key_0))
+            assert ctx.parallelize(range(4), 2).count() == 4           # drops what the failed jobs let go
+            assert glob.glob(os.path.join(ctx.work_dir, "shuffle", "shuffle-*")) == []
+            assert ctx.scheduler.shuffle_outputs == {}
+    finally:
+        gc.enable()
+
+
+@register_func
 def wide_pair(x):
     return (x, "v" * 200)
 

@@ -271,7 +271,10 @@ class DAGScheduler:
             if job.error is not None:
                 error = job.error
                 del job, final, parents   # the error's traceback holds this frame: not the stages (see shuffle_stages)
-                raise error
+                try:
+                    raise error
+                finally:          # nor the error itself: a cycle that only a gc pass would free, with the lineage
+                    del error
             return [job.results[p] for p in partitions]
 
     def _forget_unwanted(self) -> None:
