@@ -223,9 +223,17 @@ class Packer:
             return self._packer.pack(obj)
         except (TypeError, ValueError, OverflowError) as exc:
             self._packer.reset()
+            if isinstance(exc, SerializationError):      # a value's own (a destroyed broadcast's)
+                raise
             raise SerializationError(
                 f"cannot serialize a value of type {_describe(exc)} in {self._what}: gopark data is None, "
                 "bool, int, float, str, bytes, list, tuple, dict, set and frozenset, nested") from None
+
+
+def unpack_file(f: Any) -> Iterator[Any]:
+    """Every object packed one after another in the binary file ``f``, read a piece at a time."""
+    return iter(msgpack.Unpacker(f, ext_hook=_ext_hook, list_hook=_list_hook, raw=False, strict_map_key=False,
+                                 use_list=True, max_buffer_size=2 ** 31 - 1))
 
 
 def unpack_stream(chunks: Iterable[bytes]) -> Iterator[Any]:

@@ -16,6 +16,8 @@ import contextlib
 import errno
 import fcntl
 import gc
+import io
+import itertools
 import logging
 import os
 import sys
@@ -142,6 +144,14 @@ def remove_cached(rdd_ids: list[int], work_dir: str, trash: Trash) -> None:
 
 
 _OWNER_HEADER = 64     # bytes before a cached partition's data in its file: the name of the task's owner file
+_CACHE_BATCH = 4096    # records packed at once into a cached partition's copy (fewer when they are big) ...
+_CACHE_CHUNK = 1 << 20     # ... so that a batch packs to about this many bytes at most
+
+
+def _cached_records(packed: bytes) -> Iterator[Any]:
+    """The records of a cached partition's packed copy (batches one after another), unpacked a batch at a
+    time as they are taken."""
+    return itertools.chain.from_iterable(serialize.unpack_file(io.BytesIO(packed)))
 _MAX_LOCKS = 64        # cached partitions a task computes at once, one inside another, under their lock
 
 
@@ -191,10 +201,39 @@ class TaskContext:
             if lock is not None:
                 packed = self._shared(key, clean=True)      # published while this one waited
             if packed is not None:
-                return iter(serialize.unpackb(packed))
-            data = list(rdd.compute(split, self))
+                return _cached_records(packed)
+            records, packed = self._compute_packed(rdd, split)
+            self.computed[key] = packed
+            if lock is not None:
+                self._publish(key, packed)
+            return records
+        finally:
+            if lock is not None:
+                os.close(lock)
+                self._locks_held -= 1
+
+    def _compute_packed(self, rdd: RDD, split: int) -> tuple[Iterator[Any], bytes]:
+        """A cached RDD's partition computed, whole (as Spark's: ``take(1)`` of it computes all of it), and
+        packed as it comes, a batch at a time: its records, and its packed copy.
+
+        The records are the computed objects themselves while their packed copy is small (at most
+        1/16 of ``--mem``, about half of it as objects); past that, those of the batches already packed
+        are let go and the records are read back from the packed copy as they are taken. Either way
+        the partition is held whole once, packed: not also as a list of its objects (a partition of
+        1M small tuples cached by a worker given ``--mem 64`` took 288 MiB; now about the budget).
+        """
+        keep_until = self.env.mem_bytes // 16
+        packer = serialize.Packer("cache")
+        kept: list[list] | None = []
+        chunks: list[bytes] = []
+        size, step = 0, _CACHE_BATCH
+        records = iter(rdd.compute(split, self))
+        while True:
+            batch = list(itertools.islice(records, step))
+            if not batch and chunks:
+                break
             try:
-                self.computed[key] = packed = serialize.packb(data, "cache")
+                chunk = packer.pack(batch)
             except SerializationError as exc:      # blamed on what made the records, not on what reads them
                 made_by = _made_by(rdd)
                 if made_by is not None:
@@ -202,13 +241,19 @@ class TaskContext:
                 else:
                     exc.gopark_action = "cache"        # type: ignore[attr-defined]
                 raise
-            if lock is not None:
-                self._publish(key, packed)
-            return iter(data)
-        finally:
-            if lock is not None:
-                os.close(lock)
-                self._locks_held -= 1
+            chunks.append(chunk)
+            size += len(chunk)
+            if kept is not None:
+                if size <= keep_until:
+                    kept.append(batch)
+                else:
+                    kept = None
+            if len(chunk) > _CACHE_CHUNK:     # big records: fewer of them a batch
+                step = max(1, step * _CACHE_CHUNK // len(chunk))
+            del batch
+        packed = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        del chunks
+        return (itertools.chain.from_iterable(kept) if kept is not None else _cached_records(packed)), packed
 
     def _shared(self, key: tuple[int, int], clean: bool = False) -> bytes | None:
         """The disk copy of a cached partition: committed, or published by a task that still runs
@@ -217,14 +262,18 @@ class TaskContext:
         for name in (path, path + ".t", path):     # committed; published; committed meanwhile
             try:
                 with open(name, "rb") as f:
-                    packed = f.read()
+                    header = f.read(_OWNER_HEADER)
+                    if name != path and not _owner_runs(os.path.dirname(path), header):
+                        packed = None
+                    else:
+                        packed = f.read()       # (read apart from the header: not copied once more to cut it)
             except FileNotFoundError:
                 continue
-            if name == path or _owner_runs(os.path.dirname(path), packed[:_OWNER_HEADER]):
-                return packed[_OWNER_HEADER:]
+            if packed is not None:
+                return packed
             if clean:           # its task is gone: so are the copy and the owner file (if a process died)
                 _unlink(name)
-                if owner := _owner_name(packed[:_OWNER_HEADER]):
+                if owner := _owner_name(header):
                     _unlink(os.path.join(os.path.dirname(path), owner))
         return None
 

@@ -515,6 +515,31 @@ def test_cached_partitions_take_at_most_half_the_budget_in_memory_and_the_rest_a
 
 
 @register_func
+def small_row(i):
+    return (i, (i % 977, i % 13, i / 7.0))
+
+
+@register_func
+def peak_rss_mib(_x):
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmHWM")) / 1024
+
+
+def test_a_partition_being_cached_is_held_packed_not_also_as_a_list_of_its_records():
+    """A cached partition is packed a batch at a time as it is computed, and read back a batch at a time:
+    a worker given a small ``--mem`` does not hold the whole partition as objects besides its packed copy
+    (400k small tuples: +105 MiB of peak RSS before, +28 MiB now, most of it the packed copy)."""
+    with Context("process:1", mem=16, quiet=True) as ctx:
+        before = ctx.parallelize([0], 1).map(peak_rss_mib).collect()[0]
+        rows = ctx.parallelize(range(400_000), 1).map(small_row).cache()
+        assert rows.count() == 400_000
+        assert rows.map(len).sum() == 800_000
+        assert rows.filter(partial(operator.eq, (5, (5, 5, 5 / 7.0)))).collect() == [(5, (5, 5, 5 / 7.0))]
+        after = ctx.parallelize([0], 1).map(peak_rss_mib).collect()[0]
+        assert after - before < 50, (before, after)
+
+
+@register_func
 def slow_count_call(acc, x):
     import time
     acc.add(1)
