@@ -121,6 +121,25 @@ def test_textFile_of_a_folder(ctx, tmp_path):
     assert ctx.textFile(str(folder), splitSize=4).collect() == ["a1", "a2", "a3", "b1", "b2", "c1", "d1"]
 
 
+def test_textFile_of_a_folder_reads_its_subfolders_files_too_as_dparks_does(ctx, tmp_path):
+    """A folder's files, then each subfolder's in turn (sorted, depth first), not hidden ones (a subfolder
+    starting with '.' or '_' neither); a folder met again through a link is read once. They were skipped,
+    silently, before."""
+    folder = make_folder(tmp_path)
+    for sub, name, data in [("day=2", "part-0", b"x2\n"), ("day=1", "part-0", b"x1\n"), ("day=1/h=3", "p", b"y3\n"),
+                            ("_temporary", "part-0", b"half\n"), (".git", "HEAD", b"ref\n"), ("empty", "", b"")]:
+        (folder / sub).mkdir(parents=True, exist_ok=True)
+        if name:
+            write(folder / sub / name, data)
+    os.symlink("..", folder / "day=1" / "up")                   # a loop: the folder again
+    expected = ["a1", "a2", "a3", "b1", "b2", "c1", "d1", "x1", "y3", "x2"]
+    assert ctx.textFile(str(folder)).collect() == expected
+    assert ctx.textFile(str(folder), splitSize=4).collect() == expected
+    assert [os.path.relpath(p, folder) for p, _ in ctx.wholeTextFiles(str(folder)).collect()] == [
+        "a.txt", "b.txt", "c.log", "d.txt", "day=1/part-0", "day=1/h=3/p", "day=2/part-0"]
+    assert ctx.textFile(str(tmp_path / "in*")).count() == len(expected)      # a glob's folders alike
+
+
 def test_textFile_of_a_glob(ctx, tmp_path):
     folder = make_folder(tmp_path)
     assert ctx.textFile(str(folder / "*.txt")).collect() == ["a1", "a2", "a3", "b1", "b2", "d1"]

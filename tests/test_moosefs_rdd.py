@@ -300,7 +300,9 @@ def test_names_globs_links_and_gzip_padding_read_as_the_local_reader_reads_them(
         for rel, data in tree.items():
             (base / rel).parent.mkdir(parents=True, exist_ok=True)
             (base / rel).write_bytes(data)
-    asked = ["t/data[1].txt", "t/data[12].txt", "t/*/part-*", "t/_*/part-*", "t/.*/part-*", "t/day=*", "t/z.gz"]
+        (base / "t" / "day=1" / "up").symlink_to("..")        # a loop: the folder read once
+    asked = ["t/data[1].txt", "t/data[12].txt", "t/*/part-*", "t/_*/part-*", "t/.*/part-*", "t/day=*", "t/z.gz",
+             "t", "t/"]
     with Context(master, quiet=True) as ctx:
         for rel in asked:
             local = ctx.textFile(str(tmp_path / "local" / rel)).collect()
@@ -308,6 +310,8 @@ def test_names_globs_links_and_gzip_padding_read_as_the_local_reader_reads_them(
             assert ctx.textFile(str(env.mnt / f"cmp-{master}" / rel)).collect() == local, rel
         assert ctx.textFile(env.url(f"cmp-{master}/t/data[1].txt")).collect() == ["literal brackets"]
         assert ctx.textFile(env.url(f"cmp-{master}/t/*/part-*")).count() == 2      # not .hid's
+        assert ctx.textFile(env.url(f"cmp-{master}/t")).collect() == [     # its files, then its subfolders'
+            "data one", "literal brackets", "zipped", "lines", "day1"]
         assert ctx.textFile(env.url(f"cmp-{master}/t/z.gz")).collect() == ["zipped", "lines"]
         outside = tmp_path / "outside.txt"
         outside.write_text("a local file\n")

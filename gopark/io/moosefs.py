@@ -1196,8 +1196,8 @@ class _MountTree:
 
 
 def _walk(tree: _MasterTree | _MountTree, path: str) -> list[tuple[str, _Node]]:
-    """The regular files that ``path`` names: itself, a directory's files (sorted,
-    not recursive), or the files and directories' files a glob matches (sorted), as the
+    """The regular files that ``path`` names: itself, a directory's files (see
+    :func:`_folder_files`), or the files and directories' files a glob matches (sorted), as the
     local reader (``gopark.io.text``) finds them: a name with glob characters that exists is
     itself; a glob's last part skips hidden names ('.', '_'), the parts before it only
     names starting with '.' (as ``glob``), unless the pattern starts with that character."""
@@ -1213,8 +1213,7 @@ def _walk(tree: _MasterTree | _MountTree, path: str) -> list[tuple[str, _Node]]:
         if node.is_file:
             return [(path, node)]
         if node.is_dir:
-            return [(posixpath.join(path, name), n) for name, n in sorted(tree.listdir(path))
-                    if n.is_file and visible(name)]
+            return _folder_files(tree, path, node)
         raise OSError(errno.EINVAL, f"not a regular file or directory: {tree.describe(path)}")
     parts = path.split("/")
     first = next(i for i, p in enumerate(parts) if _has_magic(p))
@@ -1246,8 +1245,24 @@ def _walk(tree: _MasterTree | _MountTree, path: str) -> list[tuple[str, _Node]]:
         if node.is_file:
             files.append((match, node))
         elif node.is_dir:
-            files.extend((posixpath.join(match, name), n) for name, n in sorted(tree.listdir(match))
-                         if n.is_file and visible(name))
+            files.extend(_folder_files(tree, match, node))
+    return files
+
+
+def _folder_files(tree: _MasterTree | _MountTree, path: str, node: _Node) -> list[tuple[str, _Node]]:
+    """A directory's regular files, sorted, not hidden ones, then those of its subdirectories (not hidden
+    ones), each in turn, as the local reader walks a folder; a directory met again (a link) is skipped."""
+    files: list[tuple[str, _Node]] = []
+    seen: set[int] = set()
+    stack = [(path, node)]
+    while stack:
+        folder, here = stack.pop()
+        if here.inode in seen:
+            continue
+        seen.add(here.inode)
+        entries = [(posixpath.join(folder, name), n) for name, n in sorted(tree.listdir(folder)) if visible(name)]
+        files += [(p, n) for p, n in entries if n.is_file]
+        stack += reversed([(p, n) for p, n in entries if n.is_dir])
     return files
 
 
@@ -1347,8 +1362,8 @@ def plan_splits(path: str, split_size: int | None = None) -> list[dict]:
     """The splits of ``path`` as plain dicts (msgpack-ready).
 
     ``path`` is an mfs:// URL or a path under a MooseFS mount; a file, a
-    directory (its regular files, sorted, not recursive, without names that
-    start with '.' or '_'), or a glob in any component.  One split per chunk by
+    directory (its regular files, sorted, then its subdirectories', without names
+    that start with '.' or '_'), or a glob in any component.  One split per chunk by
     default (see _chunk_pieces for ``split_size``); a ``.gz``/``.bz2`` file is
     one split with ``"compression"`` set and the hosts of its first chunk; an
     empty file one empty split (``start == end == 0``, no hosts), as Hadoop's.  Each split::

@@ -136,12 +136,26 @@ def visible(name: str, pattern: str | None = None) -> bool:
 
 
 def _folder_files(path: str, what: str = "textFile") -> list[str]:
-    """A folder's files, sorted, not hidden ones, not recursive."""
-    try:
-        names = sorted(n for n in os.listdir(path) if visible(n))
-    except OSError as exc:            # no permission to read it
-        raise InputUnavailable(f"{what}: cannot list the folder {path!r}: {exc.strerror or exc}") from None
-    return [os.path.join(path, n) for n in names if os.path.isfile(os.path.join(path, n))]
+    """A folder's files, sorted, not hidden ones, then those of its subfolders (not hidden ones), each in
+    turn, as DPark's textFile walks a folder (``out/day=*/part-*`` all read from ``out``; Spark's refuses a
+    subfolder, where this read none, silently); a folder met again (through a link) is not read twice."""
+    files: list[str] = []
+    seen: set[tuple[int, int]] = set()
+    stack = [path]
+    while stack:
+        folder = stack.pop()
+        try:
+            st = os.stat(folder)
+            names = sorted(n for n in os.listdir(folder) if visible(n))
+        except OSError as exc:            # no permission to read it
+            raise InputUnavailable(f"{what}: cannot list the folder {folder!r}: {exc.strerror or exc}") from None
+        if (st.st_dev, st.st_ino) in seen:
+            continue
+        seen.add((st.st_dev, st.st_ino))
+        paths = [os.path.join(folder, n) for n in names]
+        files += [p for p in paths if os.path.isfile(p)]
+        stack += reversed([p for p in paths if os.path.isdir(p)])
+    return files
 
 
 def _readable(files: list[str], what: str = "textFile") -> list[str]:
