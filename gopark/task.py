@@ -518,7 +518,7 @@ def run_task(payload: bytes, env: WorkerEnv) -> bytes:
         try:
             value, stream = _run(task, tc)
             what = f"the result of {task['action'][0]}" if task["kind"] == "result" else "a shuffle"
-            packed = bytes(value) if stream else serialize.packb_checked(value, what)
+            packed = value.data if stream else serialize.packb_checked(value, what)
             result = serialize.packb({"ok": True, "v": packed, "stream": stream, "acc": updates,
                                       "cached": list(map(list, tc.computed))}, "accumulator updates")
             tc.commit()

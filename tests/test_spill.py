@@ -151,10 +151,10 @@ def test_a_merged_dict_is_sent_whole_only_while_none_of_its_pairs_was_taken():
     from gopark.shuffle import MergedItems
     merged = MergedItems([{1: "a", (2, 3): {4}}])
     assert merged.whole() == [{1: "a", (2, 3): {4}}]
-    assert actions.decode_stream("collectAsMap", actions._collect(merged, "collectAsMap")) == merged.parts
+    assert actions.decode_stream("collectAsMap", actions._collect(merged, "collectAsMap").data) == merged.parts
     assert next(merged) == (1, "a")
     assert merged.whole() is None
-    assert actions.decode_stream("collect", actions._collect(merged, "collect")) == [((2, 3), {4})]
+    assert actions.decode_stream("collect", actions._collect(merged, "collect").data) == [((2, 3), {4})]
 
 
 def test_a_reducers_sub_partitions_are_sent_as_a_dict_each():
@@ -163,15 +163,15 @@ def test_a_reducers_sub_partitions_are_sent_as_a_dict_each():
     parts = [{1: 2, 5: 1}, {}, {2: 7}, {(3, 4): "x"}]
     merged = MergedItems(parts)
     assert merged.whole() is parts
-    pieces = actions.decode_stream("collectAsMap", actions._collect(merged, "collectAsMap"))
+    pieces = actions.decode_stream("collectAsMap", actions._collect(merged, "collectAsMap").data)
     assert [dict(p) for p in pieces] == [p for p in parts if p]
-    assert actions.decode_stream("collect", actions._collect(merged, "collect")) == [(1, 2), (5, 1), (2, 7),
+    assert actions.decode_stream("collect", actions._collect(merged, "collect").data) == [(1, 2), (5, 1), (2, 7),
                                                                                      ((3, 4), "x")]
     taken = MergedItems(parts)
     it = iter(taken)
     assert next(it) == (1, 2)
     assert taken.whole() is None
-    assert actions.decode_stream("collect", actions._collect(taken, "collect")) == [(5, 1), (2, 7), ((3, 4), "x")]
+    assert actions.decode_stream("collect", actions._collect(taken, "collect").data) == [(5, 1), (2, 7), ((3, 4), "x")]
 
 
 def _batch_kinds(stream):
@@ -192,13 +192,13 @@ def test_a_merged_dict_of_ints_travels_as_two_arrays_of_ints_and_keeps_its_types
         RED = 1
 
     parts = [{1: 2, -5: 1, 7: 0}, {2**40: 3, 4: -2**63}, {True: 1}, {8: False}, {1.0: 2}, {9: 2**64}, {10: 2.5}]
-    stream = actions._collect(MergedItems(parts), "collectAsMap")
+    stream = actions._collect(MergedItems(parts), "collectAsMap").data
     assert _batch_kinds(stream) == ["i", "i", "p", "p", "p", "p", "p"]
     pieces = [dict(p) for p in actions.decode_stream("collectAsMap", stream)]
     assert pieces == parts
     for got, want in zip(pieces, parts):
         assert [(type(k), type(v)) for k, v in got.items()] == [(type(k), type(v)) for k, v in want.items()]
-    assert actions.decode_stream("collect", actions._collect(MergedItems(parts[:2]), "collect")) == \
+    assert actions.decode_stream("collect", actions._collect(MergedItems(parts[:2]), "collect").data) == \
         [(1, 2), (-5, 1), (7, 0), (2**40, 3), (4, -2**63)]
     for part in ({Colour.RED: 4}, {4: Colour.RED}):      # not passed off as an int: refused, as anywhere
         with pytest.raises(SerializationError, match="subclass of int"):
@@ -214,7 +214,7 @@ def test_counts_of_int_keys_travel_as_ints_known_without_a_look():
     merger.add_combiners(iter([shuffle.Keys(array.array("q", [3, 3, 7, 2**40]), [2, 1, 1])]))
     merged = merger.items()
     assert type(merged) is MergedItems and merged.ints
-    stream = actions._collect(merged, "collectAsMap")
+    stream = actions._collect(merged, "collectAsMap").data
     assert set(_batch_kinds(stream)) == {"i"}
     result = {}
     for piece in actions.decode_stream("collectAsMap", stream):
