@@ -146,13 +146,13 @@ def remove_cached(rdd_ids: list[int], work_dir: str, trash: Trash) -> None:
 _OWNER_HEADER = 64     # bytes before a cached partition's data in its file: the name of the task's owner file
 _CACHE_BATCH = 4096    # records packed at once into a cached partition's copy (fewer when they are big) ...
 _CACHE_CHUNK = 1 << 20     # ... so that a batch packs to about this many bytes at most
+_MAX_LOCKS = 64        # cached partitions a task computes at once, one inside another, under their lock
 
 
 def _cached_records(packed: bytes) -> Iterator[Any]:
     """The records of a cached partition's packed copy (batches one after another), unpacked a batch at a
     time as they are taken."""
     return itertools.chain.from_iterable(serialize.unpack_file(io.BytesIO(packed)))
-_MAX_LOCKS = 64        # cached partitions a task computes at once, one inside another, under their lock
 
 
 class TaskContext:
