@@ -493,7 +493,7 @@ def write_map_output(records: Iterable[Any], root: str, shuffle_id: int, map_id:
     ``compress``: zlib the chunks (about 2x smaller, about 80 MB/s of CPU),
     worth it when buckets cross the network, not when every reader is on this host.
     """
-    base = os.path.join(root, f"shuffle-{shuffle_id}")
+    base = shuffle_folder(root, shuffle_id)
     os.makedirs(base, exist_ok=True)
     # a file of its own per attempt: the driver registers it only once the task has succeeded,
     # and a re-run never has to replace (or trust) an earlier attempt's file
@@ -672,19 +672,17 @@ def _is_local(location: dict, here: str | None) -> bool:
     return url is None or (here is not None and url.startswith(here + "/"))
 
 
-def remove_outputs(paths: Iterable[str], work_dir: str, trash: Trash) -> None:
-    """Throw away the map outputs ``paths`` of dropped shuffles that lie in ``work_dir``'s shuffle folder,
-    with their shuffles' folders (the outputs of a dropped shuffle that no location names go too: an
-    attempt that ended after its job); any other path is left alone (it is not this process's to remove)."""
-    root = os.path.join(os.path.realpath(work_dir), "shuffle") + os.sep
-    folders = set()
-    for path in paths:
-        if isinstance(path, str):
-            folder = os.path.dirname(os.path.realpath(path))
-            if folder.startswith(root) and os.sep not in folder[len(root):] and \
-                    folder[len(root):].startswith("shuffle-"):
-                folders.add(folder)
-    trash.throw(sorted(folders))
+def shuffle_folder(root: str, shuffle_id: int) -> str:
+    """The folder of a shuffle's map outputs under a process's shuffle folder ``root``."""
+    return os.path.join(root, f"shuffle-{shuffle_id}")
+
+
+def remove_shuffles(shuffle_ids: Iterable[int], work_dir: str, trash: Trash) -> None:
+    """Throw away the folders of dropped shuffles in ``work_dir``, every file in them: the outputs the driver
+    registered, and those it never heard of (a map task's attempt that ended after its job failed, or was
+    stopped between writing its output and saying so)."""
+    root = os.path.join(work_dir, "shuffle")
+    trash.throw(shuffle_folder(root, int(i)) for i in shuffle_ids)
 
 
 def sent_bitmap(sent: Iterable[int], reducers: int) -> bytes:

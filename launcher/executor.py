@@ -118,19 +118,19 @@ class GoparkExecutor:
         self._update(known or task_id, "TASK_KILLED")
 
     def frameworkMessage(self, driver: Any, message: str) -> None:  # noqa: N802
-        """What the driver no longer wants: ``{"drop_outputs": [path, ...]}``, map outputs of dropped
+        """What the driver no longer wants: ``{"drop_shuffles": [shuffle_id, ...]}``, map outputs of dropped
         shuffles; ``{"drop_cached": [rdd_id, ...]}``, cached partitions of dropped or unpersisted RDDs."""
         try:
             said = json.loads(base64.b64decode(message))
-            paths, rdd_ids = said.get("drop_outputs") or [], said.get("drop_cached") or []
+            shuffle_ids, rdd_ids = said.get("drop_shuffles") or [], said.get("drop_cached") or []
         except (ValueError, TypeError, AttributeError):
             log.warning("ignored a framework message that is not gopark's: %.80r", message)
             return
         pool = self.pool
         if pool is None:        # it could not start: no task ran
             return
-        if isinstance(paths, list):
-            pool.drop_outputs([{"path": path} for path in paths])
+        if isinstance(shuffle_ids, list) and all(type(i) is int for i in shuffle_ids):
+            pool.drop_shuffles(shuffle_ids)
         if isinstance(rdd_ids, list):
             pool.drop_cached(rdd_ids)
 

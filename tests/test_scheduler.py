@@ -232,7 +232,7 @@ class _FailingCleanup:
     def drop_cached(self, rdd_ids):
         raise OSError("master answered 503")
 
-    def drop_outputs(self, locations):
+    def drop_shuffles(self, shuffle_ids):
         raise OSError("master answered 503")
 
 
@@ -349,6 +349,31 @@ def test_a_failed_jobs_shuffles_go_before_the_next_job_with_no_gc_pass(master: s
             assert ctx.scheduler.shuffle_outputs == {}
     finally:
         gc.enable()
+
+
+@register_func
+def fail_or_outlive_the_job(x):
+    if x == 0:
+        raise ValueError("partition 0 fails")
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)      # cancelled with its job, it still ends and writes its output
+    time.sleep(1.0)
+    return (x, x)
+
+
+def test_a_map_output_written_after_its_job_failed_goes_with_its_shuffle() -> None:
+    """A map task that ends after its job failed (here it outlives its cancel) wrote an output the scheduler
+    never registers: it went with nothing before (its shuffle's folder was found from the registered
+    outputs' paths: none), and stayed until stop. A dropped shuffle's folder now goes by the shuffle's id."""
+    with Context("process:2", quiet=True) as ctx:
+        with pytest.raises(JobError, match="partition 0 fails"):
+            ctx.parallelize([0, 1], 2).map(fail_or_outlive_the_job).reduceByKey(add).collect()
+        outputs = os.path.join(ctx.work_dir, "shuffle", "shuffle-*", "*")
+        deadline = time.monotonic() + 30
+        while not glob.glob(outputs) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(glob.glob(outputs)) == 1           # the late map task's
+        assert ctx.parallelize(range(4), 2).count() == 4           # drops the failed job's shuffle
+        assert glob.glob(os.path.join(ctx.work_dir, "shuffle", "shuffle-*")) == []
 
 
 @register_func

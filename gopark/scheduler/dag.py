@@ -83,8 +83,8 @@ class Backend(Protocol):
 
     def stop(self) -> None: ...
 
-    def drop_outputs(self, locations: list[dict]) -> None:
-        """These map outputs are no longer wanted (their shuffle's dependency is gone): remove their files."""
+    def drop_shuffles(self, shuffle_ids: list[int]) -> None:
+        """These shuffles are no longer wanted (their dependency is gone): remove their map outputs' files."""
 
     def drop_cached(self, rdd_ids: list[int]) -> None:
         """These RDDs' cached partitions are no longer wanted (gone or unpersisted): remove their files."""
@@ -279,17 +279,19 @@ class DAGScheduler:
 
     def _forget_unwanted(self) -> None:
         """Mutates: shuffle_stages, shuffle_outputs, unwanted. Drop the shuffles whose dependency is gone,
-        and have the backend remove their map outputs' files."""
-        dropped: list[dict] = []
+        and have the backend remove their map outputs' files (by shuffle: also those of attempts the
+        scheduler never registered, which ended after their job)."""
+        dropped: list[int] = []
         while self.unwanted:
             shuffle_id = self.unwanted.popleft()
             self._watched.discard(shuffle_id)
             self.shuffle_stages.pop(shuffle_id, None)
             self._counted_maps.pop(shuffle_id, None)
-            dropped += filter(None, self.shuffle_outputs.pop(shuffle_id, None) or [])
+            self.shuffle_outputs.pop(shuffle_id, None)
+            dropped.append(shuffle_id)
             log.debug("shuffle %d dropped: its dependency is gone (its RDD gone, or checkpointed)", shuffle_id)
         if dropped:
-            self._clean_up("drop_outputs", dropped, "the map outputs of dropped shuffles")
+            self._clean_up("drop_shuffles", dropped, "the map outputs of dropped shuffles")
 
     def _forget_uncached(self) -> None:
         """Mutates: cached, cache_locs. Drop the cached RDDs that are gone or unpersisted: the backend
@@ -305,7 +307,7 @@ class DAGScheduler:
         log.debug("cached RDDs %s dropped: gone or unpersisted", sorted(gone))
 
     def _clean_up(self, method: str, what: list, described: str) -> None:
-        """Have the backend remove ``what`` (``drop_outputs`` or ``drop_cached``); a failure is logged:
+        """Have the backend remove ``what`` (``drop_shuffles`` or ``drop_cached``); a failure is logged:
         cleaning up must not fail the app's next job."""
         if self.backend is None:
             return

@@ -28,8 +28,8 @@ class LocalBackend:
     def cancel(self, tids: list[int]) -> None:
         """Nothing to do: a local task has ended before the scheduler hears of it."""
 
-    def drop_outputs(self, locations: list[dict]) -> None:
-        shuffle.remove_outputs([loc["path"] for loc in locations], self.env.work_dir, self._trash)
+    def drop_shuffles(self, shuffle_ids: list[int]) -> None:
+        shuffle.remove_shuffles(shuffle_ids, self.env.work_dir, self._trash)
 
     def drop_cached(self, rdd_ids: list[int]) -> None:
         """Their partitions go from memory, and from disk (those memory could not hold)."""

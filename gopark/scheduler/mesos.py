@@ -39,7 +39,7 @@ or behind a one-shot URL of the executor's file server when large);
 lost, so the map outputs and cached partitions it held are computed again.
 
 The other way, framework messages tell executors what to remove from their
-work folders: ``{"drop_outputs": [path, ...]}``, their map outputs of
+work folders: ``{"drop_shuffles": [shuffle_id, ...]}``, the map outputs of
 shuffles the app let go, and ``{"drop_cached": [rdd_id, ...]}``, the cached
 partitions of RDDs the app let go or unpersisted.
 """
@@ -263,12 +263,10 @@ class MesosBackend:
         for tid in running:
             self._driver.killTask({"value": str(tid)})
 
-    def drop_outputs(self, locations: list[dict]) -> None:
-        """Ask each executor that serves some of these map outputs to remove them (a framework message)."""
-        for agent_id, executor_id, prefix in self._executors():
-            paths = [loc["path"] for loc in locations if loc.get("url", "").startswith(prefix)]
-            if paths:
-                self._tell(agent_id, executor_id, {"drop_outputs": paths})
+    def drop_shuffles(self, shuffle_ids: list[int]) -> None:
+        """Ask every executor to remove these shuffles' map outputs from its disk (a framework message)."""
+        for agent_id, executor_id, _ in self._executors():
+            self._tell(agent_id, executor_id, {"drop_shuffles": shuffle_ids})
 
     def drop_cached(self, rdd_ids: list[int]) -> None:
         """Ask every executor to remove these RDDs' cached partitions from its disk (its workers drop their

@@ -201,9 +201,9 @@ class ProcessBackend:
             self._cancelled.update(tids)
             os.eventfd_write(self._wake, 1)
 
-    def drop_outputs(self, locations: list[dict]) -> None:
-        """The workers wrote their map outputs into this pool's work folder: remove them from there."""
-        shuffle.remove_outputs([loc["path"] for loc in locations], self._work_dir, self._trash)
+    def drop_shuffles(self, shuffle_ids: list[int]) -> None:
+        """The workers wrote these shuffles' map outputs into this pool's work folder: remove them there."""
+        shuffle.remove_shuffles(shuffle_ids, self._work_dir, self._trash)
 
     def drop_cached(self, rdd_ids: list[int]) -> None:
         """The workers' disk copies go now (their own, with the live list of their next task)."""
