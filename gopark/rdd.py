@@ -27,6 +27,7 @@ import os
 import random
 import sys
 import traceback
+import weakref
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -601,6 +602,8 @@ class RDD:
         folder = text.output_folder(folder, "checkpoint")
         self._checkpoint_to = checkpoint.new_folder(folder, int(self.id))     # made now: an error is said here
         self.ctx._checkpoints_due.add(int(self.id))
+        # let go before a job saved it: no longer due, and its folder (still empty) goes
+        weakref.finalize(self, checkpoint.never_saved, self.ctx._checkpoints_due, int(self.id), self._checkpoint_to)
         self._marked()
         return self
 

@@ -819,6 +819,25 @@ def test_checkpoint_saves_after_the_next_job_and_cuts_the_lineage(ctx: Context, 
     assert sums.name() == "sums"
 
 
+def test_an_rdd_marked_for_checkpoint_then_let_go_unsaved_leaves_nothing(ctx: Context, tmp_path) -> None:
+    """checkpoint() makes the RDD's folder at the call (to say an error there); an RDD let go before a job
+    saved it is no longer due, and its empty folder goes: a loop that marks RDDs it never runs left one
+    folder and one due id each (and every job then walked its lineage looking for them)."""
+    import gc
+    ctx.setCheckpointDir(str(tmp_path / "cp"))
+    for _ in range(50):
+        marked = ctx.parallelize(range(10), 2).map(partial(mod_pair, 3))
+        marked.checkpoint()
+        del marked
+    gc.collect()           # (the shared Context's other tests' garbage; these go as they are let go)
+    assert os.listdir(tmp_path / "cp") == [] and not ctx._checkpoints_due
+    saved = ctx.parallelize(range(10), 2).map(partial(mod_pair, 3)).checkpoint()
+    assert saved.count() == 10 and saved.isCheckpointed()
+    folder = saved.getCheckpointFile()
+    del saved
+    assert os.listdir(tmp_path / "cp") == [os.path.basename(folder)]      # a saved one stays (as Spark's)
+
+
 def test_checkpoint_errors_are_said_at_the_call(ctx: Context, tmp_path, monkeypatch) -> None:
     from gopark.errors import OutputNotWritable
     monkeypatch.setenv("HOME", str(tmp_path / "home"))

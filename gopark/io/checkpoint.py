@@ -32,6 +32,14 @@ def new_folder(base: str, rdd_id: int) -> str:
     return folder
 
 
+def never_saved(due: set[int], rdd_id: int, folder: str) -> None:
+    """Driver: RDD ``rdd_id``, marked by checkpoint(), is gone: it is not due any more (``due``: its
+    Context's ids of marked RDDs), and its ``folder`` goes if nothing was saved in it."""
+    due.discard(rdd_id)
+    with contextlib.suppress(OSError):      # saved: it holds the parts, and stays (as Spark's)
+        os.rmdir(folder)
+
+
 def write_partition(folder: str, split: int, attempt: int, records: Iterable[Any]) -> str:
     """Write partition ``split`` to ``folder/part-NNNNN`` (through a temporary name); returns the path."""
     path = os.path.join(folder, f"part-{split:05d}")
