@@ -288,8 +288,8 @@ def test_lines_across_split_borders(env: Env, split_size: int | None) -> None:
 
 def test_directory_and_glob(env: Env) -> None:
     names = [(s["path"], s.get("compression")) for s in mfs.plan_splits(env.url("dir"))]
-    assert names == [("/dir/a.txt", None), ("/dir/b.txt", None), ("/dir/c.gz", "gz")]
-    assert read_all(mfs.plan_splits(env.url("dir/"))) == ["a1", "a2", "b1", "b2", "c1", "c2", "c3"]
+    assert names == [("/dir/a.txt", None), ("/dir/b.txt", None), ("/dir/c.gz", "gz"), ("/dir/sub/deep.txt", None)]
+    assert read_all(mfs.plan_splits(env.url("dir/"))) == ["a1", "a2", "b1", "b2", "c1", "c2", "c3", "deep"]
     assert [s["path"] for s in mfs.plan_splits(env.url("dir/*.txt"))] == ["/dir/a.txt", "/dir/b.txt"]
     assert [s["path"] for s in mfs.plan_splits(env.url("dir/_*"))] == ["/dir/_SUCCESS"]    # named: read (empty)
     assert [s["path"] for s in mfs.plan_splits(env.url("dir/.h*"))] == ["/dir/.hidden"]
