@@ -230,10 +230,16 @@ class Packer:
                 "bool, int, float, str, bytes, list, tuple, dict, set and frozenset, nested") from None
 
 
-def unpack_file(f: Any) -> Iterator[Any]:
-    """Every object packed one after another in the binary file ``f``, read a piece at a time."""
-    return iter(msgpack.Unpacker(f, ext_hook=_ext_hook, list_hook=_list_hook, raw=False, strict_map_key=False,
-                                 use_list=True, max_buffer_size=2 ** 31 - 1))
+def unpack_file(f: Any, what: str) -> Iterator[Any]:
+    """Every object packed one after another in the binary file ``f`` (``what`` it holds), read a piece at a
+    time; ValueError if it ends inside one (cut short: msgpack would end there as if it were whole)."""
+    unpacker = msgpack.Unpacker(f, ext_hook=_ext_hook, list_hook=_list_hook, raw=False, strict_map_key=False,
+                                use_list=True, max_buffer_size=2 ** 31 - 1)
+    yield from unpacker
+    try:
+        unpacker.read_bytes(1)      # b"" at the end; refused in the middle of an object
+    except ValueError:
+        raise ValueError(f"{what} is cut short (its {f.tell()} bytes end inside an object): was it damaged?") from None
 
 
 def unpack_stream(chunks: Iterable[bytes]) -> Iterator[Any]:

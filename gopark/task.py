@@ -93,7 +93,8 @@ class WorkerEnv:
 
     def _move_to_disk(self, key: tuple[int, int]) -> None:
         """Write the disk copy of a cached partition memory cannot hold. One that cannot be written (a
-        full disk) is dropped, with a warning: computed again if it is needed, as Spark's MEMORY_ONLY."""
+        full disk) is dropped, with a warning (nothing of it left on disk): computed again if it is
+        needed, as Spark's MEMORY_ONLY."""
         path = self.cache_path(*key)
         try:
             os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -151,8 +152,10 @@ _MAX_LOCKS = 64        # cached partitions a task computes at once, one inside a
 
 def _cached_records(packed: bytes) -> Iterator[Any]:
     """The records of a cached partition's packed copy (batches one after another), unpacked a batch at a
-    time as they are taken."""
-    return itertools.chain.from_iterable(serialize.unpack_file(io.BytesIO(packed)))
+    time as they are taken; a copy cut short (a damaged file) fails, not taken for fewer records."""
+    if not packed:           # (a partition with no record is an empty batch)
+        raise ValueError("a cached partition's copy is empty: was its file damaged?")
+    return itertools.chain.from_iterable(serialize.unpack_file(io.BytesIO(packed), "a cached partition's copy"))
 
 
 class TaskContext:
@@ -186,7 +189,8 @@ class TaskContext:
         self._locks_held = 0
 
     def cached(self, rdd: RDD, split: int) -> Iterator[Any]:
-        """A cached RDD's partition: from this worker's memory, the shared disk copy, or computed once now."""
+        """A cached RDD's partition: from this process's memory, its disk copy (shared by the host's workers;
+        in local mode, written when memory could not hold it), or computed once now."""
         env, key = self.env, (rdd.id, split)
         packed = env.cache.get(key) or self.computed.get(key)
         if packed is None and key in env.on_disk:
@@ -217,10 +221,11 @@ class TaskContext:
         packed as it comes, a batch at a time: its records, and its packed copy.
 
         The records are the computed objects themselves while their packed copy is small (at most
-        1/16 of ``--mem``, about half of it as objects); past that, those of the batches already packed
-        are let go and the records are read back from the packed copy as they are taken. Either way
-        the partition is held whole once, packed: not also as a list of its objects (a partition of
-        1M small tuples cached by a worker given ``--mem 64`` took 288 MiB; now about the budget).
+        1/16 of ``--mem``, about half of it as objects: held both ways, then); past that, those of the
+        batches already packed are let go and the records are read back from the packed copy as they are
+        taken: the partition is held whole once, packed (twice for a moment, as its batches are joined),
+        not also as a list of its objects (a partition of 1M small tuples cached by a worker given
+        ``--mem 64`` took 288 MiB; now about the budget).
         """
         keep_until = self.env.mem_bytes // 16
         packer = serialize.Packer("cache")
@@ -399,11 +404,16 @@ def _run(task: dict, tc: TaskContext) -> tuple[Any, bool]:
 
 
 def _write_atomically(path: str, header: bytes, data: bytes) -> None:
+    """``path`` holds ``header`` and ``data``, whole, or is not made (a failed write leaves no part of it)."""
     tmp = f"{path}.{os.getpid()}.tmp"
-    with open(tmp, "wb") as f:
-        f.write(header)
-        f.write(data)
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(header)
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        _unlink(tmp)
+        raise
 
 
 def _unlink(path: str) -> None:

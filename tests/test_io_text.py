@@ -140,6 +140,28 @@ def test_textFile_of_a_folder_reads_its_subfolders_files_too_as_dparks_does(ctx,
     assert ctx.textFile(str(tmp_path / "in*")).count() == len(expected)      # a glob's folders alike
 
 
+def test_a_subfolder_that_cannot_be_listed_is_skipped_with_a_warning(ctx, tmp_path, monkeypatch, caplog):
+    """As DPark's os.walk: a subfolder the user may not list (``lost+found`` at a disk's root) does not fail
+    the read of the folder, which it did once subfolders were read; the folder itself still does."""
+    folder = make_folder(tmp_path)
+    (folder / "lost+found").mkdir()
+    write(folder / "lost+found" / "x", b"never read\n")
+    real = os.listdir
+
+    def listdir(path="."):
+        if os.path.basename(os.fspath(path)) == "lost+found" or os.fspath(path) == str(tmp_path / "locked"):
+            raise PermissionError(13, "Permission denied")
+        return real(path)
+    monkeypatch.setattr(os, "listdir", listdir)
+    with caplog.at_level("WARNING", logger="gopark.io"):
+        assert ctx.textFile(str(folder)).collect() == ["a1", "a2", "a3", "b1", "b2", "c1", "d1"]
+    assert "lost+found" in caplog.text and "cannot be listed" in caplog.text
+    (tmp_path / "locked").mkdir()
+    from gopark.errors import InputUnavailable
+    with pytest.raises(InputUnavailable, match="cannot list the folder"):
+        ctx.textFile(str(tmp_path / "locked"))
+
+
 def test_textFile_of_a_glob(ctx, tmp_path):
     folder = make_folder(tmp_path)
     assert ctx.textFile(str(folder / "*.txt")).collect() == ["a1", "a2", "a3", "b1", "b2", "d1"]

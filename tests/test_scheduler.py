@@ -354,9 +354,10 @@ def test_a_failed_jobs_shuffles_go_before_the_next_job_with_no_gc_pass(master: s
 @register_func
 def fail_or_outlive_the_job(x):
     if x == 0:
+        time.sleep(0.2)         # 4 attempts: the job fails while the other task sleeps, SIGTERM already ignored
         raise ValueError("partition 0 fails")
     signal.signal(signal.SIGTERM, signal.SIG_IGN)      # cancelled with its job, it still ends and writes its output
-    time.sleep(1.0)
+    time.sleep(1.5)
     return (x, x)
 
 

@@ -514,6 +514,51 @@ def test_cached_partitions_take_at_most_half_the_budget_in_memory_and_the_rest_a
         assert os.listdir(cache_folder) == []
 
 
+def test_a_damaged_disk_copy_of_a_cached_partition_fails_its_task_instead_of_giving_fewer_records():
+    """A cached partition's disk copy cut short (damaged from outside: they are written whole, renamed into
+    place) is an error where it is read; msgpack's reader would have ended there as if it were whole."""
+    import glob
+    with Context("process:2", mem=1, quiet=True) as ctx:          # most partitions are read from disk
+        big = ctx.parallelize(range(8), 8).flatMap(partial(block_of_text, ctx.accumulator(0))).cache()
+        assert big.count() == 24000
+        for path in glob.glob(os.path.join(ctx.work_dir, "cache", f"{big.id}-*")):
+            with open(path, "r+b") as f:
+                f.truncate(os.path.getsize(path) // 2)
+        with pytest.raises(JobError, match="cached partition's copy is cut short"):
+            big.count()
+
+
+def test_a_cached_partition_local_mode_cannot_write_to_disk_leaves_no_part_of_it(tmp_path):
+    """Local mode moves the cached partitions memory cannot hold to disk; one whose write fails (a full disk:
+    here a file size limit) is dropped with a warning, computed again when needed, and leaves no partial
+    file (its temporary file stayed, and unpersist did not remove it)."""
+    import subprocess
+    import sys
+    script = tmp_path / "full_disk.py"
+    script.write_text(
+        "import os, resource, signal, sys\n"
+        "from functools import partial\n"
+        "sys.path.insert(0, os.path.join(sys.argv[1], 'tests'))\n"
+        "from test_shared import block_of_text\n"
+        "from gopark import Context\n"
+        "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+        "resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, 100_000))\n"
+        "with Context('local', mem=1) as ctx:\n"
+        "    calls = ctx.accumulator(0)\n"
+        "    big = ctx.parallelize(range(6), 6).flatMap(partial(block_of_text, calls)).cache()\n"
+        "    assert big.count() == 18000 and big.count() == 18000, calls.value\n"
+        "    folder = os.path.join(ctx.work_dir, 'cache')\n"
+        "    print('left', sorted(os.listdir(folder)) if os.path.isdir(folder) else [])\n"
+        "    print('computed', calls.value)\n")
+    ran = subprocess.run([sys.executable, str(script), os.path.dirname(os.path.dirname(os.path.abspath(__file__)))],
+                         capture_output=True, text=True, timeout=120)
+    assert ran.returncode == 0, ran.stderr
+    assert "left []" in ran.stdout, ran.stdout
+    assert "not written to disk" in ran.stderr and "File too large" in ran.stderr
+    computed = int(ran.stdout.split("computed")[1])
+    assert 6 < computed <= 12            # those dropped, computed again by the second count
+
+
 @register_func
 def small_row(i):
     return (i, (i % 977, i % 13, i / 7.0))

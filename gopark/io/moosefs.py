@@ -1251,7 +1251,8 @@ def _walk(tree: _MasterTree | _MountTree, path: str) -> list[tuple[str, _Node]]:
 
 def _folder_files(tree: _MasterTree | _MountTree, path: str, node: _Node) -> list[tuple[str, _Node]]:
     """A directory's regular files, sorted, not hidden ones, then those of its subdirectories (not hidden
-    ones), each in turn, as the local reader walks a folder; a directory met again (a link) is skipped."""
+    ones), each in turn, as the local reader walks a folder; a directory met again (a link) is skipped, and
+    so is a subdirectory that cannot be listed, with a warning (the directory itself: an error)."""
     files: list[tuple[str, _Node]] = []
     seen: set[int] = set()
     stack = [(path, node)]
@@ -1260,7 +1261,14 @@ def _folder_files(tree: _MasterTree | _MountTree, path: str, node: _Node) -> lis
         if here.inode in seen:
             continue
         seen.add(here.inode)
-        entries = [(posixpath.join(folder, name), n) for name, n in sorted(tree.listdir(folder)) if visible(name)]
+        try:
+            listed = tree.listdir(folder)
+        except OSError as exc:
+            if folder == path:
+                raise
+            log.warning("skipped the directory %s, which cannot be listed: %s", tree.describe(folder), exc)
+            continue
+        entries = [(posixpath.join(folder, name), n) for name, n in sorted(listed) if visible(name)]
         files += [(p, n) for p, n in entries if n.is_file]
         stack += reversed([(p, n) for p, n in entries if n.is_dir])
     return files

@@ -19,6 +19,7 @@ import gzip
 import inspect
 import io
 import itertools
+import logging
 import os
 import re
 import shutil
@@ -31,6 +32,8 @@ from typing import Any, BinaryIO
 from gopark import serialize
 from gopark.errors import InputNotFound, InputUnavailable, OutputExists, OutputNotWritable
 from gopark.partitioner import partition_count
+
+log = logging.getLogger("gopark.io")
 
 DEFAULT_SPLIT_SIZE = 64 << 20     # the largest split textFile makes of a plain file by default
 MIN_SPLIT_SIZE = 16 << 20         # ... and the smallest it makes to have TASKS_PER_SLOT of them
@@ -138,7 +141,9 @@ def visible(name: str, pattern: str | None = None) -> bool:
 def _folder_files(path: str, what: str = "textFile") -> list[str]:
     """A folder's files, sorted, not hidden ones, then those of its subfolders (not hidden ones), each in
     turn, as DPark's textFile walks a folder (``out/day=*/part-*`` all read from ``out``; Spark's refuses a
-    subfolder, where this read none, silently); a folder met again (through a link) is not read twice."""
+    subfolder, where this read none, silently); a folder met again (through a link) is not read twice. The
+    folder itself unreadable is an error; a subfolder that cannot be listed (``lost+found`` at a disk's
+    root, or one removed meanwhile) is skipped with a warning, as DPark's ``os.walk`` skips it."""
     files: list[str] = []
     seen: set[tuple[int, int]] = set()
     stack = [path]
@@ -148,7 +153,10 @@ def _folder_files(path: str, what: str = "textFile") -> list[str]:
             st = os.stat(folder)
             names = sorted(n for n in os.listdir(folder) if visible(n))
         except OSError as exc:            # no permission to read it
-            raise InputUnavailable(f"{what}: cannot list the folder {folder!r}: {exc.strerror or exc}") from None
+            if folder == path:
+                raise InputUnavailable(f"{what}: cannot list the folder {folder!r}: {exc.strerror or exc}") from None
+            log.warning("%s: skipped the folder %r, which cannot be listed: %s", what, folder, exc.strerror or exc)
+            continue
         if (st.st_dev, st.st_ino) in seen:
             continue
         seen.add((st.st_dev, st.st_ino))

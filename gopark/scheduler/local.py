@@ -36,11 +36,11 @@ class LocalBackend:
         gone = set(rdd_ids)
         for key in [k for k in self.env.cache if k[0] in gone]:
             self.env.forget(key)
-        if any(k[0] in gone for k in self.env.on_disk):
-            self.env.on_disk = {k for k in self.env.on_disk if k[0] not in gone}
-            remove_cached(rdd_ids, self.env.work_dir, self._trash)
+        self.env.on_disk = {k for k in self.env.on_disk if k[0] not in gone}
+        remove_cached(rdd_ids, self.env.work_dir, self._trash)     # (nothing to list when none was written)
 
     def stop(self) -> None:
         self.env.cache.clear()
+        self.env.cache_bytes = 0
         self.env.on_disk.clear()       # (their files go with the Context's work folder)
         self._trash.close()
