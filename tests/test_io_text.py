@@ -162,6 +162,16 @@ def test_a_subfolder_that_cannot_be_listed_is_skipped_with_a_warning(ctx, tmp_pa
         ctx.textFile(str(tmp_path / "locked"))
 
 
+def test_a_link_in_a_folder_that_leads_nowhere_is_skipped_and_said(ctx, tmp_path, caplog):
+    """A dangling link among a folder's names is no file to read: skipped, as before, but with a warning
+    naming it (its data is missing from the input), not silently."""
+    folder = make_folder(tmp_path)
+    os.symlink(str(tmp_path / "gone.txt"), folder / "e.txt")
+    with caplog.at_level("WARNING", logger="gopark.io"):
+        assert ctx.textFile(str(folder)).collect() == ["a1", "a2", "a3", "b1", "b2", "c1", "d1"]
+    assert "e.txt" in caplog.text and "gone.txt" in caplog.text and "does not exist" in caplog.text
+
+
 def test_textFile_of_a_glob(ctx, tmp_path):
     folder = make_folder(tmp_path)
     assert ctx.textFile(str(folder / "*.txt")).collect() == ["a1", "a2", "a3", "b1", "b2", "d1"]

@@ -289,7 +289,7 @@ def test_whole_text_files_and_binary_files_of_mfs_urls(env: Env, tmp_path: Path,
 
 @pytest.mark.parametrize("master", ["local", "process:2"])
 def test_names_globs_links_and_gzip_padding_read_as_the_local_reader_reads_them(env: Env, tmp_path: Path,
-                                                                                master: str) -> None:
+                                                                                master: str, caplog) -> None:
     """The MooseFS reader finds and reads what textFile of the same tree on a local disk gives."""
     import gzip
     tree = {"t/data[1].txt": b"literal brackets\n", "t/data1.txt": b"data one\n",
@@ -301,6 +301,7 @@ def test_names_globs_links_and_gzip_padding_read_as_the_local_reader_reads_them(
             (base / rel).parent.mkdir(parents=True, exist_ok=True)
             (base / rel).write_bytes(data)
         (base / "t" / "day=1" / "up").symlink_to("..")        # a loop: the folder read once
+        (base / "t" / "gone.txt").symlink_to("/nonexistent/gone.txt")     # leads nowhere: skipped, said
     asked = ["t/data[1].txt", "t/data[12].txt", "t/*/part-*", "t/_*/part-*", "t/.*/part-*", "t/day=*", "t/z.gz",
              "t", "t/"]
     with Context(master, quiet=True) as ctx:
@@ -310,8 +311,13 @@ def test_names_globs_links_and_gzip_padding_read_as_the_local_reader_reads_them(
             assert ctx.textFile(str(env.mnt / f"cmp-{master}" / rel)).collect() == local, rel
         assert ctx.textFile(env.url(f"cmp-{master}/t/data[1].txt")).collect() == ["literal brackets"]
         assert ctx.textFile(env.url(f"cmp-{master}/t/*/part-*")).count() == 2      # not .hid's
-        assert ctx.textFile(env.url(f"cmp-{master}/t")).collect() == [     # its files, then its subfolders'
-            "data one", "literal brackets", "zipped", "lines", "day1"]
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="gopark.moosefs"):
+            assert ctx.textFile(env.url(f"cmp-{master}/t")).collect() == [     # its files, then its subfolders'
+                "data one", "literal brackets", "zipped", "lines", "day1"]
+            assert ctx.textFile(str(env.mnt / f"cmp-{master}" / "t")).count() == 5
+        said = [r.getMessage() for r in caplog.records if "gone.txt" in r.getMessage()]
+        assert len(said) == 2, said              # mfs:// and the mount each say it
         assert ctx.textFile(env.url(f"cmp-{master}/t/z.gz")).collect() == ["zipped", "lines"]
         outside = tmp_path / "outside.txt"
         outside.write_text("a local file\n")

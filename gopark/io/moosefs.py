@@ -1166,8 +1166,11 @@ class _MasterTree:
             if e.attr.is_symlink:
                 try:
                     node = self.stat(posixpath.join(path, e.name))
-                except FileNotFoundError:
-                    continue                                   # a dangling link
+                except FileNotFoundError:                      # a dangling link: skipped, and said
+                    log.warning("skipped %s, a link to a path that does not exist on MooseFS (through mfs:// an "
+                                "absolute link is read from the MooseFS root)",
+                                self.describe(posixpath.join(path, e.name)))
+                    continue
             else:
                 node = _Node(e.attr.is_file, e.attr.is_dir, e.inode)
             out.append((e.name, node))
@@ -1190,7 +1193,9 @@ class _MountTree:
             for e in it:
                 try:
                     out.append((e.name, self.stat(e.path)))
-                except FileNotFoundError:
+                except FileNotFoundError:      # removed meanwhile; or a dangling link: skipped, and said
+                    if e.is_symlink():
+                        log.warning("skipped %s, a link to %r, which does not exist", e.path, os.readlink(e.path))
                     continue
         return out
 

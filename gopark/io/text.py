@@ -162,8 +162,19 @@ def _folder_files(path: str, what: str = "textFile") -> list[str]:
         seen.add((st.st_dev, st.st_ino))
         paths = [os.path.join(folder, n) for n in names]
         files += [p for p in paths if os.path.isfile(p)]
-        stack += reversed([p for p in paths if os.path.isdir(p)])
+        subfolders = [p for p in paths if os.path.isdir(p)]
+        if len(files) + len(subfolders) < len(paths):
+            _say_dangling(what, set(paths) - set(files) - set(subfolders))
+        stack += reversed(subfolders)
     return files
+
+
+def _say_dangling(what: str, paths: Iterable[str]) -> None:
+    """A warning for each link among ``paths`` (names a folder listed that are neither files nor folders)
+    that leads nowhere: skipped, as a name that is not a file, but said (its data is not read)."""
+    for p in sorted(paths):
+        if os.path.islink(p):
+            log.warning("%s: skipped %r, a link to %r, which does not exist", what, p, os.readlink(p))
 
 
 def _readable(files: list[str], what: str = "textFile") -> list[str]:
