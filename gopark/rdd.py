@@ -602,8 +602,9 @@ class RDD:
         folder = text.output_folder(folder, "checkpoint")
         self._checkpoint_to = checkpoint.new_folder(folder, int(self.id))     # made now: an error is said here
         self.ctx._checkpoints_due.add(int(self.id))
-        # let go before a job saved it: no longer due, and its folder (still empty) goes
-        weakref.finalize(self, checkpoint.never_saved, self.ctx._checkpoints_due, int(self.id), self._checkpoint_to)
+        # let go before a job saved it: no longer due, and its folder goes (empty, or what a failed save left)
+        self._unsaved = weakref.finalize(self, checkpoint.never_saved, self.ctx._checkpoints_due, int(self.id),
+                                         self._checkpoint_to)
         self._marked()
         return self
 
@@ -1929,6 +1930,7 @@ def save_checkpoints(ctx: Any, rdd: RDD, run: Callable[[RDD, list], list]) -> No
     for r in marked:
         folder = r._checkpoint_to
         parts = run(r, ["checkpoint", folder])
+        r._unsaved.detach()                 # saved: its folder stays (as Spark's)
         kept = {k: v for k, v in r.__dict__.items()
                 if k in ("ctx", "id", "num_partitions", "partitioner", "is_cached", "site", "_name")}
         r.__dict__.clear()                  # its lineage: parents, splits, functions

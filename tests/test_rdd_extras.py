@@ -16,6 +16,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from functools import partial
 
 import pytest
@@ -836,6 +837,36 @@ def test_an_rdd_marked_for_checkpoint_then_let_go_unsaved_leaves_nothing(ctx: Co
     folder = saved.getCheckpointFile()
     del saved
     assert os.listdir(tmp_path / "cp") == [os.path.basename(folder)]      # a saved one stays (as Spark's)
+
+
+@register_func
+def fails_when_computed_again(marks: str, x: int) -> int:
+    """Partition 1's records: the second time they are computed, a failure (the checkpoint's own job)."""
+    if x % 2:
+        mark = os.path.join(marks, f"seen-{x}")
+        if os.path.exists(mark):
+            time.sleep(0.2)         # partition 0's part is saved first
+            raise ValueError("computed again")
+        open(mark, "w").close()
+    return x
+
+
+def test_a_checkpoint_whose_save_failed_leaves_no_folder_once_its_rdd_is_let_go(ctx: Context, tmp_path) -> None:
+    """The checkpoint's own job failed after some parts were written: the RDD stays marked (a later job tries
+    again), and once it is let go, unsaved, the folder goes with the parts in it (no RDD reads them)."""
+    import gc
+    (tmp_path / "marks").mkdir()
+    ctx.setCheckpointDir(str(tmp_path / "cp"))
+    marked = ctx.parallelize([0, 2, 1, 3], 2).map(partial(fails_when_computed_again, str(tmp_path / "marks")))
+    marked.checkpoint()
+    with pytest.raises(JobError, match="computed again"):
+        marked.count()              # the job succeeds; the checkpoint's job, computing it again, fails
+    assert not marked.isCheckpointed()
+    (folder,) = os.listdir(tmp_path / "cp")
+    assert os.listdir(tmp_path / "cp" / folder) == ["part-00000"]       # partition 0's, saved
+    del marked
+    gc.collect()
+    assert os.listdir(tmp_path / "cp") == [] and not ctx._checkpoints_due
 
 
 def test_checkpoint_errors_are_said_at_the_call(ctx: Context, tmp_path, monkeypatch) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -33,11 +34,11 @@ def new_folder(base: str, rdd_id: int) -> str:
 
 
 def never_saved(due: set[int], rdd_id: int, folder: str) -> None:
-    """Driver: RDD ``rdd_id``, marked by checkpoint(), is gone: it is not due any more (``due``: its
-    Context's ids of marked RDDs), and its ``folder`` goes if nothing was saved in it."""
+    """Driver: RDD ``rdd_id``, marked by checkpoint(), is gone unsaved: it is not due any more (``due``: its
+    Context's ids of marked RDDs), and its ``folder`` goes, with the parts a failed save left in it (no
+    RDD will read them)."""
     due.discard(rdd_id)
-    with contextlib.suppress(OSError):      # saved: it holds the parts, and stays (as Spark's)
-        os.rmdir(folder)
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 def write_partition(folder: str, split: int, attempt: int, records: Iterable[Any]) -> str:
