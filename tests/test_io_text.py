@@ -146,13 +146,13 @@ def test_a_subfolder_that_cannot_be_listed_is_skipped_with_a_warning(ctx, tmp_pa
     folder = make_folder(tmp_path)
     (folder / "lost+found").mkdir()
     write(folder / "lost+found" / "x", b"never read\n")
-    real = os.listdir
+    real = os.scandir
 
-    def listdir(path="."):
+    def scandir(path="."):
         if os.path.basename(os.fspath(path)) == "lost+found" or os.fspath(path) == str(tmp_path / "locked"):
             raise PermissionError(13, "Permission denied")
         return real(path)
-    monkeypatch.setattr(os, "listdir", listdir)
+    monkeypatch.setattr(os, "scandir", scandir)
     with caplog.at_level("WARNING", logger="gopark.io"):
         assert ctx.textFile(str(folder)).collect() == ["a1", "a2", "a3", "b1", "b2", "c1", "d1"]
     assert "lost+found" in caplog.text and "cannot be listed" in caplog.text

@@ -85,7 +85,6 @@ import posixpath
 import re
 import select
 import socket
-import stat
 import struct
 import threading
 import time
@@ -95,7 +94,7 @@ from dataclasses import dataclass
 from typing import Any, Self
 
 from gopark.errors import ConfigError
-from gopark.io.text import visible
+from gopark.io.text import LocalTree, Node, folder_files, visible
 
 __all__ = [
     "BLOCK_SIZE",
@@ -1137,13 +1136,6 @@ def _has_magic(path: str) -> bool:
     return _MAGIC.search(path) is not None
 
 
-@dataclass(frozen=True)
-class _Node:
-    is_file: bool
-    is_dir: bool
-    inode: int
-
-
 class _MasterTree:
     """Directory walking through the master (mfs:// URLs)."""
 
@@ -1153,11 +1145,11 @@ class _MasterTree:
     def describe(self, path: str) -> str:
         return self.client.url(path)
 
-    def stat(self, path: str) -> _Node:
+    def stat(self, path: str) -> Node:
         inode, attr, _ = self.client.resolve(path)
-        return _Node(attr.is_file, attr.is_dir, inode)
+        return Node(attr.is_file, attr.is_dir, inode)
 
-    def listdir(self, path: str) -> list[tuple[str, _Node]]:
+    def listdir(self, path: str) -> list[tuple[str, Node]]:
         inode, attr, _ = self.client.resolve(path)
         if not attr.is_dir:
             raise NotADirectoryError(errno.ENOTDIR, f"not a directory on MooseFS: {self.describe(path)}")
@@ -1172,41 +1164,18 @@ class _MasterTree:
                                 self.describe(posixpath.join(path, e.name)))
                     continue
             else:
-                node = _Node(e.attr.is_file, e.attr.is_dir, e.inode)
+                node = Node(e.attr.is_file, e.attr.is_dir, e.inode)
             out.append((e.name, node))
         return out
 
 
-class _MountTree:
-    """Directory walking through a FUSE mount (paths under it)."""
-
-    def describe(self, path: str) -> str:
-        return path
-
-    def stat(self, path: str) -> _Node:
-        st = os.stat(path)
-        return _Node(stat.S_ISREG(st.st_mode), stat.S_ISDIR(st.st_mode), st.st_ino)
-
-    def listdir(self, path: str) -> list[tuple[str, _Node]]:
-        out = []
-        with os.scandir(path) as it:
-            for e in it:
-                try:
-                    out.append((e.name, self.stat(e.path)))
-                except FileNotFoundError:      # removed meanwhile; or a dangling link: skipped, and said
-                    if e.is_symlink():
-                        log.warning("skipped %s, a link to %r, which does not exist", e.path, os.readlink(e.path))
-                    continue
-        return out
-
-
-def _walk(tree: _MasterTree | _MountTree, path: str) -> list[tuple[str, _Node]]:
+def _walk(tree: _MasterTree | LocalTree, path: str) -> list[tuple[str, Node]]:
     """The regular files that ``path`` names: itself, a directory's files (see
-    :func:`_folder_files`), or the files and directories' files a glob matches (sorted), as the
+    :func:`gopark.io.text.folder_files`), or the files and directories' files a glob matches (sorted), as the
     local reader (``gopark.io.text``) finds them: a name with glob characters that exists is
     itself; a glob's last part skips hidden names ('.', '_'), the parts before it only
     names starting with '.' (as ``glob``), unless the pattern starts with that character."""
-    node: _Node | None = None
+    node: Node | None = None
     if _has_magic(path):
         try:
             node = tree.stat(path)
@@ -1218,7 +1187,7 @@ def _walk(tree: _MasterTree | _MountTree, path: str) -> list[tuple[str, _Node]]:
         if node.is_file:
             return [(path, node)]
         if node.is_dir:
-            return _folder_files(tree, path, node)
+            return folder_files(tree, path, node)
         raise OSError(errno.EINVAL, f"not a regular file or directory: {tree.describe(path)}")
     parts = path.split("/")
     first = next(i for i, p in enumerate(parts) if _has_magic(p))
@@ -1250,32 +1219,7 @@ def _walk(tree: _MasterTree | _MountTree, path: str) -> list[tuple[str, _Node]]:
         if node.is_file:
             files.append((match, node))
         elif node.is_dir:
-            files.extend(_folder_files(tree, match, node))
-    return files
-
-
-def _folder_files(tree: _MasterTree | _MountTree, path: str, node: _Node) -> list[tuple[str, _Node]]:
-    """A directory's regular files, sorted, not hidden ones, then those of its subdirectories (not hidden
-    ones), each in turn, as the local reader walks a folder; a directory met again (a link) is skipped, and
-    so is a subdirectory that cannot be listed, with a warning (the directory itself: an error)."""
-    files: list[tuple[str, _Node]] = []
-    seen: set[int] = set()
-    stack = [(path, node)]
-    while stack:
-        folder, here = stack.pop()
-        if here.inode in seen:
-            continue
-        seen.add(here.inode)
-        try:
-            listed = tree.listdir(folder)
-        except OSError as exc:
-            if folder == path:
-                raise
-            log.warning("skipped the directory %s, which cannot be listed: %s", tree.describe(folder), exc)
-            continue
-        entries = [(posixpath.join(folder, name), n) for name, n in sorted(listed) if visible(name)]
-        files += [(p, n) for p, n in entries if n.is_file]
-        stack += reversed([(p, n) for p, n in entries if n.is_dir])
+            files.extend(folder_files(tree, match, node))
     return files
 
 
@@ -1298,7 +1242,7 @@ def _expand(path: str) -> tuple[list[tuple[int, str, int]], MasterClient]:
     client = get_master(mount.host, mount.port)
     local = os.path.abspath(path)
     try:
-        found = _walk(_MountTree(), local)
+        found = _walk(LocalTree(), local)
     except FileNotFoundError as e:
         raise FileNotFoundError(errno.ENOENT,
                                 f"no such file or directory on MooseFS mount {mount.mountpoint} "
@@ -1315,7 +1259,7 @@ def _expand(path: str) -> tuple[list[tuple[int, str, int]], MasterClient]:
     return files, client
 
 
-def _refuse_file_as_folder(path: str, found: list[tuple[str, _Node]], named: str) -> None:
+def _refuse_file_as_folder(path: str, found: list[tuple[str, Node]], named: str) -> None:
     """``dir/file.txt/`` names no file (as on a local disk): its normalized name found the file itself."""
     if path.endswith("/") and len(found) == 1 and found[0][0] == named and found[0][1].is_file:
         raise FileNotFoundError(errno.ENOENT, f"no such file or directory on MooseFS: {path} (a file, named as "

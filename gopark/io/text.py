@@ -21,13 +21,15 @@ import io
 import itertools
 import logging
 import os
+import posixpath
 import re
 import shutil
 import stat
 import urllib.parse
 import zlib
 from collections.abc import Iterable, Iterator
-from typing import Any, BinaryIO
+from dataclasses import dataclass
+from typing import Any, BinaryIO, Protocol
 
 from gopark import serialize
 from gopark.errors import InputNotFound, InputUnavailable, OutputExists, OutputNotWritable
@@ -138,43 +140,81 @@ def visible(name: str, pattern: str | None = None) -> bool:
     return True
 
 
-def _folder_files(path: str, what: str = "textFile") -> list[str]:
-    """A folder's files, sorted, not hidden ones, then those of its subfolders (not hidden ones), each in
-    turn, as DPark's textFile walks a folder (``out/day=*/part-*`` all read from ``out``; Spark's refuses a
-    subfolder, where this read none, silently); a folder met again (through a link) is not read twice. The
-    folder itself unreadable is an error; a subfolder that cannot be listed (``lost+found`` at a disk's
-    root, or one removed meanwhile) is skipped with a warning, as DPark's ``os.walk`` skips it."""
-    files: list[str] = []
+@dataclass(frozen=True)
+class Node:
+    """What a folder walk needs to know of a name: a regular file, a folder (links followed), and who it is
+    (``inode`` on device ``dev``: a folder met again through a link is not read twice)."""
+    is_file: bool
+    is_dir: bool
+    inode: int
+    dev: int = 0
+
+
+class LocalTree:
+    """Folder walking on a local disk (or a FUSE mount: the MooseFS reader's too)."""
+
+    def describe(self, path: str) -> str:
+        return path
+
+    def stat(self, path: str) -> Node:
+        st = os.stat(path)
+        return Node(stat.S_ISREG(st.st_mode), stat.S_ISDIR(st.st_mode), st.st_ino, st.st_dev)
+
+    def listdir(self, path: str) -> list[tuple[str, Node]]:
+        out = []
+        with os.scandir(path) as it:
+            for e in it:
+                try:
+                    out.append((e.name, self.stat(e.path)))
+                except FileNotFoundError:      # removed meanwhile; or a dangling link: skipped, and said
+                    if e.is_symlink():
+                        log.warning("skipped %s, a link to %r, which does not exist", e.path, os.readlink(e.path))
+        return out
+
+
+class Tree(Protocol):
+    """A file system a folder is walked on: :class:`LocalTree`, or the MooseFS master's."""
+
+    def describe(self, path: str) -> str: ...
+
+    def listdir(self, path: str) -> list[tuple[str, Node]]: ...
+
+
+def folder_files(tree: Tree, path: str, node: Node) -> list[tuple[str, Node]]:
+    """The folder ``path``'s files, sorted, not hidden ones, then those of its subfolders (not hidden ones),
+    each in turn, as DPark's textFile walks a folder (``out/day=*/part-*`` all read from ``out``; Spark's
+    refuses a subfolder); a folder met again (through a link) is not read twice. The folder itself
+    unreadable is an OSError; a subfolder that cannot be listed (``lost+found`` at a disk's root, or one
+    removed meanwhile) is skipped with a warning, as DPark's ``os.walk`` skips it."""
+    files: list[tuple[str, Node]] = []
     seen: set[tuple[int, int]] = set()
-    stack = [path]
+    stack = [(path, node)]
     while stack:
-        folder = stack.pop()
+        folder, here = stack.pop()
+        if (here.dev, here.inode) in seen:
+            continue
+        seen.add((here.dev, here.inode))
         try:
-            st = os.stat(folder)
-            names = sorted(n for n in os.listdir(folder) if visible(n))
-        except OSError as exc:            # no permission to read it
+            listed = tree.listdir(folder)
+        except OSError as exc:
             if folder == path:
-                raise InputUnavailable(f"{what}: cannot list the folder {folder!r}: {exc.strerror or exc}") from None
-            log.warning("%s: skipped the folder %r, which cannot be listed: %s", what, folder, exc.strerror or exc)
+                raise
+            log.warning("skipped the folder %s, which cannot be listed: %s", tree.describe(folder),
+                        exc.strerror or exc)
             continue
-        if (st.st_dev, st.st_ino) in seen:
-            continue
-        seen.add((st.st_dev, st.st_ino))
-        paths = [os.path.join(folder, n) for n in names]
-        files += [p for p in paths if os.path.isfile(p)]
-        subfolders = [p for p in paths if os.path.isdir(p)]
-        if len(files) + len(subfolders) < len(paths):
-            _say_dangling(what, set(paths) - set(files) - set(subfolders))
-        stack += reversed(subfolders)
+        entries = [(posixpath.join(folder, name), n) for name, n in sorted(listed) if visible(name)]
+        files += [(p, n) for p, n in entries if n.is_file]
+        stack += reversed([(p, n) for p, n in entries if n.is_dir])
     return files
 
 
-def _say_dangling(what: str, paths: Iterable[str]) -> None:
-    """A warning for each link among ``paths`` (names a folder listed that are neither files nor folders)
-    that leads nowhere: skipped, as a name that is not a file, but said (its data is not read)."""
-    for p in sorted(paths):
-        if os.path.islink(p):
-            log.warning("%s: skipped %r, a link to %r, which does not exist", what, p, os.readlink(p))
+def _folder_files(path: str, what: str = "textFile") -> list[str]:
+    """A local folder's files (see :func:`folder_files`); InputUnavailable if it cannot be listed."""
+    tree = LocalTree()
+    try:
+        return [p for p, _ in folder_files(tree, path, tree.stat(path))]
+    except OSError as exc:            # no permission to read it
+        raise InputUnavailable(f"{what}: cannot list the folder {path!r}: {exc.strerror or exc}") from None
 
 
 def _readable(files: list[str], what: str = "textFile") -> list[str]:
