@@ -230,13 +230,18 @@ class Packer:
                 "bool, int, float, str, bytes, list, tuple, dict, set and frozenset, nested") from None
 
 
+def _unpacker(f: Any = None) -> msgpack.Unpacker:
+    """A streaming unpacker of what :func:`packb` packs, reading ``f`` (a binary file), or fed."""
+    return msgpack.Unpacker(f, ext_hook=_ext_hook, list_hook=_list_hook, raw=False, strict_map_key=False,
+                            use_list=True, max_buffer_size=2 ** 31 - 1)
+
+
 def unpack_file(f: Any, what: str) -> Iterator[Any]:
     """Every object packed one after another in the binary file ``f`` (``what`` it holds), read a piece at a
     time, each unpacked with no garbage collection (a batch of records: its thousands of new containers
     would trigger a dozen young collections, a sixth of the time it takes); ValueError if the file ends
     inside one (cut short: msgpack would end there as if it were whole)."""
-    unpacker = msgpack.Unpacker(f, ext_hook=_ext_hook, list_hook=_list_hook, raw=False, strict_map_key=False,
-                                use_list=True, max_buffer_size=2 ** 31 - 1)
+    unpacker = _unpacker(f)
     while True:
         with gc_paused():
             try:
@@ -252,8 +257,7 @@ def unpack_file(f: Any, what: str) -> Iterator[Any]:
 
 def unpack_stream(chunks: Iterable[bytes]) -> Iterator[Any]:
     """Every object of a stream of packed objects fed as byte chunks."""
-    unpacker = msgpack.Unpacker(ext_hook=_ext_hook, list_hook=_list_hook, raw=False,
-                                strict_map_key=False, use_list=True, max_buffer_size=2 ** 31 - 1)
+    unpacker = _unpacker()
     for chunk in chunks:
         unpacker.feed(chunk)
         yield from unpacker
