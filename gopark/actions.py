@@ -100,7 +100,7 @@ def decode_stream(action: str, data: bytes) -> list:
     for kind, items in serialize.unpack_stream([data]):
         if kind == "i":          # [width, keys, values]
             flag, keys, values = items
-            pairs = zip(shuffle.ints_from(keys, flag).tolist(), shuffle.ints_from(values, flag).tolist())
+            pairs = zip(shuffle.ints_from(keys, flag), shuffle.ints_from(values, flag))   # ints made as taken
             if action == "collectAsMap":
                 pieces.append(pairs)
             else:

@@ -615,7 +615,7 @@ def _gives_ones(steps: tuple[tuple[str, _Slot], ...]) -> bool:
 
 @functools.lru_cache(maxsize=256)
 def scatter_loop(steps: tuple[tuple[str, _Slot], ...], create: _Slot | None, by: str,
-                 pairs: bool = False, keys_only: bool = False) -> _Loop:
+                 pairs: bool = False, keys_only: bool = False, by_value: bool = False) -> _Loop:
     """The compiled loop ``loop(records, fns, appends, create, part, check, not_a_pair, mixed)``.
 
     Appends the key and value of each (key, value) record of ``records`` (run
@@ -634,6 +634,12 @@ def scatter_loop(steps: tuple[tuple[str, _Slot], ...], create: _Slot | None, by:
     ``mixed[r]`` is set when a key that is not exactly an int goes to ``r``.
     When each record gives one pair (:data:`_ONE_TO_ONE` steps), the records are
     taken in blocks of ``CHECK_EVERY`` and ``check`` is called after each block.
+    With ``by_value`` (keys alone, by ``"hash"`` or ``"mask"``, in blocks), an int
+    key goes to buffer ``k % n`` (``k & mask``), not ``hash(k) % n``: the same
+    for every int but -1 and those beyond ``±(2**61 - 2)`` (whose hash is not
+    themselves; :func:`scatter`'s caller moves those), at the cost of no call; and
+    the loop returns ``(k,)`` at the first key ``k`` that is not exactly an int,
+    not placed, the records after it not taken (None once they end).
     """
     mod = "% n" if by == "hash" else "& mask"       # mask: n is a power of two, and h & (n - 1) == h % n
 
@@ -646,6 +652,8 @@ def scatter_loop(steps: tuple[tuple[str, _Slot], ...], create: _Slot | None, by:
         elif by == "part":
             found = ["r = part(k)", then.format(a="appends[r]"),
                      *(["if type(k) is not int:", "    mixed[r] = True"] if mark else [])]
+        elif by_value:
+            found = ["if type(k) is int:", "    " + then.format(a=f"appends[k {mod}]"), "else:", "    return (k,)"]
         else:
             found = ["if type(k) is int:", "    " + then.format(a=f"appends[hash(k) {mod}]"), "else:",
                      "    if type(k) is str and k.isascii():", f"        r = crc32(k.encode()) {mod}",
@@ -680,13 +688,22 @@ def scatter_loop(steps: tuple[tuple[str, _Slot], ...], create: _Slot | None, by:
 def scatter(records: Iterable[Any], ops: Sequence[tuple[str, Callable[..., Any]]], bufs: list[list],
             create: Callable[[Any], Any] | None, partitioner: Any, check: Callable[[Any, Any], None],
             not_a_pair: Callable[[Any], Exception], *, pairs: bool = False,
-            ones: list[list] | None = None, mixed: list[bool] | None = None) -> None:
+            ones: list[list] | None = None, mixed: list[bool] | None = None,
+            by_value: Callable[[bool], None] | None = None) -> None:
     """Append each (key, value) of ``records``, passed through ``ops``, to the flat buffer ``bufs[r]`` of
     its reducer ``r`` (see :func:`scatter_loop`). ``pairs``: ``records`` are (key, value) 2-tuples and
     there are no ``ops``. ``ones``: buffers for keys alone, used instead of ``bufs`` when the ``ops``
     make only ``(key, 1)`` pairs (and there is no ``create``): half the data to write and read, and
     a reducer that adds counts them in C (:class:`KeyCount`); ``mixed[r]`` is then set when ``ones[r]``
-    gets a key that is not exactly an int (the others are written as int32s, or int64s)."""
+    gets a key that is not exactly an int (the others are written as int32s, or int64s).
+
+    With ``by_value``, keys alone placed by a hash partitioner, one to a record,
+    are placed by value (see :func:`scatter_loop`) until the first key that is
+    not exactly an int, and by hash from it on: an int ``k`` goes to
+    ``ones[k % len(ones)]``, a misplaced -1 or beyond ``±(2**61 - 2)`` for the
+    caller to move before it writes the buffers. ``by_value(True)`` is called
+    as the loop starts placing by value, ``by_value(False)`` at that first key,
+    before it is placed."""
     if pairs and ops:
         raise ValueError("known pairs are scattered with no per-record operations")
     records, ops = _shallow(records, ops)
@@ -701,9 +718,22 @@ def scatter(records: Iterable[Any], ops: Sequence[tuple[str, Callable[..., Any]]
     # a key the loop does not place itself goes to the buffer its hash gives among them all, where the
     # equal keys of other types the loop places (5 for 5.0) go too
     part = HashPartitioner(n).get_partition if by in ("mask", "hash") else partitioner.get_partition
-    loop = scatter_loop(steps, create_slot, by, pairs, keys_only)(home)
-    loop(records, fns, [b.append for b in bufs], create_value, part, check, not_a_pair,
-         mixed if mixed is not None else [False] * n)
+    appends = [b.append for b in bufs]
+    mixed = mixed if mixed is not None else [False] * n
+    if by_value is not None and keys_only and by in ("mask", "hash") and all(op in _ONE_TO_ONE for op, _ in steps):
+        records = iter(records)       # the loop by hash goes on where the loop by value stopped
+        by_value(True)
+        left = scatter_loop(steps, create_slot, by, pairs, keys_only, True)(home)(
+            records, fns, appends, create_value, part, check, not_a_pair, mixed)
+        if left is None:
+            return
+        by_value(False)
+        (k,) = left
+        r = part(k)
+        appends[r](k)
+        mixed[r] = True
+    scatter_loop(steps, create_slot, by, pairs, keys_only)(home)(records, fns, appends, create_value, part, check,
+                                                                  not_a_pair, mixed)
 
 
 def adds(merge: Callable[[Any, Any], Any]) -> bool:

@@ -225,25 +225,43 @@ def ints_from(payload: bytes, flag: int) -> array.array:
     return ints
 
 
-def _write_sub_chunk(f: Any, subs: list[list], compress: bool) -> bool:
-    """Keys that are all ints, by sub-partition, as one chunk; False if one does not fit an int64."""
-    packed = pack_ints(subs)
+def _keys_payload(subs: list[list], ints: bool, packer: serialize.Packer) -> tuple[bytes, int, bool]:
+    """A reducer's keys alone, by sub-partition, as one chunk's payload and flags: as int32s or int64s when
+    they are all exactly ints (``ints``: known to be) that fit one, by sub-partition if more than one, else
+    msgpack; and whether one may be an int beyond ``±(2**61 - 2)`` (:func:`_beyond_own_hash`)."""
+    packed = pack_ints(subs) if ints else None
     if packed is None:
+        flat = subs[0] if len(subs) == 1 else list(itertools.chain.from_iterable(subs))
+        return packer.pack(flat), _KEYS, True
+    parts, flag = packed
+    beyond = flag == _INT64 and any(map(_beyond_own_hash, parts))
+    if len(subs) == 1:
+        return parts[0], _KEYS | flag, beyond
+    payload = b"".join([len(subs).to_bytes(1, "little"), *(_SUB_COUNT.pack(len(sub)) for sub in subs), *parts])
+    return payload, _KEYS | _SUBS | flag, beyond
+
+
+#: the top bytes of the little-endian int64s within ``±(2**61 - 2)``, with room to spare: such an int is its own hash
+_OWN_HASH_TOPS = bytes(range(0x00, 0x1F)) + bytes(range(0xE1, 0x100))
+
+
+def _holds(keys: list, key: Any, end: int) -> bool:
+    """``key`` is among the first ``end`` of ``keys`` (compared in C, with no copy)."""
+    try:
+        keys.index(key, 0, end)
+    except ValueError:
         return False
-    payload = b"".join([len(subs).to_bytes(1, "little"), *(_SUB_COUNT.pack(len(sub)) for sub in subs), *packed[0]])
-    _write_payload(f, payload, _KEYS | _SUBS | packed[1], compress)
     return True
 
 
-def _write_chunk(f: Any, flat: list, packer: serialize.Packer, compress: bool = False, keys: bool = False,
-                 ints: bool = False) -> None:
-    """``flat`` (``[k, v, ...]``, or with ``keys`` the keys alone, all exactly ints with ``ints``) as a chunk."""
-    packed = pack_ints([flat]) if ints else None
-    if packed is not None:
-        payload, flags = packed[0][0], _KEYS | packed[1]
-    else:
-        payload, flags = packer.pack(flat), _KEYS if keys else 0
-    _write_payload(f, payload, flags, compress)
+def _beyond_own_hash(int64s: bytes) -> bool:
+    """Some of these little-endian int64s may not be their own hash: beyond ``±(2**61 - 2)`` (or near)."""
+    return bool(int64s[7::8].translate(None, _OWN_HASH_TOPS))
+
+
+def _write_chunk(f: Any, flat: list, packer: serialize.Packer, compress: bool = False) -> None:
+    """``flat``, pairs ``[k, v, ...]``, as a chunk."""
+    _write_payload(f, packer.pack(flat), 0, compress)
 
 
 def _write_payload(f: Any, payload: bytes, flags: int, compress: bool) -> None:
@@ -340,13 +358,21 @@ class _Buckets:
     every reducer's chunks held since the last one, reducer after reducer, once they hold ``hold`` bytes
     and at the end (:meth:`finish`)."""
 
-    def __init__(self, f: Any, path: str, n: int, compress: bool, subs: int = 1, hold: int = 1 << 24) -> None:
+    def __init__(self, f: Any, path: str, n: int, compress: bool, subs: int = 1, hold: int = 1 << 24,
+                 hashed: bool = False) -> None:
         self.f = f
         self.compress = compress
         self.n = n
         self.bufs: list[list] = [[] for _ in range(n)]
         self.ones: list[list] = [[] for _ in range(n * subs)]
         self.mixed: list[bool] = [False] * (n * subs)    # ones[i] holds a key that is not exactly an int
+        # keys alone placed by a hash partitioner may be placed by value (pipeline.scatter's by_value) while
+        # every one is an int: ``by_value``, a scatter is placing them so; ``by_value_ends``: each buffer's
+        # keys placed so since the last flush are its first ones, up to here (None: none)
+        self.hashed = hashed and n * subs > 1
+        self.not_all_ints = False        # a key that is not exactly an int came: by hash from then on
+        self.by_value = False
+        self.by_value_ends: list[int] | None = None
         self.held = [0]         # bytes of the chunks held
         self.reducers = [_Held(self.held, f"{path}/{r}") for r in range(n)]
         self.hold = hold
@@ -355,25 +381,81 @@ class _Buckets:
         self.flushes = 0        # chunks packed (they can no longer be taken back)
         self.packer = serialize.Packer("a shuffle record")
 
+    def placing_by_value(self, placing: bool, at_a_key: bool = True) -> None:
+        """A scatter starts placing keys by value (``placing``), or stops: at a key that is not exactly an
+        int (``at_a_key``: by hash from then on), or at its end; the keys in the buffers until now may
+        have been placed so (see :meth:`_keys_payloads`)."""
+        if placing:
+            self.by_value = True
+            return
+        if self.by_value:
+            self.by_value = False
+            self.by_value_ends = [len(buf) for buf in self.ones]
+        self.not_all_ints = self.not_all_ints or at_a_key
+
     def flush(self) -> None:
         # keys first: they are only ever written by a scatter, before the pairs of the spill that follows it
-        n = self.n
-        for r in range(n):
-            subs = self.ones[r::n]
-            if any(subs):
-                mixed = any(self.mixed[r::n])
-                if len(subs) == 1 or mixed or not _write_sub_chunk(self._sink(r), subs, self.compress):
-                    flat = subs[0] if len(subs) == 1 else list(itertools.chain.from_iterable(subs))
-                    _write_chunk(self._sink(r), flat, self.packer, self.compress, True, ints=not mixed)
-                for buf in subs:
-                    buf.clear()           # in place: a loop filling the buffers holds their ``append``
-                self.mixed[r::n] = [False] * len(subs)
+        for r, payload, flags in self._keys_payloads():
+            _write_payload(self._sink(r), payload, flags, self.compress)
+        for buf in self.ones:
+            buf.clear()                   # in place: a loop filling the buffers holds their ``append``
+        self.mixed[:] = [False] * len(self.mixed)
+        self.by_value_ends = None
         for r, buf in enumerate(self.bufs):
             if buf:
                 _write_chunk(self._sink(r), buf, self.packer, self.compress)
                 buf.clear()
         if self.held[0] >= self.hold:
             self._write_segment()
+
+    def _keys_payloads(self) -> list[tuple[int, bytes, int]]:
+        """Each reducer's keys alone (``ones``) as one chunk's payload and flags (:func:`_keys_payload`).
+
+        Keys placed by value are checked first: every int is in buffer ``k % N``
+        (of the N buffers), which is its hash's but for -1 and those beyond
+        ``±(2**61 - 2)``; if some may be there (-1 in the last buffer, an int
+        too big for an int32 whose int64 is near or past that), the buffers
+        they may be in are read key by key, those misplaced moved to their
+        buffer, and the keys packed again.
+        """
+        n, ends = self.n, [len(buf) for buf in self.ones] if self.by_value else self.by_value_ends
+        while True:
+            out, suspects = [], []
+            for r in range(n):
+                subs = self.ones[r::n]
+                if any(subs):
+                    payload, flags, beyond = _keys_payload(subs, not any(self.mixed[r::n]), self.packer)
+                    out.append((r, payload, flags))
+                    if beyond and ends is not None:
+                        suspects += range(r, len(self.ones), n)
+            if ends is None:
+                return out
+            if _holds(self.ones[-1], -1, ends[-1]):       # where -1 goes by value; its hash is -2
+                suspects.append(len(self.ones) - 1)
+            if not suspects:
+                return out
+            self._rehome(set(suspects), ends)
+            ends = None
+
+    def _rehome(self, suspects: set[int], ends: list[int]) -> None:
+        """Move the ints placed by value (the first ``ends[i]`` keys of buffer ``i``) in the ``suspects``
+        buffers whose hash puts them elsewhere to that buffer, after its keys placed by value (before
+        any placed by hash since: a key keeps its place among the keys equal to it)."""
+        n_bufs = len(self.ones)
+        ends = [min(end, len(buf)) for end, buf in zip(ends, self.ones)]
+        moved: list[list[int]] = [[] for _ in range(n_bufs)]
+        for i in sorted(suspects):
+            buf, end = self.ones[i], ends[i]
+            head = buf[:end]
+            away = [k for k in head if type(k) is int and hash(k) % n_bufs != i]
+            if away:
+                buf[:end] = [k for k in head if not (type(k) is int and hash(k) % n_bufs != i)]
+                ends[i] = end - len(away)
+                for k in away:
+                    moved[hash(k) % n_bufs].append(k)
+        for j, keys in enumerate(moved):
+            if keys:
+                self.ones[j][ends[j]:ends[j]] = keys
 
     def _sink(self, r: int) -> _Held:
         self.flushes += 1
@@ -507,7 +589,8 @@ def write_map_output(records: Iterable[Any], root: str, shuffle_id: int, map_id:
     try:
         with open(fd, "wb") as f:
             buckets = _Buckets(f, path, partitioner.num_partitions, compress, key_subs(partitioner) if counted else 1,
-                               hold=_hold(mem_bytes, partitioner.num_partitions))
+                               hold=_hold(mem_bytes, partitioner.num_partitions),
+                               hashed=type(partitioner) is HashPartitioner)
             if merge_value is not None:
                 _combine(records, ops, buckets, budget, partitioner, create, merge_value, probe)
             else:
@@ -637,8 +720,12 @@ def _scatter(records: Iterable[Any], ops: Sequence[tuple[str, Callable[..., Any]
             buckets.flush()
             budget.reset()
 
-    pipeline.scatter(records, ops, buckets.bufs, create, partitioner, check, not_a_pair, ones=buckets.ones,
-                     mixed=buckets.mixed)
+    try:
+        pipeline.scatter(records, ops, buckets.bufs, create, partitioner, check, not_a_pair, ones=buckets.ones,
+                         mixed=buckets.mixed,
+                         by_value=buckets.placing_by_value if buckets.hashed and not buckets.not_all_ints else None)
+    finally:
+        buckets.placing_by_value(False, at_a_key=False)
 
 
 def read_shuffle(shuffle_id: int, locations: list[dict], reduce_id: int,

@@ -503,6 +503,67 @@ def test_int_keys_are_written_by_sub_partition_of_their_reducer(tmp_path):
         assert sorted(got) == sorted(keys)
 
 
+#: ints whose hash is not themselves (-1, and beyond ±(2**61 - 2)), and some at the edges of that range
+_M61 = (1 << 61) - 1
+ODD_INTS = [-1, -2, _M61, _M61 - 1, _M61 + 1, -_M61, -_M61 + 1, -_M61 - 1, 1 << 61, 1 << 62, -(1 << 62),
+            0x1F << 56, -(0x1F << 56), (1 << 63) - 1, -(1 << 63), 1 << 64, 1 << 70, -(1 << 70), 2**31, -2**31 - 1]
+
+
+def _places_of(out, n):
+    """[(key, reducer, sub-partition or None)] of the keys a map output sent alone (None: in a chunk not
+    split by sub-partition: one with keys too big for an int64, or not all ints)."""
+    found = []
+    for r in range(n):
+        for chunk in shuffle.read_bucket({"host": None, "path": out}, 1, 0, r):
+            assert type(chunk) is shuffle.Keys
+            if chunk.subs is None:
+                found += [(k, r, None) for k in chunk.keys]
+            else:
+                found += [(k, r, s) for s, part in enumerate(chunk.sub_slices()) for k in part]
+    return found
+
+
+@pytest.mark.parametrize("n", [1, 3, 4, 16])
+@pytest.mark.parametrize("shape", ["ints", "ints then floats", "odd ints only", "one odd int"])
+def test_int_keys_placed_by_value_land_where_their_hash_puts_them(tmp_path, n, shape):
+    """A map task sends int keys to buffer ``k % N`` (no hash() call a record) while every key is an int:
+    -1 and the ints beyond ±(2**61 - 2), whose hash is not themselves, are moved where their hash puts
+    them before the buffers are written, whatever their width; keys after one that is not an int go by
+    hash. Every key is then in sub-partition ``(hash(k) % (n * subs)) // n`` of reducer ``hash(k) % n``."""
+    plain = [i * 7919 % 100_003 - 50_000 for i in range(3 * PER_PART)]
+    keys = {"ints": plain[:1000] + ODD_INTS * 3 + plain[1000:],
+            "ints then floats": plain[:1000] + ODD_INTS + [2.5, -1.0, float(1 << 62)] + ODD_INTS + plain[1000:],
+            "odd ints only": [-1] + [b + j for j in range(5000) for b in (_M61 - 2500, 1 << 62, -(1 << 63), 1 << 70)],
+            "one odd int": plain[:70_000] + [-1] + plain[70_000:]}[shape]
+    out, _ = shuffle.write_map_output(iter(keys), str(tmp_path), 1, 0, 0, HashPartitioner(n), None,
+                                      operator.add, 1 << 26, False, ops=[("map", keyed)])
+    found = _places_of(out, n)
+    subs = shuffle.key_subs(HashPartitioner(n))
+    for k, r, s in found:
+        assert hash(k) % n == r and (s is None or hash(k) % (n * subs) == s * n + r), (k, n, r, s)
+    if shape != "odd ints only":
+        assert sum(s is not None for _, _, s in found) > len(keys) // 2      # most chunks are split
+    assert sorted(map(repr, (k for k, _, _ in found))) == sorted(map(repr, keys))
+
+
+@register_func
+def key_of(row):
+    return (row[0], 1)
+
+
+def test_equal_keys_of_other_types_keep_the_first_seen_type_for_ints_not_their_own_hash(ctx):
+    """-1 == -1.0 and 2**62 == float(2**62), and their hashes are not themselves: placed by value, the int
+    is moved to its hash's buffer, before the keys placed by hash after it, so the first seen type stays."""
+    for order in ([-1, -1.0], [-1.0, -1], [1 << 62, float(1 << 62)], [float(1 << 62), 1 << 62],
+                  [-1, 2.5, -1.0, -1], [1 << 62, "s", float(1 << 62)]):
+        rows = [(i + 6, 0) for i in range(PER_PART)] + [(k, i) for i in range(3) for k in order]
+        got = dict(ctx.parallelize(rows, 1).map(key_of).reduceByKey(operator.add, 4).collect())
+        expected = collections.Counter(k for k, _ in rows)
+        assert got == expected, order
+        first = {k: k for k in reversed(order)}
+        assert all(type(k) is type(first[k]) for k in got if not (type(k) is int and 6 <= k)), (order, got)
+
+
 @register_func
 def as_float(i):
     return (float(i % 5000), 1)
