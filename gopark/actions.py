@@ -93,8 +93,9 @@ _INT = {int}
 
 
 def decode_stream(action: str, data: bytes) -> list:
-    """Driver: the records of a ``collect`` result; of a ``collectAsMap`` result, its runs of pairs as dicts
-    (made in C, as each task ends) among lists of the other records (for the caller to turn into a dict)."""
+    """Driver: the records of a ``collect`` result; of a ``collectAsMap`` result, its runs of pairs (dicts,
+    or iterators of pairs of ints) among lists of the other records, for the caller to merge into its
+    dict as each task ends."""
     records: list = []
     pieces: list = []
     for kind, items in serialize.unpack_stream([data]):

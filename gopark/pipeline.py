@@ -703,7 +703,7 @@ def scatter(records: Iterable[Any], ops: Sequence[tuple[str, Callable[..., Any]]
     ``ones[k % len(ones)]``, a misplaced -1 or beyond ``±(2**61 - 2)`` for the
     caller to move before it writes the buffers. ``by_value(True)`` is called
     as the loop starts placing by value, ``by_value(False)`` at that first key,
-    before it is placed."""
+    before it is placed; nothing when the records end (this returns)."""
     if pairs and ops:
         raise ValueError("known pairs are scattered with no per-record operations")
     records, ops = _shallow(records, ops)

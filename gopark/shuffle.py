@@ -228,17 +228,19 @@ def ints_from(payload: bytes, flag: int) -> array.array:
 def _keys_payload(subs: list[list], ints: bool, packer: serialize.Packer) -> tuple[bytes, int, bool]:
     """A reducer's keys alone, by sub-partition, as one chunk's payload and flags: as int32s or int64s when
     they are all exactly ints (``ints``: known to be) that fit one, by sub-partition if more than one, else
-    msgpack; and whether one may be an int beyond ``±(2**61 - 2)`` (:func:`_beyond_own_hash`)."""
+    msgpack; and whether they must be read one by one to be sure that every int among them is its own
+    hash (packed as int64s, some near or beyond ``±(2**61 - 2)``: :func:`_beyond_own_hash`; or not
+    packed as ints)."""
     packed = pack_ints(subs) if ints else None
     if packed is None:
         flat = subs[0] if len(subs) == 1 else list(itertools.chain.from_iterable(subs))
         return packer.pack(flat), _KEYS, True
     parts, flag = packed
-    beyond = flag == _INT64 and any(map(_beyond_own_hash, parts))
+    unsure = flag == _INT64 and any(map(_beyond_own_hash, parts))
     if len(subs) == 1:
-        return parts[0], _KEYS | flag, beyond
+        return parts[0], _KEYS | flag, unsure
     payload = b"".join([len(subs).to_bytes(1, "little"), *(_SUB_COUNT.pack(len(sub)) for sub in subs), *parts])
-    return payload, _KEYS | _SUBS | flag, beyond
+    return payload, _KEYS | _SUBS | flag, unsure
 
 
 #: the top bytes of the little-endian int64s within ``±(2**61 - 2)``, with room to spare: such an int is its own hash
@@ -358,19 +360,19 @@ class _Buckets:
     every reducer's chunks held since the last one, reducer after reducer, once they hold ``hold`` bytes
     and at the end (:meth:`finish`)."""
 
-    def __init__(self, f: Any, path: str, n: int, compress: bool, subs: int = 1, hold: int = 1 << 24,
-                 hashed: bool = False) -> None:
+    def __init__(self, f: Any, path: str, n: int, compress: bool, subs: int = 1, hold: int = 1 << 24) -> None:
         self.f = f
         self.compress = compress
         self.n = n
         self.bufs: list[list] = [[] for _ in range(n)]
         self.ones: list[list] = [[] for _ in range(n * subs)]
         self.mixed: list[bool] = [False] * (n * subs)    # ones[i] holds a key that is not exactly an int
-        # keys alone placed by a hash partitioner may be placed by value (pipeline.scatter's by_value) while
-        # every one is an int: ``by_value``, a scatter is placing them so; ``by_value_ends``: each buffer's
-        # keys placed so since the last flush are its first ones, up to here (None: none)
-        self.hashed = hashed and n * subs > 1
-        self.not_all_ints = False        # a key that is not exactly an int came: by hash from then on
+        # keys a reducer counts by sub-partition may be placed by value (pipeline.scatter's by_value) while
+        # every one is an int: their order in the reducer is the sub-partitions' anyway, and among equal
+        # keys it is kept (see _rehome). ``by_value``: a scatter is placing them so; ``by_value_ends``: the
+        # keys placed so since the last flush are the first ``by_value_ends[i]`` of buffer i (None: none)
+        self.by_value_allowed = subs > 1
+        self.other_key_seen = False      # a key that is not exactly an int came: by hash from then on
         self.by_value = False
         self.by_value_ends: list[int] | None = None
         self.held = [0]         # bytes of the chunks held
@@ -381,17 +383,21 @@ class _Buckets:
         self.flushes = 0        # chunks packed (they can no longer be taken back)
         self.packer = serialize.Packer("a shuffle record")
 
-    def placing_by_value(self, placing: bool, at_a_key: bool = True) -> None:
-        """A scatter starts placing keys by value (``placing``), or stops: at a key that is not exactly an
-        int (``at_a_key``: by hash from then on), or at its end; the keys in the buffers until now may
-        have been placed so (see :meth:`_keys_payloads`)."""
+    def placing_by_value(self, placing: bool) -> None:
+        """pipeline.scatter's ``by_value``: a scatter starts placing keys by value (``placing``), or stops at
+        a key that is not exactly an int (by hash from then on, in every scatter of this task)."""
         if placing:
             self.by_value = True
-            return
+        else:
+            self.other_key_seen = True
+            self.by_value_placed()
+
+    def by_value_placed(self) -> None:
+        """No scatter is placing keys by value (any more): the keys in the buffers until now may have been
+        placed so (checked before they are written, see :meth:`_keys_payloads`)."""
         if self.by_value:
             self.by_value = False
             self.by_value_ends = [len(buf) for buf in self.ones]
-        self.not_all_ints = self.not_all_ints or at_a_key
 
     def flush(self) -> None:
         # keys first: they are only ever written by a scatter, before the pairs of the spill that follows it
@@ -424,9 +430,9 @@ class _Buckets:
             for r in range(n):
                 subs = self.ones[r::n]
                 if any(subs):
-                    payload, flags, beyond = _keys_payload(subs, not any(self.mixed[r::n]), self.packer)
+                    payload, flags, unsure = _keys_payload(subs, not any(self.mixed[r::n]), self.packer)
                     out.append((r, payload, flags))
-                    if beyond and ends is not None:
+                    if unsure and ends is not None:
                         suspects += range(r, len(self.ones), n)
             if ends is None:
                 return out
@@ -439,8 +445,10 @@ class _Buckets:
 
     def _rehome(self, suspects: set[int], ends: list[int]) -> None:
         """Move the ints placed by value (the first ``ends[i]`` keys of buffer ``i``) in the ``suspects``
-        buffers whose hash puts them elsewhere to that buffer, after its keys placed by value (before
-        any placed by hash since: a key keeps its place among the keys equal to it)."""
+        buffers whose hash puts them elsewhere to that buffer, after its keys placed by value: before any
+        placed by hash since, so that among keys equal to it (-1.0 to -1), which can only have been
+        placed by hash, it keeps its place; its place among other keys changes (of no account to keys
+        counted by sub-partition, the only ones placed by value)."""
         n_bufs = len(self.ones)
         ends = [min(end, len(buf)) for end, buf in zip(ends, self.ones)]
         moved: list[list[int]] = [[] for _ in range(n_bufs)]
@@ -589,8 +597,7 @@ def write_map_output(records: Iterable[Any], root: str, shuffle_id: int, map_id:
     try:
         with open(fd, "wb") as f:
             buckets = _Buckets(f, path, partitioner.num_partitions, compress, key_subs(partitioner) if counted else 1,
-                               hold=_hold(mem_bytes, partitioner.num_partitions),
-                               hashed=type(partitioner) is HashPartitioner)
+                               hold=_hold(mem_bytes, partitioner.num_partitions))
             if merge_value is not None:
                 _combine(records, ops, buckets, budget, partitioner, create, merge_value, probe)
             else:
@@ -687,8 +694,10 @@ def _probe_scattering(records: Iterator[Any], ops: Sequence[tuple[str, Callable[
     while True:
         marks = [len(buf) for buf in buckets.ones]
         flushes = buckets.flushes
+        # its keys are taken back if they repeat, and counted buffer by buffer: each equal key in one
+        # buffer, in the order they came (as by hash only: placed by value, -1 would not be with -1.0)
         _scatter(itertools.islice(records, _PROBE_RECORDS), ops, buckets, budget, partitioner, None,
-                 flush_blocks=None)   # its keys are taken back if they repeat
+                 flush_blocks=None, by_value=False)
         if buckets.flushes != flushes:      # the budget wrote them out: they cannot be taken back, nor tell
             continue
         probed = [buf[m:] for buf, m in zip(buckets.ones, marks)]
@@ -705,10 +714,11 @@ def _probe_scattering(records: Iterator[Any], ops: Sequence[tuple[str, Callable[
 
 def _scatter(records: Iterable[Any], ops: Sequence[tuple[str, Callable[..., Any]]], buckets: _Buckets,
              budget: Budget, partitioner: Any, create: Callable[[Any], Any] | None,
-             flush_blocks: int | None = _FLUSH_BLOCKS) -> None:
+             flush_blocks: int | None = _FLUSH_BLOCKS, by_value: bool = True) -> None:
     """Each (k, v) of ``records`` (through ``ops``) to its reducer's buffer as ``k, v`` (``k, create(v)``
     with ``create``), flushed to the bucket files whenever the budget is spent, and after every
-    ``flush_blocks`` blocks of records (None: only when the budget is spent)."""
+    ``flush_blocks`` blocks of records (None: only when the budget is spent). ``by_value``: keys alone
+    may be placed by value, where the buffers allow it (:class:`_Buckets`)."""
     blocks = 0
     every = flush_blocks or 1 << 62
 
@@ -720,12 +730,12 @@ def _scatter(records: Iterable[Any], ops: Sequence[tuple[str, Callable[..., Any]
             buckets.flush()
             budget.reset()
 
+    by_value = by_value and buckets.by_value_allowed and not buckets.other_key_seen
     try:
         pipeline.scatter(records, ops, buckets.bufs, create, partitioner, check, not_a_pair, ones=buckets.ones,
-                         mixed=buckets.mixed,
-                         by_value=buckets.placing_by_value if buckets.hashed and not buckets.not_all_ints else None)
+                         mixed=buckets.mixed, by_value=buckets.placing_by_value if by_value else None)
     finally:
-        buckets.placing_by_value(False, at_a_key=False)
+        buckets.by_value_placed()       # (the scatter says when it starts and when a key stops it, not its end)
 
 
 def read_shuffle(shuffle_id: int, locations: list[dict], reduce_id: int,
