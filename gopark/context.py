@@ -22,7 +22,7 @@ from typing import Any
 
 from gopark import registry, shared
 from gopark.errors import ConfigError, GoparkError, JobError, OutputNotWritable, Terminated
-from gopark.ops import interrupt, signals_deferred
+from gopark.ops import ctrl_c_may_repeat, interrupt, signals_deferred
 from gopark.rdd import (
     RDD,
     ParallelCollection,
@@ -457,7 +457,10 @@ def _restore_signals(used: bool) -> None:
     for sig in _TERMINATING:
         if signal.getsignal(sig) is _terminated:
             signal.signal(sig, signal.SIG_DFL)
-    if signal.getsignal(signal.SIGINT) is interrupt:
+    # (not while the twin of a Ctrl-C may still come: the app is going down with the first, maybe already
+    # tearing the interpreter down, where a second KeyboardInterrupt is a traceback on no stderr; ours drops
+    # it, and behaves as Python's for any later one)
+    if signal.getsignal(signal.SIGINT) is interrupt and not ctrl_c_may_repeat():
         signal.signal(signal.SIGINT, signal.default_int_handler)
     if sys.unraisablehook is _unraisable and _unraisable_hook:
         sys.unraisablehook = _unraisable_hook.pop()

@@ -356,6 +356,11 @@ SAME_CTRL_C = 0.5
 _last_ctrl_c = [-math.inf]
 
 
+def ctrl_c_may_repeat() -> bool:
+    """A Ctrl-C came less than :data:`SAME_CTRL_C` ago: its twin may still come (see :func:`interrupt`)."""
+    return time.monotonic() - _last_ctrl_c[0] < SAME_CTRL_C
+
+
 def forget_ctrl_c() -> None:
     """A job starts: a Ctrl-C from now on is a new one (the app caught the last and went on)."""
     _last_ctrl_c[0] = -math.inf

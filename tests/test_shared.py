@@ -434,14 +434,30 @@ def test_an_iterative_job_leaves_only_its_last_rounds_shuffles_and_broadcasts(ct
     assert kept.collectAsMap() == kept_sums and _map_outputs(ctx) == after_kept   # its map stage not run again
 
 
+def _worker_envs():
+    """The WorkerEnvs of the process running this task: the one its task was given (found on the stack: a
+    worker makes its own before it keeps what its start made out of the garbage collector's lists), and
+    any other the collector knows of (in local mode, other Contexts' too)."""
+    import gc
+    import sys
+
+    from gopark.task import WorkerEnv, run_task
+    envs = {id(env): env for env in gc.get_objects() if isinstance(env, WorkerEnv)}
+    frame = sys._getframe(1)
+    while frame is not None:      # (only run_task's locals are read: reading a frame's keeps them alive)
+        if frame.f_code is run_task.__code__:
+            env = frame.f_locals["env"]
+            envs[id(env)] = env
+        frame = frame.f_back
+    assert envs, "no WorkerEnv found"
+    return list(envs.values())
+
+
 @register_func
 def held_cached(_x):
     """The ids of the RDDs whose cached partitions the process running this task holds in memory (or
     still notes the generation of)."""
-    import gc
-
-    from gopark.task import WorkerEnv
-    envs = [env for env in gc.get_objects() if isinstance(env, WorkerEnv)]
+    envs = _worker_envs()
     return sorted({key[0] for env in envs for key in env.cache} | {i for env in envs for i in env.generations})
 
 
@@ -479,11 +495,7 @@ def test_cached_partitions_of_rdds_let_go_or_unpersisted_are_dropped(ctx):
 def held_bytes(work_dir, _x):
     """The bytes of cached partitions the process running this task holds in memory for the Context
     whose work folder is ``work_dir`` (in local mode, other Contexts of the test run live here too)."""
-    import gc
-
-    from gopark.task import WorkerEnv
-    return sum(len(p) for env in gc.get_objects() if isinstance(env, WorkerEnv) and env.work_dir == work_dir
-               for p in env.cache.values())
+    return sum(len(p) for env in _worker_envs() if env.work_dir == work_dir for p in env.cache.values())
 
 
 @register_func
