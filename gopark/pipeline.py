@@ -613,6 +613,12 @@ def _gives_ones(steps: tuple[tuple[str, _Slot], ...]) -> bool:
     return bool(steps) and steps[-1][0] == "map" and steps[-1][1].one
 
 
+def _one_to_one(steps: tuple[tuple[str, _Slot], ...]) -> bool:
+    """Each record gives exactly one through ``steps`` (:data:`_ONE_TO_ONE` ones): a loop over them may take
+    the records in blocks, and stop between two."""
+    return all(op in _ONE_TO_ONE for op, _ in steps)
+
+
 @functools.lru_cache(maxsize=256)
 def scatter_loop(steps: tuple[tuple[str, _Slot], ...], create: _Slot | None, by: str,
                  pairs: bool = False, keys_only: bool = False, by_value: bool = False) -> _Loop:
@@ -661,7 +667,7 @@ def scatter_loop(steps: tuple[tuple[str, _Slot], ...], create: _Slot | None, by:
                      *(["    mixed[r] = True"] if mark else [])]
         return [(line, None) for line in found]
 
-    blocks = all(op in _ONE_TO_ONE for op, _ in steps)
+    blocks = _one_to_one(steps)
     checked = "check(k, 1)" if keys_only else "check(k, v)"
     counted = [] if blocks else [("held += 1", None), (f"if held == {CHECK_EVERY}:", None), ("    held = 0", None),
                                  (f"    {checked}", None)]
@@ -720,7 +726,7 @@ def scatter(records: Iterable[Any], ops: Sequence[tuple[str, Callable[..., Any]]
     part = HashPartitioner(n).get_partition if by in ("mask", "hash") else partitioner.get_partition
     appends = [b.append for b in bufs]
     mixed = mixed if mixed is not None else [False] * n
-    if by_value is not None and keys_only and by in ("mask", "hash") and all(op in _ONE_TO_ONE for op, _ in steps):
+    if by_value is not None and keys_only and by in ("mask", "hash") and _one_to_one(steps):
         records = iter(records)       # the loop by hash goes on where the loop by value stopped
         by_value(True)
         left = scatter_loop(steps, create_slot, by, pairs, keys_only, True)(home)(
