@@ -5,6 +5,7 @@ import bz2
 import gzip
 import operator
 import os
+import time
 from functools import partial
 
 import pytest
@@ -456,6 +457,27 @@ def test_a_folder_another_job_is_writing_into_is_refused_and_left_alone(ctx, tmp
         os.close(held)
     ctx.parallelize(["new"], 1).saveAsTextFile(str(out), overwrite=True)
     assert ctx.textFile(str(out)).collect() == ["new"]
+
+
+def test_a_lock_a_just_started_process_still_holds_a_copy_of_is_waited_for(ctx, tmp_path):
+    """A process the driver starts (a replacement worker, a pipe command) holds a copy of the lock of a save
+    that has just ended until it execs: the next save into the folder waits that moment out instead of
+    being refused as if another job were writing into it."""
+    import fcntl
+    out = tmp_path / "out"
+    ctx.parallelize(["old"], 1).saveAsTextFile(str(out))
+    held = os.open(out, os.O_RDONLY | os.O_DIRECTORY)
+    fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    child = os.fork()
+    if child == 0:          # as a process between its fork and its exec: it has the descriptor, for a moment
+        time.sleep(0.2)
+        os._exit(0)
+    try:
+        os.close(held)      # the save that took it has ended
+        ctx.parallelize(["new"], 1).saveAsTextFile(str(out), overwrite=True)
+        assert ctx.textFile(str(out)).collect() == ["new"]
+    finally:
+        os.waitpid(child, 0)
 
 
 OVERLAPPING_SAVE_APP = """

@@ -25,6 +25,7 @@ import posixpath
 import re
 import shutil
 import stat
+import time
 import urllib.parse
 import zlib
 from collections.abc import Iterable, Iterator
@@ -535,6 +536,9 @@ def read_blocks(f: BinaryIO, start: int, end: int | None) -> Iterator[str]:
 
 # --- output --------------------------------------------------------------------
 
+_LOCK_GRACE = 0.5   # seconds a held output folder's lock is waited for before the save is refused
+
+
 class OutputFolder:
     """Driver side of saveAsTextFile: the folder the job writes into, held by it while it writes.
 
@@ -571,17 +575,30 @@ class OutputFolder:
             raise
 
     def _hold(self) -> None:
-        """The folder's lock, or OutputExists if another job holds it (none where the file system has no locks)."""
+        """The folder's lock, or OutputExists if another job holds it (none where the file system has no locks).
+
+        A lock held for less than :data:`_LOCK_GRACE` seconds is waited for: a process this one starts (a
+        replacement worker, a ``pipe`` command) holds a copy of every descriptor, and so the lock of a save
+        that has just ended, from its fork until its exec closes them."""
         import fcntl
         fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            raise OutputExists(f"saveAsTextFile: another job is writing into {self.path!r} now") from None
-        except OSError:         # a file system with no locks (ENOLCK, EOPNOTSUPP): as before there were any
-            os.close(fd)
-            return
+        deadline = time.monotonic() + _LOCK_GRACE
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() < deadline:
+                    time.sleep(0.005)
+                    continue
+                os.close(fd)
+                raise OutputExists(f"saveAsTextFile: another job is writing into {self.path!r} now") from None
+            except OSError:         # a file system with no locks (ENOLCK, EOPNOTSUPP): as before there were any
+                os.close(fd)
+                return
+            except BaseException:
+                os.close(fd)
+                raise
         self._fd = fd
 
     def _release(self) -> None:
