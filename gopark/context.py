@@ -111,7 +111,11 @@ class Context:
             script = sys.argv[0] if sys.argv and sys.argv[0].endswith(".py") else "app.py"  # as the user ran it
             raise ConfigError(f"-m mesos runs a frozen app: build it first with `gopark build {script}` "
                               "and run the executable it makes")
+        # -v: gopark logs at DEBUG while this Context runs (a later Context of the process, without -v, does not)
+        self._log_level_before: int | None = None
         if self.options.verbose:
+            import logging
+            self._log_level_before = logging.getLogger("gopark").level
             self.setLogLevel("DEBUG")
         # first: a SIGTERM from now on ends the start cleanly (the ``except`` below), as it ends a job
         self._signals = _exit_on_termination()
@@ -150,6 +154,7 @@ class Context:
             if self.work_dir:
                 shutil.rmtree(self.work_dir, ignore_errors=True)
             _restore_signals(self._signals)
+            self._restore_log_level()
             raise
 
     def _make_backend(self, mem_bytes: int) -> Any:
@@ -205,6 +210,17 @@ class Context:
         finally:
             if stopping:
                 _restore_signals(self._signals)
+                self._restore_log_level()
+
+    def _restore_log_level(self) -> None:
+        """The gopark logger's level as it was before this Context's ``-v`` (if it had one), unless the app
+        has set another since (``setLogLevel``)."""
+        if self._log_level_before is not None:
+            import logging
+            logger = logging.getLogger("gopark")
+            if logger.level == logging.DEBUG:
+                logger.setLevel(self._log_level_before)
+            self._log_level_before = None
 
     def _stop_at_exit(self) -> None:
         """stop(), for a Context the app left running as the interpreter exits: a Ctrl-C that comes meanwhile
@@ -362,7 +378,12 @@ class Context:
     def runJob(self, rdd: RDD, action: list, partitions: list[int] | None = None,
                on_result: Callable[[Any], None] | None = None) -> list[Any]:
         """Run an action (as data) on partitions of ``rdd``; one result per partition (with ``on_result``:
-        each handed to it as soon as those before it have been, see ``DAGScheduler.run_job``)."""
+        each handed to it as soon as those before it have been, see ``DAGScheduler.run_job``).
+
+        Not inside a task (a function of a job calling an action, or ``sortByKey``'s sample): a RuntimeError
+        in every mode, where local mode's task, run by the job holding the scheduler, would wait for ever."""
+        if shared.in_task():
+            raise RuntimeError("an action cannot run inside a task: only the driver runs jobs")
         self._check_running()
         parts = list(range(rdd.num_partitions)) if partitions is None else list(partitions)
         if len(set(parts)) != len(parts) or not all(type(p) is int and 0 <= p < rdd.num_partitions for p in parts):

@@ -395,6 +395,20 @@ def test_an_app_without_a_main_guard_runs_its_driver_code_once(master):
     assert done.stderr.count("module level") in ((1,) if master == "local" else (2, 3))
 
 
+@pytest.mark.parametrize("master", ["local", "process:2"])
+def test_a_job_started_inside_a_task_fails_that_job_and_never_hangs(master):
+    """A function that runs an action (count; sortByKey's sample; zipWithIndex's count) on the driver's
+    Context: in local mode, where its task runs in the driver under the job's hold on the scheduler, a
+    RuntimeError that says why (it waited for ever); on a worker, which has no Context, its own error. The
+    job fails with a JobError either way, and the Context runs the next job."""
+    done = run_script("nested_job_app.py", "-m", master, "-q", "--max-failures", "1", timeout=120)
+    assert done.returncode == 0, done.stderr
+    why = ("RuntimeError an action cannot run inside a task: only the driver runs jobs" if master == "local"
+           else "IndexError list index out of range")
+    assert done.stdout == "".join(f"{f} {why}\n" for f in ("count_inside", "sort_inside", "index_inside")) + \
+        "after: 5\n"
+
+
 def test_a_function_registered_below_unguarded_driver_code_is_missing_on_workers_and_says_why():
     done = subprocess.run([sys.executable, os.path.join(APPS, "unguarded_app.py"), "-m", "process:2", "-q",
                            "--max-failures", "1"], capture_output=True, text=True, timeout=120,
