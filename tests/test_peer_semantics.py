@@ -412,3 +412,20 @@ def test_a_join_with_a_sorted_rdd_takes_keys_that_cannot_be_ordered_with_its_own
     assert sorted(map(repr, a.cogroup(b).collect())) == sorted(map(repr, [
         (1, (["a"], ["y"])), (2, (["b"], [])), (3, (["c"], [])), (None, ([], ["x"])), ("s", ([], ["z"]))]))
     assert sorted(a.leftOuterJoin(b).collect()) == [(1, ("a", "y")), (2, ("b", None)), (3, ("c", None))]
+
+
+def test_verbose_logs_at_debug_while_its_context_runs_and_no_longer_after() -> None:
+    """``-v`` (verbose=True) is the Context's: once it stops, a later Context of the same process logs as
+    before; a level the app set meanwhile (setLogLevel) is kept."""
+    import logging
+    logger = logging.getLogger("gopark")
+    before = logger.level
+    try:
+        with Context("local", verbose=True, quiet=True) as c:
+            assert logger.level == logging.DEBUG and c.parallelize(range(3), 2).count() == 3
+        assert logger.level == before
+        with Context("local", verbose=True, quiet=True) as c:
+            c.setLogLevel("ERROR")
+        assert logger.level == logging.ERROR
+    finally:
+        logger.setLevel(before)
