@@ -440,16 +440,32 @@ def read_file(path):
         return f.read()
 
 
+def hold_folder_lock(folder) -> int:
+    """Take a folder's lock as a running saveAsTextFile holds it; its descriptor. Waited for a moment: a
+    process the driver has just started (a replacement worker) holds a copy of the last save's until it
+    execs."""
+    import fcntl
+    held = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return held
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                os.close(held)
+                raise
+            time.sleep(0.01)
+
+
 def test_a_folder_another_job_is_writing_into_is_refused_and_left_alone(ctx, tmp_path):
     """While another job holds the folder (its lock, as a running saveAsTextFile holds it), a save into it
     is refused at once, even with overwrite=True, and what is there is not touched; once it is let go, the
     save replaces it."""
-    import fcntl
     out = tmp_path / "out"
     ctx.parallelize(["old"], 1).saveAsTextFile(str(out))
-    held = os.open(out, os.O_RDONLY | os.O_DIRECTORY)
+    held = hold_folder_lock(out)
     try:
-        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
         with pytest.raises(OutputExists, match="another job is writing into"):
             ctx.parallelize(["new"], 1).saveAsTextFile(str(out), overwrite=True)
         assert sorted(os.listdir(out)) == ["_SUCCESS", "part-00000"] and ctx.textFile(str(out)).collect() == ["old"]
@@ -463,11 +479,9 @@ def test_a_lock_a_just_started_process_still_holds_a_copy_of_is_waited_for(ctx, 
     """A process the driver starts (a replacement worker, a pipe command) holds a copy of the lock of a save
     that has just ended until it execs: the next save into the folder waits that moment out instead of
     being refused as if another job were writing into it."""
-    import fcntl
     out = tmp_path / "out"
     ctx.parallelize(["old"], 1).saveAsTextFile(str(out))
-    held = os.open(out, os.O_RDONLY | os.O_DIRECTORY)
-    fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    held = hold_folder_lock(out)
     child = os.fork()
     if child == 0:          # as a process between its fork and its exec: it has the descriptor, for a moment
         time.sleep(0.2)
