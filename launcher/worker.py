@@ -84,6 +84,10 @@ def main() -> int:
     # garbage collection, among them the last one, at exit, which walked it all, cold (a third of a stop)
     gc.freeze()
     serve(os.environ["GOPARK_DRIVER"], os.environ["GOPARK_TOKEN"], os.environ["GOPARK_WORKER_ID"], env)
+    # no task left to end: a SIGTERM from here on (a service manager's to the app's process group as it stops)
+    # ends the process as it would any program, not by an exception raised inside the interpreter's exit
+    # (the app's atexit handlers, threading's shutdown), which Python prints as "Exception ignored"
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     return 0        # a normal exit: the app's atexit handlers run and its open files are flushed
 
 

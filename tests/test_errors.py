@@ -626,6 +626,37 @@ def test_sigterm_while_a_context_starts_leaves_nothing(tmp_path):
     assert not [n for n in os.listdir(tmp_path) if n.startswith("gopark-")], os.listdir(tmp_path)
 
 
+SIGTERM_AS_A_WORKER_LEAVES = """
+import atexit, os, signal, time
+from gopark import Context, register_func
+armed = []
+def sigterm_at_exit():
+    os.kill(os.getpid(), signal.SIGTERM)   # a service manager's, to the app's process group, as it stops
+    time.sleep(0.2)
+    print("the worker's exit went on after its SIGTERM", flush=True)
+@register_func
+def arm(x):
+    if os.environ.get("GOPARK_ROLE") == "worker" and not armed:
+        armed.append(atexit.register(sigterm_at_exit))
+    return x
+if __name__ == "__main__":
+    with Context("process:2", quiet=True) as ctx:
+        print(ctx.parallelize(range(4), 4).map(arm).count(), flush=True)
+"""
+
+
+def test_a_sigterm_to_a_worker_that_has_left_its_task_loop_ends_it_silently(tmp_path):
+    """A worker asked to leave runs the app's atexit handlers (and threading's shutdown); a SIGTERM then
+    (``kill -TERM -PGID`` as the app stops) ends it as it would any program. It used to raise the worker's
+    Terminated inside the interpreter's exit, which Python printed on the app's stderr as "Exception
+    ignored ... gopark.errors.Terminated: 143" (found by a peer-test helper)."""
+    app = tmp_path / "term_at_exit.py"
+    app.write_text(SIGTERM_AS_A_WORKER_LEAVES)
+    run = subprocess.run([sys.executable, str(app)], capture_output=True, text=True, timeout=120,
+                         env=dict(os.environ, TMPDIR=str(tmp_path), PYTHONPATH=os.pathsep.join(sys.path)))
+    assert (run.returncode, run.stdout, run.stderr) == (0, "4\n", "")
+
+
 CTRL_C_INSIDE_START = """
 import os, signal, sys
 import zmq
