@@ -193,8 +193,9 @@ def task_broadcasts(carried: list | None) -> Iterator[None]:
     Contexts' copies (local mode runs several Contexts' tasks in one process) are left alone."""
     if carried is not None:
         owner, live = carried
-        # a snapshot: unpersist, destroy and handles' finalizers of other threads drop entries meanwhile
-        for bid, (held_by, generation, _) in list(_loaded.items()):
+        # a snapshot: unpersist, destroy and handles' finalizers of other threads drop entries meanwhile; a
+        # copy (no allocation per entry, unlike list(items()), whose garbage collection may run a finalizer)
+        for bid, (held_by, generation, _) in _loaded.copy().items():
             if held_by == owner and live.get(bid) != generation:
                 _loaded.pop(bid, None)
     with registry.temporarily(_task_local, "broadcasts", carried):
