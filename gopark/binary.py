@@ -99,11 +99,17 @@ def _live_unpack_dirs() -> set[str]:
 BUILD_ID_FILE = "gopark_build_id"
 
 
+_PARTIAL_MIN_AGE_S = 60.0     # untouched this long: no bootloader is unpacking into the folder any more
+
+
 def remove_stale_unpack_dirs(min_age_s: float = 3.0) -> list[str]:
     """Remove ``_MEI`` folders that earlier runs of this same binary left (e.g. after SIGKILL).
 
     A folder is this binary's when it holds the same build id; it is stale when
-    no live process uses it.
+    no live process uses it. A run killed while its bootloader unpacked (in its
+    first tens of milliseconds) left a folder without the build id: it is this
+    binary's when all it holds are files of this unpack (none larger), and no
+    file was written into it for a minute.
     """
     meipass = getattr(sys, "_MEIPASS", None)
     if not (is_onefile() and meipass):
@@ -121,6 +127,9 @@ def remove_stale_unpack_dirs(min_age_s: float = 3.0) -> list[str]:
             with open(os.path.join(d, BUILD_ID_FILE), "rb") as f:
                 if f.read() == build_id:
                     candidates.append(d)
+        except FileNotFoundError:
+            if _partial_unpack_of(d, meipass, now - _PARTIAL_MIN_AGE_S):
+                candidates.append(d)
         except OSError:
             continue
     if not candidates:          # the usual case: no need to read every process' environment
@@ -130,3 +139,26 @@ def remove_stale_unpack_dirs(min_age_s: float = 3.0) -> list[str]:
     for d in removed:
         shutil.rmtree(d, ignore_errors=True)
     return removed
+
+
+def _partial_unpack_of(folder: str, meipass: str, untouched_since: float) -> bool:
+    """``folder`` holds some files of ``meipass``'s unpack (at least one; at the same paths, of the same kind,
+    none larger: the last one may be half written) and nothing else, none modified since ``untouched_since``."""
+    found = False
+    try:
+        for root, dirs, files in os.walk(folder):
+            for name in dirs + files:
+                path = os.path.join(root, name)
+                st, ours = os.lstat(path), os.lstat(os.path.join(meipass, os.path.relpath(path, folder)))
+                if st.st_mtime > untouched_since or (st.st_mode ^ ours.st_mode) & 0o170000:
+                    return False
+                if os.path.islink(path):
+                    if os.readlink(path) != os.readlink(os.path.join(meipass, os.path.relpath(path, folder))):
+                        return False
+                elif not os.path.isdir(path):
+                    if st.st_size > ours.st_size:
+                        return False
+                    found = True
+    except OSError:          # a name this unpack lacks, or the folder changed meanwhile
+        return False
+    return found
