@@ -27,7 +27,7 @@ import traceback
 from collections.abc import Iterator
 from typing import Any
 
-from gopark import actions, pipeline, registry, serialize, shared
+from gopark import actions, ops, pipeline, registry, serialize, shared
 from gopark.errors import FetchFailed, SerializationError, Terminated
 from gopark.partitioner import KeyedPartitioner
 from gopark.partitioner import from_wire as partitioner_from_wire
@@ -517,8 +517,11 @@ def _no_full_collections() -> Iterator[None]:
 
 
 @registry.task_entry
-def run_task(payload: bytes, env: WorkerEnv) -> bytes:
-    """Run one packed task; the packed result (never raises for the task's own errors)."""
+def run_task(payload: bytes, env: WorkerEnv, hold: contextlib.ExitStack | None = None) -> bytes:
+    """Run one packed task; the packed result (never raises for the task's own errors). With ``hold``
+    (local mode, where the task runs in the driver), SIGINT and SIGTERM are held from the moment its code
+    has run until ``hold`` closes: what it cached is kept only if the scheduler also counts its end (its
+    accumulator updates), which it does before closing ``hold``."""
     task = serialize.unpackb(payload)
     env.keep_cached(task.get("live_cached"))
     if "path" in task and env.worker_id != DRIVER:    # the driver's sys.path changed since this worker started
@@ -527,6 +530,8 @@ def run_task(payload: bytes, env: WorkerEnv) -> bytes:
     with shared.task_updates() as updates, shared.task_broadcasts(task.get("broadcasts")), _no_full_collections():
         try:
             value, stream = _run(task, tc)
+            if hold is not None:
+                hold.enter_context(ops.signals_deferred())
             what = f"the result of {task['action'][0]}" if task["kind"] == "result" else "a shuffle"
             packed = value.data if stream else serialize.packb_checked(value, what)
             result = serialize.packb({"ok": True, "v": packed, "stream": stream, "acc": updates,

@@ -657,6 +657,59 @@ def test_a_sigterm_to_a_worker_that_has_left_its_task_loop_ends_it_silently(tmp_
     assert (run.returncode, run.stdout, run.stderr) == (0, "4\n", "")
 
 
+CTRL_C_AFTER_A_TASK_ENDED = """
+import functools, os, signal, sys, threading, time
+from gopark import Context, register_func
+from gopark.scheduler import dag
+@register_func
+def count(acc, x):
+    acc.add(1)
+    if x % 25 == 0:
+        time.sleep(1)       # each task a second: the first has ended at 1.5 s, the next one runs
+    return x
+posting = dag.DAGScheduler.post
+def ctrl_c_as_the_first_task_ends(self, event):
+    if event[0] == "end" and not pressed:
+        pressed.append(1)
+        os.kill(os.getpid(), signal.SIGINT)     # before the scheduler has taken the end (still to be queued)
+        time.sleep(0.5)
+    posting(self, event)
+pressed = []
+if __name__ == "__main__":
+    mode, when = sys.argv[1:]
+    if when == "as-it-ends":
+        dag.DAGScheduler.post = ctrl_c_as_the_first_task_ends
+    with Context(mode, quiet=True) as ctx:
+        acc = ctx.accumulator(0)
+        rdd = ctx.parallelize(range(100), 4).map(functools.partial(count, acc)).cache()
+        if when == "later":
+            threading.Timer(1.5, os.kill, (os.getpid(), signal.SIGINT)).start()
+        try:
+            rdd.count()
+        except KeyboardInterrupt:
+            print("interrupted", acc.value, flush=True)
+        print(rdd.count(), acc.value, flush=True)
+"""
+
+
+@pytest.mark.parametrize("mode, when", [("local", "later"), ("process:2", "as-it-ends")])
+def test_a_caught_ctrl_c_keeps_the_updates_of_the_tasks_that_had_ended(tmp_path, mode, when):
+    """An app catches a Ctrl-C that ends a job of a cached RDD and goes on with it: the tasks that had
+    ended keep their cached partitions, so their accumulator updates count (they are not computed again),
+    and every record counts once in all. Local mode used to drop them: a stage's ends were handled only
+    after all its tasks had run; a task whose end was still queued when the job ended (process mode) was
+    dropped with it (found by a peer-test helper)."""
+    app = tmp_path / "ctrl_c_after_a_task.py"
+    app.write_text(CTRL_C_AFTER_A_TASK_ENDED)
+    run = subprocess.run([sys.executable, str(app), mode, when], capture_output=True, text=True, timeout=120,
+                         env=dict(os.environ, TMPDIR=str(tmp_path), PYTHONPATH=os.pathsep.join(sys.path)))
+    assert run.returncode == 0, run.stderr
+    interrupted, after = run.stdout.splitlines()
+    assert after == "100 100", run.stdout
+    if mode == "local":     # one task had ended, the next was running: its updates went with it
+        assert interrupted == "interrupted 25", run.stdout
+
+
 CTRL_C_INSIDE_START = """
 import os, signal, sys
 import zmq

@@ -3,14 +3,18 @@
 - a lost map output (its folder gone) makes the reducer report FetchFailed; the
   map task runs again from lineage and the job ends with exact results;
 - a shuffle shared by two jobs runs its map stage once;
-- a job's progress lines appear once it runs longer than a second, one per stage.
+- a job's progress lines appear once it runs longer than a second, one per stage; on a terminal,
+  redrawn while its tasks run.
 """
 from __future__ import annotations
 
 import glob
 import io
 import os
+import re
 import signal
+import subprocess
+import sys
 import time
 from functools import partial
 
@@ -87,6 +91,57 @@ def test_progress_lines_one_per_stage_after_a_second(master: str) -> None:
     assert "test_scheduler.py" in lines[0] and "collect at test_scheduler.py" in lines[1], lines
     first, second = (int(line.split()[2]) for line in lines)      # numbered as they run, as in Spark
     assert second == first + 1, lines
+
+
+PROGRESS_APP = """
+import sys, time
+from gopark import Context, register_func
+@register_func
+def two_seconds(x):
+    time.sleep(2)
+    return x
+if __name__ == "__main__":
+    with Context(sys.argv[1]) as ctx:
+        print("count", ctx.parallelize(range(2), 2).map(two_seconds).count(), flush=True)
+"""
+
+
+def on_a_terminal(argv: list[str], env: dict[str, str]) -> tuple[int, str]:
+    """Run ``argv`` with stdout and stderr on a pseudo-terminal; its exit status and all it wrote there."""
+    import pty
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(argv, stdout=slave, stderr=slave, stdin=subprocess.DEVNULL, env=env)
+    os.close(slave)
+    chunks = []
+    try:
+        while True:
+            try:
+                data = os.read(master, 65536)
+            except OSError:       # EIO: every writer has closed it
+                break
+            if not data:
+                break
+            chunks.append(data)
+    finally:
+        os.close(master)
+        code = proc.wait(timeout=120)
+    return code, b"".join(chunks).decode(errors="replace")
+
+
+@pytest.mark.parametrize("master", ["local", "process:2"])
+def test_a_terminals_progress_line_shows_while_no_task_has_ended(master: str, tmp_path) -> None:
+    """On a terminal, the line shows once the job has run a second, and goes on being redrawn while tasks
+    run: here none ends before 2 s, so "0/2 tasks" shows. (It was drawn only as tasks ended, and in local
+    mode, where a stage's tasks ran before the scheduler heard of any, only once the stage was done.)"""
+    app = tmp_path / "progress_app.py"
+    app.write_text(PROGRESS_APP)
+    code, seen = on_a_terminal([sys.executable, str(app), master],
+                               dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path), TMPDIR=str(tmp_path)))
+    assert code == 0 and "count 2" in seen, seen
+    assert re.search(r"\r\[gopark\] stage \d+ count at progress_app\.py:\d+: 0/2 tasks 1\.\ds", seen), seen
+    if master == "local":    # one task after the other: the first one's end shows while the second runs
+        assert re.search(r"\r\[gopark\] stage \d+ count at progress_app\.py:\d+: 1/2 tasks [23]\.\ds", seen), seen
+    assert re.search(r"\r\[gopark\] stage \d+ count at progress_app\.py:\d+: 2/2 tasks \d\.\ds\x1b\[K\r?\n", seen), seen
 
 
 @register_func

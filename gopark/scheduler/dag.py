@@ -52,6 +52,7 @@ the Context posts for a SIGTERM whose exception Python dropped, is raised in the
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
 import itertools
 import logging
@@ -75,7 +76,9 @@ class Backend(Protocol):
     """What runs tasks: ``submit`` one, and post ``("end", tid, result, worker)`` or
     ``("lost", tid, reason, worker)`` to the scheduler when it is done; ``("worker_lost",
     worker, files_url)`` when a worker's cached partitions and the map outputs served at
-    ``files_url`` are gone (a lost Mesos executor)."""
+    ``files_url`` are gone (a lost Mesos executor). One that runs tasks in the scheduler's own
+    thread (local mode) posts ``("run", run)`` instead: the scheduler calls ``run(hold)`` (an
+    ``ExitStack`` it closes once it has handled the end) for the task's end event, or None."""
 
     def submit(self, tid: int, payload: bytes, preferred: list[str]) -> None: ...
 
@@ -155,6 +158,8 @@ class DAGScheduler:
         self._path: tuple[list[str], list[str]] | None = None
         self._generations = itertools.count(1)   # an RDD cached again after it was dropped: a new one
         self._counted_maps: dict[int, set[int]] = {}     # map tasks whose accumulator updates counted, by shuffle
+        # the tasks the last job that failed or was interrupted left out: tid -> (shuffle id of a map task, split)
+        self._cancelled: dict[int, tuple[int | None, int]] = {}
         self._ids = itertools.count()
         self._tids = itertools.count()
         self._job_lock = threading.Lock()
@@ -259,13 +264,17 @@ class DAGScheduler:
                     self._submit_stage(final)
                 while not job.done:
                     self._handle(self.events.get())
+                self._settle_queued(raising=True)   # a dropped signal's exception posted as the last task ran
                 if job.error is None:
                     self.progress.stage_done(final.id)
             finally:
                 with ops.signals_deferred():    # a second Ctrl-C must not cut this short
-                    if job.tasks:   # the job failed or was interrupted: its tasks still out are not wanted
-                        self.backend.cancel(list(job.tasks))
                     self.job = None
+                    if job.tasks:   # the job failed or was interrupted: its tasks still out are not wanted
+                        self._cancelled = {tid: (t.stage.dep.shuffle_id if t.stage.dep is not None else None,
+                                                 t.split) for tid, t in job.tasks.items()}  # (not the lineage)
+                        self.backend.cancel(list(job.tasks))
+                        self._settle_queued(raising=False)
                     self.progress.job_ended()
             log.debug("job: %s %s", final.name, "failed" if job.error else "done")
             if job.error is not None:
@@ -324,6 +333,28 @@ class DAGScheduler:
             except queue.Empty:
                 return
 
+    def _settle_queued(self, raising: bool) -> None:
+        """The events queued now, as a job ends: the ends of tasks no job waits for any more are counted
+        (see ``_handle_late_end``: the accumulators then say what the finished tasks of a job that failed or
+        was interrupted did); with ``raising``, a dropped signal's exception is raised (see ``_handle``);
+        the rest wait for the next job, in their order."""
+        others, error = [], None
+        while True:
+            try:
+                event = self.events.get_nowait()
+            except queue.Empty:
+                break
+            if event[0] in ("end", "lost"):
+                self._handle(event)
+            elif event[0] == "raise" and raising and error is None:
+                error = event[1]
+            else:
+                others.append(event)
+        for event in others:
+            self.events.put(event)
+        if error is not None:
+            raise error
+
     def _handle(self, event: tuple) -> None:
         kind = event[0]
         if kind == "end":
@@ -335,6 +366,11 @@ class DAGScheduler:
         elif kind == "stopped":
             if self.job is not None and self.job.error is None:
                 self.job.error = _stopped_error()
+        elif kind == "run":         # a task to run in this thread, now (local mode): its end is handled at once
+            with contextlib.ExitStack() as hold:     # SIGINT, SIGTERM held from its success to its end's handling
+                end = event[1](hold)
+                if end is not None:
+                    self._handle(end)
         elif kind == "raise":       # an exception the driver's thread must raise (a dropped SIGTERM's)
             raise event[1]
         else:
@@ -444,7 +480,8 @@ class DAGScheduler:
         job = self.job
         task = job.tasks.pop(tid, None) if job else None
         if task is None:
-            return  # a task of an earlier, finished job
+            self._handle_late_end(tid, payload, worker)
+            return
         job.launched.get(task.stage.id, set()).discard(task.split)
         result = serialize.unpackb(payload)
         if not result["ok"]:
@@ -458,7 +495,7 @@ class DAGScheduler:
         # a map task run again because its output was lost made the same updates: they count once
         counted = self._counted_maps.setdefault(stage.dep.shuffle_id, set()) if stage.dep is not None else None
         if counted is None or task.split not in counted:
-            self._merge_accumulators(result["acc"])
+            self._merge_accumulators(result["acc"], job)
         job.pending[stage.id].discard(task.split)
         if counted is not None:
             counted.add(task.split)
@@ -473,6 +510,27 @@ class DAGScheduler:
         if not job.pending[stage.id] and not job.launched.get(stage.id):
             self._stage_done(stage)
 
+    def _handle_late_end(self, tid: int, payload: bytes, worker: str) -> None:
+        """Mutates: cache_locs, the accumulators. A task its job had given up on (it failed, or Ctrl-C
+        interrupted it) ended after all, or its end was still queued when the job ended: what it cached is
+        kept, so its accumulator updates count (a map task's once, as always), or the partition read from
+        that cache later would never count them."""
+        if tid not in self._cancelled:
+            return  # a task of an earlier job, whose partition another attempt did
+        shuffle_id, split = self._cancelled.pop(tid)
+        result = serialize.unpackb(payload)
+        if not result["ok"]:
+            return
+        for cached in result["cached"]:
+            self.cache_locs[tuple(cached)] = worker
+        if shuffle_id is not None and shuffle_id not in self.shuffle_outputs:
+            return  # its shuffle was dropped since
+        counted = self._counted_maps.setdefault(shuffle_id, set()) if shuffle_id is not None else None
+        if counted is None or split not in counted:
+            self._merge_accumulators(result["acc"], None)
+        if counted is not None:
+            counted.add(split)
+
     @staticmethod
     def _pass_results(job: Job) -> None:
         """Mutates: results, passed. Hand ``on_result`` the results now next in partition order."""
@@ -485,9 +543,10 @@ class DAGScheduler:
             job.passed += 1
             job.on_result(value)
 
-    def _merge_accumulators(self, updates: dict[str, Any]) -> None:
-        """Mutates: the accumulators; job.error if one's merge function fails on an update (the job fails,
-        as a task would: an update is never dropped silently)."""
+    def _merge_accumulators(self, updates: dict[str, Any], job: Job | None) -> None:
+        """Mutates: the accumulators; ``job.error`` if one's merge function fails on an update of its task
+        (the job fails, as a task would: an update is never dropped silently); with no job (a task of one
+        that has ended, see ``_handle_late_end``), a warning: the job running now is not that task's."""
         for key, delta in updates.items():
             acc = shared.find_accumulator(key)
             if acc is None:     # a Context's one the app let go (while a task of an earlier job ran): not read
@@ -499,11 +558,14 @@ class DAGScheduler:
             except Exception as exc:  # noqa: BLE001  # the app's merge function, run here
                 func = registry.func_label(acc.merge_ref)
                 which = f"accumulator {key[2:]!r}" if key.startswith("n:") else "an accumulator"   # named, or not
-                if self.job is not None and self.job.error is None:
-                    self.job.error = job_error(
-                        f"{which}: merging a task's update failed in the driver: {type(exc).__name__}: {exc}"
-                        + (f" (in {func})" if func else ""),
-                        type(exc).__name__, str(exc), "".join(traceback.format_exception(exc)), func)
+                failed = f"{type(exc).__name__}: {exc}" + (f" (in {func})" if func else "")
+                if job is None:
+                    log.warning("%s: merging the update of a task of an ended job failed in the driver: %s",
+                                which, failed)
+                elif job.error is None:
+                    job.error = job_error(f"{which}: merging a task's update failed in the driver: {failed}",
+                                          type(exc).__name__, str(exc), "".join(traceback.format_exception(exc)),
+                                          func)
 
     def _stage_done(self, stage: Stage) -> None:
         """Mutates: running, waiting. Start the waiting stages whose parents are now ready."""
@@ -524,6 +586,7 @@ class DAGScheduler:
         job = self.job
         task = job.tasks.pop(tid, None) if job else None
         if task is None:
+            self._cancelled.pop(tid, None)
             return
         job.launched.get(task.stage.id, set()).discard(task.split)
         # where in the task its worker died is not known: no function is blamed

@@ -6,6 +6,8 @@ checked, accumulator updates of a retried task count once.
 """
 from __future__ import annotations
 
+import contextlib
+import functools
 from collections.abc import Callable
 
 from gopark import shuffle
@@ -14,19 +16,32 @@ from gopark.trash import Trash
 
 
 class LocalBackend:
-    """Runs each submitted task at once, in the calling thread."""
+    """Runs each submitted task in the scheduler's thread, one at a time: ``submit`` posts it, and the
+    scheduler runs it when it takes the event (``("run", ...)``), then handles its end at once. So each
+    task's end is seen as it comes (the progress line, a Ctrl-C that ends the job later), not all of a
+    stage's once the last has run."""
 
     def __init__(self, post: Callable[[tuple], None], env: WorkerEnv) -> None:
         self._post = post
         self.env = env
         self.default_parallelism = 1
         self._trash = Trash(env.work_dir)
+        self._queued: set[int] = set()
 
     def submit(self, tid: int, payload: bytes, preferred: list[str]) -> None:
-        self._post(("end", tid, run_task(payload, self.env), "driver"))
+        self._queued.add(tid)
+        self._post(("run", functools.partial(self._run, tid, payload)))
+
+    def _run(self, tid: int, payload: bytes, hold: contextlib.ExitStack) -> tuple | None:
+        """The task's end event; None for a task cancelled since it was submitted."""
+        if tid not in self._queued:
+            return None
+        self._queued.discard(tid)
+        return ("end", tid, run_task(payload, self.env, hold), "driver")
 
     def cancel(self, tids: list[int]) -> None:
-        """Nothing to do: a local task has ended before the scheduler hears of it."""
+        """Tasks not yet run are not run."""
+        self._queued.difference_update(tids)
 
     def drop_shuffles(self, shuffle_ids: list[int]) -> None:
         shuffle.remove_shuffles(shuffle_ids, self.env.work_dir, self._trash)
