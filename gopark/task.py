@@ -520,8 +520,8 @@ def _no_full_collections() -> Iterator[None]:
 def run_task(payload: bytes, env: WorkerEnv, hold: contextlib.ExitStack | None = None) -> bytes:
     """Run one packed task; the packed result (never raises for the task's own errors). With ``hold``
     (local mode, where the task runs in the driver), SIGINT and SIGTERM are held from the moment its code
-    has run until ``hold`` closes: what it cached is kept only if the scheduler also counts its end (its
-    accumulator updates), which it does before closing ``hold``."""
+    has run until ``hold`` closes, when it cached a partition and made accumulator updates: what it cached
+    is kept only if the scheduler also counts its updates, which it does before closing ``hold``."""
     task = serialize.unpackb(payload)
     env.keep_cached(task.get("live_cached"))
     if "path" in task and env.worker_id != DRIVER:    # the driver's sys.path changed since this worker started
@@ -530,7 +530,7 @@ def run_task(payload: bytes, env: WorkerEnv, hold: contextlib.ExitStack | None =
     with shared.task_updates() as updates, shared.task_broadcasts(task.get("broadcasts")), _no_full_collections():
         try:
             value, stream = _run(task, tc)
-            if hold is not None:
+            if hold is not None and updates and tc.computed:    # (else a signal now leaves no cache uncounted)
                 hold.enter_context(ops.signals_deferred())
             what = f"the result of {task['action'][0]}" if task["kind"] == "result" else "a shuffle"
             packed = value.data if stream else serialize.packb_checked(value, what)
