@@ -99,7 +99,7 @@ def _live_unpack_dirs() -> set[str]:
 BUILD_ID_FILE = "gopark_build_id"
 
 
-_PARTIAL_MIN_AGE_S = 60.0     # untouched this long: no bootloader is unpacking into the folder any more
+_PARTIAL_MIN_AGE_S = 10.0     # untouched this long: no bootloader is unpacking into it (each write touches a file)
 
 
 def remove_stale_unpack_dirs(min_age_s: float = 3.0) -> list[str]:
@@ -109,7 +109,7 @@ def remove_stale_unpack_dirs(min_age_s: float = 3.0) -> list[str]:
     no live process uses it. A run killed while its bootloader unpacked (in its
     first tens of milliseconds) left a folder without the build id: it is this
     binary's when all it holds are files of this unpack (none larger), and no
-    file was written into it for a minute.
+    file was written into it for 10 s.
     """
     meipass = getattr(sys, "_MEIPASS", None)
     if not (is_onefile() and meipass):

@@ -471,14 +471,14 @@ def _part_of_an_unpack(full: str, folder: str, files: int, age_s: float, files_a
 def test_a_folder_left_by_a_run_killed_as_it_unpacked_is_removed_by_a_later_run(
         builds: dict[str, str], tmpdir_env: dict[str, str]) -> None:
     """SIGKILL in a onefile run's first tens of milliseconds leaves part of its unpacked files in a _MEI
-    folder, without the build id. A later run removes it once nothing was written into it for a minute;
+    folder, without the build id. A later run removes it once nothing was written into it for 10 s;
     one written into since, or holding a file this binary's unpack lacks, is left (not this binary's, or
     being unpacked right now). It used to stay for ever (found by a peer-test helper)."""
     tmp = tmpdir_env["TMPDIR"]
     boot, driver = _start_long_job(builds, tmpdir_env)
     [full] = glob.glob(os.path.join(tmp, "_MEI*"))
     stale = _part_of_an_unpack(full, os.path.join(tmp, "_MEIstale1"), 7, 120, 120)
-    recent = _part_of_an_unpack(full, os.path.join(tmp, "_MEIrecent"), 7, 10, 30)
+    recent = _part_of_an_unpack(full, os.path.join(tmp, "_MEIrecent"), 7, 10, 0)
     foreign = _part_of_an_unpack(full, os.path.join(tmp, "_MEIforeign"), 3, 120, 120)
     with open(os.path.join(foreign, "not_this_apps.so"), "wb") as f:
         f.write(b"x")
