@@ -14,6 +14,7 @@ import hashlib
 import os
 import shutil
 import sys
+import tarfile
 import tempfile
 import time
 
@@ -73,6 +74,15 @@ def digest(path: str) -> str:
             h.update(os.path.relpath(full, path).encode() + b"\0")
             _hash_file(h, full)
     return h.hexdigest()
+
+
+def pack_folder(folder: str, archive: str) -> str:
+    """Write ``folder`` (a onedir build), under its own name, into the tar ``archive``: what a Mesos agent's
+    fetcher extracts into the executor's sandbox. Uncompressed: most of it is compressed libraries already,
+    and the agents cache it."""
+    with tarfile.open(archive, "w") as tar:
+        tar.add(folder, arcname=os.path.basename(folder))      # (in sorted order)
+    return archive
 
 
 @functools.cache

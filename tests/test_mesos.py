@@ -184,6 +184,30 @@ def test_a_binary_whose_name_holds_a_space_runs(app: str, cluster: MesosCluster,
     assert got.stdout == local("shared").stdout
 
 
+def test_a_onedir_build_runs_from_its_folder_shipped_as_an_archive(app: str, cluster: MesosCluster,
+                                                                   tmp_env: dict[str, str], tmp_path) -> None:
+    """A --onedir build's folder goes to the agents as a tar their fetcher extracts (and caches, once per
+    agent); the executor checks the folder's sha256 and runs tasks in workers of the folder's binary."""
+    out = tmp_path / "onedir" / "mesos_app"
+    built = subprocess.run([sys.executable, "-m", "gopark.cli", "build", APP, "-o", str(out), "--onedir"],
+                           capture_output=True, text=True, timeout=600)
+    assert built.returncode == 0, built.stderr
+    binary = str(out / "mesos_app")
+    for _ in range(2):
+        got = mesos(binary, cluster, tmp_env, "shared")
+        assert got.returncode == 0, got.stderr
+        assert got.stdout == local("shared").stdout
+    where = subprocess.run([binary, "where", "-m", cluster.master, "--mem", "256", "-q"], capture_output=True,
+                           text=True, timeout=180, env=tmp_env)
+    assert where.returncode == 0, where.stderr
+    lines = dict(line.split(" ", 1) for line in where.stdout.splitlines())
+    ran = eval(lines["WHERE"])  # noqa: S307 (our own app's printed tuples)
+    assert {w[2] for w in ran} == {"mesos_app"} and {w[3] for w in ran} == {lines["DRIVER"]}
+    fetched = [n for a in cluster.agents for uri, n in a.fetch_count.items() if uri.endswith("/mesos_app.tar")]
+    assert fetched and all(n == 1 for n in fetched)
+    assert not [n for a in cluster.agents for n in a.fetch_count if n.endswith("/mesos_app")]   # not the file
+
+
 def test_tasks_run_in_workers_of_the_fetched_binary(app: str, cluster: MesosCluster,
                                                     tmp_env: dict[str, str]) -> None:
     # started by a relative path: the driver's argv[0] is the binary's real path, its workers' too

@@ -178,8 +178,6 @@ class MesosBackend:
                  argvs: tuple[list[str], list[str]] | None = None) -> None:
         if not binary.is_frozen():
             raise ConfigError("-m mesos runs a frozen app: build it first with `gopark build app.py`")
-        if not binary.is_onefile():
-            raise ConfigError("-m mesos ships one file to the agents: build the app without --onedir")
         if threading.current_thread() is not threading.main_thread():
             raise ConfigError("a Mesos-mode Context must be made in the main thread (pymesos needs it)")
         from gopark.scheduler import mesos_http
@@ -220,7 +218,20 @@ class MesosBackend:
         self.files = FileServer(host, _BINARY_PORTS[0] + int(self.sha256[:8], 16) % _BINARY_PORTS[1])
         name = os.path.basename(binary.executable())
         self._binary_name = name
-        self._binary_url = self.files.publish_by_content(f"bin/{self.sha256}/{name}", binary.running_file())
+        if binary.is_onefile():
+            url = self.files.publish_by_content(f"bin/{self.sha256}/{name}", binary.running_file())
+            self._fetch = {"value": url, "executable": True, "extract": False, "cache": True, "output_file": name}
+            self._command = f"./{name}"
+        else:       # a onedir build: its folder, as a tar that the agent's fetcher extracts into the sandbox
+            folder = os.path.dirname(binary.executable())
+            archive = binary.pack_folder(folder, os.path.join(work_dir, f"{name}.tar"))
+            try:
+                url = self.files.publish_by_content(f"bin/{self.sha256}/{name}.tar", archive)   # (served open)
+            finally:
+                os.unlink(archive)
+            self._fetch = {"value": url, "executable": False, "extract": True, "cache": True,
+                           "output_file": f"{name}.tar"}
+            self._command = f"./{os.path.basename(folder)}/{name}"
         self.files_url = self.files.add_root("files", work_dir)   # broadcasts
         framework = {"user": getpass.getuser() or "nobody", "name": f"gopark: {app_name}",
                      "hostname": socket.gethostname(), "failover_timeout": FAILOVER_TIMEOUT, "checkpoint": False}
@@ -472,10 +483,9 @@ class MesosBackend:
             "executor_id": {"value": f"gopark-{self.sha256[:16]}"},
             "name": f"gopark executor ({self._binary_name})",
             "command": {
-                "value": shlex.quote(f"./{self._binary_name}"),     # run by a shell: a name may hold a space
+                "value": shlex.quote(self._command),     # run by a shell: a name may hold a space
                 "shell": True,
-                "uris": [{"value": self._binary_url, "executable": True, "extract": False,
-                          "cache": True, "output_file": self._binary_name}],
+                "uris": [self._fetch],
                 "environment": {"variables": [{"name": k, "value": v} for k, v in env.items()]},
             },
             "resources": _resources(EXECUTOR_CPUS, EXECUTOR_MEM),
