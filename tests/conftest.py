@@ -5,6 +5,8 @@
 - ``contexts``: the same Contexts by master, for tests that compare modes.
 - ``written_chunks``: each shuffle chunk written in this process (local
   mode): the name of its file, and whether it holds keys alone.
+- SIGINT is not ignored (a runner started in the background ignores it):
+  the apps the tests start take Ctrl-C.
 - At the end of the session no child process of pytest (a worker) and no
   ``gopark-<our pid>-*`` work folder may be left.
 """
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import glob
 import os
+import signal
 import tempfile
 
 import pytest
@@ -20,6 +23,12 @@ from apps.procs import children, describe
 from gopark import Context
 
 MASTERS = ["local", "process:2"]
+
+# A runner started in the background by a non-interactive shell (``ci &``) has SIGINT ignored, and an ignored
+# signal stays ignored across exec: the apps the tests start, which must take Ctrl-C (KeyboardInterrupt) as
+# a person's terminal sends it, would not see it. Python's own handler here makes theirs the default again.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def our_work_dirs() -> list[str]:
