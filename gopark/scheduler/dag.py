@@ -264,7 +264,7 @@ class DAGScheduler:
                     self._submit_stage(final)
                 while not job.done:
                     self._handle(self.events.get())
-                self._settle_queued(raising=True)   # a dropped signal's exception posted as the last task ran
+                self._settle_queued(ended=False)    # a dropped signal's exception posted as the last task ran
                 if job.error is None:
                     self.progress.stage_done(final.id)
             finally:
@@ -274,7 +274,7 @@ class DAGScheduler:
                         self._cancelled = {tid: (t.stage.dep.shuffle_id if t.stage.dep is not None else None,
                                                  t.split) for tid, t in job.tasks.items()}  # (not the lineage)
                         self.backend.cancel(list(job.tasks))
-                        self._settle_queued(raising=False)
+                        self._settle_queued(ended=True)
                     self.progress.job_ended()
             log.debug("job: %s %s", final.name, "failed" if job.error else "done")
             if job.error is not None:
@@ -333,20 +333,20 @@ class DAGScheduler:
             except queue.Empty:
                 return
 
-    def _settle_queued(self, raising: bool) -> None:
-        """The events queued now, as a job ends: the ends of tasks no job waits for any more are counted
-        (see ``_handle_late_end``: the accumulators then say what the finished tasks of a job that failed or
-        was interrupted did); with ``raising``, a dropped signal's exception is raised (see ``_handle``);
-        the rest wait for the next job, in their order."""
+    def _settle_queued(self, ended: bool) -> None:
+        """The events queued now, as a job ends. Once it has ended (``ended``: it failed or was interrupted,
+        ``self.job`` is None), its tasks' ends are counted (see ``_handle_late_end``: the accumulators then
+        say what its finished tasks did); before (it is done), a dropped signal's exception is raised (see
+        ``_handle``). The rest wait for the next job, in their order."""
         others, error = [], None
         while True:
             try:
                 event = self.events.get_nowait()
             except queue.Empty:
                 break
-            if event[0] in ("end", "lost"):
+            if ended and event[0] in ("end", "lost"):
                 self._handle(event)
-            elif event[0] == "raise" and raising and error is None:
+            elif not ended and event[0] == "raise" and error is None:
                 error = event[1]
             else:
                 others.append(event)

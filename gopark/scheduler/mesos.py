@@ -224,11 +224,16 @@ class MesosBackend:
             self._command = f"./{name}"
         else:       # a onedir build: its folder, as a tar that the agent's fetcher extracts into the sandbox
             folder = os.path.dirname(binary.executable())
-            archive = binary.pack_folder(folder, os.path.join(work_dir, f"{name}.tar"))
+            archive = os.path.join(work_dir, f"{name}.tar")
             try:
+                binary.pack_folder(folder, archive)
                 url = self.files.publish_by_content(f"bin/{self.sha256}/{name}.tar", archive)   # (served open)
+            except BaseException:
+                self.files.stop()
+                raise
             finally:
-                os.unlink(archive)
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(archive)
             self._fetch = {"value": url, "executable": False, "extract": True, "cache": True,
                            "output_file": f"{name}.tar"}
             self._command = f"./{os.path.basename(folder)}/{name}"
