@@ -20,7 +20,10 @@ preferences handed to the backend); the latter is ``_launch``,
 
 State. One thread owns it: the one running the job (``run_job`` blocks on
 ``events``). Backends only ``post()`` events; each kind has one ``_handle_`` (and ``("raise", exc)``, which
-the Context posts for a SIGTERM whose exception Python dropped, is raised in the job's thread).
+the Context posts for a SIGTERM whose exception Python dropped, is raised in the job's thread; ``("run",
+run)``, local mode's task, runs in it and its end is handled at once). A job that fails or is interrupted
+counts the ends of its tasks that come anyway (their cached partitions are kept: their accumulator
+updates must count).
 
     across jobs (a Context's life):
       shuffle_outputs: {shuffle_id: [location | None] per map partition}
@@ -35,6 +38,8 @@ the Context posts for a SIGTERM whose exception Python dropped, is raised in the
       _live_cached:    [[rdd_id, generation], ...] of cached, sorted: what each task carries
       _path:           (sys.path as last seen, the workers' path made of it) when it changed since the
                        Context started its workers (with the path then): what each task carries, else None
+      _cancelled:      {task_id: (shuffle_id | None, split)} the tasks the last failed or interrupted job
+                       left out: one that ends after all is counted (``_handle_late_end``)
       unwanted:        shuffle ids whose ShuffleDependency is gone (its RDD gone, or checkpointed: the
                        lineage cut), appended by its finalizer from any thread: dropped with their
                        outputs before the next job (Spark's ContextCleaner)
