@@ -497,13 +497,9 @@ class DAGScheduler:
             return  # a partition already done by another attempt
         for rdd_id, split in result["cached"]:
             self.cache_locs[(rdd_id, split)] = worker
-        # a map task run again because its output was lost made the same updates: they count once
-        counted = self._counted_maps.setdefault(stage.dep.shuffle_id, set()) if stage.dep is not None else None
-        if counted is None or task.split not in counted:
-            self._merge_accumulators(result["acc"], job)
+        self._count_updates(result["acc"], stage.dep.shuffle_id if stage.dep is not None else None, task.split, job)
         job.pending[stage.id].discard(task.split)
-        if counted is not None:
-            counted.add(task.split)
+        if stage.dep is not None:
             self.shuffle_outputs[stage.dep.shuffle_id][task.split] = serialize.unpackb(result["v"])
         else:
             value = result["v"]
@@ -526,13 +522,18 @@ class DAGScheduler:
         result = serialize.unpackb(payload)
         if not result["ok"]:
             return
-        for cached in result["cached"]:
-            self.cache_locs[tuple(cached)] = worker
-        if shuffle_id is not None and shuffle_id not in self.shuffle_outputs:
-            return  # its shuffle was dropped since
+        for rdd_id, cached_split in result["cached"]:
+            self.cache_locs[(rdd_id, cached_split)] = worker
+        if shuffle_id is None or shuffle_id in self.shuffle_outputs:     # (not a shuffle dropped since)
+            self._count_updates(result["acc"], shuffle_id, split, None)
+
+    def _count_updates(self, updates: dict[str, Any], shuffle_id: int | None, split: int, job: Job | None) -> None:
+        """Mutates: _counted_maps, the accumulators. A succeeded task's accumulator updates (``job``: see
+        ``_merge_accumulators``); a map task run again because its output was lost made the same updates:
+        they count once."""
         counted = self._counted_maps.setdefault(shuffle_id, set()) if shuffle_id is not None else None
         if counted is None or split not in counted:
-            self._merge_accumulators(result["acc"], None)
+            self._merge_accumulators(updates, job)
         if counted is not None:
             counted.add(split)
 
