@@ -13,6 +13,7 @@ import glob
 import hashlib
 import os
 import shutil
+import stat
 import sys
 import tarfile
 import tempfile
@@ -159,13 +160,14 @@ def _partial_unpack_of(folder: str, meipass: str, untouched_since: float) -> boo
         for root, dirs, files in os.walk(folder):
             for name in dirs + files:
                 path = os.path.join(root, name)
-                st, ours = os.lstat(path), os.lstat(os.path.join(meipass, os.path.relpath(path, folder)))
-                if st.st_mtime > untouched_since or (st.st_mode ^ ours.st_mode) & 0o170000:
+                twin = os.path.join(meipass, os.path.relpath(path, folder))
+                st, ours = os.lstat(path), os.lstat(twin)
+                if st.st_mtime > untouched_since or stat.S_IFMT(st.st_mode) != stat.S_IFMT(ours.st_mode):
                     return False
-                if os.path.islink(path):
-                    if os.readlink(path) != os.readlink(os.path.join(meipass, os.path.relpath(path, folder))):
+                if stat.S_ISLNK(st.st_mode):
+                    if os.readlink(path) != os.readlink(twin):
                         return False
-                elif not os.path.isdir(path):
+                elif not stat.S_ISDIR(st.st_mode):
                     if st.st_size > ours.st_size:
                         return False
                     found = True
