@@ -41,7 +41,7 @@ import zlib
 from collections import _count_elements  # type: ignore[attr-defined]  # Counter's C loop
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from gopark import inline, registry
 from gopark.io.text import texts_of
@@ -644,7 +644,8 @@ def scatter_loop(steps: tuple[tuple[str, _Slot], ...], create: _Slot | None, by:
     key goes to buffer ``k % n`` (``k & mask``), not ``hash(k) % n``: the same
     for every int but -1 and those beyond ``±(2**61 - 2)`` (whose hash is not
     themselves; :func:`scatter`'s caller moves those), at the cost of no call; and
-    the loop returns ``(k,)`` at the first key ``k`` that is not exactly an int,
+    the loop returns ``(k,)`` at the first key ``k`` that is not exactly an int, or
+    that its buffer refuses (an ``array`` of ints too narrow for it: OverflowError),
     not placed, the records after it not taken (None once they end).
     """
     mod = "% n" if by == "hash" else "& mask"       # mask: n is a power of two, and h & (n - 1) == h % n
@@ -658,8 +659,9 @@ def scatter_loop(steps: tuple[tuple[str, _Slot], ...], create: _Slot | None, by:
         elif by == "part":
             found = ["r = part(k)", then.format(a="appends[r]"),
                      *(["if type(k) is not int:", "    mixed[r] = True"] if mark else [])]
-        elif by_value:
-            found = ["if type(k) is int:", "    " + then.format(a=f"appends[k {mod}]"), "else:", "    return (k,)"]
+        elif by_value:      # (a try costs nothing until it catches)
+            found = ["if type(k) is int:", "    try:", "        " + then.format(a=f"appends[k {mod}]"),
+                     "    except OverflowError:", "        return (k,)", "else:", "    return (k,)"]
         else:
             found = ["if type(k) is int:", "    " + then.format(a=f"appends[hash(k) {mod}]"), "else:",
                      "    if type(k) is str and k.isascii():", f"        r = crc32(k.encode()) {mod}",
@@ -691,11 +693,26 @@ def scatter_loop(steps: tuple[tuple[str, _Slot], ...], create: _Slot | None, by:
                     pairs=pairs, every=[checked] if blocks else [])
 
 
+class ByValue(Protocol):
+    """Where :func:`scatter` places int keys by value (see :func:`scatter_loop`): ``array`` buffers of ints,
+    one a buffer of keys alone, filled with no int object kept."""
+
+    def start(self) -> list:
+        """The buffers the loop starts placing ints in, by value."""
+
+    def widen(self, k: int) -> list | None:
+        """The buffers hold ints too narrow for ``k``: the same, now wide enough for it, or None if none can
+        hold it (it is placed by hash, as a key that is not an int)."""
+
+    def stop(self) -> None:
+        """A key not placed by value came: every key from it on is placed by hash."""
+
+
 def scatter(records: Iterable[Any], ops: Sequence[tuple[str, Callable[..., Any]]], bufs: list[list],
             create: Callable[[Any], Any] | None, partitioner: Any, check: Callable[[Any, Any], None],
             not_a_pair: Callable[[Any], Exception], *, pairs: bool = False,
             ones: list[list] | None = None, mixed: list[bool] | None = None,
-            by_value: Callable[[bool], None] | None = None) -> None:
+            by_value: ByValue | None = None) -> None:
     """Append each (key, value) of ``records``, passed through ``ops``, to the flat buffer ``bufs[r]`` of
     its reducer ``r`` (see :func:`scatter_loop`). ``pairs``: ``records`` are (key, value) 2-tuples and
     there are no ``ops``. ``ones``: buffers for keys alone, used instead of ``bufs`` when the ``ops``
@@ -704,12 +721,11 @@ def scatter(records: Iterable[Any], ops: Sequence[tuple[str, Callable[..., Any]]
     gets a key that is not exactly an int (the others are written as int32s, or int64s).
 
     With ``by_value``, keys alone placed by a hash partitioner, one to a record,
-    are placed by value (see :func:`scatter_loop`) until the first key that is
-    not exactly an int, and by hash from it on: an int ``k`` goes to
-    ``ones[k % len(ones)]``, a misplaced -1 or beyond ``±(2**61 - 2)`` for the
-    caller to move before it writes the buffers. ``by_value(True)`` is called
-    as the loop starts placing by value, ``by_value(False)`` at that first key,
-    before it is placed; nothing when the records end (this returns)."""
+    are placed by value (see :func:`scatter_loop`) in ``by_value``'s buffers until
+    the first key that is not exactly an int (or too big for any of them), and by
+    hash into ``ones`` from it on: an int ``k`` goes to buffer ``k % len(ones)``, a
+    misplaced -1 or beyond ``±(2**61 - 2)`` for the caller to move before it writes
+    the buffers."""
     if pairs and ops:
         raise ValueError("known pairs are scattered with no per-record operations")
     records, ops = _shallow(records, ops)
@@ -728,16 +744,22 @@ def scatter(records: Iterable[Any], ops: Sequence[tuple[str, Callable[..., Any]]
     mixed = mixed if mixed is not None else [False] * n
     if by_value is not None and keys_only and by in ("mask", "hash") and _one_to_one(steps):
         records = iter(records)       # the loop by hash goes on where the loop by value stopped
-        by_value(True)
-        left = scatter_loop(steps, create_slot, by, pairs, keys_only, True)(home)(
-            records, fns, appends, create_value, part, check, not_a_pair, mixed)
-        if left is None:
+        loop = scatter_loop(steps, create_slot, by, pairs, keys_only, True)(home)
+        ints = by_value.start()
+        while (left := loop(records, fns, [b.append for b in ints], create_value, part, check, not_a_pair,
+                            mixed)) is not None:
+            (k,) = left
+            wider = by_value.widen(k) if type(k) is int else None
+            if wider is None:
+                by_value.stop()
+                r = part(k)
+                appends[r](k)
+                mixed[r] = True
+                break
+            ints = wider
+            ints[k & (n - 1) if by == "mask" else k % n].append(k)
+        else:
             return
-        by_value(False)
-        (k,) = left
-        r = part(k)
-        appends[r](k)
-        mixed[r] = True
     scatter_loop(steps, create_slot, by, pairs, keys_only)(home)(records, fns, appends, create_value, part, check,
                                                                   not_a_pair, mixed)
 

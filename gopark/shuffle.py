@@ -225,35 +225,37 @@ def ints_from(payload: bytes, flag: int) -> array.array:
     return ints
 
 
-def _keys_payload(subs: list[list], ints: bool, packer: serialize.Packer) -> tuple[bytes, int, bool]:
+def _keys_payload(subs: list[list], ints: bool, packer: serialize.Packer) -> tuple[bytes, int]:
     """A reducer's keys alone, by sub-partition, as one chunk's payload and flags: as int32s or int64s when
     they are all exactly ints (``ints``: known to be) that fit one, by sub-partition if more than one, else
-    msgpack; and whether they must be read one by one to be sure that every int among them is its own
-    hash (packed as int64s, some near or beyond ``±(2**61 - 2)``: :func:`_beyond_own_hash`; or not
-    packed as ints)."""
+    msgpack."""
     packed = pack_ints(subs) if ints else None
     if packed is None:
         flat = subs[0] if len(subs) == 1 else list(itertools.chain.from_iterable(subs))
-        return packer.pack(flat), _KEYS, True
+        return packer.pack(flat), _KEYS
     parts, flag = packed
-    unsure = flag == _INT64 and any(map(_beyond_own_hash, parts))
-    if len(subs) == 1:
-        return parts[0], _KEYS | flag, unsure
-    payload = b"".join([len(subs).to_bytes(1, "little"), *(_SUB_COUNT.pack(len(sub)) for sub in subs), *parts])
-    return payload, _KEYS | _SUBS | flag, unsure
+    return _by_sub_partition(parts, [len(sub) for sub in subs], flag)
+
+
+def _by_sub_partition(parts: list[bytes], counts: list[int], flag: int) -> tuple[bytes, int]:
+    """Packed ints of a reducer's sub-partitions (``counts`` of each) as one chunk's payload and flags."""
+    if len(parts) == 1:
+        return parts[0], _KEYS | flag
+    payload = b"".join([len(parts).to_bytes(1, "little"), *map(_SUB_COUNT.pack, counts), *parts])
+    return payload, _KEYS | _SUBS | flag
+
+
+def _little(ints: array.array) -> bytes:
+    """The ints of an array, little-endian."""
+    if sys.byteorder == "little":
+        return ints.tobytes()
+    swapped = array.array(ints.typecode, ints)
+    swapped.byteswap()
+    return swapped.tobytes()
 
 
 #: the top bytes of the little-endian int64s within ``±(2**61 - 2)``, with room to spare: such an int is its own hash
 _OWN_HASH_TOPS = bytes(range(0x00, 0x1F)) + bytes(range(0xE1, 0x100))
-
-
-def _holds(keys: list, key: Any, end: int) -> bool:
-    """``key`` is among the first ``end`` of ``keys`` (compared in C, with no copy)."""
-    try:
-        keys.index(key, 0, end)
-    except ValueError:
-        return False
-    return True
 
 
 def _beyond_own_hash(int64s: bytes) -> bool:
@@ -367,14 +369,14 @@ class _Buckets:
         self.bufs: list[list] = [[] for _ in range(n)]
         self.ones: list[list] = [[] for _ in range(n * subs)]
         self.mixed: list[bool] = [False] * (n * subs)    # ones[i] holds a key that is not exactly an int
-        # keys a reducer counts by sub-partition may be placed by value (pipeline.scatter's by_value) while
-        # every one is an int: their order in the reducer is the sub-partitions' anyway, and among equal
-        # keys it is kept (see _rehome). ``by_value``: a scatter is placing them so; ``by_value_ends``: the
-        # keys placed so since the last flush are the first ``by_value_ends[i]`` of buffer i (None: none)
+        # keys a reducer counts by sub-partition may be placed by value (pipeline.scatter's by_value), into
+        # ``ints``, while every one is an int: their order in the reducer is the sub-partitions' anyway. Never
+        # both ``ints`` and ``ones`` hold keys (the one is written out before the other is filled): the
+        # keys keep their order, and among equal keys (-1 and -1.0) the first seen stays first
         self.by_value_allowed = subs > 1
         self.other_key_seen = False      # a key that is not exactly an int came: by hash from then on
-        self.by_value = False
-        self.by_value_ends: list[int] | None = None
+        self.ints: list[array.array] = [array.array(_INT_CODES[_INT32]) for _ in range(n * subs)] \
+            if self.by_value_allowed else []
         self.held = [0]         # bytes of the chunks held
         self.reducers = [_Held(self.held, f"{path}/{r}") for r in range(n)]
         self.hold = hold
@@ -383,21 +385,26 @@ class _Buckets:
         self.flushes = 0        # chunks packed (they can no longer be taken back)
         self.packer = serialize.Packer("a shuffle record")
 
-    def placing_by_value(self, placing: bool) -> None:
-        """pipeline.scatter's ``by_value``: a scatter starts placing keys by value (``placing``), or stops at
-        a key that is not exactly an int (by hash from then on, in every scatter of this task)."""
-        if placing:
-            self.by_value = True
-        else:
-            self.other_key_seen = True
-            self.by_value_placed()
+    # -- pipeline.ByValue: int keys placed by value, into arrays of int32s (int64s once one needs it)
+    def start(self) -> list[array.array]:
+        if any(self.ones):
+            self.flush()
+        return self.ints
 
-    def by_value_placed(self) -> None:
-        """No scatter is placing keys by value (any more): the keys in the buffers until now may have been
-        placed so (checked before they are written, see :meth:`_keys_payloads`)."""
-        if self.by_value:
-            self.by_value = False
-            self.by_value_ends = [len(buf) for buf in self.ones]
+    def widen(self, k: int) -> list[array.array] | None:
+        if self.ints[0].itemsize == 8 or not -(1 << 63) <= k < 1 << 63:
+            return None
+        self.ints = [array.array(_INT_CODES[_INT64], ints) for ints in self.ints]
+        return self.ints
+
+    def stop(self) -> None:
+        self.other_key_seen = True
+        self.by_hash()
+
+    def by_hash(self) -> None:
+        """Keys are about to be placed by hash, into ``ones``: those placed by value are written out first."""
+        if any(self.ints):
+            self.flush()
 
     def flush(self) -> None:
         # keys first: they are only ever written by a scatter, before the pairs of the spill that follows it
@@ -405,8 +412,9 @@ class _Buckets:
             _write_payload(self._sink(r), payload, flags, self.compress)
         for buf in self.ones:
             buf.clear()                   # in place: a loop filling the buffers holds their ``append``
+        for ints in self.ints:
+            del ints[:]
         self.mixed[:] = [False] * len(self.mixed)
-        self.by_value_ends = None
         for r, buf in enumerate(self.bufs):
             if buf:
                 _write_chunk(self._sink(r), buf, self.packer, self.compress)
@@ -415,55 +423,35 @@ class _Buckets:
             self._write_segment()
 
     def _keys_payloads(self) -> list[tuple[int, bytes, int]]:
-        """Each reducer's keys alone (``ones``) as one chunk's payload and flags (:func:`_keys_payload`).
+        """Each reducer's keys alone (``ones``, or ``ints``) as one chunk's payload and flags."""
+        n = self.n
+        if any(self.ints):
+            self._rehome()
+            flag = _INT64 if self.ints[0].itemsize == 8 else _INT32
+            return [(r, *_by_sub_partition(list(map(_little, subs)), list(map(len, subs)), flag))
+                    for r in range(n) if any(subs := self.ints[r::n])]
+        return [(r, *_keys_payload(subs, not any(self.mixed[r::n]), self.packer))
+                for r in range(n) if any(subs := self.ones[r::n])]
 
-        Keys placed by value are checked first: every int is in buffer ``k % N``
-        (of the N buffers), which is its hash's but for -1 and those beyond
-        ``±(2**61 - 2)``; if some may be there (-1 in the last buffer, an int
-        too big for an int32 whose int64 is near or past that), the buffers
-        they may be in are read key by key, those misplaced moved to their
-        buffer, and the keys packed again.
-        """
-        n, ends = self.n, [len(buf) for buf in self.ones] if self.by_value else self.by_value_ends
-        while True:
-            out, suspects = [], []
-            for r in range(n):
-                subs = self.ones[r::n]
-                if any(subs):
-                    payload, flags, unsure = _keys_payload(subs, not any(self.mixed[r::n]), self.packer)
-                    out.append((r, payload, flags))
-                    if unsure and ends is not None:
-                        suspects += range(r, len(self.ones), n)
-            if ends is None:
-                return out
-            if _holds(self.ones[-1], -1, ends[-1]):       # where -1 goes by value; its hash is -2
-                suspects.append(len(self.ones) - 1)
-            if not suspects:
-                return out
-            self._rehome(set(suspects), ends)
-            ends = None
-
-    def _rehome(self, suspects: set[int], ends: list[int]) -> None:
-        """Move the ints placed by value (the first ``ends[i]`` keys of buffer ``i``) in the ``suspects``
-        buffers whose hash puts them elsewhere to that buffer, after its keys placed by value: before any
-        placed by hash since, so that among keys equal to it (-1.0 to -1), which can only have been
-        placed by hash, it keeps its place; its place among other keys changes (of no account to keys
-        counted by sub-partition, the only ones placed by value)."""
-        n_bufs = len(self.ones)
-        ends = [min(end, len(buf)) for end, buf in zip(ends, self.ones)]
+    def _rehome(self) -> None:
+        """Every int placed by value is in buffer ``k % N`` (of the N buffers), which is its hash's but for -1
+        (in the last buffer, its hash is -2) and those beyond ``±(2**61 - 2)`` (int64s only): those are
+        moved to their hash's buffer, after its keys (all placed by value: their order is of no account)."""
+        ints = self.ints
+        n_bufs = len(ints)
+        suspects = [i for i, buf in enumerate(ints) if buf.itemsize == 8 and _beyond_own_hash(_little(buf))]
+        if n_bufs - 1 not in suspects and -1 in ints[-1]:
+            suspects.append(n_bufs - 1)
         moved: list[list[int]] = [[] for _ in range(n_bufs)]
-        for i in sorted(suspects):
-            buf, end = self.ones[i], ends[i]
-            head = buf[:end]
-            away = [k for k in head if type(k) is int and hash(k) % n_bufs != i]
+        for i in suspects:
+            buf = ints[i]
+            away = [k for k in buf if hash(k) % n_bufs != i]
             if away:
-                buf[:end] = [k for k in head if not (type(k) is int and hash(k) % n_bufs != i)]
-                ends[i] = end - len(away)
+                buf[:] = array.array(buf.typecode, [k for k in buf if hash(k) % n_bufs == i])   # in place
                 for k in away:
                     moved[hash(k) % n_bufs].append(k)
-        for j, keys in enumerate(moved):
-            if keys:
-                self.ones[j][ends[j]:ends[j]] = keys
+        for buf, keys in zip(ints, moved):
+            buf.extend(keys)
 
     def _sink(self, r: int) -> _Held:
         self.flushes += 1
@@ -692,6 +680,7 @@ def _probe_scattering(records: Iterator[Any], ops: Sequence[tuple[str, Callable[
     nothing then, when nearly every key is new, beyond a set of its keys.
     """
     while True:
+        buckets.by_hash()       # (before the marks: the scatter below would write out keys placed by value)
         marks = [len(buf) for buf in buckets.ones]
         flushes = buckets.flushes
         # its keys are taken back if they repeat, and counted buffer by buffer: each equal key in one
@@ -731,11 +720,10 @@ def _scatter(records: Iterable[Any], ops: Sequence[tuple[str, Callable[..., Any]
             budget.reset()
 
     by_value = by_value and buckets.by_value_allowed and not buckets.other_key_seen
-    try:
-        pipeline.scatter(records, ops, buckets.bufs, create, partitioner, check, not_a_pair, ones=buckets.ones,
-                         mixed=buckets.mixed, by_value=buckets.placing_by_value if by_value else None)
-    finally:
-        buckets.by_value_placed()       # (the scatter says when it starts and when a key stops it, not its end)
+    if not by_value:
+        buckets.by_hash()
+    pipeline.scatter(records, ops, buckets.bufs, create, partitioner, check, not_a_pair, ones=buckets.ones,
+                     mixed=buckets.mixed, by_value=buckets if by_value else None)
 
 
 def read_shuffle(shuffle_id: int, locations: list[dict], reduce_id: int,
