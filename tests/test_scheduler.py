@@ -4,7 +4,7 @@
   map task runs again from lineage and the job ends with exact results;
 - a shuffle shared by two jobs runs its map stage once;
 - a job's progress lines appear once it runs longer than a second, one per stage; on a terminal,
-  redrawn while its tasks run.
+  redrawn while its tasks run, one line for each stage running at once, cut to the terminal's width.
 """
 from __future__ import annotations
 
@@ -106,10 +106,16 @@ if __name__ == "__main__":
 """
 
 
-def on_a_terminal(argv: list[str], env: dict[str, str]) -> tuple[int, str]:
-    """Run ``argv`` with stdout and stderr on a pseudo-terminal; its exit status and all it wrote there."""
+def on_a_terminal(argv: list[str], env: dict[str, str], columns: int | None = None) -> tuple[int, str]:
+    """Run ``argv`` with stdout and stderr on a pseudo-terminal (``columns`` wide: else of no size); its exit
+    status and all it wrote there."""
+    import fcntl
     import pty
+    import struct
+    import termios
     master, slave = pty.openpty()
+    if columns is not None:
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, columns, 0, 0))
     proc = subprocess.Popen(argv, stdout=slave, stderr=slave, stdin=subprocess.DEVNULL, env=env)
     os.close(slave)
     chunks = []
@@ -142,6 +148,53 @@ def test_a_terminals_progress_line_shows_while_no_task_has_ended(master: str, tm
     if master == "local":    # one task after the other: the first one's end shows while the second runs
         assert re.search(r"\r\[gopark\] stage \d+ count at progress_app\.py:\d+: 1/2 tasks [23]\.\ds", seen), seen
     assert re.search(r"\r\[gopark\] stage \d+ count at progress_app\.py:\d+: 2/2 tasks \d\.\ds\x1b\[K\r?\n", seen), seen
+
+
+JOIN_APP = """
+import sys, time
+from gopark import Context, register_func
+@register_func
+def slow_pair(x):
+    time.sleep(1.5)
+    return (x, x)
+if __name__ == "__main__":
+    with Context(sys.argv[1]) as ctx:
+        left = ctx.parallelize(range(2), 2).map(slow_pair)
+        right = ctx.parallelize(range(2), 2).map(slow_pair)
+        print("joined", left.join(right).count(), flush=True)
+"""
+
+_LIVE = r"\r\[gopark\] stage (\d+) [^\r\n]*: (\d)/2 tasks \d\.\ds\x1b\[K"
+
+
+@pytest.mark.parametrize("master", ["local", "process:2"])
+def test_a_terminal_shows_a_line_for_each_running_stage(master: str, tmp_path) -> None:
+    """The two map stages of a join run at once (in local mode their tasks one after another): on a
+    terminal, both lines are drawn, one below the other, and redrawn in place (the cursor goes up to the
+    first), until each stage's final line; then the join's own stage."""
+    app = tmp_path / "join_app.py"
+    app.write_text(JOIN_APP)
+    code, seen = on_a_terminal([sys.executable, str(app), master],
+                               dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path), TMPDIR=str(tmp_path)), 200)
+    assert code == 0 and "joined 2" in seen, seen
+    both = re.findall(_LIVE + r"\r?\n" + _LIVE, seen)     # (a terminal writes \n as \r\n)
+    assert any(first != second for first, _, second, _ in both), seen     # two stages' lines, one under the other
+    assert "\x1b[1A" in seen, seen                                          # and drawn again in place
+    finals = re.findall(r"\r\[gopark\] stage (\d+) [^\r\n]*: 2/2 tasks \d\.\ds\x1b\[K\r?\n", seen)
+    assert len(set(finals)) == 3, seen                                       # each stage ends on its line
+    assert seen.index("joined 2") > max(seen.rindex(f"stage {sid} ") for sid in finals), seen
+
+
+def test_a_terminals_lines_are_cut_to_its_width_keeping_the_counts(tmp_path) -> None:
+    """A running stage's line longer than the terminal is wide would wrap, and the next redraw would not
+    find its start: its name is cut (with an ellipsis), its counts and time stay."""
+    app = tmp_path / "a_long_name_for_an_app_that_joins.py"
+    app.write_text(JOIN_APP)
+    code, seen = on_a_terminal([sys.executable, str(app), "local"],
+                               dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path), TMPDIR=str(tmp_path)), 50)
+    assert code == 0 and "joined 2" in seen, seen
+    live = re.findall(r"\r(\[gopark\] stage \d+ [^\r\n\x1b]*: [01]/2 tasks \d\.\ds)\x1b\[K", seen)
+    assert live and all(len(line) <= 49 and "…" in line for line in live), live
 
 
 @register_func
