@@ -694,15 +694,15 @@ def scatter_loop(steps: tuple[tuple[str, _Slot], ...], create: _Slot | None, by:
 
 
 class ByValue(Protocol):
-    """Where :func:`scatter` places int keys by value (see :func:`scatter_loop`): ``array`` buffers of ints,
-    one a buffer of keys alone, filled with no int object kept."""
+    """Where :func:`scatter` places int keys by value (see :func:`scatter_loop`): an ``array`` of ints for
+    each buffer of keys alone (no int object is kept for a key)."""
 
     def start(self) -> list:
         """The buffers the loop starts placing ints in, by value."""
 
     def widen(self, k: int) -> list | None:
-        """The buffers hold ints too narrow for ``k``: the same, now wide enough for it, or None if none can
-        hold it (it is placed by hash, as a key that is not an int)."""
+        """The buffers' ints are too narrow for ``k``: the same buffers, now wide enough for it, or None if
+        none can be (it is placed by hash, as a key that is not an int)."""
 
     def stop(self) -> None:
         """A key not placed by value came: every key from it on is placed by hash."""
