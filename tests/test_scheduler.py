@@ -4,7 +4,7 @@
   map task runs again from lineage and the job ends with exact results;
 - a shuffle shared by two jobs runs its map stage once;
 - a job's progress lines appear once it runs longer than a second, one per stage; on a terminal,
-  redrawn while its tasks run, one line for each stage running at once, cut to the terminal's width.
+  redrawn while its tasks run, every stage running at once side by side, cut to the terminal's width.
 """
 from __future__ import annotations
 
@@ -164,37 +164,38 @@ if __name__ == "__main__":
         print("joined", left.join(right).count(), flush=True)
 """
 
-_LIVE = r"\r\[gopark\] stage (\d+) [^\r\n]*: (\d)/2 tasks \d\.\ds\x1b\[K"
+_PART = r"stage (\d+) [^\r\n|]*: ([01])/2 tasks \d\.\ds"
 
 
 @pytest.mark.parametrize("master", ["local", "process:2"])
-def test_a_terminal_shows_a_line_for_each_running_stage(master: str, tmp_path) -> None:
+def test_a_terminal_shows_every_running_stage(master: str, tmp_path) -> None:
     """The two map stages of a join run at once (in local mode their tasks one after another): on a
-    terminal, both lines are drawn, one below the other, and redrawn in place (the cursor goes up to the
-    first), until each stage's final line; then the join's own stage."""
+    terminal, the running line shows both side by side (as Spark's console progress bar does), redrawn
+    with a carriage return only (never moving the cursor up over what a task printed), until each
+    stage's final line; then the join's own stage."""
     app = tmp_path / "join_app.py"
     app.write_text(JOIN_APP)
     code, seen = on_a_terminal([sys.executable, str(app), master],
                                dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path), TMPDIR=str(tmp_path)), 200)
     assert code == 0 and "joined 2" in seen, seen
-    both = re.findall(_LIVE + r"\r?\n" + _LIVE, seen)     # (a terminal writes \n as \r\n)
-    assert any(first != second for first, _, second, _ in both), seen     # two stages' lines, one under the other
-    assert "\x1b[1A" in seen, seen                                          # and drawn again in place
-    finals = re.findall(r"\r\[gopark\] stage (\d+) [^\r\n]*: 2/2 tasks \d\.\ds\x1b\[K\r?\n", seen)
+    both = re.findall(r"\r\[gopark\] " + _PART + r" \| " + _PART + r"\x1b\[K", seen)
+    assert any(first != second for first, _, second, _ in both), seen       # two stages, side by side
+    assert not re.search(r"\x1b\[\d*[AF]", seen), seen                       # the cursor never goes up
+    finals = re.findall(r"\r\[gopark\] stage (\d+) [^\r\n|]*: 2/2 tasks \d\.\ds\x1b\[K\r?\n", seen)
     assert len(set(finals)) == 3, seen                                       # each stage ends on its line
     assert seen.index("joined 2") > max(seen.rindex(f"stage {sid} ") for sid in finals), seen
 
 
-def test_a_terminals_lines_are_cut_to_its_width_keeping_the_counts(tmp_path) -> None:
-    """A running stage's line longer than the terminal is wide would wrap, and the next redraw would not
-    find its start: its name is cut (with an ellipsis), its counts and time stay."""
-    app = tmp_path / "a_long_name_for_an_app_that_joins.py"
+def test_a_terminals_running_line_is_cut_to_its_width_keeping_the_counts(tmp_path) -> None:
+    """A running line longer than the terminal is wide would wrap, and the next carriage return would not
+    find its start: the stages' names are cut (with an ellipsis), their counts and times stay."""
+    app = tmp_path / "an_app_whose_name_is_long_enough_to_need_cutting.py"
     app.write_text(JOIN_APP)
     code, seen = on_a_terminal([sys.executable, str(app), "local"],
-                               dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path), TMPDIR=str(tmp_path)), 50)
+                               dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path), TMPDIR=str(tmp_path)), 80)
     assert code == 0 and "joined 2" in seen, seen
-    live = re.findall(r"\r(\[gopark\] stage \d+ [^\r\n\x1b]*: [01]/2 tasks \d\.\ds)\x1b\[K", seen)
-    assert live and all(len(line) <= 49 and "…" in line for line in live), live
+    live = re.findall(r"\r(\[gopark\] " + _PART + r" \| " + _PART + r")\x1b\[K", seen)
+    assert live and all(len(line) <= 79 and line.count("…") == 2 for line, *_ in live), live
 
 
 @register_func
