@@ -109,7 +109,10 @@ def decode_stream(action: str, data: bytes) -> list:
         elif kind == "p":
             pairs = iter(items)
             if action == "collectAsMap":
-                pieces.append(dict(zip(pairs, pairs)))
+                try:
+                    pieces.append(dict(zip(pairs, pairs)))
+                except TypeError as exc:         # an unhashable key
+                    raise TypeError(f"collectAsMap needs (key, value) pairs with hashable keys: {exc}") from None
             else:
                 records.extend(zip(pairs, pairs))
         elif action == "collectAsMap":

@@ -167,20 +167,20 @@ class KeyedPartitioner:
         return self.partitioner.get_partition(self.key(k))
 
 
-def range_bounds(sample: list, n: int) -> list:
+def range_bounds(sample: list, n: int, what: str = "sortByKey") -> list:
     """``n - 1`` bounds that cut the sorted ``sample`` into ``n`` nearly equal ranges (partition ``i``:
     keys up to ``bounds[i]``).
 
     Bounds repeat when keys do (few distinct keys): the partitions between
     equal bounds are empty, so there are always ``n`` of them, as in PySpark.
-    TypeError, saying so, for keys that cannot be ordered together.
+    TypeError, saying so (as ``what``'s), for keys that cannot be ordered together.
     """
     if n <= 1 or not sample:
         return []
     try:
         keys = sorted(sample)
     except TypeError as exc:
-        raise TypeError(f"sortByKey: the keys cannot be ordered together ({exc})") from None
+        raise TypeError(f"{what}: the keys cannot be ordered together ({exc})") from None
     # each bound is the last key of its range: a key equal to it stays in that range (bisect_left), so
     # ten equally frequent keys over ten partitions give one key each
     return [keys[max(0, (i * len(keys)) // n - 1)] for i in range(1, n)]

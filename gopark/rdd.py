@@ -825,11 +825,16 @@ class RDD:
         >>> ctx.parallelize([(3, 'c'), (1, 'a'), (2, 'b')]).sortByKey().collect()
         [(1, 'a'), (2, 'b'), (3, 'c')]
         """
+        return self._by_ranges(ascending, numSplits, keyfunc, "sortByKey")
+
+    def _by_ranges(self, ascending: bool, numSplits: int | None, keyfunc: Callable[[Any], Any] | None,  # noqa: N803
+                   what: str) -> RDD:
+        """:meth:`sortByKey`, its errors naming ``what``: the method the app called."""
         n = self._shuffle_parts(numSplits)
-        key_ref = self._f(keyfunc, "sortByKey") if keyfunc is not None else None
+        key_ref = self._f(keyfunc, what) if keyfunc is not None else None
         # about 100 keys per range to cut (Spark samples 60): better balanced ranges for little driver work
         sample = self.ctx.runJob(self, ["sample_keys", max(100, 100 * n // max(1, self.num_partitions)), key_ref])
-        bounds = range_bounds([k for part in sample for k in part], n)
+        bounds = range_bounds([k for part in sample for k in part], n, what)
         shuffled = ShuffledRDD(self, RangePartitioner(bounds, bool(ascending), n), None, False, key_ref)
         # by keyfunc's ranges, the result is not partitioned by its keys: no partitioner (a join with it
         # shuffles it), as Spark's sortBy gives none
@@ -867,7 +872,7 @@ class RDD:
 
     def _sorted(self, key: Callable[[Any], Any] | None, reverse: bool, numSplits: int | None, what: str) -> RDD:  # noqa: N803
         keyed = PipedRDD(self, "keyBy", self._f(key, what) if key is not None else None)
-        return keyed.sortByKey(not reverse, numSplits).values()
+        return keyed._by_ranges(not reverse, numSplits, None, what).values()
 
     @_numPartitions_too
     def sortBy(self, keyfunc: Callable[[Any], Any], ascending: bool = True, numSplits: int | None = None) -> RDD:
@@ -969,8 +974,11 @@ class RDD:
             for piece in pieces:
                 if not result and type(piece) is dict:
                     result = piece
-                else:
+                    continue
+                try:
                     result.update(piece)
+                except (TypeError, ValueError) as exc:   # a record that is not a pair, or an unhashable key
+                    raise type(exc)(f"collectAsMap needs (key, value) pairs with hashable keys: {exc}") from None
 
         # merged in partition order as the results come, while later tasks still run
         self.ctx.runJob(self, ["collectAsMap"], on_result=merge)

@@ -85,6 +85,24 @@ def test_sort_by_key_of_keys_that_cannot_be_ordered_says_so(ctx: Context) -> Non
         ctx.parallelize([(1, "a"), ("b", 2)], 2).sortByKey()
 
 
+def test_sort_of_records_that_cannot_be_ordered_names_the_method_called(ctx: Context) -> None:
+    """sort and sortBy sort by sortByKey's ranges: their error names them, not sortByKey."""
+    mixed = [1, "a", 2.0, (1,)] * 20
+    with pytest.raises(TypeError, match="^sort: the keys cannot be ordered together"):
+        ctx.parallelize(mixed, 3).sort()
+    with pytest.raises(TypeError, match="^sortBy: the keys cannot be ordered together"):
+        ctx.parallelize([(x, 0) for x in mixed], 3).sortBy(operator.itemgetter(0))
+
+
+def test_collect_as_map_of_records_that_are_not_pairs_says_so(ctx: Context) -> None:
+    """A record that is not a pair, or a pair with an unhashable key: the error of a dict built of them
+    (as PySpark's ``dict(collect())``), saying what collectAsMap needs; 2-item records are pairs."""
+    for records, error in (([1, 2], TypeError), ([(1, 2, 3)], ValueError), ([([1], 2)], TypeError)):
+        with pytest.raises(error, match="^collectAsMap needs \\(key, value\\) pairs with hashable keys: "):
+            ctx.parallelize(records, 2).collectAsMap()
+    assert ctx.parallelize([[1, 2], "ab", (3, 4)], 2).collectAsMap() == {1: 2, "a": "b", 3: 4}
+
+
 def test_parallelize_iterates_strings_and_dicts_as_spark_does(ctx: Context) -> None:
     assert ctx.parallelize("abc", 2).collect() == ["a", "b", "c"]
     assert ctx.parallelize({1: 2, 3: 4}).collect() == [1, 3]
