@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import functools
 import glob
-import hashlib
 import os
 import shutil
 import stat
 import sys
-import tarfile
 import tempfile
 import time
+from typing import Any
 
 
 def is_frozen() -> bool:
@@ -56,7 +55,7 @@ def replaced() -> str | None:
             "started from it would run other code; run the app again")
 
 
-def _hash_file(h: hashlib._Hash, path: str) -> None:
+def _hash_file(h: Any, path: str) -> None:
     with open(path, "rb") as f:
         for block in iter(functools.partial(f.read, 1 << 20), b""):
             h.update(block)
@@ -64,6 +63,8 @@ def _hash_file(h: hashlib._Hash, path: str) -> None:
 
 def digest(path: str) -> str:
     """sha256 of a file, or of a folder: each file's relative path and content, in sorted order."""
+    # imported here: a driver in process mode spawns its workers before it, with no OpenSSL to load first
+    import hashlib
     h = hashlib.sha256()
     if not os.path.isdir(path):
         _hash_file(h, path)
@@ -81,6 +82,7 @@ def pack_folder(folder: str, archive: str) -> str:
     """Write ``folder`` (a onedir build), under its own name, into the tar ``archive``: what a Mesos agent's
     fetcher extracts into the executor's sandbox. Uncompressed: most of it is compressed libraries already,
     and the agents cache it."""
+    import tarfile
     with tarfile.open(archive, "w") as tar:
         tar.add(folder, arcname=os.path.basename(folder))      # (in sorted order)
     return archive
