@@ -112,7 +112,7 @@ def decode_stream(action: str, data: bytes) -> list:
                 try:
                     pieces.append(dict(zip(pairs, pairs)))
                 except TypeError as exc:         # an unhashable key
-                    raise TypeError(f"collectAsMap needs (key, value) pairs with hashable keys: {exc}") from None
+                    raise not_map_pairs(exc) from None
             else:
                 records.extend(zip(pairs, pairs))
         elif action == "collectAsMap":
@@ -120,6 +120,13 @@ def decode_stream(action: str, data: bytes) -> list:
         else:
             records.extend(items)
     return pieces if action == "collectAsMap" else records
+
+
+def not_map_pairs(exc: TypeError | ValueError) -> TypeError | ValueError:
+    """The error of collectAsMap's dict refusing a record (not a pair, an unhashable key): the same type,
+    saying what collectAsMap needs (in the driver, where the dict is built: :func:`decode_stream` and
+    the merge of ``RDD.collectAsMap``)."""
+    return type(exc)(f"collectAsMap needs (key, value) pairs with hashable keys: {exc}")
 
 
 _EMPTY = object()

@@ -978,7 +978,7 @@ class RDD:
                 try:
                     result.update(piece)
                 except (TypeError, ValueError) as exc:   # a record that is not a pair, or an unhashable key
-                    raise type(exc)(f"collectAsMap needs (key, value) pairs with hashable keys: {exc}") from None
+                    raise actions.not_map_pairs(exc) from None
 
         # merged in partition order as the results come, while later tasks still run
         self.ctx.runJob(self, ["collectAsMap"], on_result=merge)
