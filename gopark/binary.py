@@ -16,7 +16,10 @@ import stat
 import sys
 import tempfile
 import time
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import hashlib
 
 
 def is_frozen() -> bool:
@@ -55,7 +58,7 @@ def replaced() -> str | None:
             "started from it would run other code; run the app again")
 
 
-def _hash_file(h: Any, path: str) -> None:
+def _hash_file(h: hashlib._Hash, path: str) -> None:
     with open(path, "rb") as f:
         for block in iter(functools.partial(f.read, 1 << 20), b""):
             h.update(block)
