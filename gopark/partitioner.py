@@ -167,7 +167,7 @@ class KeyedPartitioner:
         return self.partitioner.get_partition(self.key(k))
 
 
-def range_bounds(sample: list, n: int, what: str = "sortByKey") -> list:
+def range_bounds(sample: list, n: int, what: str) -> list:
     """``n - 1`` bounds that cut the sorted ``sample`` into ``n`` nearly equal ranges (partition ``i``:
     keys up to ``bounds[i]``).
 
