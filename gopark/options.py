@@ -93,9 +93,9 @@ def parse_master(master: str) -> Master:
         raise ConfigError(f"bad master {master!r}: local mode runs tasks in the driver, one at a time; "
                           "for N worker processes use process:N")
     if m == "process" or m.startswith("process:"):
-        n = m.partition(":")[2]
-        if not n:
+        if m == "process":
             return Master("process", os.cpu_count() or 1)
+        n = m.partition(":")[2]
         if not n.isdigit() or int(n) < 1:
             raise ConfigError(f"bad master {master!r}: process:N takes a positive number of workers")
         most = MAX_WORKERS_PER_CPU * (os.cpu_count() or 1)
@@ -107,7 +107,11 @@ def parse_master(master: str) -> Master:
         env = os.environ.get("MESOS_MASTER")
         if not env:
             raise ConfigError("master 'mesos' reads the Mesos master from $MESOS_MASTER, which is not set")
-        return parse_master(env if env.startswith(("zk://", "mesos://")) else f"mesos://{env}")
+        try:
+            return parse_master(env if env.startswith(("zk://", "mesos://")) else f"mesos://{env}")
+        except ConfigError as e:
+            raise ConfigError(f"master 'mesos' reads the Mesos master from $MESOS_MASTER={env!r}: "
+                              f"{e}") from None
     if m.startswith("mesos://"):
         address = m[len("mesos://"):].rstrip("/")
         if not _host_port(address):

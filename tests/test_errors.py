@@ -329,7 +329,7 @@ def test_task_that_always_kills_its_worker(tmp_path):
 
 # --- bad input -----------------------------------------------------------------------------
 
-@pytest.mark.parametrize("master", ["bogus", "process:0", "process:x", "process:-1", "mesos://", "zk://host",
+@pytest.mark.parametrize("master", ["bogus", "process:", "process:0", "process:x", "process:-1", "mesos://", "zk://host",
                                     "", "local local", "local:3", "process:99999", "127.0.0.1:99999", "host:0",
                                     "mesos://127.0.0.1:65536", "zk://h:1,h:70000/mesos"])
 def test_bad_master(master):
@@ -337,6 +337,15 @@ def test_bad_master(master):
         Context(master, quiet=True)
     assert "\n" not in str(info.value)
     assert repr(master) in str(info.value)
+
+
+@pytest.mark.parametrize("env", ["garbage", "mesos://garbage", "zk://host", "host:0"])
+def test_a_bad_mesos_master_in_the_environment_is_named_as_coming_from_there(monkeypatch, env):
+    monkeypatch.setenv("MESOS_MASTER", env)
+    with pytest.raises(ConfigError) as info:
+        Context("mesos", quiet=True)
+    said = str(info.value)
+    assert "\n" not in said and said.startswith(f"master 'mesos' reads the Mesos master from $MESOS_MASTER={env!r}: ")
 
 
 def test_parallel_argument_sets_the_default_number_of_partitions():
