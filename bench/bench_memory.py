@@ -1,6 +1,6 @@
 """Word count under a memory limit: does the shuffle fit in ``--mem``?
 
-    python bench/bench_memory.py [--size-mib 200] [--mem 50] [--master process:2]
+    python bench/bench_memory.py [--app wc|sort|group] [--size-mib 200] [--mem 50] [--master process:2]
 
 Runs ``apps/wc_gopark.py CORPUS -m process:2 --mem MB`` on the word-count
 corpus. ``--mem`` defaults to a quarter of the shuffle's data: without
@@ -12,6 +12,11 @@ Just before ``ctx.stop()`` the app reads VmHWM (peak RSS) from
 descendants (no gopark API). Targets (issue): the job completes, with the same
 counts as ``collections.Counter``, and each worker's peak RSS is at most 1.5x
 ``--mem``. The driver's own peak is printed for information.
+
+``--app sort`` and ``--app group`` run ``apps/rows_gopark.py`` instead (for
+context, no target of the issue): a sortBy and a groupByKey of 2M rows whose
+values are tuples of strings, made in the job, ``--mem`` 64 by default; the
+app checks its own result, the peaks are judged alike.
 """
 from __future__ import annotations
 
@@ -20,7 +25,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from _common import APPS, Row, compare_dicts, load_out, print_table, run_app
+from _common import APPS, Row, Run, compare_dicts, load_out, print_table, run_app
 from _corpus import ensure_corpus
 
 
@@ -45,10 +50,15 @@ def short_cmd(cmd: str) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--app", choices=["wc", "sort", "group"], default="wc",
+                        help="wc: the word count (the issue's target); sort, group: apps/rows_gopark.py's sortBy "
+                             "and groupByKey of nested rows (for context)")
     parser.add_argument("--size-mib", type=int, default=200)
-    parser.add_argument("--mem", type=int, default=None, help="MB per task; default corpus MiB / 4")
+    parser.add_argument("--mem", type=int, default=None, help="MB per task; default corpus MiB / 4 (wc), 64 (rows)")
     parser.add_argument("--master", default="process:2")
     opts = parser.parse_args()
+    if opts.app != "wc":
+        return rows(opts.app, opts.mem or 64, opts.master)
     mem = opts.mem or opts.size_mib // 4
 
     corpus = ensure_corpus(opts.size_mib)
@@ -59,6 +69,21 @@ def main() -> int:
         print(f"gopark: {' '.join(args)}", flush=True)
         run = run_app(args, env={"BENCH_OUT": str(out)})
         check = compare_dicts(expected, load_out(out)) if run.ok else "no result"
+    return report(run, check, mem, opts.master, f"word count of a {opts.size_mib} MiB corpus")
+
+
+def rows(op: str, mem: int, master: str) -> int:
+    """apps/rows_gopark.py OP: its rows checked by the app itself."""
+    args = [str(APPS / "rows_gopark.py"), op, "-m", master, "--mem", str(mem)]
+    print(f"gopark: {' '.join(args)}", flush=True)
+    run = run_app(args)
+    check = ("OK" if run.result.get("ok") else "MISMATCH") if run.ok else "no result"
+    what = {"sort": "sortBy", "group": "groupByKey"}[op]
+    return report(run, check, mem, master, f"{what} of 2M rows of nested strings (apps/rows_gopark.py {op})")
+
+
+def report(run: Run, check: str, mem: int, master: str, title: str) -> int:
+    """The run's peaks against ``mem``: 0 when it completed, right, with every worker within 1.5x."""
     if run.stray_pids:
         print(f"WARNING: processes left running after the app exited, ended by the bench: {run.stray_pids}")
     if not run.ok:
@@ -67,15 +92,15 @@ def main() -> int:
 
     memory = run.result.get("memory", {})
     limit = 1.5 * mem
-    print(f"\ngopark {opts.master} --mem {mem}: completed in {run.seconds:.2f} s (whole command); result {check}")
-    rows = []
+    print(f"\ngopark {master} --mem {mem}: completed in {run.seconds:.2f} s (whole command); result {check}")
+    lines = []
     for p in memory.get("procs", []):
         rss = p["hwm_mib"]
         kind = "child" if p["depth"] == 1 else f"descendant (depth {p['depth']})"
-        rows.append(Row(f"  {kind} pid {p['pid']} peak RSS MiB", rss, rss / mem, f"--mem {mem}",
+        lines.append(Row(f"  {kind} pid {p['pid']} peak RSS MiB", rss, rss / mem, f"--mem {mem}",
                         "<= 1.5x", rss <= limit, short_cmd(p["cmd"])))
-    rows.append(Row("  driver peak RSS MiB (info)", memory.get("driver_hwm_mib"), note="not judged"))
-    print_table(f"word count of a {opts.size_mib} MiB corpus with --mem {mem} (MB per task)", rows,
+    lines.append(Row("  driver peak RSS MiB (info)", memory.get("driver_hwm_mib"), note="not judged"))
+    print_table(f"{title} with --mem {mem} (MB per task)", lines,
                 "ratio = peak RSS (VmHWM) / --mem", unit="MiB")
     if not memory.get("procs"):
         print("no child process of the driver was found: is the master really a process pool?")

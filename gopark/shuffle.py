@@ -87,6 +87,36 @@ def rss_bytes() -> int:
 
 
 _CHECK_EVERY = pipeline.CHECK_EVERY   # entries (records or new keys) between two looks at the memory budget
+_FLAT = frozenset({int, float, str, bytes, bool, type(None)})
+_SIZED_ITEMS = 8        # items of a container sized by :func:`held_size`; the others count as their average
+_SIZED_LEVELS = 3       # levels of containers it looks into
+
+
+def held_size(obj: Any, levels: int = _SIZED_LEVELS) -> int:
+    """The bytes ``obj`` holds, estimated: its own size and its items', ``levels`` levels of containers down
+    (a sample of each container's first items, scaled to its length). An item shared by many containers
+    (None, True, an int from -5 to 256: Python's own) counts nothing; any other counts in each container
+    that holds it, on the safe side for a budget."""
+    size = sys.getsizeof(obj)
+    t = type(obj)
+    if t in _FLAT or not levels:
+        return size
+    if t is dict:
+        sample = list(itertools.islice(obj.items(), _SIZED_ITEMS))
+        inside = sum(_item_size(k, levels) + _item_size(v, levels) for k, v in sample)
+    elif t in (tuple, list, set, frozenset):
+        sample = list(itertools.islice(obj, _SIZED_ITEMS))
+        inside = sum(_item_size(x, levels) for x in sample)
+    else:
+        return size
+    return size + inside * len(obj) // len(sample) if sample else size
+
+
+def _item_size(item: Any, levels: int) -> int:
+    """:func:`held_size` of a container's item (one level down), nothing for an object Python shares."""
+    if item is None or type(item) is bool or (type(item) is int and -5 <= item <= 256):
+        return 0
+    return held_size(item, levels - 1)
 
 
 class Budget:
@@ -123,7 +153,7 @@ class Budget:
 
     def full_of_pairs(self, k: Any, v: Any) -> bool:
         """:meth:`full`, the sample being a (key, value) entry of a dict or of flat buffers."""
-        return self.full(sys.getsizeof(k) + sys.getsizeof(v) + 96)
+        return self.full(held_size(k) + held_size(v) + 96)
 
     def reset(self) -> None:
         """What was held is written out: count afresh, and sample sizes afresh. (No collection of the young
@@ -1140,14 +1170,6 @@ def _merge_runs(runs: list[str], folder: str, key: Callable[[Any], Any], reverse
     return runs
 
 
-def _record_size(record: Any) -> int:
-    """A record's size in memory, estimated: a tuple (a (key, value) pair) with its items' own sizes."""
-    size = sys.getsizeof(record) + 64
-    if type(record) is tuple:
-        size += sum(map(sys.getsizeof, record))
-    return size
-
-
 def external_sort(records: Iterable[Any], key: Callable[[Any], Any], reverse: bool, mem_bytes: int,
                   spill_root: str) -> Iterator[Any]:
     """``sorted(records, key, reverse)`` within a memory budget: sorted runs spilled, then merged."""
@@ -1159,7 +1181,7 @@ def external_sort(records: Iterable[Any], key: Callable[[Any], Any], reverse: bo
     try:
         for record in records:
             run.append(record)
-            if len(run) % _CHECK_EVERY == 0 and budget.full(_record_size(record)):
+            if len(run) % _CHECK_EVERY == 0 and budget.full(held_size(record) + 64):
                 if folder is None:
                     os.makedirs(spill_root, exist_ok=True)
                     folder = tempfile.mkdtemp(prefix="sort-", dir=spill_root)

@@ -3,10 +3,13 @@ from __future__ import annotations
 
 import array
 import glob
+import itertools
 import operator
 import os
 import random
+import sys
 import tempfile
+from collections.abc import Iterable
 
 import pytest
 
@@ -282,3 +285,61 @@ def test_a_wide_map_outputs_index_stays_a_small_part_of_it(tmp_path) -> None:
     assert size - index_start < size / 32, (segments, size - index_start, size)
     got = sorted(k for r in range(20_000) for chunk in shuffle.read_output(path, r) for k in chunk[::2])
     assert got == list(range(150_000))
+
+
+def _true_size(obj: object, seen: set[int]) -> int:
+    """The bytes ``obj`` and everything it holds take, each object counted once."""
+    if id(obj) in seen:
+        return 0
+    seen.add(id(obj))
+    inside: Iterable[object] = ()
+    if isinstance(obj, dict):
+        inside = itertools.chain(obj.keys(), obj.values())
+    elif isinstance(obj, (list, tuple, set, frozenset)):
+        inside = obj
+    return sys.getsizeof(obj) + sum(_true_size(x, seen) for x in inside)
+
+
+@pytest.mark.parametrize("op", ["sortBy", "groupByKey"])
+def test_what_nested_records_hold_counts_against_the_budget(monkeypatch: pytest.MonkeyPatch, op: str) -> None:
+    """Records whose values are tuples of strings: what the strings take counts too, so a sort's run (or a
+    reducer's dict) written out when the budget is spent holds about the budget, not half as much again."""
+    rows = [(f"user{i * 7919 % 100_003:07d}", (f"user{i:07d}", f"some text payload number {i}", i * 1000))
+            for i in range(60_000)]
+    held: list[int] = []
+    limits: list[int] = []
+    real_full = shuffle.Budget.full
+
+    def full(self: shuffle.Budget, size: int) -> bool:
+        limits.append(self.limit)
+        return real_full(self, size)
+
+    monkeypatch.setattr(shuffle.Budget, "full", full)
+    if op == "sortBy":
+        real_write = shuffle.write_records
+
+        def write_records(path: str, records, step: int, packer) -> None:  # noqa: ANN001
+            if isinstance(records, list):       # a sorted run (not a merge of runs)
+                held.append(_true_size(records, set()))
+            real_write(path, records, step, packer)
+
+        monkeypatch.setattr(shuffle, "write_records", write_records)
+    else:
+        real_spill = shuffle.Merger._spill
+
+        def spill(self: shuffle.Merger) -> None:
+            held.append(sum(_true_size(d, set()) for d in self._dicts()))
+            real_spill(self)
+
+        monkeypatch.setattr(shuffle.Merger, "_spill", spill)
+    with Context("local", mem=8, quiet=True) as ctx:
+        rdd = ctx.parallelize(rows, 2)
+        if op == "sortBy":
+            got = rdd.sortBy(operator.itemgetter(0), numSplits=1).collect()
+            assert got == sorted(rows, key=operator.itemgetter(0))
+        else:
+            got = rdd.groupByKey(1).mapValues(len).collectAsMap()
+            assert sum(got.values()) == len(rows) and len(got) == len({k for k, _ in rows})
+    assert len(held) >= 2, held
+    limit = max(limits)
+    assert max(held) < 1.2 * limit, (held, limit)
