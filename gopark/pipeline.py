@@ -51,7 +51,7 @@ from gopark.partitioner import HashPartitioner
 PER_RECORD = frozenset({"map", "flatMap", "filter", "mapValue", "flatMapValue", "keys", "values", "keyBy"})
 _ONE_TO_ONE = frozenset({"map", "mapValue", "keys", "values", "keyBy", "keyBySelf"})   # one record each
 
-CHECK_EVERY = 1024   # new keys between two calls of ``check``
+CHECK_EVERY = 1024   # pairs folded (new keys, where keys are counted) between two calls of ``check``
 _PIECE = 2048        # characters of lines whose words a counting loop splits at once (see _CountBudget)
 
 _NESTING = frozenset({"flatMap", "flatMapValue"})   # each opens one more ``for`` in the loop
@@ -434,7 +434,8 @@ def combine_loop(steps: tuple[tuple[str, _Slot], ...], merge: _Slot, create: _Sl
     the loop receives for ``steps[i]``: the function, or the constants of its
     inlined expression), it folds the resulting ``(k, v)`` into the dict
     ``combined``: ``merge(combined[k], v)`` for a key it holds, else ``v`` (or
-    ``create(v)``). After every ``CHECK_EVERY`` new keys it calls
+    ``create(v)``). After every ``CHECK_EVERY`` pairs folded (new keys or not:
+    a combiner may grow as values fold into it, a list appended to) it calls
     ``check(k, combined[k])``, which may empty ``combined`` (a spill). A
     result that is not a pair raises ``not_a_pair(result)``; with ``pairs``
     (no steps), every record is known to be a (key, value) 2-tuple. With
@@ -457,10 +458,10 @@ def combine_loop(steps: tuple[tuple[str, _Slot], ...], merge: _Slot, create: _Sl
             *(create.prelude("    ", "v") if create else []),
             (f"    combined[k] = {create.call('v') if create else 'v'}", create.name if create else None),
             *([("    new += 1", None)] if probe else []),
-            ("    fresh += 1", None),
-            (f"    if fresh == {CHECK_EVERY}:", None),
-            ("        fresh = 0", None),
-            ("        check(k, combined[k])", None),
+            ("fresh += 1", None),
+            (f"if fresh == {CHECK_EVERY}:", None),
+            ("    fresh = 0", None),
+            ("    check(k, combined[k])", None),
         ]
     sinks = [merge] + ([create] if create else [])
     return _compile("combine", "records, fns, combined, create, merge, check, not_a_pair", steps, sinks, sink,

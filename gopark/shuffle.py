@@ -90,6 +90,7 @@ _CHECK_EVERY = pipeline.CHECK_EVERY   # entries (records or new keys) between tw
 _FLAT = frozenset({int, float, str, bytes, bool, type(None)})
 _SIZED_ITEMS = 8        # items of a container sized by :func:`held_size`; the others count as their average
 _SIZED_LEVELS = 3       # levels of containers it looks into
+_RECENT = 8             # the samples that :meth:`Budget.full_of_entries`' average follows, about
 
 
 def held_size(obj: Any, levels: int = _SIZED_LEVELS) -> int:
@@ -154,6 +155,23 @@ class Budget:
     def full_of_pairs(self, k: Any, v: Any) -> bool:
         """:meth:`full`, the sample being a (key, value) entry of a dict or of flat buffers."""
         return self.full(held_size(k) + held_size(v) + 96)
+
+    def full_of_entries(self, entries: int, k: Any, c: Any) -> bool:
+        """The look of a dict being folded into, after ``CHECK_EVERY`` more pairs: it holds ``entries``
+        keys, ``k, c`` the entry just folded. Each look samples that entry's size into the average, which
+        goes on following the samples (combiners grow as values fold into them: a list appended to, while
+        no key is new), and the whole dict counts at that average, or at the latest sample if larger."""
+        if self._samples < _RECENT:
+            self._samples += 1
+        size = held_size(k) + held_size(c) + 96
+        self.avg += (size - self.avg) // self._samples
+        if entries * max(self.avg, size) > self.limit:      # (the average lags a growth: its latest sample not)
+            return True
+        self._ticks += 1
+        if self._ticks >= 8192:
+            self._ticks = 0
+            return rss_bytes() > self.mem * 1.2
+        return False
 
     def reset(self) -> None:
         """What was held is written out: count afresh, and sample sizes afresh. (No collection of the young
@@ -447,10 +465,33 @@ class _Buckets:
         self.mixed[:] = [False] * len(self.mixed)
         for r, buf in enumerate(self.bufs):
             if buf:
-                _write_chunk(self._sink(r), buf, self.packer, self.compress)
+                self._write_pairs(r, buf)
                 buf.clear()
         if self.held[0] >= self.hold:
             self._write_segment()
+
+    def _write_pairs(self, r: int, buf: list) -> None:
+        """Reducer ``r``'s buffer of pairs ``[k, v, ...]`` as chunks of about a quarter of ``hold`` packed
+        bytes (the first sized by its first pair's :func:`held_size`, each next one by the bytes a pair took
+        so far), the segment written whenever the chunks held reach ``hold``, and each chunk's records let
+        go once packed: a buffer of large values is never held as objects and packed whole besides (nor
+        grows the packer's own buffer to its size, which it keeps)."""
+        piece = self.hold // 4
+        step = 2 * max(1, piece // (held_size(buf[0]) + held_size(buf[1])))
+        if len(buf) <= step:
+            _write_chunk(self._sink(r), buf, self.packer, self.compress)
+            return
+        start = packed = 0
+        while start < len(buf):
+            end = min(len(buf), start + step)
+            payload = self.packer.pack(buf[start:end])
+            buf[start:end] = [None] * (end - start)
+            _write_payload(self._sink(r), payload, 0, self.compress)
+            packed += len(payload)
+            start = end
+            step = 2 * max(1, piece * start // 2 // max(packed, 1))     # whole pairs
+            if self.held[0] >= self.hold:
+                self._write_segment()
 
     def _keys_payloads(self) -> list[tuple[int, bytes, int]]:
         """Each reducer's keys alone (``ones``, or ``ints``) as one chunk's payload and flags."""
@@ -679,7 +720,7 @@ def _combine(records: Iterable[Any], ops: Sequence[tuple[str, Callable[..., Any]
         budget.reset()
 
     def check(k: Any, c: Any) -> None:
-        if budget.full_of_pairs(k, c):
+        if budget.full_of_entries(len(combined), k, c):
             spill()
 
     records = iter(records)
@@ -1050,7 +1091,8 @@ class Merger:
             pairs = itertools.chain.from_iterable(_pairs_counting_keys(chunks, count, self._unsplit))
         else:
             pairs = _pairs_of(chunks)
-        pipeline.combine(pairs, (), self.data, None, self.merge_combiners, self._check, not_a_pair, pairs=True)
+        pipeline.combine(pairs, (), self.data, None, self.merge_combiners, self._check_folded, not_a_pair,
+                         pairs=True)
         if self._subs is not None:
             self._subs.settle()
 
@@ -1076,6 +1118,11 @@ class Merger:
         A spill empties ``self.data`` in place, so a loop filling it goes on with the same dict.
         """
         if self.budget.full_of_pairs(k, v):
+            self._spill()
+
+    def _check_folded(self, k: Any, c: Any) -> None:
+        """:meth:`_check` of the combine loop (after ``_CHECK_EVERY`` more pairs folded into ``data``)."""
+        if self.budget.full_of_entries(len(self.data), k, c):
             self._spill()
 
     def _spill(self) -> None:

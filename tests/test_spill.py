@@ -13,7 +13,7 @@ from collections.abc import Iterable
 
 import pytest
 
-from gopark import Context, SerializationError, shuffle
+from gopark import Context, SerializationError, register_func, shuffle
 
 _RANDOM = random.Random(3)
 DATA = [(_RANDOM.randint(0, 10**6) * 7 % 1_000_003, "v" * 60) for _ in range(120_000)]   # ~113k distinct keys
@@ -343,3 +343,42 @@ def test_what_nested_records_hold_counts_against_the_budget(monkeypatch: pytest.
     assert len(held) >= 2, held
     limit = max(limits)
     assert max(held) < 1.2 * limit, (held, limit)
+
+
+@register_func
+def _listed(v: object) -> list:
+    return [v]
+
+
+def test_combiners_that_grow_count_against_the_budget_and_go_out_in_pieces(monkeypatch: pytest.MonkeyPatch) -> None:
+    """reduceByKey of lists over few keys: no key is new after the first records, but every fold grows a
+    list; the map side spills when what its dict holds reaches the budget, and writes each reducer's buffer
+    in chunks of a part of what it may hold, not one chunk of it all."""
+    rows = [(i % 50, f"{i:06d}" + "x" * 200) for i in range(40_000)]
+    held: list[int] = []
+    chunks: list[int] = []
+    limits: list[int] = []
+    real_entries, real_flush, real_payload = shuffle.Budget.full_of_entries, shuffle._Buckets.flush, \
+        shuffle._write_payload
+
+    def full_of_entries(self: shuffle.Budget, entries: int, k: object, c: object) -> bool:
+        limits.append(self.limit)
+        return real_entries(self, entries, k, c)
+
+    def flush(self: shuffle._Buckets) -> None:
+        held.append(_true_size(self.bufs, set()))
+        real_flush(self)
+
+    def write_payload(f, payload: bytes, flags: int, compress: bool) -> None:  # noqa: ANN001
+        chunks.append(len(payload))
+        real_payload(f, payload, flags, compress)
+
+    monkeypatch.setattr(shuffle.Budget, "full_of_entries", full_of_entries)
+    monkeypatch.setattr(shuffle._Buckets, "flush", flush)
+    monkeypatch.setattr(shuffle, "_write_payload", write_payload)
+    with Context("local", mem=8, quiet=True) as ctx:
+        got = ctx.parallelize(rows, 1).mapValue(_listed).reduceByKey(operator.add, 2).collectAsMap()
+    assert {k: sorted(v) for k, v in got.items()} == {k: sorted(v for kk, v in rows if kk == k) for k in range(50)}
+    limit = max(limits)
+    assert len(held) >= 3 and max(held) < 1.3 * limit, (held, limit)
+    assert max(chunks) < limit, (chunks, limit)      # each a part of what the task may hold
