@@ -89,42 +89,52 @@ def rss_bytes() -> int:
 _CHECK_EVERY = pipeline.CHECK_EVERY   # entries (records or new keys) between two looks at the memory budget
 _FLAT = frozenset({int, float, str, bytes, bool, type(None)})
 _SIZED_ITEMS = 8        # items of a container sized by :func:`held_size`; the others count as their average
-_SIZED_LEVELS = 3       # levels of containers it looks into
+_SIZED_LEVELS = 8       # levels of containers it looks into
+_SIZED_NODES = 64       # containers it looks into, at most (a record of records: the first ones)
+_SAMPLES = 64           # entries sampled after each reset of a Budget, whose average size counts for all
 _RECENT = 8             # the samples that :meth:`Budget.full_of_entries`' average follows, about
 
 
-def held_size(obj: Any, levels: int = _SIZED_LEVELS) -> int:
-    """The bytes ``obj`` holds, estimated: its own size and its items', ``levels`` levels of containers down
-    (a sample of each container's first items, scaled to its length). An item shared by many containers
-    (None, True, an int from -5 to 256: Python's own) counts nothing; any other counts in each container
-    that holds it, on the safe side for a budget."""
+def held_size(obj: Any) -> int:
+    """The bytes ``obj`` holds, estimated: its own size and its items', down to ``_SIZED_LEVELS`` levels of
+    containers (a sample of each container's first items, scaled to its length; at most ``_SIZED_NODES``
+    containers looked into, the first found). An item shared by many containers (None, True, an int from
+    -5 to 256: Python's own) counts nothing; any other counts in each container that holds it, on the safe
+    side for a budget."""
+    return _held(obj, _SIZED_LEVELS, [_SIZED_NODES])
+
+
+def _held(obj: Any, levels: int, nodes: list[int]) -> int:
+    """:func:`held_size` of ``obj``, ``levels`` more levels looked into, ``nodes[0]`` more containers."""
     size = sys.getsizeof(obj)
     t = type(obj)
-    if t in _FLAT or not levels:
+    if t in _FLAT or not levels or nodes[0] <= 0:
         return size
     if t is dict:
+        nodes[0] -= 1
         sample = list(itertools.islice(obj.items(), _SIZED_ITEMS))
-        inside = sum(_item_size(k, levels) + _item_size(v, levels) for k, v in sample)
+        inside = sum(_item_size(k, levels, nodes) + _item_size(v, levels, nodes) for k, v in sample)
     elif t in (tuple, list, set, frozenset):
+        nodes[0] -= 1
         sample = list(itertools.islice(obj, _SIZED_ITEMS))
-        inside = sum(_item_size(x, levels) for x in sample)
+        inside = sum(_item_size(x, levels, nodes) for x in sample)
     else:
         return size
     return size + inside * len(obj) // len(sample) if sample else size
 
 
-def _item_size(item: Any, levels: int) -> int:
-    """:func:`held_size` of a container's item (one level down), nothing for an object Python shares."""
+def _item_size(item: Any, levels: int, nodes: list[int]) -> int:
+    """:func:`_held` of a container's item (one level down), nothing for an object Python shares."""
     if item is None or type(item) is bool or (type(item) is int and -5 <= item <= 256):
         return 0
-    return held_size(item, levels - 1)
+    return _held(item, levels - 1, nodes)
 
 
 class Budget:
     """How much data a task may hold before it spills, estimated as entries are added.
 
     Every ``CHECK_EVERY`` entries, the holder samples one entry's size and
-    adds that many entries of the average sampled size (the first 64 samples
+    adds that many entries of the average sampled size (the first ``_SAMPLES`` samples
     after each reset count): over the limit, it spills (or flushes) and
     resets. The process' real RSS, read every few thousand checks, is the
     safety net.
@@ -140,7 +150,7 @@ class Budget:
 
     def full(self, size: int) -> bool:
         """``CHECK_EVERY`` more entries, one of them sampled at ``size`` bytes: is the budget spent?"""
-        if self._samples < 64:
+        if self._samples < _SAMPLES:
             self._samples += 1
             self.avg += (size - self.avg) // self._samples
         self.held += _CHECK_EVERY * self.avg
@@ -153,8 +163,13 @@ class Budget:
         return False
 
     def full_of_pairs(self, k: Any, v: Any) -> bool:
-        """:meth:`full`, the sample being a (key, value) entry of a dict or of flat buffers."""
-        return self.full(held_size(k) + held_size(v) + 96)
+        """:meth:`full`, the sample being a (key, value) entry of a dict or of flat buffers (sized only while
+        samples are taken)."""
+        return self.full(held_size(k) + held_size(v) + 96 if self._samples < _SAMPLES else self.avg)
+
+    def full_of_records(self, record: Any) -> bool:
+        """:meth:`full`, the sample being a record held in a list."""
+        return self.full(held_size(record) + 64 if self._samples < _SAMPLES else self.avg)
 
     def full_of_entries(self, entries: int, k: Any, c: Any) -> bool:
         """The look of a dict being folded into, after ``CHECK_EVERY`` more pairs: it holds ``entries``
@@ -1228,7 +1243,7 @@ def external_sort(records: Iterable[Any], key: Callable[[Any], Any], reverse: bo
     try:
         for record in records:
             run.append(record)
-            if len(run) % _CHECK_EVERY == 0 and budget.full(held_size(record) + 64):
+            if len(run) % _CHECK_EVERY == 0 and budget.full_of_records(record):
                 if folder is None:
                     os.makedirs(spill_root, exist_ok=True)
                     folder = tempfile.mkdtemp(prefix="sort-", dir=spill_root)
