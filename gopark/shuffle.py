@@ -91,7 +91,7 @@ _FLAT = frozenset({int, float, str, bytes, bool, type(None)})
 _SIZED_ITEMS = 8        # items of a container sized by :func:`held_size`; the others count as their average
 _SIZED_LEVELS = 8       # levels of containers it looks into
 _SIZED_NODES = 64       # containers it looks into, at most (a record of records: the first ones)
-_SAMPLES = 64           # entries sampled after each reset of a Budget, whose average size counts for all
+_SAMPLES = 64           # the samples a Budget's average size follows, about
 _RECENT = 8             # the samples that :meth:`Budget.full_of_entries`' average follows, about
 
 
@@ -134,9 +134,9 @@ class Budget:
     """How much data a task may hold before it spills, estimated as entries are added.
 
     Every ``CHECK_EVERY`` entries, the holder samples one entry's size and
-    adds that many entries of the average sampled size (the first ``_SAMPLES`` samples
-    after each reset count): over the limit, it spills (or flushes) and
-    resets. The process' real RSS, read every few thousand checks, is the
+    adds that many entries of the average sampled size (of about the last
+    ``_SAMPLES`` samples since the last reset), or of this sample's if larger:
+    over the limit, it spills (or flushes) and resets. The process' real RSS, read every few thousand checks, is the
     safety net.
     """
 
@@ -149,11 +149,13 @@ class Budget:
         self._ticks = 0
 
     def full(self, size: int) -> bool:
-        """``CHECK_EVERY`` more entries, one of them sampled at ``size`` bytes: is the budget spent?"""
+        """``CHECK_EVERY`` more entries, one of them sampled at ``size`` bytes: is the budget spent? They
+        count at the samples' average, or at this one's size if larger (records that grow midway: the
+        average of the small ones before would count the large ones as small)."""
         if self._samples < _SAMPLES:
             self._samples += 1
-            self.avg += (size - self.avg) // self._samples
-        self.held += _CHECK_EVERY * self.avg
+        self.avg += (size - self.avg) // self._samples
+        self.held += _CHECK_EVERY * max(self.avg, size)
         if self.held > self.limit:
             return True
         self._ticks += 1
@@ -163,13 +165,12 @@ class Budget:
         return False
 
     def full_of_pairs(self, k: Any, v: Any) -> bool:
-        """:meth:`full`, the sample being a (key, value) entry of a dict or of flat buffers (sized only while
-        samples are taken)."""
-        return self.full(held_size(k) + held_size(v) + 96 if self._samples < _SAMPLES else self.avg)
+        """:meth:`full`, the sample being a (key, value) entry of a dict or of flat buffers."""
+        return self.full(held_size(k) + held_size(v) + 96)
 
     def full_of_records(self, record: Any) -> bool:
         """:meth:`full`, the sample being a record held in a list."""
-        return self.full(held_size(record) + 64 if self._samples < _SAMPLES else self.avg)
+        return self.full(held_size(record) + 64)
 
     def full_of_entries(self, entries: int, k: Any, c: Any) -> bool:
         """The look of a dict being folded into, after ``CHECK_EVERY`` more pairs: it holds ``entries``
@@ -486,19 +487,23 @@ class _Buckets:
             self._write_segment()
 
     def _write_pairs(self, r: int, buf: list) -> None:
-        """Reducer ``r``'s buffer of pairs ``[k, v, ...]`` as chunks of about a quarter of ``hold`` packed
-        bytes (the first sized by its first pair's :func:`held_size`, each next one by the bytes a pair took
-        so far), the segment written whenever the chunks held reach ``hold``, and each chunk's records let
-        go once packed: a buffer of large values is never held as objects and packed whole besides (nor
-        grows the packer's own buffer to its size, which it keeps)."""
+        """Reducer ``r``'s buffer of pairs ``[k, v, ...]`` as chunks of about a quarter of ``hold`` bytes:
+        each chunk's pairs as many as the bytes a pair took packed so far allow (at first
+        ``_FIRST_PAIRS``), and fewer if the largest of a few pairs sampled across them says so (values
+        that grow midway); the segment written whenever the chunks held reach ``hold``, and each chunk's
+        records let go once packed. A buffer of large values is never held as objects and packed whole
+        besides (nor grows the packer's own buffer to its size, which it keeps)."""
         piece = self.hold // 4
-        step = 2 * max(1, piece // (held_size(buf[0]) + held_size(buf[1])))
-        if len(buf) <= step:
-            _write_chunk(self._sink(r), buf, self.packer, self.compress)
-            return
         start = packed = 0
+        step = 2 * _FIRST_PAIRS
         while start < len(buf):
             end = min(len(buf), start + step)
+            stride = max(2, (end - start) // 8 & ~1)       # even: a key's index
+            largest = max(held_size(buf[i]) + held_size(buf[i + 1]) for i in range(start, end, stride))
+            end = min(end, start + 2 * max(1, piece // largest))
+            if start == 0 and end == len(buf):
+                _write_chunk(self._sink(r), buf, self.packer, self.compress)
+                return
             payload = self.packer.pack(buf[start:end])
             buf[start:end] = [None] * (end - start)
             _write_payload(self._sink(r), payload, 0, self.compress)
@@ -694,6 +699,7 @@ def _hold(mem_bytes: int, reducers: int) -> int:
 
 _HOLD_MIN = 1 << 18
 _HOLD_MAX = 1 << 24
+_FIRST_PAIRS = 512      # pairs of a buffer packed as one chunk before their packed size is known
 
 
 def not_a_pair(record: Any) -> TypeError:

@@ -393,3 +393,37 @@ def test_combiners_that_grow_count_against_the_budget_and_go_out_in_pieces(monke
     limit = max(limits)
     assert len(held) >= 3 and max(held) < 1.3 * limit, (held, limit)
     assert max(chunks) < limit, (chunks, limit)      # each a part of what the task may hold
+
+
+def test_values_that_grow_midway_count_at_their_new_size(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A partition whose first records are tiny and the rest large: the budget counts the large ones at their
+    own size (not at the average of the tiny ones sampled first), and a buffer whose first pairs are tiny is
+    still written in chunks of a part of what the task may hold."""
+    rows = [(i % 500, f"s{i}" if i < 70_000 else f"{i:09d}" + "y" * 2000) for i in range(80_000)]
+    held: list[int] = []
+    chunks: list[int] = []
+    limits: list[int] = []
+    real_full, real_flush, real_payload = shuffle.Budget.full, shuffle._Buckets.flush, shuffle._write_payload
+
+    def full(self: shuffle.Budget, size: int) -> bool:
+        limits.append(self.limit)
+        return real_full(self, size)
+
+    def flush(self: shuffle._Buckets) -> None:
+        held.append(_true_size(self.bufs, set()))
+        real_flush(self)
+
+    def write_payload(f, payload: bytes, flags: int, compress: bool) -> None:  # noqa: ANN001
+        chunks.append(len(payload))
+        real_payload(f, payload, flags, compress)
+
+    monkeypatch.setattr(shuffle.Budget, "full", full)
+    monkeypatch.setattr(shuffle._Buckets, "flush", flush)
+    monkeypatch.setattr(shuffle, "_write_payload", write_payload)
+    with Context("local", mem=64, quiet=True) as ctx:       # (more looks at tiny records than are sampled)
+        got = ctx.parallelize(rows, 1).groupByKey(2).mapValue(len).collectAsMap()
+    assert got == {k: len(rows) // 500 for k in range(500)}
+    limit = max(limits)
+    step = pipeline.CHECK_EVERY * _true_size(rows[-1], set())     # what may come in between two looks
+    assert max(held) < 1.2 * limit + step, (held, limit, step)
+    assert max(chunks) <= shuffle._hold(64 << 20, 2) // 2, chunks    # about a quarter of what it holds
