@@ -136,8 +136,9 @@ class Budget:
     Every ``CHECK_EVERY`` entries, the holder samples one entry's size and
     adds that many entries of the average sampled size (of about the last
     ``_SAMPLES`` samples since the last reset), or of this sample's if larger:
-    over the limit, it spills (or flushes) and resets. The process' real RSS, read every few thousand checks, is the
-    safety net.
+    over the limit, it spills (or flushes) and resets. A dict folded into
+    counts as its entries at that size (:meth:`full_of_entries`). The
+    process' real RSS, read every few thousand checks, is the safety net.
     """
 
     def __init__(self, mem_bytes: int) -> None:
@@ -176,12 +177,13 @@ class Budget:
         """The look of a dict being folded into, after ``CHECK_EVERY`` more pairs: it holds ``entries``
         keys, ``k, c`` the entry just folded. Each look samples that entry's size into the average, which
         goes on following the samples (combiners grow as values fold into them: a list appended to, while
-        no key is new), and the whole dict counts at that average, or at the latest sample if larger."""
+        no key is new), and the whole dict counts at that average, or at the latest sample if larger, on top
+        of what :meth:`full` counted since the last reset (records scattered to buffers meanwhile)."""
         if self._samples < _RECENT:
             self._samples += 1
         size = held_size(k) + held_size(c) + 96
         self.avg += (size - self.avg) // self._samples
-        if entries * max(self.avg, size) > self.limit:      # (the average lags a growth: its latest sample not)
+        if self.held + entries * max(self.avg, size) > self.limit:    # (the average lags a growth, the sample not)
             return True
         self._ticks += 1
         if self._ticks >= 8192:
