@@ -91,6 +91,14 @@ class WorkerEnv:
                 self._move_to_disk(oldest)
             self.forget(oldest)
 
+    def remember_on_disk(self, key: tuple[int, int]) -> None:
+        """A cached partition too big to keep in memory was committed to its disk copy (see
+        :meth:`TaskContext._compute_packed`): read from there when needed."""
+        self.forget(key)
+        self.generations[key[0]] = self._live.get(key[0], 0)
+        if not self.cache_on_disk:
+            self.on_disk.add(key)
+
     def _move_to_disk(self, key: tuple[int, int]) -> None:
         """Write the disk copy of a cached partition memory cannot hold. One that cannot be written (a
         full disk) is dropped, with a warning (nothing of it left on disk): computed again if it is
@@ -147,15 +155,63 @@ def remove_cached(rdd_ids: list[int], work_dir: str, trash: Trash) -> None:
 _OWNER_HEADER = 64     # bytes before a cached partition's data in its file: the name of the task's owner file
 _CACHE_BATCH = 4096    # records packed at once into a cached partition's copy (fewer when they are big) ...
 _CACHE_CHUNK = 1 << 20     # ... so that a batch packs to about this many bytes at most
+_ON_DISK = 8           # a cached partition whose packed copy outgrows this fraction of --mem goes to disk as packed
 _MAX_LOCKS = 64        # cached partitions a task computes at once, one inside another, under their lock
 
 
-def _cached_records(packed: bytes) -> Iterator[Any]:
-    """The records of a cached partition's packed copy (batches one after another), unpacked a batch at a
-    time as they are taken; a copy cut short (a damaged file) fails, not taken for fewer records."""
-    if not packed:           # (a partition with no record is an empty batch)
+def _cached_records(packed: bytes | io.BufferedReader) -> Iterator[Any]:
+    """The records of a cached partition's packed copy (batches one after another): in memory, or a file
+    open past its header (closed once read), unpacked a batch at a time as they are taken; a copy cut short
+    (a damaged file) fails, not taken for fewer records."""
+    if isinstance(packed, bytes):
+        f, empty = io.BytesIO(packed), not packed
+    else:
+        f, empty = packed, packed.tell() >= os.fstat(packed.fileno()).st_size
+    if empty:           # (a partition with no record is an empty batch)
+        f.close()
         raise ValueError("a cached partition's copy is empty: was its file damaged?")
-    return itertools.chain.from_iterable(serialize.unpack_file(io.BytesIO(packed), "a cached partition's copy"))
+    return itertools.chain.from_iterable(_unpacked(f))
+
+
+def _unpacked(f: io.BytesIO | io.BufferedReader) -> Iterator[list]:
+    """The batches of ``f``, which is closed once they are read (or they are let go)."""
+    with f:
+        yield from serialize.unpack_file(f, "a cached partition's copy")
+
+
+def _write_chunks(out: io.FileIO, chunks: list[bytes]) -> None:
+    """Write each of ``chunks`` to ``out`` (unbuffered), letting it go once written: those left in the
+    list when a write fails were not written whole."""
+    while chunks:
+        view = memoryview(chunks[0])
+        while view:
+            view = view[out.write(view):]
+        del chunks[0]
+
+
+def _read_back(path: str, size: int) -> bytes:
+    """The first ``size`` bytes of a cached partition's copy in ``path``, past its header."""
+    with open(path, "rb") as f:
+        f.seek(_OWNER_HEADER)
+        return f.read(size)
+
+
+def _open_copy(path: str) -> io.BufferedReader:
+    """A cached partition's copy in the file ``path``, open past its header."""
+    f = open(path, "rb")
+    f.seek(_OWNER_HEADER)
+    return f
+
+
+class _OnDisk:
+    """A cached partition a task computed that is too big to hold in memory: written whole as it was
+    computed, to ``path`` (a temporary file, with a header of :data:`_OWNER_HEADER` zeros), until the task
+    publishes or commits it."""
+
+    __slots__ = ("path",)
+
+    def __init__(self, path: str) -> None:
+        self.path = path
 
 
 class TaskContext:
@@ -183,7 +239,7 @@ class TaskContext:
 
     def __init__(self, env: WorkerEnv) -> None:
         self.env = env
-        self.computed: dict[tuple[int, int], bytes] = {}
+        self.computed: dict[tuple[int, int], bytes | _OnDisk] = {}
         self.published: set[tuple[int, int]] = set()     # computed, and on the shared disk as this task's
         self._owner: tuple[int, str] | None = None      # this task's owner file, locked: fd and path
         self._locks_held = 0
@@ -192,7 +248,9 @@ class TaskContext:
         """A cached RDD's partition: from this process's memory, its disk copy (shared by the host's workers;
         in local mode, written when memory could not hold it), or computed once now."""
         env, key = self.env, (rdd.id, split)
-        packed = env.cache.get(key) or self.computed.get(key)
+        packed: bytes | io.BufferedReader | None = env.cache.get(key)
+        if packed is None and (copy := self.computed.get(key)) is not None:
+            packed = copy if isinstance(copy, bytes) else _open_copy(copy.path)
         if packed is None and key in env.on_disk:
             packed = self._shared(key)
         lock = None
@@ -206,17 +264,17 @@ class TaskContext:
                 packed = self._shared(key, clean=True)      # published while this one waited
             if packed is not None:
                 return _cached_records(packed)
-            records, packed = self._compute_packed(rdd, split)
-            self.computed[key] = packed
+            records, copy = self._compute_packed(rdd, split)
+            self.computed[key] = copy
             if lock is not None:
-                self._publish(key, packed)
+                self._publish(key, copy)
             return records
         finally:
             if lock is not None:
                 os.close(lock)
                 self._locks_held -= 1
 
-    def _compute_packed(self, rdd: RDD, split: int) -> tuple[Iterator[Any], bytes]:
+    def _compute_packed(self, rdd: RDD, split: int) -> tuple[Iterator[Any], bytes | _OnDisk]:
         """A cached RDD's partition computed, whole (as Spark's: ``take(1)`` of it computes all of it), and
         packed as it comes, a batch at a time: its records, and its packed copy.
 
@@ -225,57 +283,104 @@ class TaskContext:
         batches already packed are let go and the records are read back from the packed copy as they are
         taken: the partition is held whole once, packed (twice for a moment, as its batches are joined),
         not also as a list of its objects (a partition of 1M small tuples cached by a worker given
-        ``--mem 64`` took 288 MiB; now about the budget).
+        ``--mem 64`` took 288 MiB; now about the budget). A packed copy that outgrows ``1/_ON_DISK`` of
+        ``--mem`` goes on to a file of its own as it is packed (:class:`_OnDisk`), and the records are read
+        back from there: a partition bigger than memory is not held at all (200k records of 1 KB, in two
+        partitions cached by two workers given ``--mem 64``, took 224 MiB each).
         """
         keep_until = self.env.mem_bytes // 16
         packer = serialize.Packer("cache")
         kept: list[list] | None = []
         chunks: list[bytes] = []
         size, step = 0, _CACHE_BATCH
+        out: io.FileIO | None = None        # the file of a copy memory cannot hold (and its path)
+        path = ""
+        to_disk = True
         records = iter(rdd.compute(split, self))
-        while True:
-            batch = list(itertools.islice(records, step))
-            if not batch and chunks:
-                break
-            try:
-                chunk = packer.pack(batch)
-            except SerializationError as exc:      # blamed on what made the records, not on what reads them
-                made_by = _made_by(rdd)
-                if made_by is not None:
-                    exc.gopark_func = made_by          # type: ignore[attr-defined]
-                else:
-                    exc.gopark_action = "cache"        # type: ignore[attr-defined]
-                raise
-            chunks.append(chunk)
-            size += len(chunk)
-            if kept is not None:
-                if size <= keep_until:
-                    kept.append(batch)
-                else:
-                    kept = None
-            if len(chunk) > _CACHE_CHUNK:     # big records: fewer of them a batch
-                step = max(1, step * _CACHE_CHUNK // len(chunk))
-            del batch
+        try:
+            while True:
+                batch = list(itertools.islice(records, step))
+                if not batch and (chunks or out is not None):
+                    break
+                try:
+                    chunk = packer.pack(batch)
+                except SerializationError as exc:      # blamed on what made the records, not on what reads them
+                    made_by = _made_by(rdd)
+                    if made_by is not None:
+                        exc.gopark_func = made_by          # type: ignore[attr-defined]
+                    else:
+                        exc.gopark_action = "cache"        # type: ignore[attr-defined]
+                    raise
+                chunks.append(chunk)
+                size += len(chunk)
+                if kept is not None:
+                    if size <= keep_until:
+                        kept.append(batch)
+                    else:
+                        kept = None
+                if to_disk and out is None and size > self.env.mem_bytes // _ON_DISK:
+                    try:
+                        out, path = self._copy_file(rdd.id, split)
+                    except OSError:
+                        to_disk = False
+                if out is not None:
+                    try:
+                        _write_chunks(out, chunks)
+                    except OSError:     # a full disk, say: held in memory after all, as before the file
+                        chunks.insert(0, _read_back(path, size - sum(map(len, chunks))))
+                        out.close()
+                        _unlink(path)
+                        out, to_disk = None, False
+                if len(chunk) > _CACHE_CHUNK:     # big records: fewer of them a batch
+                    step = max(1, step * _CACHE_CHUNK // len(chunk))
+                del batch, chunk
+            if out is not None:
+                out.close()
+        except BaseException:
+            if out is not None:
+                out.close()
+                _unlink(path)
+            raise
+        if out is not None:
+            return _cached_records(_open_copy(path)), _OnDisk(path)
         packed = chunks[0] if len(chunks) == 1 else b"".join(chunks)
         del chunks
         return (itertools.chain.from_iterable(kept) if kept is not None else _cached_records(packed)), packed
 
-    def _shared(self, key: tuple[int, int], clean: bool = False) -> bytes | None:
-        """The disk copy of a cached partition: committed, or published by a task that still runs
-        (``clean``, under the partition's lock: remove a copy whose task is gone)."""
+    def _copy_file(self, rdd_id: int, split: int) -> tuple[io.FileIO, str]:
+        """A new file for a cached partition's copy that memory cannot hold, its header zeros (see
+        :class:`_OnDisk`), in the cache folder (which the copy is moved within, to publish or commit it)."""
+        folder = os.path.dirname(self.env.cache_path(rdd_id, split))
+        os.makedirs(folder, exist_ok=True)
+        fd, path = tempfile.mkstemp(prefix=f"{rdd_id}-{split}.", suffix=".tmp", dir=folder)
+        out = io.FileIO(fd, "wb")
+        try:
+            _write_chunks(out, [bytes(_OWNER_HEADER)])
+        except BaseException:
+            out.close()
+            _unlink(path)
+            raise
+        return out, path
+
+    def _shared(self, key: tuple[int, int], clean: bool = False) -> io.BufferedReader | None:
+        """The disk copy of a cached partition, open past its header (its records are read from it as they
+        are taken): committed, or published by a task that still runs (``clean``, under the partition's
+        lock: remove a copy whose task is gone). Either stays whole while open: a copy is only ever
+        replaced or removed, never written in place."""
         path = self.env.cache_path(*key)
         for name in (path, path + ".t", path):     # committed; published; committed meanwhile
             try:
-                with open(name, "rb") as f:
-                    header = f.read(_OWNER_HEADER)
-                    if name != path and not _owner_runs(os.path.dirname(path), header):
-                        packed = None
-                    else:
-                        packed = f.read()       # (read apart from the header: not copied once more to cut it)
+                f = open(name, "rb")
             except FileNotFoundError:
                 continue
-            if packed is not None:
-                return packed
+            try:
+                header = f.read(_OWNER_HEADER)
+                if name == path or _owner_runs(os.path.dirname(path), header):
+                    return f
+            except BaseException:
+                f.close()
+                raise
+            f.close()
             if clean:           # its task is gone: so are the copy and the owner file (if a process died)
                 _unlink(name)
                 if owner := _owner_name(header):
@@ -299,22 +404,36 @@ class TaskContext:
             raise
         return fd
 
-    def _publish(self, key: tuple[int, int], packed: bytes) -> None:
+    def _publish(self, key: tuple[int, int], copy: bytes | _OnDisk) -> None:
         """Put a partition this task computed on the shared disk, as its own until it commits."""
         if self._owner is None:
             folder = os.path.dirname(self.env.cache_path(*key))
             fd, owner = tempfile.mkstemp(prefix="owner-", dir=folder)
             fcntl.lockf(fd, fcntl.LOCK_EX)       # until this task ends (or its process does)
             self._owner = fd, owner
-        path = self.env.cache_path(*key)
-        _write_atomically(path + ".t", os.path.basename(self._owner[1]).encode().ljust(_OWNER_HEADER), packed)
+        path = self.env.cache_path(*key) + ".t"
+        header = os.path.basename(self._owner[1]).encode().ljust(_OWNER_HEADER)
+        if isinstance(copy, bytes):
+            _write_atomically(path, header, copy)
+        else:           # already on disk, whole: named this task's, then moved where readers look
+            fd = os.open(copy.path, os.O_WRONLY | os.O_CLOEXEC)
+            try:
+                os.pwrite(fd, header, 0)
+            finally:
+                os.close(fd)
+            os.replace(copy.path, path)
+            copy.path = path
         self.published.add(key)
 
     def release(self) -> None:
-        """The task ended: what it published and did not commit goes, and its owner file."""
+        """The task ended: what it published and did not commit goes, its copies that memory could not
+        hold, and its owner file."""
         for key in self.published:
             _unlink(self.env.cache_path(*key) + ".t")
         self.published.clear()
+        for copy in self.computed.values():
+            if isinstance(copy, _OnDisk) and copy.path.endswith(".tmp"):   # (neither published nor committed)
+                _unlink(copy.path)
         if self._owner is not None:
             fd, owner = self._owner
             _unlink(owner)
@@ -324,16 +443,22 @@ class TaskContext:
     def commit(self) -> None:
         """The task succeeded: keep what it cached."""
         env = self.env
-        for key, packed in self.computed.items():
+        for key, copy in self.computed.items():
+            path = env.cache_path(*key)
+            if isinstance(copy, _OnDisk):       # memory could not hold it: its disk copy is the one kept
+                os.replace(copy.path, path)
+                copy.path = path
+                self.published.discard(key)
+                env.remember_on_disk(key)
+                continue
             if env.cache_on_disk:
-                path = env.cache_path(*key)
                 if key in self.published:
                     os.replace(path + ".t", path)
                     self.published.discard(key)
                 else:
                     os.makedirs(os.path.dirname(path), exist_ok=True)
-                    _write_atomically(path, bytes(_OWNER_HEADER), packed)
-            env.remember(key, packed)
+                    _write_atomically(path, bytes(_OWNER_HEADER), copy)
+            env.remember(key, copy)
 
     def read_shuffle(self, shuffle_id: int, locations: list[dict], reduce_id: int) -> Iterator[tuple[Any, Any]]:
         """This reducer's pairs of a shuffle: from local disk, or fetched from other executors."""

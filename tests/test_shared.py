@@ -504,26 +504,77 @@ def block_of_text(calls, i):
     return [f"{i:02d}-{j:06d}-" + "x" * 90 for j in range(3000)]      # about 300 KB a partition
 
 
+@register_func
+def lines_of_text(calls, i):
+    calls.add(1)
+    return [f"{i:02d}-{j:06d}-" + "x" * 90 for j in range(1000)]      # about 100 KB a partition
+
+
 @pytest.mark.parametrize("master", ["local", "process:2"])
 def test_cached_partitions_take_at_most_half_the_budget_in_memory_and_the_rest_are_read_from_disk(master):
     """A cached RDD larger than the memory budget (``--mem``) does not grow a worker, or the driver in
     local mode, past it: the memory copies take at most half of it, the oldest leave first, and a
     partition no longer in memory is read from its disk copy (computed once all the same); unpersisted,
     its disk copies go."""
-    with Context(master, mem=1, quiet=True) as ctx:          # 1 MiB: room for one partition or so
+    with Context(master, mem=1, quiet=True) as ctx:          # 1 MiB: room for five partitions in memory
         computed = ctx.accumulator(0)
-        big = ctx.parallelize(range(8), 8).flatMap(partial(block_of_text, computed)).cache()
-        assert big.count() == 24000
-        assert sorted(big.collect()) == sorted(f"{i:02d}-{j:06d}-" + "x" * 90 for i in range(8) for j in range(3000))
-        assert big.map(len).sum() == 24000 * 100
-        assert computed.value == 8
+        big = ctx.parallelize(range(16), 16).flatMap(partial(lines_of_text, computed)).cache()
+        assert big.count() == 16000
+        assert sorted(big.collect()) == sorted(f"{i:02d}-{j:06d}-" + "x" * 90 for i in range(16) for j in range(1000))
+        assert big.map(len).sum() == 16000 * 100
+        assert computed.value == 16
         held = ctx.parallelize(range(8), 8).map(partial(held_bytes, ctx.work_dir)).collect()
         assert 0 < max(held) <= (1 << 20) // 2, held
         cache_folder = os.path.join(ctx.work_dir, "cache")
-        assert len(os.listdir(cache_folder)) >= 6          # those memory cannot hold at least
+        assert len(os.listdir(cache_folder)) >= 11          # those memory cannot hold at least
         big.unpersist()
         assert ctx.parallelize([1], 1).count() == 1          # drops big
         assert os.listdir(cache_folder) == []
+
+
+@register_func
+def kilobyte_lines(calls, n, i):
+    calls.add(1)
+    return (f"{i}-{j:07d}-".ljust(1000, "x") for j in range(n))
+
+
+@register_func
+def peak_reset(_x):
+    """This process's resident memory now, its peak reset to it (Linux's clear_refs)."""
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+    return _status_kib("VmRSS")
+
+
+@register_func
+def peak_kib(_x):
+    return _status_kib("VmHWM")
+
+
+def _status_kib(field):
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith(field + ":"))
+
+
+@pytest.mark.parametrize("master", ["local", "process:1"])
+def test_a_cached_partition_bigger_than_memory_goes_to_disk_as_it_is_computed(master):
+    """A cached partition whose packed copy outgrows an eighth of ``--mem`` is written to disk as it is
+    packed, and read back from there, by this task and the next: 80 MB of records cached under
+    ``--mem 32`` grow the process running the task by less than the budget (it grew by 160 MB when the
+    copy was made in memory, then joined), no memory copy of it is kept, and it is computed once."""
+    with Context(master, mem=32, quiet=True) as ctx:
+        computed = ctx.accumulator(0)
+        before = ctx.parallelize([0], 1).map(peak_reset).collect()[0]
+        big = ctx.parallelize([7], 1).flatMap(partial(kilobyte_lines, computed, 80_000)).cache()
+        assert big.count() == 80_000
+        grown = ctx.parallelize([0], 1).map(peak_kib).collect()[0] - before
+        assert grown < 32 * 1024, f"grew by {grown} KiB"
+        assert big.map(len).sum() == 80_000 * 1000
+        assert big.filter(partial(operator.eq, "7-0012345-".ljust(1000, "x"))).count() == 1
+        assert computed.value == 1
+        assert ctx.parallelize([0], 1).map(partial(held_bytes, ctx.work_dir)).collect() == [0]
+        left = [name for name in os.listdir(os.path.join(ctx.work_dir, "cache")) if not name.endswith(".lock")]
+        assert left == [f"{big.id}-0"]          # (no temporary file, no published copy, no owner file)
 
 
 def test_a_damaged_disk_copy_of_a_cached_partition_fails_its_task_instead_of_giving_fewer_records():
