@@ -1730,8 +1730,10 @@ class CartesianRDD(RDD):
         return [(self.a, i), (self.b, j)]
 
     def compute(self, split: int, task: Any) -> Iterator[Any]:
+        from gopark.shuffle import records_to_reread
         i, j = divmod(split, self.b.num_partitions)
-        right = list(self.b.iterator(j, task))
+        # b's partition is read again for each record of a's: held, or packed to disk past the budget
+        right = records_to_reread(self.b.iterator(j, task), task.env.mem_bytes, task.env.spill_root)
         return ((x, y) for x in self.a.iterator(i, task) for y in right)
 
     @classmethod

@@ -1272,3 +1272,51 @@ def external_sort(records: Iterable[Any], key: Callable[[Any], Any], reverse: bo
     finally:
         if folder:
             shutil.rmtree(folder, ignore_errors=True)
+
+
+def records_to_reread(records: Iterable[Any], mem_bytes: int, spill_root: str) -> Iterable[Any]:
+    """``records``, to be iterated again and again (a cartesian product's right-hand partition, once for
+    each record of its left): a list, or, when they outgrow the memory budget, a :class:`Reread` of them."""
+    budget = Budget(mem_bytes)
+    held: list = []
+    it = iter(records)
+    while True:
+        block = list(itertools.islice(it, _CHECK_EVERY))
+        held += block
+        if len(block) < _CHECK_EVERY:
+            return held
+        if budget.full_of_records(block[-1]):
+            break
+    step = max(16, min(4096, _REREAD_CHUNK // budget.avg))
+    return Reread(_let_go(held, step), it, spill_root, step)
+
+
+def _let_go(held: list, step: int) -> Iterator[Any]:
+    """The records of ``held``, the list emptied a chunk of ``step`` at a time as they are taken."""
+    while held:
+        chunk = held[:step]
+        del held[:step]
+        yield from chunk
+
+
+_REREAD_CHUNK = 256 << 10      # bytes (estimated) of a chunk of a Reread's file
+
+
+class Reread:
+    """Records packed, in chunks, into a temporary file of no name (its space goes with the last reference
+    to it, or with the process), read again from the start at each iteration (by ``pread``: two passes at
+    once do not disturb each other)."""
+
+    def __init__(self, first: Iterable[Any], rest: Iterator[Any], spill_root: str, step: int) -> None:
+        os.makedirs(spill_root, exist_ok=True)
+        self._file = tempfile.TemporaryFile(dir=spill_root)
+        packer = serialize.Packer("a record held for a cartesian product")
+        for records in (iter(first), rest):
+            while chunk := list(itertools.islice(records, step)):
+                _write_chunk(self._file, chunk, packer)
+        self._file.flush()
+        self._size = self._file.tell()
+
+    def __iter__(self) -> Iterator[Any]:
+        chunks = _read_chunks_from(_Range(self._file.fileno(), 0, self._size), "a cartesian product's records")
+        return itertools.chain.from_iterable(chunks)  # type: ignore[arg-type]

@@ -10,7 +10,7 @@ from functools import partial
 
 import pytest
 from apps import shared_app
-from apps.funcs import add_to, count_call
+from apps.funcs import add_to, count_call, peak_kib, peak_reset
 
 from gopark import Context, JobError, SerializationError, register_func
 
@@ -536,24 +536,6 @@ def test_cached_partitions_take_at_most_half_the_budget_in_memory_and_the_rest_a
 def kilobyte_lines(calls, n, i):
     calls.add(1)
     return (f"{i}-{j:07d}-".ljust(1000, "x") for j in range(n))
-
-
-@register_func
-def peak_reset(_x):
-    """This process's resident memory now, its peak reset to it (Linux's clear_refs)."""
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")
-    return _status_kib("VmRSS")
-
-
-@register_func
-def peak_kib(_x):
-    return _status_kib("VmHWM")
-
-
-def _status_kib(field):
-    with open("/proc/self/status") as f:
-        return next(int(line.split()[1]) for line in f if line.startswith(field + ":"))
 
 
 @pytest.mark.parametrize("master", ["local", "process:1"])

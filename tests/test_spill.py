@@ -12,6 +12,7 @@ import tempfile
 from collections.abc import Iterable
 
 import pytest
+from apps.funcs import peak_kib, peak_reset
 
 from gopark import Context, SerializationError, pipeline, register_func, shuffle
 
@@ -427,3 +428,48 @@ def test_values_that_grow_midway_count_at_their_new_size(monkeypatch: pytest.Mon
     step = pipeline.CHECK_EVERY * _true_size(rows[-1], set())     # what may come in between two looks
     assert max(held) < 1.2 * limit + step, (held, limit, step)
     assert max(chunks) <= shuffle._hold(64 << 20, 2) // 2, chunks    # about a quarter of what it holds
+
+
+@register_func
+def text_row(i: int) -> tuple:
+    return (i, f"{i:05d}".ljust(300, "x"), frozenset({i, -i}))
+
+
+@register_func
+def kilobyte_line(i: int) -> str:
+    return f"{i:07d}".ljust(1000, "x")
+
+
+@pytest.mark.parametrize("master", ["local", "process:2"])
+def test_a_cartesian_products_right_partition_larger_than_memory_is_read_again_from_disk(
+        monkeypatch: pytest.MonkeyPatch, master: str) -> None:
+    """The right-hand partition of a cartesian product, read once for each record of the left one, is held
+    while it fits the budget, else packed to a file read again at each pass: the pairs are Spark's, in its
+    order (each left record with every right one), their types kept."""
+    files: list[str] = []
+    real = tempfile.TemporaryFile
+
+    def spying(*args, **kwargs):  # noqa: ANN002, ANN003
+        files.append(kwargs.get("dir", ""))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(tempfile, "TemporaryFile", spying)
+    left, right = list(range(7)), [text_row(i) for i in range(4000)]      # 1.3 MB on the right
+    with Context(master, mem=1, quiet=True) as ctx:
+        got = ctx.parallelize(left, 2).cartesian(ctx.parallelize(range(4000), 1).map(text_row)).collect()
+        small = ctx.parallelize(left, 2).cartesian(ctx.parallelize(range(100), 1).map(text_row)).collect()
+    assert got == [(x, y) for x in left[:3] for y in right] + [(x, y) for x in left[3:] for y in right]
+    assert small == [(x, y) for x in left[:3] for y in right[:100]] + [(x, y) for x in left[3:] for y in right[:100]]
+    if master == "local":
+        assert len(files) == 2 and all("spill" in d for d in files)     # one for each task of the first only
+
+
+def test_a_cartesian_products_right_partition_larger_than_memory_does_not_grow_the_worker() -> None:
+    """80 MB of records on the right of a cartesian product under ``--mem 32``: the worker grows by less
+    than the budget (it grew by 80 MB when they were held as a list)."""
+    with Context("process:1", mem=32, quiet=True) as ctx:
+        before = ctx.parallelize([0], 1).map(peak_reset).collect()[0]
+        right = ctx.parallelize(range(80_000), 1).map(kilobyte_line)
+        assert ctx.parallelize([1, 2, 3], 1).cartesian(right).count() == 240_000
+        grown = ctx.parallelize([0], 1).map(peak_kib).collect()[0] - before
+    assert grown < 32 * 1024, f"grew by {grown} KiB"
