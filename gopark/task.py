@@ -32,7 +32,7 @@ from gopark.errors import FetchFailed, SerializationError, Terminated
 from gopark.partitioner import KeyedPartitioner
 from gopark.partitioner import from_wire as partitioner_from_wire
 from gopark.rdd import RDD, lineage_from_wire
-from gopark.shuffle import Merger, read_shuffle, shuffle_chunks, write_map_output
+from gopark.shuffle import Merger, held_size, read_shuffle, shuffle_chunks, write_map_output
 from gopark.trash import Trash
 
 log = logging.getLogger("gopark.task")
@@ -154,7 +154,7 @@ def remove_cached(rdd_ids: list[int], work_dir: str, trash: Trash) -> None:
 
 _OWNER_HEADER = 64     # bytes before a cached partition's data in its file: the name of the task's owner file
 _CACHE_BATCH = 4096    # records packed at once into a cached partition's copy (fewer when they are big) ...
-_CACHE_CHUNK = 1 << 20     # ... so that a batch packs to about this many bytes at most
+_CACHE_CHUNK = 1 << 20     # ... so that a batch packs to, and holds as objects, about this many bytes at most
 _ON_DISK = 8           # a cached partition whose packed copy outgrows this fraction of --mem goes to disk as packed
 _MAX_LOCKS = 64        # cached partitions a task computes at once, one inside another, under their lock
 
@@ -278,8 +278,9 @@ class TaskContext:
         """A cached RDD's partition computed, whole (as Spark's: ``take(1)`` of it computes all of it), and
         packed as it comes, a batch at a time: its records, and its packed copy.
 
-        The records are the computed objects themselves while their packed copy is small (at most
-        1/16 of ``--mem``, about half of it as objects: held both ways, then); past that, those of the
+        The records are the computed objects themselves while they and their packed copy are small (at
+        most 1/16 of ``--mem`` both, the objects sized by a record sampled from each batch: lists of 40
+        ints take ten times their packed size); past that, those of the
         batches already packed are let go and the records are read back from the packed copy as they are
         taken: the partition is held whole once, packed (twice for a moment, as its batches are joined),
         not also as a list of its objects (a partition of 1M small tuples cached by a worker given
@@ -291,8 +292,9 @@ class TaskContext:
         keep_until = self.env.mem_bytes // 16
         packer = serialize.Packer("cache")
         kept: list[list] | None = []
+        held = 0            # bytes of the objects kept, about
         chunks: list[bytes] = []
-        size, step = 0, _CACHE_BATCH
+        size, step = 0, 64      # records a batch: doubled up to _CACHE_BATCH while the batches stay small
         out: io.FileIO | None = None        # the file of a copy memory cannot hold (and its path)
         path = ""
         to_disk = True
@@ -313,8 +315,10 @@ class TaskContext:
                     raise
                 chunks.append(chunk)
                 size += len(chunk)
+                batch_held = len(batch) * (held_size(batch[-1]) + 8)    # its objects, about
                 if kept is not None:
-                    if size <= keep_until:
+                    held += batch_held
+                    if size + held <= keep_until:
                         kept.append(batch)
                     else:
                         kept = None
@@ -331,8 +335,11 @@ class TaskContext:
                         out.close()
                         _unlink(path)
                         out, to_disk = None, False
-                if len(chunk) > _CACHE_CHUNK:     # big records: fewer of them a batch
-                    step = max(1, step * _CACHE_CHUNK // len(chunk))
+                bigger = max(len(chunk), batch_held)
+                if bigger > _CACHE_CHUNK:     # big records: fewer of them a batch
+                    step = max(1, step * _CACHE_CHUNK // bigger)
+                elif step < _CACHE_BATCH and len(batch) == step and 2 * bigger <= _CACHE_CHUNK:
+                    step = min(_CACHE_BATCH, 2 * step)
                 del batch, chunk
             if out is not None:
                 out.close()

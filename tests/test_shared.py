@@ -559,6 +559,27 @@ def test_a_cached_partition_bigger_than_memory_goes_to_disk_as_it_is_computed(ma
         assert left == [f"{big.id}-0"]          # (no temporary file, no published copy, no owner file)
 
 
+@register_func
+def int_lists(n, i):
+    return ([i * 10**6 + j * 100 + k + 300 for k in range(100)] for j in range(n))   # 100 ints: 3.6 KB as objects
+
+
+@pytest.mark.parametrize("master", ["local", "process:1"])
+def test_the_objects_a_cached_partition_keeps_for_its_first_read_are_sized_as_objects(master):
+    """The task that caches a partition reads its first pass from the computed objects while they are
+    small, sized as objects (not by their packed copy), and packs them in batches of about 1 MB as objects:
+    10k lists of 100 ints (4.9 MB packed, 36 MB as objects) cached under ``--mem 64`` grew a worker by 57
+    MB (kept until their packed copy passed 1/16 of ``--mem``, the first batch 4096 of them whatever
+    their size), now by about 23 MB."""
+    with Context(master, mem=64, quiet=True) as ctx:
+        before = ctx.parallelize([0], 1).map(peak_reset).collect()[0]
+        rows = ctx.parallelize([3], 1).flatMap(partial(int_lists, 10_000)).cache()
+        assert rows.map(len).sum() == 10_000 * 100
+        grown = ctx.parallelize([0], 1).map(peak_kib).collect()[0] - before
+        assert grown < 32 * 1024, f"grew by {grown} KiB"         # (half the budget)
+        assert rows.map(sum).sum() == sum(map(sum, int_lists(10_000, 3)))
+
+
 def test_a_damaged_disk_copy_of_a_cached_partition_fails_its_task_instead_of_giving_fewer_records():
     """A cached partition's disk copy cut short (damaged from outside: they are written whole, renamed into
     place) is an error where it is read; msgpack's reader would have ended there as if it were whole."""
