@@ -315,7 +315,7 @@ class TaskContext:
                     raise
                 chunks.append(chunk)
                 size += len(chunk)
-                batch_held = len(batch) * (held_size(batch[-1]) + 8)    # its objects, about
+                batch_held = len(batch) * (held_size(batch[-1]) + 8) if batch else 0    # its objects, about
                 if kept is not None:
                     held += batch_held
                     if size + held <= keep_until:

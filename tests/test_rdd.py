@@ -11,7 +11,7 @@ import os
 import random
 import time
 from functools import partial
-from operator import itemgetter
+from operator import itemgetter, lt
 
 import pytest
 from apps.funcs import add_to, count_call
@@ -674,6 +674,14 @@ def test_tasks_that_need_each_others_cached_partitions_compute_each_once(ctx):
     got = a.zip(b).union(b.zip(a)).collect()
     assert got == [(i, 100 + i) for i in range(100)] + [(100 + i, i) for i in range(100)]
     assert acc.value == 200
+
+
+def test_cached_empty_partitions(ctx):
+    """Partitions with no record cache as such: an empty RDD, and the empty partitions of a filter."""
+    empty = ctx.parallelize([], 3).cache()
+    assert empty.count() == 0 and empty.collect() == [] and empty.glom().collect() == [[], [], []]
+    few = ctx.parallelize(range(10), 4).filter(partial(lt, 7)).cache()
+    assert few.glom().collect() == [[], [], [8, 9], []] and few.sum() == 17
 
 
 @pytest.mark.parametrize("parts", [2, 3, 6])
