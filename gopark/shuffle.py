@@ -52,6 +52,7 @@ import shutil
 import struct
 import sys
 import tempfile
+import weakref
 import zlib
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from typing import Any
@@ -1292,10 +1293,13 @@ def records_to_reread(records: Iterable[Any], mem_bytes: int, spill_root: str) -
 
 
 def _let_go(held: list, step: int) -> Iterator[Any]:
-    """The records of ``held``, the list emptied a chunk of ``step`` at a time as they are taken."""
+    """The records of ``held``, the list emptied a chunk of ``step`` at a time as they are taken (from its
+    end, reversed once: cutting chunks off its front would move the rest each time)."""
+    held.reverse()
     while held:
-        chunk = held[:step]
-        del held[:step]
+        chunk = held[-step:]
+        del held[-step:]
+        chunk.reverse()
         yield from chunk
 
 
@@ -1303,20 +1307,29 @@ _REREAD_CHUNK = 256 << 10      # bytes (estimated) of a chunk of a Reread's file
 
 
 class Reread:
-    """Records packed, in chunks, into a temporary file of no name (its space goes with the last reference
-    to it, or with the process), read again from the start at each iteration (by ``pread``: two passes at
-    once do not disturb each other)."""
+    """Records packed, in chunks, into a temporary file of no name (closed when the Reread is let go; its
+    space goes with it, or with the process), read again from the start at each iteration (by ``pread``:
+    two passes at once do not disturb each other)."""
 
     def __init__(self, first: Iterable[Any], rest: Iterator[Any], spill_root: str, step: int) -> None:
         os.makedirs(spill_root, exist_ok=True)
         self._file = tempfile.TemporaryFile(dir=spill_root)
+        weakref.finalize(self, self._file.close)
         packer = serialize.Packer("a record held for a cartesian product")
-        for records in (iter(first), rest):
-            while chunk := list(itertools.islice(records, step)):
-                _write_chunk(self._file, chunk, packer)
-        self._file.flush()
+        try:
+            for records in (iter(first), rest):
+                while chunk := list(itertools.islice(records, step)):
+                    _write_chunk(self._file, chunk, packer)
+            self._file.flush()
+        except BaseException:
+            self._file.close()
+            raise
         self._size = self._file.tell()
 
     def __iter__(self) -> Iterator[Any]:
-        chunks = _read_chunks_from(_Range(self._file.fileno(), 0, self._size), "a cartesian product's records")
-        return itertools.chain.from_iterable(chunks)  # type: ignore[arg-type]
+        return itertools.chain.from_iterable(self._chunks())
+
+    def _chunks(self) -> Iterator[list]:
+        """The file's chunks, from the start (the Reread, and its file, kept open while they are read)."""
+        yield from _read_chunks_from(_Range(self._file.fileno(), 0, self._size),  # type: ignore[misc]
+                                     "the temporary file of a cartesian product's records")

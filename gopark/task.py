@@ -24,6 +24,7 @@ import sys
 import tempfile
 import threading
 import traceback
+import weakref
 from collections.abc import Iterator
 from typing import Any
 
@@ -170,11 +171,13 @@ def _cached_records(packed: bytes | io.BufferedReader) -> Iterator[Any]:
     if empty:           # (a partition with no record is an empty batch)
         f.close()
         raise ValueError("a cached partition's copy is empty: was its file damaged?")
-    return itertools.chain.from_iterable(_unpacked(f))
+    batches = _unpacked(f)
+    weakref.finalize(batches, f.close)      # (let go unstarted, say by a zip whose other side failed)
+    return itertools.chain.from_iterable(batches)
 
 
 def _unpacked(f: io.BytesIO | io.BufferedReader) -> Iterator[list]:
-    """The batches of ``f``, which is closed once they are read (or they are let go)."""
+    """The batches of ``f``, which is closed once they are read."""
     with f:
         yield from serialize.unpack_file(f, "a cached partition's copy")
 
@@ -278,9 +281,9 @@ class TaskContext:
         """A cached RDD's partition computed, whole (as Spark's: ``take(1)`` of it computes all of it), and
         packed as it comes, a batch at a time: its records, and its packed copy.
 
-        The records are the computed objects themselves while they and their packed copy are small (at
-        most 1/16 of ``--mem`` both, the objects sized by a record sampled from each batch: lists of 40
-        ints take ten times their packed size); past that, those of the
+        The records are the computed objects themselves while their packed copy is small (at most 1/16
+        of ``--mem``) and they are too (at most 1/4, sized by a record sampled from each batch: lists of
+        40 ints take ten times their packed size); past that, those of the
         batches already packed are let go and the records are read back from the packed copy as they are
         taken: the partition is held whole once, packed (twice for a moment, as its batches are joined),
         not also as a list of its objects (a partition of 1M small tuples cached by a worker given
@@ -289,7 +292,7 @@ class TaskContext:
         back from there: a partition bigger than memory is not held at all (200k records of 1 KB, in two
         partitions cached by two workers given ``--mem 64``, took 224 MiB each).
         """
-        keep_until = self.env.mem_bytes // 16
+        keep_until, keep_held = self.env.mem_bytes // 16, self.env.mem_bytes // 4
         packer = serialize.Packer("cache")
         kept: list[list] | None = []
         held = 0            # bytes of the objects kept, about
@@ -318,7 +321,7 @@ class TaskContext:
                 batch_held = len(batch) * (held_size(batch[-1]) + 8) if batch else 0    # its objects, about
                 if kept is not None:
                     held += batch_held
-                    if size + held <= keep_until:
+                    if size <= keep_until and held <= keep_held:
                         kept.append(batch)
                     else:
                         kept = None
@@ -356,10 +359,12 @@ class TaskContext:
 
     def _copy_file(self, rdd_id: int, split: int) -> tuple[io.FileIO, str]:
         """A new file for a cached partition's copy that memory cannot hold, its header zeros (see
-        :class:`_OnDisk`), in the cache folder (which the copy is moved within, to publish or commit it)."""
-        folder = os.path.dirname(self.env.cache_path(rdd_id, split))
-        os.makedirs(folder, exist_ok=True)
-        fd, path = tempfile.mkstemp(prefix=f"{rdd_id}-{split}.", suffix=".tmp", dir=folder)
+        :class:`_OnDisk`), in this process's spill folder (removed with the process if it dies: a worker
+        killed mid-task leaves no part of it), on the work folder's file system, from which it is moved
+        into the cache folder to publish or commit it."""
+        os.makedirs(self.env.spill_root, exist_ok=True)
+        os.makedirs(os.path.dirname(self.env.cache_path(rdd_id, split)), exist_ok=True)
+        fd, path = tempfile.mkstemp(prefix=f"cache-{rdd_id}-{split}.", suffix=".tmp", dir=self.env.spill_root)
         out = io.FileIO(fd, "wb")
         try:
             _write_chunks(out, [bytes(_OWNER_HEADER)])

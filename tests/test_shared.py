@@ -560,6 +560,69 @@ def test_a_cached_partition_bigger_than_memory_goes_to_disk_as_it_is_computed(ma
 
 
 @register_func
+def lines_dying_once(marker, i):
+    """1 KB lines; the process dies (SIGKILL) halfway through the first time, as an OOM kill would."""
+    import signal
+    for j in range(20_000):
+        if j == 10_000 and not os.path.exists(marker):
+            open(marker, "w").close()
+            os.kill(os.getpid(), signal.SIGKILL)
+        yield f"{i}-{j:07d}-".ljust(1000, "x")
+
+
+def test_a_worker_killed_while_it_writes_a_cached_partition_to_disk_leaves_no_part_of_it(tmp_path):
+    """The copy a task writes as it computes a partition memory cannot hold is made in its worker's spill
+    folder, removed when the worker dies: a worker killed halfway leaves nothing of it (it left a 10 MB
+    temporary file in the cache folder until the Context stopped), and the retry caches it whole."""
+    with Context("process:1", mem=8, quiet=True) as ctx:
+        lines = ctx.parallelize([5], 1).flatMap(partial(lines_dying_once, str(tmp_path / "died"))).cache()
+        assert lines.count() == 20_000
+        assert lines.map(len).sum() == 20_000 * 1000
+        left = [os.path.relpath(os.path.join(d, f), ctx.work_dir) for folder in ("cache", "spill")
+                for d, _, files in os.walk(os.path.join(ctx.work_dir, folder)) for f in files
+                if not f.endswith(".lock")]
+        assert left == [os.path.join("cache", f"{lines.id}-0")], left
+    assert (tmp_path / "died").exists()
+
+
+def test_files_of_cached_copies_and_cartesian_products_are_closed_even_when_left_unread(tmp_path):
+    """A cached partition's disk copy is open while its records are read, and closed also when the reading
+    never starts (a zip whose other side failed); a cartesian product's right-hand records packed to a
+    temporary file have it closed when the product is done, or left after a take: Python's development
+    mode reports no unclosed file."""
+    import subprocess
+    import sys
+    script = tmp_path / "unread.py"
+    script.write_text(
+        "import os, sys\n"
+        "from functools import partial\n"
+        "sys.path.insert(0, os.path.join(sys.argv[1], 'tests'))\n"
+        "from test_shared import kilobyte_lines\n"
+        "from gopark import Context, JobError, register_func\n"
+        "@register_func\n"
+        "def bad(x):\n"
+        "    raise ValueError('no')\n"
+        "if __name__ == '__main__':\n"
+        "    for master in ('local', 'process:1'):\n"
+        "        with Context(master, mem=1, quiet=True, max_failures=1) as ctx:\n"
+        "            calls = ctx.accumulator(0)\n"
+        "            big = ctx.parallelize([1], 1).flatMap(partial(kilobyte_lines, calls, 3000)).cache()\n"
+        "            assert big.count() == 3000\n"
+        "            try:\n"
+        "                big.map(bad).zip(big).count()\n"
+        "            except JobError:\n"
+        "                pass\n"
+        "            pairs = ctx.parallelize([1, 2], 1).cartesian(big)\n"
+        "            assert pairs.count() == 6000 and len(pairs.take(3)) == 3\n"
+        "    print('done')\n")
+    env = dict(os.environ, PYTHONDEVMODE="1")
+    ran = subprocess.run([sys.executable, str(script), os.path.dirname(os.path.dirname(os.path.abspath(__file__)))],
+                         capture_output=True, text=True, timeout=120, env=env)
+    assert ran.returncode == 0 and "done" in ran.stdout, ran.stderr
+    assert "ResourceWarning" not in ran.stderr, ran.stderr
+
+
+@register_func
 def int_lists(n, i):
     return ([i * 10**6 + j * 100 + k + 300 for k in range(100)] for j in range(n))   # 100 ints: 3.6 KB as objects
 
