@@ -1209,10 +1209,15 @@ _FAN_IN = 64               # sorted runs merged at once (the merge holds a chunk
 
 def write_records(path: str, records: Iterable[Any], step: int, packer: serialize.Packer) -> None:
     """``records`` to the file ``path``, in chunks of ``step`` records (a sorted run, a checkpoint's part)."""
-    it = iter(records)
     with open(path, "wb") as f:
-        while chunk := list(itertools.islice(it, step)):
-            _write_chunk(f, chunk, packer)
+        _write_records_to(f, records, step, packer)
+
+
+def _write_records_to(f: Any, records: Iterable[Any], step: int, packer: serialize.Packer) -> None:
+    """``records`` to the open binary file ``f``, in chunks of ``step`` records."""
+    it = iter(records)
+    while chunk := list(itertools.islice(it, step)):
+        _write_chunk(f, chunk, packer)
 
 
 def read_records(path: str) -> Iterator[Any]:
@@ -1317,9 +1322,7 @@ class Reread:
         weakref.finalize(self, self._file.close)
         packer = serialize.Packer("a record held for a cartesian product")
         try:
-            for records in (iter(first), rest):
-                while chunk := list(itertools.islice(records, step)):
-                    _write_chunk(self._file, chunk, packer)
+            _write_records_to(self._file, itertools.chain(first, rest), step, packer)
             self._file.flush()
         except BaseException:
             self._file.close()
