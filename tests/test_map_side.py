@@ -549,6 +549,44 @@ def test_int_keys_placed_by_value_land_where_their_hash_puts_them(tmp_path, n, s
     assert sorted(map(repr, (k for k, _, _ in found))) == sorted(map(repr, keys))
 
 
+def _widths_in_files(path):
+    """{flag of int width: chunks} over the buckets of the map output ``path``, unsigned width included."""
+    found: collections.Counter = collections.Counter()
+    with open(path, "rb") as f:
+        for r in range(shuffle.output_reducers(path)):
+            for start, end in shuffle.bucket_ranges(f.fileno(), r, path):
+                f.seek(start)
+                while f.tell() < end:
+                    size, flags = shuffle._HEADER.unpack(f.read(shuffle._HEADER.size))
+                    f.seek(size, 1)
+                    found[flags & shuffle._WIDTHS] += 1
+    return found
+
+
+@pytest.mark.parametrize("top, widths", [
+    (2**31 - 1, {"_UINT32"}),                   # all within int32 too
+    (2**32 - 1, {"_UINT32"}),                   # past int32, within uint32: the same bits read as signed differ
+    (2**32, {"_UINT32", "_INT64"}),             # one past uint32: int64s from its flush on
+    (-5, {"_UINT32", "_INT64"}),                # a negative key: int64s from its flush on
+])
+def test_int_keys_placed_by_value_travel_as_uint32s_until_one_does_not_fit(tmp_path, top, widths):
+    """Non-negative int keys placed by value travel as uint32s (``array.append`` converts an unsigned item
+    in one C call); a key below 0 or past 2**32 - 1 widens the buffers to int64s. Read back, every key
+    is the same int, in its hash's reducer."""
+    after_probe = shuffle._PROBE_RECORDS + 1000
+    flushed = shuffle._FLUSH_BLOCKS * shuffle._CHECK_EVERY    # records placed by value before a write
+    keys = [i * 7919 % 100_003 for i in range(after_probe + flushed)] + [2**31 + i for i in range(-2000, 2000)] \
+        + [top - i for i in range(3000)] + [i % 5000 for i in range(PER_PART)]
+    out, _ = shuffle.write_map_output(iter(keys), str(tmp_path), 1, 0, 0, HashPartitioner(4), None,
+                                      operator.add, 1 << 26, False, ops=[("map", keyed)])
+    found = _widths_in_files(out)      # (the probe's keys, placed by hash, travel as int32s)
+    assert {name for name in ("_INT64", "_UINT32") if found[getattr(shuffle, name)]} == widths
+    placed = _places_of(out, 4)
+    assert all(hash(k) % 4 == r for k, r, _ in placed)
+    assert sorted(k for k, _, _ in placed) == sorted(keys)
+    assert {type(k) for k, _, _ in placed} == {int}
+
+
 @register_func
 def key_of(row):
     return (row[0], 1)
