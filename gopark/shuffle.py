@@ -780,24 +780,27 @@ def _probe_scattering(records: Iterator[Any], ops: Sequence[tuple[str, Callable[
     nothing then, when nearly every key is new, beyond a set of its keys.
     """
     while True:
-        buckets.by_hash()       # (before the marks: the scatter below would write out keys placed by value)
-        marks = [len(buf) for buf in buckets.ones]
+        # keys placed by value (in ``ints``, while every key is an int) or by hash (in ``ones``): a probe's go
+        # to one or the other, in the order they came, each equal key in one buffer (by value, all are ints:
+        # the first key that is not one writes them out, and the probe cannot tell)
+        held = buckets.ints, buckets.ones
+        marks = [[len(buf) for buf in bufs] for bufs in held]
         flushes = buckets.flushes
-        # its keys are taken back if they repeat, and counted buffer by buffer: each equal key in one
-        # buffer, in the order they came (as by hash only: placed by value, -1 would not be with -1.0)
-        _scatter(itertools.islice(records, _PROBE_RECORDS), ops, buckets, budget, partitioner, None,
-                 flush_blocks=None, by_value=False)
+        _scatter(itertools.islice(records, _PROBE_RECORDS), ops, buckets, budget, partitioner, None, flush_blocks=None)
         if buckets.flushes != flushes:      # the budget wrote them out: they cannot be taken back, nor tell
             continue
-        probed = [buf[m:] for buf, m in zip(buckets.ones, marks)]
-        seen = sum(map(len, probed))
-        if seen >= _PROBE_MIN_PAIRS and len(set(itertools.chain.from_iterable(probed))) > seen * _UNIQUE:
+        held = buckets.ints, buckets.ones      # (widened ints: new arrays, holding the same keys)
+        probed = [[buf[m:] for buf, m in zip(bufs, ms)] for bufs, ms in zip(held, marks)]
+        seen = sum(len(keys) for taken in probed for keys in taken)
+        if seen >= _PROBE_MIN_PAIRS and \
+                len(set(itertools.chain.from_iterable(itertools.chain(*probed)))) > seen * _UNIQUE:
             _scatter(itertools.islice(records, _SCATTER_RECORDS), ops, buckets, budget, partitioner, None)
             continue
-        for buf, m, keys in zip(buckets.ones, marks, probed):
-            if keys:
-                pipeline.count_keys(combined, keys)
-                del buf[m:]
+        for bufs, ms, taken in zip(held, marks, probed):
+            for buf, m, keys in zip(bufs, ms, taken):
+                if keys:
+                    pipeline.count_keys(combined, keys)
+                    del buf[m:]
         return
 
 

@@ -164,6 +164,27 @@ def test_the_probe_of_keys_sent_alone_counts_them_back_when_they_repeat(tmp_path
     assert _pairs_written(tmp_path, records, [("map", new_then_ten)], shuffle_id=14) == probed + scattered + 10
 
 
+@pytest.mark.parametrize("cycle, combined", [
+    (list(range(1000)), True),                                  # uint32s
+    ([-1, *range(999)], True),                                  # -1: int64s from it on, not its own hash
+    ([*range(999), 2**62], True),                               # an int64 beyond its own hash
+    ([*range(500), "s", *range(500, 999)], False),              # not an int: the probe starts again, by hash
+])
+def test_the_probe_of_int_keys_placed_by_value_counts_them_back(tmp_path, cycle, combined):
+    """The probe places int keys by value too; keys that repeat are taken back out of those buffers, widened
+    or not, and counted: one pair a key, each in its hash's reducer, the sums of plain Python."""
+    keys = [cycle[i % len(cycle)] for i in range(2 * PER_PART)]
+    path, _ = shuffle.write_map_output(iter(keys), str(tmp_path), 1, 0, 0, HashPartitioner(3), None, operator.add,
+                                       1 << 30, False, [("map", keyed)])
+    placed = [(r, p) for r in range(3) for chunk in shuffle.read_output(path, r) for p in shuffle._pairs(chunk)]
+    assert all(HashPartitioner(3).get_partition(k) == r for r, (k, _) in placed)
+    sums: collections.Counter = collections.Counter()
+    for _, (k, n) in placed:
+        sums[k] += n
+    assert sums == collections.Counter(keys)
+    assert (len(placed) == len(cycle)) is combined
+
+
 def test_keys_sent_alone_or_counted_back_sum_as_plain_python(ctx):
     for fn in (thousand, new_then_ten, spread):
         n = 3 * PER_PART if fn is not new_then_ten else (1 << 16) + 2 * shuffle._SCATTER_RECORDS
