@@ -781,13 +781,12 @@ def test_aggregate_by_key_takes_the_zero_once_per_key_of_a_map_task(ctx):
     assert set(ctx.parallelize(rows, 2).aggregateByKey(1, keep, operator.add).values().collect()) == {2}
 
 
-def _drop_earlier_shuffles(ctx) -> None:
-    """The module's Context ran other tests' shuffles: those whose RDDs are garbage (in a reference cycle
-    until Python collects it, say an error a test kept) go before the next job, so the work folder holds
-    only this test's."""
-    import gc
-    gc.collect()
-    assert ctx.parallelize([1], 1).count() == 1
+def _map_outputs(ctx, earlier: frozenset = frozenset()) -> list[str]:
+    """The map outputs in the work folder, but for ``earlier`` ones: the module's Context ran other tests'
+    shuffles, whose files stay while their RDDs do (held by a test's kept error, a reference cycle Python
+    has not yet collected, ...)."""
+    import glob
+    return sorted(set(glob.glob(os.path.join(ctx.work_dir, "shuffle", "shuffle-*", "*"))) - earlier)
 
 
 def test_a_reducer_reads_only_the_map_outputs_that_sent_it_something(ctx):
@@ -795,18 +794,17 @@ def test_a_reducer_reads_only_the_map_outputs_that_sent_it_something(ctx):
     given only those that sent it something, so a shuffle of M maps to R reducers does not open M x R
     mostly empty buckets (256 x 256 of 4000 records: 3.7 s -> 1.1 s). Here every map output is removed
     after the map stage: the reducers they sent nothing to never look for them (no map task runs again)."""
-    import glob
-    _drop_earlier_shuffles(ctx)
+    earlier = frozenset(_map_outputs(ctx))
     pairs = ctx.parallelize([(0, i) for i in range(20)], 4).partitionByKey(8)
     assert pairs.glom().map(len).collect() == [20, 0, 0, 0, 0, 0, 0, 0]   # hash(0) % 8 == 0: all to reducer 0
-    outputs = glob.glob(os.path.join(ctx.work_dir, "shuffle", "shuffle-*", "*"))
+    outputs = _map_outputs(ctx, earlier)
     assert len(outputs) == 4
     for path in outputs:
         os.remove(path)
     assert ctx.runJob(pairs, ["count"], list(range(1, 8))) == [0] * 7
-    assert glob.glob(os.path.join(ctx.work_dir, "shuffle", "shuffle-*", "*")) == []    # no map task ran again
+    assert _map_outputs(ctx, earlier) == []    # no map task ran again
     assert sorted(pairs.values().collect()) == list(range(20))     # reducer 0's: computed again, as lost
-    assert len(glob.glob(os.path.join(ctx.work_dir, "shuffle", "shuffle-*", "*"))) == 4
+    assert len(_map_outputs(ctx, earlier)) == 4
 
 
 
@@ -814,13 +812,12 @@ def test_a_coalesce_of_a_shuffle_reads_its_reducers_written_buckets_and_catches_
     """A task reading several reducers of one shuffle (a coalesce of its partitions) is told by each map
     output's location which of them it sent nothing: those are read as empty, never looked for; an output
     the location says holds something and is not there is lost, computed again."""
-    import glob
-    _drop_earlier_shuffles(ctx)
+    earlier = frozenset(_map_outputs(ctx))
     pairs = ctx.parallelize([(k, i) for i in range(10) for k in (0, 3)], 2).partitionByKey(8)  # reducers 0, 3
     assert pairs.glom().map(len).collect() == [10, 0, 0, 10, 0, 0, 0, 0]
     merged = pairs.coalesce(2)                     # task 0 reads reducers 0-3, task 1 reads 4-7
     assert sorted(merged.glom().map(len).collect()) == [0, 20]
-    outputs = sorted(glob.glob(os.path.join(ctx.work_dir, "shuffle", "shuffle-*", "*")))
+    outputs = _map_outputs(ctx, earlier)
     assert len(outputs) == 2                       # one file a map task
     assert [[len(list(shuffle.read_output(path, r))) > 0 for r in range(8)] for path in outputs] == \
         [[True, False, False, True, False, False, False, False]] * 2
