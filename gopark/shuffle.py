@@ -28,11 +28,11 @@ set: the keys of pairs whose value is the int 1 (a map task whose records are
 ``(key, 1)`` by construction, the counting idiom, writes them so: half the
 data, and a reducer that adds counts them in C). With flag 4 besides, those
 keys are all ints and the payload is them as little-endian int64s (flag 8:
-int32s; flag 32: uint32s; no msgpack object a key to write or to read); with flag 16 besides,
-they are in sub-partitions of the reducer (:func:`key_subs`): the payload
-starts with their number (u8) and each one's count of keys (u32 LE). Flag 1:
-zlib-compressed (chosen per Context: by default only in Mesos mode, where
-buckets travel).
+int32s; flag 32: uint32s; no msgpack object a key to write or to read); with
+flag 16 besides, they are in sub-partitions of the reducer (:func:`key_subs`):
+the payload starts with their number (u8) and each one's count of keys (u32
+LE). Flag 1: zlib-compressed (chosen per Context: by default only in Mesos
+mode, where buckets travel).
 
 Reduce side (:class:`Merger`): merges values per key in a dict (int keys
 counted by sub-partition: a dict each, while only such chunks come); past the
@@ -206,7 +206,7 @@ _WIDTHS = _INT32 | _INT64 | _UINT32
 _SUB_COUNT = struct.Struct("<I")
 #: the array typecodes of the int widths a chunk of keys may have, by flag
 _INT_CODES = {_INT32: next(code for code in "ilh" if array.array(code).itemsize == 4), _INT64: "q",
-              _UINT32: next(code for code in "ILH" if array.array(code).itemsize == 4)}
+              _UINT32: next(code for code in "IL" if array.array(code).itemsize == 4)}
 
 
 class Keys:
@@ -456,7 +456,7 @@ class _Buckets:
         self.packer = serialize.Packer("a shuffle record")
 
     # -- pipeline.ByValue: int keys placed by value, into arrays of uint32s (int64s once one needs it: a
-    # negative key, or one past 2**32). Unsigned: ``array.append`` converts an item of an unsigned type
+    # negative key, or one of 2**32 or more). Unsigned: ``array.append`` converts an item of an unsigned type
     # with one C call, a signed one as a call's argument (PyArg_Parse): a map task's loop 16% faster
     def start(self) -> list[array.array]:
         if any(self.ones):
@@ -782,7 +782,8 @@ def _probe_scattering(records: Iterator[Any], ops: Sequence[tuple[str, Callable[
     while True:
         # keys placed by value (in ``ints``, while every key is an int) or by hash (in ``ones``): a probe's go
         # to one or the other, in the order they came, each equal key in one buffer (by value, all are ints:
-        # the first key that is not one writes them out, and the probe cannot tell)
+        # the first key that is not one writes out those held, which can then no longer be taken back: the
+        # probe sees the write and starts again)
         held = buckets.ints, buckets.ones
         marks = [[len(buf) for buf in bufs] for bufs in held]
         flushes = buckets.flushes
@@ -806,11 +807,11 @@ def _probe_scattering(records: Iterator[Any], ops: Sequence[tuple[str, Callable[
 
 def _scatter(records: Iterable[Any], ops: Sequence[tuple[str, Callable[..., Any]]], buckets: _Buckets,
              budget: Budget, partitioner: Any, create: Callable[[Any], Any] | None,
-             flush_blocks: int | None = _FLUSH_BLOCKS, by_value: bool = True) -> None:
+             flush_blocks: int | None = _FLUSH_BLOCKS) -> None:
     """Each (k, v) of ``records`` (through ``ops``) to its reducer's buffer as ``k, v`` (``k, create(v)``
     with ``create``), flushed to the bucket files whenever the budget is spent, and after every
-    ``flush_blocks`` blocks of records (None: only when the budget is spent). ``by_value``: keys alone
-    may be placed by value, where the buffers allow it (:class:`_Buckets`)."""
+    ``flush_blocks`` blocks of records (None: only when the budget is spent). Keys alone are placed by
+    value where the buffers allow it (:class:`_Buckets`)."""
     blocks = 0
     every = flush_blocks or 1 << 62
 
@@ -822,7 +823,7 @@ def _scatter(records: Iterable[Any], ops: Sequence[tuple[str, Callable[..., Any]
             buckets.flush()
             budget.reset()
 
-    by_value = by_value and buckets.by_value_allowed and not buckets.other_key_seen
+    by_value = buckets.by_value_allowed and not buckets.other_key_seen
     if not by_value:
         buckets.by_hash()
     pipeline.scatter(records, ops, buckets.bufs, create, partitioner, check, not_a_pair, ones=buckets.ones,

@@ -436,7 +436,7 @@ def _ints_in_files(path):
                 while f.tell() < end:
                     size, flags = shuffle._HEADER.unpack(f.read(shuffle._HEADER.size))
                     f.seek(size, 1)
-                    found[flags & (shuffle._INT32 | shuffle._INT64)] += 1
+                    found[flags & shuffle._WIDTHS] += 1
     return found
 
 
@@ -570,20 +570,6 @@ def test_int_keys_placed_by_value_land_where_their_hash_puts_them(tmp_path, n, s
     assert sorted(map(repr, (k for k, _, _ in found))) == sorted(map(repr, keys))
 
 
-def _widths_in_files(path):
-    """{flag of int width: chunks} over the buckets of the map output ``path``, unsigned width included."""
-    found: collections.Counter = collections.Counter()
-    with open(path, "rb") as f:
-        for r in range(shuffle.output_reducers(path)):
-            for start, end in shuffle.bucket_ranges(f.fileno(), r, path):
-                f.seek(start)
-                while f.tell() < end:
-                    size, flags = shuffle._HEADER.unpack(f.read(shuffle._HEADER.size))
-                    f.seek(size, 1)
-                    found[flags & shuffle._WIDTHS] += 1
-    return found
-
-
 @pytest.mark.parametrize("top, widths", [
     (2**31 - 1, {"_UINT32"}),                   # all within int32 too
     (2**32 - 1, {"_UINT32"}),                   # past int32, within uint32: the same bits read as signed differ
@@ -600,8 +586,8 @@ def test_int_keys_placed_by_value_travel_as_uint32s_until_one_does_not_fit(tmp_p
         + [top - i for i in range(3000)] + [i % 5000 for i in range(PER_PART)]
     out, _ = shuffle.write_map_output(iter(keys), str(tmp_path), 1, 0, 0, HashPartitioner(4), None,
                                       operator.add, 1 << 26, False, ops=[("map", keyed)])
-    found = _widths_in_files(out)      # (the probe's keys, placed by hash, travel as int32s)
-    assert {name for name in ("_INT64", "_UINT32") if found[getattr(shuffle, name)]} == widths
+    found = _ints_in_files(out)        # (the probe's keys too: placed by value, taken back if they repeat)
+    assert {name for name in ("_INT32", "_INT64", "_UINT32") if found[getattr(shuffle, name)]} == widths
     placed = _places_of(out, 4)
     assert all(hash(k) % 4 == r for k, r, _ in placed)
     assert sorted(k for k, _, _ in placed) == sorted(keys)
