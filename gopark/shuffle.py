@@ -784,25 +784,23 @@ def _probe_scattering(records: Iterator[Any], ops: Sequence[tuple[str, Callable[
         # to one or the other, in the order they came, each equal key in one buffer (by value, all are ints:
         # the first key that is not one writes out those held, which can then no longer be taken back: the
         # probe sees the write and starts again)
-        held = buckets.ints, buckets.ones
-        marks = [[len(buf) for buf in bufs] for bufs in held]
+        marks = [len(buf) for buf in (*buckets.ints, *buckets.ones)]
         flushes = buckets.flushes
         _scatter(itertools.islice(records, _PROBE_RECORDS), ops, buckets, budget, partitioner, None, flush_blocks=None)
         if buckets.flushes != flushes:      # the budget wrote them out: they cannot be taken back, nor tell
             continue
-        held = buckets.ints, buckets.ones      # (widened ints: new arrays, holding the same keys)
-        probed = [[buf[m:] for buf, m in zip(bufs, ms)] for bufs, ms in zip(held, marks)]
-        seen = sum(len(keys) for taken in probed for keys in taken)
+        held = [*buckets.ints, *buckets.ones]      # (after the scatter: widened ints are new arrays, same keys)
+        probed = [buf[m:] for buf, m in zip(held, marks)]
+        seen = sum(map(len, probed))
         # distinct keys counted buffer by buffer (equal keys share one, by value or by hash): 64 sets of a
         # thousand keys each cost 3.5 ms, one of 64k 6 ms
-        if seen >= _PROBE_MIN_PAIRS and sum(map(len, map(set, itertools.chain(*probed)))) > seen * _UNIQUE:
+        if seen >= _PROBE_MIN_PAIRS and sum(map(len, map(set, probed))) > seen * _UNIQUE:
             _scatter(itertools.islice(records, _SCATTER_RECORDS), ops, buckets, budget, partitioner, None)
             continue
-        for bufs, ms, taken in zip(held, marks, probed):
-            for buf, m, keys in zip(bufs, ms, taken):
-                if keys:
-                    pipeline.count_keys(combined, keys)
-                    del buf[m:]
+        for buf, m, keys in zip(held, marks, probed):
+            if keys:
+                pipeline.count_keys(combined, keys)
+                del buf[m:]
         return
 
 
